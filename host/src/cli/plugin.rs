@@ -1,0 +1,134 @@
+//! `godwit plugin inspect` and `godwit plugin build`.
+
+use super::{GlobalArgs, SandboxArgs};
+use crate::hash::to_hex;
+use crate::plugin::builder::{self, BuildRequest, Toolchain};
+use crate::plugin::{LoadedPlugin, contract};
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Print a plugin's manifest, hash, size, contract version and imports.
+    Inspect {
+        /// Plugin component (.wasm); a core wasip1 module is componentized on load.
+        file: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Build plugin crates into components (`<out>/<crate-name>.wasm`).
+    Build {
+        /// A plugin crate, or a directory whose subdirectories are plugin crates.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output directory of the components.
+        #[arg(long, default_value = "target/plugins")]
+        out: PathBuf,
+        /// Cargo target directory for the wasm builds.
+        #[arg(long, default_value = "target/wasm")]
+        target_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Toolchain::Auto)]
+        toolchain: Toolchain,
+    },
+}
+
+impl PluginCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        match self {
+            PluginCommand::Inspect { file, sandbox } => {
+                let host = sandbox.plugin_host()?;
+                let plugin = host.load(&file)?;
+                if global.json {
+                    println!("{}", serde_json::to_string_pretty(&inspect_json(&plugin))?);
+                } else {
+                    print_inspect(&plugin);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginCommand::Build { dirs, out, target_dir, toolchain } => {
+                let mut crates = Vec::new();
+                for dir in &dirs {
+                    crates.extend(plugin_crates(dir)?);
+                }
+                let built = builder::build(&BuildRequest { crates, out_dir: out, target_dir, toolchain })?;
+                for b in &built {
+                    if global.json {
+                        println!("{}", serde_json::json!({"name": b.name, "component": b.component, "size": b.size}));
+                    } else {
+                        println!("built {} ({} KiB)", b.component.display(), b.size / 1024);
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// `dir` itself if it is a crate, else its subdirectories that are crates.
+fn plugin_crates(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if dir.join("Cargo.toml").is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut crates = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading plugin directory {}", dir.display()))? {
+        let path = entry?.path();
+        if path.join("Cargo.toml").is_file() {
+            crates.push(path);
+        }
+    }
+    crates.sort();
+    if crates.is_empty() {
+        anyhow::bail!("{} is neither a plugin crate nor a directory of plugin crates", dir.display());
+    }
+    Ok(crates)
+}
+
+fn inspect_json(plugin: &LoadedPlugin) -> serde_json::Value {
+    let m = &plugin.manifest;
+    serde_json::json!({
+        "file": plugin.file,
+        "name": m.name,
+        "version": m.version.to_string(),
+        "requires": m.requires.as_ref().map(ToString::to_string),
+        "description": m.description,
+        "passes": m.passes.iter().map(|p| serde_json::json!({
+            "name": p.name,
+            "collection": p.collection,
+            "filter": bson::Bson::Document(p.filter.clone()).into_relaxed_extjson(),
+            "projection": p.projection.clone().map(|d| bson::Bson::Document(d).into_relaxed_extjson()),
+            "batch_size": p.batch_size,
+            "writes": p.writes,
+        })).collect::<Vec<_>>(),
+        "sha256": to_hex(&plugin.sha256),
+        "size": plugin.size,
+        "kind": plugin.kind,
+        "contract": format!("{}@{}", contract::PACKAGE, plugin.contract),
+        "imports": plugin.imports,
+        "exports": plugin.exports,
+        "compile_cache": plugin.cache,
+    })
+}
+
+fn print_inspect(plugin: &LoadedPlugin) {
+    let m = &plugin.manifest;
+    println!("plugin       {} {}", m.name, m.version);
+    println!("requires     {}", m.requires.as_ref().map_or("any version".to_string(), ToString::to_string));
+    if !m.description.is_empty() {
+        println!("description  {}", m.description);
+    }
+    println!("file         {} ({} bytes)", plugin.file.display(), plugin.size);
+    println!("sha256       {}", to_hex(&plugin.sha256));
+    println!("contract     {}@{}", contract::PACKAGE, plugin.contract);
+    println!("imports      {}", plugin.imports.join(", "));
+    println!("passes");
+    for (i, p) in m.passes.iter().enumerate() {
+        println!("  {i}  {} on {}  filter {}", p.name, p.collection, p.filter);
+        if let Some(projection) = &p.projection {
+            println!("     projection {projection}");
+        }
+        let batch = if p.batch_size == 0 { "host default".to_string() } else { p.batch_size.to_string() };
+        println!("     batch size {batch}, writes [{}]", p.writes.join(", "));
+    }
+}

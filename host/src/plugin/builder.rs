@@ -1,0 +1,167 @@
+//! `godwit plugin build`: compiles a plugin crate to WebAssembly and wraps the
+//! core module into a component.
+//!
+//! Two toolchains are supported. Where rustup can provide the `wasm32-wasip2`
+//! target, cargo emits a component directly. On machines without it (such as
+//! offline Debian hosts) Debian's `rustc-web` compiler rebuilds the standard
+//! library for `wasm32-wasip1` from `rust-web-src` (`-Zbuild-std`), and the
+//! resulting core module is componentized with the WASI preview1 reactor
+//! adapter of the same wasmtime release the host embeds.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Wraps a core wasip1 module (with wit-bindgen's component-type section) into a component.
+pub fn componentize(core_module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(core_module)
+        .context("reading the module's component-type section (was it built with godwit-sdk?)")?
+        .validate(true)
+        .adapter(
+            "wasi_snapshot_preview1",
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Toolchain {
+    /// `wasm32-wasip2` if rustup has it installed, else Debian's `rustc-web`.
+    Auto,
+    /// rustup's `wasm32-wasip2` target: cargo emits a component.
+    Wasip2,
+    /// Debian's `rustc-web` + `rust-web-src` + `wasi-libc`: `-Zbuild-std` for
+    /// `wasm32-wasip1`, then componentized here.
+    Debian,
+}
+
+/// Where Debian's packages put what the wasip1 recipe needs.
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
+const DEBIAN_WASI_LIBC: &str = "/usr/lib/wasm32-wasi";
+
+pub struct BuildRequest {
+    /// Plugin crate directories (each with a Cargo.toml).
+    pub crates: Vec<PathBuf>,
+    /// Where `<crate-name>.wasm` components are written.
+    pub out_dir: PathBuf,
+    /// Cargo target directory for the wasm builds.
+    pub target_dir: PathBuf,
+    pub toolchain: Toolchain,
+}
+
+pub struct Built {
+    pub name: String,
+    pub component: PathBuf,
+    pub size: u64,
+}
+
+pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
+    let toolchain = match request.toolchain {
+        Toolchain::Auto if rustup_has_wasip2() => Toolchain::Wasip2,
+        Toolchain::Auto => Toolchain::Debian,
+        other => other,
+    };
+    if toolchain == Toolchain::Debian {
+        check_debian_toolchain()?;
+    }
+    let mut packages = Vec::new();
+    for dir in &request.crates {
+        packages.push((crate_name(dir)?, dir.join("Cargo.toml")));
+    }
+    std::fs::create_dir_all(&request.out_dir)
+        .with_context(|| format!("creating output directory {}", request.out_dir.display()))?;
+
+    // One cargo invocation per crate keeps crates from different workspaces
+    // (or none) buildable; cargo shares the compiled dependencies through the
+    // common target directory.
+    let mut built = Vec::new();
+    for (name, manifest) in &packages {
+        let target = if toolchain == Toolchain::Wasip2 { "wasm32-wasip2" } else { "wasm32-wasip1" };
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cargo
+            .arg("build")
+            .arg("--release")
+            .arg("--lib")
+            .arg("--manifest-path")
+            .arg(manifest)
+            .arg("--target")
+            .arg(target)
+            .arg("--target-dir")
+            .arg(&request.target_dir)
+            // Small components: no debug info, symbols stripped.
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+        if toolchain == Toolchain::Debian {
+            cargo
+                .arg("-Zbuild-std=std,panic_abort")
+                .env("RUSTC", DEBIAN_RUSTC)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("RUSTFLAGS", format!("-C link-self-contained=no -L native={DEBIAN_WASI_LIBC}"))
+                .env_remove("RUSTC_WRAPPER")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        }
+        tracing::info!("building {name} for {target}");
+        let status = cargo.status().with_context(|| format!("running cargo for {}", manifest.display()))?;
+        if !status.success() {
+            bail!("cargo build of {} for {target} failed ({status})", manifest.display());
+        }
+        let artifact = request
+            .target_dir
+            .join(target)
+            .join("release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes = std::fs::read(&artifact).with_context(|| format!("reading build output {}", artifact.display()))?;
+        let component = if wasmparser::Parser::is_component(&bytes) {
+            bytes
+        } else {
+            componentize(&bytes).with_context(|| format!("componentizing {}", artifact.display()))?
+        };
+        let out = request.out_dir.join(format!("{name}.wasm"));
+        std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
+        built.push(Built { name: name.clone(), component: out, size: component.len() as u64 });
+    }
+    Ok(built)
+}
+
+fn rustup_has_wasip2() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"))
+}
+
+fn check_debian_toolchain() -> anyhow::Result<()> {
+    let missing: Vec<&str> = [
+        (DEBIAN_RUSTC, "rustc-web"),
+        (DEBIAN_RUST_SRC, "rust-web-src"),
+        (DEBIAN_WASI_LIBC, "wasi-libc"),
+        ("/usr/bin/rust-lld", "rust-web-llvm"),
+        ("/usr/bin/lld-22", "lld-22"),
+    ]
+    .into_iter()
+    .filter(|(path, _)| !Path::new(path).exists())
+    .map(|(_, package)| package)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "no wasm toolchain: `rustup target add wasm32-wasip2` is not installed, and the Debian packages {} are missing \
+             (apt-get install {}; `just plugins` installs them)",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// The `[package] name` of the crate in `dir`.
+fn crate_name(dir: &Path) -> anyhow::Result<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", manifest.display()))?;
+    match table.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) {
+        Some(name) => Ok(name.to_string()),
+        None => bail!("{} has no [package] name", manifest.display()),
+    }
+}

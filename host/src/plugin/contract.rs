@@ -1,0 +1,166 @@
+//! The host's view of the WIT contract (`wit/`): generated bindings, the
+//! contract version check, and validation of a plugin's manifest.
+
+use bson::Document;
+use std::fmt;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "godwit:migration/plugin",
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
+
+pub use exports::godwit::migration::migration::Guest as MigrationExports;
+pub use godwit::migration::types::{
+    Action, Delete, Error as PluginReportedError, Insert, Level, Manifest, Mode, Pass, Report, RunContext, Update,
+};
+
+/// Package name of the contract, and the version this host implements.
+pub const PACKAGE: &str = "godwit:migration";
+pub const VERSION: semver::Version = semver::Version::new(0, 1, 0);
+
+/// Name of the interface every plugin exports, without its version.
+const MIGRATION_INTERFACE: &str = "godwit:migration/migration";
+
+/// What a component's exports say about the contract it was built against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContractMatch {
+    /// Exports `godwit:migration/migration@<version>` that this host can run.
+    Supported(semver::Version),
+    /// Exports the interface at a version this host does not implement.
+    Unsupported(String),
+    /// Does not export the interface at all.
+    NotAPlugin,
+}
+
+/// Classifies a component by its export names. The host runs plugins of the
+/// same major version (`0.x`: same minor version), as wasmtime's linker does.
+pub fn match_contract<'a>(export_names: impl IntoIterator<Item = &'a str>) -> ContractMatch {
+    for name in export_names {
+        let Some(rest) = name.strip_prefix(MIGRATION_INTERFACE) else { continue };
+        let version = rest.strip_prefix('@').unwrap_or("");
+        return match semver::Version::parse(version) {
+            Ok(v) if compatible(&v) => ContractMatch::Supported(v),
+            _ => ContractMatch::Unsupported(if version.is_empty() { "unversioned".into() } else { version.into() }),
+        };
+    }
+    ContractMatch::NotAPlugin
+}
+
+fn compatible(v: &semver::Version) -> bool {
+    if VERSION.major == 0 { v.major == 0 && v.minor == VERSION.minor } else { v.major == VERSION.major }
+}
+
+/// A manifest decoded and checked: versions parse, BSON is well formed,
+/// every pass names a collection.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ValidManifest {
+    pub name: String,
+    pub version: semver::Version,
+    pub requires: Option<semver::VersionReq>,
+    pub description: String,
+    pub passes: Vec<ValidPass>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ValidPass {
+    pub name: String,
+    pub collection: String,
+    pub filter: Document,
+    pub projection: Option<Document>,
+    pub batch_size: u32,
+    pub writes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError(pub String);
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> {
+    let err = |message: String| ManifestError(message);
+    if raw.name.trim().is_empty() {
+        return Err(err("manifest has an empty name".into()));
+    }
+    let version = semver::Version::parse(&raw.version)
+        .map_err(|e| err(format!("version {:?} is not a semantic version: {e}", raw.version)))?;
+    let requires = raw
+        .requires
+        .as_deref()
+        .map(|r| semver::VersionReq::parse(r).map_err(|e| err(format!("requires {r:?} is not a version requirement: {e}"))))
+        .transpose()?;
+    let mut passes = Vec::with_capacity(raw.passes.len());
+    for (index, pass) in raw.passes.into_iter().enumerate() {
+        let label = format!("pass {index} ({:?})", pass.name);
+        if pass.collection.is_empty() {
+            return Err(err(format!("{label} names no collection")));
+        }
+        let filter = Document::from_reader(pass.filter.as_slice())
+            .map_err(|e| err(format!("{label}: filter is not a BSON document: {e}")))?;
+        let projection = pass
+            .projection
+            .map(|p| Document::from_reader(p.as_slice()))
+            .transpose()
+            .map_err(|e| err(format!("{label}: projection is not a BSON document: {e}")))?;
+        if let Some(bad) = pass.writes.iter().find(|c| c.is_empty() || c.starts_with("system.")) {
+            return Err(err(format!("{label}: cannot write collection {bad:?}")));
+        }
+        passes.push(ValidPass {
+            name: pass.name,
+            collection: pass.collection,
+            filter,
+            projection,
+            batch_size: pass.batch_size,
+            writes: pass.writes,
+        });
+    }
+    Ok(ValidManifest { name: raw.name, version, requires, description: raw.description, passes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions() {
+        let check = |names: &[&str], expect: ContractMatch| assert_eq!(match_contract(names.iter().copied()), expect);
+        check(&["godwit:migration/migration@0.1.0"], ContractMatch::Supported(VERSION));
+        check(&["godwit:migration/migration@0.1.3"], ContractMatch::Supported(semver::Version::new(0, 1, 3)));
+        check(&["godwit:migration/migration@0.2.0"], ContractMatch::Unsupported("0.2.0".into()));
+        check(&["godwit:migration/migration"], ContractMatch::Unsupported("unversioned".into()));
+        check(&["wasi:cli/run@0.2.0"], ContractMatch::NotAPlugin);
+    }
+
+    fn manifest(version: &str, requires: Option<&str>) -> Manifest {
+        Manifest {
+            name: "m".into(),
+            version: version.into(),
+            requires: requires.map(Into::into),
+            description: String::new(),
+            passes: vec![Pass {
+                name: "p".into(),
+                collection: "c".into(),
+                filter: bson::doc! {}.to_vec().unwrap(),
+                projection: None,
+                batch_size: 0,
+                writes: vec!["c".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn manifest_validation() {
+        assert!(validate_manifest(manifest("1.2.3", Some("^1.2"))).is_ok());
+        let e = validate_manifest(manifest("1.2", None)).unwrap_err();
+        assert!(e.0.contains("\"1.2\" is not a semantic version"), "{e}");
+        let e = validate_manifest(manifest("1.2.3", Some("not a req"))).unwrap_err();
+        assert!(e.0.contains("requires \"not a req\""), "{e}");
+        let mut m = manifest("1.0.0", None);
+        m.passes[0].filter = vec![1, 2, 3];
+        assert!(validate_manifest(m).unwrap_err().0.contains("pass 0 (\"p\"): filter is not a BSON document"));
+    }
+}

@@ -1,0 +1,395 @@
+//! Loading and running plugins: the one place that builds the wasmtime
+//! `Engine`, checks a component against the contract, compiles (through the
+//! on-disk cache) and instantiates it in the sandbox, and calls it under fuel,
+//! deadline and memory limits.
+//!
+//! **Invariant:** after a trap an instance is never entered again; callers get
+//! [`CallError::Discarded`] and must instantiate afresh.
+
+pub mod builder;
+pub mod cache;
+pub mod contract;
+pub mod sandbox;
+
+use crate::hash::{Sha256Hash, sha256, to_hex};
+use bson::Document;
+use cache::{CacheOutcome, CompileCache};
+use contract::{Action, ContractMatch, Plugin, PluginPre, RunContext, ValidManifest};
+use sandbox::{Lookup, SandboxSpec, State};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+/// Resource limits applied to every call into a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly: wasm instructions) one call may use. Deterministic:
+    /// the same call on the same input stops at the same point every time.
+    pub fuel_per_call: u64,
+    /// Wall-clock backstop per call, for time spent outside fuel accounting.
+    pub call_timeout: Duration,
+    /// Cap on the plugin's linear memory.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_call: 5_000_000_000,
+            call_timeout: Duration::from_secs(60),
+            memory_bytes: 512 << 20,
+        }
+    }
+}
+
+/// How often the epoch ticker advances; the deadline's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin {}: {source}", file.display())]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{} is not a WebAssembly file (it does not start with the `\\0asm` header)", file.display())]
+    NotWasm { file: PathBuf },
+    #[error("{} is a core WebAssembly module that cannot be made into a godwit component: {reason}", file.display())]
+    NotComponentizable { file: PathBuf, reason: String },
+    #[error("{} is not a valid WebAssembly component: {reason}", file.display())]
+    Invalid { file: PathBuf, reason: String },
+    #[error(
+        "{} was built for contract {}@{found}, but this godwit runs {}@{}; rebuild the plugin with a godwit-sdk for contract {}",
+        file.display(), contract::PACKAGE, contract::PACKAGE, contract::VERSION, contract::VERSION
+    )]
+    WrongContract { file: PathBuf, found: String },
+    #[error("{} is not a godwit plugin: it does not export {}/migration@{} (its exports: {exports})", file.display(), contract::PACKAGE, contract::VERSION)]
+    NotAPlugin { file: PathBuf, exports: String },
+    #[error("{} imports something this host does not provide: {reason}", file.display())]
+    Link { file: PathBuf, reason: String },
+    #[error("{}: {source}", file.display())]
+    Call { file: PathBuf, source: CallError },
+    #[error("{}: invalid manifest: {reason}", file.display())]
+    Manifest { file: PathBuf, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin {plugin} trapped in {call}: {reason}")]
+    Trap { plugin: String, call: String, reason: String },
+    #[error("plugin {plugin} failed in {call}: {message}{}", document_id.as_ref().map(|d| format!(" (document {d})")).unwrap_or_default())]
+    Failed { plugin: String, call: String, message: String, document_id: Option<Document> },
+    #[error("plugin {plugin} cannot run {call}: its instance was discarded after an earlier trap")]
+    Discarded { plugin: String, call: String },
+}
+
+/// Builds the engine and keeps its epoch ticking; loads plugins.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
+    cache: Option<CompileCache>,
+    limits: Limits,
+}
+
+impl PluginHost {
+    pub fn new(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        spawn_epoch_ticker(&engine);
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
+        Ok(PluginHost { engine, linker: Arc::new(linker), cache, limits })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Reads, checks and compiles a plugin file (a component, or a core wasip1
+    /// module that is componentized here), then asks it for its manifest.
+    pub fn load(&self, file: &Path) -> Result<LoadedPlugin, LoadError> {
+        let file = file.to_path_buf();
+        let bytes = std::fs::read(&file).map_err(|source| LoadError::Read { file: file.clone(), source })?;
+        let sha256 = sha256(&bytes);
+        let kind = if wasmparser::Parser::is_component(&bytes) {
+            InputKind::Component
+        } else if wasmparser::Parser::is_core_wasm(&bytes) {
+            InputKind::CoreModule
+        } else {
+            return Err(LoadError::NotWasm { file });
+        };
+        let compile = || -> wasmtime::Result<Component> {
+            match kind {
+                InputKind::Component => Component::new(&self.engine, &bytes),
+                InputKind::CoreModule => {
+                    let component = builder::componentize(&bytes).map_err(|e| wasmtime::format_err!("{e:#}"))?;
+                    Component::new(&self.engine, &component)
+                }
+            }
+        };
+        let invalid = |e: wasmtime::Error| match kind {
+            InputKind::CoreModule => LoadError::NotComponentizable { file: file.clone(), reason: format!("{e:#}") },
+            InputKind::Component => LoadError::Invalid { file: file.clone(), reason: format!("{e:#}") },
+        };
+        let (component, cache) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &sha256, compile).map_err(invalid)?,
+            None => (compile().map_err(invalid)?, CacheOutcome::Disabled),
+        };
+
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let contract = match contract::match_contract(exports.iter().map(String::as_str)) {
+            ContractMatch::Supported(version) => version,
+            ContractMatch::Unsupported(found) => return Err(LoadError::WrongContract { file, found }),
+            ContractMatch::NotAPlugin => {
+                let exports = if exports.is_empty() { "none".into() } else { exports.join(", ") };
+                return Err(LoadError::NotAPlugin { file, exports });
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link { file: file.clone(), reason: format!("{e:#}") })?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link { file: file.clone(), reason: format!("{e:#}") })?;
+
+        let name_hint: Arc<str> = file.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into());
+        let mut loaded = LoadedPlugin {
+            file: file.clone(),
+            sha256,
+            size: bytes.len() as u64,
+            kind,
+            contract,
+            imports,
+            exports,
+            cache,
+            manifest: Arc::new(placeholder_manifest(&name_hint)),
+            pre,
+            limits: self.limits.clone(),
+        };
+        let raw = loaded
+            .instantiate(InstanceOptions::inspect())
+            .and_then(|mut instance| instance.raw_manifest())
+            .map_err(|source| LoadError::Call { file: file.clone(), source })?;
+        let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
+        loaded.manifest = Arc::new(manifest);
+        Ok(loaded)
+    }
+}
+
+/// The epoch only advances while the engine lives: the ticker holds a weak
+/// reference and stops once the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("godwit-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn epoch ticker thread");
+}
+
+fn placeholder_manifest(name: &str) -> ValidManifest {
+    ValidManifest {
+        name: name.to_string(),
+        version: semver::Version::new(0, 0, 0),
+        requires: None,
+        description: String::new(),
+        passes: Vec::new(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Component,
+    /// A core wasip1 module, componentized on load with the preview1 adapter.
+    CoreModule,
+}
+
+/// A checked, compiled plugin; cheap to instantiate many times.
+pub struct LoadedPlugin {
+    pub file: PathBuf,
+    pub sha256: Sha256Hash,
+    pub size: u64,
+    pub kind: InputKind,
+    /// Version of the contract the plugin was built for.
+    pub contract: semver::Version,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub cache: CacheOutcome,
+    pub manifest: Arc<ValidManifest>,
+    pre: PluginPre<State>,
+    limits: Limits,
+}
+
+/// Per-instance settings: where lookups go and what the guest's clock says.
+pub struct InstanceOptions {
+    pub lookup: Box<dyn Lookup>,
+    /// Milliseconds since the Unix epoch the guest's wall clock is frozen at.
+    pub started_at_ms: i64,
+    /// Seed of the guest's random numbers.
+    pub random_seed: u64,
+}
+
+impl InstanceOptions {
+    /// No lookups, clock at the Unix epoch: for reading a manifest.
+    pub fn inspect() -> Self {
+        InstanceOptions { lookup: Box::new(sandbox::NoLookups), started_at_ms: 0, random_seed: 0 }
+    }
+}
+
+impl LoadedPlugin {
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        to_hex(&self.sha256)
+    }
+
+    pub fn instantiate(&self, options: InstanceOptions) -> Result<PluginInstance, CallError> {
+        let plugin: Arc<str> = self.manifest.name.as_str().into();
+        let state = State::new(SandboxSpec {
+            plugin: plugin.clone(),
+            memory_bytes: self.limits.memory_bytes,
+            wall_clock: Duration::from_millis(options.started_at_ms.max(0) as u64),
+            random_seed: options.random_seed,
+            lookup: options.lookup,
+        });
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        let mut instance = PluginInstance {
+            store,
+            bindings: None,
+            plugin,
+            manifest: self.manifest.clone(),
+            limits: self.limits.clone(),
+            fuel_used: 0,
+        };
+        // Instantiation runs guest code (initializers, `cabi_realloc`), so it
+        // gets the same fuel, deadline and trap handling as a call.
+        let pre = self.pre.clone();
+        let bindings = instance.guarded("instantiation", |store| pre.instantiate(store))?;
+        instance.bindings = Some(bindings);
+        Ok(instance)
+    }
+}
+
+/// One live instance of a plugin, with its own memory and state.
+pub struct PluginInstance {
+    store: Store<State>,
+    bindings: Option<Plugin>,
+    plugin: Arc<str>,
+    manifest: Arc<ValidManifest>,
+    limits: Limits,
+    fuel_used: u64,
+}
+
+impl PluginInstance {
+    /// Fuel the last call used.
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used
+    }
+
+    fn raw_manifest(&mut self) -> Result<contract::Manifest, CallError> {
+        self.call("get-manifest", |plugin, store| plugin.godwit_migration_migration().call_get_manifest(store))
+    }
+
+    pub fn begin(&mut self, params: &Document, context: &RunContext) -> Result<(), CallError> {
+        let params = params.to_vec().expect("parameters are strings and encode");
+        let result = self.call("begin", |plugin, store| {
+            plugin.godwit_migration_migration().call_begin(store, &params, context)
+        })?;
+        self.reported("begin", result)
+    }
+
+    /// One batch of pass `pass`; documents are raw BSON in `_id` order.
+    pub fn process(&mut self, pass: u32, batch: &[Vec<u8>]) -> Result<Vec<Action>, CallError> {
+        let call = match self.manifest.passes.get(pass as usize) {
+            Some(p) => format!("process (pass {pass} {:?})", p.name),
+            None => format!("process (pass {pass})"),
+        };
+        let result = self.call(&call, |plugin, store| plugin.godwit_migration_migration().call_process(store, pass, batch))?;
+        self.reported(&call, result)
+    }
+
+    pub fn finish(&mut self) -> Result<Vec<Action>, CallError> {
+        let result = self.call("finish", |plugin, store| plugin.godwit_migration_migration().call_finish(store))?;
+        self.reported("finish", result)
+    }
+
+    fn reported<T>(&self, call: &str, result: Result<T, contract::PluginReportedError>) -> Result<T, CallError> {
+        result.map_err(|e| CallError::Failed {
+            plugin: self.plugin.to_string(),
+            call: call.to_string(),
+            message: e.message,
+            document_id: e.document_id.and_then(|bytes| Document::from_reader(bytes.as_slice()).ok()),
+        })
+    }
+
+    fn call<R>(
+        &mut self,
+        call: &str,
+        f: impl FnOnce(&Plugin, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let Some(bindings) = self.bindings.take() else {
+            return Err(CallError::Discarded { plugin: self.plugin.to_string(), call: call.to_string() });
+        };
+        let result = self.guarded(call, |store| f(&bindings, store));
+        if result.is_ok() {
+            self.bindings = Some(bindings);
+        }
+        result
+    }
+
+    /// Runs guest code under the per-call limits; a trap is turned into an
+    /// error naming the plugin, the call and the reason.
+    fn guarded<R>(
+        &mut self,
+        call: &str,
+        f: impl FnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let budget = self.limits.fuel_per_call;
+        self.store.set_fuel(budget).expect("fuel is enabled");
+        let ticks = (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        self.store.set_epoch_deadline(ticks);
+        let result = f(&mut self.store);
+        self.fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let stderr = self.store.data().output.take_recent_stderr();
+        result.map_err(|e| CallError::Trap {
+            plugin: self.plugin.to_string(),
+            call: call.to_string(),
+            reason: describe_trap(&e, &self.limits, &stderr),
+        })
+    }
+}
+
+fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) -> String {
+    let mut reason = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            format!("used up its fuel budget of {} per call (an endless loop, or raise --fuel)", limits.fuel_per_call)
+        }
+        Some(Trap::Interrupt) => format!("exceeded the wall-clock deadline of {:?} per call", limits.call_timeout),
+        Some(Trap::UnreachableCodeReached) => "panicked or aborted (wasm `unreachable`)".to_string(),
+        Some(trap) => trap.to_string(),
+        None => {
+            let text = format!("{error:#}");
+            if text.contains("forcing trap when growing memory") {
+                format!("exceeded the memory cap of {} MiB", limits.memory_bytes >> 20)
+            } else {
+                text
+            }
+        }
+    };
+    if !stderr.is_empty() {
+        reason.push_str("; plugin stderr: ");
+        reason.push_str(&stderr.join(" | "));
+    }
+    reason
+}

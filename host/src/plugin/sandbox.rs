@@ -1,0 +1,269 @@
+//! The store state of one plugin instance: WASI that grants nothing, captured
+//! stdout/stderr, fixed clocks, seeded randomness, memory limits, and the
+//! host imports (`log`, `find`).
+
+use super::contract::{self, Level};
+use bytes::Bytes;
+use rand::SeedableRng;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Serves the plugin's read-only `find` lookups. The run engine implements it
+/// over MongoDB (and journals the results); tools that only inspect a plugin
+/// use [`NoLookups`].
+pub trait Lookup: Send {
+    fn find(&mut self, collection: &str, filter: &[u8], projection: Option<&[u8]>, limit: u32)
+    -> Result<Vec<Vec<u8>>, String>;
+}
+
+/// Refuses every lookup: for `plugin inspect` and other calls outside a run.
+pub struct NoLookups;
+
+impl Lookup for NoLookups {
+    fn find(&mut self, collection: &str, _: &[u8], _: Option<&[u8]>, _: u32) -> Result<Vec<Vec<u8>>, String> {
+        Err(format!("lookups are only served during a run (find on {collection})"))
+    }
+}
+
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    pub(super) output: PluginOutput,
+    lookup: Box<dyn Lookup>,
+    plugin: Arc<str>,
+}
+
+/// Settings of the sandbox that do not change between calls.
+pub struct SandboxSpec {
+    pub plugin: Arc<str>,
+    pub memory_bytes: usize,
+    /// The instant the guest's wall clock is frozen at (the run's start).
+    pub wall_clock: Duration,
+    pub random_seed: u64,
+    pub lookup: Box<dyn Lookup>,
+}
+
+impl State {
+    pub fn new(spec: SandboxSpec) -> Self {
+        let output = PluginOutput::new(spec.plugin.clone());
+        // Nothing is granted: no preopened directories, environment, arguments
+        // or network. Clocks and randomness are fixed so that a plugin cannot be
+        // non-deterministic by accident (replay relies on it).
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.stream("stdout"))
+            .stderr(output.stream("stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FixedWallClock(spec.wall_clock))
+            .monotonic_clock(FixedMonotonicClock)
+            .secure_random(rand::rngs::StdRng::seed_from_u64(spec.random_seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(spec.random_seed ^ 0x5eed))
+            .insecure_random_seed(u128::from(spec.random_seed))
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(spec.memory_bytes)
+            .instances(64)
+            .tables(64)
+            .memories(64)
+            // Trap instead of returning -1 from memory.grow, so that the
+            // operator sees "memory cap" rather than a guest allocation abort.
+            .trap_on_grow_failure(true)
+            .build();
+        State { wasi, table: ResourceTable::new(), limits, output, lookup: spec.lookup, plugin: spec.plugin }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl contract::godwit::migration::types::Host for State {}
+
+impl contract::godwit::migration::host::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(target: "godwit::plugin", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "godwit::plugin", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "godwit::plugin", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "godwit::plugin", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "godwit::plugin", plugin, "{message}"),
+        }
+    }
+
+    fn find(
+        &mut self,
+        collection: String,
+        filter: Vec<u8>,
+        projection: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        self.lookup.find(&collection, &filter, projection.as_deref(), limit)
+    }
+}
+
+struct FixedWallClock(Duration);
+
+impl HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+struct FixedMonotonicClock;
+
+impl HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Lines a plugin writes to stdout/stderr go to the host's tracing output,
+/// tagged with the plugin's name; the last few stderr lines are kept so that
+/// a trap's error can quote them (a guest panic prints its message there).
+#[derive(Clone)]
+pub struct PluginOutput {
+    plugin: Arc<str>,
+    inner: Arc<Mutex<OutputState>>,
+}
+
+#[derive(Default)]
+struct OutputState {
+    partial: [Vec<u8>; 2],
+    recent_stderr: VecDeque<String>,
+}
+
+const RECENT_STDERR_LINES: usize = 8;
+const MAX_LINE: usize = 4096;
+
+impl PluginOutput {
+    fn new(plugin: Arc<str>) -> Self {
+        PluginOutput { plugin, inner: Arc::default() }
+    }
+
+    fn stream(&self, name: &'static str) -> OutputPipe {
+        OutputPipe { output: self.clone(), stderr: name == "stderr" }
+    }
+
+    /// Takes the stderr lines written since the last call (including an
+    /// unterminated last line).
+    pub fn take_recent_stderr(&self) -> Vec<String> {
+        let mut state = self.inner.lock().unwrap();
+        let partial = std::mem::take(&mut state.partial[1]);
+        if !partial.is_empty() {
+            let line = String::from_utf8_lossy(&partial).into_owned();
+            self.emit(true, &line);
+            push_recent(&mut state.recent_stderr, line);
+        }
+        state.recent_stderr.drain(..).collect()
+    }
+
+    fn write(&self, stderr: bool, bytes: &[u8]) {
+        let mut state = self.inner.lock().unwrap();
+        let partial = &mut state.partial[usize::from(stderr)];
+        partial.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        }
+        if partial.len() > MAX_LINE {
+            lines.push(String::from_utf8_lossy(&std::mem::take(partial)).into_owned());
+        }
+        for line in lines {
+            self.emit(stderr, &line);
+            if stderr {
+                push_recent(&mut state.recent_stderr, line);
+            }
+        }
+    }
+
+    fn emit(&self, stderr: bool, line: &str) {
+        let plugin = &*self.plugin;
+        if stderr {
+            tracing::warn!(target: "godwit::plugin", plugin, stream = "stderr", "{line}");
+        } else {
+            tracing::info!(target: "godwit::plugin", plugin, stream = "stdout", "{line}");
+        }
+    }
+}
+
+fn push_recent(recent: &mut VecDeque<String>, line: String) {
+    if recent.len() == RECENT_STDERR_LINES {
+        recent.pop_front();
+    }
+    recent.push_back(line);
+}
+
+/// One of the guest's standard output streams; writes are handled
+/// synchronously so nothing is lost when the guest traps right after writing.
+#[derive(Clone)]
+struct OutputPipe {
+    output: PluginOutput,
+    stderr: bool,
+}
+
+impl IsTerminal for OutputPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for OutputPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for OutputPipe {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.output.write(self.stderr, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for OutputPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for OutputPipe {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.output.write(self.stderr, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

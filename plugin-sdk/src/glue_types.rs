@@ -1,0 +1,290 @@
+//! The SDK's plain-Rust view of the contract's types (`wit/migration.wit`).
+
+use bson::{Bson, Document, doc};
+use std::fmt;
+
+/// Static description of a migration (the contract's `manifest`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    /// Semantic version the database reaches once this migration ran.
+    pub version: String,
+    /// Semantic version requirement on the database's current version.
+    pub requires: Option<String>,
+    pub description: String,
+    pub passes: Vec<Pass>,
+}
+
+impl Manifest {
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Manifest {
+            name: name.into(),
+            version: version.into(),
+            requires: None,
+            description: String::new(),
+            passes: Vec::new(),
+        }
+    }
+
+    pub fn requires(mut self, requirement: impl Into<String>) -> Self {
+        self.requires = Some(requirement.into());
+        self
+    }
+
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    pub fn pass(mut self, pass: Pass) -> Self {
+        self.passes.push(pass);
+        self
+    }
+}
+
+/// One scan over a collection (the contract's `pass`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    pub name: String,
+    pub collection: String,
+    pub filter: Document,
+    pub projection: Option<Document>,
+    /// Documents per `process` call; 0 lets the host choose.
+    pub batch_size: u32,
+    /// Collections this pass may write.
+    pub writes: Vec<String>,
+}
+
+impl Pass {
+    /// A pass named `name` over every document of `collection`, writing nothing.
+    pub fn new(name: impl Into<String>, collection: impl Into<String>) -> Self {
+        Pass {
+            name: name.into(),
+            collection: collection.into(),
+            filter: Document::new(),
+            projection: None,
+            batch_size: 0,
+            writes: Vec::new(),
+        }
+    }
+
+    pub fn filter(mut self, filter: Document) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    pub fn projection(mut self, projection: Document) -> Self {
+        self.projection = Some(projection);
+        self
+    }
+
+    pub fn batch_size(mut self, batch_size: u32) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    pub fn writes<S: Into<String>>(mut self, collections: impl IntoIterator<Item = S>) -> Self {
+        self.writes = collections.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// What a plugin asks the host to do (the contract's `action`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Update {
+        collection: String,
+        filter: Document,
+        update: Document,
+        upsert: bool,
+        multi: bool,
+    },
+    Insert {
+        collection: String,
+        document: Document,
+    },
+    Delete {
+        collection: String,
+        filter: Document,
+        multi: bool,
+    },
+    Report(Report),
+}
+
+impl Action {
+    /// `$set` of `fields` on the document whose `_id` is `id`.
+    pub fn set(collection: impl Into<String>, id: impl Into<Bson>, fields: Document) -> Self {
+        Self::update_one(collection, doc! {"_id": id.into()}, doc! {"$set": fields})
+    }
+
+    /// `$unset` of `fields` on the document whose `_id` is `id`.
+    pub fn unset<S: Into<String>>(
+        collection: impl Into<String>,
+        id: impl Into<Bson>,
+        fields: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let fields: Document = fields.into_iter().map(|f| (f.into(), Bson::String(String::new()))).collect();
+        Self::update_one(collection, doc! {"_id": id.into()}, doc! {"$unset": fields})
+    }
+
+    pub fn update_one(collection: impl Into<String>, filter: Document, update: Document) -> Self {
+        Action::Update { collection: collection.into(), filter, update, upsert: false, multi: false }
+    }
+
+    pub fn update_many(collection: impl Into<String>, filter: Document, update: Document) -> Self {
+        Action::Update { collection: collection.into(), filter, update, upsert: false, multi: true }
+    }
+
+    /// Update the first document matching `filter`, inserting one if none does.
+    pub fn upsert(collection: impl Into<String>, filter: Document, update: Document) -> Self {
+        Action::Update { collection: collection.into(), filter, update, upsert: true, multi: false }
+    }
+
+    pub fn insert(collection: impl Into<String>, document: Document) -> Self {
+        Action::Insert { collection: collection.into(), document }
+    }
+
+    pub fn delete_one(collection: impl Into<String>, filter: Document) -> Self {
+        Action::Delete { collection: collection.into(), filter, multi: false }
+    }
+
+    pub fn delete_many(collection: impl Into<String>, filter: Document) -> Self {
+        Action::Delete { collection: collection.into(), filter, multi: true }
+    }
+
+    /// A finding for the report ("unresolved", "warning", "skipped", ...).
+    pub fn report(kind: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Action::Report(Report { kind: kind.into(), key: key.into(), message: message.into() })
+    }
+
+    /// The collection written, or `None` for a report.
+    pub fn collection(&self) -> Option<&str> {
+        match self {
+            Action::Update { collection, .. }
+            | Action::Insert { collection, .. }
+            | Action::Delete { collection, .. } => Some(collection),
+            Action::Report(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub kind: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// A plugin's refusal to go on (the contract's `error`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub message: String,
+    /// `_id` of the document the error is about.
+    pub document_id: Option<Bson>,
+}
+
+impl Error {
+    pub fn new(message: impl fmt::Display) -> Self {
+        Error { message: message.to_string(), document_id: None }
+    }
+
+    /// Names the document the error is about.
+    pub fn for_document(mut self, id: impl Into<Bson>) -> Self {
+        self.document_id = Some(id.into());
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.document_id {
+            Some(id) => write!(f, "{} (document _id {id})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error::new(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error::new(message)
+    }
+}
+
+impl From<bson::error::Error> for Error {
+    fn from(error: bson::error::Error) -> Self {
+        Error::new(error)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Execute,
+}
+
+/// Facts about the run, so that a plugin needs neither clock nor randomness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunContext {
+    pub run_id: String,
+    pub mode: Mode,
+    /// Start of the run, milliseconds since the Unix epoch (UTC).
+    pub started_at_ms: i64,
+    pub database: String,
+}
+
+impl RunContext {
+    pub fn started_at(&self) -> bson::DateTime {
+        bson::DateTime::from_millis(self.started_at_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// The operator's `--param k=v` pairs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params(Document);
+
+impl Params {
+    pub fn new(params: Document) -> Self {
+        Params(params)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get_str(key).ok()
+    }
+
+    /// The parameter's value, or an error naming the missing parameter.
+    pub fn require(&self, key: &str) -> Result<&str, Error> {
+        self.get(key).ok_or_else(|| Error::new(format!("missing parameter `{key}` (pass --param {key}=VALUE)")))
+    }
+
+    /// The parameter parsed as `T`, `default` when absent, an error naming it when malformed.
+    pub fn parse_or<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, Error>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| Error::new(format!("parameter `{key}`: cannot parse {raw:?}: {e}"))),
+        }
+    }
+
+    pub fn as_document(&self) -> &Document {
+        &self.0
+    }
+}

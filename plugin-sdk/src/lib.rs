@@ -1,0 +1,174 @@
+//! The Rust SDK for godwit migration plugins: implement [`Migration`] over
+//! `bson::Document`s, call [`export!`], and build with `godwit plugin build`.
+//!
+//! ```ignore
+//! use godwit_sdk::{doc, Action, Context, Document, Error, Manifest, Migration, Params, Pass};
+//!
+//! struct Lowercase;
+//!
+//! impl Migration for Lowercase {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("lowercase-emails", "1.1.0")
+//!             .pass(Pass::new("users", "users").filter(doc! {"email": {"$type": "string"}}).writes(["users"]))
+//!     }
+//!     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
+//!         Ok(Lowercase)
+//!     }
+//!     fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+//!         Ok(batch.iter().filter_map(|user| {
+//!             let email = user.get_str("email").ok()?;
+//!             (email != email.to_lowercase())
+//!                 .then(|| Action::set("users", user.get("_id")?.clone(), doc! {"email": email.to_lowercase()}))
+//!         }).collect())
+//!     }
+//! }
+//!
+//! godwit_sdk::export!(Lowercase);
+//! ```
+//!
+//! The plugin's logic is plain Rust: [`testing::Harness`] runs it natively under
+//! `cargo test`, with the same validation rules the host applies.
+
+mod glue_types;
+pub mod testing;
+
+pub use bson::{self, Bson, Document, doc};
+pub use glue_types::*;
+
+/// What a migration plugin implements. One value of the type lives for the
+/// whole run: `begin` creates it, `process` is called once per batch, and
+/// `finish` once after the last pass.
+pub trait Migration: Sized + 'static {
+    /// Static description: name, target version, requirement, passes.
+    fn manifest() -> Manifest;
+
+    /// Creates the plugin's state for one run from the operator's parameters.
+    fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error>;
+
+    /// Turns one batch of documents of pass `pass` (an index into the
+    /// manifest's passes) into actions.
+    fn process(
+        &mut self,
+        cx: &mut Context,
+        pass: usize,
+        batch: Vec<Document>,
+    ) -> Result<Vec<Action>, Error>;
+
+    /// Called once after the last pass; may return final actions.
+    fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// Services the host offers a running plugin: reference lookups and logging.
+/// In a component these are the `godwit:migration/host` imports; under
+/// [`testing::Harness`] they are served from memory.
+pub trait Host {
+    fn find(
+        &mut self,
+        collection: &str,
+        filter: &Document,
+        projection: Option<&Document>,
+        limit: u32,
+    ) -> Result<Vec<Document>, String>;
+    fn log(&mut self, level: Level, message: &str);
+}
+
+/// Handed to every [`Migration`] call: the run's facts and the host's services.
+pub struct Context<'a> {
+    run: &'a RunContext,
+    host: &'a mut dyn Host,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(run: &'a RunContext, host: &'a mut dyn Host) -> Self {
+        Context { run, host }
+    }
+
+    /// Run id, mode, start time and database of the current run.
+    pub fn run(&self) -> &RunContext {
+        self.run
+    }
+
+    /// Read-only lookup of reference data (`limit` 0: the host's cap).
+    /// Results are journaled by the host so that a replay sees the same data.
+    pub fn find(
+        &mut self,
+        collection: &str,
+        filter: Document,
+        projection: Option<Document>,
+        limit: u32,
+    ) -> Result<Vec<Document>, Error> {
+        self.host
+            .find(collection, &filter, projection.as_ref(), limit)
+            .map_err(|message| Error::new(format!("find on {collection} failed: {message}")))
+    }
+
+    pub fn log(&mut self, level: Level, message: impl AsRef<str>) {
+        self.host.log(level, message.as_ref());
+    }
+
+    pub fn info(&mut self, message: impl AsRef<str>) {
+        self.log(Level::Info, message);
+    }
+
+    pub fn warn(&mut self, message: impl AsRef<str>) {
+        self.log(Level::Warn, message);
+    }
+}
+
+/// Exports a [`Migration`] type as the plugin's `godwit:migration/migration`
+/// implementation. Use it once per plugin crate.
+#[macro_export]
+macro_rules! export {
+    ($ty:ty) => {
+        const _: () = {
+            struct GodwitExport;
+            impl $crate::__glue::Guest for GodwitExport {
+                fn get_manifest() -> $crate::__glue::WitManifest {
+                    $crate::__glue::manifest::<$ty>()
+                }
+                fn begin(
+                    params: ::std::vec::Vec<u8>,
+                    context: $crate::__glue::WitRunContext,
+                ) -> ::std::result::Result<(), $crate::__glue::WitError> {
+                    $crate::__glue::begin::<$ty>(params, context)
+                }
+                fn process(
+                    pass: u32,
+                    batch: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::__glue::WitAction>,
+                    $crate::__glue::WitError,
+                > {
+                    $crate::__glue::process::<$ty>(pass, batch)
+                }
+                fn finish() -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::__glue::WitAction>,
+                    $crate::__glue::WitError,
+                > {
+                    $crate::__glue::finish::<$ty>()
+                }
+            }
+            // Native builds (unit tests) skip the wasm export symbols, whose names
+            // (`godwit:migration/migration@0.1.0#process`) native linkers reject.
+            #[cfg(target_arch = "wasm32")]
+            $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
+        };
+    };
+}
+
+/// Bindings generated from `wit/` (the contract). Not part of the SDK's API.
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "godwit:migration/plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_godwit_plugin",
+        default_bindings_module: "godwit_sdk::__bindings",
+    });
+}
+
+#[doc(hidden)]
+pub mod __glue;

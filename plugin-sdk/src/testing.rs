@@ -1,0 +1,194 @@
+//! Native test harness: runs a [`Migration`] without wasm, feeds it documents,
+//! serves its lookups from in-memory collections and checks its actions with the
+//! same rules the host applies before writing.
+//!
+//! ```ignore
+//! let mut h = Harness::<MyPlugin>::new().param("field", "status").collection("users", users);
+//! let actions = h.process(0, vec![doc! {"_id": 1}])?;
+//! ```
+
+use crate::{Action, Context, Error, Host, Level, Migration, Mode, Params, RunContext};
+use bson::{Bson, Document};
+use std::collections::BTreeMap;
+
+/// Runs a plugin type natively.
+pub struct Harness<M: Migration> {
+    plugin: Option<M>,
+    params: Document,
+    run: RunContext,
+    host: MemoryHost,
+}
+
+impl<M: Migration> Default for Harness<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Migration> Harness<M> {
+    /// A dry run with run id `test-run` started at 2026-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        Harness {
+            plugin: None,
+            params: Document::new(),
+            run: RunContext {
+                run_id: "test-run".into(),
+                mode: Mode::DryRun,
+                started_at_ms: 1_767_225_600_000,
+                database: "test".into(),
+            },
+            host: MemoryHost::default(),
+        }
+    }
+
+    pub fn param(mut self, key: &str, value: &str) -> Self {
+        self.params.insert(key, value);
+        self
+    }
+
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.run.mode = mode;
+        self
+    }
+
+    /// Documents served to the plugin's `find` lookups on `name`.
+    pub fn collection(mut self, name: &str, documents: Vec<Document>) -> Self {
+        self.host.collections.insert(name.to_string(), documents);
+        self
+    }
+
+    /// Calls `begin` (done implicitly by the first `process`).
+    pub fn begin(&mut self) -> Result<(), Error> {
+        if self.plugin.is_none() {
+            let plugin = M::begin(&Params::new(self.params.clone()), &mut Context::new(&self.run, &mut self.host))?;
+            self.plugin = Some(plugin);
+        }
+        Ok(())
+    }
+
+    /// One `process` call; the actions are checked against pass `pass`'s rules.
+    pub fn process(&mut self, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let manifest = M::manifest();
+        let spec = manifest
+            .passes
+            .get(pass)
+            .ok_or_else(|| Error::new(format!("manifest has no pass {pass}")))?;
+        let allowed = spec.writes.clone();
+        self.begin()?;
+        let plugin = self.plugin.as_mut().expect("begun");
+        let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch)?;
+        check_actions(&allowed, &actions).map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
+        Ok(actions)
+    }
+
+    /// Feeds `documents` to pass `pass` in batches of the pass's batch size and
+    /// collects every action.
+    pub fn run_pass(&mut self, pass: usize, documents: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let batch_size = M::manifest().passes.get(pass).map_or(0, |p| p.batch_size).max(1) as usize;
+        let batch_size = if batch_size == 1 { 1000 } else { batch_size };
+        let mut actions = Vec::new();
+        let mut documents = documents.into_iter().peekable();
+        while documents.peek().is_some() {
+            let batch: Vec<Document> = documents.by_ref().take(batch_size).collect();
+            actions.extend(self.process(pass, batch)?);
+        }
+        Ok(actions)
+    }
+
+    /// Calls `finish`; its actions may write any collection some pass may write.
+    pub fn finish(&mut self) -> Result<Vec<Action>, Error> {
+        self.begin()?;
+        let allowed: Vec<String> = M::manifest().passes.into_iter().flat_map(|p| p.writes).collect();
+        let plugin = self.plugin.as_mut().expect("begun");
+        let actions = plugin.finish(&mut Context::new(&self.run, &mut self.host))?;
+        check_actions(&allowed, &actions).map_err(|e| Error::new(format!("finish: {e}")))?;
+        Ok(actions)
+    }
+
+    /// Messages the plugin logged, in order.
+    pub fn logs(&self) -> &[(Level, String)] {
+        &self.host.logs
+    }
+
+    /// Lookups the plugin made: collection and filter.
+    pub fn lookups(&self) -> &[(String, Document)] {
+        &self.host.lookups
+    }
+}
+
+/// The host's pre-write rules: a write must target a collection the pass
+/// declares in `writes`, and update/delete filters must not be empty.
+pub fn check_actions(allowed: &[String], actions: &[Action]) -> Result<(), String> {
+    for (index, action) in actions.iter().enumerate() {
+        let Some(collection) = action.collection() else { continue };
+        if !allowed.iter().any(|c| c == collection) {
+            return Err(format!("action {index} writes `{collection}`, which is not in the pass's writes {allowed:?}"));
+        }
+        let empty_filter = match action {
+            Action::Update { filter, .. } | Action::Delete { filter, .. } => filter.is_empty(),
+            _ => false,
+        };
+        if empty_filter {
+            return Err(format!("action {index} on `{collection}` has an empty filter (it would hit every document)"));
+        }
+    }
+    Ok(())
+}
+
+/// In-memory collections for `find`: top-level field equality, `$in` and
+/// `$exists` are understood, which covers typical reference lookups.
+#[derive(Default)]
+struct MemoryHost {
+    collections: BTreeMap<String, Vec<Document>>,
+    logs: Vec<(Level, String)>,
+    lookups: Vec<(String, Document)>,
+}
+
+impl Host for MemoryHost {
+    fn find(
+        &mut self,
+        collection: &str,
+        filter: &Document,
+        projection: Option<&Document>,
+        limit: u32,
+    ) -> Result<Vec<Document>, String> {
+        self.lookups.push((collection.to_string(), filter.clone()));
+        let docs = self.collections.get(collection).map(Vec::as_slice).unwrap_or_default();
+        let limit = if limit == 0 { usize::MAX } else { limit as usize };
+        let mut found = Vec::new();
+        for doc in docs.iter().filter(|d| matches(d, filter)).take(limit) {
+            found.push(match projection {
+                Some(p) if !p.is_empty() => project(doc, p),
+                _ => doc.clone(),
+            });
+        }
+        Ok(found)
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        self.logs.push((level, message.to_string()));
+    }
+}
+
+fn matches(doc: &Document, filter: &Document) -> bool {
+    filter.iter().all(|(key, condition)| {
+        let value = doc.get(key);
+        match condition {
+            Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => ops.iter().all(|(op, arg)| match op.as_str() {
+                "$in" => arg.as_array().is_some_and(|options| value.is_some_and(|v| options.contains(v))),
+                "$exists" => arg.as_bool().unwrap_or(true) == value.is_some(),
+                "$eq" => value == Some(arg),
+                "$ne" => value != Some(arg),
+                _ => false,
+            }),
+            _ => value == Some(condition),
+        }
+    })
+}
+
+fn project(doc: &Document, projection: &Document) -> Document {
+    doc.iter()
+        .filter(|(key, _)| *key == "_id" || projection.get(key.as_str()).is_some_and(|v| v.as_bool() != Some(false)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
