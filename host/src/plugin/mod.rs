@@ -6,6 +6,7 @@
 //! **Invariant:** after a trap an instance is never entered again; callers get
 //! [`CallError::Discarded`] and must instantiate afresh.
 
+pub mod actions;
 pub mod builder;
 pub mod cache;
 pub mod contract;

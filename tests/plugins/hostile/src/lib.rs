@@ -1,1 +1,115 @@
+//! A plugin that misbehaves on purpose, for the host's sandbox tests. The
+//! `behaviour` parameter given to `begin` picks the misbehaviour; `process`
+//! (or `begin` itself, for `*-in-begin`) carries it out.
 
+wit_bindgen::generate!({ path: "../../../wit", world: "godwit:migration/plugin" });
+
+use exports::godwit::migration::migration::Guest;
+use godwit::migration::types::{Action, Error, Manifest, Pass, Report, RunContext, Update};
+use std::cell::RefCell;
+
+thread_local! {
+    static BEHAVIOUR: RefCell<String> = const { RefCell::new(String::new()) };
+    static HOARD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Hostile;
+
+fn report(key: &str, message: String) -> Action {
+    Action::Report(Report { kind: "probe".into(), key: key.into(), message })
+}
+
+fn spin() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+impl Guest for Hostile {
+    fn get_manifest() -> Manifest {
+        Manifest {
+            name: "hostile".into(),
+            version: "0.0.1".into(),
+            requires: None,
+            description: "misbehaves on purpose".into(),
+            passes: vec![Pass {
+                name: "things".into(),
+                collection: "things".into(),
+                filter: bson::doc! {}.to_vec().unwrap(),
+                projection: None,
+                batch_size: 10,
+                writes: vec!["things".into()],
+            }],
+        }
+    }
+
+    fn begin(params: Vec<u8>, _context: RunContext) -> Result<(), Error> {
+        let params = bson::Document::from_reader(params.as_slice()).map_err(|e| Error { message: e.to_string(), document_id: None })?;
+        let behaviour = params.get_str("behaviour").unwrap_or("ok").to_string();
+        match behaviour.as_str() {
+            "loop-in-begin" => spin(),
+            "panic-in-begin" => panic!("hostile plugin panics in begin on purpose"),
+            _ => {}
+        }
+        BEHAVIOUR.with_borrow_mut(|b| *b = behaviour);
+        Ok(())
+    }
+
+    fn process(_pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<Action>, Error> {
+        let behaviour = BEHAVIOUR.with_borrow(|b| b.clone());
+        match behaviour.as_str() {
+            "ok" => Ok(vec![report("count", batch.len().to_string())]),
+            "loop" => spin(),
+            "oom" => {
+                // Keep every allocation alive so that memory only grows.
+                loop {
+                    HOARD.with_borrow_mut(|h| h.push(vec![1u8; 8 << 20]));
+                }
+            }
+            "panic" => panic!("hostile plugin panics on purpose (batch of {})", batch.len()),
+            "probe" => {
+                let file = match std::fs::read_to_string("/etc/passwd") {
+                    Ok(text) => format!("read {} bytes", text.len()),
+                    Err(e) => format!("error: {e}"),
+                };
+                let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                let args: Vec<String> = std::env::args().collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis().to_string())
+                    .unwrap_or_default();
+                let dirs = std::fs::read_dir("/").map(|d| d.count().to_string()).unwrap_or_else(|e| format!("error: {e}"));
+                let net = std::net::TcpStream::connect("127.0.0.1:22").map(|_| "connected".to_string()).unwrap_or_else(|e| format!("error: {e}"));
+                println!("hostile probe writes to stdout");
+                Ok(vec![
+                    report("file", file),
+                    report("env", format!("{} variables: {}", env.len(), env.join(","))),
+                    report("args", format!("{} arguments", args.len())),
+                    report("clock", now),
+                    report("readdir", dirs),
+                    report("network", net),
+                ])
+            }
+            "malformed-bson" => Ok(vec![Action::Update(Update {
+                collection: "things".into(),
+                filter: vec![0x05, 0x00, 0x00],
+                update: b"not bson at all".to_vec(),
+                upsert: false,
+                multi: false,
+            })]),
+            "error" => Err(Error {
+                message: "refusing on purpose".into(),
+                document_id: Some(bson::doc! {"_id": 42}.to_vec().unwrap()),
+            }),
+            other => Err(Error { message: format!("unknown behaviour {other:?}"), document_id: None }),
+        }
+    }
+
+    fn finish() -> Result<Vec<Action>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+export!(Hostile);

@@ -1,0 +1,128 @@
+//! Checks a plugin's actions before anything is written: BSON well formed,
+//! collection in the pass's `writes`, update/delete filters not empty. The
+//! result, [`ValidAction`], is the only form the writer accepts.
+
+use super::contract::{Action, ValidPass};
+use bson::Document;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ValidAction {
+    Update { collection: String, filter: Document, update: Document, upsert: bool, multi: bool },
+    Insert { collection: String, document: Document },
+    Delete { collection: String, filter: Document, multi: bool },
+    Report { kind: String, key: String, message: String },
+}
+
+impl ValidAction {
+    pub fn collection(&self) -> Option<&str> {
+        match self {
+            ValidAction::Update { collection, .. }
+            | ValidAction::Insert { collection, .. }
+            | ValidAction::Delete { collection, .. } => Some(collection),
+            ValidAction::Report { .. } => None,
+        }
+    }
+
+    pub fn is_write(&self) -> bool {
+        !matches!(self, ValidAction::Report { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("action {index} ({kind}{}): {problem}", collection.as_ref().map(|c| format!(" on `{c}`")).unwrap_or_default())]
+pub struct ActionError {
+    pub index: usize,
+    pub kind: &'static str,
+    pub collection: Option<String>,
+    pub problem: String,
+}
+
+/// Where actions come from: a pass (its `writes` apply) or `finish` (the
+/// union of every pass's `writes` applies).
+pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidAction>, ActionError> {
+    let mut valid = Vec::with_capacity(actions.len());
+    for (index, action) in actions.into_iter().enumerate() {
+        let (kind, collection) = match &action {
+            Action::Update(u) => ("update", Some(u.collection.clone())),
+            Action::Insert(i) => ("insert", Some(i.collection.clone())),
+            Action::Delete(d) => ("delete", Some(d.collection.clone())),
+            Action::Report(_) => ("report", None),
+        };
+        let fail = |problem: String| ActionError { index, kind, collection: collection.clone(), problem };
+        if let Some(c) = &collection
+            && !allowed.contains(&c.as_str())
+        {
+            return Err(fail(format!("collection is not in the pass's writes [{}]", allowed.join(", "))));
+        }
+        let decode = |what: &str, bytes: &[u8]| {
+            Document::from_reader(bytes).map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
+        };
+        let non_empty = |what: &str, doc: Document| {
+            if doc.is_empty() { Err(fail(format!("{what} is empty (it would hit every document)"))) } else { Ok(doc) }
+        };
+        valid.push(match action {
+            Action::Update(u) => ValidAction::Update {
+                filter: non_empty("filter", decode("filter", &u.filter)?)?,
+                update: non_empty("update", decode("update", &u.update)?)?,
+                collection: u.collection,
+                upsert: u.upsert,
+                multi: u.multi,
+            },
+            Action::Insert(i) => ValidAction::Insert { document: decode("document", &i.document)?, collection: i.collection },
+            Action::Delete(d) => ValidAction::Delete {
+                filter: non_empty("filter", decode("filter", &d.filter)?)?,
+                collection: d.collection,
+                multi: d.multi,
+            },
+            Action::Report(r) => ValidAction::Report { kind: r.kind, key: r.key, message: r.message },
+        });
+    }
+    Ok(valid)
+}
+
+/// Collections pass `pass` may write.
+pub fn allowed(pass: &ValidPass) -> Vec<&str> {
+    pass.writes.iter().map(String::as_str).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::contract::{Delete, Report, Update};
+    use bson::doc;
+
+    fn update(collection: &str, filter: Vec<u8>) -> Action {
+        Action::Update(Update {
+            collection: collection.into(),
+            filter,
+            update: doc! {"$set": {"a": 1}}.to_vec().unwrap(),
+            upsert: false,
+            multi: false,
+        })
+    }
+
+    fn check(actions: Vec<Action>, expect: Result<usize, &str>) {
+        match (validate(&["users"], actions), expect) {
+            (Ok(v), Ok(n)) => assert_eq!(v.len(), n),
+            (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{e}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn rules() {
+        let id = doc! {"_id": 1}.to_vec().unwrap();
+        check(vec![update("users", id.clone())], Ok(1));
+        check(
+            vec![Action::Report(Report { kind: "k".into(), key: "x".into(), message: "m".into() })],
+            Ok(1),
+        );
+        check(vec![update("users", id.clone()), update("orders", id.clone())], Err("action 1 (update on `orders`): collection is not in the pass's writes [users]"));
+        check(vec![update("users", doc! {}.to_vec().unwrap())], Err("filter is empty"));
+        check(vec![update("users", vec![5, 0, 0])], Err("filter is not well-formed BSON"));
+        check(
+            vec![Action::Delete(Delete { collection: "users".into(), filter: doc! {}.to_vec().unwrap(), multi: true })],
+            Err("action 0 (delete on `users`): filter is empty"),
+        );
+    }
+}
