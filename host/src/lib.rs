@@ -3,5 +3,11 @@
 //! library holds everything the end-to-end tests and other tools can reuse.
 
 pub mod cli;
+pub mod db;
 pub mod hash;
+pub mod journal;
 pub mod plugin;
+pub mod run;
+
+/// The wasmtime release embedded in this build (recorded in run headers).
+pub const WASMTIME_VERSION: &str = env!("GODWIT_WASMTIME_VERSION");

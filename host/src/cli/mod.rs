@@ -2,10 +2,17 @@
 //! errors to exit codes. **Invariant:** only this module knows about clap,
 //! terminals and exit codes.
 
+mod init;
+mod journal;
 mod plugin;
+mod run;
 
 use crate::plugin::cache::CompileCache;
+use crate::db::DbError;
+use crate::journal::JournalError;
+use crate::plugin::actions::ActionError;
 use crate::plugin::{CallError, Limits, LoadError, PluginHost};
+use crate::run::{ResumeError, VersionError};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,8 +79,35 @@ impl SandboxArgs {
     }
 }
 
+/// Where the database and the journal are.
+#[derive(Args, Clone)]
+pub struct ConnectionArgs {
+    /// MongoDB connection string.
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    uri: Option<String>,
+    /// Database to migrate.
+    #[arg(long)]
+    db: Option<String>,
+    /// Collection holding godwit's schema version, history, lock and progress markers.
+    #[arg(long, default_value = "godwit_metadata")]
+    metadata_collection: String,
+    /// Seconds to wait for the server before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Journal directory (a sled database).
+    #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
+    journal: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run a migration plugin (dry run unless --execute).
+    Run(Box<run::RunCommand>),
+    /// Stamp the schema version of an existing database.
+    Init(init::InitCommand),
+    /// List and verify the local run journal.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// Inspect or build plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -89,14 +123,60 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The plugin file was refused: unreadable, not wasm, wrong contract, bad manifest.
     pub const PLUGIN_REFUSED: u8 = 3;
-    /// The plugin trapped (fuel, deadline, memory, panic) or returned an error.
+    /// The plugin trapped (fuel, deadline, memory, panic), returned an error,
+    /// or returned an invalid action.
     pub const PLUGIN_FAILED: u8 = 4;
+    /// Another run holds the database's lock.
+    pub const LOCK_HELD: u8 = 5;
+    /// The unfinished run cannot be resumed as asked (plugin, parameters,
+    /// database or mode differ).
+    pub const RESUME_REFUSED: u8 = 6;
+    /// The journal is corrupt, or locked by another process.
+    pub const JOURNAL: u8 = 7;
+    /// The database is unreachable, the URI is invalid, or a write failed.
+    pub const DATABASE: u8 = 8;
+    /// The database's schema version does not satisfy the plugin's `requires`.
+    pub const VERSION: u8 = 9;
+    /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The async runtime for commands that talk to MongoDB. Multi-threaded so
+/// that plugin calls can block (`block_in_place`) while lookups run.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// First Ctrl-C / SIGTERM: stop after the current batch. Second: exit now
+/// (as safe as kill -9: the journal and the progress marker settle it).
+pub fn stop_on_signals(stop: crate::run::StopSignal) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!("stopping after the current batch (press Ctrl-C again to stop at once; the run stays resumable)");
+                stop.request();
+            } else {
+                eprintln!("stopping now; resume the run to settle the batch in flight");
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
     let result = match cli.command {
+        Command::Run(command) => command.run(&cli.global),
+        Command::Init(command) => command.run(&cli.global),
+        Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
     };
     match result {
@@ -116,8 +196,23 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
                 _ => exit::PLUGIN_REFUSED,
             };
         }
-        if cause.downcast_ref::<CallError>().is_some() {
+        if cause.downcast_ref::<CallError>().is_some() || cause.downcast_ref::<ActionError>().is_some() {
             return exit::PLUGIN_FAILED;
+        }
+        if let Some(db) = cause.downcast_ref::<DbError>() {
+            return match db {
+                DbError::LockHeld { .. } | DbError::LeaseLost { .. } => exit::LOCK_HELD,
+                _ => exit::DATABASE,
+            };
+        }
+        if cause.downcast_ref::<ResumeError>().is_some() {
+            return exit::RESUME_REFUSED;
+        }
+        if cause.downcast_ref::<JournalError>().is_some() {
+            return exit::JOURNAL;
+        }
+        if cause.downcast_ref::<VersionError>().is_some() {
+            return exit::VERSION;
         }
     }
     exit::ERROR

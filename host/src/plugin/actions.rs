@@ -3,7 +3,7 @@
 //! result, [`ValidAction`], is the only form the writer accepts.
 
 use super::contract::{Action, ValidPass};
-use bson::Document;
+use bson::{Document, doc};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ValidAction {
@@ -25,6 +25,43 @@ impl ValidAction {
 
     pub fn is_write(&self) -> bool {
         !matches!(self, ValidAction::Report { .. })
+    }
+
+    /// The action as one BSON document, the form the journal stores.
+    pub fn to_document(&self) -> Document {
+        match self {
+            ValidAction::Update { collection, filter, update, upsert, multi } => doc! {
+                "op": "update", "collection": collection, "filter": filter.clone(), "update": update.clone(),
+                "upsert": upsert, "multi": multi,
+            },
+            ValidAction::Insert { collection, document } => {
+                doc! {"op": "insert", "collection": collection, "document": document.clone()}
+            }
+            ValidAction::Delete { collection, filter, multi } => {
+                doc! {"op": "delete", "collection": collection, "filter": filter.clone(), "multi": multi}
+            }
+            ValidAction::Report { kind, key, message } => doc! {"op": "report", "kind": kind, "key": key, "message": message},
+        }
+    }
+
+    pub fn from_document(doc: &Document) -> Result<Self, bson::error::Error> {
+        let s = |k: &str| doc.get_str(k).map(str::to_string);
+        Ok(match doc.get_str("op")? {
+            "update" => ValidAction::Update {
+                collection: s("collection")?,
+                filter: doc.get_document("filter")?.clone(),
+                update: doc.get_document("update")?.clone(),
+                upsert: doc.get_bool("upsert")?,
+                multi: doc.get_bool("multi")?,
+            },
+            "insert" => ValidAction::Insert { collection: s("collection")?, document: doc.get_document("document")?.clone() },
+            "delete" => ValidAction::Delete {
+                collection: s("collection")?,
+                filter: doc.get_document("filter")?.clone(),
+                multi: doc.get_bool("multi")?,
+            },
+            _ => ValidAction::Report { kind: s("kind")?, key: s("key")?, message: s("message")? },
+        })
     }
 }
 
@@ -89,7 +126,6 @@ pub fn allowed(pass: &ValidPass) -> Vec<&str> {
 mod tests {
     use super::*;
     use crate::plugin::contract::{Delete, Report, Update};
-    use bson::doc;
 
     fn update(collection: &str, filter: Vec<u8>) -> Action {
         Action::Update(Update {

@@ -1,0 +1,51 @@
+//! `godwit init --version X`: stamps the schema version of an existing database once.
+
+use super::{ConnectionArgs, GlobalArgs};
+use anyhow::bail;
+use bson::doc;
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct InitCommand {
+    /// The semantic version the database's current schema corresponds to.
+    #[arg(long)]
+    version: String,
+    /// Stamp even if the database already has a version.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+impl InitCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        if let Err(e) = semver::Version::parse(&self.version) {
+            bail!("--version {:?} is not a semantic version: {e}", self.version);
+        }
+        super::runtime()?.block_on(async {
+            let db = self.connection.connect().await?;
+            if let Some(current) = db.current_version().await?
+                && !self.force
+            {
+                bail!("database {} is already stamped at version {current}; use --force to overwrite", db.name);
+            }
+            let entry = doc! {
+                "run_id": format!("init-{}", bson::oid::ObjectId::new().to_hex()),
+                "plugin": "godwit init",
+                "version": &self.version,
+                "finished_at": bson::DateTime::now(),
+                "host_version": env!("CARGO_PKG_VERSION"),
+                "forced": self.force,
+            };
+            let run_id = entry.get_str("run_id")?.to_string();
+            db.stamp(&self.version, &run_id, entry).await?;
+            if global.json {
+                println!("{}", serde_json::json!({"database": db.name, "version": self.version}));
+            } else {
+                println!("database {} stamped at version {}", db.name, self.version);
+            }
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}

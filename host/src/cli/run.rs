@@ -1,0 +1,197 @@
+//! `godwit run`: one migration plugin over the database, dry run by default.
+
+use super::{ConnectionArgs, GlobalArgs, SandboxArgs, exit};
+use crate::journal::{Journal, RunMode};
+use crate::run::report::Summary;
+use crate::run::{Engine, Outcome, ResumeChoice, RunRequest, StopSignal};
+use anyhow::{Context, bail};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct RunCommand {
+    /// The plugin component (.wasm).
+    plugin: PathBuf,
+    /// Apply the actions. Without it the run is a dry run: it reports what it
+    /// would do and writes nothing to the database.
+    #[arg(long)]
+    execute: bool,
+    /// A parameter for the plugin's `begin` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Documents per plugin call, overriding the passes' own batch sizes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_size: Option<u32>,
+    /// Resume this unfinished run (by default the unfinished run of the same
+    /// plugin, mode and database is resumed automatically).
+    #[arg(long, value_name = "RUN", conflicts_with = "new_run")]
+    resume: Option<String>,
+    /// Abandon an unfinished run of this plugin on this database and start over.
+    #[arg(long)]
+    new_run: bool,
+    /// Lease of the database lock, in seconds; renewed while the run lives,
+    /// taken over by another runner once expired.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    lease: u64,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+/// Parses `--param k=v` values: keys non-empty and unique, sorted by key.
+pub fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for item in raw {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--param {item:?} is not KEY=VALUE");
+        };
+        if key.is_empty() {
+            bail!("--param {item:?} has an empty key");
+        }
+        if params.iter().any(|(k, _)| k == key) {
+            bail!("--param {key} is given twice");
+        }
+        params.push((key.to_string(), value.to_string()));
+    }
+    params.sort();
+    Ok(params)
+}
+
+impl RunCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        // Validate everything local before touching the database.
+        let params = parse_params(&self.params)?;
+        if self.lease < 3 {
+            bail!("--lease must be at least 3 seconds");
+        }
+        let plugin_host = self.sandbox.plugin_host()?;
+        let plugin = plugin_host.load(&self.plugin)?;
+        let journal = Journal::open(&self.connection.journal)?;
+        let request = RunRequest {
+            mode: if self.execute { RunMode::Execute } else { RunMode::DryRun },
+            params,
+            batch_size: self.batch_size,
+            resume: match (&self.resume, self.new_run) {
+                (Some(run), _) => ResumeChoice::Run(run.clone()),
+                (None, true) => ResumeChoice::New,
+                (None, false) => ResumeChoice::Auto,
+            },
+            lease: Duration::from_secs(self.lease),
+        };
+        let runtime = super::runtime()?;
+        let outcome = runtime.block_on(async {
+            let db = self.connection.connect().await?;
+            let stop = StopSignal::default();
+            super::stop_on_signals(stop.clone());
+            let engine = Engine { plugin: &plugin, db: &db, journal: &journal, stop };
+            engine.run(&request).await
+        })?;
+        let resume_hint = format!("godwit run {} --resume {{run}}{}", self.plugin.display(), if self.execute { " --execute" } else { "" });
+        Ok(print_outcome(&outcome, global, &resume_hint))
+    }
+}
+
+fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
+    let (header, summary, status, code) = match outcome {
+        Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK),
+        Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED),
+    };
+    let execute = header.mode == RunMode::Execute;
+    let stamped = match outcome {
+        Outcome::Finished { stamped, .. } => stamped.clone(),
+        Outcome::Interrupted { .. } => None,
+    };
+    if global.json {
+        let json = serde_json::json!({
+            "run_id": header.run_id,
+            "plugin": header.plugin_name,
+            "version": header.plugin_version,
+            "sha256": header.plugin_sha256,
+            "database": header.database,
+            "mode": if execute { "execute" } else { "dry_run" },
+            "status": status,
+            "resumed": matches!(outcome, Outcome::Finished { resumed: true, .. }),
+            "stamped_version": stamped,
+            "summary": summary,
+        });
+        println!("{}", serde_json::to_string_pretty(&json).expect("summary serializes"));
+    } else {
+        println!(
+            "{} run {} of {} {} on {}: {status}",
+            if execute { "execute" } else { "dry" },
+            header.run_id,
+            header.plugin_name,
+            header.plugin_version,
+            header.database
+        );
+        print_summary(summary, execute);
+        match (&stamped, status) {
+            (Some(v), _) => println!("database {} stamped at version {v}", header.database),
+            (None, "finished") if !execute => println!("dry run: nothing was written; run again with --execute to apply"),
+            _ => {}
+        }
+    }
+    if status == "interrupted" {
+        eprintln!("interrupted: the run is resumable; continue with: {}", resume_hint.replace("{run}", &header.run_id));
+    }
+    ExitCode::from(code)
+}
+
+pub fn print_summary(summary: &Summary, execute: bool) {
+    let verb = if execute { "" } else { "would " };
+    for (i, pass) in summary.passes.iter().enumerate().map(|(i, p)| (Some(i), p)).chain([(None, &summary.finish)]) {
+        if i.is_none() && pass.batches == 0 {
+            continue;
+        }
+        let label = match i {
+            Some(i) => format!("pass {i} {} ({})", pass.name, pass.collection),
+            None => "finish".to_string(),
+        };
+        println!(
+            "  {label}: {} documents in {} batches; {verb}update {}, {verb}insert {}, {verb}delete {}",
+            pass.documents, pass.batches, pass.updates, pass.inserts, pass.deletes
+        );
+        for (collection, n) in &pass.writes_by_collection {
+            println!("    {collection}: {n} write actions");
+        }
+        for (kind, report) in &pass.reports {
+            println!("    {kind}: {}", report.count);
+            for sample in &report.samples {
+                println!("      {}: {}", sample.key, sample.message);
+            }
+        }
+    }
+}
+
+impl ConnectionArgs {
+    pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
+        let uri = self.uri.as_deref().context("no MongoDB URI: pass --uri or set MONGODB_URI")?;
+        let db = self.db.as_deref().context("no database: pass --db NAME")?;
+        Ok(crate::db::Db::connect(crate::db::ConnectOptions {
+            uri,
+            db,
+            metadata_collection: &self.metadata_collection,
+            timeout: Duration::from_secs_f64(self.connect_timeout),
+        })
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_params;
+
+    #[test]
+    fn params() {
+        assert_eq!(
+            parse_params(&["b=2".into(), "a=x=y".into(), "c=".into()]).unwrap(),
+            vec![("a".into(), "x=y".into()), ("b".into(), "2".into()), ("c".into(), "".into())]
+        );
+        assert_eq!(parse_params(&["novalue".into()]).unwrap_err().to_string(), "--param \"novalue\" is not KEY=VALUE");
+        assert_eq!(parse_params(&["=v".into()]).unwrap_err().to_string(), "--param \"=v\" has an empty key");
+        assert_eq!(parse_params(&["a=1".into(), "a=2".into()]).unwrap_err().to_string(), "--param a is given twice");
+    }
+}

@@ -1,0 +1,470 @@
+//! Everything godwit does to MongoDB: connecting, detecting transaction
+//! support, the metadata collection (schema version and history, the lease
+//! lock, progress markers), and applying validated actions in bulk.
+
+use crate::plugin::actions::ValidAction;
+use bson::{Bson, DateTime, Document, doc};
+use mongodb::options::{ClientOptions, ReturnDocument};
+use mongodb::{Client, ClientSession, Database};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid MongoDB URI {uri}: {reason}")]
+    BadUri { uri: String, reason: String },
+    #[error("cannot reach MongoDB at {uri} within {timeout:?}: {reason}")]
+    Unreachable { uri: String, timeout: Duration, reason: String },
+    #[error(
+        "database {db} is locked by another godwit run: run {run_id} of {plugin} on {host} (pid {pid}), lease until {expires_at}; \
+         it is taken over automatically once the lease expires"
+    )]
+    LockHeld { db: String, run_id: String, plugin: String, host: String, pid: i64, expires_at: String },
+    #[error("run {run_id} lost its lock on database {db} (another runner took it over after the lease expired)")]
+    LeaseLost { db: String, run_id: String },
+    #[error("{context}: {source}")]
+    Mongo { context: String, source: mongodb::error::Error },
+    #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
+    WriteFailed { collection: String, index: usize, message: String, target: String },
+}
+
+pub type Result<T> = std::result::Result<T, DbError>;
+
+fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> DbError {
+    let context = context.into();
+    move |source| DbError::Mongo { context, source }
+}
+
+/// The connection string with any password replaced by `****`.
+pub fn redact_uri(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else { return uri.to_string() };
+    let rest = &uri[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let redacted = if userinfo.contains(':') { format!("{user}:****") } else { user.to_string() };
+            format!("{}{}{}", &uri[..scheme_end + 3], redacted, &rest[at..])
+        }
+        None => uri.to_string(),
+    }
+}
+
+/// A connected database with what godwit needs to know about the server.
+#[derive(Clone)]
+pub struct Db {
+    pub client: Client,
+    pub db: Database,
+    pub name: String,
+    pub uri: String,
+    pub metadata: String,
+    /// Multi-document transactions available (replica set or sharded cluster).
+    pub transactions: bool,
+}
+
+pub struct ConnectOptions<'a> {
+    pub uri: &'a str,
+    pub db: &'a str,
+    pub metadata_collection: &'a str,
+    pub timeout: Duration,
+}
+
+impl Db {
+    pub async fn connect(opts: ConnectOptions<'_>) -> Result<Db> {
+        let redacted = redact_uri(opts.uri);
+        let mut options = ClientOptions::parse(opts.uri)
+            .await
+            .map_err(|e| DbError::BadUri { uri: redacted.clone(), reason: e.to_string() })?;
+        options.app_name = Some(format!("godwit {}", env!("CARGO_PKG_VERSION")));
+        options.server_selection_timeout = Some(opts.timeout);
+        options.connect_timeout = Some(opts.timeout);
+        let client = Client::with_options(options).map_err(|e| DbError::BadUri { uri: redacted.clone(), reason: e.to_string() })?;
+        let hello = client
+            .database("admin")
+            .run_command(doc! {"hello": 1})
+            .await
+            .map_err(|e| DbError::Unreachable { uri: redacted.clone(), timeout: opts.timeout, reason: e.to_string() })?;
+        let transactions = hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+        Ok(Db {
+            db: client.database(opts.db),
+            client,
+            name: opts.db.to_string(),
+            uri: redacted,
+            metadata: opts.metadata_collection.to_string(),
+            transactions,
+        })
+    }
+
+    fn meta(&self) -> mongodb::Collection<Document> {
+        self.db.collection(&self.metadata)
+    }
+
+    /// The current schema document (`{_id: "schema", version, history}`), if any.
+    pub async fn schema(&self) -> Result<Option<Document>> {
+        self.meta()
+            .find_one(doc! {"_id": "schema"})
+            .await
+            .map_err(mongo(format!("reading the schema version from {}.{}", self.name, self.metadata)))
+    }
+
+    pub async fn current_version(&self) -> Result<Option<String>> {
+        Ok(self.schema().await?.and_then(|s| s.get_str("version").ok().map(str::to_string)))
+    }
+
+    /// Records `version` and appends `history_entry`, once per run id.
+    /// Returns false when the history already holds this run (stamped before a crash).
+    pub async fn stamp(&self, version: &str, run_id: &str, history_entry: Document) -> Result<bool> {
+        if let Some(schema) = self.schema().await?
+            && let Ok(history) = schema.get_array("history")
+            && history.iter().any(|h| h.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run_id))
+        {
+            return Ok(false);
+        }
+        self.meta()
+            .update_one(
+                doc! {"_id": "schema"},
+                doc! {"$set": {"version": version, "updated_at": DateTime::now()}, "$push": {"history": history_entry}},
+            )
+            .upsert(true)
+            .await
+            .map_err(mongo(format!("stamping version {version} in {}.{}", self.name, self.metadata)))?;
+        Ok(true)
+    }
+
+    /// Progress marker of a run: `{_id: "progress:<run>", seq, pass, checkpoint}`.
+    pub async fn marker(&self, run_id: &str) -> Result<Option<Document>> {
+        self.meta()
+            .find_one(doc! {"_id": format!("progress:{run_id}")})
+            .await
+            .map_err(mongo(format!("reading the progress marker of run {run_id}")))
+    }
+
+    pub async fn delete_marker(&self, run_id: &str) -> Result<()> {
+        self.meta()
+            .delete_one(doc! {"_id": format!("progress:{run_id}")})
+            .await
+            .map_err(mongo(format!("removing the progress marker of run {run_id}")))?;
+        Ok(())
+    }
+
+    /// Takes the lease lock, or fails naming its holder. A lock held by the
+    /// same run on the same host is taken over at once: the journal's file
+    /// lock already proves that the previous process of this run is gone.
+    pub async fn acquire_lock(&self, holder: &LockHolder, lease: Duration) -> Result<Lock> {
+        let now = DateTime::now();
+        let expires = DateTime::from_millis(now.timestamp_millis() + lease.as_millis() as i64);
+        let filter = doc! {
+            "_id": "lock",
+            "$or": [
+                {"expires_at": {"$lte": now}},
+                {"run_id": &holder.run_id, "host": &holder.host},
+            ],
+        };
+        let update = doc! {
+            "$set": {
+                "run_id": &holder.run_id, "plugin": &holder.plugin, "host": &holder.host,
+                "pid": holder.pid, "acquired_at": now, "expires_at": expires,
+            },
+            "$inc": {"token": 1_i64},
+        };
+        let result = self.meta().find_one_and_update(filter, update).upsert(true).return_document(ReturnDocument::After).await;
+        match result {
+            Ok(Some(lock)) => Ok(Lock { token: lock.get_i64("token").unwrap_or(0), run_id: holder.run_id.clone() }),
+            Ok(None) => unreachable!("upsert returns the document"),
+            Err(e) if is_duplicate_key(&e) => {
+                let held = self.meta().find_one(doc! {"_id": "lock"}).await.map_err(mongo("reading the lock holder"))?.unwrap_or_default();
+                Err(DbError::LockHeld {
+                    db: self.name.clone(),
+                    run_id: held.get_str("run_id").unwrap_or("?").to_string(),
+                    plugin: held.get_str("plugin").unwrap_or("?").to_string(),
+                    host: held.get_str("host").unwrap_or("?").to_string(),
+                    pid: held.get_i64("pid").or_else(|_| held.get_i32("pid").map(i64::from)).unwrap_or(0),
+                    expires_at: held.get_datetime("expires_at").map(|d| d.to_string()).unwrap_or_default(),
+                })
+            }
+            Err(e) => Err(mongo(format!("taking the lock on {}", self.name))(e)),
+        }
+    }
+
+    /// Extends the lease; fails with `LeaseLost` if another runner took it.
+    pub async fn renew_lock(&self, lock: &Lock, lease: Duration) -> Result<()> {
+        let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + lease.as_millis() as i64);
+        let result = self
+            .meta()
+            .update_one(doc! {"_id": "lock", "token": lock.token}, doc! {"$set": {"expires_at": expires}})
+            .await
+            .map_err(mongo("renewing the lock"))?;
+        if result.matched_count == 0 {
+            return Err(DbError::LeaseLost { db: self.name.clone(), run_id: lock.run_id.clone() });
+        }
+        Ok(())
+    }
+
+    pub async fn release_lock(&self, lock: &Lock) -> Result<()> {
+        self.meta()
+            .delete_one(doc! {"_id": "lock", "token": lock.token})
+            .await
+            .map_err(mongo("releasing the lock"))?;
+        Ok(())
+    }
+
+    /// Applies one batch's actions and moves the run's progress marker to
+    /// `seq`: in one transaction when the server supports them (exactly once),
+    /// else as ordered bulk writes followed by the marker (at least once).
+    pub async fn apply_batch(&self, batch: &BatchWrite<'_>) -> Result<WriteCounts> {
+        if !self.transactions {
+            let counts = self.write_actions(batch.actions, None).await?;
+            self.write_marker(batch, None).await?;
+            return Ok(counts);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut session = self.client.start_session().await.map_err(mongo("starting a session"))?;
+            session.start_transaction().await.map_err(mongo("starting a transaction"))?;
+            let outcome = async {
+                let counts = self.write_actions(batch.actions, Some(&mut session)).await?;
+                self.write_marker(batch, Some(&mut session)).await?;
+                Ok::<_, DbError>(counts)
+            }
+            .await;
+            match outcome {
+                Ok(counts) => match commit(&mut session).await {
+                    Ok(()) => return Ok(counts),
+                    Err(e) if attempt < 3 && e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => continue,
+                    Err(e) => return Err(mongo(format!("committing batch {} of run {}", batch.seq, batch.run_id))(e)),
+                },
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    let transient = matches!(&e, DbError::Mongo { source, .. } if source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR));
+                    if transient && attempt < 3 {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn write_marker(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<()> {
+        let mut commands = vec![doc! {
+            "update": &self.metadata,
+            "updates": [{
+                "q": {"_id": format!("progress:{}", batch.run_id)},
+                "u": {"$set": {"seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(), "at": DateTime::now()}},
+                "upsert": true,
+            }],
+        }];
+        // Fencing: the write only counts while this run holds the lock.
+        if let Some(lock) = batch.lock {
+            commands.push(doc! {
+                "update": &self.metadata,
+                "updates": [{"q": {"_id": "lock", "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}}],
+            });
+        }
+        let mut session = session;
+        for (i, command) in commands.into_iter().enumerate() {
+            let action = self.db.run_command(command);
+            let reply = match session.as_deref_mut() {
+                Some(s) => action.session(s).await,
+                None => action.await,
+            }
+            .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
+            if i == 1 && reply.get_i32("n").map(i64::from).or_else(|_| reply.get_i64("n")).unwrap_or(0) == 0 {
+                return Err(DbError::LeaseLost { db: self.name.clone(), run_id: batch.run_id.to_string() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the actions as `update`/`insert`/`delete` commands, many
+    /// statements per command, consecutive actions of one kind on one
+    /// collection grouped so that the order of writes is preserved.
+    async fn write_actions(&self, actions: &[ValidAction], mut session: Option<&mut ClientSession>) -> Result<WriteCounts> {
+        let mut counts = WriteCounts::default();
+        let mut start = 0;
+        while start < actions.len() {
+            if !actions[start].is_write() {
+                start += 1;
+                continue;
+            }
+            let key = group_key(&actions[start]);
+            let mut end = start + 1;
+            let mut bytes = 0usize;
+            while end < actions.len() && group_key(&actions[end]) == key && end - start < MAX_STATEMENTS && bytes < MAX_COMMAND_BYTES {
+                bytes += approx_size(&actions[end]);
+                end += 1;
+            }
+            let group = &actions[start..end];
+            let (collection, command) = command_for(group);
+            let action = self.db.run_command(command);
+            let reply = match session.as_deref_mut() {
+                Some(s) => action.session(s).await,
+                None => action.await,
+            }
+            .map_err(mongo(format!("writing {collection}")))?;
+            if let Ok(errors) = reply.get_array("writeErrors")
+                && let Some(first) = errors.first().and_then(Bson::as_document)
+            {
+                let index = first.get_i32("index").unwrap_or(0) as usize;
+                return Err(DbError::WriteFailed {
+                    collection: collection.clone(),
+                    index: start + index,
+                    message: first.get_str("errmsg").unwrap_or("write error").to_string(),
+                    target: describe_target(&group[index.min(group.len() - 1)]),
+                });
+            }
+            let n = reply.get_i32("n").map(i64::from).or_else(|_| reply.get_i64("n")).unwrap_or(0) as u64;
+            match &group[0] {
+                ValidAction::Update { .. } => {
+                    counts.matched += n;
+                    counts.modified += reply.get_i32("nModified").map(i64::from).or_else(|_| reply.get_i64("nModified")).unwrap_or(0) as u64;
+                    counts.upserted += reply.get_array("upserted").map(|a| a.len() as u64).unwrap_or(0);
+                }
+                ValidAction::Insert { .. } => counts.inserted += n,
+                ValidAction::Delete { .. } => counts.deleted += n,
+                ValidAction::Report { .. } => {}
+            }
+            start = end;
+        }
+        Ok(counts)
+    }
+}
+
+const MAX_STATEMENTS: usize = 1000;
+const MAX_COMMAND_BYTES: usize = 8 << 20;
+
+async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
+    // An unknown commit result is retried: committing twice is safe, the
+    // server answers for the same transaction.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match session.commit_transaction().await {
+            Err(e) if attempts < 3 && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn group_key(action: &ValidAction) -> (u8, &str) {
+    let kind = match action {
+        ValidAction::Update { .. } => 0,
+        ValidAction::Insert { .. } => 1,
+        ValidAction::Delete { .. } => 2,
+        ValidAction::Report { .. } => 3,
+    };
+    (kind, action.collection().unwrap_or(""))
+}
+
+fn approx_size(action: &ValidAction) -> usize {
+    match action {
+        ValidAction::Update { filter, update, .. } => filter.len() * 32 + update.len() * 32,
+        ValidAction::Insert { document, .. } => document.len() * 32,
+        ValidAction::Delete { filter, .. } => filter.len() * 32,
+        ValidAction::Report { .. } => 0,
+    }
+}
+
+fn command_for(group: &[ValidAction]) -> (String, Document) {
+    let collection = group[0].collection().unwrap_or_default().to_string();
+    let command = match &group[0] {
+        ValidAction::Update { .. } => {
+            let updates: Vec<Document> = group
+                .iter()
+                .filter_map(|a| match a {
+                    ValidAction::Update { filter, update, upsert, multi, .. } => {
+                        Some(doc! {"q": filter.clone(), "u": update.clone(), "upsert": *upsert, "multi": *multi})
+                    }
+                    _ => None,
+                })
+                .collect();
+            doc! {"update": &collection, "updates": updates, "ordered": true}
+        }
+        ValidAction::Insert { .. } => {
+            let documents: Vec<Document> = group
+                .iter()
+                .filter_map(|a| match a {
+                    ValidAction::Insert { document, .. } => Some(document.clone()),
+                    _ => None,
+                })
+                .collect();
+            doc! {"insert": &collection, "documents": documents, "ordered": true}
+        }
+        ValidAction::Delete { .. } => {
+            let deletes: Vec<Document> = group
+                .iter()
+                .filter_map(|a| match a {
+                    ValidAction::Delete { filter, multi, .. } => Some(doc! {"q": filter.clone(), "limit": if *multi { 0 } else { 1 }}),
+                    _ => None,
+                })
+                .collect();
+            doc! {"delete": &collection, "deletes": deletes, "ordered": true}
+        }
+        ValidAction::Report { .. } => unreachable!("reports are never written"),
+    };
+    (collection, command)
+}
+
+fn describe_target(action: &ValidAction) -> String {
+    match action {
+        ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => filter.to_string(),
+        ValidAction::Insert { document, .. } => document.get("_id").map_or_else(|| "without _id".into(), |id| format!("_id {id}")),
+        ValidAction::Report { .. } => String::new(),
+    }
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        _ => error.to_string().contains("E11000"),
+    }
+}
+
+pub struct LockHolder {
+    pub run_id: String,
+    pub plugin: String,
+    pub host: String,
+    pub pid: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lock {
+    pub token: i64,
+    pub run_id: String,
+}
+
+/// One batch's writes plus where the progress marker moves.
+pub struct BatchWrite<'a> {
+    pub run_id: &'a str,
+    pub seq: u64,
+    pub pass: Option<u32>,
+    pub checkpoint: Option<Bson>,
+    pub actions: &'a [ValidAction],
+    pub lock: Option<&'a Lock>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub matched: u64,
+    pub modified: u64,
+    pub upserted: u64,
+    pub inserted: u64,
+    pub deleted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_uri;
+
+    #[test]
+    fn passwords_are_redacted() {
+        let check = |uri: &str, expect: &str| assert_eq!(redact_uri(uri), expect);
+        check("mongodb://127.0.0.1:27017", "mongodb://127.0.0.1:27017");
+        check("mongodb://alice:s3cr@t@db1,db2/app?x=1", "mongodb://alice:****@db1,db2/app?x=1");
+        check("mongodb+srv://bob@cluster.example.net/", "mongodb+srv://bob@cluster.example.net/");
+        check("mongodb://u:p@h/?authSource=admin", "mongodb://u:****@h/?authSource=admin");
+    }
+}

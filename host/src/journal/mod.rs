@@ -1,0 +1,464 @@
+//! The local, hash-chained run journal (sled + bincode 2 + sha256).
+//!
+//! One sled database per project directory. Tree `runs` maps a run id to its
+//! [`RunHeader`]; tree `entries/<run id>` maps a big-endian sequence number to
+//! a [`StoredEntry`]: the bincode-encoded [`Entry`] and its hash,
+//! `sha256(prev_hash || encoded entry)`. Every value carries a format version.
+//!
+//! **Invariant:** this module knows nothing about MongoDB or wasmtime; inputs
+//! and actions are raw BSON bytes, produced and interpreted elsewhere.
+
+use crate::hash::{Sha256Hash, sha256_parts, to_hex};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Version of the encoding of headers and entries. Bumped on any change.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {} is in use by another godwit process (sled holds its lock); wait for it or use another --journal", dir.display())]
+    Locked { dir: PathBuf },
+    #[error("cannot open journal {}: {source}", dir.display())]
+    Open { dir: PathBuf, source: sled::Error },
+    #[error("journal {}: {source}", dir.display())]
+    Io { dir: PathBuf, source: sled::Error },
+    #[error("journal run {run}: entry {seq} is corrupt: {reason}")]
+    Corrupt { run: String, seq: u64, reason: String },
+    #[error("journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})")]
+    HashMismatch { run: String, seq: u64, expected: String, actual: String },
+    #[error("journal run {run}: entry {seq} should link to {expected}, but links to {actual}")]
+    BrokenChain { run: String, seq: u64, expected: String, actual: String },
+    #[error("journal run {run}: sequence gap, expected entry {expected}, found {found}")]
+    SequenceGap { run: String, expected: u64, found: u64 },
+    #[error("journal has no run {run}")]
+    UnknownRun { run: String },
+    #[error("journal run {run}: header is corrupt: {reason}")]
+    CorruptHeader { run: String, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, JournalError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub enum RunMode {
+    DryRun,
+    Execute,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub enum RunStatus {
+    /// Started and not finished: resumable.
+    Running,
+    /// Every pass done (and, for an execute run, stamped).
+    Finished,
+    /// Given up by the operator (`--new-run`); never resumed.
+    Abandoned,
+}
+
+/// What a run is: who ran which plugin with which parameters against which
+/// database. Written once at start; only `status` and `finished_at_ms` change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct RunHeader {
+    pub format: u32,
+    pub run_id: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub plugin_sha256: String,
+    pub plugin_file: String,
+    /// `--param` pairs, sorted by key.
+    pub params: Vec<(String, String)>,
+    pub params_hash: String,
+    pub database: String,
+    /// The connection string with any password removed.
+    pub uri: String,
+    pub metadata_collection: String,
+    pub mode: RunMode,
+    pub host_version: String,
+    pub wasmtime_version: String,
+    pub started_at_ms: i64,
+    pub status: RunStatus,
+    pub finished_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub enum EntryKind {
+    /// The plugin's `begin` ran (lookups it made are recorded).
+    Begin,
+    /// A resumed run called `begin` again on a fresh instance.
+    Resume,
+    /// A batch's inputs and actions, recorded (and flushed) before any write.
+    Prepared,
+    /// The batch `batch_seq` names was committed to the database.
+    Committed,
+    /// A dry-run batch: inputs and would-be actions; also its checkpoint.
+    Planned,
+    /// A pass read its last batch.
+    PassDone,
+    /// `finish` ran; its actions (if any) are in the entry.
+    Finish,
+    /// The schema version was stamped in the database.
+    Stamp,
+}
+
+/// One journaled lookup: the plugin's `find` and what it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct LookupRecord {
+    pub collection: String,
+    pub filter: Vec<u8>,
+    pub projection: Option<Vec<u8>>,
+    pub limit: u32,
+    pub result: std::result::Result<Vec<Vec<u8>>, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct Counts {
+    pub documents: u64,
+    pub updates: u64,
+    pub inserts: u64,
+    pub deletes: u64,
+    pub reports: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct Entry {
+    pub format: u32,
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub at_ms: i64,
+    pub pass: Option<u32>,
+    /// For `Committed`: the `Prepared` entry it settles.
+    pub batch_seq: Option<u64>,
+    /// `{"_id": <last _id of the batch>}` as BSON: where the pass resumes.
+    pub checkpoint: Option<Vec<u8>>,
+    pub inputs_hash: Option<Sha256Hash>,
+    pub actions_hash: Option<Sha256Hash>,
+    pub counts: Counts,
+    pub fuel: u64,
+    /// The batch as the plugin saw it (projected raw BSON documents).
+    pub inputs: Vec<Vec<u8>>,
+    /// The validated actions, each as a BSON document.
+    pub actions: Vec<Vec<u8>>,
+    pub lookups: Vec<LookupRecord>,
+    /// Free-form detail: how a batch was settled, a stamp's version.
+    pub note: String,
+    pub prev_hash: Sha256Hash,
+}
+
+impl Entry {
+    /// An entry of `kind` with everything else empty; `append` fills `seq`,
+    /// `prev_hash` and `format`.
+    pub fn new(kind: EntryKind, at_ms: i64) -> Self {
+        Entry {
+            format: FORMAT_VERSION,
+            seq: 0,
+            kind,
+            at_ms,
+            pass: None,
+            batch_seq: None,
+            checkpoint: None,
+            inputs_hash: None,
+            actions_hash: None,
+            counts: Counts::default(),
+            fuel: 0,
+            inputs: Vec::new(),
+            actions: Vec::new(),
+            lookups: Vec::new(),
+            note: String::new(),
+            prev_hash: [0; 32],
+        }
+    }
+}
+
+/// What is stored per sequence number: the encoded entry and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct StoredEntry {
+    pub body: Vec<u8>,
+    pub hash: Sha256Hash,
+}
+
+/// Hash of the list of documents or actions of a batch.
+pub fn hash_documents(docs: &[Vec<u8>]) -> Sha256Hash {
+    sha256_parts(docs.iter().map(Vec::as_slice))
+}
+
+pub fn entry_hash(prev_hash: &Sha256Hash, body: &[u8]) -> Sha256Hash {
+    sha256_parts([prev_hash.as_slice(), body])
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    db: sled::Db,
+    runs: sled::Tree,
+}
+
+impl Journal {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(dir).open().map_err(|source| match &source {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                JournalError::Locked { dir: dir.to_path_buf() }
+            }
+            _ => JournalError::Open { dir: dir.to_path_buf(), source },
+        })?;
+        let runs = db.open_tree("runs").map_err(|source| JournalError::Io { dir: dir.to_path_buf(), source })?;
+        Ok(Journal { dir: dir.to_path_buf(), db, runs })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io(&self) -> impl Fn(sled::Error) -> JournalError + '_ {
+        |source| JournalError::Io { dir: self.dir.clone(), source }
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(self.io())?;
+        Ok(())
+    }
+
+    pub fn put_header(&self, header: &RunHeader) -> Result<()> {
+        let bytes = bincode::encode_to_vec(header, config()).expect("headers encode");
+        self.runs.insert(header.run_id.as_bytes(), bytes).map_err(self.io())?;
+        Ok(())
+    }
+
+    pub fn header(&self, run: &str) -> Result<RunHeader> {
+        let bytes = self.runs.get(run.as_bytes()).map_err(self.io())?.ok_or_else(|| JournalError::UnknownRun { run: run.into() })?;
+        decode_header(run, &bytes)
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunHeader>> {
+        let mut headers = Vec::new();
+        for item in self.runs.iter() {
+            let (key, bytes) = item.map_err(self.io())?;
+            headers.push(decode_header(&String::from_utf8_lossy(&key), &bytes)?);
+        }
+        headers.sort_by_key(|h| h.started_at_ms);
+        Ok(headers)
+    }
+
+    fn entries_tree(&self, run: &str) -> Result<sled::Tree> {
+        self.db.open_tree(format!("entries/{run}")).map_err(self.io())
+    }
+
+    /// Appends an entry to run `run`'s chain; returns it with seq and hashes filled.
+    /// Not durable until [`Journal::flush`].
+    pub fn append(&self, run: &str, mut entry: Entry) -> Result<(Entry, Sha256Hash)> {
+        let tree = self.entries_tree(run)?;
+        let (seq, prev_hash) = match tree.last().map_err(self.io())? {
+            Some((key, value)) => {
+                let seq = seq_of(run, &key)?;
+                let stored = decode_stored(run, seq, &value)?;
+                (seq + 1, stored.hash)
+            }
+            None => (0, [0; 32]),
+        };
+        entry.format = FORMAT_VERSION;
+        entry.seq = seq;
+        entry.prev_hash = prev_hash;
+        let body = bincode::encode_to_vec(&entry, config()).expect("entries encode");
+        let hash = entry_hash(&prev_hash, &body);
+        let stored = bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
+        tree.insert(seq.to_be_bytes(), stored).map_err(self.io())?;
+        Ok((entry, hash))
+    }
+
+    /// Every entry of a run, decoded but not verified against the chain.
+    pub fn entries(&self, run: &str) -> Result<Vec<(Entry, Sha256Hash)>> {
+        let tree = self.entries_tree(run)?;
+        let mut entries = Vec::new();
+        for item in tree.iter() {
+            let (key, value) = item.map_err(self.io())?;
+            let seq = seq_of(run, &key)?;
+            let stored = decode_stored(run, seq, &value)?;
+            let entry = decode_entry(run, seq, &stored.body)?;
+            entries.push((entry, stored.hash));
+        }
+        Ok(entries)
+    }
+
+    /// Recomputes every hash and link of a run's chain. Returns the head hash
+    /// (all zeros for an empty run) and the number of entries.
+    pub fn verify(&self, run: &str) -> Result<VerifiedChain> {
+        self.header(run)?;
+        let tree = self.entries_tree(run)?;
+        let mut prev = [0u8; 32];
+        let mut expected_seq = 0u64;
+        for item in tree.iter() {
+            let (key, value) = item.map_err(self.io())?;
+            let seq = seq_of(run, &key)?;
+            if seq != expected_seq {
+                return Err(JournalError::SequenceGap { run: run.into(), expected: expected_seq, found: seq });
+            }
+            let stored = decode_stored(run, seq, &value)?;
+            let actual = entry_hash(&prev, &stored.body);
+            if actual != stored.hash {
+                return Err(JournalError::HashMismatch {
+                    run: run.into(),
+                    seq,
+                    expected: to_hex(&stored.hash),
+                    actual: to_hex(&actual),
+                });
+            }
+            let entry = decode_entry(run, seq, &stored.body)?;
+            if entry.prev_hash != prev {
+                return Err(JournalError::BrokenChain {
+                    run: run.into(),
+                    seq,
+                    expected: to_hex(&prev),
+                    actual: to_hex(&entry.prev_hash),
+                });
+            }
+            if entry.seq != seq {
+                return Err(JournalError::Corrupt { run: run.into(), seq, reason: format!("entry claims sequence {}", entry.seq) });
+            }
+            prev = stored.hash;
+            expected_seq += 1;
+        }
+        Ok(VerifiedChain { run: run.into(), head: prev, entries: expected_seq })
+    }
+}
+
+/// Proof that a run's chain was checked: only [`Journal::verify`] builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedChain {
+    run: String,
+    head: Sha256Hash,
+    entries: u64,
+}
+
+impl VerifiedChain {
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+    pub fn head(&self) -> Sha256Hash {
+        self.head
+    }
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+}
+
+fn seq_of(run: &str, key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| JournalError::Corrupt { run: run.into(), seq: u64::MAX, reason: format!("key of {} bytes", key.len()) })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn decode_stored(run: &str, seq: u64, bytes: &[u8]) -> Result<StoredEntry> {
+    let (stored, used): (StoredEntry, usize) = bincode::decode_from_slice(bytes, config())
+        .map_err(|e| JournalError::Corrupt { run: run.into(), seq, reason: e.to_string() })?;
+    if used != bytes.len() {
+        return Err(JournalError::Corrupt { run: run.into(), seq, reason: "trailing bytes".into() });
+    }
+    Ok(stored)
+}
+
+fn decode_entry(run: &str, seq: u64, body: &[u8]) -> Result<Entry> {
+    let (entry, used): (Entry, usize) = bincode::decode_from_slice(body, config())
+        .map_err(|e| JournalError::Corrupt { run: run.into(), seq, reason: e.to_string() })?;
+    if used != body.len() || entry.format != FORMAT_VERSION {
+        return Err(JournalError::Corrupt {
+            run: run.into(),
+            seq,
+            reason: format!("format {} (this godwit reads {FORMAT_VERSION})", entry.format),
+        });
+    }
+    Ok(entry)
+}
+
+fn decode_header(run: &str, bytes: &[u8]) -> Result<RunHeader> {
+    let (header, _): (RunHeader, usize) = bincode::decode_from_slice(bytes, config())
+        .map_err(|e| JournalError::CorruptHeader { run: run.into(), reason: e.to_string() })?;
+    if header.format != FORMAT_VERSION {
+        return Err(JournalError::CorruptHeader {
+            run: run.into(),
+            reason: format!("format {} (this godwit reads {FORMAT_VERSION})", header.format),
+        });
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(run: &str) -> RunHeader {
+        RunHeader {
+            format: FORMAT_VERSION,
+            run_id: run.into(),
+            plugin_name: "p".into(),
+            plugin_version: "1.0.0".into(),
+            plugin_sha256: "00".into(),
+            plugin_file: "p.wasm".into(),
+            params: vec![],
+            params_hash: "00".into(),
+            database: "db".into(),
+            uri: "mongodb://localhost".into(),
+            metadata_collection: "godwit_metadata".into(),
+            mode: RunMode::Execute,
+            host_version: "0".into(),
+            wasmtime_version: "0".into(),
+            started_at_ms: 1,
+            status: RunStatus::Running,
+            finished_at_ms: None,
+        }
+    }
+
+    fn journal_with_entries(n: u64) -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j")).unwrap();
+        journal.put_header(&header("r1")).unwrap();
+        for i in 0..n {
+            let mut e = Entry::new(EntryKind::Prepared, i as i64);
+            e.inputs = vec![vec![i as u8; 4]];
+            journal.append("r1", e).unwrap();
+        }
+        journal.flush().unwrap();
+        (dir, journal)
+    }
+
+    #[test]
+    fn chain_verifies_and_survives_reopen() {
+        let (dir, journal) = journal_with_entries(5);
+        let head = journal.verify("r1").unwrap();
+        assert_eq!(head.entries(), 5);
+        drop(journal);
+        let journal = Journal::open(&dir.path().join("j")).unwrap();
+        assert_eq!(journal.verify("r1").unwrap(), head);
+        assert_eq!(journal.entries("r1").unwrap().len(), 5);
+    }
+
+    #[test]
+    fn flipped_byte_is_reported_with_its_sequence_number() {
+        let (_dir, journal) = journal_with_entries(5);
+        let tree = journal.entries_tree("r1").unwrap();
+        let mut value = tree.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let mid = value.len() / 2;
+        value[mid] ^= 0x01;
+        tree.insert(2u64.to_be_bytes(), value).unwrap();
+        let err = journal.verify("r1").unwrap_err();
+        assert!(matches!(err, JournalError::HashMismatch { seq: 2, .. } | JournalError::Corrupt { seq: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn deleted_entry_is_a_sequence_gap() {
+        let (_dir, journal) = journal_with_entries(5);
+        journal.entries_tree("r1").unwrap().remove(3u64.to_be_bytes()).unwrap();
+        let err = journal.verify("r1").unwrap_err();
+        assert!(matches!(err, JournalError::SequenceGap { expected: 3, found: 4, .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_run_is_named() {
+        let (_dir, journal) = journal_with_entries(0);
+        assert_eq!(journal.verify("nope").unwrap_err().to_string(), "journal has no run nope");
+    }
+}

@@ -1,0 +1,64 @@
+//! The plugin's `find` import served from MongoDB, with every lookup and its
+//! result recorded so the journal can hold exactly what the plugin saw.
+
+use crate::journal::LookupRecord;
+use crate::plugin::sandbox::Lookup;
+use bson::{Document, RawDocumentBuf};
+use futures_util::TryStreamExt;
+use std::sync::{Arc, Mutex};
+
+/// Most documents one lookup returns (also the cap for `limit` 0).
+pub const MAX_LOOKUP_DOCS: u32 = 10_000;
+
+#[derive(Clone, Default)]
+pub struct Recorded(Arc<Mutex<Vec<LookupRecord>>>);
+
+impl Recorded {
+    /// Takes the lookups made since the last call.
+    pub fn drain(&self) -> Vec<LookupRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+pub struct MongoLookup {
+    pub db: mongodb::Database,
+    pub handle: tokio::runtime::Handle,
+    pub recorded: Recorded,
+}
+
+impl Lookup for MongoLookup {
+    fn find(&mut self, collection: &str, filter: &[u8], projection: Option<&[u8]>, limit: u32) -> Result<Vec<Vec<u8>>, String> {
+        let limit = if limit == 0 { MAX_LOOKUP_DOCS } else { limit.min(MAX_LOOKUP_DOCS) };
+        let result = self.run(collection, filter, projection, limit);
+        self.recorded.0.lock().unwrap().push(LookupRecord {
+            collection: collection.to_string(),
+            filter: filter.to_vec(),
+            projection: projection.map(<[u8]>::to_vec),
+            limit,
+            result: result.clone(),
+        });
+        result
+    }
+}
+
+impl MongoLookup {
+    fn run(&self, collection: &str, filter: &[u8], projection: Option<&[u8]>, limit: u32) -> Result<Vec<Vec<u8>>, String> {
+        let filter = Document::from_reader(filter).map_err(|e| format!("filter is not a BSON document: {e}"))?;
+        let projection = projection
+            .map(Document::from_reader)
+            .transpose()
+            .map_err(|e| format!("projection is not a BSON document: {e}"))?;
+        let coll = self.db.collection::<RawDocumentBuf>(collection);
+        // The plugin call runs inside `block_in_place`, so blocking on the
+        // runtime here is allowed.
+        self.handle.block_on(async {
+            let mut find = coll.find(filter).limit(i64::from(limit)).sort(bson::doc! {"_id": 1});
+            if let Some(p) = projection {
+                find = find.projection(p);
+            }
+            let cursor = find.await.map_err(|e| format!("find on {collection} failed: {e}"))?;
+            let docs: Vec<RawDocumentBuf> = cursor.try_collect().await.map_err(|e| format!("find on {collection} failed: {e}"))?;
+            Ok(docs.into_iter().map(|d| d.into_bytes()).collect())
+        })
+    }
+}

@@ -1,0 +1,653 @@
+//! The run engine: streams each pass's documents from MongoDB through the
+//! plugin in batches, validates the actions, journals them, applies them with
+//! the progress marker (exactly once with transactions), resumes interrupted
+//! runs, and stamps the schema version when an execute run finishes.
+//!
+//! Per batch, in execute mode:
+//! 1. read the batch (`_id` order, after the checkpoint);
+//! 2. `process` in the plugin; validate the actions;
+//! 3. journal a `Prepared` entry (inputs, actions, hashes) and flush it;
+//! 4. apply the actions and move the progress marker in one transaction;
+//! 5. journal `Committed` (flushed with the next `Prepared`).
+//!
+//! A `Prepared` entry without `Committed` is settled on resume by the marker:
+//! committed if the marker reached its sequence number, else re-applied from
+//! the journaled actions (the plugin is not asked again).
+
+pub mod lookup;
+pub mod report;
+
+use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder};
+use crate::hash::{sha256, to_hex};
+use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
+use crate::plugin::actions::{self, ValidAction};
+use crate::plugin::contract::{Mode, RunContext};
+use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
+use anyhow::Context;
+use bson::{Bson, Document, RawDocumentBuf, doc};
+use futures_util::TryStreamExt;
+use lookup::{MongoLookup, Recorded};
+use report::Summary;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Batch size when neither the command line nor the pass sets one.
+pub const DEFAULT_BATCH_SIZE: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error(
+        "cannot resume run {run}: plugin {} has sha256 {found}, but the run was started with sha256 {journaled}; \
+         run the original plugin, or start over with --new-run", file.display()
+    )]
+    PluginChanged { run: String, file: PathBuf, journaled: String, found: String },
+    #[error("cannot resume run {run}: its parameters were {journaled}, now {found}; pass the same --param values, or start over with --new-run")]
+    ParamsChanged { run: String, journaled: String, found: String },
+    #[error("cannot resume run {run}: it ran on database {journaled}, not {found}")]
+    DatabaseChanged { run: String, journaled: String, found: String },
+    #[error("cannot resume run {run}: it is a {journaled} run; this is a {found} run")]
+    ModeChanged { run: String, journaled: &'static str, found: &'static str },
+    #[error("cannot resume run {run}: it is {status}")]
+    NotResumable { run: String, status: String },
+    #[error("cannot resume run {run}: it ran plugin {journaled}, not {found}")]
+    OtherPlugin { run: String, journaled: String, found: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    #[error(
+        "database {db} has no schema version, but {plugin} requires {requires}; \
+         stamp the existing schema once with `godwit init --version X`"
+    )]
+    Unstamped { db: String, plugin: String, requires: String },
+    #[error("database {db} is at version {current}, but {plugin} requires {requires}")]
+    Mismatch { db: String, current: String, plugin: String, requires: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeChoice {
+    /// Continue the unfinished run of this plugin on this database, if any.
+    Auto,
+    /// Continue this run.
+    Run(String),
+    /// Abandon any unfinished run of this plugin on this database; start anew.
+    New,
+}
+
+pub struct RunRequest {
+    pub mode: RunMode,
+    /// `--param` pairs, sorted by key, keys unique.
+    pub params: Vec<(String, String)>,
+    pub batch_size: Option<u32>,
+    pub resume: ResumeChoice,
+    pub lease: Duration,
+}
+
+/// Set by Ctrl-C / SIGTERM: stop after the current batch.
+#[derive(Clone, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Finished { header: RunHeader, summary: Summary, resumed: bool, stamped: Option<String> },
+    Interrupted { header: RunHeader, summary: Summary },
+}
+
+pub struct Engine<'a> {
+    pub plugin: &'a LoadedPlugin,
+    pub db: &'a Db,
+    pub journal: &'a Journal,
+    pub stop: StopSignal,
+}
+
+fn now_ms() -> i64 {
+    bson::DateTime::now().timestamp_millis()
+}
+
+fn mode_name(mode: RunMode) -> &'static str {
+    match mode {
+        RunMode::DryRun => "dry",
+        RunMode::Execute => "execute",
+    }
+}
+
+pub fn params_document(params: &[(String, String)]) -> Document {
+    params.iter().map(|(k, v)| (k.clone(), Bson::String(v.clone()))).collect()
+}
+
+fn params_text(params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return "(none)".into();
+    }
+    params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// What the journal says about a run's progress.
+#[derive(Default)]
+struct Progress {
+    done_passes: BTreeSet<u32>,
+    /// Checkpoint (`_id` of the last applied document) per pass.
+    checkpoints: std::collections::BTreeMap<u32, Bson>,
+    /// A `Prepared`/`Finish` entry whose `Committed` is missing.
+    pending: Option<Entry>,
+    finished: bool,
+    stamped: bool,
+}
+
+fn checkpoint_of(entry: &Entry) -> Option<Bson> {
+    entry.checkpoint.as_ref().and_then(|b| Document::from_reader(b.as_slice()).ok()).and_then(|d| d.get("_id").cloned())
+}
+
+fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
+    entry
+        .actions
+        .iter()
+        .map(|bytes| {
+            let doc = Document::from_reader(bytes.as_slice())?;
+            Ok(ValidAction::from_document(&doc)?)
+        })
+        .collect::<anyhow::Result<_>>()
+        .with_context(|| format!("journal entry {}: actions do not decode", entry.seq))
+}
+
+impl Engine<'_> {
+    pub async fn run(&self, request: &RunRequest) -> anyhow::Result<Outcome> {
+        let manifest = self.plugin.manifest.clone();
+        let (mut header, resumed) = self.open_run(request)?;
+        let run = header.run_id.clone();
+        let execute = header.mode == RunMode::Execute;
+        if execute && !self.db.transactions {
+            tracing::warn!(
+                "database {} has no transactions (standalone server): batches are applied at least once, not exactly once; \
+                 an interrupted batch may be applied again on resume",
+                self.db.name
+            );
+        }
+
+        // Replay the journal: progress and the summary so far.
+        let mut summary = Summary::new(manifest.passes.iter().map(|p| (p.name.as_str(), p.collection.as_str())));
+        let mut progress = Progress::default();
+        for (entry, _) in self.journal.entries(&run)? {
+            match entry.kind {
+                EntryKind::Planned => {
+                    if let (Some(p), Some(c)) = (entry.pass, checkpoint_of(&entry)) {
+                        progress.checkpoints.insert(p, c);
+                    }
+                    summary.add(entry.pass, entry.counts.documents, &decode_actions(&entry)?);
+                }
+                EntryKind::Prepared | EntryKind::Finish => progress.pending = Some(entry),
+                EntryKind::Committed => {
+                    if let Some(pending) = progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
+                        if let (Some(p), Some(c)) = (pending.pass, checkpoint_of(&pending)) {
+                            progress.checkpoints.insert(p, c);
+                        }
+                        if pending.kind == EntryKind::Finish {
+                            progress.finished = true;
+                        } else {
+                            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
+                        }
+                    }
+                }
+                EntryKind::PassDone => {
+                    progress.done_passes.insert(entry.pass.unwrap_or(0));
+                }
+                EntryKind::Stamp => progress.stamped = true,
+                EntryKind::Begin | EntryKind::Resume => {}
+            }
+        }
+        // In a dry run `Finish` is never committed: recorded is done.
+        if !execute && progress.pending.as_ref().is_some_and(|p| p.kind == EntryKind::Finish) {
+            progress.pending = None;
+            progress.finished = true;
+        }
+
+        let lock = if execute { Some(self.take_lock(&header, request.lease).await?) } else { None };
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        let renewal = lock.as_ref().map(|lock| self.spawn_renewal(lock.clone(), request.lease, lease_lost.clone()));
+        let result = self.drive(request, &mut header, &mut progress, &mut summary, lock.as_ref(), &lease_lost, resumed).await;
+        if let Some(renewal) = renewal {
+            renewal.abort();
+        }
+        if let Some(lock) = &lock {
+            // A run that stopped (finished, interrupted or failed) frees the
+            // database at once rather than at lease expiry.
+            if let Err(e) = self.db.release_lock(lock).await {
+                tracing::warn!("run {run}: could not release the lock (it expires by itself): {e}");
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        &self,
+        request: &RunRequest,
+        header: &mut RunHeader,
+        progress: &mut Progress,
+        summary: &mut Summary,
+        lock: Option<&Lock>,
+        lease_lost: &AtomicBool,
+        resumed: bool,
+    ) -> anyhow::Result<Outcome> {
+        let run = header.run_id.clone();
+        let execute = header.mode == RunMode::Execute;
+        let manifest = self.plugin.manifest.clone();
+
+        // A stamp that reached the database just before a crash: the run is done.
+        if execute && !progress.stamped && self.stamped_in_database(&run).await? {
+            progress.stamped = true;
+            progress.finished = true;
+            progress.pending = None;
+        }
+        if execute && !progress.stamped {
+            self.check_requires().await?;
+        } else if !execute && let Err(e) = self.check_requires().await {
+            tracing::warn!("{e:#}; this dry run goes on, but --execute would be refused");
+        }
+
+        if let Some(pending) = progress.pending.take() {
+            self.settle(&run, pending, lock, summary, progress).await?;
+        }
+
+        let recorded = Recorded::default();
+        let mut instance: Option<PluginInstance> = None;
+        let all_passes_done = progress.done_passes.len() == manifest.passes.len();
+        if !(all_passes_done && progress.finished) {
+            instance = Some(self.begin(header, request, &recorded, resumed)?);
+        }
+
+        for (index, pass) in manifest.passes.iter().enumerate() {
+            let index = index as u32;
+            if progress.done_passes.contains(&index) {
+                continue;
+            }
+            let batch_size = request.batch_size.or((pass.batch_size > 0).then_some(pass.batch_size)).unwrap_or(DEFAULT_BATCH_SIZE);
+            let mut filter = pass.filter.clone();
+            if let Some(checkpoint) = progress.checkpoints.get(&index) {
+                filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
+            }
+            let coll = self.db.db.collection::<RawDocumentBuf>(&pass.collection);
+            let mut find = coll.find(filter).sort(doc! {"_id": 1}).batch_size(batch_size);
+            if let Some(projection) = &pass.projection {
+                find = find.projection(projection.clone());
+            }
+            let mut cursor = find
+                .await
+                .with_context(|| format!("run {run}, pass {index} ({}): reading {}.{}", pass.name, self.db.name, pass.collection))?;
+            let allowed = actions::allowed(pass);
+            let mut batch_no = summary.passes[index as usize].batches;
+            loop {
+                if self.stop.requested() {
+                    return Ok(self.interrupted(header, summary));
+                }
+                if lease_lost.load(Ordering::SeqCst) {
+                    return Err(DbError::LeaseLost { db: self.db.name.clone(), run_id: run.clone() }.into());
+                }
+                let mut batch = Vec::with_capacity(batch_size as usize);
+                while batch.len() < batch_size as usize {
+                    match cursor.try_next().await.with_context(|| {
+                        format!("run {run}, pass {index} ({}): reading {}.{}", pass.name, self.db.name, pass.collection)
+                    })? {
+                        Some(doc) => batch.push(doc.into_bytes()),
+                        None => break,
+                    }
+                }
+                if batch.is_empty() {
+                    let mut entry = Entry::new(EntryKind::PassDone, now_ms());
+                    entry.pass = Some(index);
+                    self.journal.append(&run, entry)?;
+                    self.journal.flush()?;
+                    progress.done_passes.insert(index);
+                    break;
+                }
+                let last_id = RawDocumentBuf::from_bytes(batch.last().unwrap().clone())
+                    .ok()
+                    .and_then(|d| d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()))
+                    .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))?;
+                let where_ = || {
+                    format!("run {run}, pass {index} ({}), batch {batch_no} (documents up to _id {last_id})", pass.name)
+                };
+                let plugin = instance.as_mut().expect("instance exists while passes remain");
+                let raw = tokio::task::block_in_place(|| plugin.process(index, &batch)).with_context(where_)?;
+                let valid = actions::validate(&allowed, raw)
+                    .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
+                let mut entry = Entry::new(if execute { EntryKind::Prepared } else { EntryKind::Planned }, now_ms());
+                entry.pass = Some(index);
+                entry.checkpoint = Some(doc! {"_id": last_id.clone()}.to_vec()?);
+                entry.fuel = plugin.fuel_used();
+                entry.lookups = recorded.drain();
+                self.fill_batch(&mut entry, batch, &valid);
+                let documents = entry.counts.documents;
+                let (entry, _) = self.journal.append(&run, entry)?;
+                self.journal.flush()?;
+                if execute {
+                    self.db
+                        .apply_batch(&BatchWrite {
+                            run_id: &run,
+                            seq: entry.seq,
+                            pass: Some(index),
+                            checkpoint: Some(last_id.clone()),
+                            actions: &valid,
+                            lock,
+                        })
+                        .await
+                        .with_context(where_)?;
+                    let mut committed = Entry::new(EntryKind::Committed, now_ms());
+                    committed.batch_seq = Some(entry.seq);
+                    committed.pass = Some(index);
+                    // Not flushed here: if it is lost, the marker settles the batch.
+                    self.journal.append(&run, committed)?;
+                }
+                progress.checkpoints.insert(index, last_id);
+                summary.add(Some(index), documents, &valid);
+                batch_no += 1;
+                tracing::debug!("run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions", valid.len());
+            }
+        }
+
+        if !progress.finished {
+            if self.stop.requested() {
+                return Ok(self.interrupted(header, summary));
+            }
+            let plugin = instance.as_mut().expect("instance exists until finish");
+            let raw = tokio::task::block_in_place(|| plugin.finish()).with_context(|| format!("run {run}: finish"))?;
+            let all_writes: Vec<&str> = manifest.passes.iter().flat_map(|p| p.writes.iter().map(String::as_str)).collect();
+            let valid = actions::validate(&all_writes, raw)
+                .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
+            let mut entry = Entry::new(EntryKind::Finish, now_ms());
+            entry.fuel = plugin.fuel_used();
+            entry.lookups = recorded.drain();
+            self.fill_batch(&mut entry, Vec::new(), &valid);
+            let (entry, _) = self.journal.append(&run, entry)?;
+            self.journal.flush()?;
+            if execute {
+                self.db
+                    .apply_batch(&BatchWrite { run_id: &run, seq: entry.seq, pass: None, checkpoint: None, actions: &valid, lock })
+                    .await
+                    .with_context(|| format!("run {run}, finish"))?;
+                let mut committed = Entry::new(EntryKind::Committed, now_ms());
+                committed.batch_seq = Some(entry.seq);
+                self.journal.append(&run, committed)?;
+            }
+            summary.add(None, 0, &valid);
+            if valid.is_empty() {
+                summary.finish.batches -= 1;
+            }
+        }
+
+        let mut stamped = None;
+        if execute {
+            if !progress.stamped {
+                self.stamp(header, summary).await?;
+            }
+            stamped = Some(manifest.version.to_string());
+            self.db.delete_marker(&run).await?;
+        }
+        header.status = RunStatus::Finished;
+        header.finished_at_ms = Some(now_ms());
+        self.journal.put_header(header)?;
+        self.journal.flush()?;
+        Ok(Outcome::Finished { header: header.clone(), summary: summary.clone(), resumed, stamped })
+    }
+
+    fn fill_batch(&self, entry: &mut Entry, inputs: Vec<Vec<u8>>, valid: &[ValidAction]) {
+        let encoded: Vec<Vec<u8>> = valid.iter().map(|a| a.to_document().to_vec().expect("validated actions encode")).collect();
+        entry.counts.documents = inputs.len() as u64;
+        for action in valid {
+            match action {
+                ValidAction::Update { .. } => entry.counts.updates += 1,
+                ValidAction::Insert { .. } => entry.counts.inserts += 1,
+                ValidAction::Delete { .. } => entry.counts.deletes += 1,
+                ValidAction::Report { .. } => entry.counts.reports += 1,
+            }
+        }
+        entry.inputs_hash = Some(hash_documents(&inputs));
+        entry.actions_hash = Some(hash_documents(&encoded));
+        entry.inputs = inputs;
+        entry.actions = encoded;
+    }
+
+    fn interrupted(&self, header: &RunHeader, summary: &Summary) -> Outcome {
+        // Everything journaled so far is durable; the header stays `Running`.
+        Outcome::Interrupted { header: header.clone(), summary: summary.clone() }
+    }
+
+    /// Creates the run header, or finds the run to resume and checks that it
+    /// may be resumed with this plugin, these parameters and this database.
+    fn open_run(&self, request: &RunRequest) -> anyhow::Result<(RunHeader, bool)> {
+        let manifest = &self.plugin.manifest;
+        let params_doc = params_document(&request.params);
+        let params_hash = to_hex(&sha256(&params_doc.to_vec()?));
+        let unfinished = |h: &RunHeader| {
+            h.status == RunStatus::Running && h.plugin_name == manifest.name && h.database == self.db.name && h.mode == request.mode
+        };
+        let existing = match &request.resume {
+            ResumeChoice::Run(id) => {
+                let h = self.journal.header(id)?;
+                if h.status != RunStatus::Running {
+                    return Err(ResumeError::NotResumable { run: id.clone(), status: format!("{:?}", h.status).to_lowercase() }.into());
+                }
+                if h.plugin_name != manifest.name {
+                    return Err(ResumeError::OtherPlugin { run: id.clone(), journaled: h.plugin_name, found: manifest.name.clone() }.into());
+                }
+                if h.database != self.db.name {
+                    return Err(ResumeError::DatabaseChanged { run: id.clone(), journaled: h.database, found: self.db.name.clone() }.into());
+                }
+                if h.mode != request.mode {
+                    return Err(ResumeError::ModeChanged { run: id.clone(), journaled: mode_name(h.mode), found: mode_name(request.mode) }.into());
+                }
+                Some(h)
+            }
+            ResumeChoice::Auto => self.journal.runs()?.into_iter().rev().find(unfinished),
+            ResumeChoice::New => {
+                for mut h in self.journal.runs()?.into_iter().filter(unfinished) {
+                    tracing::warn!("abandoning unfinished run {} (--new-run)", h.run_id);
+                    h.status = RunStatus::Abandoned;
+                    h.finished_at_ms = Some(now_ms());
+                    self.journal.put_header(&h)?;
+                }
+                None
+            }
+        };
+        if let Some(h) = existing {
+            if h.plugin_sha256 != self.plugin.sha256_hex() {
+                return Err(ResumeError::PluginChanged {
+                    run: h.run_id,
+                    file: self.plugin.file.clone(),
+                    journaled: h.plugin_sha256,
+                    found: self.plugin.sha256_hex(),
+                }
+                .into());
+            }
+            if h.params_hash != params_hash {
+                return Err(ResumeError::ParamsChanged {
+                    run: h.run_id.clone(),
+                    journaled: params_text(&h.params),
+                    found: params_text(&request.params),
+                }
+                .into());
+            }
+            tracing::info!("resuming run {} of {} {} (started {})", h.run_id, h.plugin_name, h.plugin_version, bson::DateTime::from_millis(h.started_at_ms));
+            return Ok((h, true));
+        }
+        let header = RunHeader {
+            format: crate::journal::FORMAT_VERSION,
+            run_id: bson::oid::ObjectId::new().to_hex(),
+            plugin_name: manifest.name.clone(),
+            plugin_version: manifest.version.to_string(),
+            plugin_sha256: self.plugin.sha256_hex(),
+            plugin_file: self.plugin.file.display().to_string(),
+            params: request.params.clone(),
+            params_hash,
+            database: self.db.name.clone(),
+            uri: self.db.uri.clone(),
+            metadata_collection: self.db.metadata.clone(),
+            mode: request.mode,
+            host_version: env!("CARGO_PKG_VERSION").to_string(),
+            wasmtime_version: crate::WASMTIME_VERSION.to_string(),
+            started_at_ms: now_ms(),
+            status: RunStatus::Running,
+            finished_at_ms: None,
+        };
+        self.journal.put_header(&header)?;
+        self.journal.flush()?;
+        Ok((header, false))
+    }
+
+    fn begin(&self, header: &RunHeader, request: &RunRequest, recorded: &Recorded, resumed: bool) -> anyhow::Result<PluginInstance> {
+        let run = &header.run_id;
+        let lookup = MongoLookup { db: self.db.db.clone(), handle: tokio::runtime::Handle::current(), recorded: recorded.clone() };
+        let seed = u64::from_le_bytes(sha256(run.as_bytes())[..8].try_into().unwrap());
+        let mut instance = self
+            .plugin
+            .instantiate(InstanceOptions { lookup: Box::new(lookup), started_at_ms: header.started_at_ms, random_seed: seed })
+            .with_context(|| format!("run {run}"))?;
+        let context = RunContext {
+            run_id: run.clone(),
+            mode: if header.mode == RunMode::Execute { Mode::Execute } else { Mode::DryRun },
+            started_at_ms: header.started_at_ms,
+            database: header.database.clone(),
+        };
+        let params = params_document(&request.params);
+        tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
+        let mut entry = Entry::new(if resumed { EntryKind::Resume } else { EntryKind::Begin }, now_ms());
+        entry.fuel = instance.fuel_used();
+        entry.lookups = recorded.drain();
+        self.journal.append(run, entry)?;
+        self.journal.flush()?;
+        Ok(instance)
+    }
+
+    /// Settles a batch journaled as prepared whose commit was not journaled.
+    async fn settle(&self, run: &str, pending: Entry, lock: Option<&Lock>, summary: &mut Summary, progress: &mut Progress) -> anyhow::Result<()> {
+        let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
+        let committed = marker_seq.is_some_and(|seq| seq >= pending.seq as i64);
+        let note = if committed {
+            "settled on resume: the progress marker shows it committed".to_string()
+        } else {
+            let actions = decode_actions(&pending)?;
+            self.db
+                .apply_batch(&BatchWrite {
+                    run_id: run,
+                    seq: pending.seq,
+                    pass: pending.pass,
+                    checkpoint: checkpoint_of(&pending),
+                    actions: &actions,
+                    lock,
+                })
+                .await
+                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?;
+            "settled on resume: re-applied from the journal".to_string()
+        };
+        tracing::info!("run {run}: batch {} {note}", pending.seq);
+        let mut entry = Entry::new(EntryKind::Committed, now_ms());
+        entry.batch_seq = Some(pending.seq);
+        entry.pass = pending.pass;
+        entry.note = note;
+        self.journal.append(run, entry)?;
+        self.journal.flush()?;
+        if let (Some(p), Some(c)) = (pending.pass, checkpoint_of(&pending)) {
+            progress.checkpoints.insert(p, c);
+        }
+        if pending.kind == EntryKind::Finish {
+            progress.finished = true;
+        } else {
+            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
+        }
+        Ok(())
+    }
+
+    async fn take_lock(&self, header: &RunHeader, lease: Duration) -> anyhow::Result<Lock> {
+        let holder = LockHolder {
+            run_id: header.run_id.clone(),
+            plugin: format!("{} {}", header.plugin_name, header.plugin_version),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: i64::from(std::process::id()),
+        };
+        Ok(self.db.acquire_lock(&holder, lease).await?)
+    }
+
+    fn spawn_renewal(&self, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match db.renew_lock(&lock, lease).await {
+                    Ok(()) => {}
+                    Err(DbError::LeaseLost { .. }) => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::warn!("renewing the lock failed (retrying): {e}"),
+                }
+            }
+        })
+    }
+
+    async fn stamped_in_database(&self, run: &str) -> anyhow::Result<bool> {
+        let schema = self.db.schema().await?;
+        Ok(schema
+            .and_then(|s| s.get_array("history").ok().cloned())
+            .is_some_and(|h| h.iter().any(|e| e.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run))))
+    }
+
+    async fn check_requires(&self) -> anyhow::Result<()> {
+        let manifest = &self.plugin.manifest;
+        let Some(requires) = &manifest.requires else { return Ok(()) };
+        let plugin = format!("{} {}", manifest.name, manifest.version);
+        match self.db.current_version().await? {
+            None => Err(VersionError::Unstamped { db: self.db.name.clone(), plugin, requires: requires.to_string() }.into()),
+            Some(current) => {
+                let matches = semver::Version::parse(&current).is_ok_and(|v| requires.matches(&v));
+                if matches {
+                    Ok(())
+                } else {
+                    Err(VersionError::Mismatch { db: self.db.name.clone(), current, plugin, requires: requires.to_string() }.into())
+                }
+            }
+        }
+    }
+
+    async fn stamp(&self, header: &RunHeader, summary: &Summary) -> anyhow::Result<()> {
+        let run = &header.run_id;
+        let chain = self.journal.verify(run)?;
+        let manifest = &self.plugin.manifest;
+        let counts = doc! {
+            "documents": summary.documents() as i64,
+            "updates": summary.passes.iter().chain([&summary.finish]).map(|p| p.updates).sum::<u64>() as i64,
+            "inserts": summary.passes.iter().chain([&summary.finish]).map(|p| p.inserts).sum::<u64>() as i64,
+            "deletes": summary.passes.iter().chain([&summary.finish]).map(|p| p.deletes).sum::<u64>() as i64,
+        };
+        let history = doc! {
+            "run_id": run,
+            "plugin": &manifest.name,
+            "version": manifest.version.to_string(),
+            "sha256": &header.plugin_sha256,
+            "params": params_document(&header.params),
+            "journal_head": to_hex(&chain.head()),
+            "journal_entries": chain.entries() as i64,
+            "counts": counts,
+            "started_at": bson::DateTime::from_millis(header.started_at_ms),
+            "finished_at": bson::DateTime::now(),
+            "host_version": &header.host_version,
+        };
+        self.db.stamp(&manifest.version.to_string(), run, history).await?;
+        let mut entry = Entry::new(EntryKind::Stamp, now_ms());
+        entry.note = format!("version {} (journal head before stamp {})", manifest.version, to_hex(&chain.head()));
+        self.journal.append(run, entry)?;
+        self.journal.flush()?;
+        Ok(())
+    }
+}

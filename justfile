@@ -1,0 +1,32 @@
+# The commands people type. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+godwit := "target/debug/godwit"
+
+default:
+    @just --list
+
+# Install what building plugins and running the tests need (apt, pip), when missing.
+setup:
+    scripts/setup.sh
+
+# Build the godwit binary (debug).
+build:
+    cargo build -p godwit --bin godwit
+
+# Build every plugin crate (plugins/, tests/plugins/) into target/plugins/<name>.wasm.
+plugins: setup build
+    {{godwit}} plugin build plugins tests/plugins
+
+# Unit tests and end-to-end tests (real components, real server).
+test: plugins
+    cargo test --workspace
+
+# Inspect the example plugin (the quickstart's first command).
+inspect: plugins
+    {{godwit}} plugin inspect target/plugins/normalize-emails.wasm
+
+# Documents/s through a plugin call (batch 1,000) in wasm vs the same code native.
+bench-plugin: plugins
+    cargo bench -p godwit --bench plugin_call

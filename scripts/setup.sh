@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building plugins and running the tests need, when missing.
+# Safe to run repeatedly: every step checks first.
+#   - a wasm toolchain: rustup's wasm32-wasip2 target if it is installed, else
+#     Debian's rustc-web + rust-web-src + wasi-libc (+ lld for rust-lld)
+#   - SecantusDB, the MongoDB-compatible server the tests start (PyPI)
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+have_wasip2() {
+  command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2
+}
+
+apt_missing=()
+if ! have_wasip2; then
+  # Try rustup first: on a machine with internet this is all a plugin author needs.
+  if command -v rustup >/dev/null 2>&1 && timeout 60 rustup target add wasm32-wasip2 >/dev/null 2>&1; then
+    echo "setup: installed rustup target wasm32-wasip2"
+  else
+    for pkg in rustc-web rust-web-src rust-web-llvm wasi-libc lld-22; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || apt_missing+=("$pkg")
+    done
+  fi
+fi
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${apt_missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+
+if ! command -v secantusd-py >/dev/null 2>&1; then
+  echo "setup: installing SecantusDB (pip)"
+  python3 -m pip install -q SecantusDB
+fi
