@@ -18,7 +18,9 @@ fn batch(round: usize) -> Vec<Vec<u8>> {
     (0..BATCH)
         .map(|i| {
             let n = round * BATCH + i;
-            doc! {"_id": n as i64, "email": format!("  User.{n}@Example.COM ")}.to_vec().unwrap()
+            doc! {"_id": n as i64, "email": format!("  User.{n}@Example.COM ")}
+                .to_vec()
+                .unwrap()
         })
         .collect()
 }
@@ -46,10 +48,18 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .filter(|a| !a.starts_with('-'))
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/normalize-emails.wasm"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/plugins/normalize-emails.wasm")
+        });
     let host = PluginHost::new(Limits::default(), None)?;
     let plugin = host.load(&file)?;
-    let context = RunContext { run_id: "bench".into(), mode: Mode::DryRun, started_at_ms: 0, database: "bench".into() };
+    let context = RunContext {
+        run_id: "bench".into(),
+        mode: Mode::DryRun,
+        started_at_ms: 0,
+        database: "bench".into(),
+    };
     let params = doc! {};
     let mut instance = plugin.instantiate(InstanceOptions::inspect())?;
 
@@ -71,9 +81,14 @@ fn main() -> anyhow::Result<()> {
         });
         let native = measure(budget, |b| {
             __glue::begin::<NormalizeEmails>(params.to_vec().unwrap(), native_context()).unwrap();
-            __glue::process::<NormalizeEmails>(0, b.to_vec()).unwrap().len()
+            __glue::process::<NormalizeEmails>(0, b.to_vec())
+                .unwrap()
+                .len()
         });
-        println!("round {round}: wasm {wasm:>10.0} docs/s   native {native:>10.0} docs/s   ratio {:.2}x", wasm / native);
+        println!(
+            "round {round}: wasm {wasm:>10.0} docs/s   native {native:>10.0} docs/s   ratio {:.2}x",
+            wasm / native
+        );
         rows.push((wasm, native));
     }
     let median = |mut v: Vec<f64>| {

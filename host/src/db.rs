@@ -13,18 +13,41 @@ pub enum DbError {
     #[error("invalid MongoDB URI {uri}: {reason}")]
     BadUri { uri: String, reason: String },
     #[error("cannot reach MongoDB at {uri} within {timeout:?}: {reason}")]
-    Unreachable { uri: String, timeout: Duration, reason: String },
+    Unreachable {
+        uri: String,
+        timeout: Duration,
+        reason: String,
+    },
     #[error(
         "database {db} is locked by another godwit run: run {run_id} of {plugin} on {host} (pid {pid}), lease until {expires_at}; \
          it is taken over automatically once the lease expires"
     )]
-    LockHeld { db: String, run_id: String, plugin: String, host: String, pid: i64, expires_at: String },
-    #[error("run {run_id} lost its lock on database {db} (another runner took it over after the lease expired)")]
+    LockHeld {
+        db: String,
+        run_id: String,
+        plugin: String,
+        host: String,
+        pid: i64,
+        expires_at: String,
+    },
+    #[error(
+        "run {run_id} lost its lock on database {db} (another runner took it over after the lease expired)"
+    )]
     LeaseLost { db: String, run_id: String },
     #[error("{context}: {source}")]
-    Mongo { context: String, source: mongodb::error::Error },
-    #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
-    WriteFailed { collection: String, index: usize, message: String, target: String },
+    Mongo {
+        context: String,
+        source: mongodb::error::Error,
+    },
+    #[error(
+        "{collection}: write of action {index} failed: {message} (filter or document {target})"
+    )]
+    WriteFailed {
+        collection: String,
+        index: usize,
+        message: String,
+        target: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;
@@ -36,14 +59,20 @@ fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> Db
 
 /// The connection string with any password replaced by `****`.
 pub fn redact_uri(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://") else { return uri.to_string() };
+    let Some(scheme_end) = uri.find("://") else {
+        return uri.to_string();
+    };
     let rest = &uri[scheme_end + 3..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => {
             let userinfo = &rest[..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            let redacted = if userinfo.contains(':') { format!("{user}:****") } else { user.to_string() };
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:****")
+            } else {
+                user.to_string()
+            };
             format!("{}{}{}", &uri[..scheme_end + 3], redacted, &rest[at..])
         }
         None => uri.to_string(),
@@ -74,17 +103,28 @@ impl Db {
         let redacted = redact_uri(opts.uri);
         let mut options = ClientOptions::parse(opts.uri)
             .await
-            .map_err(|e| DbError::BadUri { uri: redacted.clone(), reason: e.to_string() })?;
+            .map_err(|e| DbError::BadUri {
+                uri: redacted.clone(),
+                reason: e.to_string(),
+            })?;
         options.app_name = Some(format!("godwit {}", env!("CARGO_PKG_VERSION")));
         options.server_selection_timeout = Some(opts.timeout);
         options.connect_timeout = Some(opts.timeout);
-        let client = Client::with_options(options).map_err(|e| DbError::BadUri { uri: redacted.clone(), reason: e.to_string() })?;
+        let client = Client::with_options(options).map_err(|e| DbError::BadUri {
+            uri: redacted.clone(),
+            reason: e.to_string(),
+        })?;
         let hello = client
             .database("admin")
             .run_command(doc! {"hello": 1})
             .await
-            .map_err(|e| DbError::Unreachable { uri: redacted.clone(), timeout: opts.timeout, reason: e.to_string() })?;
-        let transactions = hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+            .map_err(|e| DbError::Unreachable {
+                uri: redacted.clone(),
+                timeout: opts.timeout,
+                reason: e.to_string(),
+            })?;
+        let transactions =
+            hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
         Ok(Db {
             db: client.database(opts.db),
             client,
@@ -104,19 +144,32 @@ impl Db {
         self.meta()
             .find_one(doc! {"_id": "schema"})
             .await
-            .map_err(mongo(format!("reading the schema version from {}.{}", self.name, self.metadata)))
+            .map_err(mongo(format!(
+                "reading the schema version from {}.{}",
+                self.name, self.metadata
+            )))
     }
 
     pub async fn current_version(&self) -> Result<Option<String>> {
-        Ok(self.schema().await?.and_then(|s| s.get_str("version").ok().map(str::to_string)))
+        Ok(self
+            .schema()
+            .await?
+            .and_then(|s| s.get_str("version").ok().map(str::to_string)))
     }
 
     /// Records `version` and appends `history_entry`, once per run id.
     /// Returns false when the history already holds this run (stamped before a crash).
-    pub async fn stamp(&self, version: &str, run_id: &str, history_entry: Document) -> Result<bool> {
+    pub async fn stamp(
+        &self,
+        version: &str,
+        run_id: &str,
+        history_entry: Document,
+    ) -> Result<bool> {
         if let Some(schema) = self.schema().await?
             && let Ok(history) = schema.get_array("history")
-            && history.iter().any(|h| h.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run_id))
+            && history
+                .iter()
+                .any(|h| h.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run_id))
         {
             return Ok(false);
         }
@@ -136,14 +189,18 @@ impl Db {
         self.meta()
             .find_one(doc! {"_id": format!("progress:{run_id}")})
             .await
-            .map_err(mongo(format!("reading the progress marker of run {run_id}")))
+            .map_err(mongo(format!(
+                "reading the progress marker of run {run_id}"
+            )))
     }
 
     pub async fn delete_marker(&self, run_id: &str) -> Result<()> {
         self.meta()
             .delete_one(doc! {"_id": format!("progress:{run_id}")})
             .await
-            .map_err(mongo(format!("removing the progress marker of run {run_id}")))?;
+            .map_err(mongo(format!(
+                "removing the progress marker of run {run_id}"
+            )))?;
         Ok(())
     }
 
@@ -167,19 +224,38 @@ impl Db {
             },
             "$inc": {"token": 1_i64},
         };
-        let result = self.meta().find_one_and_update(filter, update).upsert(true).return_document(ReturnDocument::After).await;
+        let result = self
+            .meta()
+            .find_one_and_update(filter, update)
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await;
         match result {
-            Ok(Some(lock)) => Ok(Lock { token: lock.get_i64("token").unwrap_or(0), run_id: holder.run_id.clone() }),
+            Ok(Some(lock)) => Ok(Lock {
+                token: lock.get_i64("token").unwrap_or(0),
+                run_id: holder.run_id.clone(),
+            }),
             Ok(None) => unreachable!("upsert returns the document"),
             Err(e) if is_duplicate_key(&e) => {
-                let held = self.meta().find_one(doc! {"_id": "lock"}).await.map_err(mongo("reading the lock holder"))?.unwrap_or_default();
+                let held = self
+                    .meta()
+                    .find_one(doc! {"_id": "lock"})
+                    .await
+                    .map_err(mongo("reading the lock holder"))?
+                    .unwrap_or_default();
                 Err(DbError::LockHeld {
                     db: self.name.clone(),
                     run_id: held.get_str("run_id").unwrap_or("?").to_string(),
                     plugin: held.get_str("plugin").unwrap_or("?").to_string(),
                     host: held.get_str("host").unwrap_or("?").to_string(),
-                    pid: held.get_i64("pid").or_else(|_| held.get_i32("pid").map(i64::from)).unwrap_or(0),
-                    expires_at: held.get_datetime("expires_at").map(|d| d.to_string()).unwrap_or_default(),
+                    pid: held
+                        .get_i64("pid")
+                        .or_else(|_| held.get_i32("pid").map(i64::from))
+                        .unwrap_or(0),
+                    expires_at: held
+                        .get_datetime("expires_at")
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
                 })
             }
             Err(e) => Err(mongo(format!("taking the lock on {}", self.name))(e)),
@@ -188,14 +264,21 @@ impl Db {
 
     /// Extends the lease; fails with `LeaseLost` if another runner took it.
     pub async fn renew_lock(&self, lock: &Lock, lease: Duration) -> Result<()> {
-        let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + lease.as_millis() as i64);
+        let expires =
+            DateTime::from_millis(DateTime::now().timestamp_millis() + lease.as_millis() as i64);
         let result = self
             .meta()
-            .update_one(doc! {"_id": "lock", "token": lock.token}, doc! {"$set": {"expires_at": expires}})
+            .update_one(
+                doc! {"_id": "lock", "token": lock.token},
+                doc! {"$set": {"expires_at": expires}},
+            )
             .await
             .map_err(mongo("renewing the lock"))?;
         if result.matched_count == 0 {
-            return Err(DbError::LeaseLost { db: self.name.clone(), run_id: lock.run_id.clone() });
+            return Err(DbError::LeaseLost {
+                db: self.name.clone(),
+                run_id: lock.run_id.clone(),
+            });
         }
         Ok(())
     }
@@ -208,45 +291,98 @@ impl Db {
         Ok(())
     }
 
-    /// Applies one batch's actions and moves the run's progress marker to
-    /// `seq`: in one transaction when the server supports them (exactly once),
-    /// else as ordered bulk writes followed by the marker (at least once).
-    pub async fn apply_batch(&self, batch: &BatchWrite<'_>) -> Result<WriteCounts> {
+    /// A server session for a run's transactions; `None` without transactions.
+    pub async fn session(&self) -> Result<Option<ClientSession>> {
         if !self.transactions {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.client
+                .start_session()
+                .await
+                .map_err(mongo("starting a session"))?,
+        ))
+    }
+
+    /// Ends sessions of dead processes of the same run, aborting any
+    /// transaction they left open (it would hold its documents until the
+    /// server's transaction lifetime limit).
+    pub async fn kill_sessions(&self, lsids: Vec<Document>) -> Result<()> {
+        if lsids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .database("admin")
+            .run_command(doc! {"killSessions": lsids})
+            .await
+            .map_err(mongo(
+                "ending the sessions of interrupted processes of this run",
+            ))?;
+        Ok(())
+    }
+
+    /// Applies one batch's actions and moves the run's progress marker to
+    /// `seq`: in one transaction on `session` when the server supports them
+    /// (exactly once), else as ordered bulk writes followed by the marker
+    /// (at least once). Transient transaction errors (write conflicts) are
+    /// retried with backoff for up to [`TRANSIENT_RETRY_LIMIT`].
+    pub async fn apply_batch(
+        &self,
+        batch: &BatchWrite<'_>,
+        session: Option<&mut ClientSession>,
+    ) -> Result<WriteCounts> {
+        let Some(session) = session else {
             let counts = self.write_actions(batch.actions, None).await?;
             self.write_marker(batch, None).await?;
             return Ok(counts);
-        }
-        let mut attempt = 0;
+        };
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
         loop {
-            attempt += 1;
-            let mut session = self.client.start_session().await.map_err(mongo("starting a session"))?;
-            session.start_transaction().await.map_err(mongo("starting a transaction"))?;
+            session
+                .start_transaction()
+                .await
+                .map_err(mongo("starting a transaction"))?;
             let outcome = async {
-                let counts = self.write_actions(batch.actions, Some(&mut session)).await?;
-                self.write_marker(batch, Some(&mut session)).await?;
+                let counts = self
+                    .write_actions(batch.actions, Some(&mut *session))
+                    .await?;
+                self.write_marker(batch, Some(&mut *session)).await?;
                 Ok::<_, DbError>(counts)
             }
             .await;
-            match outcome {
-                Ok(counts) => match commit(&mut session).await {
+            let error = match outcome {
+                Ok(counts) => match commit(session).await {
                     Ok(()) => return Ok(counts),
-                    Err(e) if attempt < 3 && e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => continue,
-                    Err(e) => return Err(mongo(format!("committing batch {} of run {}", batch.seq, batch.run_id))(e)),
+                    Err(e) => DbError::Mongo {
+                        context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
+                        source: e,
+                    },
                 },
                 Err(e) => {
                     let _ = session.abort_transaction().await;
-                    let transient = matches!(&e, DbError::Mongo { source, .. } if source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR));
-                    if transient && attempt < 3 {
-                        continue;
-                    }
-                    return Err(e);
+                    e
                 }
+            };
+            let transient = matches!(&error, DbError::Mongo { source, .. } if source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR));
+            if !transient || started.elapsed() > TRANSIENT_RETRY_LIMIT {
+                return Err(error);
             }
+            tracing::debug!(
+                "batch {} of run {}: transient error, retrying in {backoff:?}: {error}",
+                batch.seq,
+                batch.run_id
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
-    async fn write_marker(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<()> {
+    async fn write_marker(
+        &self,
+        batch: &BatchWrite<'_>,
+        session: Option<&mut ClientSession>,
+    ) -> Result<()> {
         let mut commands = vec![doc! {
             "update": &self.metadata,
             "updates": [{
@@ -269,9 +405,22 @@ impl Db {
                 Some(s) => action.session(s).await,
                 None => action.await,
             }
-            .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
-            if i == 1 && reply.get_i32("n").map(i64::from).or_else(|_| reply.get_i64("n")).unwrap_or(0) == 0 {
-                return Err(DbError::LeaseLost { db: self.name.clone(), run_id: batch.run_id.to_string() });
+            .map_err(mongo(format!(
+                "moving the progress marker of run {}",
+                batch.run_id
+            )))?;
+            if i == 1
+                && reply
+                    .get_i32("n")
+                    .map(i64::from)
+                    .or_else(|_| reply.get_i64("n"))
+                    .unwrap_or(0)
+                    == 0
+            {
+                return Err(DbError::LeaseLost {
+                    db: self.name.clone(),
+                    run_id: batch.run_id.to_string(),
+                });
             }
         }
         Ok(())
@@ -280,7 +429,11 @@ impl Db {
     /// Runs the actions as `update`/`insert`/`delete` commands, many
     /// statements per command, consecutive actions of one kind on one
     /// collection grouped so that the order of writes is preserved.
-    async fn write_actions(&self, actions: &[ValidAction], mut session: Option<&mut ClientSession>) -> Result<WriteCounts> {
+    async fn write_actions(
+        &self,
+        actions: &[ValidAction],
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<WriteCounts> {
         let mut counts = WriteCounts::default();
         let mut start = 0;
         while start < actions.len() {
@@ -291,7 +444,11 @@ impl Db {
             let key = group_key(&actions[start]);
             let mut end = start + 1;
             let mut bytes = 0usize;
-            while end < actions.len() && group_key(&actions[end]) == key && end - start < MAX_STATEMENTS && bytes < MAX_COMMAND_BYTES {
+            while end < actions.len()
+                && group_key(&actions[end]) == key
+                && end - start < MAX_STATEMENTS
+                && bytes < MAX_COMMAND_BYTES
+            {
                 bytes += approx_size(&actions[end]);
                 end += 1;
             }
@@ -314,12 +471,23 @@ impl Db {
                     target: describe_target(&group[index.min(group.len() - 1)]),
                 });
             }
-            let n = reply.get_i32("n").map(i64::from).or_else(|_| reply.get_i64("n")).unwrap_or(0) as u64;
+            let n = reply
+                .get_i32("n")
+                .map(i64::from)
+                .or_else(|_| reply.get_i64("n"))
+                .unwrap_or(0) as u64;
             match &group[0] {
                 ValidAction::Update { .. } => {
                     counts.matched += n;
-                    counts.modified += reply.get_i32("nModified").map(i64::from).or_else(|_| reply.get_i64("nModified")).unwrap_or(0) as u64;
-                    counts.upserted += reply.get_array("upserted").map(|a| a.len() as u64).unwrap_or(0);
+                    counts.modified += reply
+                        .get_i32("nModified")
+                        .map(i64::from)
+                        .or_else(|_| reply.get_i64("nModified"))
+                        .unwrap_or(0) as u64;
+                    counts.upserted += reply
+                        .get_array("upserted")
+                        .map(|a| a.len() as u64)
+                        .unwrap_or(0);
                 }
                 ValidAction::Insert { .. } => counts.inserted += n,
                 ValidAction::Delete { .. } => counts.deleted += n,
@@ -331,6 +499,11 @@ impl Db {
     }
 }
 
+/// How long transient transaction errors are retried before the run stops
+/// (resumably). Longer than MongoDB's default transaction lifetime (60 s),
+/// after which a dead runner's open transaction no longer blocks.
+pub const TRANSIENT_RETRY_LIMIT: Duration = Duration::from_secs(90);
+
 const MAX_STATEMENTS: usize = 1000;
 const MAX_COMMAND_BYTES: usize = 8 << 20;
 
@@ -341,7 +514,12 @@ async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb:
     loop {
         attempts += 1;
         match session.commit_transaction().await {
-            Err(e) if attempts < 3 && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => continue,
+            Err(e)
+                if attempts < 3
+                    && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) =>
+            {
+                continue;
+            }
             other => return other,
         }
     }
@@ -395,7 +573,9 @@ fn command_for(group: &[ValidAction]) -> (String, Document) {
             let deletes: Vec<Document> = group
                 .iter()
                 .filter_map(|a| match a {
-                    ValidAction::Delete { filter, multi, .. } => Some(doc! {"q": filter.clone(), "limit": if *multi { 0 } else { 1 }}),
+                    ValidAction::Delete { filter, multi, .. } => {
+                        Some(doc! {"q": filter.clone(), "limit": if *multi { 0 } else { 1 }})
+                    }
                     _ => None,
                 })
                 .collect();
@@ -408,8 +588,12 @@ fn command_for(group: &[ValidAction]) -> (String, Document) {
 
 fn describe_target(action: &ValidAction) -> String {
     match action {
-        ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => filter.to_string(),
-        ValidAction::Insert { document, .. } => document.get("_id").map_or_else(|| "without _id".into(), |id| format!("_id {id}")),
+        ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => {
+            filter.to_string()
+        }
+        ValidAction::Insert { document, .. } => document
+            .get("_id")
+            .map_or_else(|| "without _id".into(), |id| format!("_id {id}")),
         ValidAction::Report { .. } => String::new(),
     }
 }
@@ -463,8 +647,17 @@ mod tests {
     fn passwords_are_redacted() {
         let check = |uri: &str, expect: &str| assert_eq!(redact_uri(uri), expect);
         check("mongodb://127.0.0.1:27017", "mongodb://127.0.0.1:27017");
-        check("mongodb://alice:s3cr@t@db1,db2/app?x=1", "mongodb://alice:****@db1,db2/app?x=1");
-        check("mongodb+srv://bob@cluster.example.net/", "mongodb+srv://bob@cluster.example.net/");
-        check("mongodb://u:p@h/?authSource=admin", "mongodb://u:****@h/?authSource=admin");
+        check(
+            "mongodb://alice:s3cr@t@db1,db2/app?x=1",
+            "mongodb://alice:****@db1,db2/app?x=1",
+        );
+        check(
+            "mongodb+srv://bob@cluster.example.net/",
+            "mongodb+srv://bob@cluster.example.net/",
+        );
+        check(
+            "mongodb://u:p@h/?authSource=admin",
+            "mongodb://u:****@h/?authSource=admin",
+        );
     }
 }

@@ -29,11 +29,17 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input_is_the_well_known_value() {
-        assert_eq!(to_hex(&sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            to_hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
     fn parts_are_length_prefixed() {
-        assert_ne!(sha256_parts([b"ab".as_slice(), b"c"]), sha256_parts([b"a".as_slice(), b"bc"]));
+        assert_ne!(
+            sha256_parts([b"ab".as_slice(), b"c"]),
+            sha256_parts([b"a".as_slice(), b"bc"])
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::any::Any;
 use std::cell::RefCell;
 
 pub use crate::__bindings::exports::godwit::migration::migration::Guest;
-pub use wit::{Action as WitAction, Error as WitError, Manifest as WitManifest, RunContext as WitRunContext};
+pub use wit::{
+    Action as WitAction, Error as WitError, Manifest as WitManifest, RunContext as WitRunContext,
+};
 
 struct State {
     run: RunContext,
@@ -23,7 +25,13 @@ thread_local! {
 }
 
 pub fn manifest<M: Migration>() -> WitManifest {
-    let Manifest { name, version, requires, description, passes } = M::manifest();
+    let Manifest {
+        name,
+        version,
+        requires,
+        description,
+        passes,
+    } = M::manifest();
     WitManifest {
         name,
         version,
@@ -44,8 +52,11 @@ pub fn manifest<M: Migration>() -> WitManifest {
 }
 
 pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<(), WitError> {
-    let params = Document::from_reader(params.as_slice())
-        .map_err(|e| wit_error(Error::new(format!("parameters are not a BSON document: {e}"))))?;
+    let params = Document::from_reader(params.as_slice()).map_err(|e| {
+        wit_error(Error::new(format!(
+            "parameters are not a BSON document: {e}"
+        )))
+    })?;
     let run = RunContext {
         run_id: context.run_id,
         mode: match context.mode {
@@ -55,8 +66,14 @@ pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<()
         started_at_ms: context.started_at_ms,
         database: context.database,
     };
-    let plugin = M::begin(&Params::new(params), &mut Context::new(&run, &mut WasmHost)).map_err(wit_error)?;
-    STATE.with_borrow_mut(|state| *state = Some(State { run, plugin: Box::new(plugin) }));
+    let plugin = M::begin(&Params::new(params), &mut Context::new(&run, &mut WasmHost))
+        .map_err(wit_error)?;
+    STATE.with_borrow_mut(|state| {
+        *state = Some(State {
+            run,
+            plugin: Box::new(plugin),
+        })
+    });
     Ok(())
 }
 
@@ -64,7 +81,9 @@ pub fn process<M: Migration>(pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<WitAc
     let mut docs = Vec::with_capacity(batch.len());
     for (index, bytes) in batch.iter().enumerate() {
         let doc = Document::from_reader(bytes.as_slice()).map_err(|e| {
-            wit_error(Error::new(format!("document {index} of the batch is not valid BSON: {e}")))
+            wit_error(Error::new(format!(
+                "document {index} of the batch is not valid BSON: {e}"
+            )))
         })?;
         docs.push(doc);
     }
@@ -80,8 +99,13 @@ where
     F: FnOnce(&mut M, &mut Context) -> Result<Vec<Action>, Error>,
 {
     STATE.with_borrow_mut(|state| {
-        let state = state.as_mut().ok_or_else(|| wit_error(Error::new("`begin` was not called")))?;
-        let plugin = state.plugin.downcast_mut::<M>().expect("state holds the exported type");
+        let state = state
+            .as_mut()
+            .ok_or_else(|| wit_error(Error::new("`begin` was not called")))?;
+        let plugin = state
+            .plugin
+            .downcast_mut::<M>()
+            .expect("state holds the exported type");
         let actions = f(plugin, &mut Context::new(&state.run, &mut WasmHost)).map_err(wit_error)?;
         Ok(actions.into_iter().map(wit_action).collect())
     })
@@ -89,25 +113,48 @@ where
 
 fn wit_action(action: Action) -> WitAction {
     match action {
-        Action::Update { collection, filter, update, upsert, multi } => WitAction::Update(wit::Update {
+        Action::Update {
+            collection,
+            filter,
+            update,
+            upsert,
+            multi,
+        } => WitAction::Update(wit::Update {
             collection,
             filter: encode(&filter),
             update: encode(&update),
             upsert,
             multi,
         }),
-        Action::Insert { collection, document } => {
-            WitAction::Insert(wit::Insert { collection, document: encode(&document) })
-        }
-        Action::Delete { collection, filter, multi } => {
-            WitAction::Delete(wit::Delete { collection, filter: encode(&filter), multi })
-        }
-        Action::Report(r) => WitAction::Report(wit::Report { kind: r.kind, key: r.key, message: r.message }),
+        Action::Insert {
+            collection,
+            document,
+        } => WitAction::Insert(wit::Insert {
+            collection,
+            document: encode(&document),
+        }),
+        Action::Delete {
+            collection,
+            filter,
+            multi,
+        } => WitAction::Delete(wit::Delete {
+            collection,
+            filter: encode(&filter),
+            multi,
+        }),
+        Action::Report(r) => WitAction::Report(wit::Report {
+            kind: r.kind,
+            key: r.key,
+            message: r.message,
+        }),
     }
 }
 
 fn wit_error(error: Error) -> WitError {
-    WitError { message: error.message, document_id: error.document_id.map(|id| encode(&doc! {"_id": id})) }
+    WitError {
+        message: error.message,
+        document_id: error.document_id.map(|id| encode(&doc! {"_id": id})),
+    }
 }
 
 /// Encodes a document. A document the SDK built can only fail to encode when a
@@ -132,7 +179,10 @@ impl Host for WasmHost {
         let found = wit_host::find(collection, &encode(filter), projection.as_deref(), limit)?;
         found
             .iter()
-            .map(|bytes| Document::from_reader(bytes.as_slice()).map_err(|e| format!("host returned invalid BSON: {e}")))
+            .map(|bytes| {
+                Document::from_reader(bytes.as_slice())
+                    .map_err(|e| format!("host returned invalid BSON: {e}"))
+            })
             .collect()
     }
 

@@ -123,38 +123,78 @@ impl Action {
         id: impl Into<Bson>,
         fields: impl IntoIterator<Item = S>,
     ) -> Self {
-        let fields: Document = fields.into_iter().map(|f| (f.into(), Bson::String(String::new()))).collect();
+        let fields: Document = fields
+            .into_iter()
+            .map(|f| (f.into(), Bson::String(String::new())))
+            .collect();
         Self::update_one(collection, doc! {"_id": id.into()}, doc! {"$unset": fields})
     }
 
     pub fn update_one(collection: impl Into<String>, filter: Document, update: Document) -> Self {
-        Action::Update { collection: collection.into(), filter, update, upsert: false, multi: false }
+        Action::Update {
+            collection: collection.into(),
+            filter,
+            update,
+            upsert: false,
+            multi: false,
+        }
     }
 
     pub fn update_many(collection: impl Into<String>, filter: Document, update: Document) -> Self {
-        Action::Update { collection: collection.into(), filter, update, upsert: false, multi: true }
+        Action::Update {
+            collection: collection.into(),
+            filter,
+            update,
+            upsert: false,
+            multi: true,
+        }
     }
 
     /// Update the first document matching `filter`, inserting one if none does.
     pub fn upsert(collection: impl Into<String>, filter: Document, update: Document) -> Self {
-        Action::Update { collection: collection.into(), filter, update, upsert: true, multi: false }
+        Action::Update {
+            collection: collection.into(),
+            filter,
+            update,
+            upsert: true,
+            multi: false,
+        }
     }
 
     pub fn insert(collection: impl Into<String>, document: Document) -> Self {
-        Action::Insert { collection: collection.into(), document }
+        Action::Insert {
+            collection: collection.into(),
+            document,
+        }
     }
 
     pub fn delete_one(collection: impl Into<String>, filter: Document) -> Self {
-        Action::Delete { collection: collection.into(), filter, multi: false }
+        Action::Delete {
+            collection: collection.into(),
+            filter,
+            multi: false,
+        }
     }
 
     pub fn delete_many(collection: impl Into<String>, filter: Document) -> Self {
-        Action::Delete { collection: collection.into(), filter, multi: true }
+        Action::Delete {
+            collection: collection.into(),
+            filter,
+            multi: true,
+        }
     }
 
     /// A finding for the report ("unresolved", "warning", "skipped", ...).
-    pub fn report(kind: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Action::Report(Report { kind: kind.into(), key: key.into(), message: message.into() })
+    pub fn report(
+        kind: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Action::Report(Report {
+            kind: kind.into(),
+            key: key.into(),
+            message: message.into(),
+        })
     }
 
     /// The collection written, or `None` for a report.
@@ -185,7 +225,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(message: impl fmt::Display) -> Self {
-        Error { message: message.to_string(), document_id: None }
+        Error {
+            message: message.to_string(),
+            document_id: None,
+        }
     }
 
     /// Names the document the error is about.
@@ -268,7 +311,11 @@ impl Params {
 
     /// The parameter's value, or an error naming the missing parameter.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
-        self.get(key).ok_or_else(|| Error::new(format!("missing parameter `{key}` (pass --param {key}=VALUE)")))
+        self.get(key).ok_or_else(|| {
+            Error::new(format!(
+                "missing parameter `{key}` (pass --param {key}=VALUE)"
+            ))
+        })
     }
 
     /// The parameter parsed as `T`, `default` when absent, an error naming it when malformed.

@@ -60,7 +60,10 @@ impl<M: Migration> Harness<M> {
     /// Calls `begin` (done implicitly by the first `process`).
     pub fn begin(&mut self) -> Result<(), Error> {
         if self.plugin.is_none() {
-            let plugin = M::begin(&Params::new(self.params.clone()), &mut Context::new(&self.run, &mut self.host))?;
+            let plugin = M::begin(
+                &Params::new(self.params.clone()),
+                &mut Context::new(&self.run, &mut self.host),
+            )?;
             self.plugin = Some(plugin);
         }
         Ok(())
@@ -77,14 +80,23 @@ impl<M: Migration> Harness<M> {
         self.begin()?;
         let plugin = self.plugin.as_mut().expect("begun");
         let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch)?;
-        check_actions(&allowed, &actions).map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
+        check_actions(&allowed, &actions)
+            .map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
         Ok(actions)
     }
 
     /// Feeds `documents` to pass `pass` in batches of the pass's batch size and
     /// collects every action.
-    pub fn run_pass(&mut self, pass: usize, documents: Vec<Document>) -> Result<Vec<Action>, Error> {
-        let batch_size = M::manifest().passes.get(pass).map_or(0, |p| p.batch_size).max(1) as usize;
+    pub fn run_pass(
+        &mut self,
+        pass: usize,
+        documents: Vec<Document>,
+    ) -> Result<Vec<Action>, Error> {
+        let batch_size = M::manifest()
+            .passes
+            .get(pass)
+            .map_or(0, |p| p.batch_size)
+            .max(1) as usize;
         let batch_size = if batch_size == 1 { 1000 } else { batch_size };
         let mut actions = Vec::new();
         let mut documents = documents.into_iter().peekable();
@@ -98,7 +110,11 @@ impl<M: Migration> Harness<M> {
     /// Calls `finish`; its actions may write any collection some pass may write.
     pub fn finish(&mut self) -> Result<Vec<Action>, Error> {
         self.begin()?;
-        let allowed: Vec<String> = M::manifest().passes.into_iter().flat_map(|p| p.writes).collect();
+        let allowed: Vec<String> = M::manifest()
+            .passes
+            .into_iter()
+            .flat_map(|p| p.writes)
+            .collect();
         let plugin = self.plugin.as_mut().expect("begun");
         let actions = plugin.finish(&mut Context::new(&self.run, &mut self.host))?;
         check_actions(&allowed, &actions).map_err(|e| Error::new(format!("finish: {e}")))?;
@@ -120,16 +136,22 @@ impl<M: Migration> Harness<M> {
 /// declares in `writes`, and update/delete filters must not be empty.
 pub fn check_actions(allowed: &[String], actions: &[Action]) -> Result<(), String> {
     for (index, action) in actions.iter().enumerate() {
-        let Some(collection) = action.collection() else { continue };
+        let Some(collection) = action.collection() else {
+            continue;
+        };
         if !allowed.iter().any(|c| c == collection) {
-            return Err(format!("action {index} writes `{collection}`, which is not in the pass's writes {allowed:?}"));
+            return Err(format!(
+                "action {index} writes `{collection}`, which is not in the pass's writes {allowed:?}"
+            ));
         }
         let empty_filter = match action {
             Action::Update { filter, .. } | Action::Delete { filter, .. } => filter.is_empty(),
             _ => false,
         };
         if empty_filter {
-            return Err(format!("action {index} on `{collection}` has an empty filter (it would hit every document)"));
+            return Err(format!(
+                "action {index} on `{collection}` has an empty filter (it would hit every document)"
+            ));
         }
     }
     Ok(())
@@ -153,8 +175,16 @@ impl Host for MemoryHost {
         limit: u32,
     ) -> Result<Vec<Document>, String> {
         self.lookups.push((collection.to_string(), filter.clone()));
-        let docs = self.collections.get(collection).map(Vec::as_slice).unwrap_or_default();
-        let limit = if limit == 0 { usize::MAX } else { limit as usize };
+        let docs = self
+            .collections
+            .get(collection)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let limit = if limit == 0 {
+            usize::MAX
+        } else {
+            limit as usize
+        };
         let mut found = Vec::new();
         for doc in docs.iter().filter(|d| matches(d, filter)).take(limit) {
             found.push(match projection {
@@ -174,13 +204,17 @@ fn matches(doc: &Document, filter: &Document) -> bool {
     filter.iter().all(|(key, condition)| {
         let value = doc.get(key);
         match condition {
-            Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => ops.iter().all(|(op, arg)| match op.as_str() {
-                "$in" => arg.as_array().is_some_and(|options| value.is_some_and(|v| options.contains(v))),
-                "$exists" => arg.as_bool().unwrap_or(true) == value.is_some(),
-                "$eq" => value == Some(arg),
-                "$ne" => value != Some(arg),
-                _ => false,
-            }),
+            Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => {
+                ops.iter().all(|(op, arg)| match op.as_str() {
+                    "$in" => arg
+                        .as_array()
+                        .is_some_and(|options| value.is_some_and(|v| options.contains(v))),
+                    "$exists" => arg.as_bool().unwrap_or(true) == value.is_some(),
+                    "$eq" => value == Some(arg),
+                    "$ne" => value != Some(arg),
+                    _ => false,
+                })
+            }
             _ => value == Some(condition),
         }
     })
@@ -188,7 +222,12 @@ fn matches(doc: &Document, filter: &Document) -> bool {
 
 fn project(doc: &Document, projection: &Document) -> Document {
     doc.iter()
-        .filter(|(key, _)| *key == "_id" || projection.get(key.as_str()).is_some_and(|v| v.as_bool() != Some(false)))
+        .filter(|(key, _)| {
+            *key == "_id"
+                || projection
+                    .get(key.as_str())
+                    .is_some_and(|v| v.as_bool() != Some(false))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

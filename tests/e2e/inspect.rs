@@ -4,7 +4,14 @@ use crate::support::{godwit, plugin, stderr, stdout};
 use godwit_sdk::Migration;
 
 fn inspect_json(file: &std::path::Path, cache: &std::path::Path) -> serde_json::Value {
-    let out = godwit(&["plugin", "inspect", "--json", "--cache-dir", cache.to_str().unwrap(), file.to_str().unwrap()]);
+    let out = godwit(&[
+        "plugin",
+        "inspect",
+        "--json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "inspect failed: {}", stderr(&out));
     serde_json::from_str(&stdout(&out)).expect("inspect --json prints JSON")
 }
@@ -29,15 +36,29 @@ fn manifest_round_trips_from_rust_through_the_component() {
         assert_eq!(got["writes"], serde_json::json!(want.writes));
         let filter = bson::Bson::Document(want.filter.clone()).into_relaxed_extjson();
         assert_eq!(got["filter"], filter);
-        let projection = want.projection.clone().map(|p| bson::Bson::Document(p).into_relaxed_extjson());
+        let projection = want
+            .projection
+            .clone()
+            .map(|p| bson::Bson::Document(p).into_relaxed_extjson());
         assert_eq!(got["projection"], serde_json::json!(projection));
     }
     assert_eq!(json["contract"], "godwit:migration@0.1.0");
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(json["size"], bytes.len());
-    assert_eq!(json["sha256"], godwit::hash::to_hex(&godwit::hash::sha256(&bytes)));
-    let imports: Vec<&str> = json["imports"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(imports.contains(&"godwit:migration/host@0.1.0"), "{imports:?}");
+    assert_eq!(
+        json["sha256"],
+        godwit::hash::to_hex(&godwit::hash::sha256(&bytes))
+    );
+    let imports: Vec<&str> = json["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        imports.contains(&"godwit:migration/host@0.1.0"),
+        "{imports:?}"
+    );
 }
 
 #[test]
@@ -55,7 +76,12 @@ fn corrupt_cache_entry_is_recompiled_not_fatal() {
     let cache = tempfile::tempdir().unwrap();
     let file = plugin("normalize-emails");
     inspect_json(&file, cache.path());
-    let entry = std::fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap().path();
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&entry, b"garbage").unwrap();
     assert_eq!(inspect_json(&file, cache.path())["compile_cache"], "miss");
     assert_eq!(inspect_json(&file, cache.path())["compile_cache"], "hit");
@@ -63,10 +89,21 @@ fn corrupt_cache_entry_is_recompiled_not_fatal() {
 
 #[test]
 fn text_output_shows_the_manifest() {
-    let out = godwit(&["plugin", "inspect", "--no-cache", plugin("normalize-emails").to_str().unwrap()]);
+    let out = godwit(&[
+        "plugin",
+        "inspect",
+        "--no-cache",
+        plugin("normalize-emails").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for expected in ["normalize-emails 1.1.0", ">=1.0.0", "godwit:migration@0.1.0", "users on users", "writes [users]"] {
+    for expected in [
+        "normalize-emails 1.1.0",
+        ">=1.0.0",
+        "godwit:migration@0.1.0",
+        "users on users",
+        "writes [users]",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
@@ -79,21 +116,44 @@ fn a_file_that_is_not_wasm_is_refused_naming_it() {
     let out = godwit(&["plugin", "inspect", "--no-cache", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
-    assert!(err.contains("notes.wasm is not a WebAssembly file"), "{err}");
+    assert!(
+        err.contains("notes.wasm is not a WebAssembly file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_plugin_for_another_contract_version_is_refused_naming_both_versions() {
-    let out = godwit(&["plugin", "inspect", "--no-cache", plugin("future-contract").to_str().unwrap()]);
+    let out = godwit(&[
+        "plugin",
+        "inspect",
+        "--no-cache",
+        plugin("future-contract").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
-    assert!(err.contains("future-contract.wasm was built for contract godwit:migration@0.2.0"), "{err}");
-    assert!(err.contains("this godwit runs godwit:migration@0.1.0"), "{err}");
+    assert!(
+        err.contains("future-contract.wasm was built for contract godwit:migration@0.2.0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("this godwit runs godwit:migration@0.1.0"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_file_is_named() {
-    let out = godwit(&["plugin", "inspect", "--no-cache", "/nonexistent/plugin.wasm"]);
+    let out = godwit(&[
+        "plugin",
+        "inspect",
+        "--no-cache",
+        "/nonexistent/plugin.wasm",
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("cannot read plugin /nonexistent/plugin.wasm"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read plugin /nonexistent/plugin.wasm"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -1,7 +1,12 @@
-//! End-to-end tests: the real `godwit` binary and real wasm components built
-//! by `just plugins` (into `target/plugins/`). One test binary, split into
-//! modules by what they exercise.
+//! End-to-end tests: the real `godwit` binary, real wasm components built by
+//! `just plugins` (into `target/plugins/`), and a real MongoDB-compatible
+//! server (see `db.rs`). One test binary, split into modules by what they
+//! exercise.
 
+mod crash;
+mod db;
 mod inspect;
+mod lock;
+mod run;
 mod sandbox;
 mod support;

@@ -15,17 +15,27 @@ fn host(limits: Limits) -> PluginHost {
 }
 
 fn context() -> RunContext {
-    RunContext { run_id: "run-1".into(), mode: Mode::DryRun, started_at_ms: STARTED_AT_MS, database: "test".into() }
+    RunContext {
+        run_id: "run-1".into(),
+        mode: Mode::DryRun,
+        started_at_ms: STARTED_AT_MS,
+        database: "test".into(),
+    }
 }
 
 fn options() -> InstanceOptions {
-    InstanceOptions { started_at_ms: STARTED_AT_MS, ..InstanceOptions::inspect() }
+    InstanceOptions {
+        started_at_ms: STARTED_AT_MS,
+        ..InstanceOptions::inspect()
+    }
 }
 
 fn begun(host: &PluginHost, behaviour: &str) -> PluginInstance {
     let plugin = host.load(&plugin("hostile")).unwrap();
     let mut instance = plugin.instantiate(options()).unwrap();
-    instance.begin(&doc! {"behaviour": behaviour}, &context()).unwrap();
+    instance
+        .begin(&doc! {"behaviour": behaviour}, &context())
+        .unwrap();
     instance
 }
 
@@ -35,7 +45,11 @@ fn batch() -> Vec<Vec<u8>> {
 
 fn trap_reason(result: Result<Vec<Action>, CallError>, call: &str) -> String {
     match result {
-        Err(CallError::Trap { plugin, call: c, reason }) => {
+        Err(CallError::Trap {
+            plugin,
+            call: c,
+            reason,
+        }) => {
             assert_eq!(plugin, "hostile");
             assert_eq!(c, call);
             reason
@@ -68,12 +82,22 @@ fn assert_discarded_and_host_usable(host: &PluginHost, mut instance: PluginInsta
 
 #[test]
 fn endless_loop_is_stopped_by_fuel() {
-    let host = host(Limits { fuel_per_call: 200_000_000, ..Limits::default() });
+    let host = host(Limits {
+        fuel_per_call: 200_000_000,
+        ..Limits::default()
+    });
     let mut instance = begun(&host, "loop");
     let started = Instant::now();
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(reason.contains("used up its fuel budget of 200000000"), "{reason}");
-    assert!(started.elapsed() < Duration::from_secs(30), "the loop ran for {:?}", started.elapsed());
+    assert!(
+        reason.contains("used up its fuel budget of 200000000"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the loop ran for {:?}",
+        started.elapsed()
+    );
     assert_discarded_and_host_usable(&host, instance);
 }
 
@@ -83,37 +107,69 @@ fn endless_loop_with_default_limits_stops_within_seconds() {
     let mut instance = begun(&host, "loop");
     let started = Instant::now();
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(reason.contains("fuel budget") || reason.contains("deadline"), "{reason}");
+    assert!(
+        reason.contains("fuel budget") || reason.contains("deadline"),
+        "{reason}"
+    );
     // A liveness bound, not a performance assertion: the default budget must
     // stop a spinning plugin in seconds, not minutes.
-    assert!(started.elapsed() < Duration::from_secs(60), "the loop ran for {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the loop ran for {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn endless_loop_is_stopped_by_the_wall_clock_deadline() {
-    let host = host(Limits { fuel_per_call: u64::MAX, call_timeout: Duration::from_millis(500), ..Limits::default() });
+    let host = host(Limits {
+        fuel_per_call: u64::MAX,
+        call_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    });
     let mut instance = begun(&host, "loop");
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(reason.contains("exceeded the wall-clock deadline of 500ms"), "{reason}");
+    assert!(
+        reason.contains("exceeded the wall-clock deadline of 500ms"),
+        "{reason}"
+    );
     assert_discarded_and_host_usable(&host, instance);
 }
 
 #[test]
 fn endless_loop_in_begin_is_stopped() {
-    let host = host(Limits { fuel_per_call: 100_000_000, ..Limits::default() });
+    let host = host(Limits {
+        fuel_per_call: 100_000_000,
+        ..Limits::default()
+    });
     let plugin = host.load(&plugin("hostile")).unwrap();
     let mut instance = plugin.instantiate(options()).unwrap();
-    let err = instance.begin(&doc! {"behaviour": "loop-in-begin"}, &context()).unwrap_err();
-    assert!(matches!(&err, CallError::Trap { call, .. } if call == "begin"), "{err}");
-    assert!(err.to_string().starts_with("plugin hostile trapped in begin: used up its fuel budget"), "{err}");
+    let err = instance
+        .begin(&doc! {"behaviour": "loop-in-begin"}, &context())
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trap { call, .. } if call == "begin"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("plugin hostile trapped in begin: used up its fuel budget"),
+        "{err}"
+    );
 }
 
 #[test]
 fn allocation_past_the_memory_cap_is_stopped() {
-    let host = host(Limits { memory_bytes: 64 << 20, ..Limits::default() });
+    let host = host(Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    });
     let mut instance = begun(&host, "oom");
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(reason.contains("exceeded the memory cap of 64 MiB"), "{reason}");
+    assert!(
+        reason.contains("exceeded the memory cap of 64 MiB"),
+        "{reason}"
+    );
     assert_discarded_and_host_usable(&host, instance);
 }
 
@@ -123,7 +179,10 @@ fn panic_message_reaches_the_error() {
     let mut instance = begun(&host, "panic");
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
     assert!(reason.contains("panicked"), "{reason}");
-    assert!(reason.contains("hostile plugin panics on purpose (batch of 3)"), "{reason}");
+    assert!(
+        reason.contains("hostile plugin panics on purpose (batch of 3)"),
+        "{reason}"
+    );
     assert_discarded_and_host_usable(&host, instance);
 }
 
@@ -132,12 +191,28 @@ fn files_environment_arguments_and_network_give_nothing_and_clocks_are_fixed() {
     let host = host(Limits::default());
     let mut instance = begun(&host, "probe");
     let got = reports(instance.process(0, &batch()).unwrap());
-    assert!(got["file"].starts_with("error:"), "reading /etc/passwd: {}", got["file"]);
-    assert!(got["readdir"].starts_with("error:"), "listing /: {}", got["readdir"]);
+    assert!(
+        got["file"].starts_with("error:"),
+        "reading /etc/passwd: {}",
+        got["file"]
+    );
+    assert!(
+        got["readdir"].starts_with("error:"),
+        "listing /: {}",
+        got["readdir"]
+    );
     assert_eq!(got["env"], "0 variables: ");
     assert_eq!(got["args"], "0 arguments");
-    assert!(got["network"].starts_with("error:"), "connecting: {}", got["network"]);
-    assert_eq!(got["clock"], STARTED_AT_MS.to_string(), "the guest's clock is frozen at the run's start");
+    assert!(
+        got["network"].starts_with("error:"),
+        "connecting: {}",
+        got["network"]
+    );
+    assert_eq!(
+        got["clock"],
+        STARTED_AT_MS.to_string(),
+        "the guest's clock is frozen at the run's start"
+    );
     // The instance is still healthy after the probe.
     assert_eq!(reports(instance.process(0, &batch()).unwrap()).len(), 6);
 }
@@ -150,7 +225,11 @@ fn malformed_bson_in_an_action_is_refused_before_any_write() {
     let raw = instance.process(0, &batch()).unwrap();
     let err = actions::validate(&actions::allowed(&plugin.manifest.passes[0]), raw).unwrap_err();
     assert_eq!(err.index, 0);
-    assert!(err.to_string().contains("action 0 (update on `things`): filter is not well-formed BSON"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("action 0 (update on `things`): filter is not well-formed BSON"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -158,7 +237,12 @@ fn error_returned_by_the_plugin_names_the_document() {
     let host = host(Limits::default());
     let mut instance = begun(&host, "error");
     match instance.process(0, &batch()) {
-        Err(CallError::Failed { plugin, call, message, document_id }) => {
+        Err(CallError::Failed {
+            plugin,
+            call,
+            message,
+            document_id,
+        }) => {
             assert_eq!(plugin, "hostile");
             assert_eq!(call, "process (pass 0 \"things\")");
             assert_eq!(message, "refusing on purpose");
@@ -168,7 +252,10 @@ fn error_returned_by_the_plugin_names_the_document() {
     }
     // A returned error is not a trap: the instance stays usable.
     assert!(instance.process(0, &batch()).is_err());
-    assert!(!matches!(instance.process(0, &batch()), Err(CallError::Discarded { .. })));
+    assert!(!matches!(
+        instance.process(0, &batch()),
+        Err(CallError::Discarded { .. })
+    ));
 }
 
 #[test]
@@ -184,7 +271,8 @@ fn plugin_for_another_contract_version_is_refused() {
 #[test]
 fn core_module_is_componentized_on_load() {
     // The plain wasip1 module cargo produced before `plugin build` wrapped it.
-    let core = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm/wasm32-wasip1/release/normalize_emails.wasm");
+    let core = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm/wasm32-wasip1/release/normalize_emails.wasm");
     if !core.is_file() {
         // Built through rustup's wasm32-wasip2 target: cargo wrote a component, no core module exists.
         return;

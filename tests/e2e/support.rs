@@ -10,12 +10,19 @@ pub fn plugin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} is missing: run `just plugins` first (or `just test`, which does)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `just plugins` first (or `just test`, which does)",
+        path.display()
+    );
     path
 }
 
 pub fn godwit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_godwit")).args(args).output().expect("run godwit")
+    Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(args)
+        .output()
+        .expect("run godwit")
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -24,4 +31,54 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `godwit` command against `db`, with its own journal directory and the
+/// shared test compile cache.
+pub fn command(db: &crate::db::TestDb, journal: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_godwit"));
+    cmd.args(args)
+        .arg("--db")
+        .arg(&db.name)
+        .env("MONGODB_URI", &db.uri)
+        .env("GODWIT_JOURNAL", journal)
+        .env(
+            "GODWIT_CACHE_DIR",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-compile-cache"),
+        )
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+pub fn run_ok(
+    db: &crate::db::TestDb,
+    journal: &std::path::Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let out = command(db, journal, args)
+        .arg("--json")
+        .output()
+        .expect("run godwit");
+    assert!(
+        out.status.success(),
+        "godwit {args:?} failed ({:?}):\n{}",
+        out.status,
+        stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+}
+
+pub fn verify_journal(journal: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["journal", "verify", "--journal"])
+        .arg(journal)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "journal verify failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
 }

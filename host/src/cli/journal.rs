@@ -33,7 +33,11 @@ impl JournalCommand {
                     println!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {
                     for h in runs {
-                        let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
+                        let mode = if h.mode == RunMode::Execute {
+                            "execute"
+                        } else {
+                            "dry"
+                        };
                         println!(
                             "{}  {} {}  {mode}  {:?}  db {}  started {}",
                             h.run_id,
@@ -56,9 +60,16 @@ impl JournalCommand {
                 for run in runs {
                     let chain = journal.verify(&run)?;
                     if global.json {
-                        println!("{}", serde_json::json!({"run_id": run, "entries": chain.entries(), "head": to_hex(&chain.head()), "ok": true}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"run_id": run, "entries": chain.entries(), "head": to_hex(&chain.head()), "ok": true})
+                        );
                     } else {
-                        println!("run {run}: {} entries verified, head {}", chain.entries(), to_hex(&chain.head()));
+                        println!(
+                            "run {run}: {} entries verified, head {}",
+                            chain.entries(),
+                            to_hex(&chain.head())
+                        );
                     }
                 }
                 Ok(ExitCode::from(exit::OK))

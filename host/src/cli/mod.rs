@@ -7,10 +7,10 @@ mod journal;
 mod plugin;
 mod run;
 
-use crate::plugin::cache::CompileCache;
 use crate::db::DbError;
 use crate::journal::JournalError;
 use crate::plugin::actions::ActionError;
+use crate::plugin::cache::CompileCache;
 use crate::plugin::{CallError, Limits, LoadError, PluginHost};
 use crate::run::{ResumeError, VersionError};
 use clap::{Args, Parser, Subcommand};
@@ -19,7 +19,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "godwit", version, about = "Run database migrations shipped as sandboxed WebAssembly components")]
+#[command(
+    name = "godwit",
+    version,
+    about = "Run database migrations shipped as sandboxed WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,7 +67,10 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     pub fn plugin_host(&self) -> anyhow::Result<PluginHost> {
         if !(self.call_timeout > 0.0 && self.call_timeout.is_finite()) {
-            anyhow::bail!("--call-timeout must be a positive number of seconds, got {}", self.call_timeout);
+            anyhow::bail!(
+                "--call-timeout must be a positive number of seconds, got {}",
+                self.call_timeout
+            );
         }
         let limits = Limits {
             fuel_per_call: self.fuel,
@@ -144,14 +151,18 @@ pub mod exit {
 /// The async runtime for commands that talk to MongoDB. Multi-threaded so
 /// that plugin calls can block (`block_in_place`) while lookups run.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 /// First Ctrl-C / SIGTERM: stop after the current batch. Second: exit now
 /// (as safe as kill -9: the journal and the progress marker settle it).
 pub fn stop_on_signals(stop: crate::run::StopSignal) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut count = 0;
         loop {
             tokio::select! {
@@ -160,7 +171,9 @@ pub fn stop_on_signals(stop: crate::run::StopSignal) {
             }
             count += 1;
             if count == 1 {
-                eprintln!("stopping after the current batch (press Ctrl-C again to stop at once; the run stays resumable)");
+                eprintln!(
+                    "stopping after the current batch (press Ctrl-C again to stop at once; the run stays resumable)"
+                );
                 stop.request();
             } else {
                 eprintln!("stopping now; resume the run to settle the batch in flight");
@@ -196,7 +209,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
                 _ => exit::PLUGIN_REFUSED,
             };
         }
-        if cause.downcast_ref::<CallError>().is_some() || cause.downcast_ref::<ActionError>().is_some() {
+        if cause.downcast_ref::<CallError>().is_some()
+            || cause.downcast_ref::<ActionError>().is_some()
+        {
             return exit::PLUGIN_FAILED;
         }
         if let Some(db) = cause.downcast_ref::<DbError>() {
@@ -227,5 +242,9 @@ fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

@@ -47,15 +47,28 @@ impl PluginCommand {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            PluginCommand::Build { dirs, out, target_dir, toolchain } => {
+            PluginCommand::Build {
+                dirs,
+                out,
+                target_dir,
+                toolchain,
+            } => {
                 let mut crates = Vec::new();
                 for dir in &dirs {
                     crates.extend(plugin_crates(dir)?);
                 }
-                let built = builder::build(&BuildRequest { crates, out_dir: out, target_dir, toolchain })?;
+                let built = builder::build(&BuildRequest {
+                    crates,
+                    out_dir: out,
+                    target_dir,
+                    toolchain,
+                })?;
                 for b in &built {
                     if global.json {
-                        println!("{}", serde_json::json!({"name": b.name, "component": b.component, "size": b.size}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"name": b.name, "component": b.component, "size": b.size})
+                        );
                     } else {
                         println!("built {} ({} KiB)", b.component.display(), b.size / 1024);
                     }
@@ -72,7 +85,9 @@ fn plugin_crates(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         return Ok(vec![dir.to_path_buf()]);
     }
     let mut crates = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading plugin directory {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("reading plugin directory {}", dir.display()))?
+    {
         let path = entry?.path();
         if path.join("Cargo.toml").is_file() {
             crates.push(path);
@@ -80,7 +95,10 @@ fn plugin_crates(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     crates.sort();
     if crates.is_empty() {
-        anyhow::bail!("{} is neither a plugin crate nor a directory of plugin crates", dir.display());
+        anyhow::bail!(
+            "{} is neither a plugin crate nor a directory of plugin crates",
+            dir.display()
+        );
     }
     Ok(crates)
 }
@@ -114,11 +132,20 @@ fn inspect_json(plugin: &LoadedPlugin) -> serde_json::Value {
 fn print_inspect(plugin: &LoadedPlugin) {
     let m = &plugin.manifest;
     println!("plugin       {} {}", m.name, m.version);
-    println!("requires     {}", m.requires.as_ref().map_or("any version".to_string(), ToString::to_string));
+    println!(
+        "requires     {}",
+        m.requires
+            .as_ref()
+            .map_or("any version".to_string(), ToString::to_string)
+    );
     if !m.description.is_empty() {
         println!("description  {}", m.description);
     }
-    println!("file         {} ({} bytes)", plugin.file.display(), plugin.size);
+    println!(
+        "file         {} ({} bytes)",
+        plugin.file.display(),
+        plugin.size
+    );
     println!("sha256       {}", to_hex(&plugin.sha256));
     println!("contract     {}@{}", contract::PACKAGE, plugin.contract);
     println!("imports      {}", plugin.imports.join(", "));
@@ -128,7 +155,11 @@ fn print_inspect(plugin: &LoadedPlugin) {
         if let Some(projection) = &p.projection {
             println!("     projection {projection}");
         }
-        let batch = if p.batch_size == 0 { "host default".to_string() } else { p.batch_size.to_string() };
+        let batch = if p.batch_size == 0 {
+            "host default".to_string()
+        } else {
+            p.batch_size.to_string()
+        };
         println!("     batch size {batch}, writes [{}]", p.writes.join(", "));
     }
 }

@@ -31,6 +31,9 @@ pub struct RunCommand {
     /// Abandon an unfinished run of this plugin on this database and start over.
     #[arg(long)]
     new_run: bool,
+    /// Throttle: at most this many documents per second (for busy production databases).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_docs_per_sec: Option<u32>,
     /// Lease of the database lock, in seconds; renewed while the run lives,
     /// taken over by another runner once expired.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -71,7 +74,11 @@ impl RunCommand {
         let plugin = plugin_host.load(&self.plugin)?;
         let journal = Journal::open(&self.connection.journal)?;
         let request = RunRequest {
-            mode: if self.execute { RunMode::Execute } else { RunMode::DryRun },
+            mode: if self.execute {
+                RunMode::Execute
+            } else {
+                RunMode::DryRun
+            },
             params,
             batch_size: self.batch_size,
             resume: match (&self.resume, self.new_run) {
@@ -80,24 +87,38 @@ impl RunCommand {
                 (None, false) => ResumeChoice::Auto,
             },
             lease: Duration::from_secs(self.lease),
+            max_docs_per_sec: self.max_docs_per_sec,
         };
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
             let db = self.connection.connect().await?;
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
-            let engine = Engine { plugin: &plugin, db: &db, journal: &journal, stop };
+            let engine = Engine {
+                plugin: &plugin,
+                db: &db,
+                journal: &journal,
+                stop,
+            };
             engine.run(&request).await
         })?;
-        let resume_hint = format!("godwit run {} --resume {{run}}{}", self.plugin.display(), if self.execute { " --execute" } else { "" });
+        let resume_hint = format!(
+            "godwit run {} --resume {{run}}{}",
+            self.plugin.display(),
+            if self.execute { " --execute" } else { "" }
+        );
         Ok(print_outcome(&outcome, global, &resume_hint))
     }
 }
 
 fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
     let (header, summary, status, code) = match outcome {
-        Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK),
-        Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED),
+        Outcome::Finished {
+            header, summary, ..
+        } => (header, summary, "finished", exit::OK),
+        Outcome::Interrupted { header, summary } => {
+            (header, summary, "interrupted", exit::INTERRUPTED)
+        }
     };
     let execute = header.mode == RunMode::Execute;
     let stamped = match outcome {
@@ -117,7 +138,10 @@ fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> E
             "stamped_version": stamped,
             "summary": summary,
         });
-        println!("{}", serde_json::to_string_pretty(&json).expect("summary serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).expect("summary serializes")
+        );
     } else {
         println!(
             "{} run {} of {} {} on {}: {status}",
@@ -130,19 +154,30 @@ fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> E
         print_summary(summary, execute);
         match (&stamped, status) {
             (Some(v), _) => println!("database {} stamped at version {v}", header.database),
-            (None, "finished") if !execute => println!("dry run: nothing was written; run again with --execute to apply"),
+            (None, "finished") if !execute => {
+                println!("dry run: nothing was written; run again with --execute to apply")
+            }
             _ => {}
         }
     }
     if status == "interrupted" {
-        eprintln!("interrupted: the run is resumable; continue with: {}", resume_hint.replace("{run}", &header.run_id));
+        eprintln!(
+            "interrupted: the run is resumable; continue with: {}",
+            resume_hint.replace("{run}", &header.run_id)
+        );
     }
     ExitCode::from(code)
 }
 
 pub fn print_summary(summary: &Summary, execute: bool) {
     let verb = if execute { "" } else { "would " };
-    for (i, pass) in summary.passes.iter().enumerate().map(|(i, p)| (Some(i), p)).chain([(None, &summary.finish)]) {
+    for (i, pass) in summary
+        .passes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (Some(i), p))
+        .chain([(None, &summary.finish)])
+    {
         if i.is_none() && pass.batches == 0 {
             continue;
         }
@@ -168,7 +203,10 @@ pub fn print_summary(summary: &Summary, execute: bool) {
 
 impl ConnectionArgs {
     pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
-        let uri = self.uri.as_deref().context("no MongoDB URI: pass --uri or set MONGODB_URI")?;
+        let uri = self
+            .uri
+            .as_deref()
+            .context("no MongoDB URI: pass --uri or set MONGODB_URI")?;
         let db = self.db.as_deref().context("no database: pass --db NAME")?;
         Ok(crate::db::Db::connect(crate::db::ConnectOptions {
             uri,
@@ -188,10 +226,25 @@ mod tests {
     fn params() {
         assert_eq!(
             parse_params(&["b=2".into(), "a=x=y".into(), "c=".into()]).unwrap(),
-            vec![("a".into(), "x=y".into()), ("b".into(), "2".into()), ("c".into(), "".into())]
+            vec![
+                ("a".into(), "x=y".into()),
+                ("b".into(), "2".into()),
+                ("c".into(), "".into())
+            ]
         );
-        assert_eq!(parse_params(&["novalue".into()]).unwrap_err().to_string(), "--param \"novalue\" is not KEY=VALUE");
-        assert_eq!(parse_params(&["=v".into()]).unwrap_err().to_string(), "--param \"=v\" has an empty key");
-        assert_eq!(parse_params(&["a=1".into(), "a=2".into()]).unwrap_err().to_string(), "--param a is given twice");
+        assert_eq!(
+            parse_params(&["novalue".into()]).unwrap_err().to_string(),
+            "--param \"novalue\" is not KEY=VALUE"
+        );
+        assert_eq!(
+            parse_params(&["=v".into()]).unwrap_err().to_string(),
+            "--param \"=v\" has an empty key"
+        );
+        assert_eq!(
+            parse_params(&["a=1".into(), "a=2".into()])
+                .unwrap_err()
+                .to_string(),
+            "--param a is given twice"
+        );
     }
 }

@@ -24,13 +24,33 @@ pub enum JournalError {
     #[error("journal {}: {source}", dir.display())]
     Io { dir: PathBuf, source: sled::Error },
     #[error("journal run {run}: entry {seq} is corrupt: {reason}")]
-    Corrupt { run: String, seq: u64, reason: String },
-    #[error("journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})")]
-    HashMismatch { run: String, seq: u64, expected: String, actual: String },
+    Corrupt {
+        run: String,
+        seq: u64,
+        reason: String,
+    },
+    #[error(
+        "journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})"
+    )]
+    HashMismatch {
+        run: String,
+        seq: u64,
+        expected: String,
+        actual: String,
+    },
     #[error("journal run {run}: entry {seq} should link to {expected}, but links to {actual}")]
-    BrokenChain { run: String, seq: u64, expected: String, actual: String },
+    BrokenChain {
+        run: String,
+        seq: u64,
+        expected: String,
+        actual: String,
+    },
     #[error("journal run {run}: sequence gap, expected entry {expected}, found {found}")]
-    SequenceGap { run: String, expected: u64, found: u64 },
+    SequenceGap {
+        run: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("journal has no run {run}")]
     UnknownRun { run: String },
     #[error("journal run {run}: header is corrupt: {reason}")]
@@ -39,7 +59,9 @@ pub enum JournalError {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum RunMode {
     DryRun,
     Execute,
@@ -80,7 +102,9 @@ pub struct RunHeader {
     pub finished_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum EntryKind {
     /// The plugin's `begin` ran (lookups it made are recorded).
     Begin,
@@ -98,6 +122,9 @@ pub enum EntryKind {
     Finish,
     /// The schema version was stamped in the database.
     Stamp,
+    /// A process attached to the run; `session` holds its server session id,
+    /// so that a later process can end that session's orphaned transaction.
+    Session,
 }
 
 /// One journaled lookup: the plugin's `find` and what it got.
@@ -141,6 +168,8 @@ pub struct Entry {
     pub lookups: Vec<LookupRecord>,
     /// Free-form detail: how a batch was settled, a stamp's version.
     pub note: String,
+    /// For `Session`: the server session id (`lsid`) as BSON.
+    pub session: Option<Vec<u8>>,
     pub prev_hash: Sha256Hash,
 }
 
@@ -164,6 +193,7 @@ impl Entry {
             actions: Vec::new(),
             lookups: Vec::new(),
             note: String::new(),
+            session: None,
             prev_hash: [0; 32],
         }
     }
@@ -197,14 +227,32 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).open().map_err(|source| match &source {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                JournalError::Locked { dir: dir.to_path_buf() }
-            }
-            _ => JournalError::Open { dir: dir.to_path_buf(), source },
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|source| match &source {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    JournalError::Locked {
+                        dir: dir.to_path_buf(),
+                    }
+                }
+                _ => JournalError::Open {
+                    dir: dir.to_path_buf(),
+                    source,
+                },
+            })?;
+        let runs = db.open_tree("runs").map_err(|source| JournalError::Io {
+            dir: dir.to_path_buf(),
+            source,
         })?;
-        let runs = db.open_tree("runs").map_err(|source| JournalError::Io { dir: dir.to_path_buf(), source })?;
-        Ok(Journal { dir: dir.to_path_buf(), db, runs })
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            db,
+            runs,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -212,7 +260,10 @@ impl Journal {
     }
 
     fn io(&self) -> impl Fn(sled::Error) -> JournalError + '_ {
-        |source| JournalError::Io { dir: self.dir.clone(), source }
+        |source| JournalError::Io {
+            dir: self.dir.clone(),
+            source,
+        }
     }
 
     /// Makes everything written so far durable.
@@ -223,12 +274,18 @@ impl Journal {
 
     pub fn put_header(&self, header: &RunHeader) -> Result<()> {
         let bytes = bincode::encode_to_vec(header, config()).expect("headers encode");
-        self.runs.insert(header.run_id.as_bytes(), bytes).map_err(self.io())?;
+        self.runs
+            .insert(header.run_id.as_bytes(), bytes)
+            .map_err(self.io())?;
         Ok(())
     }
 
     pub fn header(&self, run: &str) -> Result<RunHeader> {
-        let bytes = self.runs.get(run.as_bytes()).map_err(self.io())?.ok_or_else(|| JournalError::UnknownRun { run: run.into() })?;
+        let bytes = self
+            .runs
+            .get(run.as_bytes())
+            .map_err(self.io())?
+            .ok_or_else(|| JournalError::UnknownRun { run: run.into() })?;
         decode_header(run, &bytes)
     }
 
@@ -244,7 +301,9 @@ impl Journal {
     }
 
     fn entries_tree(&self, run: &str) -> Result<sled::Tree> {
-        self.db.open_tree(format!("entries/{run}")).map_err(self.io())
+        self.db
+            .open_tree(format!("entries/{run}"))
+            .map_err(self.io())
     }
 
     /// Appends an entry to run `run`'s chain; returns it with seq and hashes filled.
@@ -264,7 +323,8 @@ impl Journal {
         entry.prev_hash = prev_hash;
         let body = bincode::encode_to_vec(&entry, config()).expect("entries encode");
         let hash = entry_hash(&prev_hash, &body);
-        let stored = bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
+        let stored =
+            bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
         tree.insert(seq.to_be_bytes(), stored).map_err(self.io())?;
         Ok((entry, hash))
     }
@@ -294,7 +354,11 @@ impl Journal {
             let (key, value) = item.map_err(self.io())?;
             let seq = seq_of(run, &key)?;
             if seq != expected_seq {
-                return Err(JournalError::SequenceGap { run: run.into(), expected: expected_seq, found: seq });
+                return Err(JournalError::SequenceGap {
+                    run: run.into(),
+                    expected: expected_seq,
+                    found: seq,
+                });
             }
             let stored = decode_stored(run, seq, &value)?;
             let actual = entry_hash(&prev, &stored.body);
@@ -316,12 +380,20 @@ impl Journal {
                 });
             }
             if entry.seq != seq {
-                return Err(JournalError::Corrupt { run: run.into(), seq, reason: format!("entry claims sequence {}", entry.seq) });
+                return Err(JournalError::Corrupt {
+                    run: run.into(),
+                    seq,
+                    reason: format!("entry claims sequence {}", entry.seq),
+                });
             }
             prev = stored.hash;
             expected_seq += 1;
         }
-        Ok(VerifiedChain { run: run.into(), head: prev, entries: expected_seq })
+        Ok(VerifiedChain {
+            run: run.into(),
+            head: prev,
+            entries: expected_seq,
+        })
     }
 }
 
@@ -346,41 +418,64 @@ impl VerifiedChain {
 }
 
 fn seq_of(run: &str, key: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = key
-        .try_into()
-        .map_err(|_| JournalError::Corrupt { run: run.into(), seq: u64::MAX, reason: format!("key of {} bytes", key.len()) })?;
+    let bytes: [u8; 8] = key.try_into().map_err(|_| JournalError::Corrupt {
+        run: run.into(),
+        seq: u64::MAX,
+        reason: format!("key of {} bytes", key.len()),
+    })?;
     Ok(u64::from_be_bytes(bytes))
 }
 
 fn decode_stored(run: &str, seq: u64, bytes: &[u8]) -> Result<StoredEntry> {
     let (stored, used): (StoredEntry, usize) = bincode::decode_from_slice(bytes, config())
-        .map_err(|e| JournalError::Corrupt { run: run.into(), seq, reason: e.to_string() })?;
+        .map_err(|e| JournalError::Corrupt {
+            run: run.into(),
+            seq,
+            reason: e.to_string(),
+        })?;
     if used != bytes.len() {
-        return Err(JournalError::Corrupt { run: run.into(), seq, reason: "trailing bytes".into() });
+        return Err(JournalError::Corrupt {
+            run: run.into(),
+            seq,
+            reason: "trailing bytes".into(),
+        });
     }
     Ok(stored)
 }
 
 fn decode_entry(run: &str, seq: u64, body: &[u8]) -> Result<Entry> {
-    let (entry, used): (Entry, usize) = bincode::decode_from_slice(body, config())
-        .map_err(|e| JournalError::Corrupt { run: run.into(), seq, reason: e.to_string() })?;
+    let (entry, used): (Entry, usize) =
+        bincode::decode_from_slice(body, config()).map_err(|e| JournalError::Corrupt {
+            run: run.into(),
+            seq,
+            reason: e.to_string(),
+        })?;
     if used != body.len() || entry.format != FORMAT_VERSION {
         return Err(JournalError::Corrupt {
             run: run.into(),
             seq,
-            reason: format!("format {} (this godwit reads {FORMAT_VERSION})", entry.format),
+            reason: format!(
+                "format {} (this godwit reads {FORMAT_VERSION})",
+                entry.format
+            ),
         });
     }
     Ok(entry)
 }
 
 fn decode_header(run: &str, bytes: &[u8]) -> Result<RunHeader> {
-    let (header, _): (RunHeader, usize) = bincode::decode_from_slice(bytes, config())
-        .map_err(|e| JournalError::CorruptHeader { run: run.into(), reason: e.to_string() })?;
+    let (header, _): (RunHeader, usize) =
+        bincode::decode_from_slice(bytes, config()).map_err(|e| JournalError::CorruptHeader {
+            run: run.into(),
+            reason: e.to_string(),
+        })?;
     if header.format != FORMAT_VERSION {
         return Err(JournalError::CorruptHeader {
             run: run.into(),
-            reason: format!("format {} (this godwit reads {FORMAT_VERSION})", header.format),
+            reason: format!(
+                "format {} (this godwit reads {FORMAT_VERSION})",
+                header.format
+            ),
         });
     }
     Ok(header)
@@ -445,20 +540,43 @@ mod tests {
         value[mid] ^= 0x01;
         tree.insert(2u64.to_be_bytes(), value).unwrap();
         let err = journal.verify("r1").unwrap_err();
-        assert!(matches!(err, JournalError::HashMismatch { seq: 2, .. } | JournalError::Corrupt { seq: 2, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                JournalError::HashMismatch { seq: 2, .. } | JournalError::Corrupt { seq: 2, .. }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn deleted_entry_is_a_sequence_gap() {
         let (_dir, journal) = journal_with_entries(5);
-        journal.entries_tree("r1").unwrap().remove(3u64.to_be_bytes()).unwrap();
+        journal
+            .entries_tree("r1")
+            .unwrap()
+            .remove(3u64.to_be_bytes())
+            .unwrap();
         let err = journal.verify("r1").unwrap_err();
-        assert!(matches!(err, JournalError::SequenceGap { expected: 3, found: 4, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                JournalError::SequenceGap {
+                    expected: 3,
+                    found: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_run_is_named() {
         let (_dir, journal) = journal_with_entries(0);
-        assert_eq!(journal.verify("nope").unwrap_err().to_string(), "journal has no run nope");
+        assert_eq!(
+            journal.verify("nope").unwrap_err().to_string(),
+            "journal has no run nope"
+        );
     }
 }

@@ -7,10 +7,27 @@ use bson::{Document, doc};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ValidAction {
-    Update { collection: String, filter: Document, update: Document, upsert: bool, multi: bool },
-    Insert { collection: String, document: Document },
-    Delete { collection: String, filter: Document, multi: bool },
-    Report { kind: String, key: String, message: String },
+    Update {
+        collection: String,
+        filter: Document,
+        update: Document,
+        upsert: bool,
+        multi: bool,
+    },
+    Insert {
+        collection: String,
+        document: Document,
+    },
+    Delete {
+        collection: String,
+        filter: Document,
+        multi: bool,
+    },
+    Report {
+        kind: String,
+        key: String,
+        message: String,
+    },
 }
 
 impl ValidAction {
@@ -30,17 +47,32 @@ impl ValidAction {
     /// The action as one BSON document, the form the journal stores.
     pub fn to_document(&self) -> Document {
         match self {
-            ValidAction::Update { collection, filter, update, upsert, multi } => doc! {
+            ValidAction::Update {
+                collection,
+                filter,
+                update,
+                upsert,
+                multi,
+            } => doc! {
                 "op": "update", "collection": collection, "filter": filter.clone(), "update": update.clone(),
                 "upsert": upsert, "multi": multi,
             },
-            ValidAction::Insert { collection, document } => {
+            ValidAction::Insert {
+                collection,
+                document,
+            } => {
                 doc! {"op": "insert", "collection": collection, "document": document.clone()}
             }
-            ValidAction::Delete { collection, filter, multi } => {
+            ValidAction::Delete {
+                collection,
+                filter,
+                multi,
+            } => {
                 doc! {"op": "delete", "collection": collection, "filter": filter.clone(), "multi": multi}
             }
-            ValidAction::Report { kind, key, message } => doc! {"op": "report", "kind": kind, "key": key, "message": message},
+            ValidAction::Report { kind, key, message } => {
+                doc! {"op": "report", "kind": kind, "key": key, "message": message}
+            }
         }
     }
 
@@ -54,13 +86,20 @@ impl ValidAction {
                 upsert: doc.get_bool("upsert")?,
                 multi: doc.get_bool("multi")?,
             },
-            "insert" => ValidAction::Insert { collection: s("collection")?, document: doc.get_document("document")?.clone() },
+            "insert" => ValidAction::Insert {
+                collection: s("collection")?,
+                document: doc.get_document("document")?.clone(),
+            },
             "delete" => ValidAction::Delete {
                 collection: s("collection")?,
                 filter: doc.get_document("filter")?.clone(),
                 multi: doc.get_bool("multi")?,
             },
-            _ => ValidAction::Report { kind: s("kind")?, key: s("key")?, message: s("message")? },
+            _ => ValidAction::Report {
+                kind: s("kind")?,
+                key: s("key")?,
+                message: s("message")?,
+            },
         })
     }
 }
@@ -85,17 +124,32 @@ pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidActio
             Action::Delete(d) => ("delete", Some(d.collection.clone())),
             Action::Report(_) => ("report", None),
         };
-        let fail = |problem: String| ActionError { index, kind, collection: collection.clone(), problem };
+        let fail = |problem: String| ActionError {
+            index,
+            kind,
+            collection: collection.clone(),
+            problem,
+        };
         if let Some(c) = &collection
             && !allowed.contains(&c.as_str())
         {
-            return Err(fail(format!("collection is not in the pass's writes [{}]", allowed.join(", "))));
+            return Err(fail(format!(
+                "collection is not in the pass's writes [{}]",
+                allowed.join(", ")
+            )));
         }
         let decode = |what: &str, bytes: &[u8]| {
-            Document::from_reader(bytes).map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
+            Document::from_reader(bytes)
+                .map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
         };
         let non_empty = |what: &str, doc: Document| {
-            if doc.is_empty() { Err(fail(format!("{what} is empty (it would hit every document)"))) } else { Ok(doc) }
+            if doc.is_empty() {
+                Err(fail(format!(
+                    "{what} is empty (it would hit every document)"
+                )))
+            } else {
+                Ok(doc)
+            }
         };
         valid.push(match action {
             Action::Update(u) => ValidAction::Update {
@@ -105,13 +159,20 @@ pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidActio
                 upsert: u.upsert,
                 multi: u.multi,
             },
-            Action::Insert(i) => ValidAction::Insert { document: decode("document", &i.document)?, collection: i.collection },
+            Action::Insert(i) => ValidAction::Insert {
+                document: decode("document", &i.document)?,
+                collection: i.collection,
+            },
             Action::Delete(d) => ValidAction::Delete {
                 filter: non_empty("filter", decode("filter", &d.filter)?)?,
                 collection: d.collection,
                 multi: d.multi,
             },
-            Action::Report(r) => ValidAction::Report { kind: r.kind, key: r.key, message: r.message },
+            Action::Report(r) => ValidAction::Report {
+                kind: r.kind,
+                key: r.key,
+                message: r.message,
+            },
         });
     }
     Ok(valid)
@@ -150,14 +211,31 @@ mod tests {
         let id = doc! {"_id": 1}.to_vec().unwrap();
         check(vec![update("users", id.clone())], Ok(1));
         check(
-            vec![Action::Report(Report { kind: "k".into(), key: "x".into(), message: "m".into() })],
+            vec![Action::Report(Report {
+                kind: "k".into(),
+                key: "x".into(),
+                message: "m".into(),
+            })],
             Ok(1),
         );
-        check(vec![update("users", id.clone()), update("orders", id.clone())], Err("action 1 (update on `orders`): collection is not in the pass's writes [users]"));
-        check(vec![update("users", doc! {}.to_vec().unwrap())], Err("filter is empty"));
-        check(vec![update("users", vec![5, 0, 0])], Err("filter is not well-formed BSON"));
         check(
-            vec![Action::Delete(Delete { collection: "users".into(), filter: doc! {}.to_vec().unwrap(), multi: true })],
+            vec![update("users", id.clone()), update("orders", id.clone())],
+            Err("action 1 (update on `orders`): collection is not in the pass's writes [users]"),
+        );
+        check(
+            vec![update("users", doc! {}.to_vec().unwrap())],
+            Err("filter is empty"),
+        );
+        check(
+            vec![update("users", vec![5, 0, 0])],
+            Err("filter is not well-formed BSON"),
+        );
+        check(
+            vec![Action::Delete(Delete {
+                collection: "users".into(),
+                filter: doc! {}.to_vec().unwrap(),
+                multi: true,
+            })],
             Err("action 0 (delete on `users`): filter is empty"),
         );
     }

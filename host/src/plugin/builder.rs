@@ -78,7 +78,11 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
     // common target directory.
     let mut built = Vec::new();
     for (name, manifest) in &packages {
-        let target = if toolchain == Toolchain::Wasip2 { "wasm32-wasip2" } else { "wasm32-wasip1" };
+        let target = if toolchain == Toolchain::Wasip2 {
+            "wasm32-wasip2"
+        } else {
+            "wasm32-wasip1"
+        };
         let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         cargo
             .arg("build")
@@ -98,29 +102,43 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
                 .arg("-Zbuild-std=std,panic_abort")
                 .env("RUSTC", DEBIAN_RUSTC)
                 .env("RUSTC_BOOTSTRAP", "1")
-                .env("RUSTFLAGS", format!("-C link-self-contained=no -L native={DEBIAN_WASI_LIBC}"))
+                .env(
+                    "RUSTFLAGS",
+                    format!("-C link-self-contained=no -L native={DEBIAN_WASI_LIBC}"),
+                )
                 .env_remove("RUSTC_WRAPPER")
                 .env_remove("CARGO_ENCODED_RUSTFLAGS");
         }
         tracing::info!("building {name} for {target}");
-        let status = cargo.status().with_context(|| format!("running cargo for {}", manifest.display()))?;
+        let status = cargo
+            .status()
+            .with_context(|| format!("running cargo for {}", manifest.display()))?;
         if !status.success() {
-            bail!("cargo build of {} for {target} failed ({status})", manifest.display());
+            bail!(
+                "cargo build of {} for {target} failed ({status})",
+                manifest.display()
+            );
         }
         let artifact = request
             .target_dir
             .join(target)
             .join("release")
             .join(format!("{}.wasm", name.replace('-', "_")));
-        let bytes = std::fs::read(&artifact).with_context(|| format!("reading build output {}", artifact.display()))?;
+        let bytes = std::fs::read(&artifact)
+            .with_context(|| format!("reading build output {}", artifact.display()))?;
         let component = if wasmparser::Parser::is_component(&bytes) {
             bytes
         } else {
-            componentize(&bytes).with_context(|| format!("componentizing {}", artifact.display()))?
+            componentize(&bytes)
+                .with_context(|| format!("componentizing {}", artifact.display()))?
         };
         let out = request.out_dir.join(format!("{name}.wasm"));
         std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
-        built.push(Built { name: name.clone(), component: out, size: component.len() as u64 });
+        built.push(Built {
+            name: name.clone(),
+            component: out,
+            size: component.len() as u64,
+        });
     }
     Ok(built)
 }
@@ -129,7 +147,11 @@ fn rustup_has_wasip2() -> bool {
     Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"))
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2")
+        })
 }
 
 fn check_debian_toolchain() -> anyhow::Result<()> {
@@ -158,9 +180,16 @@ fn check_debian_toolchain() -> anyhow::Result<()> {
 /// The `[package] name` of the crate in `dir`.
 fn crate_name(dir: &Path) -> anyhow::Result<String> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", manifest.display()))?;
-    match table.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) {
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", manifest.display()))?;
+    match table
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+    {
         Some(name) => Ok(name.to_string()),
         None => bail!("{} has no [package] name", manifest.display()),
     }

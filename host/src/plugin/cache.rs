@@ -44,7 +44,8 @@ impl CompileCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        self.dir.join(format!("{}-{:016x}.cwasm", to_hex(sha256), hasher.finish()))
+        self.dir
+            .join(format!("{}-{:016x}.cwasm", to_hex(sha256), hasher.finish()))
     }
 
     /// Returns the cached component, or compiles it with `compile` and stores it.
@@ -62,7 +63,10 @@ impl CompileCache {
             // hash) into the user's own cache directory.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!("ignoring unreadable compile cache entry {}: {e:#}", path.display()),
+                Err(e) => tracing::warn!(
+                    "ignoring unreadable compile cache entry {}: {e:#}",
+                    path.display()
+                ),
             }
         }
         let component = compile()?;

@@ -12,7 +12,8 @@ wasmtime::component::bindgen!({
 
 pub use exports::godwit::migration::migration::Guest as MigrationExports;
 pub use godwit::migration::types::{
-    Action, Delete, Error as PluginReportedError, Insert, Level, Manifest, Mode, Pass, Report, RunContext, Update,
+    Action, Delete, Error as PluginReportedError, Insert, Level, Manifest, Mode, Pass, Report,
+    RunContext, Update,
 };
 
 /// Package name of the contract, and the version this host implements.
@@ -37,18 +38,28 @@ pub enum ContractMatch {
 /// same major version (`0.x`: same minor version), as wasmtime's linker does.
 pub fn match_contract<'a>(export_names: impl IntoIterator<Item = &'a str>) -> ContractMatch {
     for name in export_names {
-        let Some(rest) = name.strip_prefix(MIGRATION_INTERFACE) else { continue };
+        let Some(rest) = name.strip_prefix(MIGRATION_INTERFACE) else {
+            continue;
+        };
         let version = rest.strip_prefix('@').unwrap_or("");
         return match semver::Version::parse(version) {
             Ok(v) if compatible(&v) => ContractMatch::Supported(v),
-            _ => ContractMatch::Unsupported(if version.is_empty() { "unversioned".into() } else { version.into() }),
+            _ => ContractMatch::Unsupported(if version.is_empty() {
+                "unversioned".into()
+            } else {
+                version.into()
+            }),
         };
     }
     ContractMatch::NotAPlugin
 }
 
 fn compatible(v: &semver::Version) -> bool {
-    if VERSION.major == 0 { v.major == 0 && v.minor == VERSION.minor } else { v.major == VERSION.major }
+    if VERSION.major == 0 {
+        v.major == 0 && v.minor == VERSION.minor
+    } else {
+        v.major == VERSION.major
+    }
 }
 
 /// A manifest decoded and checked: versions parse, BSON is well formed,
@@ -86,12 +97,19 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
     if raw.name.trim().is_empty() {
         return Err(err("manifest has an empty name".into()));
     }
-    let version = semver::Version::parse(&raw.version)
-        .map_err(|e| err(format!("version {:?} is not a semantic version: {e}", raw.version)))?;
+    let version = semver::Version::parse(&raw.version).map_err(|e| {
+        err(format!(
+            "version {:?} is not a semantic version: {e}",
+            raw.version
+        ))
+    })?;
     let requires = raw
         .requires
         .as_deref()
-        .map(|r| semver::VersionReq::parse(r).map_err(|e| err(format!("requires {r:?} is not a version requirement: {e}"))))
+        .map(|r| {
+            semver::VersionReq::parse(r)
+                .map_err(|e| err(format!("requires {r:?} is not a version requirement: {e}")))
+        })
         .transpose()?;
     let mut passes = Vec::with_capacity(raw.passes.len());
     for (index, pass) in raw.passes.into_iter().enumerate() {
@@ -106,7 +124,11 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
             .map(|p| Document::from_reader(p.as_slice()))
             .transpose()
             .map_err(|e| err(format!("{label}: projection is not a BSON document: {e}")))?;
-        if let Some(bad) = pass.writes.iter().find(|c| c.is_empty() || c.starts_with("system.")) {
+        if let Some(bad) = pass
+            .writes
+            .iter()
+            .find(|c| c.is_empty() || c.starts_with("system."))
+        {
             return Err(err(format!("{label}: cannot write collection {bad:?}")));
         }
         passes.push(ValidPass {
@@ -118,7 +140,13 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
             writes: pass.writes,
         });
     }
-    Ok(ValidManifest { name: raw.name, version, requires, description: raw.description, passes })
+    Ok(ValidManifest {
+        name: raw.name,
+        version,
+        requires,
+        description: raw.description,
+        passes,
+    })
 }
 
 #[cfg(test)]
@@ -127,11 +155,25 @@ mod tests {
 
     #[test]
     fn contract_versions() {
-        let check = |names: &[&str], expect: ContractMatch| assert_eq!(match_contract(names.iter().copied()), expect);
-        check(&["godwit:migration/migration@0.1.0"], ContractMatch::Supported(VERSION));
-        check(&["godwit:migration/migration@0.1.3"], ContractMatch::Supported(semver::Version::new(0, 1, 3)));
-        check(&["godwit:migration/migration@0.2.0"], ContractMatch::Unsupported("0.2.0".into()));
-        check(&["godwit:migration/migration"], ContractMatch::Unsupported("unversioned".into()));
+        let check = |names: &[&str], expect: ContractMatch| {
+            assert_eq!(match_contract(names.iter().copied()), expect)
+        };
+        check(
+            &["godwit:migration/migration@0.1.0"],
+            ContractMatch::Supported(VERSION),
+        );
+        check(
+            &["godwit:migration/migration@0.1.3"],
+            ContractMatch::Supported(semver::Version::new(0, 1, 3)),
+        );
+        check(
+            &["godwit:migration/migration@0.2.0"],
+            ContractMatch::Unsupported("0.2.0".into()),
+        );
+        check(
+            &["godwit:migration/migration"],
+            ContractMatch::Unsupported("unversioned".into()),
+        );
         check(&["wasi:cli/run@0.2.0"], ContractMatch::NotAPlugin);
     }
 
@@ -161,6 +203,11 @@ mod tests {
         assert!(e.0.contains("requires \"not a req\""), "{e}");
         let mut m = manifest("1.0.0", None);
         m.passes[0].filter = vec![1, 2, 3];
-        assert!(validate_manifest(m).unwrap_err().0.contains("pass 0 (\"p\"): filter is not a BSON document"));
+        assert!(
+            validate_manifest(m)
+                .unwrap_err()
+                .0
+                .contains("pass 0 (\"p\"): filter is not a BSON document")
+        );
     }
 }

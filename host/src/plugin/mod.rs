@@ -51,7 +51,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(20);
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read plugin {}: {source}", file.display())]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not a WebAssembly file (it does not start with the `\\0asm` header)", file.display())]
     NotWasm { file: PathBuf },
     #[error("{} is a core WebAssembly module that cannot be made into a godwit component: {reason}", file.display())]
@@ -76,9 +79,18 @@ pub enum LoadError {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("plugin {plugin} trapped in {call}: {reason}")]
-    Trap { plugin: String, call: String, reason: String },
+    Trap {
+        plugin: String,
+        call: String,
+        reason: String,
+    },
     #[error("plugin {plugin} failed in {call}: {message}{}", document_id.as_ref().map(|d| format!(" (document {d})")).unwrap_or_default())]
-    Failed { plugin: String, call: String, message: String, document_id: Option<Document> },
+    Failed {
+        plugin: String,
+        call: String,
+        message: String,
+        document_id: Option<Document>,
+    },
     #[error("plugin {plugin} cannot run {call}: its instance was discarded after an earlier trap")]
     Discarded { plugin: String, call: String },
 }
@@ -94,13 +106,24 @@ pub struct PluginHost {
 impl PluginHost {
     pub fn new(limits: Limits, cache: Option<CompileCache>) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true);
         let engine = Engine::new(&config)?;
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
-        Ok(PluginHost { engine, linker: Arc::new(linker), cache, limits })
+        Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )?;
+        Ok(PluginHost {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            limits,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -111,7 +134,10 @@ impl PluginHost {
     /// module that is componentized here), then asks it for its manifest.
     pub fn load(&self, file: &Path) -> Result<LoadedPlugin, LoadError> {
         let file = file.to_path_buf();
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Read { file: file.clone(), source })?;
+        let bytes = std::fs::read(&file).map_err(|source| LoadError::Read {
+            file: file.clone(),
+            source,
+        })?;
         let sha256 = sha256(&bytes);
         let kind = if wasmparser::Parser::is_component(&bytes) {
             InputKind::Component
@@ -124,38 +150,67 @@ impl PluginHost {
             match kind {
                 InputKind::Component => Component::new(&self.engine, &bytes),
                 InputKind::CoreModule => {
-                    let component = builder::componentize(&bytes).map_err(|e| wasmtime::format_err!("{e:#}"))?;
+                    let component = builder::componentize(&bytes)
+                        .map_err(|e| wasmtime::format_err!("{e:#}"))?;
                     Component::new(&self.engine, &component)
                 }
             }
         };
         let invalid = |e: wasmtime::Error| match kind {
-            InputKind::CoreModule => LoadError::NotComponentizable { file: file.clone(), reason: format!("{e:#}") },
-            InputKind::Component => LoadError::Invalid { file: file.clone(), reason: format!("{e:#}") },
+            InputKind::CoreModule => LoadError::NotComponentizable {
+                file: file.clone(),
+                reason: format!("{e:#}"),
+            },
+            InputKind::Component => LoadError::Invalid {
+                file: file.clone(),
+                reason: format!("{e:#}"),
+            },
         };
         let (component, cache) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &sha256, compile).map_err(invalid)?,
+            Some(cache) => cache
+                .load_or_compile(&self.engine, &sha256, compile)
+                .map_err(invalid)?,
             None => (compile().map_err(invalid)?, CacheOutcome::Disabled),
         };
 
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let contract = match contract::match_contract(exports.iter().map(String::as_str)) {
             ContractMatch::Supported(version) => version,
-            ContractMatch::Unsupported(found) => return Err(LoadError::WrongContract { file, found }),
+            ContractMatch::Unsupported(found) => {
+                return Err(LoadError::WrongContract { file, found });
+            }
             ContractMatch::NotAPlugin => {
-                let exports = if exports.is_empty() { "none".into() } else { exports.join(", ") };
+                let exports = if exports.is_empty() {
+                    "none".into()
+                } else {
+                    exports.join(", ")
+                };
                 return Err(LoadError::NotAPlugin { file, exports });
             }
         };
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link { file: file.clone(), reason: format!("{e:#}") })?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link { file: file.clone(), reason: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Link {
+                file: file.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link {
+            file: file.clone(),
+            reason: format!("{e:#}"),
+        })?;
 
-        let name_hint: Arc<str> = file.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into());
+        let name_hint: Arc<str> = file
+            .file_name()
+            .map_or("plugin".into(), |n| n.to_string_lossy().into());
         let mut loaded = LoadedPlugin {
             file: file.clone(),
             sha256,
@@ -172,8 +227,12 @@ impl PluginHost {
         let raw = loaded
             .instantiate(InstanceOptions::inspect())
             .and_then(|mut instance| instance.raw_manifest())
-            .map_err(|source| LoadError::Call { file: file.clone(), source })?;
-        let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
+            .map_err(|source| LoadError::Call {
+                file: file.clone(),
+                source,
+            })?;
+        let manifest = contract::validate_manifest(raw)
+            .map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
         loaded.manifest = Arc::new(manifest);
         Ok(loaded)
     }
@@ -241,7 +300,11 @@ pub struct InstanceOptions {
 impl InstanceOptions {
     /// No lookups, clock at the Unix epoch: for reading a manifest.
     pub fn inspect() -> Self {
-        InstanceOptions { lookup: Box::new(sandbox::NoLookups), started_at_ms: 0, random_seed: 0 }
+        InstanceOptions {
+            lookup: Box::new(sandbox::NoLookups),
+            started_at_ms: 0,
+            random_seed: 0,
+        }
     }
 }
 
@@ -299,13 +362,17 @@ impl PluginInstance {
     }
 
     fn raw_manifest(&mut self) -> Result<contract::Manifest, CallError> {
-        self.call("get-manifest", |plugin, store| plugin.godwit_migration_migration().call_get_manifest(store))
+        self.call("get-manifest", |plugin, store| {
+            plugin.godwit_migration_migration().call_get_manifest(store)
+        })
     }
 
     pub fn begin(&mut self, params: &Document, context: &RunContext) -> Result<(), CallError> {
         let params = params.to_vec().expect("parameters are strings and encode");
         let result = self.call("begin", |plugin, store| {
-            plugin.godwit_migration_migration().call_begin(store, &params, context)
+            plugin
+                .godwit_migration_migration()
+                .call_begin(store, &params, context)
         })?;
         self.reported("begin", result)
     }
@@ -316,21 +383,33 @@ impl PluginInstance {
             Some(p) => format!("process (pass {pass} {:?})", p.name),
             None => format!("process (pass {pass})"),
         };
-        let result = self.call(&call, |plugin, store| plugin.godwit_migration_migration().call_process(store, pass, batch))?;
+        let result = self.call(&call, |plugin, store| {
+            plugin
+                .godwit_migration_migration()
+                .call_process(store, pass, batch)
+        })?;
         self.reported(&call, result)
     }
 
     pub fn finish(&mut self) -> Result<Vec<Action>, CallError> {
-        let result = self.call("finish", |plugin, store| plugin.godwit_migration_migration().call_finish(store))?;
+        let result = self.call("finish", |plugin, store| {
+            plugin.godwit_migration_migration().call_finish(store)
+        })?;
         self.reported("finish", result)
     }
 
-    fn reported<T>(&self, call: &str, result: Result<T, contract::PluginReportedError>) -> Result<T, CallError> {
+    fn reported<T>(
+        &self,
+        call: &str,
+        result: Result<T, contract::PluginReportedError>,
+    ) -> Result<T, CallError> {
         result.map_err(|e| CallError::Failed {
             plugin: self.plugin.to_string(),
             call: call.to_string(),
             message: e.message,
-            document_id: e.document_id.and_then(|bytes| Document::from_reader(bytes.as_slice()).ok()),
+            document_id: e
+                .document_id
+                .and_then(|bytes| Document::from_reader(bytes.as_slice()).ok()),
         })
     }
 
@@ -340,7 +419,10 @@ impl PluginInstance {
         f: impl FnOnce(&Plugin, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let Some(bindings) = self.bindings.take() else {
-            return Err(CallError::Discarded { plugin: self.plugin.to_string(), call: call.to_string() });
+            return Err(CallError::Discarded {
+                plugin: self.plugin.to_string(),
+                call: call.to_string(),
+            });
         };
         let result = self.guarded(call, |store| f(&bindings, store));
         if result.is_ok() {
@@ -374,15 +456,26 @@ impl PluginInstance {
 fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) -> String {
     let mut reason = match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {
-            format!("used up its fuel budget of {} per call (an endless loop, or raise --fuel)", limits.fuel_per_call)
+            format!(
+                "used up its fuel budget of {} per call (an endless loop, or raise --fuel)",
+                limits.fuel_per_call
+            )
         }
-        Some(Trap::Interrupt) => format!("exceeded the wall-clock deadline of {:?} per call", limits.call_timeout),
-        Some(Trap::UnreachableCodeReached) => "panicked or aborted (wasm `unreachable`)".to_string(),
+        Some(Trap::Interrupt) => format!(
+            "exceeded the wall-clock deadline of {:?} per call",
+            limits.call_timeout
+        ),
+        Some(Trap::UnreachableCodeReached) => {
+            "panicked or aborted (wasm `unreachable`)".to_string()
+        }
         Some(trap) => trap.to_string(),
         None => {
             let text = format!("{error:#}");
             if text.contains("forcing trap when growing memory") {
-                format!("exceeded the memory cap of {} MiB", limits.memory_bytes >> 20)
+                format!(
+                    "exceeded the memory cap of {} MiB",
+                    limits.memory_bytes >> 20
+                )
             } else {
                 text
             }

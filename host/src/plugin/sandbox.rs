@@ -14,22 +14,37 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 /// Serves the plugin's read-only `find` lookups. The run engine implements it
 /// over MongoDB (and journals the results); tools that only inspect a plugin
 /// use [`NoLookups`].
 pub trait Lookup: Send {
-    fn find(&mut self, collection: &str, filter: &[u8], projection: Option<&[u8]>, limit: u32)
-    -> Result<Vec<Vec<u8>>, String>;
+    fn find(
+        &mut self,
+        collection: &str,
+        filter: &[u8],
+        projection: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, String>;
 }
 
 /// Refuses every lookup: for `plugin inspect` and other calls outside a run.
 pub struct NoLookups;
 
 impl Lookup for NoLookups {
-    fn find(&mut self, collection: &str, _: &[u8], _: Option<&[u8]>, _: u32) -> Result<Vec<Vec<u8>>, String> {
-        Err(format!("lookups are only served during a run (find on {collection})"))
+    fn find(
+        &mut self,
+        collection: &str,
+        _: &[u8],
+        _: Option<&[u8]>,
+        _: u32,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        Err(format!(
+            "lookups are only served during a run (find on {collection})"
+        ))
     }
 }
 
@@ -79,13 +94,23 @@ impl State {
             // operator sees "memory cap" rather than a guest allocation abort.
             .trap_on_grow_failure(true)
             .build();
-        State { wasi, table: ResourceTable::new(), limits, output, lookup: spec.lookup, plugin: spec.plugin }
+        State {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            output,
+            lookup: spec.lookup,
+            plugin: spec.plugin,
+        }
     }
 }
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -110,7 +135,8 @@ impl contract::godwit::migration::host::Host for State {
         projection: Option<Vec<u8>>,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, String> {
-        self.lookup.find(&collection, &filter, projection.as_deref(), limit)
+        self.lookup
+            .find(&collection, &filter, projection.as_deref(), limit)
     }
 }
 
@@ -156,11 +182,17 @@ const MAX_LINE: usize = 4096;
 
 impl PluginOutput {
     fn new(plugin: Arc<str>) -> Self {
-        PluginOutput { plugin, inner: Arc::default() }
+        PluginOutput {
+            plugin,
+            inner: Arc::default(),
+        }
     }
 
     fn stream(&self, name: &'static str) -> OutputPipe {
-        OutputPipe { output: self.clone(), stderr: name == "stderr" }
+        OutputPipe {
+            output: self.clone(),
+            stderr: name == "stderr",
+        }
     }
 
     /// Takes the stderr lines written since the last call (including an
@@ -256,7 +288,11 @@ impl Pollable for OutputPipe {
 }
 
 impl tokio::io::AsyncWrite for OutputPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.output.write(self.stderr, buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -27,8 +27,18 @@ pub struct MongoLookup {
 }
 
 impl Lookup for MongoLookup {
-    fn find(&mut self, collection: &str, filter: &[u8], projection: Option<&[u8]>, limit: u32) -> Result<Vec<Vec<u8>>, String> {
-        let limit = if limit == 0 { MAX_LOOKUP_DOCS } else { limit.min(MAX_LOOKUP_DOCS) };
+    fn find(
+        &mut self,
+        collection: &str,
+        filter: &[u8],
+        projection: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let limit = if limit == 0 {
+            MAX_LOOKUP_DOCS
+        } else {
+            limit.min(MAX_LOOKUP_DOCS)
+        };
         let result = self.run(collection, filter, projection, limit);
         self.recorded.0.lock().unwrap().push(LookupRecord {
             collection: collection.to_string(),
@@ -42,8 +52,15 @@ impl Lookup for MongoLookup {
 }
 
 impl MongoLookup {
-    fn run(&self, collection: &str, filter: &[u8], projection: Option<&[u8]>, limit: u32) -> Result<Vec<Vec<u8>>, String> {
-        let filter = Document::from_reader(filter).map_err(|e| format!("filter is not a BSON document: {e}"))?;
+    fn run(
+        &self,
+        collection: &str,
+        filter: &[u8],
+        projection: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let filter = Document::from_reader(filter)
+            .map_err(|e| format!("filter is not a BSON document: {e}"))?;
         let projection = projection
             .map(Document::from_reader)
             .transpose()
@@ -52,12 +69,20 @@ impl MongoLookup {
         // The plugin call runs inside `block_in_place`, so blocking on the
         // runtime here is allowed.
         self.handle.block_on(async {
-            let mut find = coll.find(filter).limit(i64::from(limit)).sort(bson::doc! {"_id": 1});
+            let mut find = coll
+                .find(filter)
+                .limit(i64::from(limit))
+                .sort(bson::doc! {"_id": 1});
             if let Some(p) = projection {
                 find = find.projection(p);
             }
-            let cursor = find.await.map_err(|e| format!("find on {collection} failed: {e}"))?;
-            let docs: Vec<RawDocumentBuf> = cursor.try_collect().await.map_err(|e| format!("find on {collection} failed: {e}"))?;
+            let cursor = find
+                .await
+                .map_err(|e| format!("find on {collection} failed: {e}"))?;
+            let docs: Vec<RawDocumentBuf> = cursor
+                .try_collect()
+                .await
+                .map_err(|e| format!("find on {collection} failed: {e}"))?;
             Ok(docs.into_iter().map(|d| d.into_bytes()).collect())
         })
     }

@@ -43,17 +43,40 @@ pub enum ResumeError {
         "cannot resume run {run}: plugin {} has sha256 {found}, but the run was started with sha256 {journaled}; \
          run the original plugin, or start over with --new-run", file.display()
     )]
-    PluginChanged { run: String, file: PathBuf, journaled: String, found: String },
-    #[error("cannot resume run {run}: its parameters were {journaled}, now {found}; pass the same --param values, or start over with --new-run")]
-    ParamsChanged { run: String, journaled: String, found: String },
+    PluginChanged {
+        run: String,
+        file: PathBuf,
+        journaled: String,
+        found: String,
+    },
+    #[error(
+        "cannot resume run {run}: its parameters were {journaled}, now {found}; pass the same --param values, or start over with --new-run"
+    )]
+    ParamsChanged {
+        run: String,
+        journaled: String,
+        found: String,
+    },
     #[error("cannot resume run {run}: it ran on database {journaled}, not {found}")]
-    DatabaseChanged { run: String, journaled: String, found: String },
+    DatabaseChanged {
+        run: String,
+        journaled: String,
+        found: String,
+    },
     #[error("cannot resume run {run}: it is a {journaled} run; this is a {found} run")]
-    ModeChanged { run: String, journaled: &'static str, found: &'static str },
+    ModeChanged {
+        run: String,
+        journaled: &'static str,
+        found: &'static str,
+    },
     #[error("cannot resume run {run}: it is {status}")]
     NotResumable { run: String, status: String },
     #[error("cannot resume run {run}: it ran plugin {journaled}, not {found}")]
-    OtherPlugin { run: String, journaled: String, found: String },
+    OtherPlugin {
+        run: String,
+        journaled: String,
+        found: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +85,18 @@ pub enum VersionError {
         "database {db} has no schema version, but {plugin} requires {requires}; \
          stamp the existing schema once with `godwit init --version X`"
     )]
-    Unstamped { db: String, plugin: String, requires: String },
+    Unstamped {
+        db: String,
+        plugin: String,
+        requires: String,
+    },
     #[error("database {db} is at version {current}, but {plugin} requires {requires}")]
-    Mismatch { db: String, current: String, plugin: String, requires: String },
+    Mismatch {
+        db: String,
+        current: String,
+        plugin: String,
+        requires: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +116,8 @@ pub struct RunRequest {
     pub batch_size: Option<u32>,
     pub resume: ResumeChoice,
     pub lease: Duration,
+    /// Throttle for busy production databases: documents per second, at most.
+    pub max_docs_per_sec: Option<u32>,
 }
 
 /// Set by Ctrl-C / SIGTERM: stop after the current batch.
@@ -101,8 +135,16 @@ impl StopSignal {
 
 #[derive(Debug)]
 pub enum Outcome {
-    Finished { header: RunHeader, summary: Summary, resumed: bool, stamped: Option<String> },
-    Interrupted { header: RunHeader, summary: Summary },
+    Finished {
+        header: RunHeader,
+        summary: Summary,
+        resumed: bool,
+        stamped: Option<String>,
+    },
+    Interrupted {
+        header: RunHeader,
+        summary: Summary,
+    },
 }
 
 pub struct Engine<'a> {
@@ -124,14 +166,32 @@ fn mode_name(mode: RunMode) -> &'static str {
 }
 
 pub fn params_document(params: &[(String, String)]) -> Document {
-    params.iter().map(|(k, v)| (k.clone(), Bson::String(v.clone()))).collect()
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+        .collect()
 }
 
 fn params_text(params: &[(String, String)]) -> String {
     if params.is_empty() {
         return "(none)".into();
     }
-    params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The mutable state one `drive` works on.
+struct DriveState<'a> {
+    header: &'a mut RunHeader,
+    progress: &'a mut Progress,
+    summary: &'a mut Summary,
+    lock: Option<&'a Lock>,
+    session: &'a mut Option<mongodb::ClientSession>,
+    lease_lost: &'a AtomicBool,
+    resumed: bool,
 }
 
 /// What the journal says about a run's progress.
@@ -147,7 +207,11 @@ struct Progress {
 }
 
 fn checkpoint_of(entry: &Entry) -> Option<Bson> {
-    entry.checkpoint.as_ref().and_then(|b| Document::from_reader(b.as_slice()).ok()).and_then(|d| d.get("_id").cloned())
+    entry
+        .checkpoint
+        .as_ref()
+        .and_then(|b| Document::from_reader(b.as_slice()).ok())
+        .and_then(|d| d.get("_id").cloned())
 }
 
 fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
@@ -177,8 +241,14 @@ impl Engine<'_> {
         }
 
         // Replay the journal: progress and the summary so far.
-        let mut summary = Summary::new(manifest.passes.iter().map(|p| (p.name.as_str(), p.collection.as_str())));
+        let mut summary = Summary::new(
+            manifest
+                .passes
+                .iter()
+                .map(|p| (p.name.as_str(), p.collection.as_str())),
+        );
         let mut progress = Progress::default();
+        let mut old_sessions = Vec::new();
         for (entry, _) in self.journal.entries(&run)? {
             match entry.kind {
                 EntryKind::Planned => {
@@ -189,14 +259,20 @@ impl Engine<'_> {
                 }
                 EntryKind::Prepared | EntryKind::Finish => progress.pending = Some(entry),
                 EntryKind::Committed => {
-                    if let Some(pending) = progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
+                    if let Some(pending) =
+                        progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq)
+                    {
                         if let (Some(p), Some(c)) = (pending.pass, checkpoint_of(&pending)) {
                             progress.checkpoints.insert(p, c);
                         }
                         if pending.kind == EntryKind::Finish {
                             progress.finished = true;
                         } else {
-                            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
+                            summary.add(
+                                pending.pass,
+                                pending.counts.documents,
+                                &decode_actions(&pending)?,
+                            );
                         }
                     }
                 }
@@ -204,19 +280,64 @@ impl Engine<'_> {
                     progress.done_passes.insert(entry.pass.unwrap_or(0));
                 }
                 EntryKind::Stamp => progress.stamped = true,
+                EntryKind::Session => old_sessions.extend(
+                    entry
+                        .session
+                        .and_then(|b| Document::from_reader(b.as_slice()).ok()),
+                ),
                 EntryKind::Begin | EntryKind::Resume => {}
             }
         }
         // In a dry run `Finish` is never committed: recorded is done.
-        if !execute && progress.pending.as_ref().is_some_and(|p| p.kind == EntryKind::Finish) {
+        if !execute
+            && progress
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.kind == EntryKind::Finish)
+        {
             progress.pending = None;
             progress.finished = true;
         }
 
-        let lock = if execute { Some(self.take_lock(&header, request.lease).await?) } else { None };
+        if execute {
+            // Earlier processes of this run are dead: this process holds the
+            // run's journal, which sled locks per process. End their sessions
+            // first, so that a transaction one of them left open neither
+            // blocks our writes (the lock document included) nor commits
+            // behind our back.
+            if let Err(e) = self.db.kill_sessions(old_sessions).await {
+                tracing::warn!("run {run}: {e}");
+            }
+        }
+        let lock = if execute {
+            Some(self.take_lock(&header, request.lease).await?)
+        } else {
+            None
+        };
+        let mut session = None;
+        if execute {
+            session = self.db.session().await?;
+            if let Some(s) = &session {
+                let mut entry = Entry::new(EntryKind::Session, now_ms());
+                entry.session = Some(s.id().to_vec()?);
+                self.journal.append(&run, entry)?;
+                self.journal.flush()?;
+            }
+        }
         let lease_lost = Arc::new(AtomicBool::new(false));
-        let renewal = lock.as_ref().map(|lock| self.spawn_renewal(lock.clone(), request.lease, lease_lost.clone()));
-        let result = self.drive(request, &mut header, &mut progress, &mut summary, lock.as_ref(), &lease_lost, resumed).await;
+        let renewal = lock
+            .as_ref()
+            .map(|lock| self.spawn_renewal(lock.clone(), request.lease, lease_lost.clone()));
+        let mut ctx = DriveState {
+            header: &mut header,
+            progress: &mut progress,
+            summary: &mut summary,
+            lock: lock.as_ref(),
+            session: &mut session,
+            lease_lost: &lease_lost,
+            resumed,
+        };
+        let result = self.drive(request, &mut ctx).await;
         if let Some(renewal) = renewal {
             renewal.abort();
         }
@@ -230,17 +351,21 @@ impl Engine<'_> {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn drive(
         &self,
         request: &RunRequest,
-        header: &mut RunHeader,
-        progress: &mut Progress,
-        summary: &mut Summary,
-        lock: Option<&Lock>,
-        lease_lost: &AtomicBool,
-        resumed: bool,
+        state: &mut DriveState<'_>,
     ) -> anyhow::Result<Outcome> {
+        let DriveState {
+            header,
+            progress,
+            summary,
+            lock,
+            session,
+            lease_lost,
+            resumed,
+        } = state;
+        let (lock, lease_lost, resumed) = (*lock, *lease_lost, *resumed);
         let run = header.run_id.clone();
         let execute = header.mode == RunMode::Execute;
         let manifest = self.plugin.manifest.clone();
@@ -258,7 +383,8 @@ impl Engine<'_> {
         }
 
         if let Some(pending) = progress.pending.take() {
-            self.settle(&run, pending, lock, summary, progress).await?;
+            self.settle(&run, pending, lock, session.as_mut(), summary, progress)
+                .await?;
         }
 
         let recorded = Recorded::default();
@@ -268,24 +394,34 @@ impl Engine<'_> {
             instance = Some(self.begin(header, request, &recorded, resumed)?);
         }
 
+        let mut throttle = request.max_docs_per_sec.map(Throttle::new);
         for (index, pass) in manifest.passes.iter().enumerate() {
             let index = index as u32;
             if progress.done_passes.contains(&index) {
                 continue;
             }
-            let batch_size = request.batch_size.or((pass.batch_size > 0).then_some(pass.batch_size)).unwrap_or(DEFAULT_BATCH_SIZE);
+            let batch_size = request
+                .batch_size
+                .or((pass.batch_size > 0).then_some(pass.batch_size))
+                .unwrap_or(DEFAULT_BATCH_SIZE);
             let mut filter = pass.filter.clone();
             if let Some(checkpoint) = progress.checkpoints.get(&index) {
                 filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
             }
             let coll = self.db.db.collection::<RawDocumentBuf>(&pass.collection);
-            let mut find = coll.find(filter).sort(doc! {"_id": 1}).batch_size(batch_size);
+            let mut find = coll
+                .find(filter)
+                .sort(doc! {"_id": 1})
+                .batch_size(batch_size);
             if let Some(projection) = &pass.projection {
                 find = find.projection(projection.clone());
             }
-            let mut cursor = find
-                .await
-                .with_context(|| format!("run {run}, pass {index} ({}): reading {}.{}", pass.name, self.db.name, pass.collection))?;
+            let mut cursor = find.await.with_context(|| {
+                format!(
+                    "run {run}, pass {index} ({}): reading {}.{}",
+                    pass.name, self.db.name, pass.collection
+                )
+            })?;
             let allowed = actions::allowed(pass);
             let mut batch_no = summary.passes[index as usize].batches;
             loop {
@@ -293,12 +429,19 @@ impl Engine<'_> {
                     return Ok(self.interrupted(header, summary));
                 }
                 if lease_lost.load(Ordering::SeqCst) {
-                    return Err(DbError::LeaseLost { db: self.db.name.clone(), run_id: run.clone() }.into());
+                    return Err(DbError::LeaseLost {
+                        db: self.db.name.clone(),
+                        run_id: run.clone(),
+                    }
+                    .into());
                 }
                 let mut batch = Vec::with_capacity(batch_size as usize);
                 while batch.len() < batch_size as usize {
                     match cursor.try_next().await.with_context(|| {
-                        format!("run {run}, pass {index} ({}): reading {}.{}", pass.name, self.db.name, pass.collection)
+                        format!(
+                            "run {run}, pass {index} ({}): reading {}.{}",
+                            pass.name, self.db.name, pass.collection
+                        )
                     })? {
                         Some(doc) => batch.push(doc.into_bytes()),
                         None => break,
@@ -314,16 +457,44 @@ impl Engine<'_> {
                 }
                 let last_id = RawDocumentBuf::from_bytes(batch.last().unwrap().clone())
                     .ok()
-                    .and_then(|d| d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()))
-                    .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))?;
+                    .and_then(|d| {
+                        d.get("_id")
+                            .ok()
+                            .flatten()
+                            .and_then(|v| Bson::try_from(v).ok())
+                    })
+                    .with_context(|| {
+                        format!(
+                            "run {run}, pass {index} ({}): a document has no _id",
+                            pass.name
+                        )
+                    })?;
                 let where_ = || {
-                    format!("run {run}, pass {index} ({}), batch {batch_no} (documents up to _id {last_id})", pass.name)
+                    format!(
+                        "run {run}, pass {index} ({}), batch {batch_no} (documents up to _id {last_id})",
+                        pass.name
+                    )
                 };
-                let plugin = instance.as_mut().expect("instance exists while passes remain");
-                let raw = tokio::task::block_in_place(|| plugin.process(index, &batch)).with_context(where_)?;
-                let valid = actions::validate(&allowed, raw)
-                    .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
-                let mut entry = Entry::new(if execute { EntryKind::Prepared } else { EntryKind::Planned }, now_ms());
+                let plugin = instance
+                    .as_mut()
+                    .expect("instance exists while passes remain");
+                let raw = tokio::task::block_in_place(|| plugin.process(index, &batch))
+                    .with_context(where_)?;
+                let valid = actions::validate(&allowed, raw).with_context(|| {
+                    format!(
+                        "{}: plugin {} returned an invalid action",
+                        where_(),
+                        manifest.name
+                    )
+                })?;
+                let mut entry = Entry::new(
+                    if execute {
+                        EntryKind::Prepared
+                    } else {
+                        EntryKind::Planned
+                    },
+                    now_ms(),
+                );
                 entry.pass = Some(index);
                 entry.checkpoint = Some(doc! {"_id": last_id.clone()}.to_vec()?);
                 entry.fuel = plugin.fuel_used();
@@ -334,14 +505,17 @@ impl Engine<'_> {
                 self.journal.flush()?;
                 if execute {
                     self.db
-                        .apply_batch(&BatchWrite {
-                            run_id: &run,
-                            seq: entry.seq,
-                            pass: Some(index),
-                            checkpoint: Some(last_id.clone()),
-                            actions: &valid,
-                            lock,
-                        })
+                        .apply_batch(
+                            &BatchWrite {
+                                run_id: &run,
+                                seq: entry.seq,
+                                pass: Some(index),
+                                checkpoint: Some(last_id.clone()),
+                                actions: &valid,
+                                lock,
+                            },
+                            session.as_mut(),
+                        )
                         .await
                         .with_context(where_)?;
                     let mut committed = Entry::new(EntryKind::Committed, now_ms());
@@ -352,8 +526,14 @@ impl Engine<'_> {
                 }
                 progress.checkpoints.insert(index, last_id);
                 summary.add(Some(index), documents, &valid);
+                if let Some(throttle) = throttle.as_mut() {
+                    throttle.pace(documents).await;
+                }
                 batch_no += 1;
-                tracing::debug!("run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions", valid.len());
+                tracing::debug!(
+                    "run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions",
+                    valid.len()
+                );
             }
         }
 
@@ -362,10 +542,19 @@ impl Engine<'_> {
                 return Ok(self.interrupted(header, summary));
             }
             let plugin = instance.as_mut().expect("instance exists until finish");
-            let raw = tokio::task::block_in_place(|| plugin.finish()).with_context(|| format!("run {run}: finish"))?;
-            let all_writes: Vec<&str> = manifest.passes.iter().flat_map(|p| p.writes.iter().map(String::as_str)).collect();
-            let valid = actions::validate(&all_writes, raw)
-                .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
+            let raw = tokio::task::block_in_place(|| plugin.finish())
+                .with_context(|| format!("run {run}: finish"))?;
+            let all_writes: Vec<&str> = manifest
+                .passes
+                .iter()
+                .flat_map(|p| p.writes.iter().map(String::as_str))
+                .collect();
+            let valid = actions::validate(&all_writes, raw).with_context(|| {
+                format!(
+                    "run {run}, finish: plugin {} returned an invalid action",
+                    manifest.name
+                )
+            })?;
             let mut entry = Entry::new(EntryKind::Finish, now_ms());
             entry.fuel = plugin.fuel_used();
             entry.lookups = recorded.drain();
@@ -374,7 +563,17 @@ impl Engine<'_> {
             self.journal.flush()?;
             if execute {
                 self.db
-                    .apply_batch(&BatchWrite { run_id: &run, seq: entry.seq, pass: None, checkpoint: None, actions: &valid, lock })
+                    .apply_batch(
+                        &BatchWrite {
+                            run_id: &run,
+                            seq: entry.seq,
+                            pass: None,
+                            checkpoint: None,
+                            actions: &valid,
+                            lock,
+                        },
+                        session.as_mut(),
+                    )
                     .await
                     .with_context(|| format!("run {run}, finish"))?;
                 let mut committed = Entry::new(EntryKind::Committed, now_ms());
@@ -399,11 +598,19 @@ impl Engine<'_> {
         header.finished_at_ms = Some(now_ms());
         self.journal.put_header(header)?;
         self.journal.flush()?;
-        Ok(Outcome::Finished { header: header.clone(), summary: summary.clone(), resumed, stamped })
+        Ok(Outcome::Finished {
+            header: header.clone(),
+            summary: summary.clone(),
+            resumed,
+            stamped,
+        })
     }
 
     fn fill_batch(&self, entry: &mut Entry, inputs: Vec<Vec<u8>>, valid: &[ValidAction]) {
-        let encoded: Vec<Vec<u8>> = valid.iter().map(|a| a.to_document().to_vec().expect("validated actions encode")).collect();
+        let encoded: Vec<Vec<u8>> = valid
+            .iter()
+            .map(|a| a.to_document().to_vec().expect("validated actions encode"))
+            .collect();
         entry.counts.documents = inputs.len() as u64;
         for action in valid {
             match action {
@@ -421,7 +628,10 @@ impl Engine<'_> {
 
     fn interrupted(&self, header: &RunHeader, summary: &Summary) -> Outcome {
         // Everything journaled so far is durable; the header stays `Running`.
-        Outcome::Interrupted { header: header.clone(), summary: summary.clone() }
+        Outcome::Interrupted {
+            header: header.clone(),
+            summary: summary.clone(),
+        }
     }
 
     /// Creates the run header, or finds the run to resume and checks that it
@@ -431,22 +641,44 @@ impl Engine<'_> {
         let params_doc = params_document(&request.params);
         let params_hash = to_hex(&sha256(&params_doc.to_vec()?));
         let unfinished = |h: &RunHeader| {
-            h.status == RunStatus::Running && h.plugin_name == manifest.name && h.database == self.db.name && h.mode == request.mode
+            h.status == RunStatus::Running
+                && h.plugin_name == manifest.name
+                && h.database == self.db.name
+                && h.mode == request.mode
         };
         let existing = match &request.resume {
             ResumeChoice::Run(id) => {
                 let h = self.journal.header(id)?;
                 if h.status != RunStatus::Running {
-                    return Err(ResumeError::NotResumable { run: id.clone(), status: format!("{:?}", h.status).to_lowercase() }.into());
+                    return Err(ResumeError::NotResumable {
+                        run: id.clone(),
+                        status: format!("{:?}", h.status).to_lowercase(),
+                    }
+                    .into());
                 }
                 if h.plugin_name != manifest.name {
-                    return Err(ResumeError::OtherPlugin { run: id.clone(), journaled: h.plugin_name, found: manifest.name.clone() }.into());
+                    return Err(ResumeError::OtherPlugin {
+                        run: id.clone(),
+                        journaled: h.plugin_name,
+                        found: manifest.name.clone(),
+                    }
+                    .into());
                 }
                 if h.database != self.db.name {
-                    return Err(ResumeError::DatabaseChanged { run: id.clone(), journaled: h.database, found: self.db.name.clone() }.into());
+                    return Err(ResumeError::DatabaseChanged {
+                        run: id.clone(),
+                        journaled: h.database,
+                        found: self.db.name.clone(),
+                    }
+                    .into());
                 }
                 if h.mode != request.mode {
-                    return Err(ResumeError::ModeChanged { run: id.clone(), journaled: mode_name(h.mode), found: mode_name(request.mode) }.into());
+                    return Err(ResumeError::ModeChanged {
+                        run: id.clone(),
+                        journaled: mode_name(h.mode),
+                        found: mode_name(request.mode),
+                    }
+                    .into());
                 }
                 Some(h)
             }
@@ -479,7 +711,13 @@ impl Engine<'_> {
                 }
                 .into());
             }
-            tracing::info!("resuming run {} of {} {} (started {})", h.run_id, h.plugin_name, h.plugin_version, bson::DateTime::from_millis(h.started_at_ms));
+            tracing::info!(
+                "resuming run {} of {} {} (started {})",
+                h.run_id,
+                h.plugin_name,
+                h.plugin_version,
+                bson::DateTime::from_millis(h.started_at_ms)
+            );
             return Ok((h, true));
         }
         let header = RunHeader {
@@ -506,23 +744,49 @@ impl Engine<'_> {
         Ok((header, false))
     }
 
-    fn begin(&self, header: &RunHeader, request: &RunRequest, recorded: &Recorded, resumed: bool) -> anyhow::Result<PluginInstance> {
+    fn begin(
+        &self,
+        header: &RunHeader,
+        request: &RunRequest,
+        recorded: &Recorded,
+        resumed: bool,
+    ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
-        let lookup = MongoLookup { db: self.db.db.clone(), handle: tokio::runtime::Handle::current(), recorded: recorded.clone() };
+        let lookup = MongoLookup {
+            db: self.db.db.clone(),
+            handle: tokio::runtime::Handle::current(),
+            recorded: recorded.clone(),
+        };
         let seed = u64::from_le_bytes(sha256(run.as_bytes())[..8].try_into().unwrap());
         let mut instance = self
             .plugin
-            .instantiate(InstanceOptions { lookup: Box::new(lookup), started_at_ms: header.started_at_ms, random_seed: seed })
+            .instantiate(InstanceOptions {
+                lookup: Box::new(lookup),
+                started_at_ms: header.started_at_ms,
+                random_seed: seed,
+            })
             .with_context(|| format!("run {run}"))?;
         let context = RunContext {
             run_id: run.clone(),
-            mode: if header.mode == RunMode::Execute { Mode::Execute } else { Mode::DryRun },
+            mode: if header.mode == RunMode::Execute {
+                Mode::Execute
+            } else {
+                Mode::DryRun
+            },
             started_at_ms: header.started_at_ms,
             database: header.database.clone(),
         };
         let params = params_document(&request.params);
-        tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
-        let mut entry = Entry::new(if resumed { EntryKind::Resume } else { EntryKind::Begin }, now_ms());
+        tokio::task::block_in_place(|| instance.begin(&params, &context))
+            .with_context(|| format!("run {run}"))?;
+        let mut entry = Entry::new(
+            if resumed {
+                EntryKind::Resume
+            } else {
+                EntryKind::Begin
+            },
+            now_ms(),
+        );
         entry.fuel = instance.fuel_used();
         entry.lookups = recorded.drain();
         self.journal.append(run, entry)?;
@@ -531,24 +795,41 @@ impl Engine<'_> {
     }
 
     /// Settles a batch journaled as prepared whose commit was not journaled.
-    async fn settle(&self, run: &str, pending: Entry, lock: Option<&Lock>, summary: &mut Summary, progress: &mut Progress) -> anyhow::Result<()> {
-        let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
+    async fn settle(
+        &self,
+        run: &str,
+        pending: Entry,
+        lock: Option<&Lock>,
+        session: Option<&mut mongodb::ClientSession>,
+        summary: &mut Summary,
+        progress: &mut Progress,
+    ) -> anyhow::Result<()> {
+        let marker_seq = self
+            .db
+            .marker(run)
+            .await?
+            .and_then(|m| m.get_i64("seq").ok());
         let committed = marker_seq.is_some_and(|seq| seq >= pending.seq as i64);
         let note = if committed {
             "settled on resume: the progress marker shows it committed".to_string()
         } else {
             let actions = decode_actions(&pending)?;
             self.db
-                .apply_batch(&BatchWrite {
-                    run_id: run,
-                    seq: pending.seq,
-                    pass: pending.pass,
-                    checkpoint: checkpoint_of(&pending),
-                    actions: &actions,
-                    lock,
-                })
+                .apply_batch(
+                    &BatchWrite {
+                        run_id: run,
+                        seq: pending.seq,
+                        pass: pending.pass,
+                        checkpoint: checkpoint_of(&pending),
+                        actions: &actions,
+                        lock,
+                    },
+                    session,
+                )
                 .await
-                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?;
+                .with_context(|| {
+                    format!("run {run}: re-applying journaled batch {}", pending.seq)
+                })?;
             "settled on resume: re-applied from the journal".to_string()
         };
         tracing::info!("run {run}: batch {} {note}", pending.seq);
@@ -564,7 +845,11 @@ impl Engine<'_> {
         if pending.kind == EntryKind::Finish {
             progress.finished = true;
         } else {
-            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
+            summary.add(
+                pending.pass,
+                pending.counts.documents,
+                &decode_actions(&pending)?,
+            );
         }
         Ok(())
     }
@@ -579,7 +864,12 @@ impl Engine<'_> {
         Ok(self.db.acquire_lock(&holder, lease).await?)
     }
 
-    fn spawn_renewal(&self, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    fn spawn_renewal(
+        &self,
+        lock: Lock,
+        lease: Duration,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
         let db = self.db.clone();
         tokio::spawn(async move {
             loop {
@@ -600,21 +890,37 @@ impl Engine<'_> {
         let schema = self.db.schema().await?;
         Ok(schema
             .and_then(|s| s.get_array("history").ok().cloned())
-            .is_some_and(|h| h.iter().any(|e| e.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run))))
+            .is_some_and(|h| {
+                h.iter()
+                    .any(|e| e.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run))
+            }))
     }
 
     async fn check_requires(&self) -> anyhow::Result<()> {
         let manifest = &self.plugin.manifest;
-        let Some(requires) = &manifest.requires else { return Ok(()) };
+        let Some(requires) = &manifest.requires else {
+            return Ok(());
+        };
         let plugin = format!("{} {}", manifest.name, manifest.version);
         match self.db.current_version().await? {
-            None => Err(VersionError::Unstamped { db: self.db.name.clone(), plugin, requires: requires.to_string() }.into()),
+            None => Err(VersionError::Unstamped {
+                db: self.db.name.clone(),
+                plugin,
+                requires: requires.to_string(),
+            }
+            .into()),
             Some(current) => {
                 let matches = semver::Version::parse(&current).is_ok_and(|v| requires.matches(&v));
                 if matches {
                     Ok(())
                 } else {
-                    Err(VersionError::Mismatch { db: self.db.name.clone(), current, plugin, requires: requires.to_string() }.into())
+                    Err(VersionError::Mismatch {
+                        db: self.db.name.clone(),
+                        current,
+                        plugin,
+                        requires: requires.to_string(),
+                    }
+                    .into())
                 }
             }
         }
@@ -643,11 +949,40 @@ impl Engine<'_> {
             "finished_at": bson::DateTime::now(),
             "host_version": &header.host_version,
         };
-        self.db.stamp(&manifest.version.to_string(), run, history).await?;
+        self.db
+            .stamp(&manifest.version.to_string(), run, history)
+            .await?;
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
-        entry.note = format!("version {} (journal head before stamp {})", manifest.version, to_hex(&chain.head()));
+        entry.note = format!(
+            "version {} (journal head before stamp {})",
+            manifest.version,
+            to_hex(&chain.head())
+        );
         self.journal.append(run, entry)?;
         self.journal.flush()?;
         Ok(())
+    }
+}
+
+/// Keeps the document rate at or under a limit by sleeping between batches.
+struct Throttle {
+    per_sec: f64,
+    started: tokio::time::Instant,
+    documents: u64,
+}
+
+impl Throttle {
+    fn new(per_sec: u32) -> Self {
+        Throttle {
+            per_sec: f64::from(per_sec.max(1)),
+            started: tokio::time::Instant::now(),
+            documents: 0,
+        }
+    }
+
+    async fn pace(&mut self, documents: u64) {
+        self.documents += documents;
+        let due = self.started + Duration::from_secs_f64(self.documents as f64 / self.per_sec);
+        tokio::time::sleep_until(due).await;
     }
 }

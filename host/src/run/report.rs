@@ -45,9 +45,16 @@ impl Summary {
         Summary {
             passes: passes
                 .into_iter()
-                .map(|(name, collection)| PassSummary { name: name.into(), collection: collection.into(), ..Default::default() })
+                .map(|(name, collection)| PassSummary {
+                    name: name.into(),
+                    collection: collection.into(),
+                    ..Default::default()
+                })
                 .collect(),
-            finish: PassSummary { name: "finish".into(), ..Default::default() },
+            finish: PassSummary {
+                name: "finish".into(),
+                ..Default::default()
+            },
         }
     }
 
@@ -68,18 +75,28 @@ impl Summary {
                     let entry = target.reports.entry(kind.clone()).or_default();
                     entry.count += 1;
                     if entry.samples.len() < SAMPLES {
-                        entry.samples.push(Sample { key: key.clone(), message: message.clone() });
+                        entry.samples.push(Sample {
+                            key: key.clone(),
+                            message: message.clone(),
+                        });
                     }
                 }
             }
             if let Some(c) = action.collection() {
-                *target.writes_by_collection.entry(c.to_string()).or_default() += 1;
+                *target
+                    .writes_by_collection
+                    .entry(c.to_string())
+                    .or_default() += 1;
             }
         }
     }
 
     pub fn write_actions(&self) -> u64 {
-        self.passes.iter().chain([&self.finish]).map(|p| p.updates + p.inserts + p.deletes).sum()
+        self.passes
+            .iter()
+            .chain([&self.finish])
+            .map(|p| p.updates + p.inserts + p.deletes)
+            .sum()
     }
 
     pub fn documents(&self) -> u64 {

@@ -14,7 +14,9 @@ impl Migration for NormalizeEmails {
     fn manifest() -> Manifest {
         Manifest::new("normalize-emails", "1.1.0")
             .requires(">=1.0.0")
-            .description("Trim and lower-case users.email; report addresses that collide once normalized")
+            .description(
+                "Trim and lower-case users.email; report addresses that collide once normalized",
+            )
             .pass(
                 Pass::new("users", "users")
                     .filter(doc! {"email": {"$type": "string"}})
@@ -25,14 +27,26 @@ impl Migration for NormalizeEmails {
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
-        Ok(NormalizeEmails { seen: HashMap::new() })
+        Ok(NormalizeEmails {
+            seen: HashMap::new(),
+        })
     }
 
-    fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+    fn process(
+        &mut self,
+        _cx: &mut Context,
+        _pass: usize,
+        batch: Vec<Document>,
+    ) -> Result<Vec<Action>, Error> {
         let mut actions = Vec::new();
         for user in batch {
-            let id = user.get("_id").cloned().ok_or_else(|| Error::new("user without _id"))?;
-            let email = user.get_str("email").map_err(|e| Error::new(e).for_document(id.clone()))?;
+            let id = user
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("user without _id"))?;
+            let email = user
+                .get_str("email")
+                .map_err(|e| Error::new(e).for_document(id.clone()))?;
             let normalized = email.trim().to_lowercase();
             if let Some(first) = self.seen.get(&normalized) {
                 actions.push(Action::report(
@@ -59,7 +73,9 @@ mod tests {
     use godwit_sdk::testing::Harness;
 
     fn check(users: Vec<Document>, expect: Vec<Action>) {
-        let actions = Harness::<NormalizeEmails>::new().run_pass(0, users).unwrap();
+        let actions = Harness::<NormalizeEmails>::new()
+            .run_pass(0, users)
+            .unwrap();
         assert_eq!(actions, expect);
     }
 
@@ -79,17 +95,29 @@ mod tests {
     #[test]
     fn reports_collisions_across_batches_instead_of_merging() {
         let mut h = Harness::<NormalizeEmails>::new();
-        assert!(h.process(0, vec![doc! {"_id": 1, "email": "ada@example.com"}]).unwrap().is_empty());
-        let actions = h.process(0, vec![doc! {"_id": 2, "email": "ADA@example.com"}]).unwrap();
+        assert!(
+            h.process(0, vec![doc! {"_id": 1, "email": "ada@example.com"}])
+                .unwrap()
+                .is_empty()
+        );
+        let actions = h
+            .process(0, vec![doc! {"_id": 2, "email": "ADA@example.com"}])
+            .unwrap();
         assert_eq!(
             actions,
-            vec![Action::report("conflict", "ada@example.com", "user 2 has the same address as user 1 once normalized")]
+            vec![Action::report(
+                "conflict",
+                "ada@example.com",
+                "user 2 has the same address as user 1 once normalized"
+            )]
         );
     }
 
     #[test]
     fn non_string_email_is_an_error_naming_the_document() {
-        let err = Harness::<NormalizeEmails>::new().process(0, vec![doc! {"_id": 7, "email": 3}]).unwrap_err();
+        let err = Harness::<NormalizeEmails>::new()
+            .process(0, vec![doc! {"_id": 7, "email": 3}])
+            .unwrap_err();
         assert_eq!(err.document_id, Some(7.into()));
     }
 }

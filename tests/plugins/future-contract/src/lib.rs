@@ -10,7 +10,13 @@ struct Future;
 
 impl Guest for Future {
     fn get_manifest() -> Manifest {
-        Manifest { name: "future".into(), version: "9.0.0".into(), requires: None, description: String::new(), passes: vec![] }
+        Manifest {
+            name: "future".into(),
+            version: "9.0.0".into(),
+            requires: None,
+            description: String::new(),
+            passes: vec![],
+        }
     }
     fn begin(_: Vec<u8>, _: RunContext) -> Result<(), Error> {
         Ok(())

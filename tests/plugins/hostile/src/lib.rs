@@ -16,7 +16,11 @@ thread_local! {
 struct Hostile;
 
 fn report(key: &str, message: String) -> Action {
-    Action::Report(Report { kind: "probe".into(), key: key.into(), message })
+    Action::Report(Report {
+        kind: "probe".into(),
+        key: key.into(),
+        message,
+    })
 }
 
 fn spin() -> ! {
@@ -45,7 +49,10 @@ impl Guest for Hostile {
     }
 
     fn begin(params: Vec<u8>, _context: RunContext) -> Result<(), Error> {
-        let params = bson::Document::from_reader(params.as_slice()).map_err(|e| Error { message: e.to_string(), document_id: None })?;
+        let params = bson::Document::from_reader(params.as_slice()).map_err(|e| Error {
+            message: e.to_string(),
+            document_id: None,
+        })?;
         let behaviour = params.get_str("behaviour").unwrap_or("ok").to_string();
         match behaviour.as_str() {
             "loop-in-begin" => spin(),
@@ -67,7 +74,10 @@ impl Guest for Hostile {
                     HOARD.with_borrow_mut(|h| h.push(vec![1u8; 8 << 20]));
                 }
             }
-            "panic" => panic!("hostile plugin panics on purpose (batch of {})", batch.len()),
+            "panic" => panic!(
+                "hostile plugin panics on purpose (batch of {})",
+                batch.len()
+            ),
             "probe" => {
                 let file = match std::fs::read_to_string("/etc/passwd") {
                     Ok(text) => format!("read {} bytes", text.len()),
@@ -79,8 +89,12 @@ impl Guest for Hostile {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis().to_string())
                     .unwrap_or_default();
-                let dirs = std::fs::read_dir("/").map(|d| d.count().to_string()).unwrap_or_else(|e| format!("error: {e}"));
-                let net = std::net::TcpStream::connect("127.0.0.1:22").map(|_| "connected".to_string()).unwrap_or_else(|e| format!("error: {e}"));
+                let dirs = std::fs::read_dir("/")
+                    .map(|d| d.count().to_string())
+                    .unwrap_or_else(|e| format!("error: {e}"));
+                let net = std::net::TcpStream::connect("127.0.0.1:22")
+                    .map(|_| "connected".to_string())
+                    .unwrap_or_else(|e| format!("error: {e}"));
                 println!("hostile probe writes to stdout");
                 Ok(vec![
                     report("file", file),
@@ -102,7 +116,10 @@ impl Guest for Hostile {
                 message: "refusing on purpose".into(),
                 document_id: Some(bson::doc! {"_id": 42}.to_vec().unwrap()),
             }),
-            other => Err(Error { message: format!("unknown behaviour {other:?}"), document_id: None }),
+            other => Err(Error {
+                message: format!("unknown behaviour {other:?}"),
+                document_id: None,
+            }),
         }
     }
 

@@ -1,0 +1,215 @@
+//! The test database: a SecantusDB server (MongoDB wire protocol, one-member
+//! replica set, so transactions work) started on a free loopback port, or the
+//! server named by `GODWIT_TEST_MONGODB_URI`. Each test works in a database
+//! of its own.
+
+use bson::{Document, RawDocumentBuf, doc};
+use futures_util::TryStreamExt;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub uri: String,
+    child: Option<Child>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The shared replica-set server for this test process.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("GODWIT_TEST_MONGODB_URI") {
+        Ok(uri) if !uri.is_empty() => Server { uri, child: None },
+        // PR_SET_PDEATHSIG fires when the spawning *thread* ends, so the shared
+        // server is started from a thread that lives as long as the process.
+        _ => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                tx.send(start(&[])).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            });
+            rx.recv().expect("the server thread reports the server")
+        }
+    })
+}
+
+/// A server of its own that advertises itself as standalone (no
+/// transactions), like a plain `mongod`.
+pub fn standalone() -> Server {
+    start(&["--standalone"])
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(extra: &[&str]) -> Server {
+    let port = free_port();
+    let mut command = Command::new("secantusd-py");
+    command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--storage-path",
+            ":memory:",
+            "--log-level",
+            "WARNING",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; it makes the server die with the
+    // test process instead of outliving it.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .expect("start secantusd-py (installed by `just test`: pip install SecantusDB)");
+    let server = Server {
+        uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        child: Some(child),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && block_on(ping(&server.uri)).is_ok()
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "secantusd-py did not answer on port {port} within 60s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn ping(uri: &str) -> mongodb::error::Result<()> {
+    client(uri)
+        .await
+        .database("admin")
+        .run_command(doc! {"ping": 1})
+        .await
+        .map(|_| ())
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+async fn client(uri: &str) -> mongodb::Client {
+    let mut options = mongodb::options::ClientOptions::parse(uri).await.unwrap();
+    options.server_selection_timeout = Some(Duration::from_secs(5));
+    mongodb::Client::with_options(options).unwrap()
+}
+
+/// A database name no other test uses.
+pub fn fresh_db(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A handle on one database of a server, with blocking helpers.
+pub struct TestDb {
+    pub uri: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn new(server: &Server, prefix: &str) -> Self {
+        TestDb {
+            uri: server.uri.clone(),
+            name: fresh_db(prefix),
+        }
+    }
+
+    pub fn insert(&self, collection: &str, docs: Vec<Document>) {
+        block_on(async {
+            let c = client(&self.uri).await;
+            c.database(&self.name)
+                .collection::<Document>(collection)
+                .insert_many(docs)
+                .await
+                .unwrap();
+        });
+    }
+
+    pub fn find_all(&self, collection: &str) -> Vec<Document> {
+        block_on(async {
+            let c = client(&self.uri).await;
+            let cursor = c
+                .database(&self.name)
+                .collection::<Document>(collection)
+                .find(doc! {})
+                .sort(doc! {"_id": 1})
+                .await
+                .unwrap();
+            cursor.try_collect().await.unwrap()
+        })
+    }
+
+    pub fn find_one(&self, collection: &str, filter: Document) -> Option<Document> {
+        block_on(async {
+            let c = client(&self.uri).await;
+            c.database(&self.name)
+                .collection::<Document>(collection)
+                .find_one(filter)
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Every collection with its documents as raw bytes, sorted by name and `_id`.
+    pub fn dump(&self) -> Vec<(String, Vec<Vec<u8>>)> {
+        block_on(async {
+            let c = client(&self.uri).await;
+            let db = c.database(&self.name);
+            let mut names = db.list_collection_names().await.unwrap();
+            names.sort();
+            let mut dump = Vec::new();
+            for name in names {
+                let cursor = db
+                    .collection::<RawDocumentBuf>(&name)
+                    .find(doc! {})
+                    .sort(doc! {"_id": 1})
+                    .await
+                    .unwrap();
+                let docs: Vec<RawDocumentBuf> = cursor.try_collect().await.unwrap();
+                dump.push((name, docs.into_iter().map(|d| d.into_bytes()).collect()));
+            }
+            dump
+        })
+    }
+}

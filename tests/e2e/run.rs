@@ -1,0 +1,356 @@
+//! `godwit run` against a real server: dry runs write nothing, execute
+//! applies what the dry run reported, stamps, resume refusals, throttled
+//! graceful stop, transactions detection.
+
+use crate::db::{TestDb, server, standalone};
+use crate::support::{command, plugin, run_ok, stderr, stdout, verify_journal};
+use bson::doc;
+
+fn users(db: &TestDb, n: i32) {
+    let docs = (0..n)
+        .map(|i| match i % 4 {
+            0 => doc! {"_id": i, "email": format!("user{i}@example.com")},
+            1 => doc! {"_id": i, "email": format!(" User{i}@Example.COM")},
+            2 => doc! {"_id": i, "email": format!("USER{i}@EXAMPLE.COM  "), "name": "x"},
+            _ => doc! {"_id": i, "name": "no email"},
+        })
+        .collect();
+    db.insert("users", docs);
+    db.insert("orders", vec![doc! {"_id": 1, "user": 1}]);
+}
+
+fn counters(db: &TestDb, n: i64) {
+    db.insert(
+        "counters",
+        (0..n).map(|i| doc! {"_id": i, "n": 0_i64}).collect(),
+    );
+}
+
+#[test]
+fn dry_run_leaves_every_collection_byte_for_byte_unchanged() {
+    let db = TestDb::new(server(), "dry");
+    users(&db, 120);
+    // A stamped database, so that the dry run is a faithful preview of execute.
+    db.insert(
+        "godwit_metadata",
+        vec![doc! {"_id": "schema", "version": "1.0.0", "history": []}],
+    );
+    let journal = tempfile::tempdir().unwrap();
+    let before = db.dump();
+    let report = run_ok(
+        &db,
+        journal.path(),
+        &[
+            "run",
+            plugin("normalize-emails").to_str().unwrap(),
+            "--batch-size",
+            "7",
+        ],
+    );
+    assert_eq!(report["mode"], "dry_run");
+    assert_eq!(report["status"], "finished");
+    assert_eq!(
+        report["summary"]["passes"][0]["documents"], 90,
+        "users with a string email"
+    );
+    assert_eq!(report["summary"]["passes"][0]["updates"], 60);
+    assert_eq!(db.dump(), before, "a dry run must not change a byte");
+    // Resuming or repeating a dry run writes nothing either.
+    run_ok(
+        &db,
+        journal.path(),
+        &["run", plugin("normalize-emails").to_str().unwrap()],
+    );
+    assert_eq!(db.dump(), before);
+}
+
+#[test]
+fn execute_applies_exactly_the_reported_actions_then_a_second_run_finds_nothing() {
+    let db = TestDb::new(server(), "exec");
+    users(&db, 200);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("normalize-emails");
+    let file = file.to_str().unwrap();
+
+    // Unstamped database: the plugin requires >=1.0.0, so execute is refused with a hint.
+    let out = command(&db, journal.path(), &["run", file, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no schema version") && stderr(&out).contains("godwit init"),
+        "{}",
+        stderr(&out)
+    );
+    let out = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let dry = run_ok(&db, journal.path(), &["run", file]);
+    let before = db.find_all("users");
+    let exec = run_ok(
+        &db,
+        journal.path(),
+        &["run", file, "--execute", "--batch-size", "16"],
+    );
+    assert_eq!(exec["status"], "finished");
+    assert_eq!(exec["stamped_version"], "1.1.0");
+    assert_eq!(
+        exec["summary"]["passes"][0]["updates"],
+        dry["summary"]["passes"][0]["updates"]
+    );
+
+    // Exactly the reported changes: every address normalized, nothing else touched.
+    let after = db.find_all("users");
+    let mut changed = 0;
+    for (b, a) in before.iter().zip(&after) {
+        match b.get_str("email") {
+            Ok(email) => {
+                let normalized = email.trim().to_lowercase();
+                assert_eq!(a.get_str("email").unwrap(), normalized);
+                changed += usize::from(normalized != email);
+                let mut rest_b = b.clone();
+                let mut rest_a = a.clone();
+                rest_b.remove("email");
+                rest_a.remove("email");
+                assert_eq!(rest_a, rest_b);
+            }
+            Err(_) => assert_eq!(a, b),
+        }
+    }
+    assert_eq!(
+        serde_json::json!(changed),
+        exec["summary"]["passes"][0]["updates"]
+    );
+    assert_eq!(db.find_all("orders"), vec![doc! {"_id": 1, "user": 1}]);
+
+    let again = run_ok(&db, journal.path(), &["run", file, "--execute"]);
+    assert_eq!(
+        again["summary"]["passes"][0]["updates"], 0,
+        "nothing left to do"
+    );
+    assert_eq!(db.find_all("users"), after);
+
+    // Stamp and history: the version, one entry per run, journal heads that verify.
+    let schema = db
+        .find_one("godwit_metadata", doc! {"_id": "schema"})
+        .unwrap();
+    assert_eq!(schema.get_str("version").unwrap(), "1.1.0");
+    let history = schema.get_array("history").unwrap();
+    assert_eq!(history.len(), 3, "init + two runs: {history:?}");
+    let first = history[1].as_document().unwrap();
+    assert_eq!(
+        first.get_str("run_id").unwrap(),
+        exec["run_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        first.get_str("sha256").unwrap(),
+        exec["sha256"].as_str().unwrap()
+    );
+    let verified = verify_journal(journal.path());
+    assert!(
+        verified.contains(first.get_str("run_id").unwrap()),
+        "{verified}"
+    );
+    // No progress marker or lock is left behind.
+    let leftovers: Vec<_> = db
+        .find_all("godwit_metadata")
+        .into_iter()
+        .filter(|d| d.get_str("_id").ok() != Some("schema"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Starts a throttled execute run and stops it with SIGTERM after `after`.
+fn interrupted_run(db: &TestDb, journal: &std::path::Path, file: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        file,
+        "--execute",
+        "--max-docs-per-sec",
+        "40",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let child = command(db, journal, &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stopped gracefully: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("the run is resumable; continue with: godwit run"),
+        "{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    report["run_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn graceful_stop_then_resume_completes_once() {
+    let db = TestDb::new(server(), "stop");
+    counters(&db, 200);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let run = interrupted_run(&db, journal.path(), file.to_str().unwrap(), &[]);
+    let done: i64 = db
+        .find_all("counters")
+        .iter()
+        .map(|d| d.get_i64("n").unwrap())
+        .sum();
+    assert!(done > 0 && done < 200, "stopped midway, {done} applied");
+    let resumed = run_ok(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute"],
+    );
+    assert_eq!(
+        resumed["run_id"],
+        run.as_str(),
+        "the unfinished run is resumed"
+    );
+    assert_eq!(resumed["resumed"], true);
+    assert!(
+        db.find_all("counters")
+            .iter()
+            .all(|d| d.get_i64("n").unwrap() == 1)
+    );
+    assert_eq!(resumed["summary"]["passes"][0]["updates"], 200);
+}
+
+#[test]
+fn resume_with_a_changed_plugin_params_or_database_is_refused_before_any_write() {
+    let db = TestDb::new(server(), "refuse");
+    counters(&db, 200);
+    let journal = tempfile::tempdir().unwrap();
+    let original = plugin("increment");
+    let run = interrupted_run(
+        &db,
+        journal.path(),
+        original.to_str().unwrap(),
+        &["--param", "tag=a"],
+    );
+    let state = db.dump();
+
+    // Same plugin name, different bytes: a custom section appended to the component.
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("increment.wasm");
+    let mut bytes = std::fs::read(&original).unwrap();
+    bytes.extend_from_slice(&[0x00, 0x04, 0x03, b'a', b'b', b'c']);
+    std::fs::write(&changed, &bytes).unwrap();
+    let out = command(
+        &db,
+        journal.path(),
+        &[
+            "run",
+            changed.to_str().unwrap(),
+            "--execute",
+            "--param",
+            "tag=a",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    let original_sha =
+        godwit::hash::to_hex(&godwit::hash::sha256(&std::fs::read(&original).unwrap()));
+    let changed_sha = godwit::hash::to_hex(&godwit::hash::sha256(&bytes));
+    assert!(
+        err.contains(&run) && err.contains(&original_sha) && err.contains(&changed_sha),
+        "{err}"
+    );
+    assert!(
+        err.contains(changed.to_str().unwrap()),
+        "names the file: {err}"
+    );
+
+    let out = command(
+        &db,
+        journal.path(),
+        &[
+            "run",
+            original.to_str().unwrap(),
+            "--execute",
+            "--param",
+            "tag=b",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("its parameters were tag=a, now tag=b"),
+        "{}",
+        stderr(&out)
+    );
+
+    let other = TestDb {
+        uri: db.uri.clone(),
+        name: crate::db::fresh_db("other"),
+    };
+    let out = command(
+        &other,
+        journal.path(),
+        &[
+            "run",
+            original.to_str().unwrap(),
+            "--execute",
+            "--param",
+            "tag=a",
+            "--resume",
+            &run,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "it ran on database {}, not {}",
+            db.name, other.name
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    assert_eq!(db.dump(), state, "refusals write nothing");
+    assert!(other.dump().is_empty());
+}
+
+#[test]
+fn server_without_transactions_is_detected_and_the_weaker_guarantee_reported() {
+    let server = standalone();
+    let db = TestDb::new(&server, "standalone");
+    counters(&db, 30);
+    let journal = tempfile::tempdir().unwrap();
+    let out = command(
+        &db,
+        journal.path(),
+        &["run", plugin("increment").to_str().unwrap(), "--execute"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no transactions") && stderr(&out).contains("at least once"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        db.find_all("counters")
+            .iter()
+            .all(|d| d.get_i64("n").unwrap() == 1)
+    );
+}
