@@ -23,6 +23,14 @@ plugins: setup build
 test: plugins
     cargo test --workspace
 
+# Crash test with 100 kills (slow).
+test-slow: plugins
+    GODWIT_CRASH_KILLS=100 cargo test -p godwit --test e2e -- crash --nocapture
+
+# Local server + sample data: dry run, interrupted execute, resume, stamped version.
+demo: plugins
+    scripts/demo.sh
+
 # Inspect the example plugin (the quickstart's first command).
 inspect: plugins
     {{godwit}} plugin inspect target/plugins/normalize-emails.wasm

@@ -30,7 +30,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
 
-if ! command -v secantusd-py >/dev/null 2>&1; then
-  echo "setup: installing SecantusDB (pip)"
-  python3 -m pip install -q SecantusDB
+if ! command -v secantusd-py >/dev/null 2>&1 || ! python3 -c 'import pymongo' 2>/dev/null; then
+  echo "setup: installing SecantusDB and pymongo (pip)"
+  python3 -m pip install -q SecantusDB pymongo
 fi

@@ -48,10 +48,7 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .filter(|a| !a.starts_with('-'))
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/plugins/normalize-emails.wasm")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/normalize-emails.wasm"));
     let host = PluginHost::new(Limits::default(), None)?;
     let plugin = host.load(&file)?;
     let context = RunContext {
@@ -81,9 +78,7 @@ fn main() -> anyhow::Result<()> {
         });
         let native = measure(budget, |b| {
             __glue::begin::<NormalizeEmails>(params.to_vec().unwrap(), native_context()).unwrap();
-            __glue::process::<NormalizeEmails>(0, b.to_vec())
-                .unwrap()
-                .len()
+            __glue::process::<NormalizeEmails>(0, b.to_vec()).unwrap().len()
         });
         println!(
             "round {round}: wasm {wasm:>10.0} docs/s   native {native:>10.0} docs/s   ratio {:.2}x",

@@ -30,18 +30,14 @@ pub enum DbError {
         pid: i64,
         expires_at: String,
     },
-    #[error(
-        "run {run_id} lost its lock on database {db} (another runner took it over after the lease expired)"
-    )]
+    #[error("run {run_id} lost its lock on database {db} (another runner took it over after the lease expired)")]
     LeaseLost { db: String, run_id: String },
     #[error("{context}: {source}")]
     Mongo {
         context: String,
         source: mongodb::error::Error,
     },
-    #[error(
-        "{collection}: write of action {index} failed: {message} (filter or document {target})"
-    )]
+    #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
     WriteFailed {
         collection: String,
         index: usize,
@@ -101,12 +97,10 @@ pub struct ConnectOptions<'a> {
 impl Db {
     pub async fn connect(opts: ConnectOptions<'_>) -> Result<Db> {
         let redacted = redact_uri(opts.uri);
-        let mut options = ClientOptions::parse(opts.uri)
-            .await
-            .map_err(|e| DbError::BadUri {
-                uri: redacted.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut options = ClientOptions::parse(opts.uri).await.map_err(|e| DbError::BadUri {
+            uri: redacted.clone(),
+            reason: e.to_string(),
+        })?;
         options.app_name = Some(format!("godwit {}", env!("CARGO_PKG_VERSION")));
         options.server_selection_timeout = Some(opts.timeout);
         options.connect_timeout = Some(opts.timeout);
@@ -123,8 +117,7 @@ impl Db {
                 timeout: opts.timeout,
                 reason: e.to_string(),
             })?;
-        let transactions =
-            hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+        let transactions = hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
         Ok(Db {
             db: client.database(opts.db),
             client,
@@ -159,12 +152,7 @@ impl Db {
 
     /// Records `version` and appends `history_entry`, once per run id.
     /// Returns false when the history already holds this run (stamped before a crash).
-    pub async fn stamp(
-        &self,
-        version: &str,
-        run_id: &str,
-        history_entry: Document,
-    ) -> Result<bool> {
+    pub async fn stamp(&self, version: &str, run_id: &str, history_entry: Document) -> Result<bool> {
         if let Some(schema) = self.schema().await?
             && let Ok(history) = schema.get_array("history")
             && history
@@ -180,7 +168,10 @@ impl Db {
             )
             .upsert(true)
             .await
-            .map_err(mongo(format!("stamping version {version} in {}.{}", self.name, self.metadata)))?;
+            .map_err(mongo(format!(
+                "stamping version {version} in {}.{}",
+                self.name, self.metadata
+            )))?;
         Ok(true)
     }
 
@@ -189,18 +180,14 @@ impl Db {
         self.meta()
             .find_one(doc! {"_id": format!("progress:{run_id}")})
             .await
-            .map_err(mongo(format!(
-                "reading the progress marker of run {run_id}"
-            )))
+            .map_err(mongo(format!("reading the progress marker of run {run_id}")))
     }
 
     pub async fn delete_marker(&self, run_id: &str) -> Result<()> {
         self.meta()
             .delete_one(doc! {"_id": format!("progress:{run_id}")})
             .await
-            .map_err(mongo(format!(
-                "removing the progress marker of run {run_id}"
-            )))?;
+            .map_err(mongo(format!("removing the progress marker of run {run_id}")))?;
         Ok(())
     }
 
@@ -264,8 +251,7 @@ impl Db {
 
     /// Extends the lease; fails with `LeaseLost` if another runner took it.
     pub async fn renew_lock(&self, lock: &Lock, lease: Duration) -> Result<()> {
-        let expires =
-            DateTime::from_millis(DateTime::now().timestamp_millis() + lease.as_millis() as i64);
+        let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + lease.as_millis() as i64);
         let result = self
             .meta()
             .update_one(
@@ -297,10 +283,7 @@ impl Db {
             return Ok(None);
         }
         Ok(Some(
-            self.client
-                .start_session()
-                .await
-                .map_err(mongo("starting a session"))?,
+            self.client.start_session().await.map_err(mongo("starting a session"))?,
         ))
     }
 
@@ -315,9 +298,7 @@ impl Db {
             .database("admin")
             .run_command(doc! {"killSessions": lsids})
             .await
-            .map_err(mongo(
-                "ending the sessions of interrupted processes of this run",
-            ))?;
+            .map_err(mongo("ending the sessions of interrupted processes of this run"))?;
         Ok(())
     }
 
@@ -344,9 +325,7 @@ impl Db {
                 .await
                 .map_err(mongo("starting a transaction"))?;
             let outcome = async {
-                let counts = self
-                    .write_actions(batch.actions, Some(&mut *session))
-                    .await?;
+                let counts = self.write_actions(batch.actions, Some(&mut *session)).await?;
                 self.write_marker(batch, Some(&mut *session)).await?;
                 Ok::<_, DbError>(counts)
             }
@@ -378,11 +357,7 @@ impl Db {
         }
     }
 
-    async fn write_marker(
-        &self,
-        batch: &BatchWrite<'_>,
-        session: Option<&mut ClientSession>,
-    ) -> Result<()> {
+    async fn write_marker(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<()> {
         let mut commands = vec![doc! {
             "update": &self.metadata,
             "updates": [{
@@ -405,10 +380,7 @@ impl Db {
                 Some(s) => action.session(s).await,
                 None => action.await,
             }
-            .map_err(mongo(format!(
-                "moving the progress marker of run {}",
-                batch.run_id
-            )))?;
+            .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
             if i == 1
                 && reply
                     .get_i32("n")
@@ -484,10 +456,7 @@ impl Db {
                         .map(i64::from)
                         .or_else(|_| reply.get_i64("nModified"))
                         .unwrap_or(0) as u64;
-                    counts.upserted += reply
-                        .get_array("upserted")
-                        .map(|a| a.len() as u64)
-                        .unwrap_or(0);
+                    counts.upserted += reply.get_array("upserted").map(|a| a.len() as u64).unwrap_or(0);
                 }
                 ValidAction::Insert { .. } => counts.inserted += n,
                 ValidAction::Delete { .. } => counts.deleted += n,
@@ -514,10 +483,7 @@ async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb:
     loop {
         attempts += 1;
         match session.commit_transaction().await {
-            Err(e)
-                if attempts < 3
-                    && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) =>
-            {
+            Err(e) if attempts < 3 && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => {
                 continue;
             }
             other => return other,
@@ -551,9 +517,13 @@ fn command_for(group: &[ValidAction]) -> (String, Document) {
             let updates: Vec<Document> = group
                 .iter()
                 .filter_map(|a| match a {
-                    ValidAction::Update { filter, update, upsert, multi, .. } => {
-                        Some(doc! {"q": filter.clone(), "u": update.clone(), "upsert": *upsert, "multi": *multi})
-                    }
+                    ValidAction::Update {
+                        filter,
+                        update,
+                        upsert,
+                        multi,
+                        ..
+                    } => Some(doc! {"q": filter.clone(), "u": update.clone(), "upsert": *upsert, "multi": *multi}),
                     _ => None,
                 })
                 .collect();
@@ -588,9 +558,7 @@ fn command_for(group: &[ValidAction]) -> (String, Document) {
 
 fn describe_target(action: &ValidAction) -> String {
     match action {
-        ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => {
-            filter.to_string()
-        }
+        ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => filter.to_string(),
         ValidAction::Insert { document, .. } => document
             .get("_id")
             .map_or_else(|| "without _id".into(), |id| format!("_id {id}")),

@@ -9,9 +9,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 pub use crate::__bindings::exports::godwit::migration::migration::Guest;
-pub use wit::{
-    Action as WitAction, Error as WitError, Manifest as WitManifest, RunContext as WitRunContext,
-};
+pub use wit::{Action as WitAction, Error as WitError, Manifest as WitManifest, RunContext as WitRunContext};
 
 struct State {
     run: RunContext,
@@ -52,11 +50,8 @@ pub fn manifest<M: Migration>() -> WitManifest {
 }
 
 pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<(), WitError> {
-    let params = Document::from_reader(params.as_slice()).map_err(|e| {
-        wit_error(Error::new(format!(
-            "parameters are not a BSON document: {e}"
-        )))
-    })?;
+    let params = Document::from_reader(params.as_slice())
+        .map_err(|e| wit_error(Error::new(format!("parameters are not a BSON document: {e}"))))?;
     let run = RunContext {
         run_id: context.run_id,
         mode: match context.mode {
@@ -66,8 +61,7 @@ pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<()
         started_at_ms: context.started_at_ms,
         database: context.database,
     };
-    let plugin = M::begin(&Params::new(params), &mut Context::new(&run, &mut WasmHost))
-        .map_err(wit_error)?;
+    let plugin = M::begin(&Params::new(params), &mut Context::new(&run, &mut WasmHost)).map_err(wit_error)?;
     STATE.with_borrow_mut(|state| {
         *state = Some(State {
             run,
@@ -102,10 +96,7 @@ where
         let state = state
             .as_mut()
             .ok_or_else(|| wit_error(Error::new("`begin` was not called")))?;
-        let plugin = state
-            .plugin
-            .downcast_mut::<M>()
-            .expect("state holds the exported type");
+        let plugin = state.plugin.downcast_mut::<M>().expect("state holds the exported type");
         let actions = f(plugin, &mut Context::new(&state.run, &mut WasmHost)).map_err(wit_error)?;
         Ok(actions.into_iter().map(wit_action).collect())
     })
@@ -126,10 +117,7 @@ fn wit_action(action: Action) -> WitAction {
             upsert,
             multi,
         }),
-        Action::Insert {
-            collection,
-            document,
-        } => WitAction::Insert(wit::Insert {
+        Action::Insert { collection, document } => WitAction::Insert(wit::Insert {
             collection,
             document: encode(&document),
         }),
@@ -180,8 +168,7 @@ impl Host for WasmHost {
         found
             .iter()
             .map(|bytes| {
-                Document::from_reader(bytes.as_slice())
-                    .map_err(|e| format!("host returned invalid BSON: {e}"))
+                Document::from_reader(bytes.as_slice()).map_err(|e| format!("host returned invalid BSON: {e}"))
             })
             .collect()
     }

@@ -185,11 +185,7 @@ impl Action {
     }
 
     /// A finding for the report ("unresolved", "warning", "skipped", ...).
-    pub fn report(
-        kind: impl Into<String>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn report(kind: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
         Action::Report(Report {
             kind: kind.into(),
             key: key.into(),
@@ -311,11 +307,8 @@ impl Params {
 
     /// The parameter's value, or an error naming the missing parameter.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
-        self.get(key).ok_or_else(|| {
-            Error::new(format!(
-                "missing parameter `{key}` (pass --param {key}=VALUE)"
-            ))
-        })
+        self.get(key)
+            .ok_or_else(|| Error::new(format!("missing parameter `{key}` (pass --param {key}=VALUE)")))
     }
 
     /// The parameter parsed as `T`, `default` when absent, an error naming it when malformed.

@@ -47,12 +47,7 @@ pub trait Migration: Sized + 'static {
 
     /// Turns one batch of documents of pass `pass` (an index into the
     /// manifest's passes) into actions.
-    fn process(
-        &mut self,
-        cx: &mut Context,
-        pass: usize,
-        batch: Vec<Document>,
-    ) -> Result<Vec<Action>, Error>;
+    fn process(&mut self, cx: &mut Context, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error>;
 
     /// Called once after the last pass; may return final actions.
     fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
@@ -137,23 +132,19 @@ macro_rules! export {
                 fn process(
                     pass: u32,
                     batch: ::std::vec::Vec<::std::vec::Vec<u8>>,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__glue::WitAction>,
-                    $crate::__glue::WitError,
-                > {
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::__glue::WitAction>, $crate::__glue::WitError>
+                {
                     $crate::__glue::process::<$ty>(pass, batch)
                 }
-                fn finish() -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__glue::WitAction>,
-                    $crate::__glue::WitError,
-                > {
+                fn finish()
+                -> ::std::result::Result<::std::vec::Vec<$crate::__glue::WitAction>, $crate::__glue::WitError> {
                     $crate::__glue::finish::<$ty>()
                 }
             }
             // Native builds (unit tests) skip the wasm export symbols, whose names
             // (`godwit:migration/migration@0.1.0#process`) native linkers reject.
             #[cfg(target_arch = "wasm32")]
-            $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
+    $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
         };
     };
 }

@@ -80,23 +80,14 @@ impl<M: Migration> Harness<M> {
         self.begin()?;
         let plugin = self.plugin.as_mut().expect("begun");
         let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch)?;
-        check_actions(&allowed, &actions)
-            .map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
+        check_actions(&allowed, &actions).map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
         Ok(actions)
     }
 
     /// Feeds `documents` to pass `pass` in batches of the pass's batch size and
     /// collects every action.
-    pub fn run_pass(
-        &mut self,
-        pass: usize,
-        documents: Vec<Document>,
-    ) -> Result<Vec<Action>, Error> {
-        let batch_size = M::manifest()
-            .passes
-            .get(pass)
-            .map_or(0, |p| p.batch_size)
-            .max(1) as usize;
+    pub fn run_pass(&mut self, pass: usize, documents: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let batch_size = M::manifest().passes.get(pass).map_or(0, |p| p.batch_size).max(1) as usize;
         let batch_size = if batch_size == 1 { 1000 } else { batch_size };
         let mut actions = Vec::new();
         let mut documents = documents.into_iter().peekable();
@@ -110,11 +101,7 @@ impl<M: Migration> Harness<M> {
     /// Calls `finish`; its actions may write any collection some pass may write.
     pub fn finish(&mut self) -> Result<Vec<Action>, Error> {
         self.begin()?;
-        let allowed: Vec<String> = M::manifest()
-            .passes
-            .into_iter()
-            .flat_map(|p| p.writes)
-            .collect();
+        let allowed: Vec<String> = M::manifest().passes.into_iter().flat_map(|p| p.writes).collect();
         let plugin = self.plugin.as_mut().expect("begun");
         let actions = plugin.finish(&mut Context::new(&self.run, &mut self.host))?;
         check_actions(&allowed, &actions).map_err(|e| Error::new(format!("finish: {e}")))?;
@@ -175,16 +162,8 @@ impl Host for MemoryHost {
         limit: u32,
     ) -> Result<Vec<Document>, String> {
         self.lookups.push((collection.to_string(), filter.clone()));
-        let docs = self
-            .collections
-            .get(collection)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let limit = if limit == 0 {
-            usize::MAX
-        } else {
-            limit as usize
-        };
+        let docs = self.collections.get(collection).map(Vec::as_slice).unwrap_or_default();
+        let limit = if limit == 0 { usize::MAX } else { limit as usize };
         let mut found = Vec::new();
         for doc in docs.iter().filter(|d| matches(d, filter)).take(limit) {
             found.push(match projection {
@@ -222,12 +201,7 @@ fn matches(doc: &Document, filter: &Document) -> bool {
 
 fn project(doc: &Document, projection: &Document) -> Document {
     doc.iter()
-        .filter(|(key, _)| {
-            *key == "_id"
-                || projection
-                    .get(key.as_str())
-                    .is_some_and(|v| v.as_bool() != Some(false))
-        })
+        .filter(|(key, _)| *key == "_id" || projection.get(key.as_str()).is_some_and(|v| v.as_bool() != Some(false)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -16,23 +16,11 @@ const DOCS: i64 = 300;
 fn check_invariants(db: &TestDb, journal: &std::path::Path) {
     let counters = db.find_all("counters");
     assert_eq!(counters.len(), DOCS as usize);
-    let wrong: Vec<_> = counters
-        .iter()
-        .filter(|d| d.get_i64("n").unwrap() != 1)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "documents not incremented exactly once: {wrong:?}"
-    );
-    let schema = db
-        .find_one("godwit_metadata", doc! {"_id": "schema"})
-        .expect("stamped");
+    let wrong: Vec<_> = counters.iter().filter(|d| d.get_i64("n").unwrap() != 1).collect();
+    assert!(wrong.is_empty(), "documents not incremented exactly once: {wrong:?}");
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).expect("stamped");
     assert_eq!(schema.get_str("version").unwrap(), "2.0.0");
-    assert_eq!(
-        schema.get_array("history").unwrap().len(),
-        1,
-        "stamped once"
-    );
+    assert_eq!(schema.get_array("history").unwrap().len(), 1, "stamped once");
     verify_journal(journal);
 }
 
@@ -50,24 +38,13 @@ fn killed_at_random_points_every_document_is_incremented_exactly_once() {
     while kills < target {
         rounds += 1;
         let db = TestDb::new(server(), "crash");
-        db.insert(
-            "counters",
-            (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect(),
-        );
+        db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
         let journal = tempfile::tempdir().unwrap();
         loop {
             let mut child = command(
                 &db,
                 journal.path(),
-                &[
-                    "run",
-                    file,
-                    "--execute",
-                    "--batch-size",
-                    "7",
-                    "--lease",
-                    "3",
-                ],
+                &["run", file, "--execute", "--batch-size", "7", "--lease", "3"],
             )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -94,7 +71,5 @@ fn killed_at_random_points_every_document_is_incremented_exactly_once() {
         }
         check_invariants(&db, journal.path());
     }
-    eprintln!(
-        "crash test: {kills} kills over {rounds} runs, every document incremented exactly once"
-    );
+    eprintln!("crash test: {kills} kills over {rounds} runs, every document incremented exactly once");
 }

@@ -53,11 +53,7 @@ pub fn standalone() -> Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn start(extra: &[&str]) -> Server {
@@ -95,9 +91,7 @@ fn start(extra: &[&str]) -> Server {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && block_on(ping(&server.uri)).is_ok()
-        {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && block_on(ping(&server.uri)).is_ok() {
             return server;
         }
         assert!(
@@ -134,11 +128,7 @@ async fn client(uri: &str) -> mongodb::Client {
 /// A database name no other test uses.
 pub fn fresh_db(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// A handle on one database of a server, with blocking helpers.

@@ -45,20 +45,14 @@ fn manifest_round_trips_from_rust_through_the_component() {
     assert_eq!(json["contract"], "godwit:migration@0.1.0");
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(json["size"], bytes.len());
-    assert_eq!(
-        json["sha256"],
-        godwit::hash::to_hex(&godwit::hash::sha256(&bytes))
-    );
+    assert_eq!(json["sha256"], godwit::hash::to_hex(&godwit::hash::sha256(&bytes)));
     let imports: Vec<&str> = json["imports"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(
-        imports.contains(&"godwit:migration/host@0.1.0"),
-        "{imports:?}"
-    );
+    assert!(imports.contains(&"godwit:migration/host@0.1.0"), "{imports:?}");
 }
 
 #[test]
@@ -76,12 +70,7 @@ fn corrupt_cache_entry_is_recompiled_not_fatal() {
     let cache = tempfile::tempdir().unwrap();
     let file = plugin("normalize-emails");
     inspect_json(&file, cache.path());
-    let entry = std::fs::read_dir(cache.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let entry = std::fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap().path();
     std::fs::write(&entry, b"garbage").unwrap();
     assert_eq!(inspect_json(&file, cache.path())["compile_cache"], "miss");
     assert_eq!(inspect_json(&file, cache.path())["compile_cache"], "hit");
@@ -116,10 +105,7 @@ fn a_file_that_is_not_wasm_is_refused_naming_it() {
     let out = godwit(&["plugin", "inspect", "--no-cache", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
-    assert!(
-        err.contains("notes.wasm is not a WebAssembly file"),
-        "{err}"
-    );
+    assert!(err.contains("notes.wasm is not a WebAssembly file"), "{err}");
 }
 
 #[test]
@@ -136,20 +122,12 @@ fn a_plugin_for_another_contract_version_is_refused_naming_both_versions() {
         err.contains("future-contract.wasm was built for contract godwit:migration@0.2.0"),
         "{err}"
     );
-    assert!(
-        err.contains("this godwit runs godwit:migration@0.1.0"),
-        "{err}"
-    );
+    assert!(err.contains("this godwit runs godwit:migration@0.1.0"), "{err}");
 }
 
 #[test]
 fn missing_file_is_named() {
-    let out = godwit(&[
-        "plugin",
-        "inspect",
-        "--no-cache",
-        "/nonexistent/plugin.wasm",
-    ]);
+    let out = godwit(&["plugin", "inspect", "--no-cache", "/nonexistent/plugin.wasm"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("cannot read plugin /nonexistent/plugin.wasm"),

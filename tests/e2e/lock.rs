@@ -13,10 +13,7 @@ fn wait_for_lock(db: &TestDb) -> bson::Document {
         if let Some(lock) = db.find_one("godwit_metadata", doc! {"_id": "lock"}) {
             return lock;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the first runner never took the lock"
-        );
+        assert!(Instant::now() < deadline, "the first runner never took the lock");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -24,10 +21,7 @@ fn wait_for_lock(db: &TestDb) -> bson::Document {
 #[test]
 fn second_runner_is_refused_and_a_killed_holders_lease_is_taken_over() {
     let db = TestDb::new(server(), "lock");
-    db.insert(
-        "counters",
-        (0..400_i64).map(|i| doc! {"_id": i, "n": 0_i64}).collect(),
-    );
+    db.insert("counters", (0..400_i64).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
     let file = plugin("increment");
     let file = file.to_str().unwrap();
     let journal_a = tempfile::tempdir().unwrap();
@@ -36,15 +30,7 @@ fn second_runner_is_refused_and_a_killed_holders_lease_is_taken_over() {
     let mut a = command(
         &db,
         journal_a.path(),
-        &[
-            "run",
-            file,
-            "--execute",
-            "--max-docs-per-sec",
-            "20",
-            "--lease",
-            "3",
-        ],
+        &["run", file, "--execute", "--max-docs-per-sec", "20", "--lease", "3"],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::null())
@@ -61,9 +47,7 @@ fn second_runner_is_refused_and_a_killed_holders_lease_is_taken_over() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains(&holder_run)
-            && err.contains(&format!("pid {}", a.id()))
-            && err.contains("increment 2.0.0"),
+        err.contains(&holder_run) && err.contains(&format!("pid {}", a.id())) && err.contains("increment 2.0.0"),
         "{err}"
     );
 
@@ -91,16 +75,12 @@ fn second_runner_is_refused_and_a_killed_holders_lease_is_taken_over() {
             break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
         }
         assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-        assert!(
-            Instant::now() < deadline,
-            "the expired lease was never taken over"
-        );
+        assert!(Instant::now() < deadline, "the expired lease was never taken over");
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(taken_over["status"], "finished");
     assert!(
-        db.find_one("godwit_metadata", doc! {"_id": "lock"})
-            .is_none(),
+        db.find_one("godwit_metadata", doc! {"_id": "lock"}).is_none(),
         "B released the lock"
     );
 }

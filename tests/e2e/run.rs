@@ -20,10 +20,7 @@ fn users(db: &TestDb, n: i32) {
 }
 
 fn counters(db: &TestDb, n: i64) {
-    db.insert(
-        "counters",
-        (0..n).map(|i| doc! {"_id": i, "n": 0_i64}).collect(),
-    );
+    db.insert("counters", (0..n).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
 }
 
 #[test]
@@ -40,12 +37,7 @@ fn dry_run_leaves_every_collection_byte_for_byte_unchanged() {
     let report = run_ok(
         &db,
         journal.path(),
-        &[
-            "run",
-            plugin("normalize-emails").to_str().unwrap(),
-            "--batch-size",
-            "7",
-        ],
+        &["run", plugin("normalize-emails").to_str().unwrap(), "--batch-size", "7"],
     );
     assert_eq!(report["mode"], "dry_run");
     assert_eq!(report["status"], "finished");
@@ -89,11 +81,7 @@ fn execute_applies_exactly_the_reported_actions_then_a_second_run_finds_nothing(
 
     let dry = run_ok(&db, journal.path(), &["run", file]);
     let before = db.find_all("users");
-    let exec = run_ok(
-        &db,
-        journal.path(),
-        &["run", file, "--execute", "--batch-size", "16"],
-    );
+    let exec = run_ok(&db, journal.path(), &["run", file, "--execute", "--batch-size", "16"]);
     assert_eq!(exec["status"], "finished");
     assert_eq!(exec["stamped_version"], "1.1.0");
     assert_eq!(
@@ -119,40 +107,23 @@ fn execute_applies_exactly_the_reported_actions_then_a_second_run_finds_nothing(
             Err(_) => assert_eq!(a, b),
         }
     }
-    assert_eq!(
-        serde_json::json!(changed),
-        exec["summary"]["passes"][0]["updates"]
-    );
+    assert_eq!(serde_json::json!(changed), exec["summary"]["passes"][0]["updates"]);
     assert_eq!(db.find_all("orders"), vec![doc! {"_id": 1, "user": 1}]);
 
     let again = run_ok(&db, journal.path(), &["run", file, "--execute"]);
-    assert_eq!(
-        again["summary"]["passes"][0]["updates"], 0,
-        "nothing left to do"
-    );
+    assert_eq!(again["summary"]["passes"][0]["updates"], 0, "nothing left to do");
     assert_eq!(db.find_all("users"), after);
 
     // Stamp and history: the version, one entry per run, journal heads that verify.
-    let schema = db
-        .find_one("godwit_metadata", doc! {"_id": "schema"})
-        .unwrap();
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
     assert_eq!(schema.get_str("version").unwrap(), "1.1.0");
     let history = schema.get_array("history").unwrap();
     assert_eq!(history.len(), 3, "init + two runs: {history:?}");
     let first = history[1].as_document().unwrap();
-    assert_eq!(
-        first.get_str("run_id").unwrap(),
-        exec["run_id"].as_str().unwrap()
-    );
-    assert_eq!(
-        first.get_str("sha256").unwrap(),
-        exec["sha256"].as_str().unwrap()
-    );
+    assert_eq!(first.get_str("run_id").unwrap(), exec["run_id"].as_str().unwrap());
+    assert_eq!(first.get_str("sha256").unwrap(), exec["sha256"].as_str().unwrap());
     let verified = verify_journal(journal.path());
-    assert!(
-        verified.contains(first.get_str("run_id").unwrap()),
-        "{verified}"
-    );
+    assert!(verified.contains(first.get_str("run_id").unwrap()), "{verified}");
     // No progress marker or lock is left behind.
     let leftovers: Vec<_> = db
         .find_all("godwit_metadata")
@@ -164,14 +135,7 @@ fn execute_applies_exactly_the_reported_actions_then_a_second_run_finds_nothing(
 
 /// Starts a throttled execute run and stops it with SIGTERM after `after`.
 fn interrupted_run(db: &TestDb, journal: &std::path::Path, file: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "run",
-        file,
-        "--execute",
-        "--max-docs-per-sec",
-        "40",
-        "--json",
-    ];
+    let mut args = vec!["run", file, "--execute", "--max-docs-per-sec", "40", "--json"];
     args.extend_from_slice(extra);
     let child = command(db, journal, &args)
         .stdout(std::process::Stdio::piped())
@@ -181,12 +145,7 @@ fn interrupted_run(db: &TestDb, journal: &std::path::Path, file: &str, extra: &[
     std::thread::sleep(std::time::Duration::from_millis(1500));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "stopped gracefully: {}",
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(130), "stopped gracefully: {}", stderr(&out));
     assert!(
         stderr(&out).contains("the run is resumable; continue with: godwit run"),
         "{}",
@@ -204,28 +163,12 @@ fn graceful_stop_then_resume_completes_once() {
     let journal = tempfile::tempdir().unwrap();
     let file = plugin("increment");
     let run = interrupted_run(&db, journal.path(), file.to_str().unwrap(), &[]);
-    let done: i64 = db
-        .find_all("counters")
-        .iter()
-        .map(|d| d.get_i64("n").unwrap())
-        .sum();
+    let done: i64 = db.find_all("counters").iter().map(|d| d.get_i64("n").unwrap()).sum();
     assert!(done > 0 && done < 200, "stopped midway, {done} applied");
-    let resumed = run_ok(
-        &db,
-        journal.path(),
-        &["run", file.to_str().unwrap(), "--execute"],
-    );
-    assert_eq!(
-        resumed["run_id"],
-        run.as_str(),
-        "the unfinished run is resumed"
-    );
+    let resumed = run_ok(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"]);
+    assert_eq!(resumed["run_id"], run.as_str(), "the unfinished run is resumed");
     assert_eq!(resumed["resumed"], true);
-    assert!(
-        db.find_all("counters")
-            .iter()
-            .all(|d| d.get_i64("n").unwrap() == 1)
-    );
+    assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 1));
     assert_eq!(resumed["summary"]["passes"][0]["updates"], 200);
 }
 
@@ -235,12 +178,7 @@ fn resume_with_a_changed_plugin_params_or_database_is_refused_before_any_write()
     counters(&db, 200);
     let journal = tempfile::tempdir().unwrap();
     let original = plugin("increment");
-    let run = interrupted_run(
-        &db,
-        journal.path(),
-        original.to_str().unwrap(),
-        &["--param", "tag=a"],
-    );
+    let run = interrupted_run(&db, journal.path(), original.to_str().unwrap(), &["--param", "tag=a"]);
     let state = db.dump();
 
     // Same plugin name, different bytes: a custom section appended to the component.
@@ -252,40 +190,24 @@ fn resume_with_a_changed_plugin_params_or_database_is_refused_before_any_write()
     let out = command(
         &db,
         journal.path(),
-        &[
-            "run",
-            changed.to_str().unwrap(),
-            "--execute",
-            "--param",
-            "tag=a",
-        ],
+        &["run", changed.to_str().unwrap(), "--execute", "--param", "tag=a"],
     )
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     let err = stderr(&out);
-    let original_sha =
-        godwit::hash::to_hex(&godwit::hash::sha256(&std::fs::read(&original).unwrap()));
+    let original_sha = godwit::hash::to_hex(&godwit::hash::sha256(&std::fs::read(&original).unwrap()));
     let changed_sha = godwit::hash::to_hex(&godwit::hash::sha256(&bytes));
     assert!(
         err.contains(&run) && err.contains(&original_sha) && err.contains(&changed_sha),
         "{err}"
     );
-    assert!(
-        err.contains(changed.to_str().unwrap()),
-        "names the file: {err}"
-    );
+    assert!(err.contains(changed.to_str().unwrap()), "names the file: {err}");
 
     let out = command(
         &db,
         journal.path(),
-        &[
-            "run",
-            original.to_str().unwrap(),
-            "--execute",
-            "--param",
-            "tag=b",
-        ],
+        &["run", original.to_str().unwrap(), "--execute", "--param", "tag=b"],
     )
     .output()
     .unwrap();
@@ -317,10 +239,7 @@ fn resume_with_a_changed_plugin_params_or_database_is_refused_before_any_write()
     .unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(&format!(
-            "it ran on database {}, not {}",
-            db.name, other.name
-        )),
+        stderr(&out).contains(&format!("it ran on database {}, not {}", db.name, other.name)),
         "{}",
         stderr(&out)
     );
@@ -348,9 +267,40 @@ fn server_without_transactions_is_detected_and_the_weaker_guarantee_reported() {
         "{}",
         stderr(&out)
     );
-    assert!(
-        db.find_all("counters")
-            .iter()
-            .all(|d| d.get_i64("n").unwrap() == 1)
+    assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 1));
+}
+
+#[test]
+fn resumed_run_restores_plugin_state_and_reports_what_an_uninterrupted_run_would() {
+    let db = TestDb::new(server(), "state");
+    let mut docs: Vec<bson::Document> = (0..300)
+        .map(|i| doc! {"_id": i, "email": format!(" User{i}@Example.COM")})
+        .collect();
+    // Collides with user 3 once normalized, but only in the last batch: the
+    // plugin must still remember user 3 after the interruption.
+    docs.push(doc! {"_id": 10_000, "email": "user3@EXAMPLE.com"});
+    db.insert("users", docs);
+    db.insert(
+        "godwit_metadata",
+        vec![doc! {"_id": "schema", "version": "1.0.0", "history": []}],
+    );
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("normalize-emails");
+    let file = file.to_str().unwrap();
+    let dry = run_ok(&db, journal.path(), &["run", file, "--batch-size", "50"]);
+    assert_eq!(dry["summary"]["passes"][0]["reports"]["conflict"]["count"], 1);
+
+    interrupted_run(&db, journal.path(), file, &["--batch-size", "50"]);
+    let resumed = run_ok(&db, journal.path(), &["run", file, "--execute", "--batch-size", "50"]);
+    assert_eq!(resumed["resumed"], true);
+    assert_eq!(
+        resumed["summary"], dry["summary"],
+        "the resumed run reports exactly what the dry run did"
+    );
+    let user = db.find_one("users", doc! {"_id": 10_000}).unwrap();
+    assert_eq!(
+        user.get_str("email").unwrap(),
+        "user3@EXAMPLE.com",
+        "the colliding address is reported, not merged"
     );
 }

@@ -33,9 +33,7 @@ fn options() -> InstanceOptions {
 fn begun(host: &PluginHost, behaviour: &str) -> PluginInstance {
     let plugin = host.load(&plugin("hostile")).unwrap();
     let mut instance = plugin.instantiate(options()).unwrap();
-    instance
-        .begin(&doc! {"behaviour": behaviour}, &context())
-        .unwrap();
+    instance.begin(&doc! {"behaviour": behaviour}, &context()).unwrap();
     instance
 }
 
@@ -89,10 +87,7 @@ fn endless_loop_is_stopped_by_fuel() {
     let mut instance = begun(&host, "loop");
     let started = Instant::now();
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(
-        reason.contains("used up its fuel budget of 200000000"),
-        "{reason}"
-    );
+    assert!(reason.contains("used up its fuel budget of 200000000"), "{reason}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the loop ran for {:?}",
@@ -129,10 +124,7 @@ fn endless_loop_is_stopped_by_the_wall_clock_deadline() {
     });
     let mut instance = begun(&host, "loop");
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(
-        reason.contains("exceeded the wall-clock deadline of 500ms"),
-        "{reason}"
-    );
+    assert!(reason.contains("exceeded the wall-clock deadline of 500ms"), "{reason}");
     assert_discarded_and_host_usable(&host, instance);
 }
 
@@ -147,10 +139,7 @@ fn endless_loop_in_begin_is_stopped() {
     let err = instance
         .begin(&doc! {"behaviour": "loop-in-begin"}, &context())
         .unwrap_err();
-    assert!(
-        matches!(&err, CallError::Trap { call, .. } if call == "begin"),
-        "{err}"
-    );
+    assert!(matches!(&err, CallError::Trap { call, .. } if call == "begin"), "{err}");
     assert!(
         err.to_string()
             .starts_with("plugin hostile trapped in begin: used up its fuel budget"),
@@ -166,10 +155,7 @@ fn allocation_past_the_memory_cap_is_stopped() {
     });
     let mut instance = begun(&host, "oom");
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(
-        reason.contains("exceeded the memory cap of 64 MiB"),
-        "{reason}"
-    );
+    assert!(reason.contains("exceeded the memory cap of 64 MiB"), "{reason}");
     assert_discarded_and_host_usable(&host, instance);
 }
 
@@ -196,18 +182,10 @@ fn files_environment_arguments_and_network_give_nothing_and_clocks_are_fixed() {
         "reading /etc/passwd: {}",
         got["file"]
     );
-    assert!(
-        got["readdir"].starts_with("error:"),
-        "listing /: {}",
-        got["readdir"]
-    );
+    assert!(got["readdir"].starts_with("error:"), "listing /: {}", got["readdir"]);
     assert_eq!(got["env"], "0 variables: ");
     assert_eq!(got["args"], "0 arguments");
-    assert!(
-        got["network"].starts_with("error:"),
-        "connecting: {}",
-        got["network"]
-    );
+    assert!(got["network"].starts_with("error:"), "connecting: {}", got["network"]);
     assert_eq!(
         got["clock"],
         STARTED_AT_MS.to_string(),

@@ -50,23 +50,15 @@ pub fn command(db: &crate::db::TestDb, journal: &std::path::Path, args: &[&str])
     cmd
 }
 
-pub fn run_ok(
-    db: &crate::db::TestDb,
-    journal: &std::path::Path,
-    args: &[&str],
-) -> serde_json::Value {
-    let out = command(db, journal, args)
-        .arg("--json")
-        .output()
-        .expect("run godwit");
+pub fn run_ok(db: &crate::db::TestDb, journal: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = command(db, journal, args).arg("--json").output().expect("run godwit");
     assert!(
         out.status.success(),
         "godwit {args:?} failed ({:?}):\n{}",
         out.status,
         stderr(&out)
     );
-    serde_json::from_str(&stdout(&out))
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
 }
 
 pub fn verify_journal(journal: &std::path::Path) -> String {
@@ -75,10 +67,6 @@ pub fn verify_journal(journal: &std::path::Path) -> String {
         .arg(journal)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "journal verify failed: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "journal verify failed: {}", stderr(&out));
     stdout(&out)
 }

@@ -21,10 +21,7 @@ pub struct InitCommand {
 impl InitCommand {
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         if let Err(e) = semver::Version::parse(&self.version) {
-            bail!(
-                "--version {:?} is not a semantic version: {e}",
-                self.version
-            );
+            bail!("--version {:?} is not a semantic version: {e}", self.version);
         }
         super::runtime()?.block_on(async {
             let db = self.connection.connect().await?;
@@ -47,10 +44,7 @@ impl InitCommand {
             let run_id = entry.get_str("run_id")?.to_string();
             db.stamp(&self.version, &run_id, entry).await?;
             if global.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"database": db.name, "version": self.version})
-                );
+                println!("{}", serde_json::json!({"database": db.name, "version": self.version}));
             } else {
                 println!("database {} stamped at version {}", db.name, self.version);
             }

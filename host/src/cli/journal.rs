@@ -33,11 +33,7 @@ impl JournalCommand {
                     println!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {
                     for h in runs {
-                        let mode = if h.mode == RunMode::Execute {
-                            "execute"
-                        } else {
-                            "dry"
-                        };
+                        let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
                         println!(
                             "{}  {} {}  {mode}  {:?}  db {}  started {}",
                             h.run_id,

@@ -161,8 +161,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// (as safe as kill -9: the journal and the progress marker settle it).
 pub fn stop_on_signals(stop: crate::run::StopSignal) {
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut count = 0;
         loop {
             tokio::select! {
@@ -209,9 +208,7 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
                 _ => exit::PLUGIN_REFUSED,
             };
         }
-        if cause.downcast_ref::<CallError>().is_some()
-            || cause.downcast_ref::<ActionError>().is_some()
-        {
+        if cause.downcast_ref::<CallError>().is_some() || cause.downcast_ref::<ActionError>().is_some() {
             return exit::PLUGIN_FAILED;
         }
         if let Some(db) = cause.downcast_ref::<DbError>() {

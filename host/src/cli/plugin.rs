@@ -85,9 +85,7 @@ fn plugin_crates(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         return Ok(vec![dir.to_path_buf()]);
     }
     let mut crates = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .with_context(|| format!("reading plugin directory {}", dir.display()))?
-    {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading plugin directory {}", dir.display()))? {
         let path = entry?.path();
         if path.join("Cargo.toml").is_file() {
             crates.push(path);
@@ -141,11 +139,7 @@ fn print_inspect(plugin: &LoadedPlugin) {
     if !m.description.is_empty() {
         println!("description  {}", m.description);
     }
-    println!(
-        "file         {} ({} bytes)",
-        plugin.file.display(),
-        plugin.size
-    );
+    println!("file         {} ({} bytes)", plugin.file.display(), plugin.size);
     println!("sha256       {}", to_hex(&plugin.sha256));
     println!("contract     {}@{}", contract::PACKAGE, plugin.contract);
     println!("imports      {}", plugin.imports.join(", "));

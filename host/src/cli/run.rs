@@ -113,12 +113,8 @@ impl RunCommand {
 
 fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
     let (header, summary, status, code) = match outcome {
-        Outcome::Finished {
-            header, summary, ..
-        } => (header, summary, "finished", exit::OK),
-        Outcome::Interrupted { header, summary } => {
-            (header, summary, "interrupted", exit::INTERRUPTED)
-        }
+        Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK),
+        Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED),
     };
     let execute = header.mode == RunMode::Execute;
     let stamped = match outcome {
@@ -138,10 +134,7 @@ fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> E
             "stamped_version": stamped,
             "summary": summary,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).expect("summary serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&json).expect("summary serializes"));
     } else {
         println!(
             "{} run {} of {} {} on {}: {status}",
@@ -241,9 +234,7 @@ mod tests {
             "--param \"=v\" has an empty key"
         );
         assert_eq!(
-            parse_params(&["a=1".into(), "a=2".into()])
-                .unwrap_err()
-                .to_string(),
+            parse_params(&["a=1".into(), "a=2".into()]).unwrap_err().to_string(),
             "--param a is given twice"
         );
     }

@@ -24,14 +24,8 @@ pub enum JournalError {
     #[error("journal {}: {source}", dir.display())]
     Io { dir: PathBuf, source: sled::Error },
     #[error("journal run {run}: entry {seq} is corrupt: {reason}")]
-    Corrupt {
-        run: String,
-        seq: u64,
-        reason: String,
-    },
-    #[error(
-        "journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})"
-    )]
+    Corrupt { run: String, seq: u64, reason: String },
+    #[error("journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})")]
     HashMismatch {
         run: String,
         seq: u64,
@@ -46,11 +40,7 @@ pub enum JournalError {
         actual: String,
     },
     #[error("journal run {run}: sequence gap, expected entry {expected}, found {found}")]
-    SequenceGap {
-        run: String,
-        expected: u64,
-        found: u64,
-    },
+    SequenceGap { run: String, expected: u64, found: u64 },
     #[error("journal has no run {run}")]
     UnknownRun { run: String },
     #[error("journal run {run}: header is corrupt: {reason}")]
@@ -59,9 +49,7 @@ pub enum JournalError {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum RunMode {
     DryRun,
     Execute,
@@ -102,9 +90,7 @@ pub struct RunHeader {
     pub finished_at_ms: Option<i64>,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum EntryKind {
     /// The plugin's `begin` ran (lookups it made are recorded).
     Begin,
@@ -227,23 +213,15 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| match &source {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    JournalError::Locked {
-                        dir: dir.to_path_buf(),
-                    }
-                }
-                _ => JournalError::Open {
-                    dir: dir.to_path_buf(),
-                    source,
-                },
-            })?;
+        let db = sled::Config::new().path(dir).open().map_err(|source| match &source {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                JournalError::Locked { dir: dir.to_path_buf() }
+            }
+            _ => JournalError::Open {
+                dir: dir.to_path_buf(),
+                source,
+            },
+        })?;
         let runs = db.open_tree("runs").map_err(|source| JournalError::Io {
             dir: dir.to_path_buf(),
             source,
@@ -274,9 +252,7 @@ impl Journal {
 
     pub fn put_header(&self, header: &RunHeader) -> Result<()> {
         let bytes = bincode::encode_to_vec(header, config()).expect("headers encode");
-        self.runs
-            .insert(header.run_id.as_bytes(), bytes)
-            .map_err(self.io())?;
+        self.runs.insert(header.run_id.as_bytes(), bytes).map_err(self.io())?;
         Ok(())
     }
 
@@ -301,9 +277,7 @@ impl Journal {
     }
 
     fn entries_tree(&self, run: &str) -> Result<sled::Tree> {
-        self.db
-            .open_tree(format!("entries/{run}"))
-            .map_err(self.io())
+        self.db.open_tree(format!("entries/{run}")).map_err(self.io())
     }
 
     /// Appends an entry to run `run`'s chain; returns it with seq and hashes filled.
@@ -323,24 +297,28 @@ impl Journal {
         entry.prev_hash = prev_hash;
         let body = bincode::encode_to_vec(&entry, config()).expect("entries encode");
         let hash = entry_hash(&prev_hash, &body);
-        let stored =
-            bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
+        let stored = bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
         tree.insert(seq.to_be_bytes(), stored).map_err(self.io())?;
         Ok((entry, hash))
     }
 
     /// Every entry of a run, decoded but not verified against the chain.
     pub fn entries(&self, run: &str) -> Result<Vec<(Entry, Sha256Hash)>> {
+        self.iter_entries(run)?.collect()
+    }
+
+    /// The entries of a run in order, read lazily (a long run's journal can
+    /// be much larger than memory).
+    pub fn iter_entries(&self, run: &str) -> Result<impl Iterator<Item = Result<(Entry, Sha256Hash)>> + '_> {
         let tree = self.entries_tree(run)?;
-        let mut entries = Vec::new();
-        for item in tree.iter() {
+        let run = run.to_string();
+        Ok(tree.iter().map(move |item| {
             let (key, value) = item.map_err(self.io())?;
-            let seq = seq_of(run, &key)?;
-            let stored = decode_stored(run, seq, &value)?;
-            let entry = decode_entry(run, seq, &stored.body)?;
-            entries.push((entry, stored.hash));
-        }
-        Ok(entries)
+            let seq = seq_of(&run, &key)?;
+            let stored = decode_stored(&run, seq, &value)?;
+            let entry = decode_entry(&run, seq, &stored.body)?;
+            Ok((entry, stored.hash))
+        }))
     }
 
     /// Recomputes every hash and link of a run's chain. Returns the head hash
@@ -427,8 +405,8 @@ fn seq_of(run: &str, key: &[u8]) -> Result<u64> {
 }
 
 fn decode_stored(run: &str, seq: u64, bytes: &[u8]) -> Result<StoredEntry> {
-    let (stored, used): (StoredEntry, usize) = bincode::decode_from_slice(bytes, config())
-        .map_err(|e| JournalError::Corrupt {
+    let (stored, used): (StoredEntry, usize) =
+        bincode::decode_from_slice(bytes, config()).map_err(|e| JournalError::Corrupt {
             run: run.into(),
             seq,
             reason: e.to_string(),
@@ -454,10 +432,7 @@ fn decode_entry(run: &str, seq: u64, body: &[u8]) -> Result<Entry> {
         return Err(JournalError::Corrupt {
             run: run.into(),
             seq,
-            reason: format!(
-                "format {} (this godwit reads {FORMAT_VERSION})",
-                entry.format
-            ),
+            reason: format!("format {} (this godwit reads {FORMAT_VERSION})", entry.format),
         });
     }
     Ok(entry)
@@ -472,10 +447,7 @@ fn decode_header(run: &str, bytes: &[u8]) -> Result<RunHeader> {
     if header.format != FORMAT_VERSION {
         return Err(JournalError::CorruptHeader {
             run: run.into(),
-            reason: format!(
-                "format {} (this godwit reads {FORMAT_VERSION})",
-                header.format
-            ),
+            reason: format!("format {} (this godwit reads {FORMAT_VERSION})", header.format),
         });
     }
     Ok(header)
@@ -552,11 +524,7 @@ mod tests {
     #[test]
     fn deleted_entry_is_a_sequence_gap() {
         let (_dir, journal) = journal_with_entries(5);
-        journal
-            .entries_tree("r1")
-            .unwrap()
-            .remove(3u64.to_be_bytes())
-            .unwrap();
+        journal.entries_tree("r1").unwrap().remove(3u64.to_be_bytes()).unwrap();
         let err = journal.verify("r1").unwrap_err();
         assert!(
             matches!(

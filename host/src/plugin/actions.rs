@@ -57,10 +57,7 @@ impl ValidAction {
                 "op": "update", "collection": collection, "filter": filter.clone(), "update": update.clone(),
                 "upsert": upsert, "multi": multi,
             },
-            ValidAction::Insert {
-                collection,
-                document,
-            } => {
+            ValidAction::Insert { collection, document } => {
                 doc! {"op": "insert", "collection": collection, "document": document.clone()}
             }
             ValidAction::Delete {
@@ -139,14 +136,11 @@ pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidActio
             )));
         }
         let decode = |what: &str, bytes: &[u8]| {
-            Document::from_reader(bytes)
-                .map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
+            Document::from_reader(bytes).map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
         };
         let non_empty = |what: &str, doc: Document| {
             if doc.is_empty() {
-                Err(fail(format!(
-                    "{what} is empty (it would hit every document)"
-                )))
+                Err(fail(format!("{what} is empty (it would hit every document)")))
             } else {
                 Ok(doc)
             }
@@ -222,10 +216,7 @@ mod tests {
             vec![update("users", id.clone()), update("orders", id.clone())],
             Err("action 1 (update on `orders`): collection is not in the pass's writes [users]"),
         );
-        check(
-            vec![update("users", doc! {}.to_vec().unwrap())],
-            Err("filter is empty"),
-        );
+        check(vec![update("users", doc! {}.to_vec().unwrap())], Err("filter is empty"));
         check(
             vec![update("users", vec![5, 0, 0])],
             Err("filter is not well-formed BSON"),

@@ -114,23 +114,18 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
             .status()
             .with_context(|| format!("running cargo for {}", manifest.display()))?;
         if !status.success() {
-            bail!(
-                "cargo build of {} for {target} failed ({status})",
-                manifest.display()
-            );
+            bail!("cargo build of {} for {target} failed ({status})", manifest.display());
         }
         let artifact = request
             .target_dir
             .join(target)
             .join("release")
             .join(format!("{}.wasm", name.replace('-', "_")));
-        let bytes = std::fs::read(&artifact)
-            .with_context(|| format!("reading build output {}", artifact.display()))?;
+        let bytes = std::fs::read(&artifact).with_context(|| format!("reading build output {}", artifact.display()))?;
         let component = if wasmparser::Parser::is_component(&bytes) {
             bytes
         } else {
-            componentize(&bytes)
-                .with_context(|| format!("componentizing {}", artifact.display()))?
+            componentize(&bytes).with_context(|| format!("componentizing {}", artifact.display()))?
         };
         let out = request.out_dir.join(format!("{name}.wasm"));
         std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
@@ -180,8 +175,7 @@ fn check_debian_toolchain() -> anyhow::Result<()> {
 /// The `[package] name` of the crate in `dir`.
 fn crate_name(dir: &Path) -> anyhow::Result<String> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .with_context(|| format!("reading {}", manifest.display()))?;
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", manifest.display()))?;

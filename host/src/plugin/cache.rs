@@ -63,10 +63,7 @@ impl CompileCache {
             // hash) into the user's own cache directory.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(
-                    "ignoring unreadable compile cache entry {}: {e:#}",
-                    path.display()
-                ),
+                Err(e) => tracing::warn!("ignoring unreadable compile cache entry {}: {e:#}", path.display()),
             }
         }
         let component = compile()?;

@@ -12,8 +12,7 @@ wasmtime::component::bindgen!({
 
 pub use exports::godwit::migration::migration::Guest as MigrationExports;
 pub use godwit::migration::types::{
-    Action, Delete, Error as PluginReportedError, Insert, Level, Manifest, Mode, Pass, Report,
-    RunContext, Update,
+    Action, Delete, Error as PluginReportedError, Insert, Level, Manifest, Mode, Pass, Report, RunContext, Update,
 };
 
 /// Package name of the contract, and the version this host implements.
@@ -97,18 +96,13 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
     if raw.name.trim().is_empty() {
         return Err(err("manifest has an empty name".into()));
     }
-    let version = semver::Version::parse(&raw.version).map_err(|e| {
-        err(format!(
-            "version {:?} is not a semantic version: {e}",
-            raw.version
-        ))
-    })?;
+    let version = semver::Version::parse(&raw.version)
+        .map_err(|e| err(format!("version {:?} is not a semantic version: {e}", raw.version)))?;
     let requires = raw
         .requires
         .as_deref()
         .map(|r| {
-            semver::VersionReq::parse(r)
-                .map_err(|e| err(format!("requires {r:?} is not a version requirement: {e}")))
+            semver::VersionReq::parse(r).map_err(|e| err(format!("requires {r:?} is not a version requirement: {e}")))
         })
         .transpose()?;
     let mut passes = Vec::with_capacity(raw.passes.len());
@@ -124,11 +118,7 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
             .map(|p| Document::from_reader(p.as_slice()))
             .transpose()
             .map_err(|e| err(format!("{label}: projection is not a BSON document: {e}")))?;
-        if let Some(bad) = pass
-            .writes
-            .iter()
-            .find(|c| c.is_empty() || c.starts_with("system."))
-        {
+        if let Some(bad) = pass.writes.iter().find(|c| c.is_empty() || c.starts_with("system.")) {
             return Err(err(format!("{label}: cannot write collection {bad:?}")));
         }
         passes.push(ValidPass {
@@ -155,13 +145,8 @@ mod tests {
 
     #[test]
     fn contract_versions() {
-        let check = |names: &[&str], expect: ContractMatch| {
-            assert_eq!(match_contract(names.iter().copied()), expect)
-        };
-        check(
-            &["godwit:migration/migration@0.1.0"],
-            ContractMatch::Supported(VERSION),
-        );
+        let check = |names: &[&str], expect: ContractMatch| assert_eq!(match_contract(names.iter().copied()), expect);
+        check(&["godwit:migration/migration@0.1.0"], ContractMatch::Supported(VERSION));
         check(
             &["godwit:migration/migration@0.1.3"],
             ContractMatch::Supported(semver::Version::new(0, 1, 3)),

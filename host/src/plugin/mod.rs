@@ -51,10 +51,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(20);
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read plugin {}: {source}", file.display())]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("{} is not a WebAssembly file (it does not start with the `\\0asm` header)", file.display())]
     NotWasm { file: PathBuf },
     #[error("{} is a core WebAssembly module that cannot be made into a godwit component: {reason}", file.display())]
@@ -114,10 +111,7 @@ impl PluginHost {
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
-            &mut linker,
-            |state| state,
-        )?;
+        Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
         Ok(PluginHost {
             engine,
             linker: Arc::new(linker),
@@ -150,8 +144,7 @@ impl PluginHost {
             match kind {
                 InputKind::Component => Component::new(&self.engine, &bytes),
                 InputKind::CoreModule => {
-                    let component = builder::componentize(&bytes)
-                        .map_err(|e| wasmtime::format_err!("{e:#}"))?;
+                    let component = builder::componentize(&bytes).map_err(|e| wasmtime::format_err!("{e:#}"))?;
                     Component::new(&self.engine, &component)
                 }
             }
@@ -167,21 +160,13 @@ impl PluginHost {
             },
         };
         let (component, cache) = match &self.cache {
-            Some(cache) => cache
-                .load_or_compile(&self.engine, &sha256, compile)
-                .map_err(invalid)?,
+            Some(cache) => cache.load_or_compile(&self.engine, &sha256, compile).map_err(invalid)?,
             None => (compile().map_err(invalid)?, CacheOutcome::Disabled),
         };
 
         let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let imports: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let contract = match contract::match_contract(exports.iter().map(String::as_str)) {
             ContractMatch::Supported(version) => version,
             ContractMatch::Unsupported(found) => {
@@ -196,21 +181,16 @@ impl PluginHost {
                 return Err(LoadError::NotAPlugin { file, exports });
             }
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                file: file.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+            file: file.clone(),
+            reason: format!("{e:#}"),
+        })?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::Link {
             file: file.clone(),
             reason: format!("{e:#}"),
         })?;
 
-        let name_hint: Arc<str> = file
-            .file_name()
-            .map_or("plugin".into(), |n| n.to_string_lossy().into());
+        let name_hint: Arc<str> = file.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into());
         let mut loaded = LoadedPlugin {
             file: file.clone(),
             sha256,
@@ -231,8 +211,7 @@ impl PluginHost {
                 file: file.clone(),
                 source,
             })?;
-        let manifest = contract::validate_manifest(raw)
-            .map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
+        let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
         loaded.manifest = Arc::new(manifest);
         Ok(loaded)
     }
@@ -370,9 +349,7 @@ impl PluginInstance {
     pub fn begin(&mut self, params: &Document, context: &RunContext) -> Result<(), CallError> {
         let params = params.to_vec().expect("parameters are strings and encode");
         let result = self.call("begin", |plugin, store| {
-            plugin
-                .godwit_migration_migration()
-                .call_begin(store, &params, context)
+            plugin.godwit_migration_migration().call_begin(store, &params, context)
         })?;
         self.reported("begin", result)
     }
@@ -384,9 +361,7 @@ impl PluginInstance {
             None => format!("process (pass {pass})"),
         };
         let result = self.call(&call, |plugin, store| {
-            plugin
-                .godwit_migration_migration()
-                .call_process(store, pass, batch)
+            plugin.godwit_migration_migration().call_process(store, pass, batch)
         })?;
         self.reported(&call, result)
     }
@@ -398,11 +373,7 @@ impl PluginInstance {
         self.reported("finish", result)
     }
 
-    fn reported<T>(
-        &self,
-        call: &str,
-        result: Result<T, contract::PluginReportedError>,
-    ) -> Result<T, CallError> {
+    fn reported<T>(&self, call: &str, result: Result<T, contract::PluginReportedError>) -> Result<T, CallError> {
         result.map_err(|e| CallError::Failed {
             plugin: self.plugin.to_string(),
             call: call.to_string(),
@@ -461,21 +432,13 @@ fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) ->
                 limits.fuel_per_call
             )
         }
-        Some(Trap::Interrupt) => format!(
-            "exceeded the wall-clock deadline of {:?} per call",
-            limits.call_timeout
-        ),
-        Some(Trap::UnreachableCodeReached) => {
-            "panicked or aborted (wasm `unreachable`)".to_string()
-        }
+        Some(Trap::Interrupt) => format!("exceeded the wall-clock deadline of {:?} per call", limits.call_timeout),
+        Some(Trap::UnreachableCodeReached) => "panicked or aborted (wasm `unreachable`)".to_string(),
         Some(trap) => trap.to_string(),
         None => {
             let text = format!("{error:#}");
             if text.contains("forcing trap when growing memory") {
-                format!(
-                    "exceeded the memory cap of {} MiB",
-                    limits.memory_bytes >> 20
-                )
+                format!("exceeded the memory cap of {} MiB", limits.memory_bytes >> 20)
             } else {
                 text
             }

@@ -14,9 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Serves the plugin's read-only `find` lookups. The run engine implements it
 /// over MongoDB (and journals the results); tools that only inspect a plugin
@@ -35,16 +33,8 @@ pub trait Lookup: Send {
 pub struct NoLookups;
 
 impl Lookup for NoLookups {
-    fn find(
-        &mut self,
-        collection: &str,
-        _: &[u8],
-        _: Option<&[u8]>,
-        _: u32,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        Err(format!(
-            "lookups are only served during a run (find on {collection})"
-        ))
+    fn find(&mut self, collection: &str, _: &[u8], _: Option<&[u8]>, _: u32) -> Result<Vec<Vec<u8>>, String> {
+        Err(format!("lookups are only served during a run (find on {collection})"))
     }
 }
 
@@ -135,8 +125,7 @@ impl contract::godwit::migration::host::Host for State {
         projection: Option<Vec<u8>>,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, String> {
-        self.lookup
-            .find(&collection, &filter, projection.as_deref(), limit)
+        self.lookup.find(&collection, &filter, projection.as_deref(), limit)
     }
 }
 
@@ -288,11 +277,7 @@ impl Pollable for OutputPipe {
 }
 
 impl tokio::io::AsyncWrite for OutputPipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.output.write(self.stderr, buf);
         Poll::Ready(Ok(buf.len()))
     }

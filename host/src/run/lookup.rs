@@ -1,10 +1,12 @@
 //! The plugin's `find` import served from MongoDB, with every lookup and its
-//! result recorded so the journal can hold exactly what the plugin saw.
+//! result recorded so the journal can hold exactly what the plugin saw; and
+//! replay of recorded lookups when a resumed run restores the plugin's state.
 
 use crate::journal::LookupRecord;
 use crate::plugin::sandbox::Lookup;
 use bson::{Document, RawDocumentBuf};
 use futures_util::TryStreamExt;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// Most documents one lookup returns (also the cap for `limit` 0).
@@ -20,10 +22,56 @@ impl Recorded {
     }
 }
 
+/// While loaded, lookups are answered from journaled records instead of the
+/// database, in order: a resumed run re-feeds the plugin what it saw before.
+#[derive(Clone, Default)]
+pub struct Replay(Arc<Mutex<Option<VecDeque<LookupRecord>>>>);
+
+impl Replay {
+    pub fn load(&self, records: Vec<LookupRecord>) {
+        *self.0.lock().unwrap() = Some(records.into());
+    }
+
+    /// Stops replaying; returns how many journaled lookups were not asked for.
+    pub fn stop(&self) -> usize {
+        self.0.lock().unwrap().take().map_or(0, |q| q.len())
+    }
+
+    fn serve(
+        &self,
+        collection: &str,
+        filter: &[u8],
+        projection: Option<&[u8]>,
+        limit: u32,
+    ) -> Option<Result<Vec<Vec<u8>>, String>> {
+        let mut guard = self.0.lock().unwrap();
+        let queue = guard.as_mut()?;
+        Some(match queue.pop_front() {
+            Some(r)
+                if r.collection == collection
+                    && r.filter == filter
+                    && r.projection.as_deref() == projection
+                    && r.limit == limit =>
+            {
+                r.result
+            }
+            Some(r) => Err(format!(
+                "replay diverged: the plugin looked up {collection} where the journal recorded a lookup on {} \
+                 (or with another filter)",
+                r.collection
+            )),
+            None => Err(format!(
+                "replay diverged: the plugin looked up {collection}, the journal recorded no further lookup"
+            )),
+        })
+    }
+}
+
 pub struct MongoLookup {
     pub db: mongodb::Database,
     pub handle: tokio::runtime::Handle,
     pub recorded: Recorded,
+    pub replay: Replay,
 }
 
 impl Lookup for MongoLookup {
@@ -39,6 +87,9 @@ impl Lookup for MongoLookup {
         } else {
             limit.min(MAX_LOOKUP_DOCS)
         };
+        if let Some(replayed) = self.replay.serve(collection, filter, projection, limit) {
+            return replayed;
+        }
         let result = self.run(collection, filter, projection, limit);
         self.recorded.0.lock().unwrap().push(LookupRecord {
             collection: collection.to_string(),
@@ -59,8 +110,7 @@ impl MongoLookup {
         projection: Option<&[u8]>,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let filter = Document::from_reader(filter)
-            .map_err(|e| format!("filter is not a BSON document: {e}"))?;
+        let filter = Document::from_reader(filter).map_err(|e| format!("filter is not a BSON document: {e}"))?;
         let projection = projection
             .map(Document::from_reader)
             .transpose()
@@ -69,16 +119,11 @@ impl MongoLookup {
         // The plugin call runs inside `block_in_place`, so blocking on the
         // runtime here is allowed.
         self.handle.block_on(async {
-            let mut find = coll
-                .find(filter)
-                .limit(i64::from(limit))
-                .sort(bson::doc! {"_id": 1});
+            let mut find = coll.find(filter).limit(i64::from(limit)).sort(bson::doc! {"_id": 1});
             if let Some(p) = projection {
                 find = find.projection(p);
             }
-            let cursor = find
-                .await
-                .map_err(|e| format!("find on {collection} failed: {e}"))?;
+            let cursor = find.await.map_err(|e| format!("find on {collection} failed: {e}"))?;
             let docs: Vec<RawDocumentBuf> = cursor
                 .try_collect()
                 .await

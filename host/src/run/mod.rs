@@ -26,7 +26,7 @@ use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
 use anyhow::Context;
 use bson::{Bson, Document, RawDocumentBuf, doc};
 use futures_util::TryStreamExt;
-use lookup::{MongoLookup, Recorded};
+use lookup::{MongoLookup, Recorded, Replay};
 use report::Summary;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -241,15 +241,11 @@ impl Engine<'_> {
         }
 
         // Replay the journal: progress and the summary so far.
-        let mut summary = Summary::new(
-            manifest
-                .passes
-                .iter()
-                .map(|p| (p.name.as_str(), p.collection.as_str())),
-        );
+        let mut summary = Summary::new(manifest.passes.iter().map(|p| (p.name.as_str(), p.collection.as_str())));
         let mut progress = Progress::default();
         let mut old_sessions = Vec::new();
-        for (entry, _) in self.journal.entries(&run)? {
+        for item in self.journal.iter_entries(&run)? {
+            let (entry, _) = item?;
             match entry.kind {
                 EntryKind::Planned => {
                     if let (Some(p), Some(c)) = (entry.pass, checkpoint_of(&entry)) {
@@ -259,20 +255,14 @@ impl Engine<'_> {
                 }
                 EntryKind::Prepared | EntryKind::Finish => progress.pending = Some(entry),
                 EntryKind::Committed => {
-                    if let Some(pending) =
-                        progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq)
-                    {
+                    if let Some(pending) = progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
                         if let (Some(p), Some(c)) = (pending.pass, checkpoint_of(&pending)) {
                             progress.checkpoints.insert(p, c);
                         }
                         if pending.kind == EntryKind::Finish {
                             progress.finished = true;
                         } else {
-                            summary.add(
-                                pending.pass,
-                                pending.counts.documents,
-                                &decode_actions(&pending)?,
-                            );
+                            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
                         }
                     }
                 }
@@ -280,21 +270,14 @@ impl Engine<'_> {
                     progress.done_passes.insert(entry.pass.unwrap_or(0));
                 }
                 EntryKind::Stamp => progress.stamped = true,
-                EntryKind::Session => old_sessions.extend(
-                    entry
-                        .session
-                        .and_then(|b| Document::from_reader(b.as_slice()).ok()),
-                ),
+                EntryKind::Session => {
+                    old_sessions.extend(entry.session.and_then(|b| Document::from_reader(b.as_slice()).ok()))
+                }
                 EntryKind::Begin | EntryKind::Resume => {}
             }
         }
         // In a dry run `Finish` is never committed: recorded is done.
-        if !execute
-            && progress
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.kind == EntryKind::Finish)
-        {
+        if !execute && progress.pending.as_ref().is_some_and(|p| p.kind == EntryKind::Finish) {
             progress.pending = None;
             progress.finished = true;
         }
@@ -351,11 +334,7 @@ impl Engine<'_> {
         result
     }
 
-    async fn drive(
-        &self,
-        request: &RunRequest,
-        state: &mut DriveState<'_>,
-    ) -> anyhow::Result<Outcome> {
+    async fn drive(&self, request: &RunRequest, state: &mut DriveState<'_>) -> anyhow::Result<Outcome> {
         let DriveState {
             header,
             progress,
@@ -409,10 +388,7 @@ impl Engine<'_> {
                 filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
             }
             let coll = self.db.db.collection::<RawDocumentBuf>(&pass.collection);
-            let mut find = coll
-                .find(filter)
-                .sort(doc! {"_id": 1})
-                .batch_size(batch_size);
+            let mut find = coll.find(filter).sort(doc! {"_id": 1}).batch_size(batch_size);
             if let Some(projection) = &pass.projection {
                 find = find.projection(projection.clone());
             }
@@ -457,36 +433,18 @@ impl Engine<'_> {
                 }
                 let last_id = RawDocumentBuf::from_bytes(batch.last().unwrap().clone())
                     .ok()
-                    .and_then(|d| {
-                        d.get("_id")
-                            .ok()
-                            .flatten()
-                            .and_then(|v| Bson::try_from(v).ok())
-                    })
-                    .with_context(|| {
-                        format!(
-                            "run {run}, pass {index} ({}): a document has no _id",
-                            pass.name
-                        )
-                    })?;
+                    .and_then(|d| d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()))
+                    .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))?;
                 let where_ = || {
                     format!(
                         "run {run}, pass {index} ({}), batch {batch_no} (documents up to _id {last_id})",
                         pass.name
                     )
                 };
-                let plugin = instance
-                    .as_mut()
-                    .expect("instance exists while passes remain");
-                let raw = tokio::task::block_in_place(|| plugin.process(index, &batch))
-                    .with_context(where_)?;
-                let valid = actions::validate(&allowed, raw).with_context(|| {
-                    format!(
-                        "{}: plugin {} returned an invalid action",
-                        where_(),
-                        manifest.name
-                    )
-                })?;
+                let plugin = instance.as_mut().expect("instance exists while passes remain");
+                let raw = tokio::task::block_in_place(|| plugin.process(index, &batch)).with_context(where_)?;
+                let valid = actions::validate(&allowed, raw)
+                    .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
                 let mut entry = Entry::new(
                     if execute {
                         EntryKind::Prepared
@@ -527,7 +485,7 @@ impl Engine<'_> {
                 progress.checkpoints.insert(index, last_id);
                 summary.add(Some(index), documents, &valid);
                 if let Some(throttle) = throttle.as_mut() {
-                    throttle.pace(documents).await;
+                    throttle.pace(documents, &self.stop).await;
                 }
                 batch_no += 1;
                 tracing::debug!(
@@ -542,19 +500,14 @@ impl Engine<'_> {
                 return Ok(self.interrupted(header, summary));
             }
             let plugin = instance.as_mut().expect("instance exists until finish");
-            let raw = tokio::task::block_in_place(|| plugin.finish())
-                .with_context(|| format!("run {run}: finish"))?;
+            let raw = tokio::task::block_in_place(|| plugin.finish()).with_context(|| format!("run {run}: finish"))?;
             let all_writes: Vec<&str> = manifest
                 .passes
                 .iter()
                 .flat_map(|p| p.writes.iter().map(String::as_str))
                 .collect();
-            let valid = actions::validate(&all_writes, raw).with_context(|| {
-                format!(
-                    "run {run}, finish: plugin {} returned an invalid action",
-                    manifest.name
-                )
-            })?;
+            let valid = actions::validate(&all_writes, raw)
+                .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
             let mut entry = Entry::new(EntryKind::Finish, now_ms());
             entry.fuel = plugin.fuel_used();
             entry.lookups = recorded.drain();
@@ -752,10 +705,12 @@ impl Engine<'_> {
         resumed: bool,
     ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
+        let replay = Replay::default();
         let lookup = MongoLookup {
             db: self.db.db.clone(),
             handle: tokio::runtime::Handle::current(),
             recorded: recorded.clone(),
+            replay: replay.clone(),
         };
         let seed = u64::from_le_bytes(sha256(run.as_bytes())[..8].try_into().unwrap());
         let mut instance = self
@@ -777,21 +732,80 @@ impl Engine<'_> {
             database: header.database.clone(),
         };
         let params = params_document(&request.params);
-        tokio::task::block_in_place(|| instance.begin(&params, &context))
-            .with_context(|| format!("run {run}"))?;
-        let mut entry = Entry::new(
-            if resumed {
-                EntryKind::Resume
-            } else {
-                EntryKind::Begin
-            },
-            now_ms(),
-        );
+        if resumed {
+            // `begin` sees what it saw when the run started, not the database
+            // as our own writes have changed it since.
+            let first_begin = self.journal.iter_entries(run)?.find_map(|item| match item {
+                Ok((entry, _)) if entry.kind == EntryKind::Begin => Some(Ok(entry.lookups)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            });
+            replay.load(first_begin.transpose()?.unwrap_or_default());
+        }
+        tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
+        replay.stop();
+        let mut entry = Entry::new(if resumed { EntryKind::Resume } else { EntryKind::Begin }, now_ms());
         entry.fuel = instance.fuel_used();
         entry.lookups = recorded.drain();
         self.journal.append(run, entry)?;
         self.journal.flush()?;
+        if resumed {
+            self.restore_state(&mut instance, run, &replay)?;
+        }
         Ok(instance)
+    }
+
+    /// A fresh instance knows nothing of the batches before the interruption:
+    /// feed it every applied batch again (with the lookups it saw then) so
+    /// that state it keeps across batches is what an uninterrupted run would
+    /// have. The actions must come out identical, which also proves the
+    /// plugin deterministic; they are not applied again.
+    fn restore_state(&self, instance: &mut PluginInstance, run: &str, replay: &Replay) -> anyhow::Result<()> {
+        let manifest = &self.plugin.manifest;
+        let mut pending: Option<Entry> = None;
+        let mut replayed = 0u64;
+        for item in self.journal.iter_entries(run)? {
+            let (entry, _) = item?;
+            let batch = match entry.kind {
+                EntryKind::Planned => Some(entry),
+                EntryKind::Prepared => {
+                    pending = Some(entry);
+                    None
+                }
+                EntryKind::Committed => pending.take_if(|p| Some(p.seq) == entry.batch_seq),
+                _ => None,
+            };
+            let Some(batch) = batch else { continue };
+            let Some(pass) = batch.pass else { continue };
+            let spec = &manifest.passes[pass as usize];
+            replay.load(batch.lookups.clone());
+            let raw = tokio::task::block_in_place(|| instance.process(pass, &batch.inputs)).with_context(|| {
+                format!(
+                    "run {run}: replaying journaled batch {} to restore the plugin's state",
+                    batch.seq
+                )
+            })?;
+            replay.stop();
+            let valid = actions::validate(&actions::allowed(spec), raw)
+                .with_context(|| format!("run {run}: replaying journaled batch {}", batch.seq))?;
+            let encoded: Vec<Vec<u8>> = valid
+                .iter()
+                .map(|a| a.to_document().to_vec().expect("validated actions encode"))
+                .collect();
+            if Some(hash_documents(&encoded)) != batch.actions_hash {
+                anyhow::bail!(
+                    "run {run}: plugin {} returned different actions for journaled batch {} (pass {pass}) than when it ran; \
+                     it is not deterministic, so its state cannot be restored for the resume",
+                    manifest.name,
+                    batch.seq
+                );
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!("run {run}: restored the plugin's state by replaying {replayed} journaled batches");
+        }
+        Ok(())
     }
 
     /// Settles a batch journaled as prepared whose commit was not journaled.
@@ -804,11 +818,7 @@ impl Engine<'_> {
         summary: &mut Summary,
         progress: &mut Progress,
     ) -> anyhow::Result<()> {
-        let marker_seq = self
-            .db
-            .marker(run)
-            .await?
-            .and_then(|m| m.get_i64("seq").ok());
+        let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
         let committed = marker_seq.is_some_and(|seq| seq >= pending.seq as i64);
         let note = if committed {
             "settled on resume: the progress marker shows it committed".to_string()
@@ -827,9 +837,7 @@ impl Engine<'_> {
                     session,
                 )
                 .await
-                .with_context(|| {
-                    format!("run {run}: re-applying journaled batch {}", pending.seq)
-                })?;
+                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?;
             "settled on resume: re-applied from the journal".to_string()
         };
         tracing::info!("run {run}: batch {} {note}", pending.seq);
@@ -845,11 +853,7 @@ impl Engine<'_> {
         if pending.kind == EntryKind::Finish {
             progress.finished = true;
         } else {
-            summary.add(
-                pending.pass,
-                pending.counts.documents,
-                &decode_actions(&pending)?,
-            );
+            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
         }
         Ok(())
     }
@@ -864,12 +868,7 @@ impl Engine<'_> {
         Ok(self.db.acquire_lock(&holder, lease).await?)
     }
 
-    fn spawn_renewal(
-        &self,
-        lock: Lock,
-        lease: Duration,
-        lost: Arc<AtomicBool>,
-    ) -> tokio::task::JoinHandle<()> {
+    fn spawn_renewal(&self, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
         let db = self.db.clone();
         tokio::spawn(async move {
             loop {
@@ -949,9 +948,7 @@ impl Engine<'_> {
             "finished_at": bson::DateTime::now(),
             "host_version": &header.host_version,
         };
-        self.db
-            .stamp(&manifest.version.to_string(), run, history)
-            .await?;
+        self.db.stamp(&manifest.version.to_string(), run, history).await?;
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
         entry.note = format!(
             "version {} (journal head before stamp {})",
@@ -980,9 +977,12 @@ impl Throttle {
         }
     }
 
-    async fn pace(&mut self, documents: u64) {
+    /// Sleeps until the rate allows the next batch, waking early on a stop request.
+    async fn pace(&mut self, documents: u64, stop: &StopSignal) {
         self.documents += documents;
         let due = self.started + Duration::from_secs_f64(self.documents as f64 / self.per_sec);
-        tokio::time::sleep_until(due).await;
+        while !stop.requested() && tokio::time::Instant::now() < due {
+            tokio::time::sleep_until(due.min(tokio::time::Instant::now() + Duration::from_millis(50))).await;
+        }
     }
 }

@@ -83,10 +83,7 @@ impl Summary {
                 }
             }
             if let Some(c) = action.collection() {
-                *target
-                    .writes_by_collection
-                    .entry(c.to_string())
-                    .or_default() += 1;
+                *target.writes_by_collection.entry(c.to_string()).or_default() += 1;
             }
         }
     }

@@ -14,9 +14,7 @@ impl Migration for NormalizeEmails {
     fn manifest() -> Manifest {
         Manifest::new("normalize-emails", "1.1.0")
             .requires(">=1.0.0")
-            .description(
-                "Trim and lower-case users.email; report addresses that collide once normalized",
-            )
+            .description("Trim and lower-case users.email; report addresses that collide once normalized")
             .pass(
                 Pass::new("users", "users")
                     .filter(doc! {"email": {"$type": "string"}})
@@ -27,23 +25,13 @@ impl Migration for NormalizeEmails {
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
-        Ok(NormalizeEmails {
-            seen: HashMap::new(),
-        })
+        Ok(NormalizeEmails { seen: HashMap::new() })
     }
 
-    fn process(
-        &mut self,
-        _cx: &mut Context,
-        _pass: usize,
-        batch: Vec<Document>,
-    ) -> Result<Vec<Action>, Error> {
+    fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         let mut actions = Vec::new();
         for user in batch {
-            let id = user
-                .get("_id")
-                .cloned()
-                .ok_or_else(|| Error::new("user without _id"))?;
+            let id = user.get("_id").cloned().ok_or_else(|| Error::new("user without _id"))?;
             let email = user
                 .get_str("email")
                 .map_err(|e| Error::new(e).for_document(id.clone()))?;
@@ -73,9 +61,7 @@ mod tests {
     use godwit_sdk::testing::Harness;
 
     fn check(users: Vec<Document>, expect: Vec<Action>) {
-        let actions = Harness::<NormalizeEmails>::new()
-            .run_pass(0, users)
-            .unwrap();
+        let actions = Harness::<NormalizeEmails>::new().run_pass(0, users).unwrap();
         assert_eq!(actions, expect);
     }
 
@@ -100,9 +86,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let actions = h
-            .process(0, vec![doc! {"_id": 2, "email": "ADA@example.com"}])
-            .unwrap();
+        let actions = h.process(0, vec![doc! {"_id": 2, "email": "ADA@example.com"}]).unwrap();
         assert_eq!(
             actions,
             vec![Action::report(

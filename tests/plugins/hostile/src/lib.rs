@@ -74,10 +74,7 @@ impl Guest for Hostile {
                     HOARD.with_borrow_mut(|h| h.push(vec![1u8; 8 << 20]));
                 }
             }
-            "panic" => panic!(
-                "hostile plugin panics on purpose (batch of {})",
-                batch.len()
-            ),
+            "panic" => panic!("hostile plugin panics on purpose (batch of {})", batch.len()),
             "probe" => {
                 let file = match std::fs::read_to_string("/etc/passwd") {
                     Ok(text) => format!("read {} bytes", text.len()),

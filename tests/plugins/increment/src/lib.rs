@@ -9,23 +9,14 @@ impl Migration for Increment {
     fn manifest() -> Manifest {
         Manifest::new("increment", "2.0.0")
             .description("$inc counters.n by one")
-            .pass(
-                Pass::new("counters", "counters")
-                    .batch_size(10)
-                    .writes(["counters"]),
-            )
+            .pass(Pass::new("counters", "counters").batch_size(10).writes(["counters"]))
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
         Ok(Increment)
     }
 
-    fn process(
-        &mut self,
-        _cx: &mut Context,
-        _pass: usize,
-        batch: Vec<Document>,
-    ) -> Result<Vec<Action>, Error> {
+    fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         batch
             .iter()
             .map(|d| {
