@@ -133,7 +133,7 @@ fn execute_applies_exactly_the_reported_actions_then_a_second_run_finds_nothing(
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// Starts a throttled execute run and stops it with SIGTERM after `after`.
+/// Starts a throttled execute run and stops it with SIGTERM after its first batch.
 fn interrupted_run(db: &TestDb, journal: &std::path::Path, file: &str, extra: &[&str]) -> String {
     let mut args = vec!["run", file, "--execute", "--max-docs-per-sec", "40", "--json"];
     args.extend_from_slice(extra);
@@ -142,7 +142,12 @@ fn interrupted_run(db: &TestDb, journal: &std::path::Path, file: &str, extra: &[
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Stop it once it has committed a batch (its progress marker exists).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}}).is_none() {
+        assert!(std::time::Instant::now() < deadline, "the run never committed a batch");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "stopped gracefully: {}", stderr(&out));
