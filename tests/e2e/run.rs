@@ -144,7 +144,10 @@ fn interrupted_run(db: &TestDb, journal: &std::path::Path, file: &str, extra: &[
         .unwrap();
     // Stop it once it has committed a batch (its progress marker exists).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db.find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}}).is_none() {
+    while db
+        .find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}})
+        .is_none()
+    {
         assert!(std::time::Instant::now() < deadline, "the run never committed a batch");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -308,4 +311,33 @@ fn resumed_run_restores_plugin_state_and_reports_what_an_uninterrupted_run_would
         "user3@EXAMPLE.com",
         "the colliding address is reported, not merged"
     );
+}
+
+#[test]
+fn residue_after_execute_is_not_stamped_unless_allowed() {
+    let db = TestDb::new(server(), "residue");
+    db.insert("things", (0..25).map(|i| doc! {"_id": i}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("hostile");
+    let args = ["run", file.to_str().unwrap(), "--execute", "--param", "behaviour=stubborn", "--json"];
+    let out = command(&db, journal.path(), &args).output().unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not stamped"), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["status"], "unclean");
+    assert_eq!(report["residue"]["passes"][0]["updates"], 25);
+    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none(), "not stamped");
+    let run = report["run_id"].clone();
+
+    // The run stays resumable; with --allow-residue it is stamped, and the history says so.
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-residue");
+    let out = command(&db, journal.path(), &allowed).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["run_id"], run, "the unclean run was resumed and stamped");
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    assert_eq!(schema.get_str("version").unwrap(), "0.0.1");
+    let entry = schema.get_array("history").unwrap()[0].as_document().unwrap().clone();
+    assert_eq!(entry.get_str("verified").unwrap(), "residue of 25 write actions allowed (--allow-residue)");
 }

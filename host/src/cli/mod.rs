@@ -144,6 +144,9 @@ pub mod exit {
     pub const DATABASE: u8 = 8;
     /// The database's schema version does not satisfy the plugin's `requires`.
     pub const VERSION: u8 = 9;
+    /// Verification after an execute run found write actions left (residue);
+    /// the version was not stamped.
+    pub const RESIDUE: u8 = 10;
     /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
     pub const INTERRUPTED: u8 = 130;
 }

@@ -3,7 +3,7 @@
 use super::{ConnectionArgs, GlobalArgs, SandboxArgs, exit};
 use crate::journal::{Journal, RunMode};
 use crate::run::report::Summary;
-use crate::run::{Engine, Outcome, ResumeChoice, RunRequest, StopSignal};
+use crate::run::{Engine, Outcome, ResumeChoice, RunRequest, StopSignal, VerifyPolicy};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -34,6 +34,13 @@ pub struct RunCommand {
     /// Throttle: at most this many documents per second (for busy production databases).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_docs_per_sec: Option<u32>,
+    /// Stamp even if verification (the passes re-run dry after an execute
+    /// run) still finds write actions; the residue is recorded in history.
+    #[arg(long, conflicts_with = "skip_verify")]
+    allow_residue: bool,
+    /// Stamp without verifying (for plugins whose actions never converge).
+    #[arg(long)]
+    skip_verify: bool,
     /// Lease of the database lock, in seconds; renewed while the run lives,
     /// taken over by another runner once expired.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -88,6 +95,11 @@ impl RunCommand {
             },
             lease: Duration::from_secs(self.lease),
             max_docs_per_sec: self.max_docs_per_sec,
+            verify: match (self.allow_residue, self.skip_verify) {
+                (true, _) => VerifyPolicy::AllowResidue,
+                (_, true) => VerifyPolicy::Skip,
+                _ => VerifyPolicy::Require,
+            },
         };
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
@@ -112,14 +124,19 @@ impl RunCommand {
 }
 
 fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
-    let (header, summary, status, code) = match outcome {
-        Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK),
-        Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED),
+    let (header, summary, status, code, residue) = match outcome {
+        Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK, None),
+        Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED, None),
+        Outcome::Unclean {
+            header,
+            summary,
+            residue,
+        } => (header, summary, "unclean", exit::RESIDUE, Some(residue)),
     };
     let execute = header.mode == RunMode::Execute;
     let stamped = match outcome {
         Outcome::Finished { stamped, .. } => stamped.clone(),
-        Outcome::Interrupted { .. } => None,
+        _ => None,
     };
     if global.json {
         let json = serde_json::json!({
@@ -133,6 +150,7 @@ fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> E
             "resumed": matches!(outcome, Outcome::Finished { resumed: true, .. }),
             "stamped_version": stamped,
             "summary": summary,
+            "residue": residue,
         });
         println!("{}", serde_json::to_string_pretty(&json).expect("summary serializes"));
     } else {
@@ -152,12 +170,27 @@ fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> E
             }
             _ => {}
         }
+        if let Some(residue) = residue {
+            println!(
+                "verification: the passes, re-run dry, still want {} write actions:",
+                residue.write_actions()
+            );
+            print_summary(residue, false);
+        }
     }
-    if status == "interrupted" {
-        eprintln!(
-            "interrupted: the run is resumable; continue with: {}",
-            resume_hint.replace("{run}", &header.run_id)
-        );
+    match status {
+        "interrupted" => {
+            eprintln!(
+                "interrupted: the run is resumable; continue with: {}",
+                resume_hint.replace("{run}", &header.run_id)
+            )
+        }
+        "unclean" => eprintln!(
+            "not stamped: the data is not clean after run {} (see the residue above); fix the cause and run again, \
+             or stamp anyway with --allow-residue",
+            header.run_id
+        ),
+        _ => {}
     }
     ExitCode::from(code)
 }

@@ -106,6 +106,9 @@ pub enum EntryKind {
     PassDone,
     /// `finish` ran; its actions (if any) are in the entry.
     Finish,
+    /// The passes were re-run dry after the run; counts hold the write
+    /// actions still wanted (the residue).
+    Verify,
     /// The schema version was stamped in the database.
     Stamp,
     /// A process attached to the run; `session` holds its server session id,

@@ -21,7 +21,7 @@ use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder};
 use crate::hash::{sha256, to_hex};
 use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
 use crate::plugin::actions::{self, ValidAction};
-use crate::plugin::contract::{Mode, RunContext};
+use crate::plugin::contract::{Mode, RunContext, ValidPass};
 use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
 use anyhow::Context;
 use bson::{Bson, Document, RawDocumentBuf, doc};
@@ -118,6 +118,18 @@ pub struct RunRequest {
     pub lease: Duration,
     /// Throttle for busy production databases: documents per second, at most.
     pub max_docs_per_sec: Option<u32>,
+    pub verify: VerifyPolicy,
+}
+
+/// What an execute run checks before it stamps the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyPolicy {
+    /// Re-run the passes dry; stamp only if they return no write action.
+    Require,
+    /// Verify and report, but stamp even with residue (recorded in history).
+    AllowResidue,
+    /// Stamp without verifying (for plugins that never converge; recorded).
+    Skip,
 }
 
 /// Set by Ctrl-C / SIGTERM: stop after the current batch.
@@ -144,6 +156,12 @@ pub enum Outcome {
     Interrupted {
         header: RunHeader,
         summary: Summary,
+    },
+    /// Applied, but verification found write actions left: not stamped.
+    Unclean {
+        header: RunHeader,
+        summary: Summary,
+        residue: Summary,
     },
 }
 
@@ -273,7 +291,7 @@ impl Engine<'_> {
                 EntryKind::Session => {
                     old_sessions.extend(entry.session.and_then(|b| Document::from_reader(b.as_slice()).ok()))
                 }
-                EntryKind::Begin | EntryKind::Resume => {}
+                EntryKind::Begin | EntryKind::Resume | EntryKind::Verify => {}
             }
         }
         // In a dry run `Finish` is never committed: recorded is done.
@@ -379,25 +397,10 @@ impl Engine<'_> {
             if progress.done_passes.contains(&index) {
                 continue;
             }
-            let batch_size = request
-                .batch_size
-                .or((pass.batch_size > 0).then_some(pass.batch_size))
-                .unwrap_or(DEFAULT_BATCH_SIZE);
-            let mut filter = pass.filter.clone();
-            if let Some(checkpoint) = progress.checkpoints.get(&index) {
-                filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
-            }
-            let coll = self.db.db.collection::<RawDocumentBuf>(&pass.collection);
-            let mut find = coll.find(filter).sort(doc! {"_id": 1}).batch_size(batch_size);
-            if let Some(projection) = &pass.projection {
-                find = find.projection(projection.clone());
-            }
-            let mut cursor = find.await.with_context(|| {
-                format!(
-                    "run {run}, pass {index} ({}): reading {}.{}",
-                    pass.name, self.db.name, pass.collection
-                )
-            })?;
+            let batch_size = batch_size_for(request, pass);
+            let label = format!("run {run}, pass {index} ({})", pass.name);
+            let mut reader =
+                PassReader::open(self.db, pass, progress.checkpoints.get(&index), batch_size, label).await?;
             let allowed = actions::allowed(pass);
             let mut batch_no = summary.passes[index as usize].batches;
             loop {
@@ -411,18 +414,7 @@ impl Engine<'_> {
                     }
                     .into());
                 }
-                let mut batch = Vec::with_capacity(batch_size as usize);
-                while batch.len() < batch_size as usize {
-                    match cursor.try_next().await.with_context(|| {
-                        format!(
-                            "run {run}, pass {index} ({}): reading {}.{}",
-                            pass.name, self.db.name, pass.collection
-                        )
-                    })? {
-                        Some(doc) => batch.push(doc.into_bytes()),
-                        None => break,
-                    }
-                }
+                let batch = reader.next_batch().await?;
                 if batch.is_empty() {
                     let mut entry = Entry::new(EntryKind::PassDone, now_ms());
                     entry.pass = Some(index);
@@ -459,29 +451,17 @@ impl Engine<'_> {
                 entry.lookups = recorded.drain();
                 self.fill_batch(&mut entry, batch, &valid);
                 let documents = entry.counts.documents;
-                let (entry, _) = self.journal.append(&run, entry)?;
-                self.journal.flush()?;
-                if execute {
-                    self.db
-                        .apply_batch(
-                            &BatchWrite {
-                                run_id: &run,
-                                seq: entry.seq,
-                                pass: Some(index),
-                                checkpoint: Some(last_id.clone()),
-                                actions: &valid,
-                                lock,
-                            },
-                            session.as_mut(),
-                        )
-                        .await
-                        .with_context(where_)?;
-                    let mut committed = Entry::new(EntryKind::Committed, now_ms());
-                    committed.batch_seq = Some(entry.seq);
-                    committed.pass = Some(index);
-                    // Not flushed here: if it is lost, the marker settles the batch.
-                    self.journal.append(&run, committed)?;
-                }
+                self.record_and_apply(
+                    &run,
+                    entry,
+                    &valid,
+                    Some(last_id.clone()),
+                    lock,
+                    session.as_mut(),
+                    execute,
+                )
+                .await
+                .with_context(where_)?;
                 progress.checkpoints.insert(index, last_id);
                 summary.add(Some(index), documents, &valid);
                 if let Some(throttle) = throttle.as_mut() {
@@ -512,27 +492,9 @@ impl Engine<'_> {
             entry.fuel = plugin.fuel_used();
             entry.lookups = recorded.drain();
             self.fill_batch(&mut entry, Vec::new(), &valid);
-            let (entry, _) = self.journal.append(&run, entry)?;
-            self.journal.flush()?;
-            if execute {
-                self.db
-                    .apply_batch(
-                        &BatchWrite {
-                            run_id: &run,
-                            seq: entry.seq,
-                            pass: None,
-                            checkpoint: None,
-                            actions: &valid,
-                            lock,
-                        },
-                        session.as_mut(),
-                    )
-                    .await
-                    .with_context(|| format!("run {run}, finish"))?;
-                let mut committed = Entry::new(EntryKind::Committed, now_ms());
-                committed.batch_seq = Some(entry.seq);
-                self.journal.append(&run, committed)?;
-            }
+            self.record_and_apply(&run, entry, &valid, None, lock, session.as_mut(), execute)
+                .await
+                .with_context(|| format!("run {run}, finish"))?;
             summary.add(None, 0, &valid);
             if valid.is_empty() {
                 summary.finish.batches -= 1;
@@ -542,7 +504,35 @@ impl Engine<'_> {
         let mut stamped = None;
         if execute {
             if !progress.stamped {
-                self.stamp(header, summary).await?;
+                let residue = match request.verify {
+                    VerifyPolicy::Skip => None,
+                    _ => match self.verify_clean(header, request).await? {
+                        Some(residue) => Some(residue),
+                        None => return Ok(self.interrupted(header, summary)),
+                    },
+                };
+                let residue_actions = residue.as_ref().map_or(0, Summary::write_actions);
+                if let Some(residue) = &residue {
+                    let mut entry = Entry::new(EntryKind::Verify, now_ms());
+                    entry.counts.documents = residue.documents();
+                    entry.counts.updates = residue_actions;
+                    entry.note = format!("{residue_actions} write actions left after the run");
+                    self.journal.append(&run, entry)?;
+                    self.journal.flush()?;
+                }
+                if residue_actions > 0 && request.verify == VerifyPolicy::Require {
+                    return Ok(Outcome::Unclean {
+                        header: header.clone(),
+                        summary: summary.clone(),
+                        residue: residue.expect("verified"),
+                    });
+                }
+                let verified = match (request.verify, residue_actions) {
+                    (VerifyPolicy::Skip, _) => "skipped".to_string(),
+                    (_, 0) => "clean".to_string(),
+                    (_, n) => format!("residue of {n} write actions allowed (--allow-residue)"),
+                };
+                self.stamp(header, summary, &verified).await?;
             }
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
@@ -557,6 +547,41 @@ impl Engine<'_> {
             resumed,
             stamped,
         })
+    }
+
+    /// Journals a batch (flushed before anything is written); in execute
+    /// mode applies it with the progress marker and journals the commit.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_and_apply(
+        &self,
+        run: &str,
+        entry: Entry,
+        valid: &[ValidAction],
+        checkpoint: Option<Bson>,
+        lock: Option<&Lock>,
+        session: Option<&mut mongodb::ClientSession>,
+        execute: bool,
+    ) -> anyhow::Result<()> {
+        let pass = entry.pass;
+        let (entry, _) = self.journal.append(run, entry)?;
+        self.journal.flush()?;
+        if execute {
+            let write = BatchWrite {
+                run_id: run,
+                seq: entry.seq,
+                pass,
+                checkpoint,
+                actions: valid,
+                lock,
+            };
+            self.db.apply_batch(&write, session).await?;
+            let mut committed = Entry::new(EntryKind::Committed, now_ms());
+            committed.batch_seq = Some(entry.seq);
+            committed.pass = pass;
+            // Not flushed here: if it is lost, the progress marker settles the batch.
+            self.journal.append(run, committed)?;
+        }
+        Ok(())
     }
 
     fn fill_batch(&self, entry: &mut Entry, inputs: Vec<Vec<u8>>, valid: &[ValidAction]) {
@@ -697,6 +722,40 @@ impl Engine<'_> {
         Ok((header, false))
     }
 
+    /// A new plugin instance for run `header`, with lookups served from the
+    /// database (recorded in `recorded`, or replayed from `replay`).
+    fn instance(&self, header: &RunHeader, recorded: &Recorded, replay: &Replay) -> anyhow::Result<PluginInstance> {
+        let run = &header.run_id;
+        let lookup = MongoLookup {
+            db: self.db.db.clone(),
+            handle: tokio::runtime::Handle::current(),
+            recorded: recorded.clone(),
+            replay: replay.clone(),
+        };
+        let seed = u64::from_le_bytes(sha256(run.as_bytes())[..8].try_into().unwrap());
+        Ok(self
+            .plugin
+            .instantiate(InstanceOptions {
+                lookup: Box::new(lookup),
+                started_at_ms: header.started_at_ms,
+                random_seed: seed,
+            })
+            .with_context(|| format!("run {run}"))?)
+    }
+
+    fn context(header: &RunHeader, mode: RunMode) -> RunContext {
+        RunContext {
+            run_id: header.run_id.clone(),
+            mode: if mode == RunMode::Execute {
+                Mode::Execute
+            } else {
+                Mode::DryRun
+            },
+            started_at_ms: header.started_at_ms,
+            database: header.database.clone(),
+        }
+    }
+
     fn begin(
         &self,
         header: &RunHeader,
@@ -706,31 +765,8 @@ impl Engine<'_> {
     ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
         let replay = Replay::default();
-        let lookup = MongoLookup {
-            db: self.db.db.clone(),
-            handle: tokio::runtime::Handle::current(),
-            recorded: recorded.clone(),
-            replay: replay.clone(),
-        };
-        let seed = u64::from_le_bytes(sha256(run.as_bytes())[..8].try_into().unwrap());
-        let mut instance = self
-            .plugin
-            .instantiate(InstanceOptions {
-                lookup: Box::new(lookup),
-                started_at_ms: header.started_at_ms,
-                random_seed: seed,
-            })
-            .with_context(|| format!("run {run}"))?;
-        let context = RunContext {
-            run_id: run.clone(),
-            mode: if header.mode == RunMode::Execute {
-                Mode::Execute
-            } else {
-                Mode::DryRun
-            },
-            started_at_ms: header.started_at_ms,
-            database: header.database.clone(),
-        };
+        let mut instance = self.instance(header, recorded, &replay)?;
+        let context = Self::context(header, header.mode);
         let params = params_document(&request.params);
         if resumed {
             // `begin` sees what it saw when the run started, not the database
@@ -925,7 +961,44 @@ impl Engine<'_> {
         }
     }
 
-    async fn stamp(&self, header: &RunHeader, summary: &Summary) -> anyhow::Result<()> {
+    /// Re-runs every pass dry with a fresh instance and collects the actions
+    /// that are still wanted. `None` when stopped by the operator.
+    async fn verify_clean(&self, header: &RunHeader, request: &RunRequest) -> anyhow::Result<Option<Summary>> {
+        let run = &header.run_id;
+        let manifest = &self.plugin.manifest;
+        let mut instance = self.instance(header, &Recorded::default(), &Replay::default())?;
+        let params = params_document(&request.params);
+        let context = Self::context(header, RunMode::DryRun);
+        tokio::task::block_in_place(|| instance.begin(&params, &context))
+            .with_context(|| format!("run {run}, verification"))?;
+        let mut residue = Summary::new(manifest.passes.iter().map(|p| (p.name.as_str(), p.collection.as_str())));
+        for (index, pass) in manifest.passes.iter().enumerate() {
+            let index = index as u32;
+            let label = format!("run {run}, verification, pass {index} ({})", pass.name);
+            let mut reader =
+                PassReader::open(self.db, pass, None, batch_size_for(request, pass), label.clone()).await?;
+            loop {
+                if self.stop.requested() {
+                    return Ok(None);
+                }
+                let batch = reader.next_batch().await?;
+                if batch.is_empty() {
+                    break;
+                }
+                let raw =
+                    tokio::task::block_in_place(|| instance.process(index, &batch)).with_context(|| label.clone())?;
+                let valid = actions::validate(&actions::allowed(pass), raw).with_context(|| label.clone())?;
+                residue.add(Some(index), batch.len() as u64, &valid);
+            }
+        }
+        tracing::info!(
+            "run {run}: verification re-ran the passes dry: {} write actions left",
+            residue.write_actions()
+        );
+        Ok(Some(residue))
+    }
+
+    async fn stamp(&self, header: &RunHeader, summary: &Summary, verified: &str) -> anyhow::Result<()> {
         let run = &header.run_id;
         let chain = self.journal.verify(run)?;
         let manifest = &self.plugin.manifest;
@@ -947,6 +1020,7 @@ impl Engine<'_> {
             "started_at": bson::DateTime::from_millis(header.started_at_ms),
             "finished_at": bson::DateTime::now(),
             "host_version": &header.host_version,
+            "verified": verified,
         };
         self.db.stamp(&manifest.version.to_string(), run, history).await?;
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
@@ -959,6 +1033,65 @@ impl Engine<'_> {
         self.journal.flush()?;
         Ok(())
     }
+}
+
+/// Reads one pass's documents in `_id` order, after a checkpoint, in batches.
+struct PassReader {
+    cursor: mongodb::Cursor<RawDocumentBuf>,
+    batch_size: usize,
+    label: String,
+}
+
+impl PassReader {
+    async fn open(
+        db: &Db,
+        pass: &ValidPass,
+        checkpoint: Option<&Bson>,
+        batch_size: u32,
+        label: String,
+    ) -> anyhow::Result<Self> {
+        let mut filter = pass.filter.clone();
+        if let Some(checkpoint) = checkpoint {
+            filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
+        }
+        let coll = db.db.collection::<RawDocumentBuf>(&pass.collection);
+        let mut find = coll.find(filter).sort(doc! {"_id": 1}).batch_size(batch_size);
+        if let Some(projection) = &pass.projection {
+            find = find.projection(projection.clone());
+        }
+        let cursor = find
+            .await
+            .with_context(|| format!("{label}: reading {}.{}", db.name, pass.collection))?;
+        Ok(PassReader {
+            cursor,
+            batch_size: batch_size as usize,
+            label,
+        })
+    }
+
+    /// The next batch of raw documents; empty at the end of the pass.
+    async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while batch.len() < self.batch_size {
+            match self
+                .cursor
+                .try_next()
+                .await
+                .with_context(|| format!("{}: reading the next batch", self.label))?
+            {
+                Some(doc) => batch.push(doc.into_bytes()),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+}
+
+fn batch_size_for(request: &RunRequest, pass: &ValidPass) -> u32 {
+    request
+        .batch_size
+        .or((pass.batch_size > 0).then_some(pass.batch_size))
+        .unwrap_or(DEFAULT_BATCH_SIZE)
 }
 
 /// Keeps the document rate at or under a limit by sleeping between batches.

@@ -109,6 +109,21 @@ impl Guest for Hostile {
                 upsert: false,
                 multi: false,
             })]),
+            // Updates that never match: the data never becomes clean, so the
+            // verification after an execute run finds the same work again.
+            "stubborn" => Ok(batch
+                .iter()
+                .map(|raw| {
+                    let id = bson::Document::from_reader(raw.as_slice()).ok().and_then(|d| d.get("_id").cloned());
+                    Action::Update(Update {
+                        collection: "things".into(),
+                        filter: bson::doc! {"_id": id, "never": true}.to_vec().unwrap(),
+                        update: bson::doc! {"$set": {"touched": true}}.to_vec().unwrap(),
+                        upsert: false,
+                        multi: false,
+                    })
+                })
+                .collect()),
             "error" => Err(Error {
                 message: "refusing on purpose".into(),
                 document_id: Some(bson::doc! {"_id": 42}.to_vec().unwrap()),
