@@ -2,6 +2,7 @@
 //! components. The binary (`src/main.rs`) is CLI definition plus glue; this
 //! library holds everything the end-to-end tests and other tools can reuse.
 
+pub mod chain;
 pub mod cli;
 pub mod db;
 pub mod hash;

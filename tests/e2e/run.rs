@@ -319,14 +319,24 @@ fn residue_after_execute_is_not_stamped_unless_allowed() {
     db.insert("things", (0..25).map(|i| doc! {"_id": i}).collect());
     let journal = tempfile::tempdir().unwrap();
     let file = plugin("hostile");
-    let args = ["run", file.to_str().unwrap(), "--execute", "--param", "behaviour=stubborn", "--json"];
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--param",
+        "behaviour=stubborn",
+        "--json",
+    ];
     let out = command(&db, journal.path(), &args).output().unwrap();
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("not stamped"), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["status"], "unclean");
     assert_eq!(report["residue"]["passes"][0]["updates"], 25);
-    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none(), "not stamped");
+    assert!(
+        db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none(),
+        "not stamped"
+    );
     let run = report["run_id"].clone();
 
     // The run stays resumable; with --allow-residue it is stamped, and the history says so.
@@ -339,5 +349,8 @@ fn residue_after_execute_is_not_stamped_unless_allowed() {
     let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
     assert_eq!(schema.get_str("version").unwrap(), "0.0.1");
     let entry = schema.get_array("history").unwrap()[0].as_document().unwrap().clone();
-    assert_eq!(entry.get_str("verified").unwrap(), "residue of 25 write actions allowed (--allow-residue)");
+    assert_eq!(
+        entry.get_str("verified").unwrap(),
+        "residue of 25 write actions allowed (--allow-residue)"
+    );
 }

@@ -2,6 +2,7 @@
 //! errors to exit codes. **Invariant:** only this module knows about clap,
 //! terminals and exit codes.
 
+mod chain;
 mod init;
 mod journal;
 mod plugin;
@@ -110,6 +111,10 @@ pub struct ConnectionArgs {
 enum Command {
     /// Run a migration plugin (dry run unless --execute).
     Run(Box<run::RunCommand>),
+    /// Show a plugin directory's version chain and its problems.
+    Plan(chain::PlanCommand),
+    /// Run the pending plugins of a chain in order, stamping after each.
+    Upgrade(Box<chain::UpgradeCommand>),
     /// Stamp the schema version of an existing database.
     Init(init::InitCommand),
     /// List and verify the local run journal.
@@ -147,6 +152,9 @@ pub mod exit {
     /// Verification after an execute run found write actions left (residue);
     /// the version was not stamped.
     pub const RESIDUE: u8 = 10;
+    /// The plugin directory is not a consistent chain (duplicates, gaps,
+    /// several heads, unreadable plugins).
+    pub const CHAIN: u8 = 11;
     /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -190,6 +198,8 @@ pub fn main() -> ExitCode {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Run(command) => command.run(&cli.global),
+        Command::Plan(command) => command.run(&cli.global),
+        Command::Upgrade(command) => command.run(&cli.global),
         Command::Init(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
@@ -225,6 +235,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<JournalError>().is_some() {
             return exit::JOURNAL;
+        }
+        if cause.downcast_ref::<crate::chain::ChainError>().is_some() {
+            return exit::CHAIN;
         }
         if cause.downcast_ref::<VersionError>().is_some() {
             return exit::VERSION;

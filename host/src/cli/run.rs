@@ -10,20 +10,65 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// How runs are carried out; shared by `run` and `upgrade`.
+#[derive(Args)]
+pub struct RunOptions {
+    /// Apply the actions. Without it the run is a dry run: it reports what it
+    /// would do and writes nothing to the database.
+    #[arg(long)]
+    pub execute: bool,
+    /// Documents per plugin call, overriding the passes' own batch sizes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: Option<u32>,
+    /// Throttle: at most this many documents per second (for busy production databases).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_docs_per_sec: Option<u32>,
+    /// Stamp even if verification (the passes re-run dry after an execute
+    /// run) still finds write actions; the residue is recorded in history.
+    #[arg(long, conflicts_with = "skip_verify")]
+    pub allow_residue: bool,
+    /// Stamp without verifying (for plugins whose actions never converge).
+    #[arg(long)]
+    pub skip_verify: bool,
+    /// Lease of the database lock, in seconds; renewed while the run lives,
+    /// taken over by another runner once expired.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
+    pub lease: u64,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+impl RunOptions {
+    pub fn request(&self, params: Vec<(String, String)>, resume: ResumeChoice) -> RunRequest {
+        RunRequest {
+            mode: if self.execute {
+                RunMode::Execute
+            } else {
+                RunMode::DryRun
+            },
+            params,
+            batch_size: self.batch_size,
+            resume,
+            lease: Duration::from_secs(self.lease),
+            max_docs_per_sec: self.max_docs_per_sec,
+            verify: match (self.allow_residue, self.skip_verify) {
+                (true, _) => VerifyPolicy::AllowResidue,
+                (_, true) => VerifyPolicy::Skip,
+                _ => VerifyPolicy::Require,
+            },
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct RunCommand {
     /// The plugin component (.wasm).
     plugin: PathBuf,
-    /// Apply the actions. Without it the run is a dry run: it reports what it
-    /// would do and writes nothing to the database.
-    #[arg(long)]
-    execute: bool,
     /// A parameter for the plugin's `begin` (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
-    /// Documents per plugin call, overriding the passes' own batch sizes.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    batch_size: Option<u32>,
     /// Resume this unfinished run (by default the unfinished run of the same
     /// plugin, mode and database is resumed automatically).
     #[arg(long, value_name = "RUN", conflicts_with = "new_run")]
@@ -31,24 +76,8 @@ pub struct RunCommand {
     /// Abandon an unfinished run of this plugin on this database and start over.
     #[arg(long)]
     new_run: bool,
-    /// Throttle: at most this many documents per second (for busy production databases).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    max_docs_per_sec: Option<u32>,
-    /// Stamp even if verification (the passes re-run dry after an execute
-    /// run) still finds write actions; the residue is recorded in history.
-    #[arg(long, conflicts_with = "skip_verify")]
-    allow_residue: bool,
-    /// Stamp without verifying (for plugins whose actions never converge).
-    #[arg(long)]
-    skip_verify: bool,
-    /// Lease of the database lock, in seconds; renewed while the run lives,
-    /// taken over by another runner once expired.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    lease: u64,
     #[command(flatten)]
-    connection: ConnectionArgs,
-    #[command(flatten)]
-    sandbox: SandboxArgs,
+    options: RunOptions,
 }
 
 /// Parses `--param k=v` values: keys non-empty and unique, sorted by key.
@@ -74,36 +103,19 @@ impl RunCommand {
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         // Validate everything local before touching the database.
         let params = parse_params(&self.params)?;
-        if self.lease < 3 {
-            bail!("--lease must be at least 3 seconds");
-        }
-        let plugin_host = self.sandbox.plugin_host()?;
+        let options = &self.options;
+        let plugin_host = options.sandbox.plugin_host()?;
         let plugin = plugin_host.load(&self.plugin)?;
-        let journal = Journal::open(&self.connection.journal)?;
-        let request = RunRequest {
-            mode: if self.execute {
-                RunMode::Execute
-            } else {
-                RunMode::DryRun
-            },
-            params,
-            batch_size: self.batch_size,
-            resume: match (&self.resume, self.new_run) {
-                (Some(run), _) => ResumeChoice::Run(run.clone()),
-                (None, true) => ResumeChoice::New,
-                (None, false) => ResumeChoice::Auto,
-            },
-            lease: Duration::from_secs(self.lease),
-            max_docs_per_sec: self.max_docs_per_sec,
-            verify: match (self.allow_residue, self.skip_verify) {
-                (true, _) => VerifyPolicy::AllowResidue,
-                (_, true) => VerifyPolicy::Skip,
-                _ => VerifyPolicy::Require,
-            },
+        let journal = Journal::open(&options.connection.journal)?;
+        let resume = match (&self.resume, self.new_run) {
+            (Some(run), _) => ResumeChoice::Run(run.clone()),
+            (None, true) => ResumeChoice::New,
+            (None, false) => ResumeChoice::Auto,
         };
+        let request = options.request(params, resume);
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
-            let db = self.connection.connect().await?;
+            let db = options.connection.connect().await?;
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
             let engine = Engine {
@@ -117,13 +129,13 @@ impl RunCommand {
         let resume_hint = format!(
             "godwit run {} --resume {{run}}{}",
             self.plugin.display(),
-            if self.execute { " --execute" } else { "" }
+            if options.execute { " --execute" } else { "" }
         );
         Ok(print_outcome(&outcome, global, &resume_hint))
     }
 }
 
-fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
+pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
     let (header, summary, status, code, residue) = match outcome {
         Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK, None),
         Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED, None),

@@ -90,6 +90,11 @@ pub enum VersionError {
         plugin: String,
         requires: String,
     },
+    #[error(
+        "database {db} has no schema version but holds data ({collections}); \
+         stamp the version its schema is at with `godwit init --version X` first"
+    )]
+    UnstampedData { db: String, collections: String },
     #[error("database {db} is at version {current}, but {plugin} requires {requires}")]
     Mismatch {
         db: String,

@@ -114,7 +114,9 @@ impl Guest for Hostile {
             "stubborn" => Ok(batch
                 .iter()
                 .map(|raw| {
-                    let id = bson::Document::from_reader(raw.as_slice()).ok().and_then(|d| d.get("_id").cloned());
+                    let id = bson::Document::from_reader(raw.as_slice())
+                        .ok()
+                        .and_then(|d| d.get("_id").cloned());
                     Action::Update(Update {
                         collection: "things".into(),
                         filter: bson::doc! {"_id": id, "never": true}.to_vec().unwrap(),

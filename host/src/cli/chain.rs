@@ -1,0 +1,158 @@
+//! `godwit plan DIR` and `godwit upgrade DIR`: a plugin directory as a version chain.
+
+use super::run::{RunOptions, print_outcome};
+use super::{GlobalArgs, SandboxArgs, exit};
+use crate::chain::Chain;
+use crate::journal::Journal;
+use crate::run::{Engine, Outcome, ResumeChoice, StopSignal};
+use anyhow::bail;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct PlanCommand {
+    /// Directory of plugin components (*.wasm).
+    #[arg(env = "GODWIT_PLUGINS")]
+    dir: PathBuf,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+impl PlanCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let host = self.sandbox.plugin_host()?;
+        let chain = Chain::load(&host, &self.dir)?;
+        if global.json {
+            let plugins: Vec<_> = chain
+                .plugins
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "file": p.file, "name": p.manifest.name, "version": p.manifest.version.to_string(),
+                        "requires": p.manifest.requires.as_ref().map(ToString::to_string), "sha256": p.sha256_hex(),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"chain": plugins, "problems": chain.problems}))?
+            );
+        } else {
+            for p in &chain.plugins {
+                let requires = p
+                    .manifest
+                    .requires
+                    .as_ref()
+                    .map_or("any".to_string(), ToString::to_string);
+                println!(
+                    "{:>12}  {:<28} requires {:<12} {}",
+                    p.manifest.version.to_string(),
+                    p.manifest.name,
+                    requires,
+                    p.file.display()
+                );
+            }
+            for problem in &chain.problems {
+                eprintln!("problem: {problem}");
+            }
+            if chain.problems.is_empty() {
+                println!("chain of {} plugins is consistent", chain.plugins.len());
+            }
+        }
+        Ok(ExitCode::from(if chain.problems.is_empty() {
+            exit::OK
+        } else {
+            exit::CHAIN
+        }))
+    }
+}
+
+#[derive(Args)]
+pub struct UpgradeCommand {
+    /// Directory of plugin components (*.wasm), a version chain.
+    #[arg(env = "GODWIT_PLUGINS")]
+    dir: PathBuf,
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+impl UpgradeCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let options = &self.options;
+        let host = options.sandbox.plugin_host()?;
+        let plugins = Chain::load(&host, &self.dir)?.valid(&self.dir)?;
+        let journal = Journal::open(&options.connection.journal)?;
+        super::runtime()?.block_on(async {
+            let db = options.connection.connect().await?;
+            let current = db.current_version().await?;
+            let current = match &current {
+                Some(v) => Some(semver::Version::parse(v).map_err(|e| {
+                    anyhow::anyhow!(
+                        "database {} has schema version {v:?}, which is not a semantic version: {e}",
+                        db.name
+                    )
+                })?),
+                None => {
+                    let names = db.db.list_collection_names().await?;
+                    let data: Vec<&String> = names
+                        .iter()
+                        .filter(|n| **n != db.metadata && !n.starts_with("system."))
+                        .collect();
+                    if !data.is_empty() {
+                        bail!(crate::run::VersionError::UnstampedData {
+                            db: db.name.clone(),
+                            collections: data.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+                        });
+                    }
+                    None
+                }
+            };
+            let pending: Vec<_> = plugins
+                .iter()
+                .filter(|p| current.as_ref().is_none_or(|c| p.manifest.version > *c))
+                .collect();
+            let at = current
+                .as_ref()
+                .map_or("no version".to_string(), |v| format!("version {v}"));
+            if pending.is_empty() {
+                if !global.json {
+                    println!(
+                        "database {} is at {at}, the head of {}: nothing to do",
+                        db.name,
+                        self.dir.display()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !global.json {
+                let steps: Vec<String> = pending.iter().map(|p| p.manifest.version.to_string()).collect();
+                println!("database {} is at {at}; pending: {}", db.name, steps.join(" -> "));
+            }
+            let stop = StopSignal::default();
+            super::stop_on_signals(stop.clone());
+            for plugin in pending {
+                let engine = Engine {
+                    plugin,
+                    db: &db,
+                    journal: &journal,
+                    stop: stop.clone(),
+                };
+                let outcome = engine.run(&options.request(Vec::new(), ResumeChoice::Auto)).await?;
+                let hint = format!(
+                    "godwit upgrade {}{}",
+                    self.dir.display(),
+                    if options.execute { " --execute" } else { "" }
+                );
+                let code = print_outcome(&outcome, global, &hint);
+                if !matches!(outcome, Outcome::Finished { .. }) {
+                    return Ok(code);
+                }
+            }
+            if !options.execute && !global.json {
+                println!("dry run of the chain: nothing was written; each step was previewed against the current data");
+            }
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
