@@ -8,6 +8,7 @@ mod crash;
 mod db;
 mod inspect;
 mod lock;
+mod operator;
 mod run;
 mod sandbox;
 mod support;

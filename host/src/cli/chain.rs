@@ -131,8 +131,10 @@ impl UpgradeCommand {
             }
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
+            let observer = super::progress::Bars::for_terminal(global);
             for plugin in pending {
                 let engine = Engine {
+                    observer: &observer,
                     plugin,
                     db: &db,
                     journal: &journal,

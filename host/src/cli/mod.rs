@@ -3,10 +3,13 @@
 //! terminals and exit codes.
 
 mod chain;
+mod config;
 mod init;
 mod journal;
 mod plugin;
+mod progress;
 mod run;
+mod status;
 
 use crate::db::DbError;
 use crate::journal::JournalError;
@@ -94,10 +97,10 @@ pub struct ConnectionArgs {
     #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
     uri: Option<String>,
     /// Database to migrate.
-    #[arg(long)]
+    #[arg(long, env = "GODWIT_DB")]
     db: Option<String>,
     /// Collection holding godwit's schema version, history, lock and progress markers.
-    #[arg(long, default_value = "godwit_metadata")]
+    #[arg(long, env = "GODWIT_METADATA_COLLECTION", default_value = "godwit_metadata")]
     metadata_collection: String,
     /// Seconds to wait for the server before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
@@ -115,6 +118,8 @@ enum Command {
     Plan(chain::PlanCommand),
     /// Run the pending plugins of a chain in order, stamping after each.
     Upgrade(Box<chain::UpgradeCommand>),
+    /// Version, history, pending plugins, unfinished runs, lock holder.
+    Status(Box<status::StatusCommand>),
     /// Stamp the schema version of an existing database.
     Init(init::InitCommand),
     /// List and verify the local run journal.
@@ -194,12 +199,17 @@ pub fn stop_on_signals(stop: crate::run::StopSignal) {
 }
 
 pub fn main() -> ExitCode {
+    if let Err(error) = config::apply() {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(exit::USAGE);
+    }
     let cli = Cli::parse();
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Run(command) => command.run(&cli.global),
         Command::Plan(command) => command.run(&cli.global),
         Command::Upgrade(command) => command.run(&cli.global),
+        Command::Status(command) => command.run(&cli.global),
         Command::Init(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),

@@ -18,7 +18,7 @@ pub struct RunOptions {
     #[arg(long)]
     pub execute: bool,
     /// Documents per plugin call, overriding the passes' own batch sizes.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "GODWIT_BATCH_SIZE", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: Option<u32>,
     /// Throttle: at most this many documents per second (for busy production databases).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -34,6 +34,10 @@ pub struct RunOptions {
     /// taken over by another runner once expired.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease: u64,
+    /// While this file exists the run pauses between batches (touch it to
+    /// pause, remove it to continue).
+    #[arg(long, value_name = "FILE", default_value = ".godwit/pause")]
+    pub pause_file: PathBuf,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
@@ -58,6 +62,7 @@ impl RunOptions {
                 (_, true) => VerifyPolicy::Skip,
                 _ => VerifyPolicy::Require,
             },
+            pause_file: Some(self.pause_file.clone()),
         }
     }
 }
@@ -118,7 +123,9 @@ impl RunCommand {
             let db = options.connection.connect().await?;
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
+            let observer = super::progress::Bars::for_terminal(global);
             let engine = Engine {
+                observer: &observer,
                 plugin: &plugin,
                 db: &db,
                 journal: &journal,

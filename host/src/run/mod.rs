@@ -124,6 +124,8 @@ pub struct RunRequest {
     /// Throttle for busy production databases: documents per second, at most.
     pub max_docs_per_sec: Option<u32>,
     pub verify: VerifyPolicy,
+    /// While this file exists, the run pauses between batches.
+    pub pause_file: Option<PathBuf>,
 }
 
 /// What an execute run checks before it stamps the version.
@@ -175,7 +177,26 @@ pub struct Engine<'a> {
     pub db: &'a Db,
     pub journal: &'a Journal,
     pub stop: StopSignal,
+    pub observer: &'a dyn Observer,
 }
+
+/// Told about progress as a run goes (the CLI draws progress bars with it).
+pub trait Observer: Sync {
+    /// Whether `pass_started` wants the pass's total (a `count_documents`).
+    fn wants_totals(&self) -> bool {
+        false
+    }
+    /// `remaining`: documents left to read (when wanted); `done`: read before a resume.
+    fn pass_started(&self, _pass: u32, _name: &str, _remaining: Option<u64>, _done: u64) {}
+    fn batch_done(&self, _pass: u32, _documents: u64) {}
+    fn pass_finished(&self, _pass: u32) {}
+    fn paused(&self, _paused: bool) {}
+}
+
+/// Observes nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {}
 
 fn now_ms() -> i64 {
     bson::DateTime::now().timestamp_millis()
@@ -404,8 +425,26 @@ impl Engine<'_> {
             }
             let batch_size = batch_size_for(request, pass);
             let label = format!("run {run}, pass {index} ({})", pass.name);
-            let mut reader =
-                PassReader::open(self.db, pass, progress.checkpoints.get(&index), batch_size, label).await?;
+            let mut reader = PassReader::open(
+                self.db,
+                pass,
+                progress.checkpoints.get(&index),
+                batch_size,
+                label.clone(),
+            )
+            .await?;
+            let remaining = if self.observer.wants_totals() {
+                Some(
+                    reader
+                        .remaining(self.db, pass, progress.checkpoints.get(&index))
+                        .await
+                        .with_context(|| label.clone())?,
+                )
+            } else {
+                None
+            };
+            self.observer
+                .pass_started(index, &pass.name, remaining, summary.passes[index as usize].documents);
             let allowed = actions::allowed(pass);
             let mut batch_no = summary.passes[index as usize].batches;
             loop {
@@ -419,8 +458,13 @@ impl Engine<'_> {
                     }
                     .into());
                 }
+                self.wait_while_paused(request).await;
+                if self.stop.requested() {
+                    return Ok(self.interrupted(header, summary));
+                }
                 let batch = reader.next_batch().await?;
                 if batch.is_empty() {
+                    self.observer.pass_finished(index);
                     let mut entry = Entry::new(EntryKind::PassDone, now_ms());
                     entry.pass = Some(index);
                     self.journal.append(&run, entry)?;
@@ -472,6 +516,7 @@ impl Engine<'_> {
                 if let Some(throttle) = throttle.as_mut() {
                     throttle.pace(documents, &self.stop).await;
                 }
+                self.observer.batch_done(index, documents);
                 batch_no += 1;
                 tracing::debug!(
                     "run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions",
@@ -966,6 +1011,25 @@ impl Engine<'_> {
         }
     }
 
+    /// Holds the run between batches while the pause file exists (the lease
+    /// keeps being renewed); a stop request ends the pause.
+    async fn wait_while_paused(&self, request: &RunRequest) {
+        let Some(file) = &request.pause_file else { return };
+        if !file.exists() {
+            return;
+        }
+        tracing::warn!(
+            "paused: {} exists; remove it to continue (Ctrl-C stops)",
+            file.display()
+        );
+        self.observer.paused(true);
+        while file.exists() && !self.stop.requested() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.observer.paused(false);
+        tracing::info!("resumed: {} is gone", file.display());
+    }
+
     /// Re-runs every pass dry with a fresh instance and collects the actions
     /// that are still wanted. `None` when stopped by the operator.
     async fn verify_clean(&self, header: &RunHeader, request: &RunRequest) -> anyhow::Result<Option<Summary>> {
@@ -1072,6 +1136,19 @@ impl PassReader {
             batch_size: batch_size as usize,
             label,
         })
+    }
+
+    /// Documents the pass still has to read.
+    async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> anyhow::Result<u64> {
+        let mut filter = pass.filter.clone();
+        if let Some(checkpoint) = checkpoint {
+            filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
+        }
+        Ok(db
+            .db
+            .collection::<RawDocumentBuf>(&pass.collection)
+            .count_documents(filter)
+            .await?)
     }
 
     /// The next batch of raw documents; empty at the end of the pass.

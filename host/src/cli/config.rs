@@ -1,0 +1,62 @@
+//! `godwit.toml`: defaults for the connection and run settings. Precedence:
+//! command-line flags, then environment variables, then the config file. The
+//! file's values are handed to clap as the environment variables its
+//! arguments read, when those are not already set.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// MongoDB connection string (`MONGODB_URI`).
+    pub uri: Option<String>,
+    /// Database (`GODWIT_DB`).
+    pub db: Option<String>,
+    /// Journal directory (`GODWIT_JOURNAL`).
+    pub journal: Option<PathBuf>,
+    /// Metadata collection (`GODWIT_METADATA_COLLECTION`).
+    pub metadata_collection: Option<String>,
+    /// Plugin directory for `plan`, `upgrade`, `status` (`GODWIT_PLUGINS`).
+    pub plugins: Option<PathBuf>,
+    /// Batch size (`GODWIT_BATCH_SIZE`).
+    pub batch_size: Option<u32>,
+}
+
+/// The config file: `$GODWIT_CONFIG`, else `./godwit.toml` if it exists.
+fn path() -> Option<PathBuf> {
+    match std::env::var_os("GODWIT_CONFIG") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => Some(PathBuf::from("godwit.toml")).filter(|p| p.is_file()),
+    }
+}
+
+pub fn load() -> anyhow::Result<Option<(PathBuf, Config)>> {
+    let Some(path) = path() else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let config = toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok(Some((path, config)))
+}
+
+/// Exports the config file's values as environment defaults for clap.
+pub fn apply() -> anyhow::Result<()> {
+    let Some((_, config)) = load()? else { return Ok(()) };
+    let pairs = [
+        ("MONGODB_URI", config.uri),
+        ("GODWIT_DB", config.db),
+        ("GODWIT_JOURNAL", config.journal.map(|p| p.display().to_string())),
+        ("GODWIT_METADATA_COLLECTION", config.metadata_collection),
+        ("GODWIT_PLUGINS", config.plugins.map(|p| p.display().to_string())),
+        ("GODWIT_BATCH_SIZE", config.batch_size.map(|n| n.to_string())),
+    ];
+    for (name, value) in pairs {
+        if let Some(value) = value
+            && std::env::var_os(name).is_none()
+        {
+            // SAFETY: called first thing in `main`, before any other thread exists.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Progress bars (indicatif) per pass, with rate and ETA; only on a terminal
+//! and never with `--json` or `-q`.
+
+use super::GlobalArgs;
+use crate::run::Observer;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+pub struct Bars {
+    enabled: bool,
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<u32, ProgressBar>>,
+}
+
+impl Bars {
+    pub fn for_terminal(global: &GlobalArgs) -> Self {
+        let enabled = std::io::stderr().is_terminal() && !global.json && !global.quiet;
+        let target = if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Bars {
+            enabled,
+            multi: MultiProgress::with_draw_target(target),
+            bars: Mutex::default(),
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn wants_totals(&self) -> bool {
+        self.enabled
+    }
+
+    fn pass_started(&self, pass: u32, name: &str, remaining: Option<u64>, done: u64) {
+        if !self.enabled {
+            return;
+        }
+        let bar = self.multi.add(ProgressBar::new(remaining.unwrap_or(0) + done));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} docs  {per_sec}  ETA {eta}  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("pass {pass} {name}"));
+        bar.set_position(done);
+        self.bars.lock().unwrap().insert(pass, bar);
+    }
+
+    fn batch_done(&self, pass: u32, documents: u64) {
+        if let Some(bar) = self.bars.lock().unwrap().get(&pass) {
+            bar.inc(documents);
+        }
+    }
+
+    fn pass_finished(&self, pass: u32) {
+        if let Some(bar) = self.bars.lock().unwrap().get(&pass) {
+            bar.finish();
+        }
+    }
+
+    fn paused(&self, paused: bool) {
+        for bar in self.bars.lock().unwrap().values() {
+            bar.set_message(if paused { "paused" } else { "" });
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `godwit status`: the database's version and history, the pending chain,
+//! unfinished runs in the journal, and the lock holder.
+
+use super::{ConnectionArgs, GlobalArgs, SandboxArgs};
+use crate::chain::Chain;
+use crate::journal::{Journal, JournalError, RunStatus};
+use bson::{Bson, doc};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct StatusCommand {
+    /// Plugin directory (a version chain) to list the pending plugins of.
+    #[arg(long, env = "GODWIT_PLUGINS")]
+    plugins: Option<PathBuf>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+impl StatusCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let chain = match &self.plugins {
+            Some(dir) => Some(Chain::load(&self.sandbox.plugin_host()?, dir)?),
+            None => None,
+        };
+        // A journal in use by a running godwit cannot be opened; say so and go on.
+        let (unfinished, journal_note) = match Journal::open(&self.connection.journal) {
+            Ok(journal) => {
+                let runs = journal.runs()?;
+                (
+                    runs.into_iter()
+                        .filter(|h| h.status == RunStatus::Running)
+                        .collect::<Vec<_>>(),
+                    None,
+                )
+            }
+            Err(e @ JournalError::Locked { .. }) => (Vec::new(), Some(e.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        super::runtime()?.block_on(async {
+            let db = self.connection.connect().await?;
+            let schema = db.schema().await?;
+            let version = schema.as_ref().and_then(|s| s.get_str("version").ok()).map(str::to_string);
+            let history: Vec<bson::Document> = schema
+                .as_ref()
+                .and_then(|s| s.get_array("history").ok())
+                .map(|h| h.iter().filter_map(Bson::as_document).cloned().collect())
+                .unwrap_or_default();
+            let lock = db.db.collection::<bson::Document>(&db.metadata).find_one(doc! {"_id": "lock"}).await?;
+            let current = version.as_deref().and_then(|v| semver::Version::parse(v).ok());
+            let pending: Vec<_> = chain
+                .iter()
+                .flat_map(|c| c.plugins.iter())
+                .filter(|p| current.as_ref().is_none_or(|c| p.manifest.version > *c))
+                .collect();
+            if global.json {
+                let json = serde_json::json!({
+                    "database": db.name,
+                    "version": version,
+                    "history": history.iter().map(|h| Bson::Document(h.clone()).into_relaxed_extjson()).collect::<Vec<_>>(),
+                    "pending": pending.iter().map(|p| serde_json::json!({
+                        "name": p.manifest.name, "version": p.manifest.version.to_string(), "file": p.file,
+                    })).collect::<Vec<_>>(),
+                    "chain_problems": chain.as_ref().map(|c| &c.problems),
+                    "unfinished_runs": unfinished,
+                    "journal": journal_note,
+                    "lock": lock.map(|l| Bson::Document(l).into_relaxed_extjson()),
+                });
+                println!("{}", serde_json::to_string_pretty(&json)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("database {}: {}", db.name, version.as_deref().map_or("no schema version".into(), |v| format!("version {v}")));
+            if !history.is_empty() {
+                println!("history:");
+                for h in &history {
+                    println!(
+                        "  {:>10}  {:<24} run {}  finished {}{}",
+                        h.get_str("version").unwrap_or("?"),
+                        h.get_str("plugin").unwrap_or("?"),
+                        h.get_str("run_id").unwrap_or("?"),
+                        h.get_datetime("finished_at").map(ToString::to_string).unwrap_or_default(),
+                        h.get_str("verified").map(|v| format!("  verified: {v}")).unwrap_or_default(),
+                    );
+                }
+            }
+            if let Some(chain) = &chain {
+                if pending.is_empty() {
+                    println!("pending: none (at the head of {})", self.plugins.as_ref().unwrap().display());
+                } else {
+                    println!("pending:");
+                    for p in &pending {
+                        println!("  {:>10}  {:<24} {}", p.manifest.version.to_string(), p.manifest.name, p.file.display());
+                    }
+                }
+                for problem in &chain.problems {
+                    println!("chain problem: {problem}");
+                }
+            }
+            match journal_note {
+                Some(note) => println!("journal: {note}"),
+                None if unfinished.is_empty() => println!("unfinished runs: none"),
+                None => {
+                    println!("unfinished runs (resume by running the same command again):");
+                    for h in &unfinished {
+                        let mode = if h.mode == crate::journal::RunMode::Execute { "execute" } else { "dry" };
+                        println!("  {}  {} {}  {mode}  db {}", h.run_id, h.plugin_name, h.plugin_version, h.database);
+                    }
+                }
+            }
+            match lock {
+                Some(l) => println!(
+                    "lock: held by run {} ({}) on {} pid {}, lease until {}",
+                    l.get_str("run_id").unwrap_or("?"),
+                    l.get_str("plugin").unwrap_or("?"),
+                    l.get_str("host").unwrap_or("?"),
+                    l.get_i64("pid").unwrap_or(0),
+                    l.get_datetime("expires_at").map(ToString::to_string).unwrap_or_default()
+                ),
+                None => println!("lock: free"),
+            }
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
