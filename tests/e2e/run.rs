@@ -354,3 +354,47 @@ fn residue_after_execute_is_not_stamped_unless_allowed() {
         "residue of 25 write actions allowed (--allow-residue)"
     );
 }
+
+#[test]
+fn dry_run_json_report_for_a_known_dataset() {
+    let db = TestDb::new(server(), "report");
+    db.insert(
+        "users",
+        vec![
+            doc! {"_id": 1, "email": "ada@example.com"},
+            doc! {"_id": 2, "email": "Grace@Example.com"},
+            doc! {"_id": 3, "email": " ADA@example.com"},
+            doc! {"_id": 4, "email": "linus@example.com "},
+            doc! {"_id": 5, "name": "no email"},
+            doc! {"_id": 6, "email": "grace@example.com"},
+        ],
+    );
+    let journal = tempfile::tempdir().unwrap();
+    let report = run_ok(&db, journal.path(), &["run", plugin("normalize-emails").to_str().unwrap(), "--batch-size", "2"]);
+    let expected = serde_json::json!({
+        "passes": [{
+            "name": "users",
+            "collection": "users",
+            "documents": 5,
+            "batches": 3,
+            "updates": 2,
+            "inserts": 0,
+            "deletes": 0,
+            "writes_by_collection": {"users": 2},
+            "reports": {
+                "conflict": {
+                    "count": 2,
+                    "samples": [
+                        {"key": "ada@example.com", "message": "user 3 has the same address as user 1 once normalized"},
+                        {"key": "grace@example.com", "message": "user 6 has the same address as user 2 once normalized"},
+                    ],
+                },
+            },
+        }],
+        "finish": {
+            "name": "finish", "collection": "", "documents": 0, "batches": 0, "updates": 0, "inserts": 0,
+            "deletes": 0, "writes_by_collection": {}, "reports": {},
+        },
+    });
+    assert_eq!(report["summary"], expected);
+}
