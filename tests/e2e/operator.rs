@@ -202,3 +202,38 @@ fn walk(dir: &std::path::Path) -> Vec<u8> {
     }
     bytes
 }
+
+/// Regression for the Alembic failure in seed 004 (a 32-character version
+/// column): versions of any length are stored and read back as they are.
+#[test]
+fn long_version_strings_are_stored_as_they_are() {
+    let db = TestDb::new(server(), "longver");
+    let journal = tempfile::tempdir().unwrap();
+    let version = "20260101.120000.0-merge.of.heads.c0ffee1234567890abcdef.and.feedbeef9876543210+build.2026.11.21";
+    assert!(version.len() > 64);
+    let out = command(&db, journal.path(), &["init", "--version", version])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    assert_eq!(schema.get_str("version").unwrap(), version);
+    let out = command(&db, journal.path(), &["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(status["version"], version);
+    // Refused without --force, accepted with it.
+    let out = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("already stamped"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        command(&db, journal.path(), &["init", "--version", "1.0.0", "--force"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}

@@ -370,7 +370,11 @@ fn dry_run_json_report_for_a_known_dataset() {
         ],
     );
     let journal = tempfile::tempdir().unwrap();
-    let report = run_ok(&db, journal.path(), &["run", plugin("normalize-emails").to_str().unwrap(), "--batch-size", "2"]);
+    let report = run_ok(
+        &db,
+        journal.path(),
+        &["run", plugin("normalize-emails").to_str().unwrap(), "--batch-size", "2"],
+    );
     let expected = serde_json::json!({
         "passes": [{
             "name": "users",
