@@ -3,6 +3,7 @@
 //! server (see `db.rs`). One test binary, split into modules by what they
 //! exercise.
 
+mod auditor;
 mod chain;
 mod crash;
 mod db;

@@ -1,74 +1,298 @@
-//! `godwit journal list | verify`: what the local journal holds, and whether
-//! its hash chains are intact.
+//! `godwit journal list | show | verify | export | replay`: what the local
+//! journal holds, whether its hash chains are intact (and match the heads the
+//! database's history recorded), and whether a plugin reproduces a run.
 
-use super::{GlobalArgs, exit};
+use super::{GlobalArgs, SandboxArgs, exit};
 use crate::hash::to_hex;
-use crate::journal::{Journal, RunMode};
-use clap::Subcommand;
+use crate::journal::{Entry, Journal, RunHeader, RunMode};
+use crate::run::replay::replay;
+use bson::{Bson, Document};
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct JournalArg {
+    /// Journal directory (a sled database).
+    #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
+    journal: PathBuf,
+}
 
 #[derive(Subcommand)]
 pub enum JournalCommand {
     /// List the runs in the journal, oldest first.
     List {
-        #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
-        journal: PathBuf,
+        #[command(flatten)]
+        journal: JournalArg,
     },
-    /// Recompute every entry's hash and the chain of one run (or of all runs).
+    /// Show a run's header and entries.
+    Show {
+        run: String,
+        #[command(flatten)]
+        journal: JournalArg,
+    },
+    /// Recompute every entry's hash and the chain of one run (or of all runs);
+    /// with --uri and --db, also compare each chain's head with the head the
+    /// database's history recorded.
     Verify {
         run: Option<String>,
-        #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
-        journal: PathBuf,
+        #[command(flatten)]
+        journal: JournalArg,
+        /// MongoDB connection string (compare heads with the database's history).
+        #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+        uri: Option<String>,
+        #[arg(long, env = "GODWIT_DB", requires = "uri")]
+        db: Option<String>,
+        #[arg(long, env = "GODWIT_METADATA_COLLECTION", default_value = "godwit_metadata")]
+        metadata_collection: String,
     },
+    /// Export a run's entries as JSON lines, documents as MongoDB Extended JSON.
+    Export {
+        run: String,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+        #[command(flatten)]
+        journal: JournalArg,
+    },
+    /// Re-execute a plugin on a run's journaled inputs and lookups (no
+    /// database) and compare its actions with the journaled ones.
+    Replay {
+        run: String,
+        #[arg(long)]
+        plugin: PathBuf,
+        #[command(flatten)]
+        journal: JournalArg,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+fn ext(bytes: &[u8]) -> serde_json::Value {
+    match Document::from_reader(bytes) {
+        Ok(doc) => Bson::Document(doc).into_canonical_extjson(),
+        Err(e) => serde_json::json!({"$invalidBson": e.to_string(), "$hex": hex::encode(bytes)}),
+    }
+}
+
+fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_json::Value {
+    let mut json = serde_json::json!({
+        "run_id": run,
+        "seq": entry.seq,
+        "kind": entry.kind,
+        "at": bson::DateTime::from_millis(entry.at_ms).try_to_rfc3339_string().unwrap_or_default(),
+        "pass": entry.pass,
+        "batch_seq": entry.batch_seq,
+        "checkpoint": entry.checkpoint.as_deref().map(ext),
+        "inputs_sha256": entry.inputs_hash.as_ref().map(to_hex),
+        "actions_sha256": entry.actions_hash.as_ref().map(to_hex),
+        "counts": entry.counts,
+        "fuel": entry.fuel,
+        "note": entry.note,
+        "prev_hash": to_hex(&entry.prev_hash),
+        "hash": to_hex(hash),
+    });
+    if full {
+        json["inputs"] = entry.inputs.iter().map(|d| ext(d)).collect();
+        json["actions"] = entry.actions.iter().map(|d| ext(d)).collect();
+        json["lookups"] = entry
+            .lookups
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "collection": l.collection,
+                    "filter": ext(&l.filter),
+                    "projection": l.projection.as_deref().map(ext),
+                    "limit": l.limit,
+                    "result": match &l.result {
+                        Ok(docs) => serde_json::json!({"ok": docs.iter().map(|d| ext(d)).collect::<Vec<_>>()}),
+                        Err(e) => serde_json::json!({"error": e}),
+                    },
+                })
+            })
+            .collect();
+    }
+    json
+}
+
+fn print_header(h: &RunHeader) {
+    let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
+    println!(
+        "{}  {} {}  {mode}  {:?}  db {}  started {}",
+        h.run_id,
+        h.plugin_name,
+        h.plugin_version,
+        h.status,
+        h.database,
+        bson::DateTime::from_millis(h.started_at_ms)
+    );
 }
 
 impl JournalCommand {
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         match self {
             JournalCommand::List { journal } => {
-                let journal = Journal::open(&journal)?;
+                let journal = Journal::open(&journal.journal)?;
                 let runs = journal.runs()?;
                 if global.json {
                     println!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {
-                    for h in runs {
-                        let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
-                        println!(
-                            "{}  {} {}  {mode}  {:?}  db {}  started {}",
-                            h.run_id,
-                            h.plugin_name,
-                            h.plugin_version,
-                            h.status,
-                            h.database,
-                            bson::DateTime::from_millis(h.started_at_ms)
-                        );
-                    }
+                    runs.iter().for_each(print_header);
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            JournalCommand::Verify { run, journal } => {
-                let journal = Journal::open(&journal)?;
+            JournalCommand::Show { run, journal } => {
+                let journal = Journal::open(&journal.journal)?;
+                let header = journal.header(&run)?;
+                let entries = journal.entries(&run)?;
+                if global.json {
+                    let entries: Vec<_> = entries.iter().map(|(e, h)| entry_json(&run, e, h, false)).collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({"header": header, "entries": entries}))?
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                print_header(&header);
+                println!("plugin {} sha256 {}", header.plugin_file, header.plugin_sha256);
+                println!("params {:?}  uri {}", header.params, header.uri);
+                for (e, hash) in &entries {
+                    println!(
+                        "{:>6}  {:<9} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}",
+                        e.seq,
+                        format!("{:?}", e.kind),
+                        e.pass.map_or("-".into(), |p| p.to_string()),
+                        e.counts.documents,
+                        e.counts.updates,
+                        e.counts.inserts,
+                        e.counts.deletes,
+                        e.counts.reports,
+                        &to_hex(hash)[..16],
+                        e.note
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JournalCommand::Export { run, journal, .. } => {
+                let journal = Journal::open(&journal.journal)?;
+                journal.header(&run)?;
+                let mut out = std::io::stdout().lock();
+                for item in journal.iter_entries(&run)? {
+                    let (entry, hash) = item?;
+                    use std::io::Write;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&entry_json(&run, &entry, &hash, true))?
+                    )?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JournalCommand::Verify {
+                run,
+                journal,
+                uri,
+                db,
+                metadata_collection,
+            } => {
+                let journal = Journal::open(&journal.journal)?;
                 let runs = match run {
-                    Some(run) => vec![run],
-                    None => journal.runs()?.into_iter().map(|h| h.run_id).collect(),
+                    Some(run) => vec![journal.header(&run)?],
+                    None => journal.runs()?,
                 };
-                for run in runs {
-                    let chain = journal.verify(&run)?;
+                let stored = match (uri, db) {
+                    (Some(uri), Some(db)) => Some(super::runtime()?.block_on(async {
+                        let db = crate::db::Db::connect(crate::db::ConnectOptions {
+                            uri: &uri,
+                            db: &db,
+                            metadata_collection: &metadata_collection,
+                            timeout: std::time::Duration::from_secs(10),
+                        })
+                        .await?;
+                        anyhow::Ok(db.schema().await?)
+                    })?),
+                    _ => None,
+                };
+                for header in runs {
+                    let run = &header.run_id;
+                    let chain = journal.verify(run)?;
+                    let recorded = stored.as_ref().and_then(|schema| {
+                        schema.as_ref()?.get_array("history").ok()?.iter().find_map(|h| {
+                            let h = h.as_document()?;
+                            (h.get_str("run_id").ok()? == run)
+                                .then(|| h.get_str("journal_head").ok().map(str::to_string))?
+                        })
+                    });
+                    if let Some(stored_head) = &recorded {
+                        chain.check_stored_head(stored_head)?;
+                    }
+                    let against = match (&stored, &recorded) {
+                        (Some(_), Some(_)) => ", matches the database's history",
+                        (Some(_), None) => ", not in the database's history",
+                        _ => "",
+                    };
                     if global.json {
                         println!(
                             "{}",
-                            serde_json::json!({"run_id": run, "entries": chain.entries(), "head": to_hex(&chain.head()), "ok": true})
+                            serde_json::json!({"run_id": run, "entries": chain.entries(), "head": to_hex(&chain.head()),
+                                "database_head_checked": recorded.is_some(), "ok": true})
                         );
                     } else {
                         println!(
-                            "run {run}: {} entries verified, head {}",
+                            "run {run}: {} entries verified, head {}{against}",
                             chain.entries(),
                             to_hex(&chain.head())
                         );
                     }
                 }
                 Ok(ExitCode::from(exit::OK))
+            }
+            JournalCommand::Replay {
+                run,
+                plugin,
+                journal,
+                sandbox,
+            } => {
+                let plugin = sandbox.plugin_host()?.load(&plugin)?;
+                let journal = Journal::open(&journal.journal)?;
+                let report = replay(&journal, &run, &plugin)?;
+                if global.json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    if !report.same_plugin {
+                        println!(
+                            "note: {} (sha256 {}) is not the plugin the run used (sha256 {}); replaying anyway",
+                            plugin.file.display(),
+                            report.plugin_sha256,
+                            report.journaled_sha256
+                        );
+                    }
+                    match &report.divergence {
+                        None => println!("{} of {} batches identical", report.identical, report.batches),
+                        Some(d) => {
+                            println!(
+                                "diverged at batch {} (journal entry {}, pass {}), action {}{}",
+                                report.batches,
+                                d.seq,
+                                d.pass.map_or("finish".into(), |p| p.to_string()),
+                                d.action,
+                                d.document
+                                    .as_ref()
+                                    .map(|id| format!(", document _id {id}"))
+                                    .unwrap_or_default()
+                            );
+                            if let Some(e) = &d.error {
+                                println!("  replay failed: {e}");
+                            }
+                            println!("  journaled: {}", d.journaled.as_deref().unwrap_or("(none)"));
+                            println!("  replayed:  {}", d.replayed.as_deref().unwrap_or("(none)"));
+                        }
+                    }
+                }
+                Ok(ExitCode::from(if report.divergence.is_none() {
+                    exit::OK
+                } else {
+                    exit::REPLAY_DIVERGED
+                }))
             }
         }
     }

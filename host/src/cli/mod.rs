@@ -122,7 +122,7 @@ enum Command {
     Status(Box<status::StatusCommand>),
     /// Stamp the schema version of an existing database.
     Init(init::InitCommand),
-    /// List and verify the local run journal.
+    /// List, show, verify, export and replay the local run journal.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
     /// Inspect or build plugins.
@@ -160,6 +160,8 @@ pub mod exit {
     /// The plugin directory is not a consistent chain (duplicates, gaps,
     /// several heads, unreadable plugins).
     pub const CHAIN: u8 = 11;
+    /// `journal replay`: the plugin did not reproduce the journaled actions.
+    pub const REPLAY_DIVERGED: u8 = 12;
     /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
     pub const INTERRUPTED: u8 = 130;
 }

@@ -41,6 +41,18 @@ pub enum JournalError {
     },
     #[error("journal run {run}: sequence gap, expected entry {expected}, found {found}")]
     SequenceGap { run: String, expected: u64, found: u64 },
+    #[error("journal run {run}: the run finished with {expected} entries, but the chain has {found} (truncated?)")]
+    Truncated { run: String, expected: u64, found: u64 },
+    #[error(
+        "journal run {run}: the chain up to the stamp (entry {seq}) has head {found}, but the database's history \
+         records {stored}; the journal was rewritten after the run"
+    )]
+    HeadMismatch {
+        run: String,
+        seq: u64,
+        stored: String,
+        found: String,
+    },
     #[error("journal has no run {run}")]
     UnknownRun { run: String },
     #[error("journal run {run}: header is corrupt: {reason}")]
@@ -88,6 +100,10 @@ pub struct RunHeader {
     pub started_at_ms: i64,
     pub status: RunStatus,
     pub finished_at_ms: Option<i64>,
+    /// When finished: the number of entries and the head hash, so that a
+    /// truncated tail is caught even without the database.
+    pub final_entries: Option<u64>,
+    pub final_head: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
@@ -327,10 +343,11 @@ impl Journal {
     /// Recomputes every hash and link of a run's chain. Returns the head hash
     /// (all zeros for an empty run) and the number of entries.
     pub fn verify(&self, run: &str) -> Result<VerifiedChain> {
-        self.header(run)?;
+        let header = self.header(run)?;
         let tree = self.entries_tree(run)?;
         let mut prev = [0u8; 32];
         let mut expected_seq = 0u64;
+        let mut stamp = None;
         for item in tree.iter() {
             let (key, value) = item.map_err(self.io())?;
             let seq = seq_of(run, &key)?;
@@ -367,13 +384,26 @@ impl Journal {
                     reason: format!("entry claims sequence {}", entry.seq),
                 });
             }
+            if entry.kind == EntryKind::Stamp {
+                stamp = Some((seq, entry.prev_hash));
+            }
             prev = stored.hash;
             expected_seq += 1;
+        }
+        if let Some(expected) = header.final_entries
+            && expected != expected_seq
+        {
+            return Err(JournalError::Truncated {
+                run: run.into(),
+                expected,
+                found: expected_seq,
+            });
         }
         Ok(VerifiedChain {
             run: run.into(),
             head: prev,
             entries: expected_seq,
+            stamp,
         })
     }
 }
@@ -384,6 +414,9 @@ pub struct VerifiedChain {
     run: String,
     head: Sha256Hash,
     entries: u64,
+    /// The `Stamp` entry's seq and the chain head before it (what the
+    /// database's history records).
+    stamp: Option<(u64, Sha256Hash)>,
 }
 
 impl VerifiedChain {
@@ -395,6 +428,24 @@ impl VerifiedChain {
     }
     pub fn entries(&self) -> u64 {
         self.entries
+    }
+    pub fn stamp(&self) -> Option<(u64, Sha256Hash)> {
+        self.stamp
+    }
+
+    /// Compares the head before the stamp with the one the database's
+    /// history recorded for this run.
+    pub fn check_stored_head(&self, stored: &str) -> Result<()> {
+        let (seq, head) = self.stamp.unwrap_or((self.entries, self.head));
+        if to_hex(&head) != stored {
+            return Err(JournalError::HeadMismatch {
+                run: self.run.clone(),
+                seq,
+                stored: stored.into(),
+                found: to_hex(&head),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -479,6 +530,8 @@ mod tests {
             started_at_ms: 1,
             status: RunStatus::Running,
             finished_at_ms: None,
+            final_entries: None,
+            final_head: None,
         }
     }
 

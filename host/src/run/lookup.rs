@@ -67,6 +67,25 @@ impl Replay {
     }
 }
 
+/// Outside a run (`journal replay`), every lookup must come from the journal.
+impl Lookup for Replay {
+    fn find(
+        &mut self,
+        collection: &str,
+        filter: &[u8],
+        projection: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let limit = if limit == 0 {
+            MAX_LOOKUP_DOCS
+        } else {
+            limit.min(MAX_LOOKUP_DOCS)
+        };
+        self.serve(collection, filter, projection, limit)
+            .unwrap_or_else(|| Err(format!("replay: the journal recorded no lookup on {collection} here")))
+    }
+}
+
 pub struct MongoLookup {
     pub db: mongodb::Database,
     pub handle: tokio::runtime::Handle,

@@ -15,6 +15,7 @@
 //! the journaled actions (the plugin is not asked again).
 
 pub mod lookup;
+pub mod replay;
 pub mod report;
 
 use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder};
@@ -207,6 +208,12 @@ fn mode_name(mode: RunMode) -> &'static str {
         RunMode::DryRun => "dry",
         RunMode::Execute => "execute",
     }
+}
+
+/// The seed of a run's guest randomness: derived from the run id, so that a
+/// resume and a replay see the same random numbers.
+pub fn run_seed(run_id: &str) -> u64 {
+    u64::from_le_bytes(sha256(run_id.as_bytes())[..8].try_into().expect("8 bytes"))
 }
 
 pub fn params_document(params: &[(String, String)]) -> Document {
@@ -587,8 +594,12 @@ impl Engine<'_> {
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
         }
+        self.journal.flush()?;
+        let chain = self.journal.verify(&run)?;
         header.status = RunStatus::Finished;
         header.finished_at_ms = Some(now_ms());
+        header.final_entries = Some(chain.entries());
+        header.final_head = Some(to_hex(&chain.head()));
         self.journal.put_header(header)?;
         self.journal.flush()?;
         Ok(Outcome::Finished {
@@ -766,6 +777,8 @@ impl Engine<'_> {
             started_at_ms: now_ms(),
             status: RunStatus::Running,
             finished_at_ms: None,
+            final_entries: None,
+            final_head: None,
         };
         self.journal.put_header(&header)?;
         self.journal.flush()?;
@@ -782,7 +795,7 @@ impl Engine<'_> {
             recorded: recorded.clone(),
             replay: replay.clone(),
         };
-        let seed = u64::from_le_bytes(sha256(run.as_bytes())[..8].try_into().unwrap());
+        let seed = run_seed(run);
         Ok(self
             .plugin
             .instantiate(InstanceOptions {
@@ -793,7 +806,7 @@ impl Engine<'_> {
             .with_context(|| format!("run {run}"))?)
     }
 
-    fn context(header: &RunHeader, mode: RunMode) -> RunContext {
+    pub fn context(header: &RunHeader, mode: RunMode) -> RunContext {
         RunContext {
             run_id: header.run_id.clone(),
             mode: if mode == RunMode::Execute {

@@ -1,0 +1,140 @@
+//! `journal replay`: re-executes a plugin on a run's journaled inputs and
+//! lookups, without a database, and compares its actions with the journaled
+//! ones batch by batch.
+
+use super::lookup::Replay;
+use super::{Engine, params_document, run_seed};
+use crate::journal::{Entry, EntryKind, Journal};
+use crate::plugin::actions::{self, ValidAction};
+use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
+use bson::Document;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    pub run_id: String,
+    pub journaled_sha256: String,
+    pub plugin_sha256: String,
+    /// The replayed plugin is byte for byte the one the run used.
+    pub same_plugin: bool,
+    pub batches: u64,
+    pub identical: u64,
+    pub divergence: Option<Divergence>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Divergence {
+    /// Journal entry of the batch.
+    pub seq: u64,
+    pub pass: Option<u32>,
+    /// Index of the first action that differs.
+    pub action: usize,
+    /// `_id` of the document the journaled (or replayed) action is about, if it names one.
+    pub document: Option<String>,
+    pub journaled: Option<String>,
+    pub replayed: Option<String>,
+    /// The plugin failed instead of returning actions.
+    pub error: Option<String>,
+}
+
+pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Result<ReplayReport> {
+    let header = journal.header(run)?;
+    let replay = Replay::default();
+    let mut report = ReplayReport {
+        run_id: run.to_string(),
+        journaled_sha256: header.plugin_sha256.clone(),
+        plugin_sha256: plugin.sha256_hex(),
+        same_plugin: header.plugin_sha256 == plugin.sha256_hex(),
+        batches: 0,
+        identical: 0,
+        divergence: None,
+    };
+    let mut instance = plugin.instantiate(InstanceOptions {
+        lookup: Box::new(replay.clone()),
+        started_at_ms: header.started_at_ms,
+        random_seed: run_seed(run),
+    })?;
+    let mut begun = false;
+    for item in journal.iter_entries(run)? {
+        let (entry, _) = item?;
+        match entry.kind {
+            EntryKind::Begin if !begun => {
+                replay.load(entry.lookups.clone());
+                let context = Engine::context(&header, header.mode);
+                instance.begin(&params_document(&header.params), &context)?;
+                replay.stop();
+                begun = true;
+            }
+            EntryKind::Planned | EntryKind::Prepared | EntryKind::Finish => {
+                report.batches += 1;
+                match compare(&mut instance, plugin, &replay, &entry) {
+                    None => report.identical += 1,
+                    Some(divergence) => {
+                        report.divergence = Some(divergence);
+                        return Ok(report);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+fn compare(instance: &mut PluginInstance, plugin: &LoadedPlugin, replay: &Replay, entry: &Entry) -> Option<Divergence> {
+    replay.load(entry.lookups.clone());
+    let (raw, allowed): (_, Vec<&str>) = match entry.pass {
+        Some(pass) => (
+            instance.process(pass, &entry.inputs),
+            actions::allowed(&plugin.manifest.passes[pass as usize]),
+        ),
+        None => (
+            instance.finish(),
+            plugin
+                .manifest
+                .passes
+                .iter()
+                .flat_map(|p| p.writes.iter().map(String::as_str))
+                .collect(),
+        ),
+    };
+    replay.stop();
+    let diverged = |action: usize, error: Option<String>, journaled: Option<Document>, replayed: Option<Document>| {
+        let document = [&journaled, &replayed]
+            .into_iter()
+            .flatten()
+            .find_map(|a| {
+                a.get_document("filter")
+                    .ok()
+                    .or(a.get_document("document").ok())
+                    .and_then(|d| d.get("_id"))
+            })
+            .map(ToString::to_string);
+        Some(Divergence {
+            seq: entry.seq,
+            pass: entry.pass,
+            action,
+            document,
+            journaled: journaled.map(|d| d.to_string()),
+            replayed: replayed.map(|d| d.to_string()),
+            error,
+        })
+    };
+    let valid = match raw
+        .map_err(anyhow::Error::from)
+        .and_then(|raw| Ok(actions::validate(&allowed, raw)?))
+    {
+        Ok(valid) => valid,
+        Err(e) => return diverged(0, Some(format!("{e:#}")), None, None),
+    };
+    let replayed: Vec<Document> = valid.iter().map(ValidAction::to_document).collect();
+    let journaled: Vec<Document> = entry
+        .actions
+        .iter()
+        .filter_map(|b| Document::from_reader(b.as_slice()).ok())
+        .collect();
+    let len = replayed.len().max(journaled.len());
+    (0..len)
+        .find(|&i| replayed.get(i) != journaled.get(i))
+        .and_then(|i| diverged(i, None, journaled.get(i).cloned(), replayed.get(i).cloned()))
+}
