@@ -415,7 +415,7 @@ impl Db {
             }
             let key = group_key(&actions[start]);
             let mut end = start + 1;
-            let mut bytes = 0usize;
+            let mut bytes = approx_size(&actions[start]);
             while end < actions.len()
                 && group_key(&actions[end]) == key
                 && end - start < MAX_STATEMENTS
@@ -501,11 +501,14 @@ fn group_key(action: &ValidAction) -> (u8, &str) {
     (kind, action.collection().unwrap_or(""))
 }
 
+/// Encoded size of the statement an action becomes, so that a command stays
+/// well under the server's 48 MB message limit.
 fn approx_size(action: &ValidAction) -> usize {
+    let size = |doc: &Document| doc.to_vec().map_or(0, |b| b.len());
     match action {
-        ValidAction::Update { filter, update, .. } => filter.len() * 32 + update.len() * 32,
-        ValidAction::Insert { document, .. } => document.len() * 32,
-        ValidAction::Delete { filter, .. } => filter.len() * 32,
+        ValidAction::Update { filter, update, .. } => size(filter) + size(update) + 32,
+        ValidAction::Insert { document, .. } => size(document) + 16,
+        ValidAction::Delete { filter, .. } => size(filter) + 32,
         ValidAction::Report { .. } => 0,
     }
 }
