@@ -12,6 +12,14 @@ use std::sync::{Arc, Mutex};
 /// Most documents one lookup returns (also the cap for `limit` 0).
 pub const MAX_LOOKUP_DOCS: u32 = 10_000;
 
+fn capped(limit: u32) -> u32 {
+    if limit == 0 {
+        MAX_LOOKUP_DOCS
+    } else {
+        limit.min(MAX_LOOKUP_DOCS)
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Recorded(Arc<Mutex<Vec<LookupRecord>>>);
 
@@ -76,11 +84,7 @@ impl Lookup for Replay {
         projection: Option<&[u8]>,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let limit = if limit == 0 {
-            MAX_LOOKUP_DOCS
-        } else {
-            limit.min(MAX_LOOKUP_DOCS)
-        };
+        let limit = capped(limit);
         self.serve(collection, filter, projection, limit)
             .unwrap_or_else(|| Err(format!("replay: the journal recorded no lookup on {collection} here")))
     }
@@ -101,11 +105,7 @@ impl Lookup for MongoLookup {
         projection: Option<&[u8]>,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let limit = if limit == 0 {
-            MAX_LOOKUP_DOCS
-        } else {
-            limit.min(MAX_LOOKUP_DOCS)
-        };
+        let limit = capped(limit);
         if let Some(replayed) = self.replay.serve(collection, filter, projection, limit) {
             return replayed;
         }

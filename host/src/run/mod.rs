@@ -257,6 +257,21 @@ struct Progress {
     stamped: bool,
 }
 
+impl Progress {
+    /// Accounts for a `Prepared`/`Finish` entry whose commit is known.
+    fn committed(&mut self, batch: &Entry, summary: &mut Summary) -> anyhow::Result<()> {
+        if let (Some(p), Some(c)) = (batch.pass, checkpoint_of(batch)) {
+            self.checkpoints.insert(p, c);
+        }
+        if batch.kind == EntryKind::Finish {
+            self.finished = true;
+        } else {
+            summary.add(batch.pass, batch.counts.documents, &decode_actions(batch)?);
+        }
+        Ok(())
+    }
+}
+
 fn checkpoint_of(entry: &Entry) -> Option<Bson> {
     entry
         .checkpoint
@@ -307,14 +322,7 @@ impl Engine<'_> {
                 EntryKind::Prepared | EntryKind::Finish => progress.pending = Some(entry),
                 EntryKind::Committed => {
                     if let Some(pending) = progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
-                        if let (Some(p), Some(c)) = (pending.pass, checkpoint_of(&pending)) {
-                            progress.checkpoints.insert(p, c);
-                        }
-                        if pending.kind == EntryKind::Finish {
-                            progress.finished = true;
-                        } else {
-                            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
-                        }
+                        progress.committed(&pending, &mut summary)?;
                     }
                 }
                 EntryKind::PassDone => {
@@ -946,15 +954,7 @@ impl Engine<'_> {
         entry.note = note;
         self.journal.append(run, entry)?;
         self.journal.flush()?;
-        if let (Some(p), Some(c)) = (pending.pass, checkpoint_of(&pending)) {
-            progress.checkpoints.insert(p, c);
-        }
-        if pending.kind == EntryKind::Finish {
-            progress.finished = true;
-        } else {
-            summary.add(pending.pass, pending.counts.documents, &decode_actions(&pending)?);
-        }
-        Ok(())
+        progress.committed(&pending, summary)
     }
 
     async fn take_lock(&self, header: &RunHeader, lease: Duration) -> anyhow::Result<Lock> {
