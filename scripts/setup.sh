@@ -33,4 +33,10 @@ fi
 if ! command -v secantusd-py >/dev/null 2>&1 || ! python3 -c 'import pymongo' 2>/dev/null; then
   echo "setup: installing SecantusDB and pymongo (pip)"
   python3 -m pip install -q SecantusDB pymongo
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+if ! command -v secantusd-py >/dev/null 2>&1; then
+  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  echo "setup: secantusd-py is installed in $scripts, which is not on PATH; add it (the tests and the demo run it)" >&2
+  exit 1
 fi
