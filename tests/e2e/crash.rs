@@ -23,14 +23,24 @@ fn check_invariants(db: &TestDb, journal: &std::path::Path) {
     // A kill after the stamp but before the process exited makes the test start
     // a new run, which finds nothing to do and is stamped too. What must hold:
     // no run is stamped twice, and the history accounts for every increment once.
-    let history: Vec<bson::Document> =
-        schema.get_array("history").unwrap().iter().map(|h| h.as_document().unwrap().clone()).collect();
+    let history: Vec<bson::Document> = schema
+        .get_array("history")
+        .unwrap()
+        .iter()
+        .map(|h| h.as_document().unwrap().clone())
+        .collect();
     let mut runs: Vec<&str> = history.iter().map(|h| h.get_str("run_id").unwrap()).collect();
     runs.sort();
     runs.dedup();
     assert_eq!(runs.len(), history.len(), "a run was stamped twice: {history:?}");
-    let updates: i64 = history.iter().map(|h| h.get_document("counts").unwrap().get_i64("updates").unwrap()).sum();
-    assert_eq!(updates, DOCS, "the stamped runs account for every increment exactly once: {history:?}");
+    let updates: i64 = history
+        .iter()
+        .map(|h| h.get_document("counts").unwrap().get_i64("updates").unwrap())
+        .sum();
+    assert_eq!(
+        updates, DOCS,
+        "the stamped runs account for every increment exactly once: {history:?}"
+    );
     verify_journal(journal);
 }
 

@@ -804,14 +804,13 @@ impl Engine<'_> {
             replay: replay.clone(),
         };
         let seed = run_seed(run);
-        Ok(self
-            .plugin
+        self.plugin
             .instantiate(InstanceOptions {
                 lookup: Box::new(lookup),
                 started_at_ms: header.started_at_ms,
                 random_seed: seed,
             })
-            .with_context(|| format!("run {run}"))?)
+            .with_context(|| format!("run {run}"))
     }
 
     pub fn context(header: &RunHeader, mode: RunMode) -> RunContext {
