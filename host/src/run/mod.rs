@@ -883,27 +883,16 @@ impl Engine<'_> {
             };
             let Some(batch) = batch else { continue };
             let Some(pass) = batch.pass else { continue };
-            let spec = &manifest.passes[pass as usize];
-            replay.load(batch.lookups.clone());
-            let raw = tokio::task::block_in_place(|| instance.process(pass, &batch.inputs)).with_context(|| {
-                format!(
-                    "run {run}: replaying journaled batch {} to restore the plugin's state",
-                    batch.seq
-                )
-            })?;
-            replay.stop();
-            let valid = actions::validate(&actions::allowed(spec), raw)
-                .with_context(|| format!("run {run}: replaying journaled batch {}", batch.seq))?;
-            let encoded: Vec<Vec<u8>> = valid
-                .iter()
-                .map(|a| a.to_document().to_vec().expect("validated actions encode"))
-                .collect();
-            if Some(hash_documents(&encoded)) != batch.actions_hash {
+            let diverged = tokio::task::block_in_place(|| self::replay::compare(instance, self.plugin, replay, &batch));
+            if let Some(d) = diverged {
                 anyhow::bail!(
-                    "run {run}: plugin {} returned different actions for journaled batch {} (pass {pass}) than when it ran; \
-                     it is not deterministic, so its state cannot be restored for the resume",
+                    "run {run}: plugin {} did not reproduce journaled batch {} (pass {pass}, action {}{}) when restoring \
+                     its state for the resume; it is not deterministic{}",
                     manifest.name,
-                    batch.seq
+                    batch.seq,
+                    d.action,
+                    d.document.map(|id| format!(", document _id {id}")).unwrap_or_default(),
+                    d.error.map(|e| format!(" ({e})")).unwrap_or_default(),
                 );
             }
             replayed += 1;

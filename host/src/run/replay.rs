@@ -81,7 +81,14 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
     Ok(report)
 }
 
-fn compare(instance: &mut PluginInstance, plugin: &LoadedPlugin, replay: &Replay, entry: &Entry) -> Option<Divergence> {
+/// Feeds one journaled batch (or `finish`) to `instance` with its journaled
+/// lookups; `None` when the actions are the journaled ones.
+pub(super) fn compare(
+    instance: &mut PluginInstance,
+    plugin: &LoadedPlugin,
+    replay: &Replay,
+    entry: &Entry,
+) -> Option<Divergence> {
     replay.load(entry.lookups.clone());
     let (raw, allowed): (_, Vec<&str>) = match entry.pass {
         Some(pass) => (
