@@ -74,3 +74,26 @@ PY
 step "the journal: runs and their verified hash chains"
 $GODWIT journal list
 $GODWIT journal verify
+
+step "for auditors: verify against the database's history, export, replay"
+RUN=$($GODWIT journal list --json | python3 -c 'import json,sys; print([r for r in json.load(sys.stdin) if r["mode"]=="Execute" and r["status"]=="Finished"][-1]["run_id"])')
+$GODWIT journal verify "$RUN" --uri "$MONGODB_URI" --db $DB
+$GODWIT journal export "$RUN" > "$work/run.jsonl"
+python3 - "$work/run.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+images = [i for l in lines for i in l.get("images", [])]
+print(f"exported {len(lines)} entries; {len(images)} before-images, e.g.:")
+print(" ", json.dumps(images[0])[:160])
+PY
+$GODWIT journal replay "$RUN" --plugin "$PLUGIN"
+
+step "for auditors: revert the run (dry run, then --execute)"
+$GODWIT revert "$RUN" --db $DB
+$GODWIT revert "$RUN" --db $DB --execute
+python3 - "$MONGODB_URI" <<'PY'
+import sys, pymongo
+db = pymongo.MongoClient(sys.argv[1]).demo
+print("version after the revert:", db.godwit_metadata.find_one({"_id": "schema"})["version"])
+print("addresses to normalize again:", db.users.count_documents({"email": {"$regex": "[A-Z ]"}}))
+PY

@@ -10,6 +10,7 @@ mod db;
 mod inspect;
 mod lock;
 mod operator;
+mod revert;
 mod run;
 mod sandbox;
 mod support;

@@ -88,6 +88,7 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
         "counts": entry.counts,
         "fuel": entry.fuel,
         "note": entry.note,
+        "images": entry.images.len(),
         "prev_hash": to_hex(&entry.prev_hash),
         "hash": to_hex(hash),
     });
@@ -107,6 +108,19 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
                         Ok(docs) => serde_json::json!({"ok": docs.iter().map(|d| ext(d)).collect::<Vec<_>>()}),
                         Err(e) => serde_json::json!({"error": e}),
                     },
+                })
+            })
+            .collect();
+        json["images"] = entry
+            .images
+            .iter()
+            .map(|image| {
+                let id = ext(&image.id);
+                serde_json::json!({
+                    "collection": image.collection,
+                    "_id": id.get("_id").cloned().unwrap_or(id),
+                    "before": image.before.as_deref().map(ext),
+                    "after_sha256": image.after_hash.as_ref().map(to_hex),
                 })
             })
             .collect();
@@ -156,8 +170,12 @@ impl JournalCommand {
                 println!("plugin {} sha256 {}", header.plugin_file, header.plugin_sha256);
                 println!("params {:?}  uri {}", header.params, header.uri);
                 for (e, hash) in &entries {
+                    let images = match e.images.len() {
+                        0 => String::new(),
+                        n => format!("  ({n} before-images)"),
+                    };
                     println!(
-                        "{:>6}  {:<9} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}",
+                        "{:>6}  {:<9} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}{images}",
                         e.seq,
                         format!("{:?}", e.kind),
                         e.pass.map_or("-".into(), |p| p.to_string()),

@@ -8,6 +8,7 @@ mod init;
 mod journal;
 mod plugin;
 mod progress;
+mod revert;
 mod run;
 mod status;
 
@@ -122,6 +123,9 @@ enum Command {
     Status(Box<status::StatusCommand>),
     /// Stamp the schema version of an existing database.
     Init(init::InitCommand),
+    /// Put back what an execute run wrote, from its journaled before-images
+    /// (dry run by default); sets the version back to the one before it.
+    Revert(Box<revert::RevertCommand>),
     /// List, show, verify, export and replay the local run journal.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
@@ -162,6 +166,8 @@ pub mod exit {
     pub const CHAIN: u8 = 11;
     /// `journal replay`: the plugin did not reproduce the journaled actions.
     pub const REPLAY_DIVERGED: u8 = 12;
+    pub const REVERT_REFUSED: u8 = 13;
+    pub const REVERT_INCOMPLETE: u8 = 14;
     /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -213,6 +219,7 @@ pub fn main() -> ExitCode {
         Command::Upgrade(command) => command.run(&cli.global),
         Command::Status(command) => command.run(&cli.global),
         Command::Init(command) => command.run(&cli.global),
+        Command::Revert(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
     };
@@ -253,6 +260,12 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<VersionError>().is_some() {
             return exit::VERSION;
+        }
+        if let Some(revert) = cause.downcast_ref::<crate::run::revert::RevertError>() {
+            return match revert {
+                crate::run::revert::RevertError::NotLatest { .. } => exit::VERSION,
+                _ => exit::REVERT_REFUSED,
+            };
         }
     }
     exit::ERROR

@@ -38,6 +38,10 @@ pub struct RunOptions {
     /// pause, remove it to continue).
     #[arg(long, value_name = "FILE", default_value = ".godwit/pause")]
     pub pause_file: PathBuf,
+    /// Do not journal before-images of the documents an execute run writes
+    /// (faster, but the run cannot be reverted with `godwit revert`).
+    #[arg(long)]
+    pub no_before_images: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
@@ -63,6 +67,7 @@ impl RunOptions {
                 _ => VerifyPolicy::Require,
             },
             pause_file: Some(self.pause_file.clone()),
+            before_images: !self.no_before_images,
         }
     }
 }

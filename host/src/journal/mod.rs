@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -104,6 +104,11 @@ pub struct RunHeader {
     /// truncated tail is caught even without the database.
     pub final_entries: Option<u64>,
     pub final_head: Option<String>,
+    /// Execute runs: whether `Committed` entries carry before-images (off
+    /// only with `--no-before-images`; such a run cannot be reverted).
+    pub before_images: bool,
+    /// For a revert: the run it reverts.
+    pub reverts: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
@@ -142,6 +147,19 @@ pub struct LookupRecord {
     pub result: std::result::Result<Vec<Vec<u8>>, String>,
 }
 
+/// One document a committed batch wrote: how it was before the batch (read
+/// inside the batch's transaction) and a hash of how it was after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct Image {
+    pub collection: String,
+    /// `{"_id": <value>}` as BSON.
+    pub id: Vec<u8>,
+    /// The whole document before the batch; `None`: it did not exist (the batch inserted it).
+    pub before: Option<Vec<u8>>,
+    /// sha256 of the document's BSON after the batch; `None`: the batch deleted it.
+    pub after_hash: Option<Sha256Hash>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
 pub struct Counts {
     pub documents: u64,
@@ -175,6 +193,8 @@ pub struct Entry {
     pub note: String,
     /// For `Session`: the server session id (`lsid`) as BSON.
     pub session: Option<Vec<u8>>,
+    /// For `Committed`: every document the batch wrote, before and after.
+    pub images: Vec<Image>,
     pub prev_hash: Sha256Hash,
 }
 
@@ -199,6 +219,7 @@ impl Entry {
             lookups: Vec::new(),
             note: String::new(),
             session: None,
+            images: Vec::new(),
             prev_hash: [0; 32],
         }
     }
@@ -532,6 +553,8 @@ mod tests {
             finished_at_ms: None,
             final_entries: None,
             final_head: None,
+            before_images: true,
+            reverts: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! result, [`ValidAction`], is the only form the writer accepts.
 
 use super::contract::{Action, ValidPass};
+use crate::hash::{Sha256Hash, sha256_parts};
 use bson::{Document, doc};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -172,6 +173,25 @@ pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidActio
     Ok(valid)
 }
 
+/// Gives every insert without an `_id` one, as a driver would, but derived
+/// from `seed` and the action's index rather than from the clock: a resume
+/// (restoring the plugin's state) and a journal replay derive the same ids,
+/// and the journal - and so `godwit revert` - knows every document a run
+/// inserted.
+pub fn assign_insert_ids(actions: &mut [ValidAction], seed: &Sha256Hash) {
+    for (index, action) in actions.iter_mut().enumerate() {
+        if let ValidAction::Insert { document, .. } = action
+            && !document.contains_key("_id")
+        {
+            let hash = sha256_parts([seed.as_slice(), &(index as u64).to_le_bytes()]);
+            let id: [u8; 12] = hash[..12].try_into().expect("12 bytes");
+            let mut with_id = doc! {"_id": bson::oid::ObjectId::from_bytes(id)};
+            with_id.extend(std::mem::take(document));
+            *document = with_id;
+        }
+    }
+}
+
 /// Collections pass `pass` may write.
 pub fn allowed(pass: &ValidPass) -> Vec<&str> {
     pass.writes.iter().map(String::as_str).collect()
@@ -198,6 +218,40 @@ mod tests {
             (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{e}"),
             (got, want) => panic!("got {got:?}, want {want:?}"),
         }
+    }
+
+    #[test]
+    fn inserts_without_id_get_a_reproducible_one_first() {
+        let insert = |document: Document| ValidAction::Insert {
+            collection: "users".into(),
+            document,
+        };
+        let mut a = vec![
+            insert(doc! {"n": 1}),
+            insert(doc! {"_id": 7, "n": 2}),
+            insert(doc! {"n": 1}),
+        ];
+        let mut b = a.clone();
+        assign_insert_ids(&mut a, &[1; 32]);
+        assign_insert_ids(&mut b, &[1; 32]);
+        assert_eq!(a, b, "same seed, same ids");
+        let ids: Vec<_> = a
+            .iter()
+            .map(|x| match x {
+                ValidAction::Insert { document, .. } => (document.keys().next().cloned(), document.get("_id").cloned()),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(ids.iter().all(|(first, _)| first.as_deref() == Some("_id")));
+        assert_eq!(
+            ids[1].1,
+            Some(bson::Bson::Int32(7)),
+            "an _id of the plugin's own is kept"
+        );
+        assert_ne!(ids[0].1, ids[2].1, "equal documents get distinct ids");
+        let mut c = vec![insert(doc! {"n": 1})];
+        assign_insert_ids(&mut c, &[2; 32]);
+        assert_ne!(c[0], a[0], "another seed, another id");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod lookup;
 pub mod replay;
 pub mod report;
+pub mod revert;
 
 use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder};
 use crate::hash::{sha256, to_hex};
@@ -127,6 +128,8 @@ pub struct RunRequest {
     pub verify: VerifyPolicy,
     /// While this file exists, the run pauses between batches.
     pub pause_file: Option<PathBuf>,
+    /// Execute: journal before-images (what `godwit revert` restores).
+    pub before_images: bool,
 }
 
 /// What an execute run checks before it stamps the version.
@@ -214,6 +217,13 @@ fn mode_name(mode: RunMode) -> &'static str {
 /// resume and a replay see the same random numbers.
 pub fn run_seed(run_id: &str) -> u64 {
     u64::from_le_bytes(sha256(run_id.as_bytes())[..8].try_into().expect("8 bytes"))
+}
+
+/// Seed of the `_id`s given to a batch's inserts that have none: the run,
+/// the pass (`None`: finish) and the batch's inputs.
+pub(crate) fn insert_id_seed(run: &str, pass: Option<u32>, inputs: &[Vec<u8>]) -> crate::hash::Sha256Hash {
+    let pass = pass.map_or(u64::MAX, u64::from).to_le_bytes();
+    crate::hash::sha256_parts([run.as_bytes(), &pass, &hash_documents(inputs)])
 }
 
 pub fn params_document(params: &[(String, String)]) -> Document {
@@ -421,8 +431,16 @@ impl Engine<'_> {
         }
 
         if let Some(pending) = progress.pending.take() {
-            self.settle(&run, pending, lock, session.as_mut(), summary, progress)
-                .await?;
+            self.settle(
+                &run,
+                pending,
+                lock,
+                session.as_mut(),
+                summary,
+                progress,
+                header.before_images,
+            )
+            .await?;
         }
 
         let recorded = Recorded::default();
@@ -499,8 +517,9 @@ impl Engine<'_> {
                 };
                 let plugin = instance.as_mut().expect("instance exists while passes remain");
                 let raw = tokio::task::block_in_place(|| plugin.process(index, &batch)).with_context(where_)?;
-                let valid = actions::validate(&allowed, raw)
+                let mut valid = actions::validate(&allowed, raw)
                     .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
+                actions::assign_insert_ids(&mut valid, &insert_id_seed(&run, Some(index), &batch));
                 let mut entry = Entry::new(
                     if execute {
                         EntryKind::Prepared
@@ -523,6 +542,7 @@ impl Engine<'_> {
                     lock,
                     session.as_mut(),
                     execute,
+                    header.before_images,
                 )
                 .await
                 .with_context(where_)?;
@@ -551,15 +571,25 @@ impl Engine<'_> {
                 .iter()
                 .flat_map(|p| p.writes.iter().map(String::as_str))
                 .collect();
-            let valid = actions::validate(&all_writes, raw)
+            let mut valid = actions::validate(&all_writes, raw)
                 .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
+            actions::assign_insert_ids(&mut valid, &insert_id_seed(&run, None, &[]));
             let mut entry = Entry::new(EntryKind::Finish, now_ms());
             entry.fuel = plugin.fuel_used();
             entry.lookups = recorded.drain();
             self.fill_batch(&mut entry, Vec::new(), &valid);
-            self.record_and_apply(&run, entry, &valid, None, lock, session.as_mut(), execute)
-                .await
-                .with_context(|| format!("run {run}, finish"))?;
+            self.record_and_apply(
+                &run,
+                entry,
+                &valid,
+                None,
+                lock,
+                session.as_mut(),
+                execute,
+                header.before_images,
+            )
+            .await
+            .with_context(|| format!("run {run}, finish"))?;
             summary.add(None, 0, &valid);
             if valid.is_empty() {
                 summary.finish.batches -= 1;
@@ -630,6 +660,7 @@ impl Engine<'_> {
         lock: Option<&Lock>,
         session: Option<&mut mongodb::ClientSession>,
         execute: bool,
+        capture_images: bool,
     ) -> anyhow::Result<()> {
         let pass = entry.pass;
         let (entry, _) = self.journal.append(run, entry)?;
@@ -642,11 +673,14 @@ impl Engine<'_> {
                 checkpoint,
                 actions: valid,
                 lock,
+                capture_images,
+                expect: None,
             };
-            self.db.apply_batch(&write, session).await?;
+            let applied = self.db.apply_batch(&write, session).await?;
             let mut committed = Entry::new(EntryKind::Committed, now_ms());
             committed.batch_seq = Some(entry.seq);
             committed.pass = pass;
+            committed.images = applied.images;
             // Not flushed here: if it is lost, the progress marker settles the batch.
             self.journal.append(run, committed)?;
         }
@@ -787,6 +821,8 @@ impl Engine<'_> {
             finished_at_ms: None,
             final_entries: None,
             final_head: None,
+            before_images: request.mode == RunMode::Execute && request.before_images,
+            reverts: None,
         };
         self.journal.put_header(&header)?;
         self.journal.flush()?;
@@ -883,7 +919,8 @@ impl Engine<'_> {
             };
             let Some(batch) = batch else { continue };
             let Some(pass) = batch.pass else { continue };
-            let diverged = tokio::task::block_in_place(|| self::replay::compare(instance, self.plugin, replay, &batch));
+            let diverged =
+                tokio::task::block_in_place(|| self::replay::compare(instance, self.plugin, replay, run, &batch));
             if let Some(d) = diverged {
                 anyhow::bail!(
                     "run {run}: plugin {} did not reproduce journaled batch {} (pass {pass}, action {}{}) when restoring \
@@ -912,14 +949,27 @@ impl Engine<'_> {
         session: Option<&mut mongodb::ClientSession>,
         summary: &mut Summary,
         progress: &mut Progress,
+        capture_images: bool,
     ) -> anyhow::Result<()> {
         let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
         let committed = marker_seq.is_some_and(|seq| seq >= pending.seq as i64);
+        let mut images = Vec::new();
         let note = if committed {
+            // The images travelled with the marker, in the same transaction.
+            if capture_images {
+                images = self.db.marker_images(run, pending.seq).await?.with_context(|| {
+                    format!(
+                        "run {run}: batch {} committed, but its progress marker has moved on and its before-images \
+                         are lost",
+                        pending.seq
+                    )
+                })?;
+            }
             "settled on resume: the progress marker shows it committed".to_string()
         } else {
             let actions = decode_actions(&pending)?;
-            self.db
+            images = self
+                .db
                 .apply_batch(
                     &BatchWrite {
                         run_id: run,
@@ -928,11 +978,14 @@ impl Engine<'_> {
                         checkpoint: checkpoint_of(&pending),
                         actions: &actions,
                         lock,
+                        capture_images,
+                        expect: None,
                     },
                     session,
                 )
                 .await
-                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?;
+                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?
+                .images;
             "settled on resume: re-applied from the journal".to_string()
         };
         tracing::info!("run {run}: batch {} {note}", pending.seq);
@@ -940,6 +993,7 @@ impl Engine<'_> {
         entry.batch_seq = Some(pending.seq);
         entry.pass = pending.pass;
         entry.note = note;
+        entry.images = images;
         self.journal.append(run, entry)?;
         self.journal.flush()?;
         progress.committed(&pending, summary)

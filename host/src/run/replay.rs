@@ -39,6 +39,9 @@ pub struct Divergence {
 
 pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Result<ReplayReport> {
     let header = journal.header(run)?;
+    if let Some(reverted) = &header.reverts {
+        anyhow::bail!("run {run} is a revert of run {reverted}: no plugin ran, there is nothing to replay");
+    }
     let replay = Replay::default();
     let mut report = ReplayReport {
         run_id: run.to_string(),
@@ -67,7 +70,7 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
             }
             EntryKind::Planned | EntryKind::Prepared | EntryKind::Finish => {
                 report.batches += 1;
-                match compare(&mut instance, plugin, &replay, &entry) {
+                match compare(&mut instance, plugin, &replay, run, &entry) {
                     None => report.identical += 1,
                     Some(divergence) => {
                         report.divergence = Some(divergence);
@@ -87,6 +90,7 @@ pub(super) fn compare(
     instance: &mut PluginInstance,
     plugin: &LoadedPlugin,
     replay: &Replay,
+    run: &str,
     entry: &Entry,
 ) -> Option<Divergence> {
     replay.load(entry.lookups.clone());
@@ -131,7 +135,10 @@ pub(super) fn compare(
         .map_err(anyhow::Error::from)
         .and_then(|raw| Ok(actions::validate(&allowed, raw)?))
     {
-        Ok(valid) => valid,
+        Ok(mut valid) => {
+            actions::assign_insert_ids(&mut valid, &super::insert_id_seed(run, entry.pass, &entry.inputs));
+            valid
+        }
         Err(e) => return diverged(0, Some(format!("{e:#}")), None, None),
     };
     let replayed: Vec<Document> = valid.iter().map(ValidAction::to_document).collect();

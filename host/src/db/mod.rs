@@ -2,6 +2,9 @@
 //! support, the metadata collection (schema version and history, the lease
 //! lock, progress markers), and applying validated actions in bulk.
 
+mod images;
+
+use crate::journal::Image;
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, ReturnDocument};
@@ -36,6 +39,16 @@ pub enum DbError {
     Mongo {
         context: String,
         source: mongodb::error::Error,
+    },
+    #[error(
+        "{collection}: document _id {id} changed while it was being reverted (expected sha256 {expected}, found \
+         {found}); nothing of this batch was written - run the revert again"
+    )]
+    Changed {
+        collection: String,
+        id: String,
+        expected: String,
+        found: String,
     },
     #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
     WriteFailed {
@@ -175,6 +188,32 @@ impl Db {
         Ok(true)
     }
 
+    /// Sets the version back (or removes it: `None`) after a revert and
+    /// appends `history_entry`, once per run id.
+    pub async fn restamp(&self, version: Option<&str>, run_id: &str, history_entry: Document) -> Result<bool> {
+        if let Some(schema) = self.schema().await?
+            && let Ok(history) = schema.get_array("history")
+            && history
+                .iter()
+                .any(|h| h.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run_id))
+        {
+            return Ok(false);
+        }
+        let version = version.map_or(Bson::Null, |v| Bson::String(v.to_string()));
+        self.meta()
+            .update_one(
+                doc! {"_id": "schema"},
+                doc! {"$set": {"version": version.clone(), "updated_at": DateTime::now()}, "$push": {"history": history_entry}},
+            )
+            .upsert(true)
+            .await
+            .map_err(mongo(format!(
+                "setting the version back to {version} in {}.{}",
+                self.name, self.metadata
+            )))?;
+        Ok(true)
+    }
+
     /// Progress marker of a run: `{_id: "progress:<run>", seq, pass, checkpoint}`.
     pub async fn marker(&self, run_id: &str) -> Result<Option<Document>> {
         self.meta()
@@ -188,6 +227,10 @@ impl Db {
             .delete_one(doc! {"_id": format!("progress:{run_id}")})
             .await
             .map_err(mongo(format!("removing the progress marker of run {run_id}")))?;
+        self.meta()
+            .delete_many(doc! {"kind": "images", "run": run_id})
+            .await
+            .map_err(mongo(format!("removing the before-image chunks of run {run_id}")))?;
         Ok(())
     }
 
@@ -195,6 +238,13 @@ impl Db {
     /// same run on the same host is taken over at once: the journal's file
     /// lock already proves that the previous process of this run is gone.
     pub async fn acquire_lock(&self, holder: &LockHolder, lease: Duration) -> Result<Lock> {
+        self.acquire_lock_over(holder, lease, &[]).await
+    }
+
+    /// Like [`Db::acquire_lock`], and also takes over a lock held by one of
+    /// `finished` - runs the journal shows finished, which write no more (a
+    /// process killed after finishing never released its lock).
+    pub async fn acquire_lock_over(&self, holder: &LockHolder, lease: Duration, finished: &[String]) -> Result<Lock> {
         let now = DateTime::now();
         let expires = DateTime::from_millis(now.timestamp_millis() + lease.as_millis() as i64);
         let filter = doc! {
@@ -202,6 +252,7 @@ impl Db {
             "$or": [
                 {"expires_at": {"$lte": now}},
                 {"run_id": &holder.run_id, "host": &holder.host},
+                {"run_id": {"$in": finished}},
             ],
         };
         let update = doc! {
@@ -307,15 +358,9 @@ impl Db {
     /// (exactly once), else as ordered bulk writes followed by the marker
     /// (at least once). Transient transaction errors (write conflicts) are
     /// retried with backoff for up to [`TRANSIENT_RETRY_LIMIT`].
-    pub async fn apply_batch(
-        &self,
-        batch: &BatchWrite<'_>,
-        session: Option<&mut ClientSession>,
-    ) -> Result<WriteCounts> {
+    pub async fn apply_batch(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<Applied> {
         let Some(session) = session else {
-            let counts = self.write_actions(batch.actions, None).await?;
-            self.write_marker(batch, None).await?;
-            return Ok(counts);
+            return self.write_batch(batch, None).await;
         };
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
@@ -324,15 +369,10 @@ impl Db {
                 .start_transaction()
                 .await
                 .map_err(mongo("starting a transaction"))?;
-            let outcome = async {
-                let counts = self.write_actions(batch.actions, Some(&mut *session)).await?;
-                self.write_marker(batch, Some(&mut *session)).await?;
-                Ok::<_, DbError>(counts)
-            }
-            .await;
+            let outcome = self.write_batch(batch, Some(&mut *session)).await;
             let error = match outcome {
-                Ok(counts) => match commit(session).await {
-                    Ok(()) => return Ok(counts),
+                Ok(applied) => match commit(session).await {
+                    Ok(()) => return Ok(applied),
                     Err(e) => DbError::Mongo {
                         context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
                         source: e,
@@ -357,21 +397,65 @@ impl Db {
         }
     }
 
-    async fn write_marker(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<()> {
+    /// The body of a batch: before-images, writes, after-images, marker.
+    async fn write_batch(&self, batch: &BatchWrite<'_>, mut session: Option<&mut ClientSession>) -> Result<Applied> {
+        let before = if batch.capture_images {
+            Some(self.read_before(batch.actions, session.as_deref_mut()).await?)
+        } else {
+            None
+        };
+        if let (Some(before), Some(expect)) = (&before, batch.expect) {
+            before.check(expect)?;
+        }
+        let (counts, upserted) = self.write_actions(batch.actions, session.as_deref_mut()).await?;
+        let images = match before {
+            Some(before) => self.read_after(before, upserted, session.as_deref_mut()).await?,
+            None => Vec::new(),
+        };
+        self.write_marker(batch, &images, session).await?;
+        Ok(Applied { counts, images })
+    }
+
+    async fn write_marker(
+        &self,
+        batch: &BatchWrite<'_>,
+        images: &[Image],
+        session: Option<&mut ClientSession>,
+    ) -> Result<()> {
+        let mut chunks = images::image_chunks(images).into_iter();
+        let first = chunks.next().unwrap_or_default();
+        let extra: Vec<Document> = chunks
+            .enumerate()
+            .map(|(i, chunk)| {
+                doc! {
+                    "q": {"_id": images::chunk_id(batch.run_id, i as i64 + 1)},
+                    "u": {"kind": "images", "run": batch.run_id, "seq": batch.seq as i64, "images": chunk},
+                    "upsert": true,
+                }
+            })
+            .collect();
+        let image_chunks = 1 + extra.len() as i64;
         let mut commands = vec![doc! {
             "update": &self.metadata,
             "updates": [{
                 "q": {"_id": format!("progress:{}", batch.run_id)},
-                "u": {"$set": {"seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(), "at": DateTime::now()}},
+                "u": {"$set": {
+                    "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
+                    "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
+                }},
                 "upsert": true,
             }],
         }];
         // Fencing: the write only counts while this run holds the lock.
+        let fence = batch.lock.is_some();
         if let Some(lock) = batch.lock {
             commands.push(doc! {
                 "update": &self.metadata,
                 "updates": [{"q": {"_id": "lock", "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}}],
             });
+        }
+        if !extra.is_empty() {
+            commands.push(doc! {"update": &self.metadata, "updates": extra});
         }
         let mut session = session;
         for (i, command) in commands.into_iter().enumerate() {
@@ -381,7 +465,8 @@ impl Db {
                 None => action.await,
             }
             .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
-            if i == 1
+            if fence
+                && i == 1
                 && reply
                     .get_i32("n")
                     .map(i64::from)
@@ -405,8 +490,9 @@ impl Db {
         &self,
         actions: &[ValidAction],
         mut session: Option<&mut ClientSession>,
-    ) -> Result<WriteCounts> {
+    ) -> Result<(WriteCounts, Vec<(String, Bson)>)> {
         let mut counts = WriteCounts::default();
+        let mut upserted = Vec::new();
         let mut start = 0;
         while start < actions.len() {
             if !actions[start].is_write() {
@@ -456,7 +542,12 @@ impl Db {
                         .map(i64::from)
                         .or_else(|_| reply.get_i64("nModified"))
                         .unwrap_or(0) as u64;
-                    counts.upserted += reply.get_array("upserted").map(|a| a.len() as u64).unwrap_or(0);
+                    for item in reply.get_array("upserted").map(Vec::as_slice).unwrap_or_default() {
+                        counts.upserted += 1;
+                        if let Some(id) = item.as_document().and_then(|d| d.get("_id")) {
+                            upserted.push((collection.clone(), id.clone()));
+                        }
+                    }
                 }
                 ValidAction::Insert { .. } => counts.inserted += n,
                 ValidAction::Delete { .. } => counts.deleted += n,
@@ -464,7 +555,7 @@ impl Db {
             }
             start = end;
         }
-        Ok(counts)
+        Ok((counts, upserted))
     }
 }
 
@@ -599,6 +690,21 @@ pub struct BatchWrite<'a> {
     pub checkpoint: Option<Bson>,
     pub actions: &'a [ValidAction],
     pub lock: Option<&'a Lock>,
+    /// Read before-images and after-image hashes inside the transaction.
+    pub capture_images: bool,
+    /// Write only if these documents (collection, `{_id}` BSON) are, inside
+    /// the transaction, as expected (sha256 of their BSON; `None`: absent).
+    /// Needs `capture_images`.
+    pub expect: Option<&'a Expectations>,
+}
+
+pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;
+
+/// What applying a batch did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub counts: WriteCounts,
+    pub images: Vec<Image>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,0 +1,131 @@
+//! `godwit revert RUN [--execute]`: puts back the documents an execute run
+//! wrote, from its journaled before-images (dry run by default).
+
+use super::{ConnectionArgs, GlobalArgs, exit};
+use crate::journal::{Journal, RunMode};
+use crate::run::StopSignal;
+use crate::run::revert::{Revert, RevertReport, RevertRequest};
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct RevertCommand {
+    /// The execute run to revert (see `godwit journal list`).
+    run: String,
+    /// Write. Without it the revert is a dry run: it reports what it would
+    /// restore and which documents changed since the run.
+    #[arg(long)]
+    execute: bool,
+    /// Overwrite documents changed since the run, and revert a run even when
+    /// later runs were stamped after it.
+    #[arg(long)]
+    force: bool,
+    /// Documents per batch (one transaction each).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch_size: u32,
+    /// Lease of the database lock, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
+    lease: u64,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+impl RevertCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let journal = Journal::open(&self.connection.journal)?;
+        // Fail on an unknown run before connecting.
+        journal.header(&self.run)?;
+        let request = RevertRequest {
+            run: self.run.clone(),
+            mode: if self.execute {
+                RunMode::Execute
+            } else {
+                RunMode::DryRun
+            },
+            force: self.force,
+            batch_size: self.batch_size as usize,
+            lease: Duration::from_secs(self.lease),
+        };
+        let report = super::runtime()?.block_on(async {
+            let db = self.connection.connect().await?;
+            let stop = StopSignal::default();
+            super::stop_on_signals(stop.clone());
+            Revert {
+                db: &db,
+                journal: &journal,
+                stop: &stop,
+            }
+            .run(&request)
+            .await
+        })?;
+        print(&report, global);
+        Ok(ExitCode::from(if report.complete() {
+            exit::OK
+        } else {
+            exit::REVERT_INCOMPLETE
+        }))
+    }
+}
+
+fn print(report: &RevertReport, global: &GlobalArgs) {
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(report).expect("report serializes"));
+        return;
+    }
+    let verb = |dry: &'static str, done: &'static str| if report.execute { done } else { dry };
+    match &report.run_id {
+        Some(id) => println!(
+            "revert {id} of run {} ({} {}):",
+            report.reverts, report.plugin, report.version
+        ),
+        None => println!(
+            "dry revert of run {} ({} {}):",
+            report.reverts, report.plugin, report.version
+        ),
+    }
+    println!("  {:>8} documents the run wrote", report.documents);
+    println!(
+        "  {:>8} {}",
+        report.restore,
+        verb("to restore from before-images", "restored from before-images")
+    );
+    println!(
+        "  {:>8} {}",
+        report.remove,
+        verb("inserted by the run, to delete", "inserted by the run, deleted")
+    );
+    println!("  {:>8} already as before the run", report.unchanged);
+    if report.conflicts > 0 {
+        println!(
+            "  {:>8} changed since the run: {}",
+            report.conflicts,
+            match (report.forced, report.execute) {
+                (true, true) => "overwritten (--force)",
+                (true, false) => "would be overwritten (--force)",
+                (false, _) => "left as they are (--force overwrites them)",
+            }
+        );
+        for c in &report.conflicts_listed {
+            println!("           {} _id {}", c.collection, c.id);
+        }
+        if report.conflicts as usize > report.conflicts_listed.len() {
+            println!(
+                "           ... and {} more",
+                report.conflicts as usize - report.conflicts_listed.len()
+            );
+        }
+    }
+    match (&report.version_after, &report.version_note) {
+        (Some(v), _) => println!(
+            "database version {} {}",
+            verb("would go back to", "set back to"),
+            v.as_deref().unwrap_or("(none)")
+        ),
+        (None, Some(note)) => println!("{note}"),
+        (None, None) => {}
+    }
+    if !report.execute {
+        println!("dry run: nothing was written; run again with --execute to revert");
+    }
+}

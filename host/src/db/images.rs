@@ -1,0 +1,357 @@
+//! Before-images: the documents a batch writes, read inside the batch's
+//! transaction just before and just after its writes. They travel in the
+//! progress marker (written in the same transaction), so that a batch whose
+//! `Committed` journal entry was lost in a crash still has them when the
+//! resume settles it by the marker.
+
+use super::{ClientSession, Db, DbError, Result, mongo};
+use crate::hash::sha256;
+use crate::journal::Image;
+use crate::plugin::actions::ValidAction;
+use bson::{Binary, Bson, Document, RawDocumentBuf, doc, spec::BinarySubtype};
+use futures_util::TryStreamExt;
+use std::collections::HashMap;
+
+/// `(collection, {"_id": value} as BSON)`: one document.
+type Key = (String, Vec<u8>);
+
+/// Marker and chunk documents stay well under the 16 MB document limit.
+const MAX_CHUNK_BYTES: usize = 8 << 20;
+
+/// What a batch's documents were before its writes.
+pub(super) struct Before {
+    /// Documents in the order the batch first touches them.
+    order: Vec<Key>,
+    before: HashMap<Key, Option<Vec<u8>>>,
+}
+
+impl Before {
+    /// Fails unless every expected document is as expected.
+    pub(super) fn check(&self, expect: &super::Expectations) -> Result<()> {
+        for ((collection, key), expected) in expect {
+            let found = self
+                .before
+                .get(&(collection.clone(), key.clone()))
+                .and_then(|b| b.as_deref().map(sha256));
+            if found != *expected {
+                let show = |h: Option<[u8; 32]>| h.map_or("(absent)".to_string(), |h| crate::hash::to_hex(&h));
+                return Err(DbError::Changed {
+                    collection: collection.clone(),
+                    id: id_of_key(key).map_or("?".into(), |id| id.to_string()),
+                    expected: show(*expected),
+                    found: show(found),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, key: Key, before: Option<Vec<u8>>) {
+        if !self.before.contains_key(&key) {
+            self.order.push(key.clone());
+            self.before.insert(key, before);
+        }
+    }
+}
+
+pub(super) fn id_key(id: &Bson) -> Vec<u8> {
+    doc! {"_id": id.clone()}.to_vec().expect("an _id encodes")
+}
+
+fn id_of_key(key: &[u8]) -> Option<Bson> {
+    Document::from_reader(key).ok()?.remove("_id")
+}
+
+/// The value of a filter that is exactly `{_id: <plain value>}`.
+fn plain_id(filter: &Document) -> Option<&Bson> {
+    if filter.len() != 1 {
+        return None;
+    }
+    match filter.get("_id")? {
+        Bson::Document(d) if d.keys().any(|k| k.starts_with('$')) => None,
+        v => Some(v),
+    }
+}
+
+fn raw_id(doc: &RawDocumentBuf) -> Option<Bson> {
+    doc.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok())
+}
+
+impl Db {
+    /// Finds documents with a raw cursor, inside `session`'s transaction if given.
+    async fn find_raw(
+        &self,
+        collection: &str,
+        filter: Document,
+        session: Option<&mut ClientSession>,
+        what: &str,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        let coll = self.db.collection::<RawDocumentBuf>(collection);
+        let context = || format!("reading {what} in {}.{collection}", self.name);
+        match session {
+            Some(session) => {
+                let mut cursor = coll
+                    .find(filter)
+                    .session(&mut *session)
+                    .await
+                    .map_err(mongo(context()))?;
+                let mut docs = Vec::new();
+                while let Some(doc) = cursor.next(session).await {
+                    docs.push(doc.map_err(mongo(context()))?);
+                }
+                Ok(docs)
+            }
+            None => coll
+                .find(filter)
+                .await
+                .map_err(mongo(context()))?
+                .try_collect()
+                .await
+                .map_err(mongo(context())),
+        }
+    }
+
+    /// Reads every document the batch's updates and deletes can match, as it
+    /// is now. Filters that name one `_id` are read together with `$in`.
+    /// Inserted documents are recorded as absent before.
+    pub(super) async fn read_before(
+        &self,
+        actions: &[ValidAction],
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<Before> {
+        let mut collections: Vec<(&str, Vec<Bson>, Vec<Document>)> = Vec::new();
+        for action in actions {
+            let (collection, filter) = match action {
+                ValidAction::Update { collection, filter, .. } | ValidAction::Delete { collection, filter, .. } => {
+                    (collection.as_str(), filter)
+                }
+                _ => continue,
+            };
+            let index = match collections.iter().position(|(c, ..)| *c == collection) {
+                Some(i) => i,
+                None => {
+                    collections.push((collection, Vec::new(), Vec::new()));
+                    collections.len() - 1
+                }
+            };
+            let (_, ids, others) = &mut collections[index];
+            match plain_id(filter) {
+                Some(id) => ids.push(id.clone()),
+                None => others.push(filter.clone()),
+            }
+        }
+        let mut before = Before {
+            order: Vec::new(),
+            before: HashMap::new(),
+        };
+        for (collection, ids, mut others) in collections {
+            if !ids.is_empty() {
+                others.push(doc! {"_id": {"$in": ids}});
+            }
+            let filter = if others.len() == 1 {
+                others.pop().expect("one filter")
+            } else {
+                doc! {"$or": others}
+            };
+            for doc in self
+                .find_raw(collection, filter, session.as_deref_mut(), "before-images")
+                .await?
+            {
+                let id = raw_id(&doc).ok_or_else(|| DbError::WriteFailed {
+                    collection: collection.to_string(),
+                    index: 0,
+                    message: "a document without _id cannot be given a before-image".into(),
+                    target: String::new(),
+                })?;
+                before.touch((collection.to_string(), id_key(&id)), Some(doc.into_bytes()));
+            }
+        }
+        // Documents inserted by the batch did not exist (an existing `_id`
+        // fails the insert and with it the batch).
+        for action in actions {
+            if let ValidAction::Insert { collection, document } = action
+                && let Some(id) = document.get("_id")
+            {
+                before.touch((collection.clone(), id_key(id)), None);
+            }
+        }
+        Ok(before)
+    }
+
+    /// Reads the touched documents again after the writes (plus the ones
+    /// upserts created) and pairs each before-image with the hash of the
+    /// document as the batch left it.
+    pub(super) async fn read_after(
+        &self,
+        mut before: Before,
+        upserted: Vec<(String, Bson)>,
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<Vec<Image>> {
+        for (collection, id) in upserted {
+            before.touch((collection, id_key(&id)), None);
+        }
+        let mut by_collection: Vec<(&str, Vec<Bson>)> = Vec::new();
+        for (collection, key) in &before.order {
+            let id = id_of_key(key).expect("keys hold an _id");
+            match by_collection.iter_mut().find(|(c, _)| c == collection) {
+                Some((_, ids)) => ids.push(id),
+                None => by_collection.push((collection, vec![id])),
+            }
+        }
+        let mut after: HashMap<Key, [u8; 32]> = HashMap::new();
+        for (collection, ids) in by_collection {
+            for doc in self
+                .find_raw(
+                    collection,
+                    doc! {"_id": {"$in": ids}},
+                    session.as_deref_mut(),
+                    "after-images",
+                )
+                .await?
+            {
+                if let Some(id) = raw_id(&doc) {
+                    after.insert((collection.to_string(), id_key(&id)), sha256(doc.as_bytes()));
+                }
+            }
+        }
+        let mut images = Vec::with_capacity(before.order.len());
+        for key in before.order {
+            let prior = before.before.remove(&key).flatten();
+            let after_hash = after.get(&key).copied();
+            if prior.is_none() && after_hash.is_none() {
+                // Neither before nor after: nothing to revert.
+                continue;
+            }
+            images.push(Image {
+                collection: key.0,
+                id: key.1,
+                before: prior,
+                after_hash,
+            });
+        }
+        Ok(images)
+    }
+
+    /// The before-images committed with batch `seq` of `run_id`, from its
+    /// progress marker; `None` if the marker is at another batch.
+    pub async fn marker_images(&self, run_id: &str, seq: u64) -> Result<Option<Vec<Image>>> {
+        let Some(marker) = self.marker(run_id).await? else {
+            return Ok(None);
+        };
+        if marker.get_i64("seq").ok() != Some(seq as i64) {
+            return Ok(None);
+        }
+        let corrupt = |what: &str| DbError::WriteFailed {
+            collection: self.metadata.clone(),
+            index: 0,
+            message: format!("the progress marker of run {run_id} has unreadable before-images ({what})"),
+            target: format!("batch {seq}"),
+        };
+        let mut images = images_from_bson(marker.get_array("images").map_err(|_| corrupt("images"))?)
+            .ok_or_else(|| corrupt("images"))?;
+        let chunks = marker.get_i64("image_chunks").unwrap_or(1);
+        for chunk in 1..chunks {
+            let doc = self
+                .meta()
+                .find_one(doc! {"_id": chunk_id(run_id, chunk), "seq": seq as i64})
+                .await
+                .map_err(mongo(format!("reading the before-images of run {run_id}, batch {seq}")))?
+                .ok_or_else(|| corrupt("a chunk is missing"))?;
+            images.extend(
+                images_from_bson(doc.get_array("images").map_err(|_| corrupt("chunk"))?)
+                    .ok_or_else(|| corrupt("chunk"))?,
+            );
+        }
+        Ok(Some(images))
+    }
+}
+
+pub(super) fn chunk_id(run_id: &str, chunk: i64) -> String {
+    format!("images:{run_id}:{chunk}")
+}
+
+/// The images split into marker-sized chunks of BSON documents.
+pub(super) fn image_chunks(images: &[Image]) -> Vec<Vec<Bson>> {
+    let binary = |bytes: &[u8]| {
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: bytes.to_vec(),
+        })
+    };
+    let mut chunks = vec![Vec::new()];
+    let mut size = 0;
+    for image in images {
+        let doc = doc! {
+            "c": &image.collection,
+            "id": binary(&image.id),
+            "b": image.before.as_deref().map_or(Bson::Null, binary),
+            "a": image.after_hash.as_ref().map_or(Bson::Null, |h| binary(h)),
+        };
+        let len = image.id.len() + image.before.as_ref().map_or(0, Vec::len) + image.collection.len() + 64;
+        if size + len > MAX_CHUNK_BYTES && size > 0 {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        chunks.last_mut().expect("a chunk").push(Bson::Document(doc));
+    }
+    chunks
+}
+
+fn images_from_bson(array: &[Bson]) -> Option<Vec<Image>> {
+    let bytes = |doc: &Document, key: &str| -> Option<Option<Vec<u8>>> {
+        match doc.get(key)? {
+            Bson::Null => Some(None),
+            Bson::Binary(b) => Some(Some(b.bytes.clone())),
+            _ => None,
+        }
+    };
+    array
+        .iter()
+        .map(|item| {
+            let doc = item.as_document()?;
+            Some(Image {
+                collection: doc.get_str("c").ok()?.to_string(),
+                id: bytes(doc, "id")??,
+                before: bytes(doc, "b")?,
+                after_hash: match bytes(doc, "a")? {
+                    Some(h) => Some(h.try_into().ok()?),
+                    None => None,
+                },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_survive_the_marker_encoding_and_split_into_chunks() {
+        let image = |i: u8, before: Option<usize>| Image {
+            collection: "users".into(),
+            id: id_key(&Bson::Int32(i.into())),
+            before: before.map(|n| vec![i; n]),
+            after_hash: (i % 2 == 0).then_some([i; 32]),
+        };
+        let images = vec![
+            image(1, Some(10)),
+            image(2, None),
+            image(3, Some(5 << 20)),
+            image(4, Some(5 << 20)),
+        ];
+        let chunks = image_chunks(&images);
+        assert_eq!(chunks.len(), 2, "two 5 MB images do not fit one chunk");
+        let back: Vec<Image> = chunks.iter().flat_map(|c| images_from_bson(c).unwrap()).collect();
+        assert_eq!(back, images);
+    }
+
+    #[test]
+    fn only_plain_id_filters_are_read_by_in() {
+        assert!(plain_id(&doc! {"_id": 1}).is_some());
+        assert!(plain_id(&doc! {"_id": {"a": 1}}).is_some());
+        assert!(plain_id(&doc! {"_id": {"$gt": 1}}).is_none());
+        assert!(plain_id(&doc! {"_id": 1, "n": 0}).is_none());
+    }
+}

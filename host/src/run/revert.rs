@@ -1,0 +1,604 @@
+//! `godwit revert`: puts back every document an execute run wrote, from the
+//! before-images in its journal, as a journaled run of its own, and sets the
+//! schema version back to the one before the run.
+//!
+//! Per document the run touched, the plan compares the document as it is now
+//! with the run's first before-image and last after-image:
+//! - as before the run: nothing to do (already reverted, or never changed);
+//! - as the run left it: restore the before-image (or delete it, if the run
+//!   inserted it);
+//! - anything else: changed since the run - left alone and reported, unless
+//!   `--force`.
+//!
+//! The writes go through the same batch protocol as a run (journaled before,
+//! applied with the progress marker in a transaction), and inside each
+//! transaction every document is checked again against what the plan saw, so
+//! a concurrent change aborts the batch instead of being overwritten.
+//! Restoring a before-image is idempotent, so an interrupted revert is simply
+//! run again: what it already restored counts as "as before the run".
+
+use super::now_ms;
+use crate::db::{BatchWrite, Db, DbError, Expectations, LockHolder};
+use crate::hash::{Sha256Hash, sha256, to_hex};
+use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
+use crate::plugin::actions::ValidAction;
+use anyhow::Context;
+use bson::{Bson, Document, RawDocumentBuf, doc};
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Plugin name recorded in the header and history of a revert run.
+pub const REVERT_PLUGIN: &str = "godwit-revert";
+
+/// Conflicts listed in the report (all are counted).
+const MAX_LISTED: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RevertError {
+    #[error("cannot revert run {run}: it was a dry run, it wrote nothing")]
+    DryRun { run: String },
+    #[error("cannot revert run {run}: it is {status}; finish it (resume) or abandon it first")]
+    NotFinished { run: String, status: String },
+    #[error("cannot revert run {run}: it ran with --no-before-images, so the journal has no before-images")]
+    NoImages { run: String },
+    #[error("cannot revert run {run}: it ran on database {journaled}, not {found}")]
+    OtherDatabase {
+        run: String,
+        journaled: String,
+        found: String,
+    },
+    #[error(
+        "cannot revert run {run} ({plugin} {version}): run {later} ({later_plugin} {later_version}) was stamped after \
+         it; revert that one first, or pass --force"
+    )]
+    NotLatest {
+        run: String,
+        plugin: String,
+        version: String,
+        later: String,
+        later_plugin: String,
+        later_version: String,
+    },
+}
+
+pub struct RevertRequest {
+    pub run: String,
+    pub mode: RunMode,
+    /// Overwrite documents changed since the run; revert a run that is not
+    /// the latest in the database's history.
+    pub force: bool,
+    pub batch_size: usize,
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Conflict {
+    pub collection: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RevertReport {
+    /// The revert's own run (execute only).
+    pub run_id: Option<String>,
+    pub reverts: String,
+    pub plugin: String,
+    pub version: String,
+    pub execute: bool,
+    /// Documents the run wrote.
+    pub documents: u64,
+    /// Updated or deleted by the run: put back from the before-image.
+    pub restore: u64,
+    /// Inserted by the run: deleted.
+    pub remove: u64,
+    /// Already as before the run.
+    pub unchanged: u64,
+    /// Changed since the run: left as they are (or overwritten with --force).
+    pub conflicts: u64,
+    pub conflicts_listed: Vec<Conflict>,
+    pub forced: bool,
+    /// Schema version after the revert; `None` inside: no version.
+    pub version_after: Option<Option<String>>,
+    /// Why the version was not set back, if it was not.
+    pub version_note: Option<String>,
+}
+
+impl RevertReport {
+    pub fn complete(&self) -> bool {
+        self.forced || self.conflicts == 0
+    }
+}
+
+/// What one document looked like to the run: first before-image, last after.
+struct Touched {
+    collection: String,
+    key: Vec<u8>,
+    before: Option<Vec<u8>>,
+    after: Option<Sha256Hash>,
+}
+
+pub struct Revert<'a> {
+    pub db: &'a Db,
+    pub journal: &'a Journal,
+    pub stop: &'a super::StopSignal,
+}
+
+impl Revert<'_> {
+    pub async fn run(&self, request: &RevertRequest) -> anyhow::Result<RevertReport> {
+        let target = self.check(request)?;
+        let run = &target.run_id;
+        // The chain must be intact: a tampered before-image must not be written back.
+        let chain = self.journal.verify(run)?;
+        let (history_note, version_after, stamp_note) = self.versions(&target, request.force).await?;
+
+        let mut report = RevertReport {
+            reverts: run.clone(),
+            plugin: target.plugin_name.clone(),
+            version: target.plugin_version.clone(),
+            execute: request.mode == RunMode::Execute,
+            forced: request.force,
+            version_note: stamp_note.clone(),
+            ..RevertReport::default()
+        };
+
+        // Where each document's last after-image is, and which entry holds its first before-image.
+        let mut first: HashMap<(String, Vec<u8>), (u64, Option<Sha256Hash>)> = HashMap::new();
+        for item in self.journal.iter_entries(run)? {
+            let (entry, _) = item?;
+            for image in &entry.images {
+                first
+                    .entry((image.collection.clone(), image.id.clone()))
+                    .and_modify(|(_, after)| *after = image.after_hash)
+                    .or_insert((entry.seq, image.after_hash));
+            }
+        }
+        report.documents = first.len() as u64;
+
+        let mut header = None;
+        let mut lock = None;
+        let mut session = None;
+        if report.execute {
+            self.abandon_earlier(run).await?;
+            let h = self.open_run(&target, &chain, request)?;
+            let holder = LockHolder {
+                run_id: h.run_id.clone(),
+                plugin: REVERT_PLUGIN.into(),
+                host: gethostname::gethostname().to_string_lossy().into_owned(),
+                pid: i64::from(std::process::id()),
+            };
+            // The reverted run is finished: a lock it still holds is stale.
+            lock = Some(
+                self.db
+                    .acquire_lock_over(&holder, request.lease, std::slice::from_ref(run))
+                    .await?,
+            );
+            session = self.db.session().await?;
+            if let Some(s) = &session {
+                let mut entry = Entry::new(EntryKind::Session, now_ms());
+                entry.session = Some(s.id().to_vec()?);
+                self.journal.append(&h.run_id, entry)?;
+                self.journal.flush()?;
+            }
+            report.run_id = Some(h.run_id.clone());
+            header = Some(h);
+        }
+
+        let result = async {
+            let mut pending = Vec::new();
+            for item in self.journal.iter_entries(run)? {
+                let (entry, _) = item?;
+                for image in entry.images {
+                    let key = (image.collection, image.id);
+                    if first.get(&key).map(|(seq, _)| *seq) != Some(entry.seq) {
+                        continue;
+                    }
+                    let (_, after) = first.remove(&key).expect("present");
+                    pending.push(Touched {
+                        collection: key.0,
+                        key: key.1,
+                        before: image.before,
+                        after,
+                    });
+                    if pending.len() >= request.batch_size {
+                        self.batch(std::mem::take(&mut pending), request, header.as_ref(), lock.as_ref(), &mut session, &mut report)
+                            .await?;
+                        if self.stop.requested() {
+                            anyhow::bail!(
+                                "revert of run {run} stopped by the operator; what it restored stays restored - run it again to finish"
+                            );
+                        }
+                    }
+                }
+            }
+            self.batch(pending, request, header.as_ref(), lock.as_ref(), &mut session, &mut report)
+                .await?;
+            if let Some(h) = header.as_mut() {
+                if report.complete() && stamp_note.is_none() {
+                    self.stamp(h, &target, version_after.clone(), history_note.as_deref(), &report)
+                        .await?;
+                    report.version_after = Some(version_after.clone());
+                } else if !report.complete() {
+                    report.version_note = Some(format!(
+                        "{} documents changed since the run were left as they are; the version stays until the revert \
+                         is complete (--force overwrites them)",
+                        report.conflicts
+                    ));
+                }
+                self.db.delete_marker(&h.run_id).await?;
+                self.journal.flush()?;
+                let chain = self.journal.verify(&h.run_id)?;
+                h.status = RunStatus::Finished;
+                h.finished_at_ms = Some(now_ms());
+                h.final_entries = Some(chain.entries());
+                h.final_head = Some(to_hex(&chain.head()));
+                self.journal.put_header(h)?;
+                self.journal.flush()?;
+            } else if report.complete() && stamp_note.is_none() {
+                report.version_after = Some(version_after.clone());
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Some(lock) = &lock
+            && let Err(e) = self.db.release_lock(lock).await
+        {
+            tracing::warn!("revert of run {run}: could not release the lock (it expires by itself): {e}");
+        }
+        result?;
+        Ok(report)
+    }
+
+    /// The run to revert, if it can be.
+    fn check(&self, request: &RevertRequest) -> anyhow::Result<RunHeader> {
+        let target = self.journal.header(&request.run)?;
+        let run = request.run.clone();
+        if target.mode != RunMode::Execute {
+            return Err(RevertError::DryRun { run }.into());
+        }
+        if target.status != RunStatus::Finished {
+            return Err(RevertError::NotFinished {
+                run,
+                status: format!("{:?}", target.status).to_lowercase(),
+            }
+            .into());
+        }
+        if !target.before_images {
+            return Err(RevertError::NoImages { run }.into());
+        }
+        if target.database != self.db.name {
+            return Err(RevertError::OtherDatabase {
+                run,
+                journaled: target.database.clone(),
+                found: self.db.name.clone(),
+            }
+            .into());
+        }
+        Ok(target)
+    }
+
+    /// The version to go back to (the one before the run's history entry),
+    /// a note for the history, and why the version stays, if it does.
+    async fn versions(
+        &self,
+        target: &RunHeader,
+        force: bool,
+    ) -> anyhow::Result<(Option<String>, Option<String>, Option<String>)> {
+        let run = &target.run_id;
+        let history: Vec<Document> = self
+            .db
+            .schema()
+            .await?
+            .and_then(|s| s.get_array("history").ok().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|h| h.as_document().cloned())
+            .collect();
+        let Some(index) = history.iter().position(|h| h.get_str("run_id").ok() == Some(run)) else {
+            return Ok((
+                None,
+                None,
+                Some(format!(
+                    "run {run} is not in the database's history (it was never stamped); the version is left as it is"
+                )),
+            ));
+        };
+        let text = |h: &Document, k: &str| h.get_str(k).unwrap_or("?").to_string();
+        let later = &history[index + 1..];
+        if let Some(done) = later.iter().find(|h| h.get_str("reverts").ok() == Some(run)) {
+            return Ok((
+                None,
+                None,
+                Some(format!(
+                    "run {run} was already reverted by run {} (version set back then); the version is left as it is",
+                    text(done, "run_id")
+                )),
+            ));
+        }
+        if let Some(later) = later.last()
+            && !force
+        {
+            return Err(RevertError::NotLatest {
+                run: run.clone(),
+                plugin: target.plugin_name.clone(),
+                version: target.plugin_version.clone(),
+                later: text(later, "run_id"),
+                later_plugin: text(later, "plugin"),
+                later_version: text(later, "version"),
+            }
+            .into());
+        }
+        let previous = index
+            .checked_sub(1)
+            .and_then(|i| history[i].get_str("version").ok().map(str::to_string));
+        Ok((
+            Some(format!(
+                "reverts run {run} ({} {})",
+                target.plugin_name, target.plugin_version
+            )),
+            previous,
+            None,
+        ))
+    }
+
+    /// Marks unfinished reverts of the same run abandoned and ends their
+    /// server sessions (a killed revert may have left a transaction open).
+    async fn abandon_earlier(&self, run: &str) -> anyhow::Result<()> {
+        for mut h in self.journal.runs()? {
+            if h.reverts.as_deref() != Some(run) || h.status != RunStatus::Running {
+                continue;
+            }
+            let sessions: Vec<Document> = self
+                .journal
+                .iter_entries(&h.run_id)?
+                .filter_map(|e| e.ok())
+                .filter_map(|(e, _)| e.session)
+                .filter_map(|b| Document::from_reader(b.as_slice()).ok())
+                .collect();
+            if let Err(e) = self.db.kill_sessions(sessions).await {
+                tracing::warn!("revert {}: {e}", h.run_id);
+            }
+            tracing::info!(
+                "earlier revert {} of run {run} was interrupted; this revert takes over",
+                h.run_id
+            );
+            h.status = RunStatus::Abandoned;
+            self.journal.put_header(&h)?;
+        }
+        self.journal.flush()?;
+        Ok(())
+    }
+
+    fn open_run(
+        &self,
+        target: &RunHeader,
+        chain: &crate::journal::VerifiedChain,
+        request: &RevertRequest,
+    ) -> anyhow::Result<RunHeader> {
+        let params = vec![
+            ("force".to_string(), request.force.to_string()),
+            ("run".to_string(), target.run_id.clone()),
+        ];
+        let header = RunHeader {
+            format: crate::journal::FORMAT_VERSION,
+            run_id: bson::oid::ObjectId::new().to_hex(),
+            plugin_name: REVERT_PLUGIN.into(),
+            plugin_version: env!("CARGO_PKG_VERSION").into(),
+            plugin_sha256: target.plugin_sha256.clone(),
+            plugin_file: format!("revert of run {}", target.run_id),
+            params_hash: to_hex(&sha256(&super::params_document(&params).to_vec()?)),
+            params,
+            database: self.db.name.clone(),
+            uri: self.db.uri.clone(),
+            metadata_collection: self.db.metadata.clone(),
+            mode: RunMode::Execute,
+            host_version: env!("CARGO_PKG_VERSION").into(),
+            wasmtime_version: crate::WASMTIME_VERSION.into(),
+            started_at_ms: now_ms(),
+            status: RunStatus::Running,
+            finished_at_ms: None,
+            final_entries: None,
+            final_head: None,
+            before_images: true,
+            reverts: Some(target.run_id.clone()),
+        };
+        self.journal.put_header(&header)?;
+        let mut begin = Entry::new(EntryKind::Begin, now_ms());
+        begin.note = format!(
+            "revert of run {} ({} {}), its journal head {} ({} entries)",
+            target.run_id,
+            target.plugin_name,
+            target.plugin_version,
+            to_hex(&chain.head()),
+            chain.entries()
+        );
+        self.journal.append(&header.run_id, begin)?;
+        self.journal.flush()?;
+        Ok(header)
+    }
+
+    /// Classifies a batch of touched documents by their current state and,
+    /// when executing, writes the restores.
+    async fn batch(
+        &self,
+        touched: Vec<Touched>,
+        request: &RevertRequest,
+        header: Option<&RunHeader>,
+        lock: Option<&crate::db::Lock>,
+        session: &mut Option<mongodb::ClientSession>,
+        report: &mut RevertReport,
+    ) -> anyhow::Result<()> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let current = self.current(&touched).await?;
+        let mut actions = Vec::new();
+        let mut expect = Expectations::new();
+        for t in touched {
+            let id_doc = Document::from_reader(t.key.as_slice())?;
+            let now = current.get(&(t.collection.clone(), t.key.clone())).copied();
+            if now == t.before.as_deref().map(sha256) {
+                report.unchanged += 1;
+                continue;
+            }
+            if now != t.after {
+                report.conflicts += 1;
+                if report.conflicts_listed.len() < MAX_LISTED {
+                    report.conflicts_listed.push(Conflict {
+                        collection: t.collection.clone(),
+                        id: id_doc.get("_id").map(ToString::to_string).unwrap_or_default(),
+                    });
+                }
+                if !request.force {
+                    continue;
+                }
+            }
+            expect.insert((t.collection.clone(), t.key.clone()), now);
+            match t.before {
+                Some(before) => {
+                    report.restore += 1;
+                    actions.push(ValidAction::Update {
+                        collection: t.collection,
+                        filter: id_doc,
+                        update: Document::from_reader(before.as_slice())?,
+                        upsert: true,
+                        multi: false,
+                    });
+                }
+                None => {
+                    report.remove += 1;
+                    actions.push(ValidAction::Delete {
+                        collection: t.collection,
+                        filter: id_doc,
+                        multi: false,
+                    });
+                }
+            }
+        }
+        let Some(header) = header else { return Ok(()) };
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let run = &header.run_id;
+        let mut entry = Entry::new(EntryKind::Prepared, now_ms());
+        let encoded: Vec<Vec<u8>> = actions
+            .iter()
+            .map(|a| a.to_document().to_vec())
+            .collect::<Result<_, _>>()?;
+        for action in &actions {
+            match action {
+                ValidAction::Update { .. } => entry.counts.updates += 1,
+                _ => entry.counts.deletes += 1,
+            }
+        }
+        entry.counts.documents = actions.len() as u64;
+        entry.inputs_hash = Some(hash_documents(&[]));
+        entry.actions_hash = Some(hash_documents(&encoded));
+        entry.actions = encoded;
+        let (entry, _) = self.journal.append(run, entry)?;
+        self.journal.flush()?;
+        let applied = self
+            .db
+            .apply_batch(
+                &BatchWrite {
+                    run_id: run,
+                    seq: entry.seq,
+                    pass: None,
+                    checkpoint: None,
+                    actions: &actions,
+                    lock,
+                    capture_images: true,
+                    expect: Some(&expect),
+                },
+                session.as_mut(),
+            )
+            .await
+            .with_context(|| format!("revert {run} of run {}, batch {}", request.run, entry.seq))?;
+        let mut committed = Entry::new(EntryKind::Committed, now_ms());
+        committed.batch_seq = Some(entry.seq);
+        committed.images = applied.images;
+        self.journal.append(run, committed)?;
+        self.journal.flush()?;
+        Ok(())
+    }
+
+    /// sha256 of each touched document as it is now (absent: not in the map).
+    async fn current(&self, touched: &[Touched]) -> anyhow::Result<HashMap<(String, Vec<u8>), Sha256Hash>> {
+        let mut by_collection: Vec<(&str, Vec<Bson>)> = Vec::new();
+        for t in touched {
+            let id = Document::from_reader(t.key.as_slice())?
+                .remove("_id")
+                .context("a before-image key without _id")?;
+            match by_collection.iter_mut().find(|(c, _)| *c == t.collection) {
+                Some((_, ids)) => ids.push(id),
+                None => by_collection.push((&t.collection, vec![id])),
+            }
+        }
+        let mut current = HashMap::new();
+        for (collection, ids) in by_collection {
+            let failed = |source| DbError::Mongo {
+                context: format!("reading {}.{collection} for the revert", self.db.name),
+                source,
+            };
+            let docs: Vec<RawDocumentBuf> = self
+                .db
+                .db
+                .collection::<RawDocumentBuf>(collection)
+                .find(doc! {"_id": {"$in": ids}})
+                .await
+                .map_err(failed)?
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            for d in docs {
+                if let Some(id) = d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()) {
+                    let key = doc! {"_id": id}.to_vec()?;
+                    current.insert((collection.to_string(), key), sha256(d.as_bytes()));
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    async fn stamp(
+        &self,
+        header: &RunHeader,
+        target: &RunHeader,
+        version: Option<String>,
+        note: Option<&str>,
+        report: &RevertReport,
+    ) -> anyhow::Result<()> {
+        let run = &header.run_id;
+        let chain = self.journal.verify(run)?;
+        let history = doc! {
+            "run_id": run,
+            "plugin": REVERT_PLUGIN,
+            "version": version.clone(),
+            "reverts": &target.run_id,
+            "note": note,
+            "journal_head": to_hex(&chain.head()),
+            "journal_entries": chain.entries() as i64,
+            "counts": {
+                "documents": report.documents as i64,
+                "updates": report.restore as i64,
+                "deletes": report.remove as i64,
+                "conflicts": report.conflicts as i64,
+            },
+            "forced": report.forced,
+            "started_at": bson::DateTime::from_millis(header.started_at_ms),
+            "finished_at": bson::DateTime::now(),
+            "host_version": &header.host_version,
+        };
+        self.db.restamp(version.as_deref(), run, history).await?;
+        let mut entry = Entry::new(EntryKind::Stamp, now_ms());
+        entry.note = format!(
+            "version {} (journal head before stamp {})",
+            version.as_deref().unwrap_or("none"),
+            to_hex(&chain.head())
+        );
+        self.journal.append(run, entry)?;
+        self.journal.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! `godwit revert`: before-images journaled by execute runs put every
+//! document back - updated, inserted (with ids the host gave them), deleted,
+//! multi-updated and upserted ones - documents changed since the run block
+//! their own revert unless forced, and before-images survive a crash between
+//! commit and journal (they travel in the progress marker).
+
+use crate::db::{TestDb, server};
+use crate::support::{command, godwit, plugin, run_ok, stderr, stdout, verify_journal};
+use bson::{Document, doc};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The documents of every non-empty collection but godwit's own, as raw bytes.
+fn user_data(db: &TestDb) -> Vec<(String, Vec<Vec<u8>>)> {
+    db.dump()
+        .into_iter()
+        .filter(|(name, docs)| name != "godwit_metadata" && !docs.is_empty())
+        .collect()
+}
+
+fn orders_db() -> TestDb {
+    let db = TestDb::new(server(), "revert");
+    let statuses = ["open", "done", "cancelled", "open", "done"];
+    db.insert(
+        "orders",
+        (0..120)
+            .map(|i| {
+                let mut d = doc! {"_id": i, "status": statuses[i as usize % 5], "total": i * 3};
+                if i % 2 == 0 {
+                    d.insert("note", format!("note {i}"));
+                }
+                d
+            })
+            .collect(),
+    );
+    db.insert("archive", vec![doc! {"_id": "old", "order": -1}]);
+    let journal = tempfile::tempdir().unwrap();
+    run_ok(&db, journal.path(), &["init", "--version", "2.0.0"]);
+    db
+}
+
+fn version(db: &TestDb) -> Option<String> {
+    db.find_one("godwit_metadata", doc! {"_id": "schema"})
+        .and_then(|s| s.get_str("version").ok().map(str::to_string))
+}
+
+fn revert(db: &TestDb, journal: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = command(db, journal, &[&["revert"], args].concat())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let json = serde_json::from_str(&stdout(&out)).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json, stderr(&out))
+}
+
+#[test]
+fn revert_restores_every_document_and_the_version() {
+    let db = orders_db();
+    let journal = tempfile::tempdir().unwrap();
+    let before = user_data(&db);
+    let file = plugin("reshape");
+    let report = run_ok(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute", "--batch-size", "16"],
+    );
+    let run = report["run_id"].as_str().unwrap().to_string();
+    assert_eq!(version(&db).as_deref(), Some("3.0.0"));
+    let after = user_data(&db);
+    assert_ne!(before, after);
+    // Inserts without _id got ids the journal knows; 48 done orders archived.
+    assert_eq!(db.find_all("archive").len(), 1 + 48);
+    assert_eq!(db.find_all("totals").len(), 1, "the upsert created a document");
+
+    // Export carries the before-images.
+    let export = godwit(&["journal", "export", &run, "--journal", journal.path().to_str().unwrap()]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let lines: Vec<serde_json::Value> = stdout(&export)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let images: Vec<&serde_json::Value> = lines
+        .iter()
+        .flat_map(|l| l["images"].as_array().into_iter().flatten())
+        .collect();
+    // Per batch: 120 orders in the pass (24 deleted, 96 updated), 48 archive
+    // inserts, and in finish the 48 open orders again (multi update) and 1 upsert.
+    assert_eq!(images.len(), 120 + 48 + 48 + 1, "{} images", images.len());
+    let deleted = images
+        .iter()
+        .find(|i| i["collection"] == "orders" && i["_id"] == serde_json::json!({"$numberInt": "2"}))
+        .expect("order 2 (cancelled) has a before-image");
+    assert_eq!(deleted["before"]["status"], "cancelled");
+    assert!(deleted["after_sha256"].is_null(), "deleted by the run");
+
+    // Dry revert: counts, nothing written.
+    let (code, dry, err) = revert(&db, journal.path(), &[&run]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(dry["restore"], 120 - 24 + 24, "{dry}");
+    assert_eq!(dry["remove"], 48 + 1, "{dry}");
+    assert_eq!(dry["conflicts"], 0);
+    assert_eq!(dry["version_after"], "2.0.0");
+    assert_eq!(user_data(&db), after, "a dry revert writes nothing");
+
+    let (code, done, err) = revert(&db, journal.path(), &[&run, "--execute"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(user_data(&db), before, "the revert restores the data byte for byte");
+    assert_eq!(version(&db).as_deref(), Some("2.0.0"));
+    let revert_run = done["run_id"].as_str().unwrap().to_string();
+    let verified = verify_journal(journal.path());
+    assert!(verified.contains(&revert_run), "{verified}");
+    let verify = command(
+        &db,
+        journal.path(),
+        &["journal", "verify", &revert_run, "--uri", &db.uri],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        stdout(&verify).contains("matches the database's history"),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+
+    // Again: everything is already as before; the version stays.
+    let (code, again, err) = revert(&db, journal.path(), &[&run, "--execute"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["unchanged"], again["documents"], "{again}");
+    assert!(
+        again["version_note"].as_str().unwrap().contains("already reverted"),
+        "{again}"
+    );
+    assert_eq!(again["restore"], 0);
+    assert_eq!(user_data(&db), before);
+}
+
+#[test]
+fn a_document_changed_after_the_run_blocks_only_its_own_revert_unless_forced() {
+    let db = orders_db();
+    let journal = tempfile::tempdir().unwrap();
+    let before = user_data(&db);
+    let file = plugin("reshape");
+    let report = run_ok(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"]);
+    let run = report["run_id"].as_str().unwrap().to_string();
+    // The application edits order 3 after the migration.
+    crate::db::block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        client
+            .database(&db.name)
+            .collection::<Document>("orders")
+            .update_one(doc! {"_id": 3}, doc! {"$set": {"total": 999}})
+            .await
+            .unwrap();
+    });
+
+    let (code, dry, _) = revert(&db, journal.path(), &[&run]);
+    assert_eq!(code, 14, "a dry revert with conflicts says it would be incomplete");
+    assert_eq!(dry["conflicts"], 1);
+    assert_eq!(dry["conflicts_listed"][0]["collection"], "orders");
+    assert_eq!(dry["conflicts_listed"][0]["id"], "3");
+
+    let out = command(&db, journal.path(), &["revert", &run, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    assert!(stdout(&out).contains("orders _id 3"), "{}", stdout(&out));
+    let order3 = db.find_one("orders", doc! {"_id": 3}).unwrap();
+    assert_eq!(order3.get_i32("total").unwrap(), 999, "the edited document is kept");
+    assert_eq!(order3.get_bool("reshaped").unwrap(), true);
+    assert_eq!(
+        version(&db).as_deref(),
+        Some("3.0.0"),
+        "an incomplete revert keeps the version"
+    );
+    let order4 = db.find_one("orders", doc! {"_id": 4}).unwrap();
+    assert!(!order4.contains_key("reshaped"), "the other documents are reverted");
+
+    let (code, forced, err) = revert(&db, journal.path(), &[&run, "--execute", "--force"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(forced["conflicts"], 1);
+    assert_eq!(forced["restore"], 1, "only order 3 was left: {forced}");
+    assert_eq!(user_data(&db), before);
+    assert_eq!(version(&db).as_deref(), Some("2.0.0"));
+}
+
+#[test]
+fn refusals_name_the_run() {
+    let db = orders_db();
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("reshape");
+    let dry = run_ok(&db, journal.path(), &["run", file.to_str().unwrap()]);
+    let (code, _, err) = revert(&db, journal.path(), &[dry["run_id"].as_str().unwrap()]);
+    assert_eq!(code, 13, "{err}");
+    assert!(err.contains("was a dry run"), "{err}");
+
+    let fast = run_ok(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute", "--no-before-images"],
+    );
+    let run = fast["run_id"].as_str().unwrap();
+    let (code, _, err) = revert(&db, journal.path(), &[run]);
+    assert_eq!(code, 13, "{err}");
+    assert!(
+        err.contains(&format!("cannot revert run {run}: it ran with --no-before-images")),
+        "{err}"
+    );
+
+    let (code, _, err) = revert(&db, journal.path(), &["nope"]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("journal has no run nope"), "{err}");
+}
+
+/// Before-images of a batch whose `Committed` entry a SIGKILL lost are
+/// recovered from the progress marker: after kills and resumes, the revert
+/// still restores everything.
+#[test]
+fn before_images_survive_kills_and_the_revert_restores_everything() {
+    let db = TestDb::new(server(), "revertcrash");
+    db.insert("counters", (0..300).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let before = user_data(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let mut kills = 0;
+    let run = loop {
+        let list = godwit(&[
+            "journal",
+            "list",
+            "--json",
+            "--journal",
+            journal.path().to_str().unwrap(),
+        ]);
+        let finished: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+        if let Some(run) = finished.as_array().unwrap().iter().find(|h| h["status"] == "Finished") {
+            break run["run_id"].as_str().unwrap().to_string();
+        }
+        let mut child = command(
+            &db,
+            journal.path(),
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--execute",
+                "--batch-size",
+                "3",
+                "--lease",
+                "3",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(120 + 61 * (kills % 9)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    };
+    assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 1));
+    let (code, done, err) = revert(&db, journal.path(), &[&run, "--execute"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(done["restore"], 300, "{done}");
+    assert_eq!(user_data(&db), before);
+    assert!(kills >= 3, "only {kills} kills: the run was too fast for this test");
+    eprintln!("revert after {kills} kills restored all 300 documents");
+}
