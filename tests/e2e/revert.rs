@@ -167,7 +167,7 @@ fn a_document_changed_after_the_run_blocks_only_its_own_revert_unless_forced() {
     assert!(stdout(&out).contains("orders _id 3"), "{}", stdout(&out));
     let order3 = db.find_one("orders", doc! {"_id": 3}).unwrap();
     assert_eq!(order3.get_i32("total").unwrap(), 999, "the edited document is kept");
-    assert_eq!(order3.get_bool("reshaped").unwrap(), true);
+    assert!(order3.get_bool("reshaped").unwrap());
     assert_eq!(
         version(&db).as_deref(),
         Some("3.0.0"),

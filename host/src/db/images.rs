@@ -333,7 +333,7 @@ mod tests {
             collection: "users".into(),
             id: id_key(&Bson::Int32(i.into())),
             before: before.map(|n| vec![i; n]),
-            after_hash: (i % 2 == 0).then_some([i; 32]),
+            after_hash: i.is_multiple_of(2).then_some([i; 32]),
         };
         let images = vec![
             image(1, Some(10)),

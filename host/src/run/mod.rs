@@ -431,16 +431,8 @@ impl Engine<'_> {
         }
 
         if let Some(pending) = progress.pending.take() {
-            self.settle(
-                &run,
-                pending,
-                lock,
-                session.as_mut(),
-                summary,
-                progress,
-                header.before_images,
-            )
-            .await?;
+            self.settle(header, pending, lock, session.as_mut(), summary, progress)
+                .await?;
         }
 
         let recorded = Recorded::default();
@@ -943,14 +935,15 @@ impl Engine<'_> {
     /// Settles a batch journaled as prepared whose commit was not journaled.
     async fn settle(
         &self,
-        run: &str,
+        header: &RunHeader,
         pending: Entry,
         lock: Option<&Lock>,
         session: Option<&mut mongodb::ClientSession>,
         summary: &mut Summary,
         progress: &mut Progress,
-        capture_images: bool,
     ) -> anyhow::Result<()> {
+        let run = header.run_id.as_str();
+        let capture_images = header.before_images;
         let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
         let committed = marker_seq.is_some_and(|seq| seq >= pending.seq as i64);
         let mut images = Vec::new();
