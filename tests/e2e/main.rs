@@ -12,4 +12,5 @@ mod lock;
 mod operator;
 mod run;
 mod sandbox;
+mod seeds;
 mod support;
