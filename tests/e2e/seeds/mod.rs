@@ -135,3 +135,18 @@ pub fn kill_midway(db: &TestDb, journal: &Path, args: &[&str], midway: impl Fn(&
 pub fn marker_pass(marker: &Document) -> Option<i64> {
     marker.get_i64("pass").ok()
 }
+
+/// Creates an index on `collection`, as the application's schema would have it.
+pub fn create_index(db: &TestDb, collection: &str, keys: Document, unique: bool) {
+    crate::db::block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        let options = mongodb::options::IndexOptions::builder().unique(unique).build();
+        let model = mongodb::IndexModel::builder().keys(keys).options(options).build();
+        client
+            .database(&db.name)
+            .collection::<Document>(collection)
+            .create_index(model)
+            .await
+            .unwrap_or_else(|e| panic!("creating an index on {collection}: {e}"));
+    });
+}
