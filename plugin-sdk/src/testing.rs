@@ -210,11 +210,9 @@ fn matches(doc: &Document, filter: &Document) -> bool {
     use std::cmp::Ordering::{Greater, Less};
     filter.iter().all(|(key, condition)| {
         if key == "$and" {
-            return condition.as_array().is_some_and(|clauses| {
-                clauses
-                    .iter()
-                    .all(|c| c.as_document().is_some_and(|c| matches(doc, c)))
-            });
+            return condition
+                .as_array()
+                .is_some_and(|clauses| clauses.iter().all(|c| c.as_document().is_some_and(|c| matches(doc, c))));
         }
         let value = doc.get(key);
         match condition {
@@ -274,7 +272,14 @@ mod tests {
         let docs: Vec<Document> = (0..10).rev().map(|i| doc! {"_id": i, "keep": i % 3 != 0}).collect();
         let mut h = Harness::<Paged>::new().collection("ref", docs);
         h.begin().unwrap();
-        let ids: Vec<i32> = h.plugin.as_ref().unwrap().0.iter().map(|d| d.get_i32("_id").unwrap()).collect();
+        let ids: Vec<i32> = h
+            .plugin
+            .as_ref()
+            .unwrap()
+            .0
+            .iter()
+            .map(|d| d.get_i32("_id").unwrap())
+            .collect();
         assert_eq!(ids, [1, 2, 4, 5, 7, 8]);
         // Two full pages and an empty one: the paging stops on a short page.
         assert_eq!(h.lookups().len(), 3);
@@ -284,8 +289,14 @@ mod tests {
     #[test]
     fn and_combines_a_filter_on_id_with_the_page_bound() {
         let doc = doc! {"_id": 5};
-        assert!(matches(&doc, &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 4}}]}));
-        assert!(!matches(&doc, &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 5}}]}));
+        assert!(matches(
+            &doc,
+            &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 4}}]}
+        ));
+        assert!(!matches(
+            &doc,
+            &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 5}}]}
+        ));
         assert!(matches(&doc, &doc! {"x": {"$nin": [1]}}));
     }
 }
