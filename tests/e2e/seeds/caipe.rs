@@ -92,7 +92,7 @@ fn generate(db: &TestDb) -> Expected {
                         let key = (slug.clone(), email.to_lowercase());
                         if seen.insert(key.clone()) {
                             // A third of the rows were already dual-written by the runtime.
-                            if m % 3 == 0 {
+                            if m.is_multiple_of(3) {
                                 existing.push(doc! {"team_slug": &slug, "user_email": email.to_lowercase(), "source_type": "manual", "status": "active", "role": "member", "created_by": "runtime"});
                             } else {
                                 rows += 1;
