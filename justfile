@@ -38,3 +38,8 @@ inspect: plugins
 # Documents/s through a plugin call (batch 1,000) in wasm vs the same code native.
 bench-plugin: plugins
     cargo bench -p godwit --bench plugin_call
+
+# One seed scenario end to end: qdash, datalab, uniqc, caipe or alembic (README, "Scenarios").
+# With GODWIT_TEST_MONGODB_URI set (e.g. the demo's server) its databases stay there to inspect.
+scenario NAME: plugins
+    cargo test -p godwit --test e2e -- seeds::{{NAME}} --nocapture

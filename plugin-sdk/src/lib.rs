@@ -30,10 +30,12 @@
 //! `cargo test`, with the same validation rules the host applies.
 
 mod glue_types;
+mod tally;
 pub mod testing;
 
 pub use bson::{self, Bson, Document, doc};
 pub use glue_types::*;
+pub use tally::Tally;
 
 /// What a migration plugin implements. One value of the type lives for the
 /// whole run: `begin` creates it, `process` is called once per batch, and
@@ -97,6 +99,48 @@ impl<'a> Context<'a> {
         self.host
             .find(collection, &filter, projection.as_ref(), limit)
             .map_err(|message| Error::new(format!("find on {collection} failed: {message}")))
+    }
+
+    /// Every document of `collection` matching `filter`, however many there
+    /// are: pages of `page` documents (0: 1,000) in `_id` order, each page one
+    /// journaled [`find`](Self::find) with `_id` greater than the last one
+    /// seen. A single `find` stops at the host's cap (10,000 documents), which
+    /// silently truncates a reference map built from it; this does not.
+    ///
+    /// The host serves lookups sorted by `_id`, which is what makes the
+    /// paging exact. `filter` may constrain `_id` itself: the page bound is
+    /// then combined with it through `$and`.
+    pub fn find_all(
+        &mut self,
+        collection: &str,
+        filter: Document,
+        projection: Option<Document>,
+        page: u32,
+    ) -> Result<Vec<Document>, Error> {
+        let page = if page == 0 { 1_000 } else { page };
+        let mut all: Vec<Document> = Vec::new();
+        loop {
+            let paged = match all.last().and_then(|d| d.get("_id")) {
+                None => filter.clone(),
+                Some(last) if !filter.contains_key("_id") => {
+                    let mut f = filter.clone();
+                    f.insert("_id", doc! {"$gt": last.clone()});
+                    f
+                }
+                Some(last) => doc! {"$and": [filter.clone(), {"_id": {"$gt": last.clone()}}]},
+            };
+            let found = self.find(collection, paged, projection.clone(), page)?;
+            let done = found.len() < page as usize;
+            if found.iter().any(|d| !d.contains_key("_id")) {
+                return Err(Error::new(format!(
+                    "find_all on {collection}: a document came back without _id (a projection must keep _id)"
+                )));
+            }
+            all.extend(found);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     pub fn log(&mut self, level: Level, message: impl AsRef<str>) {

@@ -144,8 +144,11 @@ pub fn check_actions(allowed: &[String], actions: &[Action]) -> Result<(), Strin
     Ok(())
 }
 
-/// In-memory collections for `find`: top-level field equality, `$in` and
-/// `$exists` are understood, which covers typical reference lookups.
+/// In-memory collections for `find`: top-level field equality, `$in`, `$nin`,
+/// `$exists`, `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte` and a top-level
+/// `$and` are understood, which covers typical reference lookups and the
+/// paging of [`Context::find_all`](crate::Context::find_all). Documents are
+/// served in `_id` order, as the host serves them.
 #[derive(Default)]
 struct MemoryHost {
     collections: BTreeMap<String, Vec<Document>>,
@@ -162,10 +165,15 @@ impl Host for MemoryHost {
         limit: u32,
     ) -> Result<Vec<Document>, String> {
         self.lookups.push((collection.to_string(), filter.clone()));
-        let docs = self.collections.get(collection).map(Vec::as_slice).unwrap_or_default();
+        let mut docs: Vec<&Document> = self
+            .collections
+            .get(collection)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        docs.sort_by(|a, b| compare(a.get("_id"), b.get("_id")).unwrap_or(std::cmp::Ordering::Equal));
         let limit = if limit == 0 { usize::MAX } else { limit as usize };
         let mut found = Vec::new();
-        for doc in docs.iter().filter(|d| matches(d, filter)).take(limit) {
+        for doc in docs.into_iter().filter(|d| matches(d, filter)).take(limit) {
             found.push(match projection {
                 Some(p) if !p.is_empty() => project(doc, p),
                 _ => doc.clone(),
@@ -179,8 +187,33 @@ impl Host for MemoryHost {
     }
 }
 
+/// Order of two values of the same BSON type (numbers compare across types);
+/// `None` for values MongoDB would bracket apart.
+fn compare(a: Option<&Bson>, b: Option<&Bson>) -> Option<std::cmp::Ordering> {
+    fn number(v: &Bson) -> Option<f64> {
+        match v {
+            Bson::Int32(n) => Some(f64::from(*n)),
+            Bson::Int64(n) => Some(*n as f64),
+            Bson::Double(n) => Some(*n),
+            _ => None,
+        }
+    }
+    match (a?, b?) {
+        (Bson::String(a), Bson::String(b)) => Some(a.cmp(b)),
+        (Bson::ObjectId(a), Bson::ObjectId(b)) => Some(a.cmp(b)),
+        (Bson::DateTime(a), Bson::DateTime(b)) => Some(a.cmp(b)),
+        (a, b) => number(a)?.partial_cmp(&number(b)?),
+    }
+}
+
 fn matches(doc: &Document, filter: &Document) -> bool {
+    use std::cmp::Ordering::{Greater, Less};
     filter.iter().all(|(key, condition)| {
+        if key == "$and" {
+            return condition
+                .as_array()
+                .is_some_and(|clauses| clauses.iter().all(|c| c.as_document().is_some_and(|c| matches(doc, c))));
+        }
         let value = doc.get(key);
         match condition {
             Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => {
@@ -191,6 +224,13 @@ fn matches(doc: &Document, filter: &Document) -> bool {
                     "$exists" => arg.as_bool().unwrap_or(true) == value.is_some(),
                     "$eq" => value == Some(arg),
                     "$ne" => value != Some(arg),
+                    "$nin" => arg
+                        .as_array()
+                        .is_some_and(|options| value.is_none_or(|v| !options.contains(v))),
+                    "$gt" => compare(value, Some(arg)) == Some(Greater),
+                    "$gte" => compare(value, Some(arg)).is_some_and(|o| o != Less),
+                    "$lt" => compare(value, Some(arg)) == Some(Less),
+                    "$lte" => compare(value, Some(arg)).is_some_and(|o| o != Greater),
                     _ => false,
                 })
             }
@@ -204,4 +244,59 @@ fn project(doc: &Document, projection: &Document) -> Document {
         .filter(|(key, _)| *key == "_id" || projection.get(key.as_str()).is_some_and(|v| v.as_bool() != Some(false)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Manifest, Pass, doc};
+
+    /// Builds a reference map with `find_all` in `begin`, pages of 3.
+    struct Paged(Vec<Document>);
+
+    impl Migration for Paged {
+        fn manifest() -> Manifest {
+            Manifest::new("paged", "1.0.0").pass(Pass::new("p", "c"))
+        }
+        fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
+            Ok(Paged(cx.find_all("ref", doc! {"keep": true}, None, 3)?))
+        }
+        fn process(&mut self, _cx: &mut Context, _pass: usize, _batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn find_all_pages_past_the_page_size_in_id_order() {
+        // Stored out of order, one in three filtered out.
+        let docs: Vec<Document> = (0..10).rev().map(|i| doc! {"_id": i, "keep": i % 3 != 0}).collect();
+        let mut h = Harness::<Paged>::new().collection("ref", docs);
+        h.begin().unwrap();
+        let ids: Vec<i32> = h
+            .plugin
+            .as_ref()
+            .unwrap()
+            .0
+            .iter()
+            .map(|d| d.get_i32("_id").unwrap())
+            .collect();
+        assert_eq!(ids, [1, 2, 4, 5, 7, 8]);
+        // Two full pages and an empty one: the paging stops on a short page.
+        assert_eq!(h.lookups().len(), 3);
+        assert_eq!(h.lookups()[1].1, doc! {"keep": true, "_id": {"$gt": 4}});
+    }
+
+    #[test]
+    fn and_combines_a_filter_on_id_with_the_page_bound() {
+        let doc = doc! {"_id": 5};
+        assert!(matches(
+            &doc,
+            &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 4}}]}
+        ));
+        assert!(!matches(
+            &doc,
+            &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 5}}]}
+        ));
+        assert!(matches(&doc, &doc! {"x": {"$nin": [1]}}));
+    }
 }

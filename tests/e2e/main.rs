@@ -13,4 +13,5 @@ mod operator;
 mod revert;
 mod run;
 mod sandbox;
+mod seeds;
 mod support;

@@ -1,0 +1,113 @@
+//! Seed 002, uniqc schema v2 "archive support": completed and failed tasks
+//! move from `tasks` to `archived_tasks` with every field plus `archived_at`
+//! (ISO-8601 UTC), keeping the hot `tasks` collection small.
+//!
+//! Each task's insert and delete are actions of the same batch, and the host
+//! applies a batch in one transaction with its progress marker: a run killed
+//! at any point leaves every task in exactly one of the two collections, and
+//! a resumed run neither archives a task twice nor loses one.
+//!
+//! `archived_at` is the run's start time (the plugin has no clock: the host
+//! freezes it). Every task of one run is stamped alike, also after a resume,
+//! which makes the value reproducible by `journal replay`.
+
+use godwit_sdk::{Action, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, doc};
+
+/// Statuses that leave the hot path (uniqc's archive rule).
+pub const ARCHIVED_STATUSES: [&str; 2] = ["completed", "failed"];
+
+pub struct ArchiveTasks {
+    archived_at: String,
+    tally: Tally,
+}
+
+impl Migration for ArchiveTasks {
+    fn manifest() -> Manifest {
+        Manifest::new("uniqc-archive-tasks", "2.0.0")
+            .requires("^1.0")
+            .description("uniqc v2: move completed and failed tasks to archived_tasks with archived_at")
+            .pass(
+                Pass::new("archive", "tasks")
+                    .filter(doc! {"status": {"$in": ARCHIVED_STATUSES.to_vec()}})
+                    .writes(["archived_tasks", "tasks"]),
+            )
+    }
+
+    fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
+        let archived_at = cx
+            .run()
+            .started_at()
+            .try_to_rfc3339_string()
+            .map_err(|e| Error::new(format!("run start is not a representable date: {e}")))?;
+        let mut tally = Tally::new();
+        tally.touch("archived");
+        for status in ARCHIVED_STATUSES {
+            tally.touch(status);
+        }
+        Ok(ArchiveTasks { archived_at, tally })
+    }
+
+    fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let mut actions = Vec::with_capacity(batch.len() * 2);
+        for mut task in batch {
+            let id = task.get("_id").cloned().ok_or_else(|| Error::new("task without _id"))?;
+            let status = task
+                .get_str("status")
+                .map_err(|e| Error::new(format!("task status: {e}")).for_document(id.clone()))?
+                .to_string();
+            task.insert("archived_at", self.archived_at.clone());
+            // The copy keeps the task's `_id`: were it ever inserted twice, the
+            // unique index would refuse it rather than duplicate the task.
+            actions.push(Action::insert("archived_tasks", task));
+            actions.push(Action::delete_one("tasks", doc! {"_id": id}));
+            self.tally.incr("archived");
+            self.tally.incr(&status);
+        }
+        Ok(actions)
+    }
+
+    fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
+        Ok(vec![self.tally.report("summary", "archive")])
+    }
+}
+
+godwit_sdk::export!(ArchiveTasks);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use godwit_sdk::testing::Harness;
+
+    #[test]
+    fn moves_each_task_with_archived_at_from_the_run_start() {
+        let mut h = Harness::<ArchiveTasks>::new();
+        let task = doc! {"_id": "t1", "status": "failed", "backend": "sim", "shots": 100};
+        let actions = h.process(0, vec![task]).unwrap();
+        assert_eq!(
+            actions,
+            vec![
+                Action::insert(
+                    "archived_tasks",
+                    doc! {"_id": "t1", "status": "failed", "backend": "sim", "shots": 100, "archived_at": "2026-01-01T00:00:00Z"}
+                ),
+                Action::delete_one("tasks", doc! {"_id": "t1"}),
+            ]
+        );
+        assert_eq!(
+            h.finish().unwrap(),
+            vec![Action::report(
+                "summary",
+                "archive",
+                r#"{"archived": 1, "completed": 0, "failed": 1}"#
+            )]
+        );
+    }
+
+    #[test]
+    fn a_task_without_status_is_an_error_naming_it() {
+        let err = Harness::<ArchiveTasks>::new()
+            .process(0, vec![doc! {"_id": "t9"}])
+            .unwrap_err();
+        assert_eq!(err.document_id, Some("t9".into()));
+    }
+}
