@@ -4,6 +4,7 @@
 //! exercise.
 
 mod auditor;
+mod badinput;
 mod chain;
 mod crash;
 mod db;

@@ -54,8 +54,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read plugin {}: {source}", file.display())]
-    Read { file: PathBuf, source: std::io::Error },
+    // The causes are named `error`, not `source`: their text is part of the
+    // message, and as a `source` it would be printed twice in `{:#}` chains.
+    #[error("cannot read plugin {}: {error}", file.display())]
+    Read { file: PathBuf, error: std::io::Error },
     #[error("{} is not a WebAssembly file (it does not start with the `\\0asm` header)", file.display())]
     NotWasm { file: PathBuf },
     #[error("{} is a core WebAssembly module that cannot be made into a godwit component: {reason}", file.display())]
@@ -71,8 +73,8 @@ pub enum LoadError {
     NotAPlugin { file: PathBuf, exports: String },
     #[error("{} imports something this host does not provide: {reason}", file.display())]
     Link { file: PathBuf, reason: String },
-    #[error("{}: {source}", file.display())]
-    Call { file: PathBuf, source: CallError },
+    #[error("{}: {error}", file.display())]
+    Call { file: PathBuf, error: CallError },
     #[error("{}: invalid manifest: {reason}", file.display())]
     Manifest { file: PathBuf, reason: String },
 }
@@ -144,9 +146,9 @@ impl PluginHost {
     /// module that is componentized here), then asks it for its manifest.
     pub fn load(&self, file: &Path) -> Result<LoadedPlugin, LoadError> {
         let file = file.to_path_buf();
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(&file).map_err(|error| LoadError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         let sha256 = sha256(&bytes);
         let kind = if wasmparser::Parser::is_component(&bytes) {
@@ -223,9 +225,9 @@ impl PluginHost {
         let raw = loaded
             .instantiate(InstanceOptions::inspect())
             .and_then(|mut instance| instance.raw_manifest())
-            .map_err(|source| LoadError::Call {
+            .map_err(|error| LoadError::Call {
                 file: file.clone(),
-                source,
+                error,
             })?;
         let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
         loaded.manifest = Arc::new(manifest);
