@@ -13,4 +13,5 @@ mod lock;
 mod operator;
 mod run;
 mod sandbox;
+mod secrets;
 mod support;
