@@ -23,9 +23,9 @@ plugins: setup build
 test: plugins
     cargo test --workspace
 
-# Crash test with 100 kills (slow).
+# Crash test with 500 random SIGKILLs during execute and resume (slow, several minutes).
 test-slow: plugins
-    GODWIT_CRASH_KILLS=100 cargo test -p godwit --test e2e -- crash --nocapture
+    GODWIT_CRASH_KILLS=500 cargo test -p godwit --test e2e -- crash --nocapture
 
 # Local server + sample data: dry run, interrupted execute, resume, stamped version.
 demo: plugins

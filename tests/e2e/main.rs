@@ -4,6 +4,7 @@
 //! exercise.
 
 mod auditor;
+mod badinput;
 mod chain;
 mod crash;
 mod db;
@@ -13,5 +14,6 @@ mod operator;
 mod revert;
 mod run;
 mod sandbox;
+mod secrets;
 mod seeds;
 mod support;

@@ -155,7 +155,7 @@ fn a_document_changed_after_the_run_blocks_only_its_own_revert_unless_forced() {
     });
 
     let (code, dry, _) = revert(&db, journal.path(), &[&run]);
-    assert_eq!(code, 14, "a dry revert with conflicts says it would be incomplete");
+    assert_eq!(code, 15, "a dry revert with conflicts says it would be incomplete");
     assert_eq!(dry["conflicts"], 1);
     assert_eq!(dry["conflicts_listed"][0]["collection"], "orders");
     assert_eq!(dry["conflicts_listed"][0]["id"], "3");
@@ -163,7 +163,7 @@ fn a_document_changed_after_the_run_blocks_only_its_own_revert_unless_forced() {
     let out = command(&db, journal.path(), &["revert", &run, "--execute"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(15), "{}", stderr(&out));
     assert!(stdout(&out).contains("orders _id 3"), "{}", stdout(&out));
     let order3 = db.find_one("orders", doc! {"_id": 3}).unwrap();
     assert_eq!(order3.get_i32("total").unwrap(), 999, "the edited document is kept");
@@ -191,7 +191,7 @@ fn refusals_name_the_run() {
     let file = plugin("reshape");
     let dry = run_ok(&db, journal.path(), &["run", file.to_str().unwrap()]);
     let (code, _, err) = revert(&db, journal.path(), &[dry["run_id"].as_str().unwrap()]);
-    assert_eq!(code, 13, "{err}");
+    assert_eq!(code, 14, "{err}");
     assert!(err.contains("was a dry run"), "{err}");
 
     let fast = run_ok(
@@ -201,7 +201,7 @@ fn refusals_name_the_run() {
     );
     let run = fast["run_id"].as_str().unwrap();
     let (code, _, err) = revert(&db, journal.path(), &[run]);
-    assert_eq!(code, 13, "{err}");
+    assert_eq!(code, 14, "{err}");
     assert!(
         err.contains(&format!("cannot revert run {run}: it ran with --no-before-images")),
         "{err}"

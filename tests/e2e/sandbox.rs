@@ -260,3 +260,201 @@ fn core_module_is_componentized_on_load() {
     assert_eq!(plugin.kind, godwit::plugin::InputKind::CoreModule);
     assert_eq!(plugin.manifest.name, "normalize-emails");
 }
+
+#[test]
+fn sleeping_in_begin_is_refused_at_once() {
+    // A sleep blocks inside the host, out of reach of fuel and the epoch
+    // deadline: the host refuses the clock wait itself.
+    let host = host(Limits {
+        call_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    });
+    let plugin = host.load(&plugin("hostile")).unwrap();
+    let mut instance = plugin.instantiate(options()).unwrap();
+    let started = Instant::now();
+    let err = instance
+        .begin(&doc! {"behaviour": "sleep-in-begin"}, &context())
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "blocked for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string()
+            .starts_with("plugin hostile trapped in begin: tried to sleep for 3600s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_action_list_far_larger_than_the_batch_is_refused() {
+    let host = host(Limits::default());
+    let mut instance = begun(&host, "action-flood");
+    match instance.process(0, &batch()) {
+        Err(e @ CallError::TooManyActions { .. }) => assert_eq!(
+            e.to_string(),
+            "plugin hostile returned 300 actions from process (pass 0 \"things\") for a batch of 3 documents, \
+             more than the limit of 10 per document (raise --max-actions-per-document if this is intended)"
+        ),
+        other => panic!("expected too many actions, got {other:?}"),
+    }
+}
+
+/// Hostile plugins against a real database: each is stopped before any write
+/// of its batch, with one error line naming the plugin, pass, batch and
+/// document, and exit code 4; a full dump of the database is unchanged. The
+/// hostile batch is the run's first, so "unchanged by that batch" means
+/// unchanged, apart from godwit's own lease lock.
+mod contained {
+    use crate::db::{TestDb, server};
+    use crate::support::{command, plugin, stderr};
+    use bson::doc;
+    use std::time::{Duration, Instant};
+
+    /// The collections a plugin could touch, and godwit's metadata without its
+    /// lease lock (taken before the first batch, expiring on its own).
+    fn state(db: &TestDb) -> Vec<(String, Vec<Vec<u8>>)> {
+        db.dump()
+            .into_iter()
+            .map(|(name, docs)| {
+                let docs = docs
+                    .into_iter()
+                    .filter(|raw| {
+                        name != "godwit_metadata"
+                            || bson::RawDocument::from_bytes(raw).unwrap().get_str("_id").ok() != Some("lock")
+                    })
+                    .collect();
+                (name, docs)
+            })
+            .filter(|(_, docs): &(String, Vec<Vec<u8>>)| !docs.is_empty())
+            .collect()
+    }
+
+    /// Runs the hostile plugin with `behaviour` in execute mode over 25 things
+    /// (batches of 10) and checks containment; returns the error line.
+    fn contained(behaviour: &str, setup: impl FnOnce(&TestDb), expect: &[&str]) -> String {
+        let db = TestDb::new(server(), "hostile");
+        db.insert("things", (0..25).map(|i| doc! {"_id": i, "n": i}).collect());
+        db.insert("orders", vec![doc! {"_id": 5, "user": 1}]);
+        setup(&db);
+        let before = state(&db);
+        let journal = tempfile::tempdir().unwrap();
+        let param = format!("behaviour={behaviour}");
+        let started = Instant::now();
+        let out = command(
+            &db,
+            journal.path(),
+            &[
+                "run",
+                plugin("hostile").to_str().unwrap(),
+                "--execute",
+                "--param",
+                &param,
+                "--call-timeout",
+                "10",
+            ],
+        )
+        .output()
+        .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(4), "{behaviour}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{behaviour}: took {:?}",
+            started.elapsed()
+        );
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{behaviour}: one error line: {err}");
+        let line = errors[0];
+        for part in ["plugin hostile"].iter().chain(expect) {
+            assert!(line.contains(part), "{behaviour}: {part:?} missing from: {line}");
+        }
+        assert_eq!(state(&db), before, "{behaviour}: the database changed");
+        assert!(
+            db.find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}})
+                .is_none(),
+            "{behaviour}: no batch committed"
+        );
+        eprintln!("hostile {behaviour}: contained, exit 4: {line}");
+        line.to_string()
+    }
+
+    const FIRST_BATCH: &[&str] = &["pass 0 (things)", "batch 0 (documents up to _id 9)"];
+
+    #[test]
+    fn write_to_a_collection_outside_the_allow_list() {
+        let line = contained("foreign-collection", |_| {}, FIRST_BATCH);
+        assert!(
+            line.contains(
+                "action 10 (update on `orders`, document _id 5): collection is not in the pass's writes [things]"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn empty_filter() {
+        let line = contained("empty-filter", |_| {}, FIRST_BATCH);
+        assert!(
+            line.contains("action 10 (delete on `things`): filter is empty (it would hit every document)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn action_list_100_times_the_batch() {
+        let line = contained("action-flood", |_| {}, FIRST_BATCH);
+        assert!(line.contains("returned 1000 actions"), "{line}");
+    }
+
+    #[test]
+    fn bson_over_16_mib() {
+        let line = contained("huge-bson", |_| {}, FIRST_BATCH);
+        assert!(
+            line.contains("action 10 (update on `things`, document _id 0): update is")
+                && line.contains("over MongoDB's limit of 16777216 bytes"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn find_without_limit_on_a_huge_collection() {
+        let line = contained(
+            "huge-find",
+            |db| {
+                for chunk in 0..10 {
+                    db.insert(
+                        "haystack",
+                        (0..1_000).map(|i| doc! {"_id": chunk * 1_000 + i}).collect(),
+                    );
+                }
+            },
+            FIRST_BATCH,
+        );
+        assert!(
+            line.contains("find on `haystack` without a limit matched at least 10000 documents"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn blocking_in_begin() {
+        let line = contained("sleep-in-begin", |_| {}, &["trapped in begin", "tried to sleep"]);
+        assert!(line.contains("plugin hostile trapped in begin"), "{line}");
+    }
+
+    #[test]
+    fn endless_loop_in_begin() {
+        contained("loop-in-begin", |_| {}, &["trapped in begin"]);
+    }
+
+    #[test]
+    fn blocking_in_process() {
+        contained(
+            "sleep",
+            |_| {},
+            &["pass 0 (things)", "batch 0 (documents up to _id 9)", "tried to sleep"],
+        );
+    }
+}

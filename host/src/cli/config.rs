@@ -35,7 +35,24 @@ fn path() -> Option<PathBuf> {
 pub fn load() -> anyhow::Result<Option<(PathBuf, Config)>> {
     let Some(path) = path() else { return Ok(None) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let config = toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    // toml's own message quotes the offending line, which may hold the URI's
+    // password and spans several lines: report the position and the reason only.
+    let config = toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" at line {line}, column {column}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "invalid config file {}{at}: {}",
+            path.display(),
+            e.message().trim().replace('\n', "; ")
+        )
+    })?;
     Ok(Some((path, config)))
 }
 

@@ -64,6 +64,9 @@ pub struct SandboxArgs {
     /// Directory of the compiled-component cache [default: $GODWIT_CACHE_DIR or ~/.cache/godwit/components].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Most actions one plugin call may return per document of its batch.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_actions_per_document)]
+    max_actions_per_document: u32,
     /// Compile the plugin without the on-disk cache.
     #[arg(long)]
     no_cache: bool,
@@ -72,15 +75,17 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     pub fn plugin_host(&self) -> anyhow::Result<PluginHost> {
         if !(self.call_timeout > 0.0 && self.call_timeout.is_finite()) {
-            anyhow::bail!(
+            return Err(UsageError(format!(
                 "--call-timeout must be a positive number of seconds, got {}",
                 self.call_timeout
-            );
+            ))
+            .into());
         }
         let limits = Limits {
             fuel_per_call: self.fuel,
             call_timeout: Duration::from_secs_f64(self.call_timeout),
             memory_bytes: self.memory_limit << 20,
+            max_actions_per_document: self.max_actions_per_document,
         };
         let cache = match (&self.cache_dir, self.no_cache) {
             (_, true) => None,
@@ -166,10 +171,29 @@ pub mod exit {
     pub const CHAIN: u8 = 11;
     /// `journal replay`: the plugin did not reproduce the journaled actions.
     pub const REPLAY_DIVERGED: u8 = 12;
-    pub const REVERT_REFUSED: u8 = 13;
-    pub const REVERT_INCOMPLETE: u8 = 14;
+    /// The database named by `--db` does not exist (it has no collections).
+    pub const UNKNOWN_DATABASE: u8 = 13;
+    /// `revert` refused: a dry run, an unfinished run, or no before-images.
+    pub const REVERT_REFUSED: u8 = 14;
+    /// `revert` left documents changed since the run as they are.
+    pub const REVERT_INCOMPLETE: u8 = 15;
     /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
     pub const INTERRUPTED: u8 = 130;
+}
+
+/// A bad command-line value found after clap's own checks (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `--db` names a database the server does not have.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "database {db} does not exist on {uri} (it has no collections); check --db, or create it with `godwit init --version X`"
+)]
+pub struct UnknownDatabase {
+    pub db: String,
+    pub uri: String,
 }
 
 /// The async runtime for commands that talk to MongoDB. Multi-threaded so
@@ -242,6 +266,12 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<CallError>().is_some() || cause.downcast_ref::<ActionError>().is_some() {
             return exit::PLUGIN_FAILED;
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
+        }
+        if cause.downcast_ref::<UnknownDatabase>().is_some() {
+            return exit::UNKNOWN_DATABASE;
         }
         if let Some(db) = cause.downcast_ref::<DbError>() {
             return match db {

@@ -1,10 +1,10 @@
 //! `godwit run`: one migration plugin over the database, dry run by default.
 
-use super::{ConnectionArgs, GlobalArgs, SandboxArgs, exit};
+use super::{ConnectionArgs, GlobalArgs, SandboxArgs, UnknownDatabase, UsageError, exit};
 use crate::journal::{Journal, RunMode};
 use crate::run::report::Summary;
 use crate::run::{Engine, Outcome, ResumeChoice, RunRequest, StopSignal, VerifyPolicy};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,16 +92,17 @@ pub struct RunCommand {
 
 /// Parses `--param k=v` values: keys non-empty and unique, sorted by key.
 pub fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let bad = |message: String| Err(UsageError(message).into());
     let mut params: Vec<(String, String)> = Vec::new();
     for item in raw {
         let Some((key, value)) = item.split_once('=') else {
-            bail!("--param {item:?} is not KEY=VALUE");
+            return bad(format!("--param {item:?} is not KEY=VALUE"));
         };
         if key.is_empty() {
-            bail!("--param {item:?} has an empty key");
+            return bad(format!("--param {item:?} has an empty key"));
         }
         if params.iter().any(|(k, _)| k == key) {
-            bail!("--param {key} is given twice");
+            return bad(format!("--param {key} is given twice"));
         }
         params.push((key.to_string(), value.to_string()));
     }
@@ -116,7 +117,6 @@ impl RunCommand {
         let options = &self.options;
         let plugin_host = options.sandbox.plugin_host()?;
         let plugin = plugin_host.load(&self.plugin)?;
-        let journal = Journal::open(&options.connection.journal)?;
         let resume = match (&self.resume, self.new_run) {
             (Some(run), _) => ResumeChoice::Run(run.clone()),
             (None, true) => ResumeChoice::New,
@@ -126,6 +126,13 @@ impl RunCommand {
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
             let db = options.connection.connect().await?;
+            // A mistyped --db would otherwise be created by the run. With
+            // --resume the engine names the database the run was on instead.
+            if self.resume.is_none() {
+                require_existing(&db).await?;
+            }
+            // Opened only now, so that a bad URI or database leaves no journal behind.
+            let journal = Journal::open(&options.connection.journal)?;
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
             let observer = super::progress::Bars::for_terminal(global);
@@ -249,6 +256,23 @@ pub fn print_summary(summary: &Summary, execute: bool) {
             }
         }
     }
+}
+
+/// Refuses a database that does not exist (MongoDB would create it on the first write).
+pub async fn require_existing(db: &crate::db::Db) -> anyhow::Result<()> {
+    let names = db
+        .db
+        .list_collection_names()
+        .await
+        .with_context(|| format!("listing the collections of database {}", db.name))?;
+    if names.is_empty() {
+        return Err(UnknownDatabase {
+            db: db.name.clone(),
+            uri: db.uri.clone(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 impl ConnectionArgs {

@@ -27,8 +27,11 @@ impl StatusCommand {
             None => None,
         };
         // A journal in use by a running godwit cannot be opened; say so and go on.
-        let (unfinished, journal_note) = match Journal::open(&self.connection.journal) {
-            Ok(journal) => {
+        // No journal directory: nothing ran here yet (and `status` creates none).
+        let journal = &self.connection.journal;
+        let (unfinished, journal_note) = match journal.exists().then(|| Journal::open(journal)) {
+            None => (Vec::new(), None),
+            Some(Ok(journal)) => {
                 let runs = journal.runs()?;
                 (
                     runs.into_iter()
@@ -37,8 +40,8 @@ impl StatusCommand {
                     None,
                 )
             }
-            Err(e @ JournalError::Locked { .. }) => (Vec::new(), Some(e.to_string())),
-            Err(e) => return Err(e.into()),
+            Some(Err(e @ JournalError::Locked { .. })) => (Vec::new(), Some(e.to_string())),
+            Some(Err(e)) => return Err(e.into()),
         };
         super::runtime()?.block_on(async {
             let db = self.connection.connect().await?;

@@ -1,6 +1,7 @@
-//! Checks a plugin's actions before anything is written: BSON well formed,
-//! collection in the pass's `writes`, update/delete filters not empty. The
-//! result, [`ValidAction`], is the only form the writer accepts.
+//! Checks a plugin's actions before anything is written: BSON well formed and
+//! within MongoDB's document size limit, collection in the pass's `writes`,
+//! update/delete filters not empty. The result, [`ValidAction`], is the only
+//! form the writer accepts.
 
 use super::contract::{Action, ValidPass};
 use crate::hash::{Sha256Hash, sha256_parts};
@@ -102,13 +103,32 @@ impl ValidAction {
     }
 }
 
+/// MongoDB's limit on one BSON document (`maxBsonObjectSize`). A larger
+/// filter, update or document would only fail inside the write's transaction,
+/// after the batch was journaled as prepared; it is refused here instead.
+pub const MAX_BSON_BYTES: usize = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("action {index} ({kind}{}): {problem}", collection.as_ref().map(|c| format!(" on `{c}`")).unwrap_or_default())]
+#[error(
+    "action {index} ({kind}{}{}): {problem}",
+    collection.as_ref().map(|c| format!(" on `{c}`")).unwrap_or_default(),
+    document.as_ref().map(|d| format!(", document _id {d}")).unwrap_or_default()
+)]
 pub struct ActionError {
     pub index: usize,
     pub kind: &'static str,
     pub collection: Option<String>,
+    /// The `_id` the action is about (its filter's or its document's), when it names one.
+    pub document: Option<String>,
     pub problem: String,
+}
+
+/// The `_id` a raw filter or document names, for error messages; `None` when
+/// the bytes are not BSON or carry no `_id`.
+fn document_id(bytes: &[u8]) -> Option<String> {
+    let doc = bson::RawDocument::from_bytes(bytes).ok()?;
+    let id = doc.get("_id").ok().flatten()?;
+    Some(bson::Bson::try_from(id).ok()?.to_string())
 }
 
 /// Where actions come from: a pass (its `writes` apply) or `finish` (the
@@ -116,16 +136,17 @@ pub struct ActionError {
 pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidAction>, ActionError> {
     let mut valid = Vec::with_capacity(actions.len());
     for (index, action) in actions.into_iter().enumerate() {
-        let (kind, collection) = match &action {
-            Action::Update(u) => ("update", Some(u.collection.clone())),
-            Action::Insert(i) => ("insert", Some(i.collection.clone())),
-            Action::Delete(d) => ("delete", Some(d.collection.clone())),
-            Action::Report(_) => ("report", None),
+        let (kind, collection, document) = match &action {
+            Action::Update(u) => ("update", Some(u.collection.clone()), document_id(&u.filter)),
+            Action::Insert(i) => ("insert", Some(i.collection.clone()), document_id(&i.document)),
+            Action::Delete(d) => ("delete", Some(d.collection.clone()), document_id(&d.filter)),
+            Action::Report(_) => ("report", None, None),
         };
         let fail = |problem: String| ActionError {
             index,
             kind,
             collection: collection.clone(),
+            document: document.clone(),
             problem,
         };
         if let Some(c) = &collection
@@ -137,6 +158,12 @@ pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidActio
             )));
         }
         let decode = |what: &str, bytes: &[u8]| {
+            if bytes.len() > MAX_BSON_BYTES {
+                return Err(fail(format!(
+                    "{what} is {} bytes, over MongoDB's limit of {MAX_BSON_BYTES} bytes per BSON document",
+                    bytes.len()
+                )));
+            }
             Document::from_reader(bytes).map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
         };
         let non_empty = |what: &str, doc: Document| {
@@ -268,7 +295,17 @@ mod tests {
         );
         check(
             vec![update("users", id.clone()), update("orders", id.clone())],
-            Err("action 1 (update on `orders`): collection is not in the pass's writes [users]"),
+            Err("action 1 (update on `orders`, document _id 1): collection is not in the pass's writes [users]"),
+        );
+        let mut big = doc! {"_id": 7, "blob": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; MAX_BSON_BYTES] }}
+            .to_vec()
+            .unwrap();
+        check(
+            vec![Action::Insert(crate::plugin::contract::Insert {
+                collection: "users".into(),
+                document: std::mem::take(&mut big),
+            })],
+            Err("action 0 (insert on `users`, document _id 7): document is 16777241 bytes, over MongoDB's limit"),
         );
         check(vec![update("users", doc! {}.to_vec().unwrap())], Err("filter is empty"));
         check(

@@ -8,6 +8,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "godwit:migration/plugin",
     additional_derives: [serde::Serialize, serde::Deserialize],
+    // `find` may trap: a lookup past the host's limits stops the plugin
+    // instead of handing it a silently truncated answer.
+    imports: { "godwit:migration/host.find": trappable },
 });
 
 pub use exports::godwit::migration::migration::Guest as MigrationExports;

@@ -33,6 +33,9 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Cap on the plugin's linear memory.
     pub memory_bytes: usize,
+    /// Most actions (reports included) one `process` call may return per
+    /// document of its batch; more is refused as a runaway plugin.
+    pub max_actions_per_document: u32,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             fuel_per_call: 5_000_000_000,
             call_timeout: Duration::from_secs(60),
             memory_bytes: 512 << 20,
+            max_actions_per_document: 10,
         }
     }
 }
@@ -50,8 +54,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read plugin {}: {source}", file.display())]
-    Read { file: PathBuf, source: std::io::Error },
+    // The causes are named `error`, not `source`: their text is part of the
+    // message, and as a `source` it would be printed twice in `{:#}` chains.
+    #[error("cannot read plugin {}: {error}", file.display())]
+    Read { file: PathBuf, error: std::io::Error },
     #[error("{} is not a WebAssembly file (it does not start with the `\\0asm` header)", file.display())]
     NotWasm { file: PathBuf },
     #[error("{} is a core WebAssembly module that cannot be made into a godwit component: {reason}", file.display())]
@@ -67,8 +73,8 @@ pub enum LoadError {
     NotAPlugin { file: PathBuf, exports: String },
     #[error("{} imports something this host does not provide: {reason}", file.display())]
     Link { file: PathBuf, reason: String },
-    #[error("{}: {source}", file.display())]
-    Call { file: PathBuf, source: CallError },
+    #[error("{}: {error}", file.display())]
+    Call { file: PathBuf, error: CallError },
     #[error("{}: invalid manifest: {reason}", file.display())]
     Manifest { file: PathBuf, reason: String },
 }
@@ -90,6 +96,17 @@ pub enum CallError {
     },
     #[error("plugin {plugin} cannot run {call}: its instance was discarded after an earlier trap")]
     Discarded { plugin: String, call: String },
+    #[error(
+        "plugin {plugin} returned {actions} actions from {call} for a batch of {documents} documents, \
+         more than the limit of {per_document} per document (raise --max-actions-per-document if this is intended)"
+    )]
+    TooManyActions {
+        plugin: String,
+        call: String,
+        actions: usize,
+        documents: usize,
+        per_document: u32,
+    },
 }
 
 /// Builds the engine and keeps its epoch ticking; loads plugins.
@@ -111,6 +128,7 @@ impl PluginHost {
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        refuse_sleeping(&mut linker)?;
         Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
         Ok(PluginHost {
             engine,
@@ -128,9 +146,9 @@ impl PluginHost {
     /// module that is componentized here), then asks it for its manifest.
     pub fn load(&self, file: &Path) -> Result<LoadedPlugin, LoadError> {
         let file = file.to_path_buf();
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(&file).map_err(|error| LoadError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         let sha256 = sha256(&bytes);
         let kind = if wasmparser::Parser::is_component(&bytes) {
@@ -207,14 +225,43 @@ impl PluginHost {
         let raw = loaded
             .instantiate(InstanceOptions::inspect())
             .and_then(|mut instance| instance.raw_manifest())
-            .map_err(|source| LoadError::Call {
+            .map_err(|error| LoadError::Call {
                 file: file.clone(),
-                source,
+                error,
             })?;
         let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
         loaded.manifest = Arc::new(manifest);
         Ok(loaded)
     }
+}
+
+/// A sleep (a pollable on the monotonic clock) blocks inside the host, where
+/// neither fuel nor the epoch deadline can stop it; with the plugin's clock
+/// frozen it could never be meaningful either. Such a call traps instead.
+fn refuse_sleeping(linker: &mut Linker<State>) -> anyhow::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(sandbox::MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_, (nanos,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::Error::new(sandbox::Refused(format!(
+                "tried to sleep for {:?} (plugins may not wait on a clock)",
+                Duration::from_nanos(nanos)
+            ))))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::Error::new(sandbox::Refused(
+                "tried to wait for an instant (plugins may not wait on a clock)".to_string(),
+            )))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// The epoch only advances while the engine lives: the ticker holds a weak
@@ -363,7 +410,18 @@ impl PluginInstance {
         let result = self.call(&call, |plugin, store| {
             plugin.godwit_migration_migration().call_process(store, pass, batch)
         })?;
-        self.reported(&call, result)
+        let actions = self.reported(&call, result)?;
+        let limit = batch.len().max(1) * self.limits.max_actions_per_document as usize;
+        if actions.len() > limit {
+            return Err(CallError::TooManyActions {
+                plugin: self.plugin.to_string(),
+                call,
+                actions: actions.len(),
+                documents: batch.len(),
+                per_document: self.limits.max_actions_per_document,
+            });
+        }
+        Ok(actions)
     }
 
     pub fn finish(&mut self) -> Result<Vec<Action>, CallError> {
@@ -435,6 +493,9 @@ fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) ->
         Some(Trap::Interrupt) => format!("exceeded the wall-clock deadline of {:?} per call", limits.call_timeout),
         Some(Trap::UnreachableCodeReached) => "panicked or aborted (wasm `unreachable`)".to_string(),
         Some(trap) => trap.to_string(),
+        None if error.downcast_ref::<sandbox::Refused>().is_some() => {
+            error.downcast_ref::<sandbox::Refused>().expect("checked").0.clone()
+        }
         None => {
             let text = format!("{error:#}");
             if text.contains("forcing trap when growing memory") {

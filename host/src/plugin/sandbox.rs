@@ -29,6 +29,25 @@ pub trait Lookup: Send {
     ) -> Result<Vec<Vec<u8>>, String>;
 }
 
+/// Most documents one lookup may return. A lookup that asks for no limit (0)
+/// or for more, and reaches this many, traps: the plugin would otherwise work
+/// on a silently truncated answer. `run::lookup` caps its queries at the same
+/// number.
+pub const MAX_LOOKUP_DOCS: u32 = 10_000;
+
+/// Most bytes one lookup may return; more traps (reference data that large
+/// belongs in a pass, not in a lookup).
+pub const MAX_LOOKUP_BYTES: usize = 64 << 20;
+
+/// The WASI interface whose waits [`super::PluginHost`] replaces by a trap.
+pub const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A host import refused the plugin's request; raised as a trap whose
+/// message is this reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// Refuses every lookup: for `plugin inspect` and other calls outside a run.
 pub struct NoLookups;
 
@@ -124,8 +143,29 @@ impl contract::godwit::migration::host::Host for State {
         filter: Vec<u8>,
         projection: Option<Vec<u8>>,
         limit: u32,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        self.lookup.find(&collection, &filter, projection.as_deref(), limit)
+    ) -> wasmtime::Result<Result<Vec<Vec<u8>>, String>> {
+        let result = self.lookup.find(&collection, &filter, projection.as_deref(), limit);
+        if let Ok(docs) = &result {
+            let unbounded = limit == 0 || limit > MAX_LOOKUP_DOCS;
+            if unbounded && docs.len() >= MAX_LOOKUP_DOCS as usize {
+                let asked = if limit == 0 {
+                    "without a limit".to_string()
+                } else {
+                    format!("with limit {limit}")
+                };
+                return Err(wasmtime::Error::new(Refused(format!(
+                    "find on `{collection}` {asked} matched at least {MAX_LOOKUP_DOCS} documents, the most one lookup \
+                     may return; look up with a limit of at most {MAX_LOOKUP_DOCS} (or read the collection in a pass)"
+                ))));
+            }
+            let bytes: usize = docs.iter().map(Vec::len).sum();
+            if bytes > MAX_LOOKUP_BYTES {
+                return Err(wasmtime::Error::new(Refused(format!(
+                    "find on `{collection}` returned {bytes} bytes, more than the {MAX_LOOKUP_BYTES} one lookup may return"
+                ))));
+            }
+        }
+        Ok(result)
     }
 }
 

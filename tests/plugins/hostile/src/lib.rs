@@ -1,11 +1,16 @@
 //! A plugin that misbehaves on purpose, for the host's sandbox tests. The
 //! `behaviour` parameter given to `begin` picks the misbehaviour; `process`
 //! (or `begin` itself, for `*-in-begin`) carries it out.
+//!
+//! The behaviours that return bad actions (`foreign-collection`,
+//! `empty-filter`, `action-flood`, `huge-bson`, `huge-find`) first emit a valid
+//! `$set {touched: true}` for every document of the batch, so that a host
+//! which let any part of such a batch through would leave a visible trace.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "godwit:migration/plugin" });
 
 use exports::godwit::migration::migration::Guest;
-use godwit::migration::types::{Action, Error, Manifest, Pass, Report, RunContext, Update};
+use godwit::migration::types::{Action, Delete, Error, Manifest, Pass, Report, RunContext, Update};
 use std::cell::RefCell;
 
 thread_local! {
@@ -21,6 +26,37 @@ fn report(key: &str, message: String) -> Action {
         key: key.into(),
         message,
     })
+}
+
+fn id_of(raw: &[u8]) -> bson::Bson {
+    bson::Document::from_reader(raw)
+        .ok()
+        .and_then(|d| d.get("_id").cloned())
+        .unwrap_or(bson::Bson::Null)
+}
+
+fn update(collection: &str, filter: bson::Document, update: bson::Document) -> Action {
+    Action::Update(Update {
+        collection: collection.into(),
+        filter: filter.to_vec().unwrap(),
+        update: update.to_vec().unwrap(),
+        upsert: false,
+        multi: false,
+    })
+}
+
+/// A valid write for every document of the batch.
+fn touch_all(batch: &[Vec<u8>]) -> Vec<Action> {
+    batch
+        .iter()
+        .map(|raw| {
+            update(
+                "things",
+                bson::doc! {"_id": id_of(raw)},
+                bson::doc! {"$set": {"touched": true}},
+            )
+        })
+        .collect()
 }
 
 fn spin() -> ! {
@@ -57,6 +93,9 @@ impl Guest for Hostile {
         match behaviour.as_str() {
             "loop-in-begin" => spin(),
             "panic-in-begin" => panic!("hostile plugin panics in begin on purpose"),
+            // Blocks in a host call (the WASI monotonic clock), where fuel and
+            // the epoch deadline do not reach.
+            "sleep-in-begin" => std::thread::sleep(std::time::Duration::from_secs(3600)),
             _ => {}
         }
         BEHAVIOUR.with_borrow_mut(|b| *b = behaviour);
@@ -126,6 +165,49 @@ impl Guest for Hostile {
                     })
                 })
                 .collect()),
+            "foreign-collection" => {
+                let mut actions = touch_all(&batch);
+                actions.push(update(
+                    "orders",
+                    bson::doc! {"_id": id_of(&batch[batch.len() / 2])},
+                    bson::doc! {"$set": {"stolen": true}},
+                ));
+                Ok(actions)
+            }
+            "empty-filter" => {
+                let mut actions = touch_all(&batch);
+                actions.push(Action::Delete(Delete {
+                    collection: "things".into(),
+                    filter: bson::doc! {}.to_vec().unwrap(),
+                    multi: true,
+                }));
+                Ok(actions)
+            }
+            "action-flood" => Ok((0..100).flat_map(|_| touch_all(&batch)).collect()),
+            "huge-bson" => {
+                let mut actions = touch_all(&batch);
+                let blob = bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: vec![7u8; 17 << 20],
+                };
+                actions.push(update(
+                    "things",
+                    bson::doc! {"_id": id_of(&batch[0])},
+                    bson::doc! {"$set": {"blob": blob}},
+                ));
+                Ok(actions)
+            }
+            // A lookup without a limit over a big collection; a hostile plugin
+            // ignores whatever the host answers and writes anyway.
+            "huge-find" => {
+                let filter = bson::doc! {}.to_vec().unwrap();
+                let _ = godwit::migration::host::find("haystack", &filter, None, 0);
+                Ok(touch_all(&batch))
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(touch_all(&batch))
+            }
             "error" => Err(Error {
                 message: "refusing on purpose".into(),
                 document_id: Some(bson::doc! {"_id": 42}.to_vec().unwrap()),
