@@ -88,6 +88,20 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
+/// `text` with the URI's password (if any) replaced by `****`, for driver
+/// messages that might echo the connection string.
+fn scrub(text: &str, uri: &str) -> String {
+    let password = uri.split_once("://").and_then(|(_, rest)| {
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        let userinfo = &authority[..authority.rfind('@')?];
+        userinfo.split_once(':').map(|(_, p)| p).filter(|p| !p.is_empty())
+    });
+    match password {
+        Some(p) => text.replace(p, "****"),
+        None => text.to_string(),
+    }
+}
+
 /// A connected database with what godwit needs to know about the server.
 #[derive(Clone)]
 pub struct Db {
@@ -112,14 +126,14 @@ impl Db {
         let redacted = redact_uri(opts.uri);
         let mut options = ClientOptions::parse(opts.uri).await.map_err(|e| DbError::BadUri {
             uri: redacted.clone(),
-            reason: e.to_string(),
+            reason: scrub(&e.kind.to_string(), opts.uri),
         })?;
         options.app_name = Some(format!("godwit {}", env!("CARGO_PKG_VERSION")));
         options.server_selection_timeout = Some(opts.timeout);
         options.connect_timeout = Some(opts.timeout);
         let client = Client::with_options(options).map_err(|e| DbError::BadUri {
             uri: redacted.clone(),
-            reason: e.to_string(),
+            reason: scrub(&e.kind.to_string(), opts.uri),
         })?;
         let hello = client
             .database("admin")
@@ -128,7 +142,7 @@ impl Db {
             .map_err(|e| DbError::Unreachable {
                 uri: redacted.clone(),
                 timeout: opts.timeout,
-                reason: e.to_string(),
+                reason: scrub(&e.kind.to_string(), opts.uri),
             })?;
         let transactions = hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
         Ok(Db {
@@ -272,6 +286,7 @@ impl Db {
             Ok(Some(lock)) => Ok(Lock {
                 token: lock.get_i64("token").unwrap_or(0),
                 run_id: holder.run_id.clone(),
+                busy: Default::default(),
             }),
             Ok(None) => unreachable!("upsert returns the document"),
             Err(e) if is_duplicate_key(&e) => {
@@ -302,6 +317,7 @@ impl Db {
 
     /// Extends the lease; fails with `LeaseLost` if another runner took it.
     pub async fn renew_lock(&self, lock: &Lock, lease: Duration) -> Result<()> {
+        let _busy = lock.busy.lock().await;
         let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + lease.as_millis() as i64);
         let result = self
             .meta()
@@ -359,6 +375,10 @@ impl Db {
     /// (at least once). Transient transaction errors (write conflicts) are
     /// retried with backoff for up to [`TRANSIENT_RETRY_LIMIT`].
     pub async fn apply_batch(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<Applied> {
+        let _busy = match batch.lock {
+            Some(lock) => Some(lock.busy.lock().await),
+            None => None,
+        };
         let Some(session) = session else {
             return self.write_batch(batch, None).await;
         };
@@ -680,6 +700,11 @@ pub struct LockHolder {
 pub struct Lock {
     pub token: i64,
     pub run_id: String,
+    /// Held by a batch transaction (which writes the lock document to fence
+    /// itself) and by a renewal, so that this process's own renewal never
+    /// write-conflicts with its own transaction; a takeover by another runner
+    /// still does, which is the point of the fence.
+    pub busy: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One batch's writes plus where the progress marker moves.
@@ -719,6 +744,15 @@ pub struct WriteCounts {
 #[cfg(test)]
 mod tests {
     use super::redact_uri;
+
+    #[test]
+    fn driver_messages_lose_the_password() {
+        assert_eq!(
+            super::scrub("auth failed for alice:s3cr@t", "mongodb://alice:s3cr@t@h/"),
+            "auth failed for alice:****"
+        );
+        assert_eq!(super::scrub("no password", "mongodb://h/"), "no password");
+    }
 
     #[test]
     fn passwords_are_redacted() {

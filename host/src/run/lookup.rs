@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// Most documents one lookup returns (also the cap for `limit` 0).
-pub const MAX_LOOKUP_DOCS: u32 = 10_000;
+pub use crate::plugin::sandbox::MAX_LOOKUP_DOCS;
 
 fn capped(limit: u32) -> u32 {
     if limit == 0 {
@@ -142,12 +142,25 @@ impl MongoLookup {
             if let Some(p) = projection {
                 find = find.projection(p);
             }
-            let cursor = find.await.map_err(|e| format!("find on {collection} failed: {e}"))?;
-            let docs: Vec<RawDocumentBuf> = cursor
-                .try_collect()
+            let mut cursor = find.await.map_err(|e| format!("find on {collection} failed: {e}"))?;
+            // Stop reading once the answer is too big for the plugin anyway,
+            // rather than holding all of it in the host first.
+            let (mut docs, mut bytes) = (Vec::new(), 0usize);
+            while let Some(doc) = cursor
+                .try_next()
                 .await
-                .map_err(|e| format!("find on {collection} failed: {e}"))?;
-            Ok(docs.into_iter().map(|d| d.into_bytes()).collect())
+                .map_err(|e| format!("find on {collection} failed: {e}"))?
+            {
+                bytes += doc.as_bytes().len();
+                if bytes > crate::plugin::sandbox::MAX_LOOKUP_BYTES {
+                    return Err(format!(
+                        "find on `{collection}` returned more than {} bytes, the most one lookup may return",
+                        crate::plugin::sandbox::MAX_LOOKUP_BYTES
+                    ));
+                }
+                docs.push(doc.into_bytes());
+            }
+            Ok(docs)
         })
     }
 }
