@@ -21,11 +21,11 @@ plugins: setup build
 
 # Unit tests and end-to-end tests (real components, real server).
 test: plugins
-    cargo test --workspace
+    cargo test --workspace --features godwit/failpoints
 
 # Crash test with 500 random SIGKILLs during execute and resume (slow, several minutes).
 test-slow: plugins
-    GODWIT_CRASH_KILLS=500 cargo test -p godwit --test e2e -- crash --nocapture
+    GODWIT_CRASH_KILLS=500 cargo test -p godwit --features failpoints --test e2e -- crash --nocapture
 
 # Local server + sample data: dry run, interrupted execute, resume, stamped version.
 demo: plugins
@@ -42,4 +42,4 @@ bench-plugin: plugins
 # One seed scenario end to end: qdash, datalab, uniqc, caipe or alembic (README, "Scenarios").
 # With GODWIT_TEST_MONGODB_URI set (e.g. the demo's server) its databases stay there to inspect.
 scenario NAME: plugins
-    cargo test -p godwit --test e2e -- seeds::{{NAME}} --nocapture
+    cargo test -p godwit --features failpoints --test e2e -- seeds::{{NAME}} --nocapture

@@ -8,6 +8,7 @@ mod badinput;
 mod chain;
 mod crash;
 mod db;
+mod failpoints;
 mod inspect;
 mod lock;
 mod operator;

@@ -390,6 +390,7 @@ impl Db {
                 .await
                 .map_err(mongo("starting a transaction"))?;
             let outcome = self.write_batch(batch, Some(&mut *session)).await;
+            failpoint!("txn-before-commit");
             let error = match outcome {
                 Ok(applied) => match commit(session).await {
                     Ok(()) => return Ok(applied),

@@ -488,6 +488,7 @@ impl Engine<'_> {
                     return Ok(self.interrupted(header, summary));
                 }
                 let batch = reader.next_batch().await?;
+                failpoint!("batch-read");
                 if batch.is_empty() {
                     self.observer.pass_finished(index);
                     let mut entry = Entry::new(EntryKind::PassDone, now_ms());
@@ -509,6 +510,7 @@ impl Engine<'_> {
                 };
                 let plugin = instance.as_mut().expect("instance exists while passes remain");
                 let raw = tokio::task::block_in_place(|| plugin.process(index, &batch)).with_context(where_)?;
+                failpoint!("plugin-called");
                 let mut valid = actions::validate(&allowed, raw)
                     .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
                 actions::assign_insert_ids(&mut valid, &insert_id_seed(&run, Some(index), &batch));
@@ -656,7 +658,9 @@ impl Engine<'_> {
     ) -> anyhow::Result<()> {
         let pass = entry.pass;
         let (entry, _) = self.journal.append(run, entry)?;
+        failpoint!("prepared-before-flush");
         self.journal.flush()?;
+        failpoint!("prepared-flushed");
         if execute {
             let write = BatchWrite {
                 run_id: run,
@@ -669,6 +673,7 @@ impl Engine<'_> {
                 expect: None,
             };
             let applied = self.db.apply_batch(&write, session).await?;
+            failpoint!("committed-before-journal");
             let mut committed = Entry::new(EntryKind::Committed, now_ms());
             committed.batch_seq = Some(entry.seq);
             committed.pass = pass;
@@ -1008,7 +1013,7 @@ impl Engine<'_> {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 match db.renew_lock(&lock, lease).await {
-                    Ok(()) => {}
+                    Ok(()) => failpoint!("lock-renewed"),
                     Err(DbError::LeaseLost { .. }) => {
                         lost.store(true, Ordering::SeqCst);
                         return;
@@ -1139,7 +1144,9 @@ impl Engine<'_> {
             "host_version": &header.host_version,
             "verified": verified,
         };
+        failpoint!("stamp-before-db");
         self.db.stamp(&manifest.version.to_string(), run, history).await?;
+        failpoint!("stamp-before-journal");
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
         entry.note = format!(
             "version {} (journal head before stamp {})",

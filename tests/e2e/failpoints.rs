@@ -1,0 +1,116 @@
+//! Failpoints at each step of the commit protocol (built with the
+//! `failpoints` feature, as `just test` does): the real `godwit` process kills
+//! itself (SIGKILL) at the first, second and third hit of each, is resumed
+//! without failpoints, and the result must equal a run without faults: every
+//! document incremented exactly once (`$inc` plugin), the journal verifies,
+//! the run stamped once, and its before-images still revert everything.
+
+use crate::db::{TestDb, server};
+use crate::support::{command, godwit, plugin, stderr, stdout, verify_journal};
+use bson::doc;
+use std::os::unix::process::ExitStatusExt;
+
+const DOCS: i64 = 40;
+
+/// Every step of the commit protocol, in the order a batch meets them.
+const POINTS: [&str; 9] = [
+    "batch-read",
+    "plugin-called",
+    "prepared-before-flush",
+    "prepared-flushed",
+    "txn-before-commit",
+    "committed-before-journal",
+    "stamp-before-db",
+    "stamp-before-journal",
+    "lock-renewed",
+];
+
+fn run_args(file: &str, point: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["run", file, "--execute", "--batch-size", "6", "--lease", "3"]
+        .map(String::from)
+        .to_vec();
+    if point == "lock-renewed" {
+        // Renewals come every lease/3 = 1 s: slow the run down to meet three.
+        args.extend(["--max-docs-per-sec", "10"].map(String::from));
+    }
+    args
+}
+
+#[test]
+fn killed_at_every_failpoint_the_resumed_run_equals_a_run_without_faults() {
+    assert!(
+        cfg!(feature = "failpoints"),
+        "this test needs the failpoints built in: cargo test --features godwit/failpoints (`just test` does)"
+    );
+    let file = plugin("increment");
+    let file = file.to_str().unwrap();
+    let (mut killed, mut not_reached) = (0, Vec::new());
+    for point in POINTS {
+        for hit in 1..=3 {
+            let db = TestDb::new(server(), "failpoint");
+            db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+            let before = db.dump();
+            let journal = tempfile::tempdir().unwrap();
+            let args = run_args(file, point);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let armed = if hit == 1 {
+                format!("{point}=return")
+            } else {
+                format!("{point}={}*off->return", hit - 1)
+            };
+            let out = command(&db, journal.path(), &args)
+                .env("FAILPOINTS", &armed)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                // Fewer hits than `hit` in a whole run (the stamp happens once).
+                not_reached.push(format!("{point}#{hit}"));
+                continue;
+            }
+            assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGKILL),
+                "{armed}: expected a kill, got {:?}: {}",
+                out.status,
+                stderr(&out)
+            );
+            killed += 1;
+            // Resume without failpoints: the same command.
+            let out = command(&db, journal.path(), &args).output().unwrap();
+            assert!(out.status.success(), "{armed}: resume failed: {}", stderr(&out));
+
+            let counters = db.find_all("counters");
+            assert_eq!(counters.len(), DOCS as usize, "{armed}");
+            let wrong: Vec<_> = counters.iter().filter(|d| d.get_i64("n").unwrap() != 1).collect();
+            assert!(wrong.is_empty(), "{armed}: not incremented exactly once: {wrong:?}");
+            let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+            let history = schema.get_array("history").unwrap();
+            assert_eq!(history.len(), 1, "{armed}: stamped once: {history:?}");
+            verify_journal(journal.path());
+
+            // The before-images survived the kill too.
+            let list = godwit(&[
+                "journal",
+                "list",
+                "--json",
+                "--journal",
+                journal.path().to_str().unwrap(),
+            ]);
+            let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+            let run = runs[0]["run_id"].as_str().unwrap();
+            let out = command(&db, journal.path(), &["revert", run, "--execute"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{armed}: revert failed: {}", stderr(&out));
+            let restored: Vec<_> = db.dump().into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
+            let original: Vec<_> = before.into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
+            assert_eq!(restored, original, "{armed}: the revert restores every document");
+        }
+    }
+    eprintln!(
+        "failpoints: {killed} kills at {} failpoints survived; not reached (fewer hits per run): {}",
+        POINTS.len(),
+        not_reached.join(", ")
+    );
+    assert!(killed >= POINTS.len() * 2, "too few kills: {killed}");
+}
