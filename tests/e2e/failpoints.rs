@@ -5,6 +5,8 @@
 //! document incremented exactly once (`$inc` plugin), the journal verifies,
 //! the run stamped once, and its before-images still revert everything.
 
+#![cfg_attr(not(feature = "failpoints"), allow(dead_code, unused_imports))]
+
 use crate::db::{TestDb, server};
 use crate::support::{command, godwit, plugin, stderr, stdout, verify_journal};
 use bson::doc;
