@@ -56,8 +56,52 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A server with its data on disk that a test can stop and start again on
+/// the same port (a database outage).
+pub struct Restartable {
+    pub uri: String,
+    port: u16,
+    storage: tempfile::TempDir,
+    server: Option<Server>,
+}
+
+impl Restartable {
+    pub fn new() -> Self {
+        let storage = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = start_at(port, storage.path().to_str().unwrap(), &[]);
+        Restartable {
+            uri: server.uri.clone(),
+            port,
+            storage,
+            server: Some(server),
+        }
+    }
+
+    /// Shuts the server down as an operator would (SIGTERM), so that it
+    /// keeps what it acknowledged.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take()
+            && let Some(mut child) = server.child.take()
+        {
+            // SAFETY: kill(2) with a valid pid and signal.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn start(&mut self) {
+        self.server = Some(start_at(self.port, self.storage.path().to_str().unwrap(), &[]));
+    }
+}
+
 fn start(extra: &[&str]) -> Server {
-    let port = free_port();
+    start_at(free_port(), ":memory:", extra)
+}
+
+fn start_at(port: u16, storage: &str, extra: &[&str]) -> Server {
     let mut command = Command::new("secantusd-py");
     command
         .args([
@@ -66,7 +110,7 @@ fn start(extra: &[&str]) -> Server {
             "--port",
             &port.to_string(),
             "--storage-path",
-            ":memory:",
+            storage,
             "--log-level",
             "WARNING",
         ])

@@ -224,6 +224,7 @@ impl JournalCommand {
                             db: &db,
                             metadata_collection: &metadata_collection,
                             timeout: std::time::Duration::from_secs(10),
+                            retry_for: crate::db::DEFAULT_RETRY_FOR,
                         })
                         .await?;
                         anyhow::Ok(db.schema().await?)

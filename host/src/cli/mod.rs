@@ -111,6 +111,10 @@ pub struct ConnectionArgs {
     /// Seconds to wait for the server before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     connect_timeout: f64,
+    /// Seconds a run keeps retrying through a database outage (server down,
+    /// restarting, stepping down) before it stops, resumable.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::db::DEFAULT_RETRY_FOR.as_secs())]
+    retry_for: u64,
     /// Journal directory (a sled database).
     #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
     journal: PathBuf,

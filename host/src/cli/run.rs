@@ -287,6 +287,7 @@ impl ConnectionArgs {
             db,
             metadata_collection: &self.metadata_collection,
             timeout: Duration::from_secs_f64(self.connect_timeout),
+            retry_for: Duration::from_secs(self.retry_for),
         })
         .await?)
     }

@@ -35,6 +35,15 @@ pub enum DbError {
     },
     #[error("run {run_id} lost its lock on database {db} (another runner took it over after the lease expired)")]
     LeaseLost { db: String, run_id: String },
+    #[error(
+        "database unreachable for {seconds} s while {context} ({reason}); the run stopped cleanly and is \
+         resumable: run the same command again once the database is back"
+    )]
+    Outage {
+        context: String,
+        seconds: u64,
+        reason: String,
+    },
     #[error("{context}: {source}")]
     Mongo {
         context: String,
@@ -112,6 +121,8 @@ pub struct Db {
     pub metadata: String,
     /// Multi-document transactions available (replica set or sharded cluster).
     pub transactions: bool,
+    /// How long a batch keeps retrying through a database outage.
+    pub retry_for: Duration,
 }
 
 pub struct ConnectOptions<'a> {
@@ -119,6 +130,29 @@ pub struct ConnectOptions<'a> {
     pub db: &'a str,
     pub metadata_collection: &'a str,
     pub timeout: Duration,
+    /// How long batches keep retrying through an outage ([`DEFAULT_RETRY_FOR`]).
+    pub retry_for: Duration,
+}
+
+/// Default for [`ConnectOptions::retry_for`]: longer than MongoDB's default
+/// transaction lifetime (60 s), after which a dead runner's open transaction
+/// no longer blocks, and than a replica set election.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(90);
+
+/// An error that a wait can cure: the server unreachable, restarting, or
+/// stepping down, or a transaction conflict.
+pub fn is_outage(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    // ShutdownInProgress, PrimarySteppedDown, NotWritablePrimary,
+    // InterruptedAtShutdown, InterruptedDueToReplStateChange,
+    // NotPrimaryOrSecondary, NotPrimaryNoSecondaryOk.
+    const CODES: [i32; 7] = [91, 189, 10107, 11600, 11602, 13436, 13435];
+    matches!(
+        &*error.kind,
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. }
+    ) || matches!(&*error.kind, ErrorKind::Command(c) if CODES.contains(&c.code))
+        || error.contains_label("RetryableWriteError")
+        || error.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
 }
 
 impl Db {
@@ -152,6 +186,7 @@ impl Db {
             uri: redacted,
             metadata: opts.metadata_collection.to_string(),
             transactions,
+            retry_for: opts.retry_for,
         })
     }
 
@@ -373,7 +408,9 @@ impl Db {
     /// `seq`: in one transaction on `session` when the server supports them
     /// (exactly once), else as ordered bulk writes followed by the marker
     /// (at least once). Transient transaction errors (write conflicts) are
-    /// retried with backoff for up to [`TRANSIENT_RETRY_LIMIT`].
+    /// and outages (server down, restarting, stepping down) are retried with
+    /// backoff for up to [`Db::retry_for`]; after that the run stops with
+    /// [`DbError::Outage`], resumable.
     pub async fn apply_batch(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<Applied> {
         let _busy = match batch.lock {
             Some(lock) => Some(lock.busy.lock().await),
@@ -384,34 +421,83 @@ impl Db {
         };
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
+        // A commit whose outcome is unknown (the connection dropped) may have
+        // succeeded: the progress marker, written in the same transaction,
+        // says whether it did, before the batch is written again.
+        let mut maybe_committed = false;
         loop {
-            session
-                .start_transaction()
-                .await
-                .map_err(mongo("starting a transaction"))?;
-            let outcome = self.write_batch(batch, Some(&mut *session)).await;
-            failpoint!("txn-before-commit");
-            let error = match outcome {
-                Ok(applied) => match commit(session).await {
-                    Ok(()) => return Ok(applied),
-                    Err(e) => DbError::Mongo {
-                        context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
-                        source: e,
-                    },
-                },
-                Err(e) => {
-                    let _ = session.abort_transaction().await;
-                    e
+            let attempt = async {
+                if maybe_committed {
+                    if let Some(images) = self.marker_images(batch.run_id, batch.seq).await? {
+                        tracing::info!(
+                            "batch {} of run {}: the commit went through before the connection dropped (progress marker)",
+                            batch.seq,
+                            batch.run_id
+                        );
+                        return Ok(Applied {
+                            counts: WriteCounts::default(),
+                            images,
+                        });
+                    }
+                    maybe_committed = false;
                 }
+                session
+                    .start_transaction()
+                    .await
+                    .map_err(mongo("starting a transaction"))?;
+                let outcome = self.write_batch(batch, Some(&mut *session)).await;
+                failpoint!("txn-before-commit");
+                match outcome {
+                    Ok(applied) => match commit(session).await {
+                        Ok(()) => Ok(applied),
+                        Err(e) => {
+                            maybe_committed = true;
+                            Err(DbError::Mongo {
+                                context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
+                                source: e,
+                            })
+                        }
+                    },
+                    Err(e) => {
+                        let _ = session.abort_transaction().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            let error = match attempt {
+                Ok(applied) => return Ok(applied),
+                Err(e) => e,
             };
-            let transient = matches!(&error, DbError::Mongo { source, .. } if source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR));
-            if !transient || started.elapsed() > TRANSIENT_RETRY_LIMIT {
+            let (retry, outage) = match &error {
+                DbError::Mongo { source, .. } => (
+                    source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) || is_outage(source),
+                    is_outage(source),
+                ),
+                _ => (false, false),
+            };
+            if !retry {
                 return Err(error);
             }
-            tracing::debug!(
-                "batch {} of run {}: transient error, retrying in {backoff:?}: {error}",
+            if started.elapsed() > self.retry_for {
+                return Err(match (outage, error) {
+                    (true, DbError::Mongo { context, source }) => DbError::Outage {
+                        context,
+                        seconds: started.elapsed().as_secs(),
+                        reason: source.kind.to_string(),
+                    },
+                    (_, error) => error,
+                });
+            }
+            tracing::warn!(
+                "batch {} of run {}: {}, retrying in {backoff:?}: {error}",
                 batch.seq,
-                batch.run_id
+                batch.run_id,
+                if outage {
+                    "database unavailable"
+                } else {
+                    "transient error"
+                }
             );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -579,11 +665,6 @@ impl Db {
         Ok((counts, upserted))
     }
 }
-
-/// How long transient transaction errors are retried before the run stops
-/// (resumably). Longer than MongoDB's default transaction lifetime (60 s),
-/// after which a dead runner's open transaction no longer blocks.
-pub const TRANSIENT_RETRY_LIMIT: Duration = Duration::from_secs(90);
 
 const MAX_STATEMENTS: usize = 1000;
 const MAX_COMMAND_BYTES: usize = 8 << 20;

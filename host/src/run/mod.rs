@@ -73,6 +73,16 @@ pub enum ResumeError {
     },
     #[error("cannot resume run {run}: it is {status}")]
     NotResumable { run: String, status: String },
+    #[error(
+        "cannot resume run {run}: the database's progress marker is at batch {marker}, but the journal ends before \
+         it (last batch {journaled}); the journal lost entries the database committed (a truncated or restored \
+         journal directory?) - resuming would apply batches twice"
+    )]
+    JournalBehind {
+        run: String,
+        marker: u64,
+        journaled: String,
+    },
     #[error("cannot resume run {run}: it ran plugin {journaled}, not {found}")]
     OtherPlugin {
         run: String,
@@ -263,6 +273,8 @@ struct Progress {
     checkpoints: std::collections::BTreeMap<u32, Bson>,
     /// A `Prepared`/`Finish` entry whose `Committed` is missing.
     pending: Option<Entry>,
+    /// Sequence number of the last `Prepared`/`Finish` entry.
+    last_batch: Option<u64>,
     finished: bool,
     stamped: bool,
 }
@@ -329,7 +341,10 @@ impl Engine<'_> {
                     }
                     summary.add(entry.pass, entry.counts.documents, &decode_actions(&entry)?);
                 }
-                EntryKind::Prepared | EntryKind::Finish => progress.pending = Some(entry),
+                EntryKind::Prepared | EntryKind::Finish => {
+                    progress.last_batch = Some(entry.seq);
+                    progress.pending = Some(entry);
+                }
                 EntryKind::Committed => {
                     if let Some(pending) = progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
                         progress.committed(&pending, &mut summary)?;
@@ -430,6 +445,18 @@ impl Engine<'_> {
             tracing::warn!("{e:#}; this dry run goes on, but --execute would be refused");
         }
 
+        if execute && let Some(marker) = self.db.marker(&run).await?.and_then(|m| m.get_i64("seq").ok()) {
+            // Every batch is journaled (and flushed) before it is written, so
+            // a marker beyond the journal means the journal lost its tail.
+            if progress.last_batch.is_none_or(|last| (marker as u64) > last) {
+                return Err(ResumeError::JournalBehind {
+                    run: run.clone(),
+                    marker: marker as u64,
+                    journaled: progress.last_batch.map_or("none".into(), |l| l.to_string()),
+                }
+                .into());
+            }
+        }
         if let Some(pending) = progress.pending.take() {
             self.settle(header, pending, lock, session.as_mut(), summary, progress)
                 .await?;
@@ -1164,6 +1191,10 @@ struct PassReader {
     cursor: mongodb::Cursor<RawDocumentBuf>,
     batch_size: usize,
     label: String,
+    db: Db,
+    pass: ValidPass,
+    /// `_id` of the last document read: where a cursor lost in an outage reopens.
+    last: Option<Bson>,
 }
 
 impl PassReader {
@@ -1174,50 +1205,94 @@ impl PassReader {
         batch_size: u32,
         label: String,
     ) -> anyhow::Result<Self> {
-        let mut filter = pass.filter.clone();
-        if let Some(checkpoint) = checkpoint {
-            filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
-        }
-        let coll = db.db.collection::<RawDocumentBuf>(&pass.collection);
-        let mut find = coll.find(filter).sort(doc! {"_id": 1}).batch_size(batch_size);
-        if let Some(projection) = &pass.projection {
-            find = find.projection(projection.clone());
-        }
-        let cursor = find
+        let cursor = Self::cursor(db, pass, checkpoint, batch_size)
             .await
             .with_context(|| format!("{label}: reading {}.{}", db.name, pass.collection))?;
         Ok(PassReader {
             cursor,
             batch_size: batch_size as usize,
             label,
+            db: db.clone(),
+            pass: pass.clone(),
+            last: checkpoint.cloned(),
         })
+    }
+
+    fn filter(pass: &ValidPass, after: Option<&Bson>) -> Document {
+        match after {
+            Some(after) => doc! {"$and": [pass.filter.clone(), {"_id": {"$gt": after.clone()}}]},
+            None => pass.filter.clone(),
+        }
+    }
+
+    async fn cursor(
+        db: &Db,
+        pass: &ValidPass,
+        after: Option<&Bson>,
+        batch_size: u32,
+    ) -> mongodb::error::Result<mongodb::Cursor<RawDocumentBuf>> {
+        let coll = db.db.collection::<RawDocumentBuf>(&pass.collection);
+        let mut find = coll
+            .find(Self::filter(pass, after))
+            .sort(doc! {"_id": 1})
+            .batch_size(batch_size);
+        if let Some(projection) = &pass.projection {
+            find = find.projection(projection.clone());
+        }
+        find.await
     }
 
     /// Documents the pass still has to read.
     async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> anyhow::Result<u64> {
-        let mut filter = pass.filter.clone();
-        if let Some(checkpoint) = checkpoint {
-            filter = doc! {"$and": [filter, {"_id": {"$gt": checkpoint.clone()}}]};
-        }
         Ok(db
             .db
             .collection::<RawDocumentBuf>(&pass.collection)
-            .count_documents(filter)
+            .count_documents(Self::filter(pass, checkpoint))
             .await?)
     }
 
-    /// The next batch of raw documents; empty at the end of the pass.
+    /// The next batch of raw documents; empty at the end of the pass. Through
+    /// a database outage the cursor is reopened after the last document read,
+    /// for up to the database's retry time.
     async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut batch = Vec::with_capacity(self.batch_size);
+        let mut outage: Option<std::time::Instant> = None;
+        let mut backoff = Duration::from_millis(100);
         while batch.len() < self.batch_size {
-            match self
-                .cursor
-                .try_next()
-                .await
-                .with_context(|| format!("{}: reading the next batch", self.label))?
-            {
-                Some(doc) => batch.push(doc.into_bytes()),
-                None => break,
+            match self.cursor.try_next().await {
+                Ok(Some(doc)) => {
+                    self.last = doc.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok());
+                    batch.push(doc.into_bytes());
+                }
+                Ok(None) => break,
+                // A restarted server has forgotten the cursor (CursorNotFound).
+                Err(e)
+                    if crate::db::is_outage(&e)
+                        || matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 43) =>
+                {
+                    let since = *outage.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > self.db.retry_for {
+                        return Err(DbError::Outage {
+                            context: format!("{}: reading the next batch", self.label),
+                            seconds: since.elapsed().as_secs(),
+                            reason: e.kind.to_string(),
+                        }
+                        .into());
+                    }
+                    tracing::warn!(
+                        "{}: database unavailable, reading again in {backoff:?}: {}",
+                        self.label,
+                        e.kind
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    if let Ok(cursor) =
+                        Self::cursor(&self.db, &self.pass, self.last.as_ref(), self.batch_size as u32).await
+                    {
+                        self.cursor = cursor;
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}: reading the next batch", self.label)),
             }
         }
         Ok(batch)

@@ -1,0 +1,104 @@
+//! Database faults: the server is stopped in the middle of an execute run
+//! (its data kept on disk) and started again. A short outage is ridden out
+//! (batches retried with backoff, the cursor reopened after the last document
+//! read, an unknown commit settled by the progress marker); a long one stops
+//! the run cleanly after `--retry-for`, resumable. Either way every document
+//! is incremented exactly once.
+
+use crate::db::{Restartable, TestDb, fresh_db};
+use crate::support::{command, plugin, stderr, verify_journal};
+use bson::doc;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const DOCS: i64 = 150;
+
+fn setup() -> (Restartable, TestDb, tempfile::TempDir) {
+    let server = Restartable::new();
+    let db = TestDb {
+        uri: server.uri.clone(),
+        name: fresh_db("outage"),
+    };
+    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    (server, db, tempfile::tempdir().unwrap())
+}
+
+fn args(file: &str, extra: &[&'static str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        file,
+        "--execute",
+        "--batch-size",
+        "5",
+        "--max-docs-per-sec",
+        "50",
+        "--lease",
+        "30",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn exactly_once(db: &TestDb, journal: &std::path::Path) {
+    let counters = db.find_all("counters");
+    assert_eq!(counters.len(), DOCS as usize);
+    let wrong: Vec<_> = counters.iter().filter(|d| d.get_i64("n").unwrap() != 1).collect();
+    assert!(wrong.is_empty(), "not incremented exactly once: {wrong:?}");
+    verify_journal(journal);
+}
+
+#[test]
+fn a_short_outage_is_ridden_out() {
+    let (mut server, db, journal) = setup();
+    let file = plugin("increment");
+    let args = args(file.to_str().unwrap(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = command(&db, journal.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    server.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    server.start();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the run did not survive the outage: {}",
+        stderr(&out)
+    );
+    exactly_once(&db, journal.path());
+}
+
+#[test]
+fn a_long_outage_stops_the_run_cleanly_and_it_resumes() {
+    let (mut server, db, journal) = setup();
+    let file = plugin("increment");
+    let args = args(file.to_str().unwrap(), &["--retry-for", "3", "--connect-timeout", "1"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = command(&db, journal.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    server.stop();
+    let stopped = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = stopped.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(waited < Duration::from_secs(20), "gave up after {waited:?}");
+    let last = err.lines().rev().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(last.contains("database unreachable for"), "{err}");
+    assert!(last.contains("resumable"), "{err}");
+
+    server.start();
+    let out = command(&db, journal.path(), &args).output().unwrap();
+    assert!(out.status.success(), "resume after the outage failed: {}", stderr(&out));
+    exactly_once(&db, journal.path());
+    eprintln!("outage: gave up {waited:?} after the server stopped (--retry-for 3), resumed exactly once");
+}
