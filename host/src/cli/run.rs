@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// (faster, but the run cannot be reverted with `godwit revert`).
     #[arg(long)]
     pub no_before_images: bool,
+    /// Batches read from the database ahead of the one being processed and
+    /// written (0: read each batch only when it is needed).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub read_ahead: u32,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
@@ -68,6 +72,7 @@ impl RunOptions {
             },
             pause_file: Some(self.pause_file.clone()),
             before_images: !self.no_before_images,
+            read_ahead: self.read_ahead as usize,
         }
     }
 }

@@ -140,6 +140,8 @@ pub struct RunRequest {
     pub pause_file: Option<PathBuf>,
     /// Execute: journal before-images (what `godwit revert` restores).
     pub before_images: bool,
+    /// Batches read ahead of the one in the plugin and the database (0: none).
+    pub read_ahead: usize,
 }
 
 /// What an execute run checks before it stamps the version.
@@ -477,7 +479,7 @@ impl Engine<'_> {
             }
             let batch_size = batch_size_for(request, pass);
             let label = format!("run {run}, pass {index} ({})", pass.name);
-            let mut reader = PassReader::open(
+            let reader = PassReader::open(
                 self.db,
                 pass,
                 progress.checkpoints.get(&index),
@@ -495,6 +497,7 @@ impl Engine<'_> {
             } else {
                 None
             };
+            let mut reader = ReadAhead::new(reader, request.read_ahead);
             self.observer
                 .pass_started(index, &pass.name, remaining, summary.passes[index as usize].documents);
             let allowed = actions::allowed(pass);
@@ -1296,6 +1299,54 @@ impl PassReader {
             }
         }
         Ok(batch)
+    }
+}
+
+/// A pass reader running ahead: the next batches are read from the
+/// database while the current one is in the plugin and being written.
+/// Only reads overlap; batches are still processed, journaled and committed
+/// strictly in order, so the commit protocol is unchanged. What is read ahead
+/// and not yet processed when the run stops is simply dropped (the
+/// checkpoint only moves with commits).
+enum ReadAhead {
+    Inline(PassReader),
+    Task {
+        batches: tokio::sync::mpsc::Receiver<anyhow::Result<Vec<Vec<u8>>>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl ReadAhead {
+    fn new(mut reader: PassReader, depth: usize) -> Self {
+        if depth == 0 {
+            return ReadAhead::Inline(reader);
+        }
+        let (tx, batches) = tokio::sync::mpsc::channel(depth);
+        let task = tokio::spawn(async move {
+            loop {
+                let batch = reader.next_batch().await;
+                let last = !matches!(&batch, Ok(b) if !b.is_empty());
+                if tx.send(batch).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        ReadAhead::Task { batches, task }
+    }
+
+    async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+        match self {
+            ReadAhead::Inline(reader) => reader.next_batch().await,
+            ReadAhead::Task { batches, .. } => batches.recv().await.unwrap_or_else(|| Ok(Vec::new())),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let ReadAhead::Task { task, .. } = self {
+            task.abort();
+        }
     }
 }
 
