@@ -1309,7 +1309,7 @@ impl PassReader {
 /// and not yet processed when the run stops is simply dropped (the
 /// checkpoint only moves with commits).
 enum ReadAhead {
-    Inline(PassReader),
+    Inline(Box<PassReader>),
     Task {
         batches: tokio::sync::mpsc::Receiver<anyhow::Result<Vec<Vec<u8>>>>,
         task: tokio::task::JoinHandle<()>,
@@ -1319,7 +1319,7 @@ enum ReadAhead {
 impl ReadAhead {
     fn new(mut reader: PassReader, depth: usize) -> Self {
         if depth == 0 {
-            return ReadAhead::Inline(reader);
+            return ReadAhead::Inline(Box::new(reader));
         }
         let (tx, batches) = tokio::sync::mpsc::channel(depth);
         let task = tokio::spawn(async move {
