@@ -20,6 +20,18 @@ macro_rules! failpoint {
     }};
 }
 
+/// A failpoint that changes behaviour instead of killing: true when armed
+/// (`FAILPOINTS=<name>=return`) and the feature is built in.
+macro_rules! failpoint_hit {
+    ($name:literal) => {{
+        #[cfg(feature = "failpoints")]
+        let hit = fail::eval($name, |_| ()).is_some();
+        #[cfg(not(feature = "failpoints"))]
+        let hit = false;
+        hit
+    }};
+}
+
 pub mod chain;
 pub mod cli;
 pub mod db;

@@ -102,3 +102,31 @@ fn a_long_outage_stops_the_run_cleanly_and_it_resumes() {
     exactly_once(&db, journal.path());
     eprintln!("outage: gave up {waited:?} after the server stopped (--retry-for 3), resumed exactly once");
 }
+
+/// A commit that went through but whose reply never arrived (the
+/// `commit-reply-lost` failpoint, on about half the batches): the batch is settled by
+/// the progress marker written in the same transaction, never applied twice.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_lost_commit_reply_is_settled_by_the_marker_not_applied_twice() {
+    let db = TestDb::new(crate::db::server(), "lostcommit");
+    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let out = command(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"],
+    )
+    .env("FAILPOINTS", "commit-reply-lost=50%return")
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let settled = err
+        .matches("the commit went through before the connection dropped")
+        .count();
+    assert!(settled > 0, "the failpoint never fired: {err}");
+    exactly_once(&db, journal.path());
+    eprintln!("lost commit replies: {settled} batches settled by the marker, none applied twice");
+}

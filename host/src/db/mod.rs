@@ -429,8 +429,9 @@ impl Db {
             let attempt = async {
                 if maybe_committed {
                     if let Some(images) = self.marker_images(batch.run_id, batch.seq).await? {
-                        tracing::info!(
-                            "batch {} of run {}: the commit went through before the connection dropped (progress marker)",
+                        tracing::warn!(
+                            "batch {} of run {}: the commit went through before the connection dropped (progress \
+                             marker); not applied again",
                             batch.seq,
                             batch.run_id
                         );
@@ -449,9 +450,18 @@ impl Db {
                 failpoint!("txn-before-commit");
                 match outcome {
                     Ok(applied) => match commit(session).await {
+                        // Tests: the commit went through but its reply is lost.
+                        Ok(()) if failpoint_hit!("commit-reply-lost") => {
+                            maybe_committed = true;
+                            Err(DbError::Mongo {
+                                context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
+                                source: mongodb::error::Error::custom("the commit reply was lost (failpoint)"),
+                            })
+                        }
                         Ok(()) => Ok(applied),
                         Err(e) => {
-                            maybe_committed = true;
+                            // Without a reply the commit may have gone through.
+                            maybe_committed = is_outage(&e);
                             Err(DbError::Mongo {
                                 context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
                                 source: e,
@@ -471,7 +481,9 @@ impl Db {
             };
             let (retry, outage) = match &error {
                 DbError::Mongo { source, .. } => (
-                    source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) || is_outage(source),
+                    maybe_committed
+                        || source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+                        || is_outage(source),
                     is_outage(source),
                 ),
                 _ => (false, false),
@@ -493,7 +505,9 @@ impl Db {
                 "batch {} of run {}: {}, retrying in {backoff:?}: {error}",
                 batch.seq,
                 batch.run_id,
-                if outage {
+                if maybe_committed {
+                    "commit outcome unknown, checking the progress marker"
+                } else if outage {
                     "database unavailable"
                 } else {
                     "transient error"
