@@ -11,6 +11,8 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Peak RSS in bytes.
     pub peak_rss: u64,
+    /// User + system CPU time.
+    pub cpu: Duration,
     pub stdout: String,
 }
 
@@ -60,6 +62,11 @@ pub fn measure(mut command: Command, log: &Path) -> anyhow::Result<Measured> {
         elapsed,
         // Linux reports ru_maxrss in KiB.
         peak_rss: usage.ru_maxrss as u64 * 1024,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         stdout,
     })
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }

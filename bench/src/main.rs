@@ -79,6 +79,22 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Generates the dataset into a database (for profiling a contestant by hand).
+    Generate {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 200_000)]
+        docs: u64,
+    },
+    /// Checks the backfill in a database (after a contestant run by hand).
+    Check {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+    },
     /// Contestant (a) itself; run by the harness as a child.
     DriverLoop {
         #[arg(long)]
@@ -146,6 +162,10 @@ struct Row {
     docs: u64,
     elapsed: Duration,
     peak_rss: u64,
+    /// User + system CPU time of the contestant's process.
+    cpu: Duration,
+    /// CPU time the server spent during the run (when the harness started it).
+    server_cpu: Option<Duration>,
     /// What the contestant achieved, checked ("198,000 backfilled").
     result: String,
     /// Size of godwit's journal directory after the run.
@@ -153,6 +173,13 @@ struct Row {
 }
 
 impl Row {
+    fn cpu_text(&self) -> String {
+        match self.server_cpu {
+            Some(server) => format!("{:.1} s / {:.1} s", self.cpu.as_secs_f64(), server.as_secs_f64()),
+            None => format!("{:.1} s / ?", self.cpu.as_secs_f64()),
+        }
+    }
+
     fn docs_per_sec(&self) -> f64 {
         self.docs as f64 / self.elapsed.as_secs_f64()
     }
@@ -222,7 +249,9 @@ impl Bench {
         let journal = self.work.path().join(format!("journal-{name}"));
         let log = self.work.path().join(format!("{name}.log"));
         let command = self.command(contestant, &name, &journal)?;
+        let server_before = self.server.cpu();
         let measured = tokio::task::spawn_blocking(move || child::measure(command, &log)).await??;
+        let server_cpu = self.server.cpu().zip(server_before).map(|(after, before)| after.saturating_sub(before));
         let outcome = data::check(&db).await?;
         let expected = data::expected_updates(docs);
         let result = if contestant.writes() {
@@ -260,14 +289,17 @@ impl Bench {
             docs,
             elapsed: measured.elapsed,
             peak_rss: measured.peak_rss,
+            cpu: measured.cpu,
+            server_cpu,
             result,
             journal_bytes,
         };
         eprintln!(
-            "{:.1} s, {:.0} docs/s, peak RSS {}",
+            "{:.1} s, {:.0} docs/s, peak RSS {}, CPU {:.1} s",
             row.elapsed.as_secs_f64(),
             row.docs_per_sec(),
-            mib(row.peak_rss)
+            mib(row.peak_rss),
+            row.cpu.as_secs_f64()
         );
         Ok(row)
     }
@@ -456,17 +488,18 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
     );
     let _ = writeln!(
         text,
-        "| contestant | docs/s | vs (a) | time | peak RSS | checked result |\n| --- | ---: | ---: | ---: | ---: | --- |"
+        "| contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | checked result |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for row in &table {
         let ratio = base.map_or("-".into(), |b| format!("{:.2}x", row.docs_per_sec() / b));
         let _ = writeln!(
             text,
-            "| {} | {} | {ratio} | {:.1} s | {} | {}{} |",
+            "| {} | {} | {ratio} | {:.1} s | {} | {} | {}{} |",
             row.contestant.label(),
             thousands(row.docs_per_sec() as u64),
             row.elapsed.as_secs_f64(),
             mib(row.peak_rss),
+            row.cpu_text(),
             row.result,
             row.journal_bytes
                 .map(|b| format!("; journal {}", mib(b)))
@@ -475,7 +508,7 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
         if row.contestant == Contestant::Godwit {
             let _ = writeln!(
                 text,
-                "| (c) godwit, journal inputs/before-images on | = (b) | | | | not optional in godwit: every execute run journals its inputs (and before-images), so (b) is (c) |"
+                "| (c) godwit, journal inputs/before-images on | = (b) | | | | | not optional in godwit: every execute run journals its inputs (and before-images), so (b) is (c) |"
             );
         }
     }
@@ -534,20 +567,21 @@ async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> 
     let mut text = header("Benchmark: scaling with the collection's size", &bench, &sizes_text, &start_load);
     let _ = writeln!(
         text,
-        "| documents | contestant | docs/s | vs (a) | time | peak RSS | checked result |\n| ---: | --- | ---: | ---: | ---: | ---: | --- |"
+        "| documents | contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | checked result |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for pair in rows.chunks(2) {
         let a = pair[0].docs_per_sec();
         for row in pair {
             let _ = writeln!(
                 text,
-                "| {} | {} | {} | {:.2}x | {:.1} s | {} | {}{} |",
+                "| {} | {} | {} | {:.2}x | {:.1} s | {} | {} | {}{} |",
                 thousands(row.docs),
                 row.contestant.label(),
                 thousands(row.docs_per_sec() as u64),
                 row.docs_per_sec() / a,
                 row.elapsed.as_secs_f64(),
                 mib(row.peak_rss),
+                row.cpu_text(),
                 row.result,
                 row.journal_bytes
                     .map(|b| format!("; journal {}", mib(b)))
@@ -600,6 +634,17 @@ fn main() -> anyhow::Result<()> {
                 common,
             } => run_all(docs, &only, rounds.max(1), &out, common).await,
             Cmd::Scale { sizes, out, common } => scale(&sizes, &out, common).await,
+            Cmd::Generate { uri, db, docs } => {
+                let client = mongodb::Client::with_uri_str(&uri).await?;
+                let db = client.database(&db);
+                db.drop().await?;
+                data::generate(&db, docs).await
+            }
+            Cmd::Check { uri, db } => {
+                let client = mongodb::Client::with_uri_str(&uri).await?;
+                println!("{:?}", data::check(&client.database(&db)).await?);
+                Ok(())
+            }
             Cmd::DriverLoop { uri, db, batch } => driver::run(&uri, &db, batch).await,
         }
     })

@@ -41,7 +41,7 @@ pub async fn start(dir: &Path) -> anyhow::Result<Server> {
     let log = std::fs::File::create(dir.join("server.log"))?;
     let mut command = Command::new(SERVER_BINARY);
     command
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING", "--storage-path"])
         .arg(&storage)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -84,6 +84,21 @@ pub async fn start(dir: &Path) -> anyhow::Result<Server> {
     }
 }
 
+impl Server {
+    /// CPU time (user + system) the server process has used so far; `None`
+    /// for a server given by `--uri`.
+    pub fn cpu(&self) -> Option<Duration> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Duration::from_millis(ticks * 1000 / per_sec))
+    }
+}
+
 /// A server the operator runs.
 pub async fn existing(uri: &str) -> anyhow::Result<Server> {
     let version = version(uri).await.with_context(|| format!("connecting to {uri}"))?;
@@ -108,6 +123,6 @@ fn binary_version() -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.split_whitespace().last().map(str::to_string))
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).map(str::to_string))
         .unwrap_or_else(|| "(version unknown)".into())
 }
