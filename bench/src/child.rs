@@ -21,10 +21,7 @@ pub struct Measured {
 pub fn measure(mut command: Command, log: &Path) -> anyhow::Result<Measured> {
     let out = tempfile::tempfile()?;
     let err = std::fs::File::create(log)?;
-    command
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(err);
+    command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(err);
     let started = Instant::now();
     let child = command.spawn().with_context(|| format!("starting {command:?}"))?;
     let pid = child.id() as libc::pid_t;

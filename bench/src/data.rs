@@ -78,14 +78,14 @@ fn execution(n: u64) -> Document {
         "name": format!("calibration-{}", ["daily", "weekly", "ad-hoc", "bring-up"][(r >> 8) as usize % 4]),
         "execution_id": format!("2025{:02}{:02}-{:06}", 1 + (n / 40_000) % 12, 1 + (n / 1_300) % 28, n % 1_000_000),
         "chip_id": chip,
-        "status": if r % 17 == 0 { "failed" } else { "completed" },
+        "status": if r.is_multiple_of(17) { "failed" } else { "completed" },
         "tags": ["calibration", chip, format!("q{}", r % 64)],
         "flow_name": "one-qubit-calibration",
         "calib_data_path": format!("/app/calib_data/{user}/2025/{n:08}"),
         "start_at": bson::DateTime::from_millis(started),
         "end_at": bson::DateTime::from_millis(started + elapsed),
         "elapsed_time": format!("{}:{:02}:{:02}", elapsed / 3_600_000, elapsed / 60_000 % 60, elapsed / 1000 % 60),
-        "message": if r % 17 == 0 { "qubit 12 did not converge" } else { "" },
+        "message": if r.is_multiple_of(17) { "qubit 12 did not converge" } else { "" },
         "note": {
             "qubit_count": (r % 64) as i32,
             "fidelity": 0.95 + (r % 500) as f64 / 10_000.0,
@@ -147,7 +147,9 @@ pub async fn generate(db: &Database, docs: u64) -> anyhow::Result<()> {
 
 /// Average BSON size of an execution document (for the results' description).
 pub fn average_document_bytes() -> usize {
-    let sample: Vec<usize> = (0..1000).map(|n| execution(n).to_vec().map_or(0, |b| b.len())).collect();
+    let sample: Vec<usize> = (0..1000)
+        .map(|n| execution(n).to_vec().map_or(0, |b| b.len()))
+        .collect();
     sample.iter().sum::<usize>() / sample.len()
 }
 
@@ -170,7 +172,10 @@ pub async fn check(db: &Database) -> anyhow::Result<Outcome> {
         .batch_size(10_000)
         .await
         .context("reading executions back")?;
-    let mut outcome = Outcome { backfilled: 0, wrong: 0 };
+    let mut outcome = Outcome {
+        backfilled: 0,
+        wrong: 0,
+    };
     while let Some(d) = cursor.try_next().await? {
         let name = d.get_str("username").unwrap_or_default();
         let found = d.get_str("owner_user_id").ok();

@@ -4,6 +4,8 @@
 //!
 //! - (a) a hand-written Rust loop over the `mongodb` driver (`driver.rs`): the practical limit;
 //! - (b) `godwit run --execute` with the `bench-backfill` plugin, journal on;
+//! - (b') (b) with the plugin's reports placed after its updates: shows what
+//!   splitting a batch's update command at each report costs;
 //! - (c) (b) with the journal's inputs/before-images on: not optional in godwit, so the same run as (b);
 //! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
@@ -59,8 +61,8 @@ enum Cmd {
     Run {
         #[arg(long, default_value_t = 200_000)]
         docs: u64,
-        /// Contestants to run, by letter: a, b, d, D (d'), e.
-        #[arg(long, default_value = "a,b,e,D,d")]
+        /// Contestants to run, by letter: a, b, B (b'), d, D (d'), e.
+        #[arg(long, default_value = "a,b,B,e,D,d")]
         only: String,
         /// Run the contestant list this many times (interleaved); the table shows medians.
         #[arg(long, default_value_t = 1)]
@@ -110,6 +112,8 @@ enum Cmd {
 enum Contestant {
     DriverLoop,
     Godwit,
+    /// (b) with the plugin's reports moved behind its updates.
+    GodwitReportsLast,
     PymongoPerDocument,
     PymongoBulk,
     DryRun,
@@ -120,13 +124,14 @@ impl Contestant {
         Ok(match letter.trim() {
             "a" => Contestant::DriverLoop,
             "b" => Contestant::Godwit,
+            "B" | "b'" => Contestant::GodwitReportsLast,
             "d" => Contestant::PymongoPerDocument,
             "D" | "d'" => Contestant::PymongoBulk,
             "e" => Contestant::DryRun,
             "c" => bail!(
                 "contestant (c) is (b): godwit's journal always records inputs (and, for execute runs, before-images)"
             ),
-            other => bail!("unknown contestant {other:?} (a, b, d, D, e)"),
+            other => bail!("unknown contestant {other:?} (a, b, B, d, D, e)"),
         })
     }
 
@@ -134,6 +139,9 @@ impl Contestant {
         match self {
             Contestant::DriverLoop => "(a) Rust driver loop: find by _id, update commands of <=batch statements",
             Contestant::Godwit => "(b) godwit run --execute, journal on",
+            Contestant::GodwitReportsLast => {
+                "(b') = (b), the plugin's reports placed after its updates (probe: one update command per batch)"
+            }
             Contestant::PymongoPerDocument => "(d) pymongo, one update_one per document (the seeds' way)",
             Contestant::PymongoBulk => "(d') pymongo, bulk_write of UpdateOne per batch",
             Contestant::DryRun => "(e) godwit run (dry run)",
@@ -144,6 +152,7 @@ impl Contestant {
         match self {
             Contestant::DriverLoop => "a",
             Contestant::Godwit => "b",
+            Contestant::GodwitReportsLast => "b2",
             Contestant::PymongoPerDocument => "d",
             Contestant::PymongoBulk => "d2",
             Contestant::DryRun => "e",
@@ -251,7 +260,11 @@ impl Bench {
         let command = self.command(contestant, &name, &journal)?;
         let server_before = self.server.cpu();
         let measured = tokio::task::spawn_blocking(move || child::measure(command, &log)).await??;
-        let server_cpu = self.server.cpu().zip(server_before).map(|(after, before)| after.saturating_sub(before));
+        let server_cpu = self
+            .server
+            .cpu()
+            .zip(server_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let outcome = data::check(&db).await?;
         let expected = data::expected_updates(docs);
         let result = if contestant.writes() {
@@ -263,7 +276,7 @@ impl Bench {
                     outcome.wrong
                 );
             }
-            if contestant == Contestant::Godwit {
+            if matches!(contestant, Contestant::Godwit | Contestant::GodwitReportsLast) {
                 let report = godwit_report(&measured.stdout)?;
                 if report.status != "finished" || report.stamped.is_none() {
                     bail!("godwit did not finish and stamp: {}", measured.stdout);
@@ -314,7 +327,7 @@ impl Bench {
                 cmd.args(["driver-loop", "--uri", uri, "--db", db, "--batch", &batch]);
                 cmd
             }
-            Contestant::Godwit | Contestant::DryRun => {
+            Contestant::Godwit | Contestant::GodwitReportsLast | Contestant::DryRun => {
                 let mut cmd = Command::new(&c.godwit);
                 cmd.arg("--json")
                     .arg("run")
@@ -326,8 +339,11 @@ impl Bench {
                     .arg(self.work.path().join("no-pause"))
                     .env("GODWIT_CACHE_DIR", self.work.path().join("cache"))
                     .env_remove("RUST_LOG");
-                if contestant == Contestant::Godwit {
+                if contestant != Contestant::DryRun {
                     cmd.arg("--execute");
+                }
+                if contestant == Contestant::GodwitReportsLast {
+                    cmd.args(["--param", "reports=last"]);
                 }
                 cmd
             }
@@ -382,7 +398,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -399,13 +415,19 @@ fn machine() -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let ram = read("/proc/meminfo")
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:").map(str::trim).map(str::to_string))
         .and_then(|kb| kb.trim_end_matches(" kB").parse::<u64>().ok())
-        .map_or_else(|| "? RAM".into(), |kb| format!("{:.1} GiB RAM", kb as f64 / 1024.0 / 1024.0));
+        .map_or_else(
+            || "? RAM".into(),
+            |kb| format!("{:.1} GiB RAM", kb as f64 / 1024.0 / 1024.0),
+        );
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(
         "{cores} cores ({cpu}), {ram}, Linux {}",
@@ -443,7 +465,10 @@ fn median_row(rows: &[Row], contestant: Contestant) -> Option<Row> {
 fn header(title: &str, bench: &Bench, docs: &str, start_load: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {title}\n");
-    let _ = writeln!(out, "Written by `godwit-bench` (`bench/src/main.rs`); do not edit by hand.\n");
+    let _ = writeln!(
+        out,
+        "Written by `godwit-bench` (`bench/src/main.rs`); do not edit by hand.\n"
+    );
     let _ = writeln!(out, "- date: {}", now());
     let _ = writeln!(out, "- machine: {}", machine());
     let _ = writeln!(out, "- load average before / after: {start_load} / {}", load());
@@ -479,7 +504,10 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
         }
     }
     let table: Vec<Row> = contestants.iter().filter_map(|&c| median_row(&rows, c)).collect();
-    let base = table.iter().find(|r| r.contestant == Contestant::DriverLoop).map(Row::docs_per_sec);
+    let base = table
+        .iter()
+        .find(|r| r.contestant == Contestant::DriverLoop)
+        .map(Row::docs_per_sec);
     let mut text = header(
         "Benchmark: QDash-like owner_user_id backfill",
         &bench,
@@ -564,7 +592,12 @@ async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> 
         }
     }
     let sizes_text = sizes.iter().map(|&s| thousands(s)).collect::<Vec<_>>().join(" vs ");
-    let mut text = header("Benchmark: scaling with the collection's size", &bench, &sizes_text, &start_load);
+    let mut text = header(
+        "Benchmark: scaling with the collection's size",
+        &bench,
+        &sizes_text,
+        &start_load,
+    );
     let _ = writeln!(
         text,
         "| documents | contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | checked result |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
@@ -638,11 +671,14 @@ fn main() -> anyhow::Result<()> {
                 let client = mongodb::Client::with_uri_str(&uri).await?;
                 let db = client.database(&db);
                 db.drop().await?;
-                data::generate(&db, docs).await
+                data::generate(&db, docs).await?;
+                client.shutdown().await;
+                Ok(())
             }
             Cmd::Check { uri, db } => {
                 let client = mongodb::Client::with_uri_str(&uri).await?;
                 println!("{:?}", data::check(&client.database(&db)).await?);
+                client.shutdown().await;
                 Ok(())
             }
             Cmd::DriverLoop { uri, db, batch } => driver::run(&uri, &db, batch).await,

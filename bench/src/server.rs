@@ -41,7 +41,15 @@ pub async fn start(dir: &Path) -> anyhow::Result<Server> {
     let log = std::fs::File::create(dir.join("server.log"))?;
     let mut command = Command::new(SERVER_BINARY);
     command
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING", "--storage-path"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--log-level",
+            "WARNING",
+            "--storage-path",
+        ])
         .arg(&storage)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -123,6 +131,11 @@ fn binary_version() -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "(version unknown)".into())
 }

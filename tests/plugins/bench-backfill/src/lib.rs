@@ -10,6 +10,10 @@ use std::collections::HashMap;
 
 pub struct BenchBackfill {
     user_ids: HashMap<String, String>,
+    /// `--param reports=last`: a batch's reports follow all its updates
+    /// instead of sitting in document order between them (the benchmark's
+    /// probe of how the host groups statements into commands).
+    reports_last: bool,
 }
 
 impl Migration for BenchBackfill {
@@ -26,7 +30,12 @@ impl Migration for BenchBackfill {
             )
     }
 
-    fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
+    fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error> {
+        let reports_last = match params.get("reports") {
+            None | Some("inline") => false,
+            Some("last") => true,
+            Some(other) => return Err(Error::new(format!("reports={other}: expected inline or last"))),
+        };
         let users = cx.find(
             "users",
             doc! {"user_id": {"$exists": true}},
@@ -35,13 +44,18 @@ impl Migration for BenchBackfill {
         )?;
         let user_ids = users
             .iter()
-            .filter_map(|u| Some((u.get_str("username").ok()?.to_string(), u.get_str("user_id").ok()?.to_string())))
+            .filter_map(|u| {
+                Some((
+                    u.get_str("username").ok()?.to_string(),
+                    u.get_str("user_id").ok()?.to_string(),
+                ))
+            })
             .collect();
-        Ok(BenchBackfill { user_ids })
+        Ok(BenchBackfill { user_ids, reports_last })
     }
 
     fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
-        batch
+        let mut actions = batch
             .iter()
             .map(|d| {
                 let id = d
@@ -54,7 +68,12 @@ impl Migration for BenchBackfill {
                     None => Action::report("unresolved", username, "no user with this username"),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, Error>>()?;
+        if self.reports_last {
+            // Stable: updates keep their order, reports move behind them.
+            actions.sort_by_key(|a| matches!(a, Action::Report(_)));
+        }
+        Ok(actions)
     }
 }
 
@@ -72,7 +91,10 @@ mod tests {
                 "users",
                 vec![doc! {"username": "ada", "user_id": "usr_1"}, doc! {"username": "bob"}],
             )
-            .run_pass(0, vec![doc! {"_id": 1, "username": "ada"}, doc! {"_id": 2, "username": "bob"}])
+            .run_pass(
+                0,
+                vec![doc! {"_id": 1, "username": "ada"}, doc! {"_id": 2, "username": "bob"}],
+            )
             .unwrap();
         assert_eq!(
             actions,
