@@ -50,7 +50,7 @@ pub async fn run(uri: &str, db_name: &str, batch: usize) -> anyhow::Result<()> {
     }
     updated += flush(&db, &mut updates).await?;
     println!("{{\"documents\": {seen}, \"updated\": {updated}, \"unresolved\": {unresolved}}}");
-    client.shutdown().await;
+    client.shutdown().immediate(true).await;
     Ok(())
 }
 

@@ -672,13 +672,13 @@ fn main() -> anyhow::Result<()> {
                 let db = client.database(&db);
                 db.drop().await?;
                 data::generate(&db, docs).await?;
-                client.shutdown().await;
+                client.shutdown().immediate(true).await;
                 Ok(())
             }
             Cmd::Check { uri, db } => {
                 let client = mongodb::Client::with_uri_str(&uri).await?;
                 println!("{:?}", data::check(&client.database(&db)).await?);
-                client.shutdown().await;
+                client.shutdown().immediate(true).await;
                 Ok(())
             }
             Cmd::DriverLoop { uri, db, batch } => driver::run(&uri, &db, batch).await,
