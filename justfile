@@ -35,6 +35,21 @@ demo: plugins
 inspect: plugins
     {{godwit}} plugin inspect target/plugins/normalize-emails.wasm
 
+# The QDash-like backfill on one local server: Rust driver loop vs godwit vs pymongo
+# (docs/s, ratios, peak RSS); writes bench/RESULTS.md. `just bench 1000000` for another size.
+bench docs="200000": plugins bench-setup
+    cargo build --release -p godwit --bin godwit -p godwit-bench
+    target/release/godwit-bench run --docs {{docs}}
+
+# Scaling check: driver loop and godwit at 200k and 1M documents; writes bench/SCALING.md.
+bench-scale: plugins bench-setup
+    cargo build --release -p godwit --bin godwit -p godwit-bench
+    target/release/godwit-bench scale --sizes 200000,1000000
+
+# Install the benchmark's server (secantusd-rs; cmake via apt), when missing.
+bench-setup:
+    scripts/bench-setup.sh
+
 # Documents/s through a plugin call (batch 1,000) in wasm vs the same code native.
 bench-plugin: plugins
     cargo bench -p godwit --bench plugin_call

@@ -1,0 +1,687 @@
+//! `just bench` / `just bench-scale`: the QDash-like `owner_user_id` backfill
+//! (see `data.rs`) done by every contestant, one after the other on the same
+//! server, each on freshly generated data in a database of its own:
+//!
+//! - (a) a hand-written Rust loop over the `mongodb` driver (`driver.rs`): the practical limit;
+//! - (b) `godwit run --execute` with the `bench-backfill` plugin, journal on;
+//! - (b') (b) with the plugin's reports placed after its updates: shows what
+//!   splitting a batch's update command at each report costs;
+//! - (c) (b) with the journal's inputs/before-images on: not optional in godwit, so the same run as (b);
+//! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
+//! - (d') the same script with `bulk_write` batches, as a careful script author would;
+//! - (e) `godwit run` dry run.
+//!
+//! Each contestant runs as a child process, timed from spawn to exit, with its
+//! peak RSS from `wait4`. After each run the harness reads every document back
+//! and fails the bench if the backfill is missing or wrong.
+
+mod child;
+mod data;
+mod driver;
+mod server;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "godwit vs a driver loop vs pymongo, side by side on one server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Statements per update command / documents per plugin call, for every contestant.
+    #[arg(long, default_value_t = 1000)]
+    batch: u32,
+    /// Use this server instead of starting `secantusd-rs` (every contestant gets a fresh database on it).
+    #[arg(long)]
+    uri: Option<String>,
+    /// The godwit binary (a release build).
+    #[arg(long, default_value = "target/release/godwit")]
+    godwit: PathBuf,
+    /// The benchmark plugin component.
+    #[arg(long, default_value = "target/plugins/bench-backfill.wasm")]
+    plugin: PathBuf,
+    /// The pymongo script of contestants (d) and (d').
+    #[arg(long, default_value = "bench/backfill.py")]
+    script: PathBuf,
+    #[arg(long, default_value = "python3")]
+    python: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every contestant on `--docs` documents; prints the table and writes `--out`.
+    Run {
+        #[arg(long, default_value_t = 200_000)]
+        docs: u64,
+        /// Contestants to run, by letter: a, b, B (b'), d, D (d'), e.
+        #[arg(long, default_value = "a,b,B,e,D,d")]
+        only: String,
+        /// Run the contestant list this many times (interleaved); the table shows medians.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// (a) and (b) at each size: docs/s and peak RSS must not depend on the collection's size.
+    Scale {
+        #[arg(long, value_delimiter = ',', default_value = "200000,1000000")]
+        sizes: Vec<u64>,
+        #[arg(long, default_value = "bench/SCALING.md")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Generates the dataset into a database (for profiling a contestant by hand).
+    Generate {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 200_000)]
+        docs: u64,
+    },
+    /// Checks the backfill in a database (after a contestant run by hand).
+    Check {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+    },
+    /// Contestant (a) itself; run by the harness as a child.
+    DriverLoop {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contestant {
+    DriverLoop,
+    Godwit,
+    /// (b) with the plugin's reports moved behind its updates.
+    GodwitReportsLast,
+    PymongoPerDocument,
+    PymongoBulk,
+    DryRun,
+}
+
+impl Contestant {
+    fn parse(letter: &str) -> anyhow::Result<Self> {
+        Ok(match letter.trim() {
+            "a" => Contestant::DriverLoop,
+            "b" => Contestant::Godwit,
+            "B" | "b'" => Contestant::GodwitReportsLast,
+            "d" => Contestant::PymongoPerDocument,
+            "D" | "d'" => Contestant::PymongoBulk,
+            "e" => Contestant::DryRun,
+            "c" => bail!(
+                "contestant (c) is (b): godwit's journal always records inputs (and, for execute runs, before-images)"
+            ),
+            other => bail!("unknown contestant {other:?} (a, b, B, d, D, e)"),
+        })
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Contestant::DriverLoop => "(a) Rust driver loop: find by _id, update commands of <=batch statements",
+            Contestant::Godwit => "(b) godwit run --execute, journal on",
+            Contestant::GodwitReportsLast => {
+                "(b') = (b), the plugin's reports placed after its updates (probe: one update command per batch)"
+            }
+            Contestant::PymongoPerDocument => "(d) pymongo, one update_one per document (the seeds' way)",
+            Contestant::PymongoBulk => "(d') pymongo, bulk_write of UpdateOne per batch",
+            Contestant::DryRun => "(e) godwit run (dry run)",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Contestant::DriverLoop => "a",
+            Contestant::Godwit => "b",
+            Contestant::GodwitReportsLast => "b2",
+            Contestant::PymongoPerDocument => "d",
+            Contestant::PymongoBulk => "d2",
+            Contestant::DryRun => "e",
+        }
+    }
+
+    fn writes(self) -> bool {
+        self != Contestant::DryRun
+    }
+}
+
+/// One measured run of one contestant.
+#[derive(Debug, Clone)]
+struct Row {
+    contestant: Contestant,
+    docs: u64,
+    elapsed: Duration,
+    peak_rss: u64,
+    /// User + system CPU time of the contestant's process.
+    cpu: Duration,
+    /// CPU time the server spent during the run (when the harness started it).
+    server_cpu: Option<Duration>,
+    /// What the contestant achieved, checked ("198,000 backfilled").
+    result: String,
+    /// Size of godwit's journal directory after the run.
+    journal_bytes: Option<u64>,
+}
+
+impl Row {
+    fn cpu_text(&self) -> String {
+        match self.server_cpu {
+            Some(server) => format!("{:.1} s / {:.1} s", self.cpu.as_secs_f64(), server.as_secs_f64()),
+            None => format!("{:.1} s / ?", self.cpu.as_secs_f64()),
+        }
+    }
+
+    fn docs_per_sec(&self) -> f64 {
+        self.docs as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Everything the contestants share: the server, the binaries, a scratch directory.
+struct Bench {
+    common: Common,
+    server: server::Server,
+    client: mongodb::Client,
+    work: tempfile::TempDir,
+    runs: usize,
+}
+
+impl Bench {
+    async fn new(common: Common) -> anyhow::Result<Self> {
+        for (file, how) in [
+            (&common.godwit, "cargo build --release -p godwit"),
+            (&common.plugin, "just plugins"),
+            (&common.script, "the repository's bench/ folder"),
+        ] {
+            if !file.exists() {
+                bail!("{} is missing ({how})", file.display());
+            }
+        }
+        let ok = Command::new(&common.python)
+            .args(["-c", "import pymongo"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("{} cannot import pymongo (scripts/setup.sh installs it)", common.python);
+        }
+        let work = tempfile::Builder::new().prefix("godwit-bench-").tempdir()?;
+        let server = match &common.uri {
+            Some(uri) => server::existing(uri).await?,
+            None => server::start(work.path()).await?,
+        };
+        let client = mongodb::Client::with_uri_str(&server.uri).await?;
+        // Compile the plugin into a cache of our own once, outside any timing.
+        let status = Command::new(&common.godwit)
+            .args(["plugin", "inspect"])
+            .arg(&common.plugin)
+            .env("GODWIT_CACHE_DIR", work.path().join("cache"))
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("godwit plugin inspect {} failed", common.plugin.display());
+        }
+        Ok(Bench {
+            common,
+            server,
+            client,
+            work,
+            runs: 0,
+        })
+    }
+
+    /// Fresh data, one timed run, the check, and the data dropped again.
+    async fn run(&mut self, contestant: Contestant, docs: u64) -> anyhow::Result<Row> {
+        self.runs += 1;
+        let name = format!("bench_{}_{}_{}", contestant.tag(), self.runs, std::process::id());
+        let db = self.client.database(&name);
+        db.drop().await?;
+        eprint!("  {:<70} generating {docs} documents... ", contestant.label());
+        data::generate(&db, docs).await?;
+        eprint!("running... ");
+        let journal = self.work.path().join(format!("journal-{name}"));
+        let log = self.work.path().join(format!("{name}.log"));
+        let command = self.command(contestant, &name, &journal)?;
+        let server_before = self.server.cpu();
+        let measured = tokio::task::spawn_blocking(move || child::measure(command, &log)).await??;
+        let server_cpu = self
+            .server
+            .cpu()
+            .zip(server_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let outcome = data::check(&db).await?;
+        let expected = data::expected_updates(docs);
+        let result = if contestant.writes() {
+            if outcome.backfilled != expected || outcome.wrong != 0 {
+                bail!(
+                    "{} did not do the backfill: {} of {expected} executions backfilled, {} wrong",
+                    contestant.label(),
+                    outcome.backfilled,
+                    outcome.wrong
+                );
+            }
+            if matches!(contestant, Contestant::Godwit | Contestant::GodwitReportsLast) {
+                let report = godwit_report(&measured.stdout)?;
+                if report.status != "finished" || report.stamped.is_none() {
+                    bail!("godwit did not finish and stamp: {}", measured.stdout);
+                }
+            }
+            format!("{} backfilled", thousands(outcome.backfilled))
+        } else {
+            let report = godwit_report(&measured.stdout)?;
+            if outcome.backfilled != 0 || outcome.wrong != 0 || report.updates != expected {
+                bail!(
+                    "the dry run wrote ({} backfilled) or planned {} updates instead of {expected}",
+                    outcome.backfilled,
+                    report.updates
+                );
+            }
+            format!("{} updates planned, none written", thousands(report.updates))
+        };
+        let journal_bytes = journal.exists().then(|| dir_size(&journal));
+        let _ = std::fs::remove_dir_all(&journal);
+        db.drop().await?;
+        let row = Row {
+            contestant,
+            docs,
+            elapsed: measured.elapsed,
+            peak_rss: measured.peak_rss,
+            cpu: measured.cpu,
+            server_cpu,
+            result,
+            journal_bytes,
+        };
+        eprintln!(
+            "{:.1} s, {:.0} docs/s, peak RSS {}, CPU {:.1} s",
+            row.elapsed.as_secs_f64(),
+            row.docs_per_sec(),
+            mib(row.peak_rss),
+            row.cpu.as_secs_f64()
+        );
+        Ok(row)
+    }
+
+    fn command(&self, contestant: Contestant, db: &str, journal: &Path) -> anyhow::Result<Command> {
+        let c = &self.common;
+        let uri = &self.server.uri;
+        let batch = c.batch.to_string();
+        Ok(match contestant {
+            Contestant::DriverLoop => {
+                let mut cmd = Command::new(std::env::current_exe()?);
+                cmd.args(["driver-loop", "--uri", uri, "--db", db, "--batch", &batch]);
+                cmd
+            }
+            Contestant::Godwit | Contestant::GodwitReportsLast | Contestant::DryRun => {
+                let mut cmd = Command::new(&c.godwit);
+                cmd.arg("--json")
+                    .arg("run")
+                    .arg(&c.plugin)
+                    .args(["--uri", uri, "--db", db, "--batch-size", &batch])
+                    .arg("--journal")
+                    .arg(journal)
+                    .arg("--pause-file")
+                    .arg(self.work.path().join("no-pause"))
+                    .env("GODWIT_CACHE_DIR", self.work.path().join("cache"))
+                    .env_remove("RUST_LOG");
+                if contestant != Contestant::DryRun {
+                    cmd.arg("--execute");
+                }
+                if contestant == Contestant::GodwitReportsLast {
+                    cmd.args(["--param", "reports=last"]);
+                }
+                cmd
+            }
+            Contestant::PymongoPerDocument | Contestant::PymongoBulk => {
+                let mut cmd = Command::new(&c.python);
+                cmd.arg(&c.script).args(["--uri", uri, "--db", db, "--batch", &batch]);
+                if contestant == Contestant::PymongoBulk {
+                    cmd.arg("--bulk");
+                }
+                cmd
+            }
+        })
+    }
+}
+
+struct GodwitReport {
+    status: String,
+    stamped: Option<String>,
+    updates: u64,
+}
+
+fn godwit_report(stdout: &str) -> anyhow::Result<GodwitReport> {
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.trim()).with_context(|| format!("godwit's --json output: {stdout}"))?;
+    let updates = json["summary"]["passes"]
+        .as_array()
+        .map(|passes| passes.iter().filter_map(|p| p["updates"].as_u64()).sum())
+        .unwrap_or(0);
+    Ok(GodwitReport {
+        status: json["status"].as_str().unwrap_or("?").to_string(),
+        stamped: json["stamped_version"].as_str().map(str::to_string),
+        updates,
+    })
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Date, machine and load: the context the figures belong to.
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let ram = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(str::trim).map(str::to_string))
+        .and_then(|kb| kb.trim_end_matches(" kB").parse::<u64>().ok())
+        .map_or_else(
+            || "? RAM".into(),
+            |kb| format!("{:.1} GiB RAM", kb as f64 / 1024.0 / 1024.0),
+        );
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{cores} cores ({cpu}), {ram}, Linux {}",
+        read("/proc/sys/kernel/osrelease").trim()
+    )
+}
+
+fn now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn median_row(rows: &[Row], contestant: Contestant) -> Option<Row> {
+    let mut mine: Vec<&Row> = rows.iter().filter(|r| r.contestant == contestant).collect();
+    mine.sort_by(|a, b| a.docs_per_sec().total_cmp(&b.docs_per_sec()));
+    let mut row = (*mine.get(mine.len() / 2)?).clone();
+    row.peak_rss = mine.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+    Some(row)
+}
+
+fn header(title: &str, bench: &Bench, docs: &str, start_load: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {title}\n");
+    let _ = writeln!(
+        out,
+        "Written by `godwit-bench` (`bench/src/main.rs`); do not edit by hand.\n"
+    );
+    let _ = writeln!(out, "- date: {}", now());
+    let _ = writeln!(out, "- machine: {}", machine());
+    let _ = writeln!(out, "- load average before / after: {start_load} / {}", load());
+    let _ = writeln!(out, "- server: {}, on the same machine", bench.server.label);
+    let _ = writeln!(
+        out,
+        "- data: {docs} QDash-like `executions` (~{} bytes of BSON each) + 500 `users`; 1% name a deleted user",
+        data::average_document_bytes()
+    );
+    let _ = writeln!(
+        out,
+        "- batch: {} documents per read batch / plugin call / update command; release builds; every contestant \
+         on freshly generated data, checked afterwards by reading every document back\n",
+        bench.common.batch
+    );
+    out
+}
+
+async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Common) -> anyhow::Result<()> {
+    let contestants: Vec<Contestant> = only
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(Contestant::parse)
+        .collect::<anyhow::Result<_>>()?;
+    let start_load = load();
+    let mut bench = Bench::new(common).await?;
+    eprintln!("godwit-bench: {docs} documents, server {}", bench.server.label);
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        for &c in &contestants {
+            rows.push(bench.run(c, docs).await?);
+        }
+    }
+    let table: Vec<Row> = contestants.iter().filter_map(|&c| median_row(&rows, c)).collect();
+    let base = table
+        .iter()
+        .find(|r| r.contestant == Contestant::DriverLoop)
+        .map(Row::docs_per_sec);
+    let mut text = header(
+        "Benchmark: QDash-like owner_user_id backfill",
+        &bench,
+        &thousands(docs),
+        &start_load,
+    );
+    let _ = writeln!(
+        text,
+        "| contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | checked result |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for row in &table {
+        let ratio = base.map_or("-".into(), |b| format!("{:.2}x", row.docs_per_sec() / b));
+        let _ = writeln!(
+            text,
+            "| {} | {} | {ratio} | {:.1} s | {} | {} | {}{} |",
+            row.contestant.label(),
+            thousands(row.docs_per_sec() as u64),
+            row.elapsed.as_secs_f64(),
+            mib(row.peak_rss),
+            row.cpu_text(),
+            row.result,
+            row.journal_bytes
+                .map(|b| format!("; journal {}", mib(b)))
+                .unwrap_or_default()
+        );
+        if row.contestant == Contestant::Godwit {
+            let _ = writeln!(
+                text,
+                "| (c) godwit, journal inputs/before-images on | = (b) | | | | | not optional in godwit: every execute run journals its inputs (and before-images), so (b) is (c) |"
+            );
+        }
+    }
+    let find = |c| table.iter().find(|r| r.contestant == c).map(Row::docs_per_sec);
+    let _ = writeln!(text, "\nTargets (issue 7):\n");
+    if let (Some(a), Some(b)) = (find(Contestant::DriverLoop), find(Contestant::Godwit)) {
+        let r = b / a;
+        let _ = writeln!(text, "- (b) >= 0.9x (a): **{r:.2}x** - {}", verdict(r >= 0.9));
+    }
+    if let (Some(b), Some(d)) = (find(Contestant::Godwit), find(Contestant::PymongoPerDocument)) {
+        let r = b / d;
+        let _ = writeln!(text, "- (b) >= 2x (d): **{r:.2}x** - {}", verdict(r >= 2.0));
+    }
+    if let (Some(b), Some(d)) = (find(Contestant::Godwit), find(Contestant::PymongoBulk)) {
+        let _ = writeln!(text, "- for reference, (b) vs (d'): {:.2}x", b / d);
+    }
+    if rounds > 1 {
+        let _ = writeln!(
+            text,
+            "\nMedians of {rounds} interleaved rounds (peak RSS: the highest). All runs:\n"
+        );
+        for row in &rows {
+            let _ = writeln!(
+                text,
+                "- {}: {} docs/s, {}",
+                row.contestant.tag(),
+                thousands(row.docs_per_sec() as u64),
+                mib(row.peak_rss)
+            );
+        }
+    }
+    println!("{text}");
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> {
+    if sizes.len() < 2 {
+        bail!("--sizes needs at least two sizes");
+    }
+    let start_load = load();
+    let mut bench = Bench::new(common).await?;
+    let mut rows = Vec::new();
+    for &docs in sizes {
+        eprintln!("godwit-bench scale: {docs} documents");
+        for c in [Contestant::DriverLoop, Contestant::Godwit] {
+            rows.push(bench.run(c, docs).await?);
+        }
+    }
+    let sizes_text = sizes.iter().map(|&s| thousands(s)).collect::<Vec<_>>().join(" vs ");
+    let mut text = header(
+        "Benchmark: scaling with the collection's size",
+        &bench,
+        &sizes_text,
+        &start_load,
+    );
+    let _ = writeln!(
+        text,
+        "| documents | contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | checked result |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for pair in rows.chunks(2) {
+        let a = pair[0].docs_per_sec();
+        for row in pair {
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {:.2}x | {:.1} s | {} | {} | {}{} |",
+                thousands(row.docs),
+                row.contestant.label(),
+                thousands(row.docs_per_sec() as u64),
+                row.docs_per_sec() / a,
+                row.elapsed.as_secs_f64(),
+                mib(row.peak_rss),
+                row.cpu_text(),
+                row.result,
+                row.journal_bytes
+                    .map(|b| format!("; journal {}", mib(b)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let godwit: Vec<&Row> = rows.iter().filter(|r| r.contestant == Contestant::Godwit).collect();
+    let (small, large) = (godwit[0], godwit[godwit.len() - 1]);
+    let speed = large.docs_per_sec() / small.docs_per_sec();
+    let rss = large.peak_rss as f64 / small.peak_rss as f64;
+    let _ = writeln!(text, "\nTargets (issue 7), godwit (b):\n");
+    let _ = writeln!(
+        text,
+        "- docs/s at {} vs {}: **{speed:.2}x** (within 15%: {})",
+        thousands(large.docs),
+        thousands(small.docs),
+        verdict((speed - 1.0).abs() <= 0.15)
+    );
+    let _ = writeln!(
+        text,
+        "- peak RSS at {} vs {}: **{rss:.2}x** (within 20%: {})",
+        thousands(large.docs),
+        thousands(small.docs),
+        verdict((rss - 1.0).abs() <= 0.20)
+    );
+    let _ = writeln!(
+        text,
+        "- peak RSS at {}: **{}** (under 150 MB: {})",
+        thousands(large.docs),
+        mib(large.peak_rss),
+        verdict(large.peak_rss < 150_000_000)
+    );
+    println!("{text}");
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Cmd::Run {
+                docs,
+                only,
+                rounds,
+                out,
+                common,
+            } => run_all(docs, &only, rounds.max(1), &out, common).await,
+            Cmd::Scale { sizes, out, common } => scale(&sizes, &out, common).await,
+            Cmd::Generate { uri, db, docs } => {
+                let client = mongodb::Client::with_uri_str(&uri).await?;
+                let db = client.database(&db);
+                db.drop().await?;
+                data::generate(&db, docs).await?;
+                client.shutdown().immediate(true).await;
+                Ok(())
+            }
+            Cmd::Check { uri, db } => {
+                let client = mongodb::Client::with_uri_str(&uri).await?;
+                println!("{:?}", data::check(&client.database(&db)).await?);
+                client.shutdown().immediate(true).await;
+                Ok(())
+            }
+            Cmd::DriverLoop { uri, db, batch } => driver::run(&uri, &db, batch).await,
+        }
+    })
+}
