@@ -556,50 +556,43 @@ impl Db {
             })
             .collect();
         let image_chunks = 1 + extra.len() as i64;
-        let mut commands = vec![doc! {
-            "update": &self.metadata,
-            "updates": [{
-                "q": {"_id": format!("progress:{}", batch.run_id)},
-                "u": {"$set": {
-                    "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
-                    "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
-                }},
-                "upsert": true,
-            }],
+        // One command, one round trip: the marker, the fence and any extra
+        // image chunks. Each statement matches or upserts exactly one
+        // document, so `n` short of the statement count means the fence
+        // missed: the write only counts while this run holds the lock.
+        let mut statements = vec![doc! {
+            "q": {"_id": format!("progress:{}", batch.run_id)},
+            "u": {"$set": {
+                "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
+                "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
+            }},
+            "upsert": true,
         }];
-        // Fencing: the write only counts while this run holds the lock.
-        let fence = batch.lock.is_some();
         if let Some(lock) = batch.lock {
-            commands.push(doc! {
-                "update": &self.metadata,
-                "updates": [{"q": {"_id": "lock", "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}}],
+            statements.push(
+                doc! {"q": {"_id": "lock", "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}},
+            );
+        }
+        statements.extend(extra);
+        let expected = statements.len() as i64;
+        let action = self
+            .db
+            .run_command(doc! {"update": &self.metadata, "updates": statements, "ordered": true});
+        let reply = match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        }
+        .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
+        let n = reply
+            .get_i32("n")
+            .map(i64::from)
+            .or_else(|_| reply.get_i64("n"))
+            .unwrap_or(0);
+        if n < expected {
+            return Err(DbError::LeaseLost {
+                db: self.name.clone(),
+                run_id: batch.run_id.to_string(),
             });
-        }
-        if !extra.is_empty() {
-            commands.push(doc! {"update": &self.metadata, "updates": extra});
-        }
-        let mut session = session;
-        for (i, command) in commands.into_iter().enumerate() {
-            let action = self.db.run_command(command);
-            let reply = match session.as_deref_mut() {
-                Some(s) => action.session(s).await,
-                None => action.await,
-            }
-            .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
-            if fence
-                && i == 1
-                && reply
-                    .get_i32("n")
-                    .map(i64::from)
-                    .or_else(|_| reply.get_i64("n"))
-                    .unwrap_or(0)
-                    == 0
-            {
-                return Err(DbError::LeaseLost {
-                    db: self.name.clone(),
-                    run_id: batch.run_id.to_string(),
-                });
-            }
         }
         Ok(())
     }
@@ -614,24 +607,24 @@ impl Db {
     ) -> Result<(WriteCounts, Vec<(String, Bson)>)> {
         let mut counts = WriteCounts::default();
         let mut upserted = Vec::new();
+        // Reports are not written: leaving them out before grouping keeps a
+        // report between two updates from splitting their command in two.
+        let (indexes, writes): (Vec<usize>, Vec<&ValidAction>) =
+            actions.iter().enumerate().filter(|(_, a)| a.is_write()).unzip();
         let mut start = 0;
-        while start < actions.len() {
-            if !actions[start].is_write() {
-                start += 1;
-                continue;
-            }
-            let key = group_key(&actions[start]);
+        while start < writes.len() {
+            let key = group_key(writes[start]);
             let mut end = start + 1;
-            let mut bytes = approx_size(&actions[start]);
-            while end < actions.len()
-                && group_key(&actions[end]) == key
+            let mut bytes = approx_size(writes[start]);
+            while end < writes.len()
+                && group_key(writes[end]) == key
                 && end - start < MAX_STATEMENTS
                 && bytes < MAX_COMMAND_BYTES
             {
-                bytes += approx_size(&actions[end]);
+                bytes += approx_size(writes[end]);
                 end += 1;
             }
-            let group = &actions[start..end];
+            let group = &writes[start..end];
             let (collection, command) = command_for(group);
             let action = self.db.run_command(command);
             let reply = match session.as_deref_mut() {
@@ -645,9 +638,9 @@ impl Db {
                 let index = first.get_i32("index").unwrap_or(0) as usize;
                 return Err(DbError::WriteFailed {
                     collection: collection.clone(),
-                    index: start + index,
+                    index: indexes[start + index.min(group.len() - 1)],
                     message: first.get_str("errmsg").unwrap_or("write error").to_string(),
-                    target: describe_target(&group[index.min(group.len() - 1)]),
+                    target: describe_target(group[index.min(group.len() - 1)]),
                 });
             }
             let n = reply
@@ -720,7 +713,7 @@ fn approx_size(action: &ValidAction) -> usize {
     }
 }
 
-fn command_for(group: &[ValidAction]) -> (String, Document) {
+fn command_for(group: &[&ValidAction]) -> (String, Document) {
     let collection = group[0].collection().unwrap_or_default().to_string();
     let command = match &group[0] {
         ValidAction::Update { .. } => {

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 /// Version of the encoding of headers and entries. Bumped on any change.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// sled's page cache for the journal.
+const JOURNAL_CACHE_BYTES: u64 = 16 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("journal {} is in use by another godwit process (sled holds its lock); wait for it or use another --journal", dir.display())]
@@ -253,15 +256,23 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).open().map_err(|source| match &source {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                JournalError::Locked { dir: dir.to_path_buf() }
-            }
-            _ => JournalError::Open {
-                dir: dir.to_path_buf(),
-                source,
-            },
-        })?;
+        // sled caches up to 1 GiB by default, so a process's memory would
+        // follow the journal's size; runs only append and read back in order.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(JOURNAL_CACHE_BYTES)
+            .open()
+            .map_err(|source| match &source {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+                {
+                    JournalError::Locked { dir: dir.to_path_buf() }
+                }
+                _ => JournalError::Open {
+                    dir: dir.to_path_buf(),
+                    source,
+                },
+            })?;
         let runs = db.open_tree("runs").map_err(|source| JournalError::Io {
             dir: dir.to_path_buf(),
             source,
