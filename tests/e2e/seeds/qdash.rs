@@ -296,7 +296,7 @@ fn check_final(db: &TestDb, ids: &HashMap<String, String>, before: &HashMap<&str
 
 #[test]
 fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
-    scenario("qdash-backfill-user-id", "seed_qdash");
+    scenario(RUST, "seed_qdash");
 }
 
 /// The same migration written in Python (`plugins-py/qdash-backfill-user-id-py`,
@@ -306,6 +306,9 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
 fn qdash_backfill_user_id_in_python_dry_run_execute_interrupted_then_clean() {
     scenario("qdash-backfill-user-id-py", "seed_qdash_py");
 }
+
+/// The reference implementation, `plugins/qdash-backfill-user-id`.
+const RUST: &str = "qdash-backfill-user-id";
 
 fn scenario(component: &str, database: &str) {
     let started = std::time::Instant::now();
@@ -350,6 +353,16 @@ fn scenario(component: &str, database: &str) {
         assert!(unknown_names.contains(sample["key"].as_str().unwrap()), "{sample}");
     }
     assert_eq!(db.dump(), snapshot, "a dry run writes nothing");
+    if component != RUST {
+        // Another language, the same report: every count, every sample
+        // (keys and messages), pass by pass, as the Rust plugin's.
+        let rust = plugin(RUST);
+        let reference = run_steps(&db, journal.path(), &["run", rust.to_str().unwrap()]).remove(0);
+        assert_eq!(
+            dry["summary"], reference["summary"],
+            "{component}'s dry run report differs from the Rust plugin's"
+        );
+    }
 
     // Execute, killed in the middle of the run (from the fourth pass,
     // forum_posts, on: a slow machine may poll past it), then resumed.
