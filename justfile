@@ -15,13 +15,23 @@ setup:
 build:
     cargo build -p godwit --bin godwit
 
-# Build every plugin crate (plugins/, tests/plugins/) into target/plugins/<name>.wasm.
+# Build every plugin crate (plugins/, tests/plugins/) and Python plugin (plugins-py/) into target/plugins/<name>.wasm.
 plugins: setup build
     {{godwit}} plugin build plugins tests/plugins
+    for dir in plugins-py/*/; do scripts/build-python-plugin.sh "$dir"; done
 
-# Unit tests and end-to-end tests (real components, real server).
+# Build one Python plugin directory (plugin.py, see plugin-sdk/python/README.md) into target/plugins/<dir name>.wasm.
+plugin-py DIR: setup
+    scripts/build-python-plugin.sh {{DIR}}
+
+# Native tests of the Python plugins (pytest, no wasm).
+test-py: setup
+    python3 -m pytest -q plugins-py
+
+# Unit tests and end-to-end tests (real components, real server), then the Python plugins' pytest.
 test: plugins
     cargo test --workspace --features godwit/failpoints
+    python3 -m pytest -q plugins-py
 
 # Crash test with 500 random SIGKILLs during execute and resume (slow, several minutes).
 test-slow: plugins

@@ -4,6 +4,7 @@
 #   - a wasm toolchain: rustup's wasm32-wasip2 target if it is installed, else
 #     Debian's rustc-web + rust-web-src + wasi-libc (+ lld for rust-lld)
 #   - SecantusDB, the MongoDB-compatible server the tests start (PyPI)
+#   - componentize-py, pymongo (its pure-Python bson) and pytest for Python plugins (PyPI)
 set -euo pipefail
 
 SUDO=""
@@ -33,6 +34,13 @@ fi
 if ! command -v secantusd-py >/dev/null 2>&1 || ! python3 -c 'import pymongo' 2>/dev/null; then
   echo "setup: installing SecantusDB and pymongo (pip)"
   python3 -m pip install -q SecantusDB pymongo
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+# Python plugins: componentize-py builds them, pymongo's bson is bundled into
+# them, pytest runs their native tests.
+if ! command -v componentize-py >/dev/null 2>&1 || ! python3 -c 'import pytest' 2>/dev/null; then
+  echo "setup: installing componentize-py and pytest (pip)"
+  python3 -m pip install -q componentize-py pytest
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 if ! command -v secantusd-py >/dev/null 2>&1; then

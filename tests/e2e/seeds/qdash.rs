@@ -296,10 +296,26 @@ fn check_final(db: &TestDb, ids: &HashMap<String, String>, before: &HashMap<&str
 
 #[test]
 fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
-    let db = TestDb::new(server(), "seed_qdash");
+    scenario(RUST, "seed_qdash");
+}
+
+/// The same migration written in Python (`plugins-py/qdash-backfill-user-id-py`,
+/// built with componentize-py) passes the same scenario: same figures, same
+/// final documents, killed and resumed exactly once, under the default limits.
+#[test]
+fn qdash_backfill_user_id_in_python_dry_run_execute_interrupted_then_clean() {
+    scenario("qdash-backfill-user-id-py", "seed_qdash_py");
+}
+
+/// The reference implementation, `plugins/qdash-backfill-user-id`.
+const RUST: &str = "qdash-backfill-user-id";
+
+fn scenario(component: &str, database: &str) {
+    let started = std::time::Instant::now();
+    let db = TestDb::new(server(), database);
     let ids = generate(&db);
     let journal = tempfile::tempdir().unwrap();
-    let file = plugin("qdash-backfill-user-id");
+    let file = plugin(component);
     let file = file.to_str().unwrap();
     init(&db, journal.path(), "1.7.3");
     let (matched, unresolved, unknown_names) = expectations(&db, &ids);
@@ -313,7 +329,7 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
     // Dry run: the runbook's statistics, nothing written.
     let dry = run_steps(&db, journal.path(), &["run", file]).remove(0);
     let stats = figures(&dry);
-    eprintln!("qdash dry run: {stats}");
+    eprintln!("qdash dry run ({component}): {stats}");
     assert_eq!(stats["users_without_user_id"], USERS - WITH_ID, "{stats}");
     for (collection, m) in &matched {
         assert_eq!(
@@ -337,6 +353,16 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
         assert!(unknown_names.contains(sample["key"].as_str().unwrap()), "{sample}");
     }
     assert_eq!(db.dump(), snapshot, "a dry run writes nothing");
+    if component != RUST {
+        // Another language, the same report: every count, every sample
+        // (keys and messages), pass by pass, as the Rust plugin's.
+        let rust = plugin(RUST);
+        let reference = run_steps(&db, journal.path(), &["run", rust.to_str().unwrap()]).remove(0);
+        assert_eq!(
+            dry["summary"], reference["summary"],
+            "{component}'s dry run report differs from the Rust plugin's"
+        );
+    }
 
     // Execute, killed in the middle of the run (from the fourth pass,
     // forum_posts, on: a slow machine may poll past it), then resumed.
@@ -394,4 +420,5 @@ fn qdash_backfill_user_id_dry_run_execute_interrupted_then_clean() {
     assert_eq!(report_count(&again, "unresolved_username"), unknown_names.len() as u64);
     assert_eq!(total(&again, "updates"), 0);
     verify_journal(journal.path());
+    eprintln!("qdash scenario with {component}: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -1,0 +1,116 @@
+"""Native test harness: runs a plugin class under pytest without wasm, feeds it
+documents (round-tripped through BSON, as in a component), serves its lookups
+from in-memory collections and checks its actions with the host's rules
+(writes only to the pass's ``writes``, non-empty filters, BSON that encodes).
+
+    h = Harness(MyPlugin).collection("users", [{"_id": 1, "username": "a"}])
+    actions = h.process(0, [{"_id": 1}])
+"""
+
+import godwit_sdk as g
+
+
+def _matches(doc, filter):
+    for key, cond in filter.items():
+        if key == "$and":
+            if not all(_matches(doc, f) for f in cond):
+                return False
+            continue
+        value = doc.get(key)
+        if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
+            for op, arg in cond.items():
+                if op == "$gt" and not (value is not None and value > arg):
+                    return False
+                if op == "$gte" and not (value is not None and value >= arg):
+                    return False
+                if op == "$lt" and not (value is not None and value < arg):
+                    return False
+                if op == "$in" and value not in arg:
+                    return False
+                if op not in ("$gt", "$gte", "$lt", "$in"):
+                    raise NotImplementedError(f"Harness filters support $gt/$gte/$lt/$in/$and, not {op}")
+        elif value != cond:
+            return False
+    return True
+
+
+class _MemoryHost:
+    def __init__(self):
+        self.collections = {}
+        self.logs = []
+
+    def find(self, collection, filter, projection, limit):
+        docs = sorted(self.collections.get(collection, []), key=lambda d: d["_id"])
+        out = []
+        for d in docs:
+            if _matches(d, filter):
+                if projection:
+                    d = {k: v for k, v in d.items() if k == "_id" or projection.get(k)}
+                out.append(g.decode(g.encode(d)))
+                if limit and len(out) >= limit:
+                    break
+        return out
+
+    def log(self, level, message):
+        self.logs.append((level, message))
+
+
+class Harness:
+    """Runs a plugin class natively: a dry run with run id ``test-run``
+    started at 2026-01-01T00:00:00Z."""
+
+    def __init__(self, cls, params=None):
+        self.cls = cls
+        self.params = dict(params or {})
+        self.host = _MemoryHost()
+        self.plugin = None
+
+    def collection(self, name, documents):
+        """Documents served to the plugin's ``find`` lookups on ``name``."""
+        self.host.collections[name] = list(documents)
+        return self
+
+    def manifest(self):
+        return self.cls().manifest()
+
+    def begin(self):
+        if self.plugin is None:
+            g._host = self.host
+            g._run = g.RunContext("test-run", "dry-run", 1_767_225_600_000, "test")
+            self.plugin = self.cls()
+            self.plugin.begin(g.Params(self.params))
+        return self.plugin
+
+    def process(self, pass_index, docs):
+        """One ``process`` call; the actions are checked against the pass's rules."""
+        passes = self.manifest().passes
+        if pass_index >= len(passes):
+            raise g.PluginError(f"manifest has no pass {pass_index}")
+        self.begin()
+        g._host = self.host
+        actions = self.plugin.process(pass_index, [g.decode(g.encode(d)) for d in docs]) or []
+        self._check(actions, passes[pass_index].writes)
+        return actions
+
+    def finish(self):
+        self.begin()
+        g._host = self.host
+        fin = getattr(self.plugin, "finish", None)
+        actions = (fin() if fin else []) or []
+        self._check(actions, [p for ps in self.manifest().passes for p in ps.writes])
+        return actions
+
+    @staticmethod
+    def _check(actions, writes):
+        for a in actions:
+            if isinstance(a, g.Report):
+                continue
+            if not isinstance(a, (g.Update, g.Insert, g.Delete)):
+                raise AssertionError(f"not an action: {a!r}")
+            if a.collection not in writes:
+                raise AssertionError(f"{a!r} writes {a.collection}, not in the pass's writes {writes}")
+            if isinstance(a, (g.Update, g.Delete)) and not a.filter:
+                raise AssertionError(f"{a!r} has an empty filter")
+            for d in ([a.filter, a.update] if isinstance(a, g.Update)
+                      else [a.document] if isinstance(a, g.Insert) else [a.filter]):
+                g.encode(d)
