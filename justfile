@@ -49,6 +49,7 @@ inspect: plugins
 # (docs/s, ratios, peak RSS); writes bench/RESULTS.md. `just bench 1000000` for another size.
 bench docs="200000": plugins bench-setup
     cargo build --release -p godwit --bin godwit -p godwit-bench
+    scripts/build-python-plugin.sh bench/plugin-py/bench-backfill-py
     target/release/godwit-bench run --docs {{docs}}
 
 # Scaling check: driver loop and godwit at 200k and 1M documents; writes bench/SCALING.md.

@@ -6,6 +6,7 @@
 //! - (b) `godwit run --execute --no-before-images` with the `bench-backfill` plugin, journal on
 //!   (inputs, actions, lookups);
 //! - (c) (b) with before-images too: godwit's default for execute runs (what `godwit revert` needs);
+//! - (p) (b) with the same backfill as a Python plugin (`bench/plugin-py/bench-backfill-py`);
 //! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
 //! - (e) `godwit run` dry run.
@@ -47,6 +48,9 @@ struct Common {
     /// The benchmark plugin component.
     #[arg(long, default_value = "target/plugins/bench-backfill.wasm")]
     plugin: PathBuf,
+    /// The same plugin in Python (contestant (p)).
+    #[arg(long, default_value = "target/plugins/bench-backfill-py.wasm")]
+    python_plugin: PathBuf,
     /// The pymongo script of contestants (d) and (d').
     #[arg(long, default_value = "bench/backfill.py")]
     script: PathBuf,
@@ -61,7 +65,7 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         docs: u64,
         /// Contestants to run, by letter: a, b, c, d, D (d'), e.
-        #[arg(long, default_value = "a,b,c,e,D,d")]
+        #[arg(long, default_value = "a,b,c,p,e,D,d")]
         only: String,
         /// Run the contestant list this many times (interleaved); the table shows medians.
         #[arg(long, default_value_t = 1)]
@@ -111,8 +115,10 @@ enum Cmd {
 enum Contestant {
     DriverLoop,
     Godwit,
-    /// (b) with the plugin's reports moved behind its updates.
+    /// (b) with before-images (godwit's default).
     GodwitImages,
+    /// (b) with the same backfill written in Python.
+    GodwitPython,
     PymongoPerDocument,
     PymongoBulk,
     DryRun,
@@ -124,10 +130,11 @@ impl Contestant {
             "a" => Contestant::DriverLoop,
             "b" => Contestant::Godwit,
             "c" => Contestant::GodwitImages,
+            "p" => Contestant::GodwitPython,
             "d" => Contestant::PymongoPerDocument,
             "D" | "d'" => Contestant::PymongoBulk,
             "e" => Contestant::DryRun,
-            other => bail!("unknown contestant {other:?} (a, b, c, d, D, e)"),
+            other => bail!("unknown contestant {other:?} (a, b, c, p, d, D, e)"),
         })
     }
 
@@ -136,6 +143,7 @@ impl Contestant {
             Contestant::DriverLoop => "(a) Rust driver loop: find by _id, update commands of <=batch statements",
             Contestant::Godwit => "(b) godwit run --execute --no-before-images, journal on",
             Contestant::GodwitImages => "(c) godwit run --execute, journal + before-images (the default)",
+            Contestant::GodwitPython => "(p) = (b), the plugin written in Python (componentize-py)",
             Contestant::PymongoPerDocument => "(d) pymongo, one update_one per document (the seeds' way)",
             Contestant::PymongoBulk => "(d') pymongo, bulk_write of UpdateOne per batch",
             Contestant::DryRun => "(e) godwit run (dry run)",
@@ -147,6 +155,7 @@ impl Contestant {
             Contestant::DriverLoop => "a",
             Contestant::Godwit => "b",
             Contestant::GodwitImages => "c",
+            Contestant::GodwitPython => "p",
             Contestant::PymongoPerDocument => "d",
             Contestant::PymongoBulk => "d2",
             Contestant::DryRun => "e",
@@ -221,15 +230,17 @@ impl Bench {
             None => server::start(work.path()).await?,
         };
         let client = mongodb::Client::with_uri_str(&server.uri).await?;
-        // Compile the plugin into a cache of our own once, outside any timing.
-        let status = Command::new(&common.godwit)
-            .args(["plugin", "inspect"])
-            .arg(&common.plugin)
-            .env("GODWIT_CACHE_DIR", work.path().join("cache"))
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("godwit plugin inspect {} failed", common.plugin.display());
+        // Compile the plugins into a cache of our own once, outside any timing.
+        for plugin in [&common.plugin, &common.python_plugin] {
+            let status = Command::new(&common.godwit)
+                .args(["plugin", "inspect"])
+                .arg(plugin)
+                .env("GODWIT_CACHE_DIR", work.path().join("cache"))
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("godwit plugin inspect {} failed", plugin.display());
+            }
         }
         Ok(Bench {
             common,
@@ -270,7 +281,10 @@ impl Bench {
                     outcome.wrong
                 );
             }
-            if matches!(contestant, Contestant::Godwit | Contestant::GodwitImages) {
+            if matches!(
+                contestant,
+                Contestant::Godwit | Contestant::GodwitImages | Contestant::GodwitPython
+            ) {
                 let report = godwit_report(&measured.stdout)?;
                 if report.status != "finished" || report.stamped.is_none() {
                     bail!("godwit did not finish and stamp: {}", measured.stdout);
@@ -321,11 +335,15 @@ impl Bench {
                 cmd.args(["driver-loop", "--uri", uri, "--db", db, "--batch", &batch]);
                 cmd
             }
-            Contestant::Godwit | Contestant::GodwitImages | Contestant::DryRun => {
+            Contestant::Godwit | Contestant::GodwitImages | Contestant::GodwitPython | Contestant::DryRun => {
                 let mut cmd = Command::new(&c.godwit);
                 cmd.arg("--json")
                     .arg("run")
-                    .arg(&c.plugin)
+                    .arg(if contestant == Contestant::GodwitPython {
+                        &c.python_plugin
+                    } else {
+                        &c.plugin
+                    })
                     .args(["--uri", uri, "--db", db, "--batch-size", &batch])
                     .arg("--journal")
                     .arg(journal)
@@ -336,7 +354,7 @@ impl Bench {
                 if contestant != Contestant::DryRun {
                     cmd.arg("--execute");
                 }
-                if contestant == Contestant::Godwit {
+                if matches!(contestant, Contestant::Godwit | Contestant::GodwitPython) {
                     cmd.arg("--no-before-images");
                 }
                 cmd

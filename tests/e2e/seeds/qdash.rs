@@ -420,5 +420,8 @@ fn scenario(component: &str, database: &str) {
     assert_eq!(report_count(&again, "unresolved_username"), unknown_names.len() as u64);
     assert_eq!(total(&again, "updates"), 0);
     verify_journal(journal.path());
-    eprintln!("qdash scenario with {component}: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "qdash scenario with {component}: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
