@@ -3,24 +3,11 @@
 //! history recorded), `journal export`, `journal show` and `journal replay`.
 
 use crate::db::{TestDb, server};
-use crate::support::{plugin, run_ok, stderr, stdout};
+use crate::support::{copy_dir, plugin, run_ok, stderr, stdout};
 use bson::doc;
 use godwit::journal::{Entry, StoredEntry, entry_hash};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A finished execute run of the example plugin: (database, journal dir, run id, entry count).
 fn finished_run() -> (TestDb, tempfile::TempDir, String, u64) {

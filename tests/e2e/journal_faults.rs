@@ -8,24 +8,11 @@
 #![cfg_attr(not(feature = "failpoints"), allow(dead_code, unused_imports))]
 
 use crate::db::{TestDb, block_on, server};
-use crate::support::{command, godwit, plugin, stderr};
+use crate::support::{command, copy_dir, godwit, plugin, stderr};
 use bson::{Document, doc};
 use std::path::Path;
 
 const DOCS: i64 = 60;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// Puts `collection` back to `docs`.
 fn reset(db: &TestDb, collection: &str, docs: &[Document]) {

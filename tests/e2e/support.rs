@@ -70,3 +70,17 @@ pub fn verify_journal(journal: &std::path::Path) -> String {
     assert!(out.status.success(), "journal verify failed: {}", stderr(&out));
     stdout(&out)
 }
+
+/// A recursive copy of a directory (a journal, before it is tampered with).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

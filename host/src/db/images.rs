@@ -54,7 +54,7 @@ impl Before {
     }
 }
 
-pub(super) fn id_key(id: &Bson) -> Vec<u8> {
+pub fn id_key(id: &Bson) -> Vec<u8> {
     doc! {"_id": id.clone()}.to_vec().expect("an _id encodes")
 }
 
@@ -79,7 +79,7 @@ fn raw_id(doc: &RawDocumentBuf) -> Option<Bson> {
 
 impl Db {
     /// Finds documents with a raw cursor, inside `session`'s transaction if given.
-    async fn find_raw(
+    pub async fn find_raw(
         &self,
         collection: &str,
         filter: Document,

@@ -4,6 +4,8 @@
 
 mod images;
 
+pub use images::id_key;
+
 use crate::journal::Image;
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, DateTime, Document, doc};
@@ -215,31 +217,16 @@ impl Db {
     /// Records `version` and appends `history_entry`, once per run id.
     /// Returns false when the history already holds this run (stamped before a crash).
     pub async fn stamp(&self, version: &str, run_id: &str, history_entry: Document) -> Result<bool> {
-        if let Some(schema) = self.schema().await?
-            && let Ok(history) = schema.get_array("history")
-            && history
-                .iter()
-                .any(|h| h.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run_id))
-        {
-            return Ok(false);
-        }
-        self.meta()
-            .update_one(
-                doc! {"_id": "schema"},
-                doc! {"$set": {"version": version, "updated_at": DateTime::now()}, "$push": {"history": history_entry}},
-            )
-            .upsert(true)
-            .await
-            .map_err(mongo(format!(
-                "stamping version {version} in {}.{}",
-                self.name, self.metadata
-            )))?;
-        Ok(true)
+        self.set_version(Some(version), run_id, history_entry).await
     }
 
     /// Sets the version back (or removes it: `None`) after a revert and
     /// appends `history_entry`, once per run id.
     pub async fn restamp(&self, version: Option<&str>, run_id: &str, history_entry: Document) -> Result<bool> {
+        self.set_version(version, run_id, history_entry).await
+    }
+
+    async fn set_version(&self, version: Option<&str>, run_id: &str, history_entry: Document) -> Result<bool> {
         if let Some(schema) = self.schema().await?
             && let Ok(history) = schema.get_array("history")
             && history
@@ -257,7 +244,7 @@ impl Db {
             .upsert(true)
             .await
             .map_err(mongo(format!(
-                "setting the version back to {version} in {}.{}",
+                "setting version {version} in {}.{}",
                 self.name, self.metadata
             )))?;
         Ok(true)

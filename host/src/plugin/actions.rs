@@ -205,13 +205,18 @@ pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidActio
 /// (restoring the plugin's state) and a journal replay derive the same ids,
 /// and the journal - and so `godwit revert` - knows every document a run
 /// inserted.
-pub fn assign_insert_ids(actions: &mut [ValidAction], seed: &Sha256Hash) {
+/// The seed is computed only if some insert lacks an `_id` (it hashes the
+/// batch's inputs, which most batches need not pay for).
+pub fn assign_insert_ids(actions: &mut [ValidAction], seed: impl FnOnce() -> Sha256Hash) {
+    let mut seed = Some(seed);
+    let mut hash = None;
     for (index, action) in actions.iter_mut().enumerate() {
         if let ValidAction::Insert { document, .. } = action
             && !document.contains_key("_id")
         {
-            let hash = sha256_parts([seed.as_slice(), &(index as u64).to_le_bytes()]);
-            let id: [u8; 12] = hash[..12].try_into().expect("12 bytes");
+            let seed: &Sha256Hash = hash.get_or_insert_with(|| (seed.take().expect("computed once"))());
+            let id_hash = sha256_parts([seed.as_slice(), &(index as u64).to_le_bytes()]);
+            let id: [u8; 12] = id_hash[..12].try_into().expect("12 bytes");
             let mut with_id = doc! {"_id": bson::oid::ObjectId::from_bytes(id)};
             with_id.extend(std::mem::take(document));
             *document = with_id;
@@ -259,8 +264,8 @@ mod tests {
             insert(doc! {"n": 1}),
         ];
         let mut b = a.clone();
-        assign_insert_ids(&mut a, &[1; 32]);
-        assign_insert_ids(&mut b, &[1; 32]);
+        assign_insert_ids(&mut a, || [1; 32]);
+        assign_insert_ids(&mut b, || [1; 32]);
         assert_eq!(a, b, "same seed, same ids");
         let ids: Vec<_> = a
             .iter()
@@ -277,7 +282,7 @@ mod tests {
         );
         assert_ne!(ids[0].1, ids[2].1, "equal documents get distinct ids");
         let mut c = vec![insert(doc! {"n": 1})];
-        assign_insert_ids(&mut c, &[2; 32]);
+        assign_insert_ids(&mut c, || [2; 32]);
         assert_ne!(c[0], a[0], "another seed, another id");
     }
 

@@ -543,7 +543,7 @@ impl Engine<'_> {
                 failpoint!("plugin-called");
                 let mut valid = actions::validate(&allowed, raw)
                     .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
-                actions::assign_insert_ids(&mut valid, &insert_id_seed(&run, Some(index), &batch));
+                actions::assign_insert_ids(&mut valid, || insert_id_seed(&run, Some(index), &batch));
                 let mut entry = Entry::new(
                     if execute {
                         EntryKind::Prepared
@@ -597,7 +597,7 @@ impl Engine<'_> {
                 .collect();
             let mut valid = actions::validate(&all_writes, raw)
                 .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
-            actions::assign_insert_ids(&mut valid, &insert_id_seed(&run, None, &[]));
+            actions::assign_insert_ids(&mut valid, || insert_id_seed(&run, None, &[]));
             let mut entry = Entry::new(EntryKind::Finish, now_ms());
             entry.fuel = plugin.fuel_used();
             entry.lookups = recorded.drain();

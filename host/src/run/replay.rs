@@ -136,7 +136,7 @@ pub(super) fn compare(
         .and_then(|raw| Ok(actions::validate(&allowed, raw)?))
     {
         Ok(mut valid) => {
-            actions::assign_insert_ids(&mut valid, &super::insert_id_seed(run, entry.pass, &entry.inputs));
+            actions::assign_insert_ids(&mut valid, || super::insert_id_seed(run, entry.pass, &entry.inputs));
             valid
         }
         Err(e) => return diverged(0, Some(format!("{e:#}")), None, None),

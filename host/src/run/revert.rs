@@ -18,13 +18,12 @@
 //! run again: what it already restored counts as "as before the run".
 
 use super::now_ms;
-use crate::db::{BatchWrite, Db, DbError, Expectations, LockHolder};
+use crate::db::{BatchWrite, Db, Expectations, LockHolder, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
 use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
 use crate::plugin::actions::ValidAction;
 use anyhow::Context;
-use bson::{Bson, Document, RawDocumentBuf, doc};
-use futures_util::TryStreamExt;
+use bson::{Bson, Document, doc};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -537,24 +536,13 @@ impl Revert<'_> {
         }
         let mut current = HashMap::new();
         for (collection, ids) in by_collection {
-            let failed = |source| DbError::Mongo {
-                context: format!("reading {}.{collection} for the revert", self.db.name),
-                source,
-            };
-            let docs: Vec<RawDocumentBuf> = self
+            let docs = self
                 .db
-                .db
-                .collection::<RawDocumentBuf>(collection)
-                .find(doc! {"_id": {"$in": ids}})
-                .await
-                .map_err(failed)?
-                .try_collect()
-                .await
-                .map_err(failed)?;
+                .find_raw(collection, doc! {"_id": {"$in": ids}}, None, "documents to revert")
+                .await?;
             for d in docs {
                 if let Some(id) = d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()) {
-                    let key = doc! {"_id": id}.to_vec()?;
-                    current.insert((collection.to_string(), key), sha256(d.as_bytes()));
+                    current.insert((collection.to_string(), id_key(&id)), sha256(d.as_bytes()));
                 }
             }
         }
