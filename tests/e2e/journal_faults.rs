@@ -128,6 +128,66 @@ fn a_torn_journal_tail_never_resumes_past_what_it_proves() {
     );
 }
 
+/// Large entries (a batch's inputs and actions) live in the run's body file
+/// beside sled. Its writes are synced before sled points to them, so only a
+/// damaged disk or a hand can cut it; such a journal is refused, by `journal
+/// verify` and by a resume alike, naming the file and the entry.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_cut_body_file_is_refused_naming_it_and_nothing_is_applied_twice() {
+    let db = TestDb::new(server(), "cutbody");
+    let pad = "p".repeat(1_000);
+    db.insert(
+        "counters",
+        (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64, "pad": &pad}).collect(),
+    );
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "6"];
+    let out = command(&db, journal.path(), &args)
+        .env("FAILPOINTS", "committed-before-journal=4*off->return")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failpoint did not fire: {}", stderr(&out));
+    let bodies: Vec<_> = walk(&journal.path().join("bodies"));
+    assert_eq!(bodies.len(), 1, "one run, one body file: {bodies:?}");
+    let len = std::fs::metadata(&bodies[0]).unwrap().len();
+    assert!(len > 5 * 6 * 1_000, "five batches of six 1 KB documents: {len} bytes");
+    let relative = bodies[0].strip_prefix(journal.path()).unwrap().to_path_buf();
+    let counters = db.find_all("counters");
+
+    for cut in [1, 1_000, len / 2] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(journal.path(), copy.path());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy.path().join(&relative))
+            .unwrap();
+        f.set_len(len - cut).unwrap();
+        drop(f);
+
+        let out = godwit(&["journal", "verify", "--journal", copy.path().to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(7), "cut {cut}: {err}");
+        assert!(
+            err.contains("body file") && err.contains(&relative.display().to_string()),
+            "cut {cut}: names the body file: {err}"
+        );
+
+        let out = command(&db, copy.path(), &args).output().unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success(), "cut {cut}: resumed on a journal it cannot read");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "cut {cut}: {err}"
+        );
+        assert!(err.contains("body file") && !err.contains("panicked"), "cut {cut}: {err}");
+        assert_eq!(db.find_all("counters"), counters, "cut {cut}: the database was written");
+        eprintln!("body file cut by {cut} bytes: resume refused: {}", err.trim());
+    }
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -4,6 +4,9 @@
 //! [`RunHeader`]; tree `entries/<run id>` maps a big-endian sequence number to
 //! a [`StoredEntry`]: the bincode-encoded [`Entry`] and its hash,
 //! `sha256(prev_hash || encoded entry)`. Every value carries a format version.
+//! Encoded entries above [`INLINE_BODY_MAX`] bytes (a batch's inputs and
+//! actions, a batch's before-images) are stored in the run's body file beside
+//! sled instead, and sled keeps where (see [`bodies`] for why).
 //!
 //! **Invariant:** this module knows nothing about MongoDB or wasmtime; inputs
 //! and actions are raw BSON bytes, produced and interpreted elsewhere.
@@ -12,8 +15,15 @@ use crate::hash::{Sha256Hash, sha256_parts, to_hex};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod bodies;
+
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Encoded entries up to this size stay in sled; larger ones go to the run's
+/// body file. A run's small entries (commits, pass ends, stamps) are a few
+/// hundred bytes each.
+pub const INLINE_BODY_MAX: usize = 4 << 10;
 
 /// sled's page cache for the journal.
 const JOURNAL_CACHE_BYTES: u64 = 16 << 20;
@@ -26,6 +36,20 @@ pub enum JournalError {
     Open { dir: PathBuf, source: sled::Error },
     #[error("journal {}: {source}", dir.display())]
     Io { dir: PathBuf, source: sled::Error },
+    #[error("journal run {run}: cannot write entry {seq}'s body to {}: {source}", path.display())]
+    BodyWrite {
+        run: String,
+        seq: u64,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal run {run}: entry {seq}'s body file {} {reason}", path.display())]
+    Body {
+        run: String,
+        seq: u64,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("journal run {run}: entry {seq} is corrupt: {reason}")]
     Corrupt { run: String, seq: u64, reason: String },
     #[error("journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})")]
@@ -228,11 +252,19 @@ impl Entry {
     }
 }
 
-/// What is stored per sequence number: the encoded entry and its hash.
+/// What is stored per sequence number: the encoded entry (or where it is)
+/// and its hash.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredEntry {
-    pub body: Vec<u8>,
+    pub body: Body,
     pub hash: Sha256Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Body {
+    Inline(Vec<u8>),
+    /// `len` bytes at `offset` in the run's body file.
+    External { offset: u64, len: u64 },
 }
 
 /// Hash of the list of documents or actions of a batch.
@@ -252,6 +284,7 @@ pub struct Journal {
     dir: PathBuf,
     db: sled::Db,
     runs: sled::Tree,
+    bodies: bodies::Bodies,
 }
 
 impl Journal {
@@ -281,6 +314,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             db,
             runs,
+            bodies: bodies::Bodies::new(dir),
         })
     }
 
@@ -348,6 +382,23 @@ impl Journal {
         entry.prev_hash = prev_hash;
         let body = bincode::encode_to_vec(&entry, config()).expect("entries encode");
         let hash = entry_hash(&prev_hash, &body);
+        let body = if body.len() <= INLINE_BODY_MAX {
+            Body::Inline(body)
+        } else {
+            let offset = self
+                .bodies
+                .append(run, &body)
+                .map_err(|source| JournalError::BodyWrite {
+                    run: run.into(),
+                    seq,
+                    path: self.bodies.path(run),
+                    source,
+                })?;
+            Body::External {
+                offset,
+                len: body.len() as u64,
+            }
+        };
         let stored = bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
         tree.insert(seq.to_be_bytes(), stored).map_err(self.io())?;
         Ok((entry, hash))
@@ -362,12 +413,14 @@ impl Journal {
     /// be much larger than memory).
     pub fn iter_entries(&self, run: &str) -> Result<impl Iterator<Item = Result<(Entry, Sha256Hash)>> + '_> {
         let tree = self.entries_tree(run)?;
+        let mut bodies = self.bodies.reader(run);
         let run = run.to_string();
         Ok(tree.iter().map(move |item| {
             let (key, value) = item.map_err(self.io())?;
             let seq = seq_of(&run, &key)?;
             let stored = decode_stored(&run, seq, &value)?;
-            let entry = decode_entry(&run, seq, &stored.body)?;
+            let body = load_body(&run, seq, stored.body, &mut bodies)?;
+            let entry = decode_entry(&run, seq, &body)?;
             Ok((entry, stored.hash))
         }))
     }
@@ -377,6 +430,7 @@ impl Journal {
     pub fn verify(&self, run: &str) -> Result<VerifiedChain> {
         let header = self.header(run)?;
         let tree = self.entries_tree(run)?;
+        let mut bodies = self.bodies.reader(run);
         let mut prev = [0u8; 32];
         let mut expected_seq = 0u64;
         let mut stamp = None;
@@ -391,7 +445,8 @@ impl Journal {
                 });
             }
             let stored = decode_stored(run, seq, &value)?;
-            let actual = entry_hash(&prev, &stored.body);
+            let body = load_body(run, seq, stored.body, &mut bodies)?;
+            let actual = entry_hash(&prev, &body);
             if actual != stored.hash {
                 return Err(JournalError::HashMismatch {
                     run: run.into(),
@@ -400,7 +455,7 @@ impl Journal {
                     actual: to_hex(&actual),
                 });
             }
-            let entry = decode_entry(run, seq, &stored.body)?;
+            let entry = decode_entry(run, seq, &body)?;
             if entry.prev_hash != prev {
                 return Err(JournalError::BrokenChain {
                     run: run.into(),
@@ -505,6 +560,18 @@ fn decode_stored(run: &str, seq: u64, bytes: &[u8]) -> Result<StoredEntry> {
         });
     }
     Ok(stored)
+}
+
+fn load_body(run: &str, seq: u64, body: Body, bodies: &mut bodies::Reader) -> Result<Vec<u8>> {
+    match body {
+        Body::Inline(bytes) => Ok(bytes),
+        Body::External { offset, len } => bodies.read(offset, len).map_err(|reason| JournalError::Body {
+            run: run.into(),
+            seq,
+            path: bodies.path().to_path_buf(),
+            reason,
+        }),
+    }
 }
 
 fn decode_entry(run: &str, seq: u64, body: &[u8]) -> Result<Entry> {
@@ -627,6 +694,83 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// Entries big enough to live in the run's body file.
+    fn journal_with_big_entries(n: u64) -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j")).unwrap();
+        journal.put_header(&header("r1")).unwrap();
+        for i in 0..n {
+            let mut e = Entry::new(EntryKind::Prepared, i as i64);
+            e.inputs = (0..100).map(|d| vec![(i + d) as u8; 100]).collect();
+            journal.append("r1", e).unwrap();
+            // A small one between, kept inline.
+            journal.append("r1", Entry::new(EntryKind::Committed, i as i64)).unwrap();
+        }
+        journal.flush().unwrap();
+        (dir, journal)
+    }
+
+    fn stored(journal: &Journal, seq: u64) -> StoredEntry {
+        let value = journal.entries_tree("r1").unwrap().get(seq.to_be_bytes()).unwrap().unwrap();
+        decode_stored("r1", seq, &value).unwrap()
+    }
+
+    #[test]
+    fn large_entries_live_in_the_body_file_and_verify() {
+        let (dir, journal) = journal_with_big_entries(3);
+        assert!(matches!(stored(&journal, 0).body, Body::External { offset: 0, .. }));
+        assert!(matches!(stored(&journal, 1).body, Body::Inline(_)));
+        assert!(matches!(stored(&journal, 2).body, Body::External { offset, .. } if offset > 0));
+        let head = journal.verify("r1").unwrap();
+        assert_eq!(head.entries(), 6);
+        drop(journal);
+        let journal = Journal::open(&dir.path().join("j")).unwrap();
+        assert_eq!(journal.verify("r1").unwrap(), head);
+        let entries = journal.entries("r1").unwrap();
+        assert_eq!(entries[2].0.inputs[0], vec![1u8; 100]);
+        // Appending after a reopen continues the file.
+        journal.append("r1", entries[2].0.clone()).unwrap();
+        assert_eq!(journal.verify("r1").unwrap().entries(), 7);
+    }
+
+    #[test]
+    fn changed_truncated_or_missing_body_file_is_named_with_the_entry() {
+        let (dir, journal) = journal_with_big_entries(3);
+        let file = dir.path().join("j").join("bodies").join("r1");
+        let original = std::fs::read(&file).unwrap();
+        let Body::External { offset, len } = stored(&journal, 2).body else {
+            panic!("entry 2 is external")
+        };
+
+        let mut changed = original.clone();
+        changed[(offset + len / 2) as usize] ^= 0x01;
+        std::fs::write(&file, &changed).unwrap();
+        let err = journal.verify("r1").unwrap_err();
+        assert!(matches!(err, JournalError::HashMismatch { seq: 2, .. }), "{err}");
+
+        std::fs::write(&file, &original[..(offset + len - 1) as usize]).unwrap();
+        let err = journal.verify("r1").unwrap_err().to_string();
+        assert!(
+            err.starts_with("journal run r1: entry 2's body file ")
+                && err.contains("bodies/r1 ends at byte")
+                && err.contains("(truncated?)"),
+            "{err}"
+        );
+
+        std::fs::remove_file(&file).unwrap();
+        let err = journal.verify("r1").unwrap_err().to_string();
+        assert!(err.contains("entry 0's body file") && err.ends_with("is missing"), "{err}");
+    }
+
+    #[test]
+    fn odd_run_ids_get_a_file_name_inside_the_directory() {
+        let bodies = bodies::Bodies::new(Path::new("/j"));
+        assert_eq!(bodies.path("65a0f0c2e4b0a1b2c3d4e5f6"), Path::new("/j/bodies/65a0f0c2e4b0a1b2c3d4e5f6"));
+        let odd = bodies.path("../../etc/passwd");
+        assert_eq!(odd.parent().unwrap(), Path::new("/j/bodies"));
+        assert!(odd.file_name().unwrap().to_str().unwrap().starts_with('x'));
     }
 
     #[test]
