@@ -57,6 +57,11 @@ bench-scale: plugins bench-setup
     cargo build --release -p godwit --bin godwit -p godwit-bench
     target/release/godwit-bench scale --sizes 200000,1000000
 
+# godwit at several batch sizes and read-ahead depths beside the driver loop; writes bench/TUNING.md.
+bench-tune: plugins bench-setup
+    cargo build --release -p godwit --bin godwit -p godwit-bench
+    target/release/godwit-bench tune
+
 # Install the benchmark's server (secantusd-rs; cmake via apt), when missing.
 bench-setup:
     scripts/bench-setup.sh

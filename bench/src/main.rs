@@ -84,6 +84,20 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// godwit (b) at several batch sizes (read-ahead 2) and read-ahead depths
+    /// (batch 1,000), beside the driver loop: how the defaults were chosen.
+    Tune {
+        #[arg(long, default_value_t = 200_000)]
+        docs: u64,
+        #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2000,5000")]
+        batches: Vec<u32>,
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2,4,8")]
+        read_aheads: Vec<u32>,
+        #[arg(long, default_value = "bench/TUNING.md")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Generates the dataset into a database (for profiling a contestant by hand).
     Generate {
         #[arg(long)]
@@ -204,6 +218,8 @@ struct Bench {
     client: mongodb::Client,
     work: tempfile::TempDir,
     runs: usize,
+    /// godwit's `--read-ahead` (its default when `None`).
+    read_ahead: Option<u32>,
 }
 
 impl Bench {
@@ -248,6 +264,7 @@ impl Bench {
             client,
             work,
             runs: 0,
+            read_ahead: None,
         })
     }
 
@@ -353,6 +370,9 @@ impl Bench {
                     .env_remove("RUST_LOG");
                 if contestant != Contestant::DryRun {
                     cmd.arg("--execute");
+                }
+                if let Some(n) = self.read_ahead {
+                    cmd.args(["--read-ahead", &n.to_string()]);
                 }
                 if matches!(contestant, Contestant::Godwit | Contestant::GodwitPython) {
                     cmd.arg("--no-before-images");
@@ -660,6 +680,61 @@ async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> 
     Ok(())
 }
 
+async fn tune(docs: u64, batches: &[u32], read_aheads: &[u32], out: &Path, common: Common) -> anyhow::Result<()> {
+    let start_load = load();
+    let default_batch = common.batch;
+    let mut bench = Bench::new(common).await?;
+    eprintln!("godwit-bench tune: {docs} documents");
+    let base = bench.run(Contestant::DriverLoop, docs).await?;
+    // (batch, read-ahead, row)
+    let mut rows: Vec<(u32, Option<u32>, Row)> = Vec::new();
+    for &batch in batches {
+        bench.common.batch = batch;
+        bench.read_ahead = None;
+        rows.push((batch, None, bench.run(Contestant::Godwit, docs).await?));
+    }
+    bench.common.batch = default_batch;
+    for &depth in read_aheads {
+        bench.read_ahead = Some(depth);
+        rows.push((default_batch, Some(depth), bench.run(Contestant::Godwit, docs).await?));
+    }
+    bench.common.batch = default_batch;
+    let mut text = header(
+        "Benchmark: batch size and read-ahead of godwit (b)",
+        &bench,
+        &thousands(docs),
+        &start_load,
+    );
+    let _ = writeln!(
+        text,
+        "(a) at batch {default_batch}: {} docs/s, peak RSS {}. Rows: godwit (b) with `--batch-size` and \
+         `--read-ahead` (default 2).\n",
+        thousands(base.docs_per_sec() as u64),
+        mib(base.peak_rss)
+    );
+    let _ = writeln!(
+        text,
+        "| --batch-size | --read-ahead | docs/s | vs (a) | time | peak RSS | CPU client / server |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (batch, depth, row) in &rows {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {:.2}x | {:.1} s | {} | {} |",
+            thousands(u64::from(*batch)),
+            depth.map_or("2 (default)".into(), |d| d.to_string()),
+            thousands(row.docs_per_sec() as u64),
+            row.docs_per_sec() / base.docs_per_sec(),
+            row.elapsed.as_secs_f64(),
+            mib(row.peak_rss),
+            row.cpu_text()
+        );
+    }
+    println!("{text}");
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -673,6 +748,13 @@ fn main() -> anyhow::Result<()> {
                 common,
             } => run_all(docs, &only, rounds.max(1), &out, common).await,
             Cmd::Scale { sizes, out, common } => scale(&sizes, &out, common).await,
+            Cmd::Tune {
+                docs,
+                batches,
+                read_aheads,
+                out,
+                common,
+            } => tune(docs, &batches, &read_aheads, &out, common).await,
             Cmd::Generate { uri, db, docs } => {
                 let client = mongodb::Client::with_uri_str(&uri).await?;
                 let db = client.database(&db);
