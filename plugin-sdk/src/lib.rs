@@ -29,6 +29,8 @@
 //! The plugin's logic is plain Rust: [`testing::Harness`] runs it natively under
 //! `cargo test`, with the same validation rules the host applies.
 
+#[doc(hidden)]
+pub mod allocator;
 mod glue_types;
 mod tally;
 pub mod testing;
@@ -207,3 +209,12 @@ pub mod __bindings {
 
 #[doc(hidden)]
 pub mod __glue;
+
+/// The SDK's global allocator in wasm builds (see [`allocator`]): free lists for
+/// small blocks in front of talc, instead of wasi-libc's dlmalloc. Plugins
+/// that install their own `#[global_allocator]` turn off the SDK's default
+/// features.
+#[cfg(all(feature = "allocator", target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator<talc::wasm::WasmDynamicTalc> =
+    allocator::Allocator::new(talc::wasm::new_wasm_dynamic_allocator());
