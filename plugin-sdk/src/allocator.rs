@@ -51,6 +51,7 @@ struct Small {
 unsafe impl<L: Sync> Sync for Allocator<L> {}
 
 impl<L: GlobalAlloc> Allocator<L> {
+    /// An allocator with empty free lists that takes its memory from `large`.
     pub const fn new(large: L) -> Self {
         Allocator {
             large,

@@ -28,8 +28,12 @@
 //!
 //! The plugin's logic is plain Rust: [`testing::Harness`] runs it natively under
 //! `cargo test`, with the same validation rules the host applies.
+//!
+//! In wasm builds the SDK installs its own global allocator (small-block free
+//! lists over talc, see [`allocator`]): allocation was the largest single cost
+//! of a plugin call in the sandbox. A plugin that wants its own
+//! `#[global_allocator]` depends on `godwit-sdk` with `default-features = false`.
 
-#[doc(hidden)]
 pub mod allocator;
 mod glue_types;
 mod tally;
