@@ -50,7 +50,7 @@ pub fn manifest<M: Migration>() -> WitManifest {
 }
 
 pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<(), WitError> {
-    let params = Document::from_reader(params.as_slice())
+    let params = decode(&params)
         .map_err(|e| wit_error(Error::new(format!("parameters are not a BSON document: {e}"))))?;
     let run = RunContext {
         run_id: context.run_id,
@@ -74,7 +74,9 @@ pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<()
 pub fn process<M: Migration>(pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<WitAction>, WitError> {
     let mut docs = Vec::with_capacity(batch.len());
     for (index, bytes) in batch.iter().enumerate() {
-        let doc = Document::from_reader(bytes.as_slice()).map_err(|e| {
+        // Decoded straight from the lifted bytes (`from_reader` would copy
+        // every document into a growing buffer first).
+        let doc = decode(bytes).map_err(|e| {
             wit_error(Error::new(format!(
                 "document {index} of the batch is not valid BSON: {e}"
             )))
@@ -145,6 +147,10 @@ fn wit_error(error: Error) -> WitError {
     }
 }
 
+fn decode(bytes: &[u8]) -> Result<Document, bson::error::Error> {
+    Document::try_from(bson::RawDocument::from_bytes(bytes)?)
+}
+
 /// Encodes a document. A document the SDK built can only fail to encode when a
 /// key holds a NUL byte; the empty vector that results is refused by the host
 /// as malformed BSON, naming the plugin and pass.
@@ -168,7 +174,7 @@ impl Host for WasmHost {
         found
             .iter()
             .map(|bytes| {
-                Document::from_reader(bytes.as_slice()).map_err(|e| format!("host returned invalid BSON: {e}"))
+                decode(bytes).map_err(|e| format!("host returned invalid BSON: {e}"))
             })
             .collect()
     }

@@ -28,7 +28,13 @@
 //!
 //! The plugin's logic is plain Rust: [`testing::Harness`] runs it natively under
 //! `cargo test`, with the same validation rules the host applies.
+//!
+//! In wasm builds the SDK installs its own global allocator (small-block free
+//! lists over talc, see [`allocator`]): allocation was the largest single cost
+//! of a plugin call in the sandbox. A plugin that wants its own
+//! `#[global_allocator]` depends on `godwit-sdk` with `default-features = false`.
 
+pub mod allocator;
 mod glue_types;
 mod tally;
 pub mod testing;
@@ -207,3 +213,12 @@ pub mod __bindings {
 
 #[doc(hidden)]
 pub mod __glue;
+
+/// The SDK's global allocator in wasm builds (see [`allocator`]): free lists for
+/// small blocks in front of talc, instead of wasi-libc's dlmalloc. Plugins
+/// that install their own `#[global_allocator]` turn off the SDK's default
+/// features.
+#[cfg(all(feature = "allocator", target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator<talc::wasm::WasmDynamicTalc> =
+    allocator::Allocator::new(talc::wasm::new_wasm_dynamic_allocator());
