@@ -48,18 +48,18 @@ inspect: plugins
 # The QDash-like backfill on one local server: Rust driver loop vs godwit vs pymongo
 # (docs/s, ratios, peak RSS); writes bench/RESULTS.md. `just bench 1000000` for another size.
 bench docs="200000": plugins bench-setup
-    cargo build --release -p godwit --bin godwit -p godwit-bench
+    cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     scripts/build-python-plugin.sh bench/plugin-py/bench-backfill-py
     target/release/godwit-bench run --docs {{docs}}
 
 # Scaling check: driver loop and godwit at 200k and 1M documents; writes bench/SCALING.md.
 bench-scale: plugins bench-setup
-    cargo build --release -p godwit --bin godwit -p godwit-bench
+    cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     target/release/godwit-bench scale --sizes 200000,1000000
 
 # godwit at several batch sizes and read-ahead depths beside the driver loop; writes bench/TUNING.md.
 bench-tune: plugins bench-setup
-    cargo build --release -p godwit --bin godwit -p godwit-bench
+    cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     target/release/godwit-bench tune
 
 # Install the benchmark's server (secantusd-rs; cmake via apt), when missing.
