@@ -50,17 +50,17 @@ inspect: plugins
 bench docs="200000": plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     scripts/build-python-plugin.sh bench/plugin-py/bench-backfill-py
-    target/release/godwit-bench run --docs {{docs}}
+    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench run --docs {{docs}}
 
 # Scaling check: driver loop and godwit at 200k and 1M documents; writes bench/SCALING.md.
 bench-scale: plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
-    target/release/godwit-bench scale --sizes 200000,1000000
+    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench scale --sizes 200000,1000000
 
 # godwit at several batch sizes and read-ahead depths beside the driver loop; writes bench/TUNING.md.
 bench-tune: plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
-    target/release/godwit-bench tune
+    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench tune
 
 # Install the benchmark's server (secantusd-rs; cmake via apt), when missing.
 bench-setup:
