@@ -10,9 +10,9 @@
 //! still cover the bytes, so [`super::Journal::verify`] catches any change here.
 //!
 //! Durability: a body is written and synced before the sled entry that points
-//! to it, so a durable entry never points past the end of its file. A crash
-//! between the two leaves unreferenced bytes at the end of the file, which
-//! the next append simply follows.
+//! to it (a new file's directory entry too), so a durable entry never points
+//! past the end of its file. A crash between the two leaves unreferenced
+//! bytes at the end of the file, which the next append simply follows.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -60,6 +60,14 @@ impl Bodies {
             std::fs::create_dir_all(&self.dir)?;
             let file = OpenOptions::new().create(true).append(true).open(self.path(run))?;
             let len = file.metadata()?.len();
+            if len == 0 {
+                // A new file: make its name (and the directory's) durable too,
+                // not only its bytes.
+                File::open(&self.dir)?.sync_all()?;
+                if let Some(journal) = self.dir.parent() {
+                    File::open(journal)?.sync_all()?;
+                }
+            }
             *writer = Some(Writer {
                 run: run.to_string(),
                 file,
