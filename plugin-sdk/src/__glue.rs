@@ -50,8 +50,8 @@ pub fn manifest<M: Migration>() -> WitManifest {
 }
 
 pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<(), WitError> {
-    let params = decode(&params)
-        .map_err(|e| wit_error(Error::new(format!("parameters are not a BSON document: {e}"))))?;
+    let params =
+        decode(&params).map_err(|e| wit_error(Error::new(format!("parameters are not a BSON document: {e}"))))?;
     let run = RunContext {
         run_id: context.run_id,
         mode: match context.mode {
@@ -173,9 +173,7 @@ impl Host for WasmHost {
         let found = wit_host::find(collection, &encode(filter), projection.as_deref(), limit)?;
         found
             .iter()
-            .map(|bytes| {
-                decode(bytes).map_err(|e| format!("host returned invalid BSON: {e}"))
-            })
+            .map(|bytes| decode(bytes).map_err(|e| format!("host returned invalid BSON: {e}")))
             .collect()
     }
 

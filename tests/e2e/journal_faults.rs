@@ -182,7 +182,10 @@ fn a_cut_body_file_is_refused_naming_it_and_nothing_is_applied_twice() {
             1,
             "cut {cut}: {err}"
         );
-        assert!(err.contains("body file") && !err.contains("panicked"), "cut {cut}: {err}");
+        assert!(
+            err.contains("body file") && !err.contains("panicked"),
+            "cut {cut}: {err}"
+        );
         assert_eq!(db.find_all("counters"), counters, "cut {cut}: the database was written");
         eprintln!("body file cut by {cut} bytes: resume refused: {}", err.trim());
     }

@@ -49,7 +49,10 @@ impl Bodies {
         if safe {
             self.dir.join(run)
         } else {
-            self.dir.join(format!("x{}", crate::hash::to_hex(&crate::hash::sha256(run.as_bytes()))))
+            self.dir.join(format!(
+                "x{}",
+                crate::hash::to_hex(&crate::hash::sha256(run.as_bytes()))
+            ))
         }
     }
 

@@ -264,7 +264,10 @@ pub struct StoredEntry {
 pub enum Body {
     Inline(Vec<u8>),
     /// `len` bytes at `offset` in the run's body file.
-    External { offset: u64, len: u64 },
+    External {
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Hash of the list of documents or actions of a batch.
@@ -706,14 +709,21 @@ mod tests {
             e.inputs = (0..100).map(|d| vec![(i + d) as u8; 100]).collect();
             journal.append("r1", e).unwrap();
             // A small one between, kept inline.
-            journal.append("r1", Entry::new(EntryKind::Committed, i as i64)).unwrap();
+            journal
+                .append("r1", Entry::new(EntryKind::Committed, i as i64))
+                .unwrap();
         }
         journal.flush().unwrap();
         (dir, journal)
     }
 
     fn stored(journal: &Journal, seq: u64) -> StoredEntry {
-        let value = journal.entries_tree("r1").unwrap().get(seq.to_be_bytes()).unwrap().unwrap();
+        let value = journal
+            .entries_tree("r1")
+            .unwrap()
+            .get(seq.to_be_bytes())
+            .unwrap()
+            .unwrap();
         decode_stored("r1", seq, &value).unwrap()
     }
 
@@ -761,13 +771,19 @@ mod tests {
 
         std::fs::remove_file(&file).unwrap();
         let err = journal.verify("r1").unwrap_err().to_string();
-        assert!(err.contains("entry 0's body file") && err.ends_with("is missing"), "{err}");
+        assert!(
+            err.contains("entry 0's body file") && err.ends_with("is missing"),
+            "{err}"
+        );
     }
 
     #[test]
     fn odd_run_ids_get_a_file_name_inside_the_directory() {
         let bodies = bodies::Bodies::new(Path::new("/j"));
-        assert_eq!(bodies.path("65a0f0c2e4b0a1b2c3d4e5f6"), Path::new("/j/bodies/65a0f0c2e4b0a1b2c3d4e5f6"));
+        assert_eq!(
+            bodies.path("65a0f0c2e4b0a1b2c3d4e5f6"),
+            Path::new("/j/bodies/65a0f0c2e4b0a1b2c3d4e5f6")
+        );
         let odd = bodies.path("../../etc/passwd");
         assert_eq!(odd.parent().unwrap(), Path::new("/j/bodies"));
         assert!(odd.file_name().unwrap().to_str().unwrap().starts_with('x'));
