@@ -45,9 +45,11 @@ struct Small {
     end: *mut u8,
 }
 
-// SAFETY: the SDK installs this allocator only in wasm without the atomics
-// feature, which has a single thread, so the cell is never accessed
-// concurrently. (Tests use it from one thread.)
+// SAFETY: `Sync` (needed for a `#[global_allocator]` static) exists only in
+// wasm without the atomics feature, which has a single thread, so the cell is
+// never accessed concurrently; elsewhere the type cannot be made a global
+// allocator. (Tests use it from one thread, without `Sync`.)
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 unsafe impl<L: Sync> Sync for Allocator<L> {}
 
 impl<L: GlobalAlloc> Allocator<L> {

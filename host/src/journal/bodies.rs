@@ -7,7 +7,8 @@
 //! entry tree has a few dozen pages, so a 1M-document run held its whole
 //! journal - every batch's inputs and actions - in memory. Large bodies now
 //! go to this file and sled keeps their offset and length; the chain's hashes
-//! still cover the bytes, so [`super::Journal::verify`] catches any change here.
+//! still cover the bytes, so [`super::Journal::verify`] catches any change here,
+//! and every read of a body checks it against the hash sled holds.
 //!
 //! Durability: a body is written and synced before the sled entry that points
 //! to it (a new file's directory entry too), so a durable entry never points
@@ -125,7 +126,8 @@ impl Reader {
                 offset.saturating_add(len)
             )
         })?;
-        let mut bytes = vec![0; usize::try_from(end - offset).map_err(|_| "entry too large".to_string())?];
+        let mut bytes =
+            vec![0; usize::try_from(end - offset).map_err(|_| "is too large to read on this platform".to_string())?];
         file.read_exact_at(&mut bytes, offset)
             .map_err(|e| format!("cannot be read: {e}"))?;
         Ok(bytes)

@@ -418,11 +418,27 @@ impl Journal {
         let tree = self.entries_tree(run)?;
         let mut bodies = self.bodies.reader(run);
         let run = run.to_string();
+        let mut prev = [0u8; 32];
         Ok(tree.iter().map(move |item| {
             let (key, value) = item.map_err(self.io())?;
             let seq = seq_of(&run, &key)?;
             let stored = decode_stored(&run, seq, &value)?;
+            let external = matches!(stored.body, Body::External { .. });
             let body = load_body(&run, seq, stored.body, &mut bodies)?;
+            // sled checksums what it stores; a body file does not, so its
+            // bytes are checked against the hash sled holds before use.
+            if external {
+                let actual = entry_hash(&prev, &body);
+                if actual != stored.hash {
+                    return Err(JournalError::HashMismatch {
+                        run: run.clone(),
+                        seq,
+                        expected: to_hex(&stored.hash),
+                        actual: to_hex(&actual),
+                    });
+                }
+            }
+            prev = stored.hash;
             let entry = decode_entry(&run, seq, &body)?;
             Ok((entry, stored.hash))
         }))
@@ -759,6 +775,11 @@ mod tests {
         std::fs::write(&file, &changed).unwrap();
         let err = journal.verify("r1").unwrap_err();
         assert!(matches!(err, JournalError::HashMismatch { seq: 2, .. }), "{err}");
+        let err = journal.entries("r1").unwrap_err();
+        assert!(
+            matches!(err, JournalError::HashMismatch { seq: 2, .. }),
+            "reading: {err}"
+        );
 
         std::fs::write(&file, &original[..(offset + len - 1) as usize]).unwrap();
         let err = journal.verify("r1").unwrap_err().to_string();

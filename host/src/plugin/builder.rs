@@ -137,8 +137,11 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
         } else {
             // Target-scoped, so build scripts and proc macros (host code) are
             // untouched; RUSTFLAGS set by the caller still take precedence.
+            // Cargo reads only one source of flags, and this one outranks
+            // `build.rustflags`, so a caller's CARGO_BUILD_RUSTFLAGS is left to win.
+            // (`[build] rustflags` in a config file is not seen: use RUSTFLAGS.)
             let var = "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS";
-            if std::env::var_os(var).is_none() {
+            if std::env::var_os(var).is_none() && std::env::var_os("CARGO_BUILD_RUSTFLAGS").is_none() {
                 cargo.env(var, INLINE_FLAGS);
             }
         }
