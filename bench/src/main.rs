@@ -594,8 +594,13 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
             );
         }
     }
+    report(out, &text)
+}
+
+/// Prints a result table and writes it to `out`.
+fn report(out: &Path, text: &str) -> anyhow::Result<()> {
     println!("{text}");
-    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("written to {}", out.display());
     Ok(())
 }
@@ -674,10 +679,7 @@ async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> 
         mib(large.peak_rss),
         verdict(large.peak_rss < 150_000_000)
     );
-    println!("{text}");
-    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("written to {}", out.display());
-    Ok(())
+    report(out, &text)
 }
 
 async fn tune(docs: u64, batches: &[u32], read_aheads: &[u32], out: &Path, common: Common) -> anyhow::Result<()> {
@@ -729,10 +731,7 @@ async fn tune(docs: u64, batches: &[u32], read_aheads: &[u32], out: &Path, commo
             row.cpu_text()
         );
     }
-    println!("{text}");
-    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("written to {}", out.display());
-    Ok(())
+    report(out, &text)
 }
 
 fn main() -> anyhow::Result<()> {

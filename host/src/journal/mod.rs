@@ -428,15 +428,7 @@ impl Journal {
             // sled checksums what it stores; a body file does not, so its
             // bytes are checked against the hash sled holds before use.
             if external {
-                let actual = entry_hash(&prev, &body);
-                if actual != stored.hash {
-                    return Err(JournalError::HashMismatch {
-                        run: run.clone(),
-                        seq,
-                        expected: to_hex(&stored.hash),
-                        actual: to_hex(&actual),
-                    });
-                }
+                check_hash(&run, seq, &prev, &body, &stored.hash)?;
             }
             prev = stored.hash;
             let entry = decode_entry(&run, seq, &body)?;
@@ -465,15 +457,7 @@ impl Journal {
             }
             let stored = decode_stored(run, seq, &value)?;
             let body = load_body(run, seq, stored.body, &mut bodies)?;
-            let actual = entry_hash(&prev, &body);
-            if actual != stored.hash {
-                return Err(JournalError::HashMismatch {
-                    run: run.into(),
-                    seq,
-                    expected: to_hex(&stored.hash),
-                    actual: to_hex(&actual),
-                });
-            }
+            check_hash(run, seq, &prev, &body, &stored.hash)?;
             let entry = decode_entry(run, seq, &body)?;
             if entry.prev_hash != prev {
                 return Err(JournalError::BrokenChain {
@@ -579,6 +563,20 @@ fn decode_stored(run: &str, seq: u64, bytes: &[u8]) -> Result<StoredEntry> {
         });
     }
     Ok(stored)
+}
+
+/// The entry's bytes hash, with the previous entry's hash, to what sled stored.
+fn check_hash(run: &str, seq: u64, prev: &Sha256Hash, body: &[u8], stored: &Sha256Hash) -> Result<()> {
+    let actual = entry_hash(prev, body);
+    if actual != *stored {
+        return Err(JournalError::HashMismatch {
+            run: run.into(),
+            seq,
+            expected: to_hex(stored),
+            actual: to_hex(&actual),
+        });
+    }
+    Ok(())
 }
 
 fn load_body(run: &str, seq: u64, body: Body, bodies: &mut bodies::Reader) -> Result<Vec<u8>> {
