@@ -271,6 +271,9 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunContext {
     pub run_id: String,
+    /// Always `Execute` from godwit 0.x hosts, dry runs included: a plugin
+    /// must do the same thing whether or not its actions are applied, so that
+    /// the dry run an operator reviews is what the execute does.
     pub mode: Mode,
     /// Start of the run, milliseconds since the Unix epoch (UTC).
     pub started_at_ms: i64,

@@ -25,7 +25,14 @@ impl InitCommand {
         }
         super::runtime()?.block_on(async {
             let db = self.connection.connect().await?;
-            if let Some(current) = db.current_version().await?
+            // `--force` is how an operator repairs a schema document changed
+            // outside godwit, so it reads the version unchecked.
+            let current = if self.force {
+                db.schema().await?.and_then(|s| s.get_str("version").ok().map(str::to_string))
+            } else {
+                db.current_version().await?
+            };
+            if let Some(current) = &current
                 && !self.force
             {
                 bail!(
@@ -42,7 +49,7 @@ impl InitCommand {
                 "forced": self.force,
             };
             let run_id = entry.get_str("run_id")?.to_string();
-            db.stamp(&self.version, &run_id, entry).await?;
+            db.stamp(&self.version, current.as_deref(), &run_id, entry).await?;
             if global.json {
                 println!("{}", serde_json::json!({"database": db.name, "version": self.version}));
             } else {

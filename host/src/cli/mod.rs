@@ -280,11 +280,18 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         if let Some(db) = cause.downcast_ref::<DbError>() {
             return match db {
                 DbError::LockHeld { .. } | DbError::LeaseLost { .. } => exit::LOCK_HELD,
+                DbError::SchemaTampered { .. } | DbError::VersionMoved { .. } => exit::VERSION,
                 _ => exit::DATABASE,
             };
         }
         if cause.downcast_ref::<ResumeError>().is_some() {
             return exit::RESUME_REFUSED;
+        }
+        if let Some(plan) = cause.downcast_ref::<crate::run::plan::PlanError>() {
+            return match plan {
+                crate::run::plan::PlanError::Diverged { .. } => exit::REPLAY_DIVERGED,
+                _ => exit::RESUME_REFUSED,
+            };
         }
         if cause.downcast_ref::<JournalError>().is_some() {
             return exit::JOURNAL;

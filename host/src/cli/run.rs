@@ -73,6 +73,7 @@ impl RunOptions {
             pause_file: Some(self.pause_file.clone()),
             before_images: !self.no_before_images,
             read_ahead: self.read_ahead as usize,
+            plan: None,
         }
     }
 }
@@ -91,6 +92,12 @@ pub struct RunCommand {
     /// Abandon an unfinished run of this plugin on this database and start over.
     #[arg(long)]
     new_run: bool,
+    /// Bind this execute run to the dry run RUN an operator reviewed: the
+    /// plugin runs as that dry run, every batch whose inputs the dry run saw
+    /// must return the reviewed actions (else nothing of it is written, exit
+    /// 12), and batches it did not see are named in the summary.
+    #[arg(long, value_name = "RUN", requires = "execute")]
+    plan: Option<String>,
     #[command(flatten)]
     options: RunOptions,
 }
@@ -127,7 +134,8 @@ impl RunCommand {
             (None, true) => ResumeChoice::New,
             (None, false) => ResumeChoice::Auto,
         };
-        let request = options.request(params, resume);
+        let mut request = options.request(params, resume);
+        request.plan = self.plan.clone();
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
             let db = options.connection.connect().await?;
@@ -199,6 +207,18 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             header.database
         );
         print_summary(summary, execute);
+        if let Some(plan) = &summary.plan {
+            println!(
+                "plan: {} batches as reviewed in dry run {}, {} with inputs the dry run did not see{}",
+                plan.reviewed,
+                plan.run,
+                plan.unreviewed,
+                if plan.finish.is_empty() { String::new() } else { format!("; finish: {}", plan.finish) }
+            );
+            for batch in &plan.unreviewed_batches {
+                println!("  not reviewed: {batch}");
+            }
+        }
         match (&stamped, status) {
             (Some(v), _) => println!("database {} stamped at version {v}", header.database),
             (None, "finished") if !execute => {
@@ -251,6 +271,16 @@ pub fn print_summary(summary: &Summary, execute: bool) {
             "  {label}: {} documents in {} batches; {verb}update {}, {verb}insert {}, {verb}delete {}",
             pass.documents, pass.batches, pass.updates, pass.inserts, pass.deletes
         );
+        // Actions are not documents: one `multi` delete can remove a
+        // collection. The documents are what the operator must review.
+        let t = pass.touched;
+        if t.updated + t.inserted + t.deleted > 0 {
+            let bound = if execute { "" } else { "at most " };
+            println!(
+                "    documents: {verb}update {bound}{}, {verb}insert {bound}{}, {verb}delete {bound}{}",
+                t.updated, t.inserted, t.deleted
+            );
+        }
         for (collection, n) in &pass.writes_by_collection {
             println!("    {collection}: {n} write actions");
         }

@@ -46,6 +46,8 @@ impl StatusCommand {
         super::runtime()?.block_on(async {
             let db = self.connection.connect().await?;
             let schema = db.schema().await?;
+            // Shown, not fatal: `status` is where an operator looks first.
+            let schema_problem = schema.as_ref().and_then(|s| db.check_schema(s).err()).map(|e| e.to_string());
             let version = schema.as_ref().and_then(|s| s.get_str("version").ok()).map(str::to_string);
             let history: Vec<bson::Document> = schema
                 .as_ref()
@@ -63,6 +65,7 @@ impl StatusCommand {
                 let json = serde_json::json!({
                     "database": db.name,
                     "version": version,
+                    "schema_problem": schema_problem,
                     "history": history.iter().map(|h| Bson::Document(h.clone()).into_relaxed_extjson()).collect::<Vec<_>>(),
                     "pending": pending.iter().map(|p| serde_json::json!({
                         "name": p.manifest.name, "version": p.manifest.version.to_string(), "file": p.file,
@@ -76,6 +79,9 @@ impl StatusCommand {
                 return Ok(ExitCode::SUCCESS);
             }
             println!("database {}: {}", db.name, version.as_deref().map_or("no schema version".into(), |v| format!("version {v}")));
+            if let Some(problem) = &schema_problem {
+                println!("warning: {problem}");
+            }
             if !history.is_empty() {
                 println!("history:");
                 for h in &history {

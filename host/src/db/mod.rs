@@ -61,6 +61,26 @@ pub enum DbError {
         expected: String,
         found: String,
     },
+    #[error(
+        "database {db}: the schema document in {metadata} {problem}; it was changed outside godwit (by hand, or by \
+         a plugin of an older godwit that let plugins write there). Read `godwit status`, then set the version the \
+         schema is really at with `godwit init --version X --force`"
+    )]
+    SchemaTampered {
+        db: String,
+        metadata: String,
+        problem: String,
+    },
+    #[error(
+        "database {db}: the schema version changed while run {run_id} was going ({was} when it was checked, now \
+         {now}); not stamped. Find out who changed it (`godwit status`), then run the same command again"
+    )]
+    VersionMoved {
+        db: String,
+        run_id: String,
+        was: String,
+        now: String,
+    },
     #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
     WriteFailed {
         collection: String,
@@ -207,27 +227,94 @@ impl Db {
             )))
     }
 
+    /// The schema version, once the schema document is known to be godwit's:
+    /// see [`check_schema`].
     pub async fn current_version(&self) -> Result<Option<String>> {
+        let Some(schema) = self.schema().await? else {
+            return Ok(None);
+        };
+        self.check_schema(&schema)?;
+        Ok(schema.get_str("version").ok().map(str::to_string))
+    }
+
+    /// Every version godwit sets goes with a history entry naming it (runs,
+    /// reverts and `init` alike), so a version that is not its last history
+    /// entry's was set by something else, and is not trusted: a chain must
+    /// not skip a pending migration, or run one twice, on a forged version.
+    /// An empty history is accepted (a version set before godwit kept one).
+    pub fn check_schema(&self, schema: &Document) -> Result<()> {
+        let version = schema.get("version").cloned().unwrap_or(Bson::Null);
+        let history = schema.get_array("history").map(Vec::as_slice).unwrap_or_default();
+        let Some(last) = history.last() else {
+            return Ok(());
+        };
+        let tampered = |problem: String| DbError::SchemaTampered {
+            db: self.name.clone(),
+            metadata: self.metadata.clone(),
+            problem,
+        };
+        let Some(last) = last.as_document() else {
+            return Err(tampered("ends its history with something that is not a history entry".into()));
+        };
+        let recorded = last.get("version").cloned().unwrap_or(Bson::Null);
+        if recorded != version {
+            return Err(tampered(format!(
+                "says version {version}, but its last history entry (run {}) set {recorded}",
+                last.get("run_id").map_or("?".into(), Bson::to_string)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The history entry of `run_id`, if the schema document holds one.
+    pub async fn history_entry(&self, run_id: &str) -> Result<Option<Document>> {
         Ok(self
             .schema()
             .await?
-            .and_then(|s| s.get_str("version").ok().map(str::to_string)))
+            .and_then(|s| s.get_array("history").ok().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|h| h.as_document().cloned())
+            .find(|h| h.get_str("run_id").ok() == Some(run_id)))
     }
 
-    /// Records `version` and appends `history_entry`, once per run id.
-    /// Returns false when the history already holds this run (stamped before a crash).
-    pub async fn stamp(&self, version: &str, run_id: &str, history_entry: Document) -> Result<bool> {
-        self.set_version(Some(version), run_id, history_entry).await
+    /// Records `version` and appends `history_entry`, once per run id, if the
+    /// version is still `previous` (what the caller checked the run's
+    /// requirement against): a version changed under a run is never
+    /// overwritten. Returns false when the history already holds this run
+    /// (stamped before a crash).
+    pub async fn stamp(
+        &self,
+        version: &str,
+        previous: Option<&str>,
+        run_id: &str,
+        history_entry: Document,
+    ) -> Result<bool> {
+        self.set_version(Some(version), previous, run_id, history_entry).await
     }
 
     /// Sets the version back (or removes it: `None`) after a revert and
-    /// appends `history_entry`, once per run id.
-    pub async fn restamp(&self, version: Option<&str>, run_id: &str, history_entry: Document) -> Result<bool> {
-        self.set_version(version, run_id, history_entry).await
+    /// appends `history_entry`, once per run id, if the version is still
+    /// `previous`.
+    pub async fn restamp(
+        &self,
+        version: Option<&str>,
+        previous: Option<&str>,
+        run_id: &str,
+        history_entry: Document,
+    ) -> Result<bool> {
+        self.set_version(version, previous, run_id, history_entry).await
     }
 
-    async fn set_version(&self, version: Option<&str>, run_id: &str, history_entry: Document) -> Result<bool> {
-        if let Some(schema) = self.schema().await?
+    async fn set_version(
+        &self,
+        version: Option<&str>,
+        previous: Option<&str>,
+        run_id: &str,
+        history_entry: Document,
+    ) -> Result<bool> {
+        let schema = self.schema().await?;
+        if let Some(schema) = &schema
             && let Ok(history) = schema.get_array("history")
             && history
                 .iter()
@@ -235,19 +322,56 @@ impl Db {
         {
             return Ok(false);
         }
+        let now = schema.as_ref().and_then(|s| s.get_str("version").ok());
+        let moved = || DbError::VersionMoved {
+            db: self.name.clone(),
+            run_id: run_id.to_string(),
+            was: previous.unwrap_or("none").to_string(),
+            now: now.unwrap_or("none").to_string(),
+        };
+        if now != previous {
+            return Err(moved());
+        }
         let version = version.map_or(Bson::Null, |v| Bson::String(v.to_string()));
-        self.meta()
-            .update_one(
-                doc! {"_id": "schema"},
-                doc! {"$set": {"version": version.clone(), "updated_at": DateTime::now()}, "$push": {"history": history_entry}},
-            )
-            .upsert(true)
-            .await
-            .map_err(mongo(format!(
-                "setting version {version} in {}.{}",
-                self.name, self.metadata
-            )))?;
+        let set = doc! {"$set": {"version": version.clone(), "updated_at": DateTime::now()}, "$push": {"history": history_entry}};
+        let context = || format!("setting version {version} in {}.{}", self.name, self.metadata);
+        // Compare and set: the version read above must still be there when
+        // the update lands. With no previous version the update upserts; a
+        // schema document that gained a version meanwhile makes that upsert
+        // a duplicate `_id`, which is the same refusal.
+        let filter = match previous {
+            Some(previous) => doc! {"_id": "schema", "version": previous},
+            None => doc! {"_id": "schema", "version": {"$in": [Bson::Null]}},
+        };
+        let matched = match self.meta().update_one(filter, set).upsert(previous.is_none()).await {
+            Ok(r) => r.matched_count + u64::from(r.upserted_id.is_some()),
+            Err(e) if is_duplicate_key(&e) => 0,
+            Err(e) => return Err(mongo(context())(e)),
+        };
+        if matched == 0 {
+            return Err(moved());
+        }
         Ok(true)
+    }
+
+    /// How many documents of `collection` match `filter`: what a dry run
+    /// reports an unpinned `multi` update or delete would touch.
+    pub async fn count_matching(&self, collection: &str, filter: &Document) -> Result<u64> {
+        self.db
+            .collection::<Document>(collection)
+            .count_documents(filter.clone())
+            .await
+            .map_err(mongo(format!("counting the documents of {collection} an action would touch")))
+    }
+
+    /// What the server reported batch `seq` touched, kept in the progress
+    /// marker by the batch's own transaction; `None` once the marker moved on.
+    pub async fn marker_counts(&self, run_id: &str, seq: u64) -> Result<Option<WriteCounts>> {
+        Ok(self
+            .marker(run_id)
+            .await?
+            .filter(|m| m.get_i64("seq").ok() == Some(seq as i64))
+            .and_then(|m| m.get_document("counts").ok().map(WriteCounts::from_document)))
     }
 
     /// Progress marker of a run: `{_id: "progress:<run>", seq, pass, checkpoint}`.
@@ -422,10 +546,8 @@ impl Db {
                             batch.seq,
                             batch.run_id
                         );
-                        return Ok(Applied {
-                            counts: WriteCounts::default(),
-                            images,
-                        });
+                        let counts = self.marker_counts(batch.run_id, batch.seq).await?.unwrap_or_default();
+                        return Ok(Applied { counts, images });
                     }
                     maybe_committed = false;
                 }
@@ -520,7 +642,7 @@ impl Db {
             Some(before) => self.read_after(before, upserted, session.as_deref_mut()).await?,
             None => Vec::new(),
         };
-        self.write_marker(batch, &images, session).await?;
+        self.write_marker(batch, &images, counts, session).await?;
         Ok(Applied { counts, images })
     }
 
@@ -528,6 +650,7 @@ impl Db {
         &self,
         batch: &BatchWrite<'_>,
         images: &[Image],
+        counts: WriteCounts,
         session: Option<&mut ClientSession>,
     ) -> Result<()> {
         let mut chunks = images::image_chunks(images).into_iter();
@@ -552,6 +675,7 @@ impl Db {
             "u": {"$set": {
                 "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
                 "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
+                "counts": counts.to_document(),
             }},
             "upsert": true,
         }];
@@ -808,6 +932,8 @@ pub struct Applied {
     pub images: Vec<Image>,
 }
 
+/// What the server's replies said a batch's writes did. `matched` is the
+/// update replies' `n`, which counts upserted documents too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteCounts {
     pub matched: u64,
@@ -815,6 +941,26 @@ pub struct WriteCounts {
     pub upserted: u64,
     pub inserted: u64,
     pub deleted: u64,
+}
+
+impl WriteCounts {
+    fn to_document(self) -> Document {
+        doc! {
+            "matched": self.matched as i64, "modified": self.modified as i64, "upserted": self.upserted as i64,
+            "inserted": self.inserted as i64, "deleted": self.deleted as i64,
+        }
+    }
+
+    fn from_document(doc: &Document) -> Self {
+        let n = |k: &str| doc.get_i64(k).unwrap_or(0).max(0) as u64;
+        WriteCounts {
+            matched: n("matched"),
+            modified: n("modified"),
+            upserted: n("upserted"),
+            inserted: n("inserted"),
+            deleted: n("deleted"),
+        }
+    }
 }
 
 #[cfg(test)]

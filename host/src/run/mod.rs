@@ -15,11 +15,12 @@
 //! the journaled actions (the plugin is not asked again).
 
 pub mod lookup;
+pub mod plan;
 pub mod replay;
 pub mod report;
 pub mod revert;
 
-use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder};
+use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder, WriteCounts};
 use crate::hash::{sha256, to_hex};
 use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
 use crate::plugin::actions::{self, ValidAction};
@@ -29,7 +30,8 @@ use anyhow::Context;
 use bson::{Bson, Document, RawDocumentBuf, doc};
 use futures_util::TryStreamExt;
 use lookup::{MongoLookup, Recorded, Replay};
-use report::Summary;
+use plan::Plan;
+use report::{Summary, Touched};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,6 +144,8 @@ pub struct RunRequest {
     pub before_images: bool,
     /// Batches read ahead of the one in the plugin and the database (0: none).
     pub read_ahead: usize,
+    /// Execute: the reviewed dry run this run is bound to (`--plan RUN`).
+    pub plan: Option<String>,
 }
 
 /// What an execute run checks before it stamps the version.
@@ -225,6 +229,47 @@ fn mode_name(mode: RunMode) -> &'static str {
     }
 }
 
+/// Who the plugin is told it runs as: the run id (from which its random
+/// seed and the `_id`s godwit gives its inserts derive) and the start time
+/// (its frozen clock). A run's own, except for an execute bound to a
+/// reviewed dry run (`--plan`), which runs as that dry run so that a
+/// deterministic plugin returns the reviewed actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub run_id: String,
+    pub started_at_ms: i64,
+}
+
+impl Identity {
+    pub fn of(header: &RunHeader) -> Self {
+        Identity {
+            run_id: header.run_id.clone(),
+            started_at_ms: header.started_at_ms,
+        }
+    }
+
+    /// The identity a journaled run's plugin had: its own, or that of the
+    /// plan its `Begin` entry names.
+    pub fn journaled(journal: &Journal, header: &RunHeader) -> anyhow::Result<Self> {
+        for item in journal.iter_entries(&header.run_id)? {
+            let (entry, _) = item?;
+            // The first `Begin` (or the `Resume` of a run that crashed
+            // before its `Begin`) carries the plan's note.
+            if matches!(entry.kind, EntryKind::Begin | EntryKind::Resume) {
+                if let Some(plan) = Plan::recorded(&entry.note) {
+                    let planned = journal.header(plan)?;
+                    return Ok(Identity {
+                        run_id: planned.run_id,
+                        started_at_ms: planned.started_at_ms,
+                    });
+                }
+                break;
+            }
+        }
+        Ok(Identity::of(header))
+    }
+}
+
 /// The seed of a run's guest randomness: derived from the run id, so that a
 /// resume and a replay see the same random numbers.
 pub fn run_seed(run_id: &str) -> u64 {
@@ -265,6 +310,13 @@ struct DriveState<'a> {
     session: &'a mut Option<mongodb::ClientSession>,
     lease_lost: &'a AtomicBool,
     resumed: bool,
+    bound: &'a mut Bound,
+}
+
+/// Who the plugin runs as, and the reviewed dry run an execute is bound to.
+pub struct Bound {
+    pub identity: Identity,
+    pub plan: Option<Plan>,
 }
 
 /// What the journal says about a run's progress.
@@ -296,6 +348,40 @@ impl Progress {
     }
 }
 
+/// Documents touched, from the server's counts: an update reply's `n`
+/// includes the documents its upserts created.
+fn touched_of(counts: WriteCounts) -> Touched {
+    Touched {
+        updated: counts.matched.saturating_sub(counts.upserted),
+        inserted: counts.inserted + counts.upserted,
+        deleted: counts.deleted,
+    }
+}
+
+/// A `Committed` entry's counts are the documents its batch touched (a
+/// `Prepared` entry's are its actions).
+fn set_committed_touched(entry: &mut Entry, touched: Touched) {
+    entry.counts.updates = touched.updated;
+    entry.counts.inserts = touched.inserted;
+    entry.counts.deletes = touched.deleted;
+}
+
+fn committed_touched(entry: &Entry) -> Touched {
+    Touched {
+        updated: entry.counts.updates,
+        inserted: entry.counts.inserts,
+        deleted: entry.counts.deletes,
+    }
+}
+
+/// The `_id` of a raw document, for messages.
+fn id_text(raw: &[u8]) -> String {
+    RawDocumentBuf::from_bytes(raw.to_vec())
+        .ok()
+        .and_then(|d| d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()))
+        .map_or_else(|| "?".into(), |id| id.to_string())
+}
+
 fn checkpoint_of(entry: &Entry) -> Option<Bson> {
     entry
         .checkpoint
@@ -319,9 +405,21 @@ fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
 impl Engine<'_> {
     pub async fn run(&self, request: &RunRequest) -> anyhow::Result<Outcome> {
         let manifest = self.plugin.manifest.clone();
+        // A plan that cannot bind is refused before a run is opened.
+        let plan = match (&request.plan, request.mode) {
+            (Some(plan), RunMode::Execute) => Some(Plan::load(
+                self.journal,
+                plan,
+                &self.plugin.sha256_hex(),
+                &request.params,
+                &self.db.name,
+            )?),
+            _ => None,
+        };
         let (mut header, resumed) = self.open_run(request)?;
         let run = header.run_id.clone();
         let execute = header.mode == RunMode::Execute;
+        let mut bound = self.bind(&header, plan, resumed)?;
         if execute && !self.db.transactions {
             tracing::warn!(
                 "database {} has no transactions (standalone server): batches are applied at least once, not exactly once; \
@@ -341,7 +439,9 @@ impl Engine<'_> {
                     if let (Some(p), Some(c)) = (entry.pass, checkpoint_of(&entry)) {
                         progress.checkpoints.insert(p, c);
                     }
-                    summary.add(entry.pass, entry.counts.documents, &decode_actions(&entry)?);
+                    let actions = decode_actions(&entry)?;
+                    summary.add(entry.pass, entry.counts.documents, &actions);
+                    summary.add_touched(entry.pass, self.dry_touched(&actions).await?);
                 }
                 EntryKind::Prepared | EntryKind::Finish => {
                     progress.last_batch = Some(entry.seq);
@@ -350,6 +450,7 @@ impl Engine<'_> {
                 EntryKind::Committed => {
                     if let Some(pending) = progress.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
                         progress.committed(&pending, &mut summary)?;
+                        summary.add_touched(pending.pass, committed_touched(&entry));
                     }
                 }
                 EntryKind::PassDone => {
@@ -405,6 +506,7 @@ impl Engine<'_> {
             session: &mut session,
             lease_lost: &lease_lost,
             resumed,
+            bound: &mut bound,
         };
         let result = self.drive(request, &mut ctx).await;
         if let Some(renewal) = renewal {
@@ -429,8 +531,12 @@ impl Engine<'_> {
             session,
             lease_lost,
             resumed,
+            bound,
         } = state;
         let (lock, lease_lost, resumed) = (*lock, *lease_lost, *resumed);
+        if let Some(plan) = &bound.plan {
+            summary.plan = Some(plan.check().clone());
+        }
         let run = header.run_id.clone();
         let execute = header.mode == RunMode::Execute;
         let manifest = self.plugin.manifest.clone();
@@ -441,8 +547,11 @@ impl Engine<'_> {
             progress.finished = true;
             progress.pending = None;
         }
+        // The version the run's requirement was checked against: the stamp
+        // replaces exactly this version, or refuses.
+        let mut checked_version = None;
         if execute && !progress.stamped {
-            self.check_requires().await?;
+            checked_version = self.check_requires().await?;
         } else if !execute && let Err(e) = self.check_requires().await {
             tracing::warn!("{e:#}; this dry run goes on, but --execute would be refused");
         }
@@ -468,7 +577,7 @@ impl Engine<'_> {
         let mut instance: Option<PluginInstance> = None;
         let all_passes_done = progress.done_passes.len() == manifest.passes.len();
         if !(all_passes_done && progress.finished) {
-            instance = Some(self.begin(header, request, &recorded, resumed)?);
+            instance = Some(self.begin(header, bound, request, &recorded, resumed)?);
         }
 
         let mut throttle = request.max_docs_per_sec.map(Throttle::new);
@@ -543,7 +652,7 @@ impl Engine<'_> {
                 failpoint!("plugin-called");
                 let mut valid = actions::validate(&allowed, raw)
                     .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
-                actions::assign_insert_ids(&mut valid, || insert_id_seed(&run, Some(index), &batch));
+                actions::assign_insert_ids(&mut valid, || insert_id_seed(&bound.identity.run_id, Some(index), &batch));
                 let mut entry = Entry::new(
                     if execute {
                         EntryKind::Prepared
@@ -557,8 +666,16 @@ impl Engine<'_> {
                 entry.fuel = plugin.fuel_used();
                 entry.lookups = recorded.drain();
                 self.fill_batch(&mut entry, batch, &valid);
+                if let Some(plan) = bound.plan.as_mut() {
+                    let (inputs, actions) = (entry.inputs_hash.unwrap_or_default(), entry.actions_hash.unwrap_or_default());
+                    let first = entry.inputs.first().map(|d| id_text(d)).unwrap_or_default();
+                    let at = format!("pass {index} ({}), batch {batch_no} (_id {first} to {last_id})", pass.name);
+                    let checked = plan.check_batch(self.journal, index, &inputs, &actions, &entry.actions, &at);
+                    summary.plan = Some(plan.check().clone());
+                    checked.with_context(|| format!("run {run}"))?;
+                }
                 let documents = entry.counts.documents;
-                self.record_and_apply(
+                let touched = self.record_and_apply(
                     &run,
                     entry,
                     &valid,
@@ -570,8 +687,13 @@ impl Engine<'_> {
                 )
                 .await
                 .with_context(where_)?;
+                let touched = match touched {
+                    Some(touched) => touched,
+                    None => self.dry_touched(&valid).await.with_context(where_)?,
+                };
                 progress.checkpoints.insert(index, last_id);
                 summary.add(Some(index), documents, &valid);
+                summary.add_touched(Some(index), touched);
                 if let Some(throttle) = throttle.as_mut() {
                     throttle.pace(documents, &self.stop).await;
                 }
@@ -597,12 +719,18 @@ impl Engine<'_> {
                 .collect();
             let mut valid = actions::validate(&all_writes, raw)
                 .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
-            actions::assign_insert_ids(&mut valid, || insert_id_seed(&run, None, &[]));
+            actions::assign_insert_ids(&mut valid, || insert_id_seed(&bound.identity.run_id, None, &[]));
             let mut entry = Entry::new(EntryKind::Finish, now_ms());
             entry.fuel = plugin.fuel_used();
             entry.lookups = recorded.drain();
             self.fill_batch(&mut entry, Vec::new(), &valid);
-            self.record_and_apply(
+            if let Some(plan) = bound.plan.as_mut() {
+                let actions = entry.actions_hash.unwrap_or_default();
+                let checked = plan.check_finish(self.journal, &actions, &entry.actions, "finish");
+                summary.plan = Some(plan.check().clone());
+                checked.with_context(|| format!("run {run}"))?;
+            }
+            let touched = self.record_and_apply(
                 &run,
                 entry,
                 &valid,
@@ -615,6 +743,14 @@ impl Engine<'_> {
             .await
             .with_context(|| format!("run {run}, finish"))?;
             summary.add(None, 0, &valid);
+            let touched = match touched {
+                Some(touched) => touched,
+                None => self
+                    .dry_touched(&valid)
+                    .await
+                    .with_context(|| format!("run {run}, finish"))?,
+            };
+            summary.add_touched(None, touched);
             if valid.is_empty() {
                 summary.finish.batches -= 1;
             }
@@ -625,7 +761,7 @@ impl Engine<'_> {
             if !progress.stamped {
                 let residue = match request.verify {
                     VerifyPolicy::Skip => None,
-                    _ => match self.verify_clean(header, request).await? {
+                    _ => match self.verify_clean(header, &bound.identity, request).await? {
                         Some(residue) => Some(residue),
                         None => return Ok(self.interrupted(header, summary)),
                     },
@@ -651,7 +787,7 @@ impl Engine<'_> {
                     (_, 0) => "clean".to_string(),
                     (_, n) => format!("residue of {n} write actions allowed (--allow-residue)"),
                 };
-                self.stamp(header, summary, &verified).await?;
+                self.stamp(header, summary, &verified, checked_version.as_deref()).await?;
             }
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
@@ -673,7 +809,8 @@ impl Engine<'_> {
     }
 
     /// Journals a batch (flushed before anything is written); in execute
-    /// mode applies it with the progress marker and journals the commit.
+    /// mode applies it with the progress marker, journals the commit and
+    /// returns what the server said the writes touched.
     #[allow(clippy::too_many_arguments)]
     async fn record_and_apply(
         &self,
@@ -685,7 +822,7 @@ impl Engine<'_> {
         session: Option<&mut mongodb::ClientSession>,
         execute: bool,
         capture_images: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Touched>> {
         let pass = entry.pass;
         let (entry, _) = self.journal.append(run, entry)?;
         failpoint!("prepared-before-flush");
@@ -708,10 +845,38 @@ impl Engine<'_> {
             committed.batch_seq = Some(entry.seq);
             committed.pass = pass;
             committed.images = applied.images;
+            let touched = touched_of(applied.counts);
+            set_committed_touched(&mut committed, touched);
             // Not flushed here: if it is lost, the progress marker settles the batch.
             self.journal.append(run, committed)?;
+            return Ok(Some(touched));
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// What a dry run reports `actions` would touch: their upper bound, with
+    /// each unpinned `multi` update or delete counted in the database.
+    async fn dry_touched(&self, actions: &[ValidAction]) -> anyhow::Result<Touched> {
+        let (mut touched, unbounded) = Touched::bound(actions);
+        for action in unbounded {
+            match action {
+                ValidAction::Update {
+                    collection,
+                    filter,
+                    upsert,
+                    ..
+                } => {
+                    let n = self.db.count_matching(collection, filter).await?;
+                    touched.updated += n;
+                    touched.inserted += u64::from(*upsert && n == 0);
+                }
+                ValidAction::Delete { collection, filter, .. } => {
+                    touched.deleted += self.db.count_matching(collection, filter).await?;
+                }
+                ValidAction::Insert { .. } | ValidAction::Report { .. } => {}
+            }
+        }
+        Ok(touched)
     }
 
     fn fill_batch(&self, entry: &mut Entry, inputs: Vec<Vec<u8>>, valid: &[ValidAction]) {
@@ -740,6 +905,80 @@ impl Engine<'_> {
             header: header.clone(),
             summary: summary.clone(),
         }
+    }
+
+    /// Binds an execute run to the reviewed dry run `--plan` names - or, on
+    /// resume, to the one its journal recorded - and counts the batches an
+    /// earlier process of the run already checked against it.
+    fn bind(&self, header: &RunHeader, asked: Option<Plan>, resumed: bool) -> anyhow::Result<Bound> {
+        let run = &header.run_id;
+        if header.mode == RunMode::DryRun {
+            return Ok(Bound {
+                identity: Identity::of(header),
+                plan: None,
+            });
+        }
+        let mut recorded = None;
+        let mut begun = false;
+        if resumed {
+            for item in self.journal.iter_entries(run)? {
+                let (entry, _) = item?;
+                if matches!(entry.kind, EntryKind::Begin | EntryKind::Resume) {
+                    begun = true;
+                    recorded = Plan::recorded(&entry.note).map(str::to_string);
+                    break;
+                }
+            }
+        }
+        let plan = match (recorded, asked) {
+            (Some(recorded), Some(asked)) if recorded != asked.run_id => {
+                return Err(plan::PlanError::OtherPlan {
+                    run: run.clone(),
+                    recorded,
+                    asked: asked.run_id,
+                }
+                .into());
+            }
+            (Some(_), Some(asked)) => Some(asked),
+            (Some(recorded), None) => Some(Plan::load(
+                self.journal,
+                &recorded,
+                &header.plugin_sha256,
+                &header.params,
+                &header.database,
+            )?),
+            (None, Some(asked)) if begun => {
+                return Err(plan::PlanError::Unusable {
+                    plan: asked.run_id.clone(),
+                    problem: format!(
+                        "run {run} was started without a plan, so its earlier batches were not checked; start over \
+                         with --new-run --plan {}",
+                        asked.run_id
+                    ),
+                }
+                .into());
+            }
+            (None, asked) => asked,
+        };
+        let Some(mut plan) = plan else {
+            return Ok(Bound {
+                identity: Identity::of(header),
+                plan: None,
+            });
+        };
+        for item in self.journal.iter_entries(run)? {
+            let (entry, _) = item?;
+            if let (EntryKind::Prepared, Some(pass), Some(inputs)) = (entry.kind, entry.pass, entry.inputs_hash) {
+                plan.count_earlier(pass, &inputs);
+            }
+        }
+        Ok(Bound {
+            identity: Identity {
+                run_id: plan.run_id.clone(),
+                started_at_ms: plan.started_at_ms,
+            },
+            plan: Some(plan),
+        })
     }
 
     /// Creates the run header, or finds the run to resume and checks that it
@@ -858,7 +1097,13 @@ impl Engine<'_> {
 
     /// A new plugin instance for run `header`, with lookups served from the
     /// database (recorded in `recorded`, or replayed from `replay`).
-    fn instance(&self, header: &RunHeader, recorded: &Recorded, replay: &Replay) -> anyhow::Result<PluginInstance> {
+    fn instance(
+        &self,
+        header: &RunHeader,
+        identity: &Identity,
+        recorded: &Recorded,
+        replay: &Replay,
+    ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
         let lookup = MongoLookup {
             db: self.db.db.clone(),
@@ -866,25 +1111,25 @@ impl Engine<'_> {
             recorded: recorded.clone(),
             replay: replay.clone(),
         };
-        let seed = run_seed(run);
         self.plugin
             .instantiate(InstanceOptions {
                 lookup: Box::new(lookup),
-                started_at_ms: header.started_at_ms,
-                random_seed: seed,
+                started_at_ms: identity.started_at_ms,
+                random_seed: run_seed(&identity.run_id),
             })
             .with_context(|| format!("run {run}"))
     }
 
-    pub fn context(header: &RunHeader, mode: RunMode) -> RunContext {
+    /// What `begin` is told about the run. The contract (0.1) has a `mode`
+    /// field, but a plugin that knew it could behave in the dry run an
+    /// operator reviews and differently in the execute that follows; so
+    /// every call says `execute`, in dry runs, verification and replays
+    /// alike, and the dry run shows what an execute would do.
+    pub fn context(header: &RunHeader, identity: &Identity) -> RunContext {
         RunContext {
-            run_id: header.run_id.clone(),
-            mode: if mode == RunMode::Execute {
-                Mode::Execute
-            } else {
-                Mode::DryRun
-            },
-            started_at_ms: header.started_at_ms,
+            run_id: identity.run_id.clone(),
+            mode: Mode::Execute,
+            started_at_ms: identity.started_at_ms,
             database: header.database.clone(),
         }
     }
@@ -892,14 +1137,15 @@ impl Engine<'_> {
     fn begin(
         &self,
         header: &RunHeader,
+        bound: &Bound,
         request: &RunRequest,
         recorded: &Recorded,
         resumed: bool,
     ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
         let replay = Replay::default();
-        let mut instance = self.instance(header, recorded, &replay)?;
-        let context = Self::context(header, header.mode);
+        let mut instance = self.instance(header, &bound.identity, recorded, &replay)?;
+        let context = Self::context(header, &bound.identity);
         let params = params_document(&request.params);
         if resumed {
             // `begin` sees what it saw when the run started, not the database
@@ -916,10 +1162,13 @@ impl Engine<'_> {
         let mut entry = Entry::new(if resumed { EntryKind::Resume } else { EntryKind::Begin }, now_ms());
         entry.fuel = instance.fuel_used();
         entry.lookups = recorded.drain();
+        if let Some(plan) = &bound.plan {
+            entry.note = plan.note();
+        }
         self.journal.append(run, entry)?;
         self.journal.flush()?;
         if resumed {
-            self.restore_state(&mut instance, run, &replay)?;
+            self.restore_state(&mut instance, run, &bound.identity.run_id, &replay)?;
         }
         Ok(instance)
     }
@@ -929,7 +1178,13 @@ impl Engine<'_> {
     /// that state it keeps across batches is what an uninterrupted run would
     /// have. The actions must come out identical, which also proves the
     /// plugin deterministic; they are not applied again.
-    fn restore_state(&self, instance: &mut PluginInstance, run: &str, replay: &Replay) -> anyhow::Result<()> {
+    fn restore_state(
+        &self,
+        instance: &mut PluginInstance,
+        run: &str,
+        identity_run: &str,
+        replay: &Replay,
+    ) -> anyhow::Result<()> {
         let manifest = &self.plugin.manifest;
         let mut pending: Option<Entry> = None;
         let mut replayed = 0u64;
@@ -947,7 +1202,7 @@ impl Engine<'_> {
             let Some(batch) = batch else { continue };
             let Some(pass) = batch.pass else { continue };
             let diverged =
-                tokio::task::block_in_place(|| self::replay::compare(instance, self.plugin, replay, run, &batch));
+                tokio::task::block_in_place(|| self::replay::compare(instance, self.plugin, replay, identity_run, &batch));
             if let Some(d) = diverged {
                 anyhow::bail!(
                     "run {run}: plugin {} did not reproduce journaled batch {} (pass {pass}, action {}{}) when restoring \
@@ -982,7 +1237,9 @@ impl Engine<'_> {
         let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
         let committed = marker_seq.is_some_and(|seq| seq >= pending.seq as i64);
         let mut images = Vec::new();
+        let counts;
         let note = if committed {
+            counts = self.db.marker_counts(run, pending.seq).await?;
             // The images travelled with the marker, in the same transaction.
             if capture_images {
                 images = self.db.marker_images(run, pending.seq).await?.with_context(|| {
@@ -996,7 +1253,7 @@ impl Engine<'_> {
             "settled on resume: the progress marker shows it committed".to_string()
         } else {
             let actions = decode_actions(&pending)?;
-            images = self
+            let applied = self
                 .db
                 .apply_batch(
                     &BatchWrite {
@@ -1012,8 +1269,9 @@ impl Engine<'_> {
                     session,
                 )
                 .await
-                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?
-                .images;
+                .with_context(|| format!("run {run}: re-applying journaled batch {}", pending.seq))?;
+            images = applied.images;
+            counts = Some(applied.counts);
             "settled on resume: re-applied from the journal".to_string()
         };
         tracing::info!("run {run}: batch {} {note}", pending.seq);
@@ -1022,8 +1280,12 @@ impl Engine<'_> {
         entry.pass = pending.pass;
         entry.note = note;
         entry.images = images;
+        // A marker that moved on no longer holds the counts: they stay 0.
+        let touched = counts.map(touched_of).unwrap_or_default();
+        set_committed_touched(&mut entry, touched);
         self.journal.append(run, entry)?;
         self.journal.flush()?;
+        summary.add_touched(pending.pass, touched);
         progress.committed(&pending, summary)
     }
 
@@ -1054,23 +1316,40 @@ impl Engine<'_> {
         })
     }
 
+    /// Whether the database's history holds this run's stamp (written just
+    /// before a crash). A history entry is trusted only if the journal head
+    /// it records is one this run's journal reached: an entry forged for the
+    /// run's id (it would make godwit skip its own stamp) is refused.
     async fn stamped_in_database(&self, run: &str) -> anyhow::Result<bool> {
-        let schema = self.db.schema().await?;
-        Ok(schema
-            .and_then(|s| s.get_array("history").ok().cloned())
-            .is_some_and(|h| {
-                h.iter()
-                    .any(|e| e.as_document().and_then(|d| d.get_str("run_id").ok()) == Some(run))
-            }))
+        let Some(entry) = self.db.history_entry(run).await? else {
+            return Ok(false);
+        };
+        let head = entry.get_str("journal_head").unwrap_or_default();
+        for item in self.journal.iter_entries(run)? {
+            if to_hex(&item?.1) == head {
+                return Ok(true);
+            }
+        }
+        Err(DbError::SchemaTampered {
+            db: self.db.name.clone(),
+            metadata: self.db.metadata.clone(),
+            problem: format!(
+                "holds a history entry for run {run} whose journal head {head:?} is not in that run's journal"
+            ),
+        }
+        .into())
     }
 
-    async fn check_requires(&self) -> anyhow::Result<()> {
+    /// Checks the plugin's `requires` against the database's version, and
+    /// returns that version (stamping compares and sets against it).
+    async fn check_requires(&self) -> anyhow::Result<Option<String>> {
+        let current = self.db.current_version().await?;
         let manifest = &self.plugin.manifest;
         let Some(requires) = &manifest.requires else {
-            return Ok(());
+            return Ok(current);
         };
         let plugin = format!("{} {}", manifest.name, manifest.version);
-        match self.db.current_version().await? {
+        match current {
             None => Err(VersionError::Unstamped {
                 db: self.db.name.clone(),
                 plugin,
@@ -1080,7 +1359,7 @@ impl Engine<'_> {
             Some(current) => {
                 let matches = semver::Version::parse(&current).is_ok_and(|v| requires.matches(&v));
                 if matches {
-                    Ok(())
+                    Ok(Some(current))
                 } else {
                     Err(VersionError::Mismatch {
                         db: self.db.name.clone(),
@@ -1115,12 +1394,17 @@ impl Engine<'_> {
 
     /// Re-runs every pass dry with a fresh instance and collects the actions
     /// that are still wanted. `None` when stopped by the operator.
-    async fn verify_clean(&self, header: &RunHeader, request: &RunRequest) -> anyhow::Result<Option<Summary>> {
+    async fn verify_clean(
+        &self,
+        header: &RunHeader,
+        identity: &Identity,
+        request: &RunRequest,
+    ) -> anyhow::Result<Option<Summary>> {
         let run = &header.run_id;
         let manifest = &self.plugin.manifest;
-        let mut instance = self.instance(header, &Recorded::default(), &Replay::default())?;
+        let mut instance = self.instance(header, identity, &Recorded::default(), &Replay::default())?;
         let params = params_document(&request.params);
-        let context = Self::context(header, RunMode::DryRun);
+        let context = Self::context(header, identity);
         tokio::task::block_in_place(|| instance.begin(&params, &context))
             .with_context(|| format!("run {run}, verification"))?;
         let mut residue = Summary::new(manifest.passes.iter().map(|p| (p.name.as_str(), p.collection.as_str())));
@@ -1150,7 +1434,13 @@ impl Engine<'_> {
         Ok(Some(residue))
     }
 
-    async fn stamp(&self, header: &RunHeader, summary: &Summary, verified: &str) -> anyhow::Result<()> {
+    async fn stamp(
+        &self,
+        header: &RunHeader,
+        summary: &Summary,
+        verified: &str,
+        previous: Option<&str>,
+    ) -> anyhow::Result<()> {
         let run = &header.run_id;
         let chain = self.journal.verify(run)?;
         let manifest = &self.plugin.manifest;
@@ -1159,6 +1449,10 @@ impl Engine<'_> {
             "updates": summary.passes.iter().chain([&summary.finish]).map(|p| p.updates).sum::<u64>() as i64,
             "inserts": summary.passes.iter().chain([&summary.finish]).map(|p| p.inserts).sum::<u64>() as i64,
             "deletes": summary.passes.iter().chain([&summary.finish]).map(|p| p.deletes).sum::<u64>() as i64,
+            // Documents, as the server reported them: one action may touch many.
+            "documents_updated": summary.touched().updated as i64,
+            "documents_inserted": summary.touched().inserted as i64,
+            "documents_deleted": summary.touched().deleted as i64,
         };
         let history = doc! {
             "run_id": run,
@@ -1175,7 +1469,10 @@ impl Engine<'_> {
             "verified": verified,
         };
         failpoint!("stamp-before-db");
-        self.db.stamp(&manifest.version.to_string(), run, history).await?;
+        if !self.db.stamp(&manifest.version.to_string(), previous, run, history).await? {
+            // Stamped before a crash: trusted only if it is this run's.
+            self.stamped_in_database(run).await?;
+        }
         failpoint!("stamp-before-journal");
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
         entry.note = format!(

@@ -52,10 +52,12 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
         identical: 0,
         divergence: None,
     };
+    // A run bound to a reviewed dry run (`--plan`) ran its plugin as that run.
+    let identity = super::Identity::journaled(journal, &header)?;
     let mut instance = plugin.instantiate(InstanceOptions {
         lookup: Box::new(replay.clone()),
-        started_at_ms: header.started_at_ms,
-        random_seed: run_seed(run),
+        started_at_ms: identity.started_at_ms,
+        random_seed: run_seed(&identity.run_id),
     })?;
     let mut begun = false;
     for item in journal.iter_entries(run)? {
@@ -63,14 +65,14 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
         match entry.kind {
             EntryKind::Begin if !begun => {
                 replay.load(entry.lookups.clone());
-                let context = Engine::context(&header, header.mode);
+                let context = Engine::context(&header, &identity);
                 instance.begin(&params_document(&header.params), &context)?;
                 replay.stop();
                 begun = true;
             }
             EntryKind::Planned | EntryKind::Prepared | EntryKind::Finish => {
                 report.batches += 1;
-                match compare(&mut instance, plugin, &replay, run, &entry) {
+                match compare(&mut instance, plugin, &replay, &identity.run_id, &entry) {
                     None => report.identical += 1,
                     Some(divergence) => {
                         report.divergence = Some(divergence);
@@ -90,6 +92,7 @@ pub(super) fn compare(
     instance: &mut PluginInstance,
     plugin: &LoadedPlugin,
     replay: &Replay,
+    // The run id the plugin ran as: the seed of the `_id`s given to its inserts.
     run: &str,
     entry: &Entry,
 ) -> Option<Divergence> {

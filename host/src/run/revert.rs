@@ -578,7 +578,8 @@ impl Revert<'_> {
             "finished_at": bson::DateTime::now(),
             "host_version": &header.host_version,
         };
-        self.db.restamp(version.as_deref(), run, history).await?;
+        let previous = self.db.current_version().await?;
+        self.db.restamp(version.as_deref(), previous.as_deref(), run, history).await?;
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
         entry.note = format!(
             "version {} (journal head before stamp {})",
