@@ -384,6 +384,7 @@ fn dry_run_json_report_for_a_known_dataset() {
             "updates": 2,
             "inserts": 0,
             "deletes": 0,
+            "touched": {"updated": 2, "inserted": 0, "deleted": 0},
             "writes_by_collection": {"users": 2},
             "reports": {
                 "conflict": {
@@ -397,7 +398,8 @@ fn dry_run_json_report_for_a_known_dataset() {
         }],
         "finish": {
             "name": "finish", "collection": "", "documents": 0, "batches": 0, "updates": 0, "inserts": 0,
-            "deletes": 0, "writes_by_collection": {}, "reports": {},
+            "deletes": 0, "touched": {"updated": 0, "inserted": 0, "deleted": 0}, "writes_by_collection": {},
+            "reports": {},
         },
     });
     assert_eq!(report["summary"], expected);

@@ -22,7 +22,8 @@ fn update(db: &TestDb, filter: Document, update: Document) {
 }
 
 fn schema(db: &TestDb) -> Document {
-    db.find_one("godwit_metadata", doc! {"_id": "schema"}).expect("schema document")
+    db.find_one("godwit_metadata", doc! {"_id": "schema"})
+        .expect("schema document")
 }
 
 fn error_lines(text: &str) -> Vec<&str> {
@@ -33,10 +34,7 @@ fn error_lines(text: &str) -> Vec<&str> {
 fn a_plugin_that_acts_only_when_executed_shows_every_document_in_the_dry_run() {
     let db = TestDb::new(server(), "twofaced");
     db.insert("things", (0..500).map(|i| doc! {"_id": i, "kind": "a"}).collect());
-    db.insert(
-        "audit",
-        (0..40).map(|i| doc! {"_id": i, "seen": i % 4 == 0}).collect(),
-    );
+    db.insert("audit", (0..40).map(|i| doc! {"_id": i, "seen": i % 4 == 0}).collect());
     let journal = tempfile::tempdir().unwrap();
     let file = plugin("two-faced");
     let file = file.to_str().unwrap();
@@ -51,7 +49,9 @@ fn a_plugin_that_acts_only_when_executed_shows_every_document_in_the_dry_run() {
         dry["summary"]["finish"]["touched"]["updated"], 30,
         "the unpinned update_many of finish, counted in the database"
     );
-    let text = command(&db, journal.path(), &["run", file, "--new-run"]).output().unwrap();
+    let text = command(&db, journal.path(), &["run", file, "--new-run"])
+        .output()
+        .unwrap();
     assert!(
         stdout(&text).contains("documents: would update at most 0, would insert at most 0, would delete at most 500"),
         "{}",
@@ -63,7 +63,14 @@ fn a_plugin_that_acts_only_when_executed_shows_every_document_in_the_dry_run() {
     assert_eq!(exec["summary"]["finish"]["touched"]["updated"], 30);
     assert!(db.find_all("things").is_empty());
     let history = schema(&db).get_array("history").unwrap().clone();
-    let counts = history.last().unwrap().as_document().unwrap().get_document("counts").unwrap().clone();
+    let counts = history
+        .last()
+        .unwrap()
+        .as_document()
+        .unwrap()
+        .get_document("counts")
+        .unwrap()
+        .clone();
     assert_eq!(counts.get_i64("deletes").unwrap(), 10, "actions");
     assert_eq!(counts.get_i64("documents_deleted").unwrap(), 500, "documents");
     assert_eq!(counts.get_i64("documents_updated").unwrap(), 30);
@@ -74,7 +81,9 @@ fn a_schema_version_changed_outside_godwit_is_not_trusted() {
     let db = TestDb::new(server(), "forged");
     db.insert("counters", (0..5_i64).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
     let journal = tempfile::tempdir().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"]).output().unwrap();
+    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
     assert!(init.status.success(), "{}", stderr(&init));
     // A plugin of an older godwit (or a hand) forges the version.
     update(&db, doc! {"_id": "schema"}, doc! {"$set": {"version": "99.0.0"}});
@@ -99,7 +108,9 @@ fn a_schema_version_changed_outside_godwit_is_not_trusted() {
     assert!(stdout(&status).contains("warning: database"), "{}", stdout(&status));
 
     // The operator repairs it; then the run goes through.
-    let repair = command(&db, journal.path(), &["init", "--version", "1.0.0", "--force"]).output().unwrap();
+    let repair = command(&db, journal.path(), &["init", "--version", "1.0.0", "--force"])
+        .output()
+        .unwrap();
     assert!(repair.status.success(), "{}", stderr(&repair));
     run_ok(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"]);
     assert_eq!(schema(&db).get_str("version").unwrap(), "2.0.0");
@@ -116,7 +127,13 @@ fn a_version_stamped_by_another_tool_during_the_run_is_not_overwritten() {
     let mut child = command(
         &db,
         journal.path(),
-        &["run", file.to_str().unwrap(), "--execute", "--pause-file", pause.to_str().unwrap()],
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--execute",
+            "--pause-file",
+            pause.to_str().unwrap(),
+        ],
     )
     .stderr(Stdio::piped())
     .stdout(Stdio::null())
@@ -141,7 +158,9 @@ fn a_version_stamped_by_another_tool_during_the_run_is_not_overwritten() {
             .unwrap()
             .database(&db.name)
             .collection::<Document>("godwit_metadata")
-            .insert_one(doc! {"_id": "schema", "version": "1.5.0", "history": [{"run_id": "other-tool", "version": "1.5.0"}]})
+            .insert_one(
+                doc! {"_id": "schema", "version": "1.5.0", "history": [{"run_id": "other-tool", "version": "1.5.0"}]},
+            )
             .await
             .unwrap();
     });
@@ -152,7 +171,8 @@ fn a_version_stamped_by_another_tool_during_the_run_is_not_overwritten() {
     let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{rest:?}");
     assert!(
-        errors[0].contains("the schema version changed while run") && errors[0].contains("none when it was checked, now 1.5.0"),
+        errors[0].contains("the schema version changed while run")
+            && errors[0].contains("none when it was checked, now 1.5.0"),
         "{errors:?}"
     );
     assert_eq!(schema(&db).get_str("version").unwrap(), "1.5.0", "not overwritten");
@@ -171,9 +191,19 @@ fn a_forged_history_entry_for_the_run_does_not_stand_in_for_its_stamp() {
         .output()
         .unwrap();
     assert!(!killed.status.success(), "killed before its stamp");
-    let list = crate::support::godwit(&["journal", "list", "--json", "--journal", journal.path().to_str().unwrap()]);
+    let list = crate::support::godwit(&[
+        "journal",
+        "list",
+        "--json",
+        "--journal",
+        journal.path().to_str().unwrap(),
+    ]);
     let list: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
-    let run = list.as_array().and_then(|runs| runs.first()).and_then(|r| r["run_id"].as_str()).map(String::from);
+    let run = list
+        .as_array()
+        .and_then(|runs| runs.first())
+        .and_then(|r| r["run_id"].as_str())
+        .map(String::from);
     let run = run.unwrap_or_else(|| panic!("journal list: {list}"));
     // Someone writes a history entry for the run, as if it had stamped.
     block_on(async {
@@ -186,11 +216,15 @@ fn a_forged_history_entry_for_the_run_does_not_stand_in_for_its_stamp() {
             .await
             .unwrap();
     });
-    let out = command(&db, journal.path(), &["run", file, "--execute"]).output().unwrap();
+    let out = command(&db, journal.path(), &["run", file, "--execute"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
     let errors = error_lines(&stderr(&out)).join("\n");
     assert!(
-        errors.contains(&format!("holds a history entry for run {run} whose journal head \"00\" is not in that run's journal")),
+        errors.contains(&format!(
+            "holds a history entry for run {run} whose journal head \"00\" is not in that run's journal"
+        )),
         "{errors}"
     );
 }
@@ -236,11 +270,20 @@ fn an_execute_bound_to_the_reviewed_dry_run_reproduces_it_and_names_what_changed
     assert_eq!(check["run"], plan.as_str());
     assert_eq!(check["reviewed"], 3, "{check}");
     assert_eq!(check["unreviewed"], 1, "{check}");
-    assert_eq!(check["unreviewed_batches"][0], "pass 0 (things), batch 2 (_id 50 to 74)");
+    assert_eq!(
+        check["unreviewed_batches"][0],
+        "pass 0 (things), batch 2 (_id 50 to 74)"
+    );
     assert_eq!(check["finish"], "not held to the plan: some batches were not reviewed");
     // The plugin ran as the dry run: its clock is the dry run's start, and
     // the `_id`s of its inserts are the ones the dry run journaled.
-    let list = crate::support::godwit(&["journal", "list", "--json", "--journal", journal.path().to_str().unwrap()]);
+    let list = crate::support::godwit(&[
+        "journal",
+        "list",
+        "--json",
+        "--journal",
+        journal.path().to_str().unwrap(),
+    ]);
     let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
     let started = runs
         .as_array()
@@ -306,11 +349,19 @@ fn an_execute_whose_actions_differ_from_the_reviewed_dry_run_writes_nothing() {
     assert_eq!(after, before, "nothing of the diverging batch was written");
 
     // Plans that cannot bind are refused before anything runs.
-    let other = command(&db, journal.path(), &["run", file, "--execute", "--new-run", "--plan", "nope"])
-        .output()
-        .unwrap();
+    let other = command(
+        &db,
+        journal.path(),
+        &["run", file, "--execute", "--new-run", "--plan", "nope"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(other.status.code(), Some(6), "{}", stderr(&other));
-    assert!(stderr(&other).contains("--plan nope: no such run in the journal"), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("--plan nope: no such run in the journal"),
+        "{}",
+        stderr(&other)
+    );
     let params = command(
         &db,
         journal.path(),
@@ -319,7 +370,13 @@ fn an_execute_whose_actions_differ_from_the_reviewed_dry_run_writes_nothing() {
     .output()
     .unwrap();
     assert_eq!(params.status.code(), Some(6), "{}", stderr(&params));
-    assert!(stderr(&params).contains("it ran with parameters"), "{}", stderr(&params));
-    let dry = command(&db, journal.path(), &["run", file, "--plan", &plan]).output().unwrap();
+    assert!(
+        stderr(&params).contains("it ran with parameters"),
+        "{}",
+        stderr(&params)
+    );
+    let dry = command(&db, journal.path(), &["run", file, "--plan", &plan])
+        .output()
+        .unwrap();
     assert_eq!(dry.status.code(), Some(2), "--plan needs --execute: {}", stderr(&dry));
 }

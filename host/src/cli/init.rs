@@ -28,7 +28,9 @@ impl InitCommand {
             // `--force` is how an operator repairs a schema document changed
             // outside godwit, so it reads the version unchecked.
             let current = if self.force {
-                db.schema().await?.and_then(|s| s.get_str("version").ok().map(str::to_string))
+                db.schema()
+                    .await?
+                    .and_then(|s| s.get_str("version").ok().map(str::to_string))
             } else {
                 db.current_version().await?
             };

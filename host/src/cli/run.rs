@@ -213,7 +213,11 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
                 plan.reviewed,
                 plan.run,
                 plan.unreviewed,
-                if plan.finish.is_empty() { String::new() } else { format!("; finish: {}", plan.finish) }
+                if plan.finish.is_empty() {
+                    String::new()
+                } else {
+                    format!("; finish: {}", plan.finish)
+                }
             );
             for batch in &plan.unreviewed_batches {
                 println!("  not reviewed: {batch}");

@@ -254,7 +254,9 @@ impl Db {
             problem,
         };
         let Some(last) = last.as_document() else {
-            return Err(tampered("ends its history with something that is not a history entry".into()));
+            return Err(tampered(
+                "ends its history with something that is not a history entry".into(),
+            ));
         };
         let recorded = last.get("version").cloned().unwrap_or(Bson::Null);
         if recorded != version {
@@ -361,7 +363,9 @@ impl Db {
             .collection::<Document>(collection)
             .count_documents(filter.clone())
             .await
-            .map_err(mongo(format!("counting the documents of {collection} an action would touch")))
+            .map_err(mongo(format!(
+                "counting the documents of {collection} an action would touch"
+            )))
     }
 
     /// What the server reported batch `seq` touched, kept in the progress

@@ -535,7 +535,7 @@ impl Engine<'_> {
         } = state;
         let (lock, lease_lost, resumed) = (*lock, *lease_lost, *resumed);
         if let Some(plan) = &bound.plan {
-            summary.plan = Some(plan.check().clone());
+            summary.plan = Some(Box::new(plan.check().clone()));
         }
         let run = header.run_id.clone();
         let execute = header.mode == RunMode::Execute;
@@ -652,7 +652,9 @@ impl Engine<'_> {
                 failpoint!("plugin-called");
                 let mut valid = actions::validate(&allowed, raw)
                     .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
-                actions::assign_insert_ids(&mut valid, || insert_id_seed(&bound.identity.run_id, Some(index), &batch));
+                actions::assign_insert_ids(&mut valid, || {
+                    insert_id_seed(&bound.identity.run_id, Some(index), &batch)
+                });
                 let mut entry = Entry::new(
                     if execute {
                         EntryKind::Prepared
@@ -667,26 +669,33 @@ impl Engine<'_> {
                 entry.lookups = recorded.drain();
                 self.fill_batch(&mut entry, batch, &valid);
                 if let Some(plan) = bound.plan.as_mut() {
-                    let (inputs, actions) = (entry.inputs_hash.unwrap_or_default(), entry.actions_hash.unwrap_or_default());
+                    let (inputs, actions) = (
+                        entry.inputs_hash.unwrap_or_default(),
+                        entry.actions_hash.unwrap_or_default(),
+                    );
                     let first = entry.inputs.first().map(|d| id_text(d)).unwrap_or_default();
-                    let at = format!("pass {index} ({}), batch {batch_no} (_id {first} to {last_id})", pass.name);
+                    let at = format!(
+                        "pass {index} ({}), batch {batch_no} (_id {first} to {last_id})",
+                        pass.name
+                    );
                     let checked = plan.check_batch(self.journal, index, &inputs, &actions, &entry.actions, &at);
-                    summary.plan = Some(plan.check().clone());
+                    summary.plan = Some(Box::new(plan.check().clone()));
                     checked.with_context(|| format!("run {run}"))?;
                 }
                 let documents = entry.counts.documents;
-                let touched = self.record_and_apply(
-                    &run,
-                    entry,
-                    &valid,
-                    Some(last_id.clone()),
-                    lock,
-                    session.as_mut(),
-                    execute,
-                    header.before_images,
-                )
-                .await
-                .with_context(where_)?;
+                let touched = self
+                    .record_and_apply(
+                        &run,
+                        entry,
+                        &valid,
+                        Some(last_id.clone()),
+                        lock,
+                        session.as_mut(),
+                        execute,
+                        header.before_images,
+                    )
+                    .await
+                    .with_context(where_)?;
                 let touched = match touched {
                     Some(touched) => touched,
                     None => self.dry_touched(&valid).await.with_context(where_)?,
@@ -727,21 +736,22 @@ impl Engine<'_> {
             if let Some(plan) = bound.plan.as_mut() {
                 let actions = entry.actions_hash.unwrap_or_default();
                 let checked = plan.check_finish(self.journal, &actions, &entry.actions, "finish");
-                summary.plan = Some(plan.check().clone());
+                summary.plan = Some(Box::new(plan.check().clone()));
                 checked.with_context(|| format!("run {run}"))?;
             }
-            let touched = self.record_and_apply(
-                &run,
-                entry,
-                &valid,
-                None,
-                lock,
-                session.as_mut(),
-                execute,
-                header.before_images,
-            )
-            .await
-            .with_context(|| format!("run {run}, finish"))?;
+            let touched = self
+                .record_and_apply(
+                    &run,
+                    entry,
+                    &valid,
+                    None,
+                    lock,
+                    session.as_mut(),
+                    execute,
+                    header.before_images,
+                )
+                .await
+                .with_context(|| format!("run {run}, finish"))?;
             summary.add(None, 0, &valid);
             let touched = match touched {
                 Some(touched) => touched,
@@ -787,7 +797,8 @@ impl Engine<'_> {
                     (_, 0) => "clean".to_string(),
                     (_, n) => format!("residue of {n} write actions allowed (--allow-residue)"),
                 };
-                self.stamp(header, summary, &verified, checked_version.as_deref()).await?;
+                self.stamp(header, summary, &verified, checked_version.as_deref())
+                    .await?;
             }
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
@@ -1201,8 +1212,9 @@ impl Engine<'_> {
             };
             let Some(batch) = batch else { continue };
             let Some(pass) = batch.pass else { continue };
-            let diverged =
-                tokio::task::block_in_place(|| self::replay::compare(instance, self.plugin, replay, identity_run, &batch));
+            let diverged = tokio::task::block_in_place(|| {
+                self::replay::compare(instance, self.plugin, replay, identity_run, &batch)
+            });
             if let Some(d) = diverged {
                 anyhow::bail!(
                     "run {run}: plugin {} did not reproduce journaled batch {} (pass {pass}, action {}{}) when restoring \
@@ -1469,7 +1481,11 @@ impl Engine<'_> {
             "verified": verified,
         };
         failpoint!("stamp-before-db");
-        if !self.db.stamp(&manifest.version.to_string(), previous, run, history).await? {
+        if !self
+            .db
+            .stamp(&manifest.version.to_string(), previous, run, history)
+            .await?
+        {
             // Stamped before a crash: trusted only if it is this run's.
             self.stamped_in_database(run).await?;
         }

@@ -243,7 +243,10 @@ impl Plan {
 /// Where two lists of encoded actions first differ, for the operator.
 fn first_difference(planned: &[Vec<u8>], got: &[Vec<u8>]) -> String {
     let show = |bytes: &[u8]| {
-        bson::Document::from_reader(bytes).map_or_else(|_| format!("sha256 {}", to_hex(&crate::hash::sha256(bytes))), |d| d.to_string())
+        bson::Document::from_reader(bytes).map_or_else(
+            |_| format!("sha256 {}", to_hex(&crate::hash::sha256(bytes))),
+            |d| d.to_string(),
+        )
     };
     for (i, (a, b)) in planned.iter().zip(got).enumerate() {
         if a != b {
@@ -261,11 +264,16 @@ mod tests {
     #[test]
     fn the_first_difference_is_named() {
         let a = doc! {"op": "delete", "filter": {"_id": 1}}.to_vec().unwrap();
-        let b = doc! {"op": "delete", "filter": {"_id": {"$exists": true}}}.to_vec().unwrap();
+        let b = doc! {"op": "delete", "filter": {"_id": {"$exists": true}}}
+            .to_vec()
+            .unwrap();
         assert_eq!(
             first_difference(&[a.clone(), a.clone()], &[a.clone(), b]),
             r#"action 1 was { "op": "delete", "filter": { "_id": 1 } }, is now { "op": "delete", "filter": { "_id": { "$exists": true } } }"#
         );
-        assert_eq!(first_difference(&[a.clone()], &[a.clone(), a]), "1 actions reviewed, 2 now");
+        assert_eq!(
+            first_difference(std::slice::from_ref(&a), &[a.clone(), a]),
+            "1 actions reviewed, 2 now"
+        );
     }
 }

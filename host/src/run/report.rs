@@ -15,7 +15,7 @@ pub struct Summary {
     pub finish: PassSummary,
     /// An execute bound to a reviewed dry run (`--plan`): how it compared.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<super::plan::PlanCheck>,
+    pub plan: Option<Box<super::plan::PlanCheck>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -237,8 +237,16 @@ mod tests {
     fn bounds_of_what_actions_touch() {
         check(vec![update(doc! {"_id": 1}, false, false)], (1, 0, 0), 0);
         check(vec![update(doc! {"name": "x"}, false, true)], (1, 1, 0), 0);
-        check(vec![update(doc! {"_id": {"$in": [1, 2, 3]}}, true, false)], (3, 0, 0), 0);
-        check(vec![update(doc! {"_id": {"$eq": 4}, "a": 1}, true, false)], (1, 0, 0), 0);
+        check(
+            vec![update(doc! {"_id": {"$in": [1, 2, 3]}}, true, false)],
+            (3, 0, 0),
+            0,
+        );
+        check(
+            vec![update(doc! {"_id": {"$eq": 4}, "a": 1}, true, false)],
+            (1, 0, 0),
+            0,
+        );
         check(vec![update(doc! {"status": "open"}, true, false)], (0, 0, 0), 1);
         check(vec![delete(doc! {"_id": {"$exists": true}}, true)], (0, 0, 0), 1);
         check(vec![delete(doc! {"_id": {"$in": [{"$gt": 1}]}}, true)], (0, 0, 0), 1);

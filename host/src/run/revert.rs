@@ -579,7 +579,9 @@ impl Revert<'_> {
             "host_version": &header.host_version,
         };
         let previous = self.db.current_version().await?;
-        self.db.restamp(version.as_deref(), previous.as_deref(), run, history).await?;
+        self.db
+            .restamp(version.as_deref(), previous.as_deref(), run, history)
+            .await?;
         let mut entry = Entry::new(EntryKind::Stamp, now_ms());
         entry.note = format!(
             "version {} (journal head before stamp {})",

@@ -45,10 +45,17 @@ impl Migration for OwnerNames {
                     doc! {"_id": id},
                     doc! {"$set": {"owner_name": name, "migrated_at": self.started_at}},
                 )),
-                None => actions.push(Action::report("unknown-owner", id.to_string(), format!("owner {owner}"))),
+                None => actions.push(Action::report(
+                    "unknown-owner",
+                    id.to_string(),
+                    format!("owner {owner}"),
+                )),
             }
         }
-        actions.push(Action::insert("audit", doc! {"batch_of": batch.len() as i64, "at": self.started_at}));
+        actions.push(Action::insert(
+            "audit",
+            doc! {"batch_of": batch.len() as i64, "at": self.started_at},
+        ));
         Ok(actions)
     }
 }
