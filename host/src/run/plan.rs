@@ -272,7 +272,7 @@ mod tests {
             r#"action 1 was { "op": "delete", "filter": { "_id": 1 } }, is now { "op": "delete", "filter": { "_id": { "$exists": true } } }"#
         );
         assert_eq!(
-            first_difference(std::slice::from_ref(&a), &[a.clone(), a]),
+            first_difference(std::slice::from_ref(&a), &[a.clone(), a.clone()]),
             "1 actions reviewed, 2 now"
         );
     }
