@@ -380,3 +380,42 @@ fn an_execute_whose_actions_differ_from_the_reviewed_dry_run_writes_nothing() {
         .unwrap();
     assert_eq!(dry.status.code(), Some(2), "--plan needs --execute: {}", stderr(&dry));
 }
+
+#[test]
+fn a_run_whose_passes_find_no_collection_says_so_and_is_not_stamped() {
+    let db = TestDb::new(server(), "nocoll");
+    // The database exists, but holds `counter` where the plugin reads `counters`.
+    db.insert("counter", (0..5_i64).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let file = file.to_str().unwrap();
+
+    let dry = run_ok(&db, journal.path(), &["run", file]);
+    assert_eq!(dry["summary"]["passes"][0]["collection_missing"], true);
+    let text = command(&db, journal.path(), &["run", file, "--new-run"]).output().unwrap();
+    assert!(
+        stdout(&text).contains("pass 0 counters (counters: no such collection, nothing read)"),
+        "{}",
+        stdout(&text)
+    );
+    assert!(
+        stderr(&text).contains("collection counters does not exist in database"),
+        "{}",
+        stderr(&text)
+    );
+
+    let out = command(&db, journal.path(), &["run", file, "--execute"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+    let errors = error_lines(&stderr(&out)).join("\n");
+    assert_eq!(error_lines(&stderr(&out)).len(), 1, "{errors}");
+    assert!(
+        errors.contains("no pass of plugin increment found its collection in database")
+            && errors.contains("--allow-missing-collections"),
+        "{errors}"
+    );
+    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none(), "not stamped");
+
+    // The operator says the database really has none: the same command, allowed.
+    let allowed = run_ok(&db, journal.path(), &["run", file, "--execute", "--allow-missing-collections"]);
+    assert_eq!(allowed["stamped_version"], "2.0.0");
+}

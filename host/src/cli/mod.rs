@@ -182,6 +182,9 @@ pub mod exit {
     /// `revert` left documents changed since the run as they are.
     pub const REVERT_INCOMPLETE: u8 = 15;
     /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
+    /// An execute run found none of its passes' collections: not stamped
+    /// (`--allow-missing-collections` stamps anyway).
+    pub const NOTHING_TO_MIGRATE: u8 = 16;
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -298,6 +301,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::chain::ChainError>().is_some() {
             return exit::CHAIN;
+        }
+        if cause.downcast_ref::<crate::run::NothingToMigrate>().is_some() {
+            return exit::NOTHING_TO_MIGRATE;
         }
         if cause.downcast_ref::<VersionError>().is_some() {
             return exit::VERSION;

@@ -30,6 +30,11 @@ pub struct RunOptions {
     /// Stamp without verifying (for plugins whose actions never converge).
     #[arg(long)]
     pub skip_verify: bool,
+    /// Stamp even when none of the plugin's passes found its collection in
+    /// the database (without it such a run, which migrated nothing, is not
+    /// stamped: exit 16).
+    #[arg(long)]
+    pub allow_missing_collections: bool,
     /// Lease of the database lock, in seconds; renewed while the run lives,
     /// taken over by another runner once expired.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
@@ -74,6 +79,7 @@ impl RunOptions {
             before_images: !self.no_before_images,
             read_ahead: self.read_ahead as usize,
             plan: None,
+            allow_missing_collections: self.allow_missing_collections,
         }
     }
 }
@@ -268,6 +274,10 @@ pub fn print_summary(summary: &Summary, execute: bool) {
             continue;
         }
         let label = match i {
+            Some(i) if pass.collection_missing => format!(
+                "pass {i} {} ({}: no such collection, nothing read)",
+                pass.name, pass.collection
+            ),
             Some(i) => format!("pass {i} {} ({})", pass.name, pass.collection),
             None => "finish".to_string(),
         };

@@ -356,6 +356,17 @@ impl Db {
         Ok(true)
     }
 
+    /// Whether the database has `collection`.
+    pub async fn collection_exists(&self, collection: &str) -> Result<bool> {
+        let names = self
+            .db
+            .list_collection_names()
+            .filter(doc! {"name": collection})
+            .await
+            .map_err(mongo(format!("listing the collections of database {}", self.name)))?;
+        Ok(!names.is_empty())
+    }
+
     /// How many documents of `collection` match `filter`: what a dry run
     /// reports an unpinned `multi` update or delete would touch.
     pub async fn count_matching(&self, collection: &str, filter: &Document) -> Result<u64> {

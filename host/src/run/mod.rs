@@ -118,6 +118,19 @@ pub enum VersionError {
     },
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "run {run}: no pass of plugin {plugin} found its collection in database {db} ({collections}), so nothing was \
+     migrated and the version is not stamped. Check --db and the plugin's collection names (a prefix parameter?); if \
+     the database really has none of them, run the same command again with --allow-missing-collections"
+)]
+pub struct NothingToMigrate {
+    pub run: String,
+    pub plugin: String,
+    pub db: String,
+    pub collections: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResumeChoice {
     /// Continue the unfinished run of this plugin on this database, if any.
@@ -146,6 +159,8 @@ pub struct RunRequest {
     pub read_ahead: usize,
     /// Execute: the reviewed dry run this run is bound to (`--plan RUN`).
     pub plan: Option<String>,
+    /// Stamp even if none of the passes' collections exists.
+    pub allow_missing_collections: bool,
 }
 
 /// What an execute run checks before it stamps the version.
@@ -588,6 +603,16 @@ impl Engine<'_> {
             }
             let batch_size = batch_size_for(request, pass);
             let label = format!("run {run}, pass {index} ({})", pass.name);
+            // A pass over a collection the database does not have reads
+            // nothing: said at once, and in the summary, never silently.
+            if !self.db.collection_exists(&pass.collection).await? {
+                summary.passes[index as usize].collection_missing = true;
+                tracing::warn!(
+                    "{label}: collection {} does not exist in database {}; the pass reads nothing",
+                    pass.collection,
+                    self.db.name
+                );
+            }
             let reader = PassReader::open(
                 self.db,
                 pass,
@@ -769,6 +794,7 @@ impl Engine<'_> {
         let mut stamped = None;
         if execute {
             if !progress.stamped {
+                self.refuse_if_nothing_to_migrate(header, request).await?;
                 let residue = match request.verify {
                     VerifyPolicy::Skip => None,
                     _ => match self.verify_clean(header, &bound.identity, request).await? {
@@ -863,6 +889,31 @@ impl Engine<'_> {
             return Ok(Some(touched));
         }
         Ok(None)
+    }
+
+    /// A migration that silently did nothing must not look like success: if
+    /// none of the passes' collections exists (checked after the run, so a
+    /// pass may read what an earlier one created), the version is not
+    /// stamped unless the operator allows it.
+    async fn refuse_if_nothing_to_migrate(&self, header: &RunHeader, request: &RunRequest) -> anyhow::Result<()> {
+        let passes = &self.plugin.manifest.passes;
+        if request.allow_missing_collections || passes.is_empty() {
+            return Ok(());
+        }
+        for pass in passes {
+            if self.db.collection_exists(&pass.collection).await? {
+                return Ok(());
+            }
+        }
+        let mut collections: Vec<&str> = passes.iter().map(|p| p.collection.as_str()).collect();
+        collections.dedup();
+        Err(NothingToMigrate {
+            run: header.run_id.clone(),
+            plugin: header.plugin_name.clone(),
+            db: self.db.name.clone(),
+            collections: collections.join(", "),
+        }
+        .into())
     }
 
     /// What a dry run reports `actions` would touch: their upper bound, with

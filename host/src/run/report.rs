@@ -22,6 +22,9 @@ pub struct Summary {
 pub struct PassSummary {
     pub name: String,
     pub collection: String,
+    /// The collection did not exist when the pass started: it read nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub collection_missing: bool,
     pub documents: u64,
     pub batches: u64,
     pub updates: u64,
