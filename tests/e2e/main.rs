@@ -20,3 +20,4 @@ mod sandbox;
 mod secrets;
 mod seeds;
 mod support;
+mod memory_cap;
