@@ -136,6 +136,10 @@ fn run_capped(plugin: &Path, name: &str) -> (String, u64) {
     db.insert("things", (0..25).map(|i| doc! {"_id": i, "n": i}).collect());
     let before = db.dump();
     let journal = tempfile::tempdir().unwrap();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also reports its peak RSS"
+    )]
     let mut child = command(
         &db,
         journal.path(),

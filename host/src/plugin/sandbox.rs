@@ -106,10 +106,10 @@ impl State {
     }
 }
 
-/// Most core instances, memories and tables one plugin instance may create.
-/// A Rust plugin's component has a handful of each (its module, the WASI
-/// adapter, shims); a Python one a few dozen. They bound the host-side
-/// bookkeeping a component could make wasmtime allocate.
+/// Most core instances, memories and tables one plugin instance may create
+/// (the limits `StoreLimits` was given before). A Rust plugin's component has
+/// a handful of each (its module, the WASI adapter, shims); the counts bound
+/// the host-side bookkeeping a component could make wasmtime allocate.
 const MAX_INSTANCES: usize = 64;
 const MAX_MEMORIES: usize = 64;
 const MAX_TABLES: usize = 64;
@@ -155,11 +155,6 @@ pub struct MemoryLimitExceeded {
 impl MemoryBudget {
     pub fn new(limit: usize) -> Self {
         MemoryBudget { limit, used: 0 }
-    }
-
-    /// Bytes allowed so far, over all memories and tables.
-    pub fn used(&self) -> usize {
-        self.used
     }
 
     fn grow(&mut self, grow: usize, what: impl FnOnce() -> String) -> wasmtime::Result<bool> {
@@ -241,8 +236,9 @@ impl contract::godwit::migration::types::Host for State {}
 impl contract::godwit::migration::host::Host for State {
     fn log(&mut self, level: Level, message: String) {
         // The plugin's text, escaped: a newline would forge a log line of
-        // godwit's own, an escape sequence would reach the terminal.
-        let plugin = &*escape(&self.plugin);
+        // godwit's own, an escape sequence would reach the terminal. (The
+        // `plugin` field is Debug-quoted, which escapes it, by any formatter.)
+        let plugin = &*self.plugin;
         let message = escape(&message);
         match level {
             Level::Trace => tracing::trace!(target: "godwit::plugin", plugin, "{message}"),
@@ -376,7 +372,7 @@ impl PluginOutput {
     fn emit(&self, stderr: bool, line: &str) {
         // Split at newlines already; CR, escape sequences and bidi controls
         // are escaped like every other line of plugin text we print.
-        let plugin = &*escape(&self.plugin);
+        let plugin = &*self.plugin;
         let line = escape(line);
         if stderr {
             tracing::warn!(target: "godwit::plugin", plugin, stream = "stderr", "{line}");
