@@ -39,6 +39,7 @@ pub mod hash;
 pub mod journal;
 pub mod plugin;
 pub mod run;
+pub mod text;
 
 /// The wasmtime release embedded in this build (recorded in run headers).
 pub const WASMTIME_VERSION: &str = env!("GODWIT_WASMTIME_VERSION");

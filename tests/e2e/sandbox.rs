@@ -155,7 +155,11 @@ fn allocation_past_the_memory_cap_is_stopped() {
     });
     let mut instance = begun(&host, "oom");
     let reason = trap_reason(instance.process(0, &batch()), "process (pass 0 \"things\")");
-    assert!(reason.contains("exceeded the memory cap of 64 MiB"), "{reason}");
+    assert!(
+        reason
+            .contains("exceeded the memory limit of 64 MiB (--memory-limit), counted over all its memories and tables"),
+        "{reason}"
+    );
     assert_discarded_and_host_usable(&host, instance);
 }
 

@@ -5,6 +5,7 @@ use super::{GlobalArgs, SandboxArgs, exit};
 use crate::chain::Chain;
 use crate::journal::Journal;
 use crate::run::{Engine, Outcome, ResumeChoice, StopSignal};
+use crate::text::{errln, outln};
 use anyhow::bail;
 use clap::Args;
 use std::path::PathBuf;
@@ -34,10 +35,7 @@ impl PlanCommand {
                     })
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"chain": plugins, "problems": chain.problems}))?
-            );
+            super::print_json(&serde_json::json!({"chain": plugins, "problems": chain.problems}))?;
         } else {
             for p in &chain.plugins {
                 let requires = p
@@ -45,7 +43,7 @@ impl PlanCommand {
                     .requires
                     .as_ref()
                     .map_or("any".to_string(), ToString::to_string);
-                println!(
+                outln!(
                     "{:>12}  {:<28} requires {:<12} {}",
                     p.manifest.version.to_string(),
                     p.manifest.name,
@@ -54,10 +52,10 @@ impl PlanCommand {
                 );
             }
             for problem in &chain.problems {
-                eprintln!("problem: {problem}");
+                errln!("problem: {problem}");
             }
             if chain.problems.is_empty() {
-                println!("chain of {} plugins is consistent", chain.plugins.len());
+                outln!("chain of {} plugins is consistent", chain.plugins.len());
             }
         }
         Ok(ExitCode::from(if chain.problems.is_empty() {
@@ -117,7 +115,7 @@ impl UpgradeCommand {
                 .map_or("no version".to_string(), |v| format!("version {v}"));
             if pending.is_empty() {
                 if !global.json {
-                    println!(
+                    outln!(
                         "database {} is at {at}, the head of {}: nothing to do",
                         db.name,
                         self.dir.display()
@@ -127,7 +125,7 @@ impl UpgradeCommand {
             }
             if !global.json {
                 let steps: Vec<String> = pending.iter().map(|p| p.manifest.version.to_string()).collect();
-                println!("database {} is at {at}; pending: {}", db.name, steps.join(" -> "));
+                outln!("database {} is at {at}; pending: {}", db.name, steps.join(" -> "));
             }
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
@@ -152,7 +150,7 @@ impl UpgradeCommand {
                 }
             }
             if !options.execute && !global.json {
-                println!("dry run of the chain: nothing was written; each step was previewed against the current data");
+                outln!("dry run of the chain: nothing was written; each step was previewed against the current data");
             }
             Ok(ExitCode::SUCCESS)
         })

@@ -1,6 +1,7 @@
 //! `godwit init --version X`: stamps the schema version of an existing database once.
 
 use super::{ConnectionArgs, GlobalArgs};
+use crate::text::outln;
 use anyhow::bail;
 use bson::doc;
 use clap::Args;
@@ -53,9 +54,9 @@ impl InitCommand {
             let run_id = entry.get_str("run_id")?.to_string();
             db.stamp(&self.version, current.as_deref(), &run_id, entry).await?;
             if global.json {
-                println!("{}", serde_json::json!({"database": db.name, "version": self.version}));
+                super::print_json_line(&serde_json::json!({"database": db.name, "version": self.version}))?;
             } else {
-                println!("database {} stamped at version {}", db.name, self.version);
+                outln!("database {} stamped at version {}", db.name, self.version);
             }
             Ok(ExitCode::SUCCESS)
         })

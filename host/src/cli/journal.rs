@@ -6,6 +6,7 @@ use super::{GlobalArgs, SandboxArgs, exit};
 use crate::hash::to_hex;
 use crate::journal::{Entry, Journal, RunHeader, RunMode};
 use crate::run::replay::replay;
+use crate::text::outln;
 use bson::{Bson, Document};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -130,7 +131,7 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
 
 fn print_header(h: &RunHeader) {
     let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
-    println!(
+    outln!(
         "{}  {} {}  {mode}  {:?}  db {}  started {}",
         h.run_id,
         h.plugin_name,
@@ -148,7 +149,7 @@ impl JournalCommand {
                 let journal = Journal::open(&journal.journal)?;
                 let runs = journal.runs()?;
                 if global.json {
-                    println!("{}", serde_json::to_string_pretty(&runs)?);
+                    super::print_json(&runs)?;
                 } else {
                     runs.iter().for_each(print_header);
                 }
@@ -160,21 +161,18 @@ impl JournalCommand {
                 let entries = journal.entries(&run)?;
                 if global.json {
                     let entries: Vec<_> = entries.iter().map(|(e, h)| entry_json(&run, e, h, false)).collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&serde_json::json!({"header": header, "entries": entries}))?
-                    );
+                    super::print_json(&serde_json::json!({"header": header, "entries": entries}))?;
                     return Ok(ExitCode::SUCCESS);
                 }
                 print_header(&header);
-                println!("plugin {} sha256 {}", header.plugin_file, header.plugin_sha256);
-                println!("params {:?}  uri {}", header.params, header.uri);
+                outln!("plugin {} sha256 {}", header.plugin_file, header.plugin_sha256);
+                outln!("params {:?}  uri {}", header.params, header.uri);
                 for (e, hash) in &entries {
                     let images = match e.images.len() {
                         0 => String::new(),
                         n => format!("  ({n} before-images)"),
                     };
-                    println!(
+                    outln!(
                         "{:>6}  {:<9} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}{images}",
                         e.seq,
                         format!("{:?}", e.kind),
@@ -200,7 +198,7 @@ impl JournalCommand {
                     writeln!(
                         out,
                         "{}",
-                        serde_json::to_string(&entry_json(&run, &entry, &hash, true))?
+                        crate::text::json(&serde_json::to_string(&entry_json(&run, &entry, &hash, true))?)
                     )?;
                 }
                 Ok(ExitCode::SUCCESS)
@@ -250,13 +248,10 @@ impl JournalCommand {
                         _ => "",
                     };
                     if global.json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"run_id": run, "entries": chain.entries(), "head": to_hex(&chain.head()),
-                                "database_head_checked": recorded.is_some(), "ok": true})
-                        );
+                        super::print_json_line(&serde_json::json!({"run_id": run, "entries": chain.entries(),
+                            "head": to_hex(&chain.head()), "database_head_checked": recorded.is_some(), "ok": true}))?;
                     } else {
-                        println!(
+                        outln!(
                             "run {run}: {} entries verified, head {}{against}",
                             chain.entries(),
                             to_hex(&chain.head())
@@ -275,10 +270,10 @@ impl JournalCommand {
                 let journal = Journal::open(&journal.journal)?;
                 let report = replay(&journal, &run, &plugin)?;
                 if global.json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    super::print_json(&report)?;
                 } else {
                     if !report.same_plugin {
-                        println!(
+                        outln!(
                             "note: {} (sha256 {}) is not the plugin the run used (sha256 {}); replaying anyway",
                             plugin.file.display(),
                             report.plugin_sha256,
@@ -286,9 +281,9 @@ impl JournalCommand {
                         );
                     }
                     match &report.divergence {
-                        None => println!("{} of {} batches identical", report.identical, report.batches),
+                        None => outln!("{} of {} batches identical", report.identical, report.batches),
                         Some(d) => {
-                            println!(
+                            outln!(
                                 "diverged at batch {} (journal entry {}, pass {}), action {}{}",
                                 report.batches,
                                 d.seq,
@@ -300,10 +295,10 @@ impl JournalCommand {
                                     .unwrap_or_default()
                             );
                             if let Some(e) = &d.error {
-                                println!("  replay failed: {e}");
+                                outln!("  replay failed: {e}");
                             }
-                            println!("  journaled: {}", d.journaled.as_deref().unwrap_or("(none)"));
-                            println!("  replayed:  {}", d.replayed.as_deref().unwrap_or("(none)"));
+                            outln!("  journaled: {}", d.journaled.as_deref().unwrap_or("(none)"));
+                            outln!("  replayed:  {}", d.replayed.as_deref().unwrap_or("(none)"));
                         }
                     }
                 }

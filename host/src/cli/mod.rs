@@ -18,10 +18,13 @@ use crate::plugin::actions::ActionError;
 use crate::plugin::cache::CompileCache;
 use crate::plugin::{CallError, Limits, LoadError, PluginHost};
 use crate::run::{ResumeError, VersionError};
+use crate::text::errln;
 use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tracing_subscriber::field::MakeExt;
 
 #[derive(Parser)]
 #[command(
@@ -203,6 +206,19 @@ pub struct UnknownDatabase {
     pub uri: String,
 }
 
+/// Prints one value as pretty JSON (`--json`), terminal-safe but decoding to
+/// the exact original strings (see [`crate::text::json`]).
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<()> {
+    println!("{}", crate::text::json(&serde_json::to_string_pretty(value)?));
+    Ok(())
+}
+
+/// [`print_json`] on one line (JSON lines output).
+pub fn print_json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<()> {
+    println!("{}", crate::text::json(&serde_json::to_string(value)?));
+    Ok(())
+}
+
 /// The async runtime for commands that talk to MongoDB. Multi-threaded so
 /// that plugin calls can block (`block_in_place`) while lookups run.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -239,7 +255,7 @@ pub fn stop_on_signals(stop: crate::run::StopSignal) {
 
 pub fn main() -> ExitCode {
     if let Err(error) = config::apply() {
-        eprintln!("error: {error:#}");
+        errln!("error: {error:#}");
         return ExitCode::from(exit::USAGE);
     }
     let cli = Cli::parse();
@@ -257,7 +273,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Errors quote plugin text (names, messages, panics): one escaped line.
+            errln!("error: {error:#}");
             ExitCode::from(exit_code_for(&error))
         }
     }
@@ -327,7 +344,25 @@ fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Log lines carry plugin text (names, pass names, error and panic
+    // messages): every field is escaped so that each event stays one line and
+    // no escape sequence reaches the terminal. tracing-subscriber's own
+    // sanitizing leaves newlines, CR and bidi controls through.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::text::escape(&text);
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{field}={text}")
+        }
+    })
+    .delimited(" ");
     tracing_subscriber::fmt()
+        .fmt_fields(fields)
+        // Colours only on a terminal: piped or redirected logs hold no
+        // escape sequence at all, not even ours.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -4,6 +4,7 @@ use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
 use crate::plugin::{LoadedPlugin, contract};
+use crate::text::outln;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ impl PluginCommand {
                 let host = sandbox.plugin_host()?;
                 let plugin = host.load(&file)?;
                 if global.json {
-                    println!("{}", serde_json::to_string_pretty(&inspect_json(&plugin))?);
+                    super::print_json(&inspect_json(&plugin))?;
                 } else {
                     print_inspect(&plugin);
                 }
@@ -65,12 +66,11 @@ impl PluginCommand {
                 })?;
                 for b in &built {
                     if global.json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"name": b.name, "component": b.component, "size": b.size})
-                        );
+                        super::print_json_line(
+                            &serde_json::json!({"name": b.name, "component": b.component, "size": b.size}),
+                        )?;
                     } else {
-                        println!("built {} ({} KiB)", b.component.display(), b.size / 1024);
+                        outln!("built {} ({} KiB)", b.component.display(), b.size / 1024);
                     }
                 }
                 Ok(ExitCode::SUCCESS)
@@ -129,31 +129,31 @@ fn inspect_json(plugin: &LoadedPlugin) -> serde_json::Value {
 
 fn print_inspect(plugin: &LoadedPlugin) {
     let m = &plugin.manifest;
-    println!("plugin       {} {}", m.name, m.version);
-    println!(
+    outln!("plugin       {} {}", m.name, m.version);
+    outln!(
         "requires     {}",
         m.requires
             .as_ref()
             .map_or("any version".to_string(), ToString::to_string)
     );
     if !m.description.is_empty() {
-        println!("description  {}", m.description);
+        outln!("description  {}", m.description);
     }
-    println!("file         {} ({} bytes)", plugin.file.display(), plugin.size);
-    println!("sha256       {}", to_hex(&plugin.sha256));
-    println!("contract     {}@{}", contract::PACKAGE, plugin.contract);
-    println!("imports      {}", plugin.imports.join(", "));
-    println!("passes");
+    outln!("file         {} ({} bytes)", plugin.file.display(), plugin.size);
+    outln!("sha256       {}", to_hex(&plugin.sha256));
+    outln!("contract     {}@{}", contract::PACKAGE, plugin.contract);
+    outln!("imports      {}", plugin.imports.join(", "));
+    outln!("passes");
     for (i, p) in m.passes.iter().enumerate() {
-        println!("  {i}  {} on {}  filter {}", p.name, p.collection, p.filter);
+        outln!("  {i}  {} on {}  filter {}", p.name, p.collection, p.filter);
         if let Some(projection) = &p.projection {
-            println!("     projection {projection}");
+            outln!("     projection {projection}");
         }
         let batch = if p.batch_size == 0 {
             "host default".to_string()
         } else {
             p.batch_size.to_string()
         };
-        println!("     batch size {batch}, writes [{}]", p.writes.join(", "));
+        outln!("     batch size {batch}, writes [{}]", p.writes.join(", "));
     }
 }

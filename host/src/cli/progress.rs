@@ -45,7 +45,8 @@ impl Observer for Bars {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        bar.set_prefix(format!("pass {pass} {name}"));
+        // The pass name is the plugin's: escaped like every line we print.
+        bar.set_prefix(format!("pass {pass} {}", crate::text::escape(name)));
         bar.set_position(done);
         self.bars.lock().unwrap().insert(pass, bar);
     }

@@ -5,6 +5,7 @@ use super::{ConnectionArgs, GlobalArgs, exit};
 use crate::journal::{Journal, RunMode};
 use crate::run::StopSignal;
 use crate::run::revert::{Revert, RevertReport, RevertRequest};
+use crate::text::outln;
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,34 +71,38 @@ impl RevertCommand {
 
 fn print(report: &RevertReport, global: &GlobalArgs) {
     if global.json {
-        println!("{}", serde_json::to_string_pretty(report).expect("report serializes"));
+        super::print_json(report).expect("report serializes");
         return;
     }
     let verb = |dry: &'static str, done: &'static str| if report.execute { done } else { dry };
     match &report.run_id {
-        Some(id) => println!(
+        Some(id) => outln!(
             "revert {id} of run {} ({} {}):",
-            report.reverts, report.plugin, report.version
+            report.reverts,
+            report.plugin,
+            report.version
         ),
-        None => println!(
+        None => outln!(
             "dry revert of run {} ({} {}):",
-            report.reverts, report.plugin, report.version
+            report.reverts,
+            report.plugin,
+            report.version
         ),
     }
-    println!("  {:>8} documents the run wrote", report.documents);
-    println!(
+    outln!("  {:>8} documents the run wrote", report.documents);
+    outln!(
         "  {:>8} {}",
         report.restore,
         verb("to restore from before-images", "restored from before-images")
     );
-    println!(
+    outln!(
         "  {:>8} {}",
         report.remove,
         verb("inserted by the run, to delete", "inserted by the run, deleted")
     );
-    println!("  {:>8} already as before the run", report.unchanged);
+    outln!("  {:>8} already as before the run", report.unchanged);
     if report.conflicts > 0 {
-        println!(
+        outln!(
             "  {:>8} changed since the run: {}",
             report.conflicts,
             match (report.forced, report.execute) {
@@ -107,25 +112,25 @@ fn print(report: &RevertReport, global: &GlobalArgs) {
             }
         );
         for c in &report.conflicts_listed {
-            println!("           {} _id {}", c.collection, c.id);
+            outln!("           {} _id {}", c.collection, c.id);
         }
         if report.conflicts as usize > report.conflicts_listed.len() {
-            println!(
+            outln!(
                 "           ... and {} more",
                 report.conflicts as usize - report.conflicts_listed.len()
             );
         }
     }
     match (&report.version_after, &report.version_note) {
-        (Some(v), _) => println!(
+        (Some(v), _) => outln!(
             "database version {} {}",
             verb("would go back to", "set back to"),
             v.as_deref().unwrap_or("(none)")
         ),
-        (None, Some(note)) => println!("{note}"),
+        (None, Some(note)) => outln!("{note}"),
         (None, None) => {}
     }
     if !report.execute {
-        println!("dry run: nothing was written; run again with --execute to revert");
+        outln!("dry run: nothing was written; run again with --execute to revert");
     }
 }

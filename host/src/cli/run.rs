@@ -4,6 +4,7 @@ use super::{ConnectionArgs, GlobalArgs, SandboxArgs, UnknownDatabase, UsageError
 use crate::journal::{Journal, RunMode};
 use crate::run::report::Summary;
 use crate::run::{Engine, Outcome, ResumeChoice, RunRequest, StopSignal, VerifyPolicy};
+use crate::text::{errln, outln};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -202,9 +203,9 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             "summary": summary,
             "residue": residue,
         });
-        println!("{}", serde_json::to_string_pretty(&json).expect("summary serializes"));
+        super::print_json(&json).expect("summary serializes");
     } else {
-        println!(
+        outln!(
             "{} run {} of {} {} on {}: {status}",
             if execute { "execute" } else { "dry" },
             header.run_id,
@@ -214,7 +215,7 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
         );
         print_summary(summary, execute);
         if let Some(plan) = &summary.plan {
-            println!(
+            outln!(
                 "plan: {} batches as reviewed in dry run {}, {} with inputs the dry run did not see{}",
                 plan.reviewed,
                 plan.run,
@@ -226,18 +227,18 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
                 }
             );
             for batch in &plan.unreviewed_batches {
-                println!("  not reviewed: {batch}");
+                outln!("  not reviewed: {batch}");
             }
         }
         match (&stamped, status) {
-            (Some(v), _) => println!("database {} stamped at version {v}", header.database),
+            (Some(v), _) => outln!("database {} stamped at version {v}", header.database),
             (None, "finished") if !execute => {
-                println!("dry run: nothing was written; run again with --execute to apply")
+                outln!("dry run: nothing was written; run again with --execute to apply")
             }
             _ => {}
         }
         if let Some(residue) = residue {
-            println!(
+            outln!(
                 "verification: the passes, re-run dry, still want {} write actions:",
                 residue.write_actions()
             );
@@ -246,12 +247,12 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
     }
     match status {
         "interrupted" => {
-            eprintln!(
+            errln!(
                 "interrupted: the run is resumable; continue with: {}",
                 resume_hint.replace("{run}", &header.run_id)
             )
         }
-        "unclean" => eprintln!(
+        "unclean" => errln!(
             "not stamped: the data is not clean after run {} (see the residue above); fix the cause and run again, \
              or stamp anyway with --allow-residue",
             header.run_id
@@ -281,27 +282,31 @@ pub fn print_summary(summary: &Summary, execute: bool) {
             Some(i) => format!("pass {i} {} ({})", pass.name, pass.collection),
             None => "finish".to_string(),
         };
-        println!(
+        outln!(
             "  {label}: {} documents in {} batches; {verb}update {}, {verb}insert {}, {verb}delete {}",
-            pass.documents, pass.batches, pass.updates, pass.inserts, pass.deletes
+            pass.documents,
+            pass.batches,
+            pass.updates,
+            pass.inserts,
+            pass.deletes
         );
         // Actions are not documents: one `multi` delete can remove a
         // collection. The documents are what the operator must review.
         let t = pass.touched;
         if t.updated + t.inserted + t.deleted > 0 {
             let bound = if execute { "" } else { "at most " };
-            println!(
+            outln!(
                 "    documents: {verb}update {bound}{}, {verb}insert {bound}{}, {verb}delete {bound}{}",
                 t.updated, t.inserted, t.deleted
             );
         }
         for (collection, n) in &pass.writes_by_collection {
-            println!("    {collection}: {n} write actions");
+            outln!("    {collection}: {n} write actions");
         }
         for (kind, report) in &pass.reports {
-            println!("    {kind}: {}", report.count);
+            outln!("    {kind}: {}", report.count);
             for sample in &report.samples {
-                println!("      {}: {}", sample.key, sample.message);
+                outln!("      {}: {}", sample.key, sample.message);
             }
         }
     }

@@ -4,6 +4,7 @@
 use super::{ConnectionArgs, GlobalArgs, SandboxArgs};
 use crate::chain::Chain;
 use crate::journal::{Journal, JournalError, RunStatus};
+use crate::text::outln;
 use bson::{Bson, doc};
 use clap::Args;
 use std::path::PathBuf;
@@ -75,17 +76,17 @@ impl StatusCommand {
                     "journal": journal_note,
                     "lock": lock.map(|l| Bson::Document(l).into_relaxed_extjson()),
                 });
-                println!("{}", serde_json::to_string_pretty(&json)?);
+                super::print_json(&json)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("database {}: {}", db.name, version.as_deref().map_or("no schema version".into(), |v| format!("version {v}")));
+            outln!("database {}: {}", db.name, version.as_deref().map_or("no schema version".into(), |v| format!("version {v}")));
             if let Some(problem) = &schema_problem {
-                println!("warning: {problem}");
+                outln!("warning: {problem}");
             }
             if !history.is_empty() {
-                println!("history:");
+                outln!("history:");
                 for h in &history {
-                    println!(
+                    outln!(
                         "  {:>10}  {:<24} run {}  finished {}{}",
                         h.get_str("version").unwrap_or("?"),
                         h.get_str("plugin").unwrap_or("?"),
@@ -97,30 +98,30 @@ impl StatusCommand {
             }
             if let Some(chain) = &chain {
                 if pending.is_empty() {
-                    println!("pending: none (at the head of {})", self.plugins.as_ref().unwrap().display());
+                    outln!("pending: none (at the head of {})", self.plugins.as_ref().unwrap().display());
                 } else {
-                    println!("pending:");
+                    outln!("pending:");
                     for p in &pending {
-                        println!("  {:>10}  {:<24} {}", p.manifest.version.to_string(), p.manifest.name, p.file.display());
+                        outln!("  {:>10}  {:<24} {}", p.manifest.version.to_string(), p.manifest.name, p.file.display());
                     }
                 }
                 for problem in &chain.problems {
-                    println!("chain problem: {problem}");
+                    outln!("chain problem: {problem}");
                 }
             }
             match journal_note {
-                Some(note) => println!("journal: {note}"),
-                None if unfinished.is_empty() => println!("unfinished runs: none"),
+                Some(note) => outln!("journal: {note}"),
+                None if unfinished.is_empty() => outln!("unfinished runs: none"),
                 None => {
-                    println!("unfinished runs (resume by running the same command again):");
+                    outln!("unfinished runs (resume by running the same command again):");
                     for h in &unfinished {
                         let mode = if h.mode == crate::journal::RunMode::Execute { "execute" } else { "dry" };
-                        println!("  {}  {} {}  {mode}  db {}", h.run_id, h.plugin_name, h.plugin_version, h.database);
+                        outln!("  {}  {} {}  {mode}  db {}", h.run_id, h.plugin_name, h.plugin_version, h.database);
                     }
                 }
             }
             match lock {
-                Some(l) => println!(
+                Some(l) => outln!(
                     "lock: held by run {} ({}) on {} pid {}, lease until {}",
                     l.get_str("run_id").unwrap_or("?"),
                     l.get_str("plugin").unwrap_or("?"),
@@ -128,7 +129,7 @@ impl StatusCommand {
                     l.get_i64("pid").unwrap_or(0),
                     l.get_datetime("expires_at").map(ToString::to_string).unwrap_or_default()
                 ),
-                None => println!("lock: free"),
+                None => outln!("lock: free"),
             }
             Ok(ExitCode::SUCCESS)
         })

@@ -31,7 +31,8 @@ pub struct Limits {
     pub fuel_per_call: u64,
     /// Wall-clock backstop per call, for time spent outside fuel accounting.
     pub call_timeout: Duration,
-    /// Cap on the plugin's linear memory.
+    /// Cap on the plugin's memory: all its linear memories and tables
+    /// together (see [`sandbox::MemoryBudget`]).
     pub memory_bytes: usize,
     /// Most actions (reports included) one `process` call may return per
     /// document of its batch; more is refused as a runaway plugin.
@@ -496,14 +497,12 @@ fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) ->
         None if error.downcast_ref::<sandbox::Refused>().is_some() => {
             error.downcast_ref::<sandbox::Refused>().expect("checked").0.clone()
         }
-        None => {
-            let text = format!("{error:#}");
-            if text.contains("forcing trap when growing memory") {
-                format!("exceeded the memory cap of {} MiB", limits.memory_bytes >> 20)
-            } else {
-                text
-            }
-        }
+        // The budget over all memories and tables (`--memory-limit`).
+        None if error.downcast_ref::<sandbox::MemoryLimitExceeded>().is_some() => error
+            .downcast_ref::<sandbox::MemoryLimitExceeded>()
+            .expect("checked")
+            .to_string(),
+        None => format!("{error:#}"),
     };
     if !stderr.is_empty() {
         reason.push_str("; plugin stderr: ");

@@ -1,8 +1,9 @@
 //! The store state of one plugin instance: WASI that grants nothing, captured
-//! stdout/stderr, fixed clocks, seeded randomness, memory limits, and the
-//! host imports (`log`, `find`).
+//! stdout/stderr, fixed clocks, seeded randomness, one memory budget over all
+//! of the instance's memories and tables, and the host imports (`log`, `find`).
 
 use super::contract::{self, Level};
+use crate::text::escape;
 use bytes::Bytes;
 use rand::SeedableRng;
 use std::collections::VecDeque;
@@ -10,8 +11,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -60,7 +61,7 @@ impl Lookup for NoLookups {
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: MemoryBudget,
     pub(super) output: PluginOutput,
     lookup: Box<dyn Lookup>,
     plugin: Arc<str>,
@@ -94,23 +95,130 @@ impl State {
             .insecure_random(rand::rngs::StdRng::seed_from_u64(spec.random_seed ^ 0x5eed))
             .insecure_random_seed(u128::from(spec.random_seed))
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(spec.memory_bytes)
-            .instances(64)
-            .tables(64)
-            .memories(64)
-            // Trap instead of returning -1 from memory.grow, so that the
-            // operator sees "memory cap" rather than a guest allocation abort.
-            .trap_on_grow_failure(true)
-            .build();
         State {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limits: MemoryBudget::new(spec.memory_bytes),
             output,
             lookup: spec.lookup,
             plugin: spec.plugin,
         }
+    }
+}
+
+/// Most core instances, memories and tables one plugin instance may create
+/// (the limits `StoreLimits` was given before). A Rust plugin's component has
+/// a handful of each (its module, the WASI adapter, shims); the counts bound
+/// the host-side bookkeeping a component could make wasmtime allocate.
+const MAX_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 64;
+const MAX_TABLES: usize = 64;
+
+/// Bytes one table element is counted at. Wasmtime stores a `funcref` element
+/// as one pointer (the `ResourceLimiter` docs say so) and a GC reference in 4
+/// bytes; counting every element at a pointer's size keeps the total an upper
+/// bound, and one budget for memories and tables means neither can be used to
+/// get around the cap on the other.
+pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// The plugin's memory cap (`--memory-limit`), counted over ALL its linear
+/// memories and tables together: wasmtime's `StoreLimits` caps each memory on
+/// its own, and with multi-memory (on by default) a plugin with N memories
+/// got N times the cap. Growth past the budget traps with
+/// [`MemoryLimitExceeded`] (rather than making `memory.grow` return -1, which
+/// a Rust guest turns into an allocation abort that names no limit).
+///
+/// Memories and tables never shrink, and a store holds exactly one plugin
+/// instance that is discarded after any trap, so adding up the growth the
+/// budget allowed is the instance's total. A growth that fails after it was
+/// allowed also traps, so the count never has to be taken back.
+pub struct MemoryBudget {
+    limit: usize,
+    used: usize,
+}
+
+/// Growth refused by [`MemoryBudget`]; the trap's reason.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "exceeded the memory limit of {} MiB (--memory-limit), counted over all its memories and tables: \
+     growing {what} would bring the total to {} bytes, more than {limit}",
+    limit >> 20, used + grow
+)]
+pub struct MemoryLimitExceeded {
+    pub limit: usize,
+    pub used: usize,
+    pub grow: usize,
+    /// What was growing: "a memory from X to Y bytes", "a table ...".
+    pub what: String,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Self {
+        MemoryBudget { limit, used: 0 }
+    }
+
+    fn grow(&mut self, grow: usize, what: impl FnOnce() -> String) -> wasmtime::Result<bool> {
+        match self.used.checked_add(grow) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                Ok(true)
+            }
+            _ => Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit: self.limit,
+                used: self.used,
+                grow,
+                what: what(),
+            })),
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            // Past the memory's own declared maximum: wasmtime refuses it; trap
+            // (as any failed growth) without counting it.
+            return Err(wasmtime::format_err!(
+                "a memory grew from {current} to {desired} bytes, past its declared maximum of {} bytes",
+                maximum.unwrap_or_default()
+            ));
+        }
+        self.grow(desired.saturating_sub(current), || {
+            format!("a memory from {current} to {desired} bytes")
+        })
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("growing a memory failed"))
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Err(wasmtime::format_err!(
+                "a table grew from {current} to {desired} elements, past its declared maximum of {}",
+                maximum.unwrap_or_default()
+            ));
+        }
+        let elements = desired.saturating_sub(current);
+        self.grow(elements.saturating_mul(TABLE_ELEMENT_BYTES), || {
+            format!("a table from {current} to {desired} elements ({TABLE_ELEMENT_BYTES} bytes each)")
+        })
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("growing a table failed"))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -127,7 +235,11 @@ impl contract::godwit::migration::types::Host for State {}
 
 impl contract::godwit::migration::host::Host for State {
     fn log(&mut self, level: Level, message: String) {
+        // The plugin's text, escaped: a newline would forge a log line of
+        // godwit's own, an escape sequence would reach the terminal. (The
+        // `plugin` field is Debug-quoted, which escapes it, by any formatter.)
         let plugin = &*self.plugin;
+        let message = escape(&message);
         match level {
             Level::Trace => tracing::trace!(target: "godwit::plugin", plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "godwit::plugin", plugin, "{message}"),
@@ -258,7 +370,10 @@ impl PluginOutput {
     }
 
     fn emit(&self, stderr: bool, line: &str) {
+        // Split at newlines already; CR, escape sequences and bidi controls
+        // are escaped like every other line of plugin text we print.
         let plugin = &*self.plugin;
+        let line = escape(line);
         if stderr {
             tracing::warn!(target: "godwit::plugin", plugin, stream = "stderr", "{line}");
         } else {
