@@ -12,6 +12,7 @@ mod failpoints;
 mod inspect;
 mod journal_faults;
 mod lock;
+mod lookups;
 mod operator;
 mod outage;
 mod revert;
