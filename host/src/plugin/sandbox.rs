@@ -1,6 +1,6 @@
 //! The store state of one plugin instance: WASI that grants nothing, captured
 //! stdout/stderr, fixed clocks, seeded randomness, memory limits, and the
-//! host imports (`log`, `find`).
+//! host imports (`log`, `find`, each `find` within the call's lookup bounds).
 
 use super::budget::{Allowance, Exceeded, LookupBudget, MAX_LOOKUP_BYTES_PER_CALL, MAX_LOOKUPS_PER_CALL};
 use super::contract::{self, Level};
