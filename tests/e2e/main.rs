@@ -14,6 +14,7 @@ mod inspect;
 mod journal_faults;
 mod lock;
 mod memory_cap;
+mod lookups;
 mod operator;
 mod outage;
 mod revert;

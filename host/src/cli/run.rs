@@ -52,6 +52,11 @@ pub struct RunOptions {
     /// written (0: read each batch only when it is needed).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
     pub read_ahead: u32,
+    /// Seconds of server time (`maxTimeMS`) a pass's query may take without
+    /// returning a document; past it the run stops with an error naming the pass.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::run::DEFAULT_QUERY_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub query_timeout: u64,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
@@ -81,6 +86,7 @@ impl RunOptions {
             read_ahead: self.read_ahead as usize,
             plan: None,
             allow_missing_collections: self.allow_missing_collections,
+            query_timeout: Duration::from_secs(self.query_timeout),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`CallError::Discarded`] and must instantiate afresh.
 
 pub mod actions;
+pub mod budget;
 pub mod builder;
 pub mod cache;
 pub mod contract;
@@ -472,18 +473,20 @@ impl PluginInstance {
         self.store.set_fuel(budget).expect("fuel is enabled");
         let ticks = (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         self.store.set_epoch_deadline(ticks);
+        // Lookups get what remains of this deadline (see `sandbox::State::find`).
+        self.store.data_mut().begin_call(self.limits.call_timeout);
         let result = f(&mut self.store);
         self.fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let stderr = self.store.data().output.take_recent_stderr();
         result.map_err(|e| CallError::Trap {
             plugin: self.plugin.to_string(),
             call: call.to_string(),
-            reason: describe_trap(&e, &self.limits, &stderr),
+            reason: describe_trap(&e, &self.limits, self.store.data().time_in_lookups(), &stderr),
         })
     }
 }
 
-fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) -> String {
+fn describe_trap(error: &wasmtime::Error, limits: &Limits, in_lookups: Duration, stderr: &[String]) -> String {
     let mut reason = match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {
             format!(
@@ -491,7 +494,14 @@ fn describe_trap(error: &wasmtime::Error, limits: &Limits, stderr: &[String]) ->
                 limits.fuel_per_call
             )
         }
-        Some(Trap::Interrupt) => format!("exceeded the wall-clock deadline of {:?} per call", limits.call_timeout),
+        Some(Trap::Interrupt) if in_lookups.is_zero() => {
+            format!("exceeded the wall-clock deadline of {:?} per call", limits.call_timeout)
+        }
+        Some(Trap::Interrupt) => format!(
+            "exceeded the wall-clock deadline of {:?} per call (--call-timeout; {:.1} s of it in lookups)",
+            limits.call_timeout,
+            in_lookups.as_secs_f64()
+        ),
         Some(Trap::UnreachableCodeReached) => "panicked or aborted (wasm `unreachable`)".to_string(),
         Some(trap) => trap.to_string(),
         None if error.downcast_ref::<sandbox::Refused>().is_some() => {

@@ -1,7 +1,9 @@
 //! The store state of one plugin instance: WASI that grants nothing, captured
 //! stdout/stderr, fixed clocks, seeded randomness, one memory budget over all
-//! of the instance's memories and tables, and the host imports (`log`, `find`).
+//! of the instance's memories and tables, and the host imports (`log`, `find`,
+//! each `find` within the call's lookup bounds).
 
+use super::budget::{Allowance, Exceeded, LookupBudget, MAX_LOOKUP_BYTES_PER_CALL, MAX_LOOKUPS_PER_CALL};
 use super::contract::{self, Level};
 use crate::text::escape;
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -19,15 +21,37 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 
 /// Serves the plugin's read-only `find` lookups. The run engine implements it
 /// over MongoDB (and journals the results); tools that only inspect a plugin
-/// use [`NoLookups`].
+/// use [`NoLookups`]. [`State`] checks every lookup against the call's
+/// [`LookupBudget`] before and after it is served, whatever serves it.
 pub trait Lookup: Send {
-    fn find(
-        &mut self,
-        collection: &str,
-        filter: &[u8],
-        projection: Option<&[u8]>,
-        limit: u32,
-    ) -> Result<Vec<Vec<u8>>, String>;
+    fn find(&mut self, query: &LookupQuery<'_>) -> Result<Vec<Vec<u8>>, LookupError>;
+}
+
+/// One `find` as the plugin asked it, with what it may use.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupQuery<'a> {
+    pub collection: &'a str,
+    pub filter: &'a [u8],
+    pub projection: Option<&'a [u8]>,
+    pub limit: u32,
+    /// What remains of the call's deadline: sent as `maxTimeMS`, and the
+    /// host stops waiting for the answer there too.
+    pub max_time: Duration,
+    /// Most bytes the answer may have (see [`Allowance`]).
+    pub max_bytes: usize,
+}
+
+/// Why a lookup gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// Returned to the plugin as `find`'s error (and journaled): the query
+    /// failed, or was refused (godwit's metadata, `system.*`).
+    Failed(String),
+    /// The server or the host cut the lookup off at its `max_time`: the
+    /// call fails (it has run out of its deadline).
+    TimedOut,
+    /// The answer grew past its `max_bytes`: the call fails.
+    TooBig { bytes: usize },
 }
 
 /// Most documents one lookup may return. A lookup that asks for no limit (0)
@@ -53,8 +77,11 @@ pub struct Refused(pub String);
 pub struct NoLookups;
 
 impl Lookup for NoLookups {
-    fn find(&mut self, collection: &str, _: &[u8], _: Option<&[u8]>, _: u32) -> Result<Vec<Vec<u8>>, String> {
-        Err(format!("lookups are only served during a run (find on {collection})"))
+    fn find(&mut self, query: &LookupQuery<'_>) -> Result<Vec<Vec<u8>>, LookupError> {
+        Err(LookupError::Failed(format!(
+            "lookups are only served during a run (find on {})",
+            query.collection
+        )))
     }
 }
 
@@ -64,6 +91,9 @@ pub struct State {
     pub(super) limits: MemoryBudget,
     pub(super) output: PluginOutput,
     lookup: Box<dyn Lookup>,
+    /// The current call's lookups, and when the call started.
+    budget: LookupBudget,
+    call_started: Instant,
     plugin: Arc<str>,
 }
 
@@ -101,8 +131,46 @@ impl State {
             limits: MemoryBudget::new(spec.memory_bytes),
             output,
             lookup: spec.lookup,
+            budget: LookupBudget::default(),
+            call_started: Instant::now(),
             plugin: spec.plugin,
         }
+    }
+
+    /// Starts the lookup budget of a call that may last `call_timeout`
+    /// (the epoch deadline set at the same moment).
+    pub(super) fn begin_call(&mut self, call_timeout: Duration) {
+        self.budget = LookupBudget::for_call(call_timeout);
+        self.call_started = Instant::now();
+    }
+
+    /// Time the current (or last) call spent waiting for lookups.
+    pub(super) fn time_in_lookups(&self) -> Duration {
+        self.budget.in_lookups()
+    }
+
+    fn lookup_refused(&self, collection: &str, exceeded: Exceeded) -> wasmtime::Error {
+        let reason = match exceeded {
+            Exceeded::Count => format!(
+                "made more than {MAX_LOOKUPS_PER_CALL} lookups in one call (the last on `{collection}`), the most \
+                 one call - one batch - may make; look up once per batch (e.g. with `$in`), not per document"
+            ),
+            Exceeded::Bytes { bytes } => format!(
+                "the lookups of one call - one batch - moved {bytes} bytes with the find on `{collection}`, more \
+                 than the {MAX_LOOKUP_BYTES_PER_CALL} they may move (filters and results, as journaled)"
+            ),
+            Exceeded::Time => self.timed_out(collection, false),
+        };
+        wasmtime::Error::new(Refused(reason))
+    }
+
+    fn timed_out(&self, collection: &str, cut_off: bool) -> String {
+        let what = if cut_off { "was cut off" } else { "found no time left" };
+        format!(
+            "call exceeded --call-timeout {}s ({:.1} s of it in lookups; the find on `{collection}` {what})",
+            self.budget.call_timeout().as_secs_f64(),
+            self.budget.in_lookups().as_secs_f64()
+        )
     }
 }
 
@@ -256,28 +324,75 @@ impl contract::godwit::migration::host::Host for State {
         projection: Option<Vec<u8>>,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<Vec<u8>>, String>> {
-        let result = self.lookup.find(&collection, &filter, projection.as_deref(), limit);
-        if let Ok(docs) = &result {
-            let unbounded = limit == 0 || limit > MAX_LOOKUP_DOCS;
-            if unbounded && docs.len() >= MAX_LOOKUP_DOCS as usize {
-                let asked = if limit == 0 {
-                    "without a limit".to_string()
-                } else {
-                    format!("with limit {limit}")
-                };
-                return Err(wasmtime::Error::new(Refused(format!(
-                    "find on `{collection}` {asked} matched at least {MAX_LOOKUP_DOCS} documents, the most one lookup \
-                     may return; look up with a limit of at most {MAX_LOOKUP_DOCS} (or read the collection in a pass)"
-                ))));
+        // Every bound is checked here, in front of whatever serves the lookup
+        // (the database, the journal on resume), so a replay stops where the
+        // run did. A lookup past a bound fails the call: nothing of the call
+        // is journaled, so the journal never holds more than the bounds.
+        let request = collection.len() + filter.len() + projection.as_ref().map_or(0, Vec::len);
+        let Allowance { max_time, max_bytes } = self
+            .budget
+            .admit(request, self.call_started.elapsed(), MAX_LOOKUP_BYTES)
+            .map_err(|e| self.lookup_refused(&collection, e))?;
+        let query = LookupQuery {
+            collection: &collection,
+            filter: &filter,
+            projection: projection.as_deref(),
+            limit,
+            max_time,
+            max_bytes,
+        };
+        let started = Instant::now();
+        let result = self.lookup.find(&query);
+        let took = started.elapsed();
+        let docs = match result {
+            Ok(docs) => docs,
+            Err(LookupError::Failed(message)) => {
+                let _ = self.budget.settle(took, 0);
+                return Ok(Err(message));
             }
-            let bytes: usize = docs.iter().map(Vec::len).sum();
-            if bytes > MAX_LOOKUP_BYTES {
-                return Err(wasmtime::Error::new(Refused(format!(
-                    "find on `{collection}` returned {bytes} bytes, more than the {MAX_LOOKUP_BYTES} one lookup may return"
-                ))));
+            Err(LookupError::TimedOut) => {
+                let _ = self.budget.settle(took, 0);
+                return Err(wasmtime::Error::new(Refused(self.timed_out(&collection, true))));
             }
+            Err(LookupError::TooBig { bytes }) => return Err(self.too_big(&collection, bytes, max_bytes)),
+        };
+        let bytes: usize = docs.iter().map(Vec::len).sum();
+        if bytes > max_bytes {
+            return Err(self.too_big(&collection, bytes, max_bytes));
         }
-        Ok(result)
+        self.budget
+            .settle(took, bytes)
+            .map_err(|e| self.lookup_refused(&collection, e))?;
+        let unbounded = limit == 0 || limit > MAX_LOOKUP_DOCS;
+        if unbounded && docs.len() >= MAX_LOOKUP_DOCS as usize {
+            let asked = if limit == 0 {
+                "without a limit".to_string()
+            } else {
+                format!("with limit {limit}")
+            };
+            return Err(wasmtime::Error::new(Refused(format!(
+                "find on `{collection}` {asked} matched at least {MAX_LOOKUP_DOCS} documents, the most one lookup \
+                 may return; look up with a limit of at most {MAX_LOOKUP_DOCS} (or read the collection in a pass)"
+            ))));
+        }
+        Ok(Ok(docs))
+    }
+}
+
+impl State {
+    fn too_big(&self, collection: &str, bytes: usize, max_bytes: usize) -> wasmtime::Error {
+        let reason = if max_bytes == MAX_LOOKUP_BYTES {
+            format!(
+                "find on `{collection}` returned more than {MAX_LOOKUP_BYTES} bytes ({bytes} read), the most one \
+                 lookup may return"
+            )
+        } else {
+            format!(
+                "find on `{collection}` returned more than the {max_bytes} bytes left of the {MAX_LOOKUP_BYTES_PER_CALL} \
+                 the lookups of one call - one batch - may move ({bytes} read)"
+            )
+        };
+        wasmtime::Error::new(Refused(reason))
     }
 }
 

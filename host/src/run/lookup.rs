@@ -1,9 +1,13 @@
 //! The plugin's `find` import served from MongoDB, with every lookup and its
 //! result recorded so the journal can hold exactly what the plugin saw; and
 //! replay of recorded lookups when a resumed run restores the plugin's state.
+//! Each lookup runs under what remains of the call's deadline (`maxTimeMS`,
+//! and the host stops waiting there) and byte budget, counted by
+//! `plugin::sandbox`; godwit's metadata collection and `system.*` are
+//! refused before anything is sent.
 
 use crate::journal::LookupRecord;
-use crate::plugin::sandbox::Lookup;
+use crate::plugin::sandbox::{Lookup, LookupError, LookupQuery};
 use bson::{Document, RawDocumentBuf};
 use futures_util::TryStreamExt;
 use std::collections::VecDeque;
@@ -77,39 +81,45 @@ impl Replay {
 
 /// Outside a run (`journal replay`), every lookup must come from the journal.
 impl Lookup for Replay {
-    fn find(
-        &mut self,
-        collection: &str,
-        filter: &[u8],
-        projection: Option<&[u8]>,
-        limit: u32,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let limit = capped(limit);
-        self.serve(collection, filter, projection, limit)
-            .unwrap_or_else(|| Err(format!("replay: the journal recorded no lookup on {collection} here")))
+    fn find(&mut self, query: &LookupQuery<'_>) -> Result<Vec<Vec<u8>>, LookupError> {
+        let limit = capped(query.limit);
+        self.serve(query.collection, query.filter, query.projection, limit)
+            .unwrap_or_else(|| {
+                Err(format!(
+                    "replay: the journal recorded no lookup on {} here",
+                    query.collection
+                ))
+            })
+            .map_err(LookupError::Failed)
     }
 }
 
+/// Lookups served from the run's database, each bounded by what remains of
+/// the call's deadline and byte budget (see [`LookupQuery`]).
 pub struct MongoLookup {
     pub db: mongodb::Database,
     pub handle: tokio::runtime::Handle,
     pub recorded: Recorded,
     pub replay: Replay,
+    /// The plugin's name, for the log line of a refused lookup.
+    pub plugin: String,
+    /// godwit's own collection (`--metadata-collection`): never looked up.
+    pub metadata_collection: String,
 }
 
 impl Lookup for MongoLookup {
-    fn find(
-        &mut self,
-        collection: &str,
-        filter: &[u8],
-        projection: Option<&[u8]>,
-        limit: u32,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let limit = capped(limit);
+    fn find(&mut self, query: &LookupQuery<'_>) -> Result<Vec<Vec<u8>>, LookupError> {
+        let limit = capped(query.limit);
+        let (collection, filter, projection) = (query.collection, query.filter, query.projection);
         if let Some(replayed) = self.replay.serve(collection, filter, projection, limit) {
-            return replayed;
+            return replayed.map_err(LookupError::Failed);
         }
-        let result = self.run(collection, filter, projection, limit);
+        let result = match self.run(query, limit) {
+            // The call fails; nothing of it is journaled.
+            Err(e @ (LookupError::TimedOut | LookupError::TooBig { .. })) => return Err(e),
+            Err(LookupError::Failed(message)) => Err(message),
+            Ok(docs) => Ok(docs),
+        };
         self.recorded.0.lock().unwrap().push(LookupRecord {
             collection: collection.to_string(),
             filter: filter.to_vec(),
@@ -117,50 +127,97 @@ impl Lookup for MongoLookup {
             limit,
             result: result.clone(),
         });
-        result
+        result.map_err(LookupError::Failed)
     }
 }
 
+/// MongoDB's error code for an operation cut off at its `maxTimeMS`.
+const MAX_TIME_MS_EXPIRED: i32 = 50;
+
+pub(crate) fn is_max_time_expired(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == MAX_TIME_MS_EXPIRED)
+}
+
 impl MongoLookup {
-    fn run(
-        &self,
-        collection: &str,
-        filter: &[u8],
-        projection: Option<&[u8]>,
-        limit: u32,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let filter = Document::from_reader(filter).map_err(|e| format!("filter is not a BSON document: {e}"))?;
-        let projection = projection
+    /// The one place a lookup's raw request is checked before anything of it
+    /// is decoded or sent. Today: godwit's own state is out of reach (its
+    /// metadata collection holds the schema version, the lock and the
+    /// progress markers; `system.*` holds users and server state).
+    // POLICY HOOK: after the merge with `godwit-policy`, its
+    // `check_query(filter)` (and the same for `projection`) goes here: an
+    // operator allow-list and a nesting-depth check on the raw bytes, before
+    // `Document::from_reader` below could overflow the stack on deep nesting.
+    fn check_lookup_input(&self, collection: &str, _filter: &[u8], _projection: Option<&[u8]>) -> Result<(), String> {
+        if collection.is_empty() {
+            return Err("lookups on an empty collection name are refused".to_string());
+        }
+        if collection == self.metadata_collection {
+            return Err(format!(
+                "lookups on `{collection}` are refused: it is godwit's own metadata collection (schema version, \
+                 lock, progress markers), out of reach of plugins"
+            ));
+        }
+        if collection.starts_with("system.") {
+            return Err(format!(
+                "lookups on `{collection}` are refused: `system.*` collections are out of reach of plugins"
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(&self, query: &LookupQuery<'_>, limit: u32) -> Result<Vec<Vec<u8>>, LookupError> {
+        let collection = query.collection;
+        if let Err(reason) = self.check_lookup_input(collection, query.filter, query.projection) {
+            tracing::warn!(target: "godwit::plugin", plugin = %self.plugin, "lookup refused: {reason}");
+            return Err(LookupError::Failed(reason));
+        }
+        let failed = |e: mongodb::error::Error| {
+            if is_max_time_expired(&e) {
+                LookupError::TimedOut
+            } else {
+                LookupError::Failed(format!("find on {collection} failed: {e}"))
+            }
+        };
+        let filter = Document::from_reader(query.filter)
+            .map_err(|e| LookupError::Failed(format!("filter is not a BSON document: {e}")))?;
+        let projection = query
+            .projection
             .map(Document::from_reader)
             .transpose()
-            .map_err(|e| format!("projection is not a BSON document: {e}"))?;
+            .map_err(|e| LookupError::Failed(format!("projection is not a BSON document: {e}")))?;
         let coll = self.db.collection::<RawDocumentBuf>(collection);
-        // The plugin call runs inside `block_in_place`, so blocking on the
-        // runtime here is allowed.
-        self.handle.block_on(async {
-            let mut find = coll.find(filter).limit(i64::from(limit)).sort(bson::doc! {"_id": 1});
+        let read = async {
+            // `maxTimeMS` has the server stop the query where the call's
+            // deadline ends (a real mongod kills it; it would otherwise run on
+            // and slow every other client of the server).
+            let mut find = coll
+                .find(filter)
+                .limit(i64::from(limit))
+                .sort(bson::doc! {"_id": 1})
+                .max_time(query.max_time);
             if let Some(p) = projection {
                 find = find.projection(p);
             }
-            let mut cursor = find.await.map_err(|e| format!("find on {collection} failed: {e}"))?;
+            let mut cursor = find.await.map_err(failed)?;
             // Stop reading once the answer is too big for the plugin anyway,
             // rather than holding all of it in the host first.
             let (mut docs, mut bytes) = (Vec::new(), 0usize);
-            while let Some(doc) = cursor
-                .try_next()
-                .await
-                .map_err(|e| format!("find on {collection} failed: {e}"))?
-            {
+            while let Some(doc) = cursor.try_next().await.map_err(failed)? {
                 bytes += doc.as_bytes().len();
-                if bytes > crate::plugin::sandbox::MAX_LOOKUP_BYTES {
-                    return Err(format!(
-                        "find on `{collection}` returned more than {} bytes, the most one lookup may return",
-                        crate::plugin::sandbox::MAX_LOOKUP_BYTES
-                    ));
+                if bytes > query.max_bytes {
+                    return Err(LookupError::TooBig { bytes });
                 }
                 docs.push(doc.into_bytes());
             }
             Ok(docs)
+        };
+        // The plugin call runs inside `block_in_place`, so blocking on the
+        // runtime here is allowed. The host stops waiting at the deadline
+        // too: a server that ignores `maxTimeMS` cannot hold the call past it.
+        self.handle.block_on(async {
+            tokio::time::timeout(query.max_time, read)
+                .await
+                .unwrap_or(Err(LookupError::TimedOut))
         })
     }
 }

@@ -161,7 +161,15 @@ pub struct RunRequest {
     pub plan: Option<String>,
     /// Stamp even if none of the passes' collections exists.
     pub allow_missing_collections: bool,
+    /// Server time (`maxTimeMS`) a pass's query may take without returning a
+    /// document: a pass filter is plugin input too.
+    pub query_timeout: Duration,
 }
+
+/// Default of [`RunRequest::query_timeout`]: a healthy server answers a
+/// batch in well under this, even when the filter scans a large unindexed
+/// collection; a pathological filter (a catastrophic `$regex`) is stopped.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What an execute run checks before it stamps the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,15 +627,19 @@ impl Engine<'_> {
                 progress.checkpoints.get(&index),
                 batch_size,
                 label.clone(),
+                request.query_timeout,
             )
             .await?;
             let remaining = if self.observer.wants_totals() {
-                Some(
-                    reader
-                        .remaining(self.db, pass, progress.checkpoints.get(&index))
-                        .await
-                        .with_context(|| label.clone())?,
-                )
+                match reader.remaining(self.db, pass, progress.checkpoints.get(&index)).await {
+                    Ok(n) => Some(n),
+                    // The total is only for the progress display.
+                    Err(e) if lookup::is_max_time_expired(&e) => {
+                        tracing::warn!("{label}: counting the pass's documents ran past --query-timeout; no total");
+                        None
+                    }
+                    Err(e) => return Err(e).with_context(|| label.clone()),
+                }
             } else {
                 None
             };
@@ -1172,6 +1184,8 @@ impl Engine<'_> {
             handle: tokio::runtime::Handle::current(),
             recorded: recorded.clone(),
             replay: replay.clone(),
+            plugin: self.plugin.manifest.name.clone(),
+            metadata_collection: self.db.metadata.clone(),
         };
         self.plugin
             .instantiate(InstanceOptions {
@@ -1474,8 +1488,15 @@ impl Engine<'_> {
         for (index, pass) in manifest.passes.iter().enumerate() {
             let index = index as u32;
             let label = format!("run {run}, verification, pass {index} ({})", pass.name);
-            let mut reader =
-                PassReader::open(self.db, pass, None, batch_size_for(request, pass), label.clone()).await?;
+            let mut reader = PassReader::open(
+                self.db,
+                pass,
+                None,
+                batch_size_for(request, pass),
+                label.clone(),
+                request.query_timeout,
+            )
+            .await?;
             loop {
                 if self.stop.requested() {
                     return Ok(None);
@@ -1562,6 +1583,9 @@ struct PassReader {
     pass: ValidPass,
     /// `_id` of the last document read: where a cursor lost in an outage reopens.
     last: Option<Bson>,
+    /// The cursor's `maxTimeMS`; documents read since it was opened.
+    query_timeout: Duration,
+    read_on_cursor: usize,
 }
 
 impl PassReader {
@@ -1571,9 +1595,11 @@ impl PassReader {
         checkpoint: Option<&Bson>,
         batch_size: u32,
         label: String,
+        query_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let cursor = Self::cursor(db, pass, checkpoint, batch_size)
+        let cursor = Self::cursor(db, pass, checkpoint, batch_size, query_timeout)
             .await
+            .map_err(|e| query_error(e, &label, query_timeout))
             .with_context(|| format!("{label}: reading {}.{}", db.name, pass.collection))?;
         Ok(PassReader {
             cursor,
@@ -1582,6 +1608,8 @@ impl PassReader {
             db: db.clone(),
             pass: pass.clone(),
             last: checkpoint.cloned(),
+            query_timeout,
+            read_on_cursor: 0,
         })
     }
 
@@ -1597,12 +1625,17 @@ impl PassReader {
         pass: &ValidPass,
         after: Option<&Bson>,
         batch_size: u32,
+        query_timeout: Duration,
     ) -> mongodb::error::Result<mongodb::Cursor<RawDocumentBuf>> {
         let coll = db.db.collection::<RawDocumentBuf>(&pass.collection);
+        // The server counts `maxTimeMS` over the cursor's whole life (it
+        // cannot be set per getMore), so `next_batch` reopens a cursor that
+        // used it up while still returning documents.
         let mut find = coll
             .find(Self::filter(pass, after))
             .sort(doc! {"_id": 1})
-            .batch_size(batch_size);
+            .batch_size(batch_size)
+            .max_time(query_timeout);
         if let Some(projection) = &pass.projection {
             find = find.projection(projection.clone());
         }
@@ -1610,12 +1643,12 @@ impl PassReader {
     }
 
     /// Documents the pass still has to read.
-    async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> anyhow::Result<u64> {
-        Ok(db
-            .db
+    async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> mongodb::error::Result<u64> {
+        db.db
             .collection::<RawDocumentBuf>(&pass.collection)
             .count_documents(Self::filter(pass, checkpoint))
-            .await?)
+            .max_time(self.query_timeout)
+            .await
     }
 
     /// The next batch of raw documents; empty at the end of the pass. Through
@@ -1630,8 +1663,24 @@ impl PassReader {
                 Ok(Some(doc)) => {
                     self.last = doc.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok());
                     batch.push(doc.into_bytes());
+                    self.read_on_cursor += 1;
                 }
                 Ok(None) => break,
+                // The cursor used up its server time while making progress:
+                // a long pass, not a slow filter. Go on with a fresh one.
+                Err(e) if lookup::is_max_time_expired(&e) && self.read_on_cursor > 0 => {
+                    tracing::debug!("{}: the pass's cursor used its --query-timeout; reopening", self.label);
+                    self.cursor = Self::cursor(
+                        &self.db,
+                        &self.pass,
+                        self.last.as_ref(),
+                        self.batch_size as u32,
+                        self.query_timeout,
+                    )
+                    .await
+                    .map_err(|e| query_error(e, &self.label, self.query_timeout))?;
+                    self.read_on_cursor = 0;
+                }
                 // A restarted server has forgotten the cursor (CursorNotFound).
                 Err(e)
                     if crate::db::is_outage(&e)
@@ -1653,16 +1702,45 @@ impl PassReader {
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                    if let Ok(cursor) =
-                        Self::cursor(&self.db, &self.pass, self.last.as_ref(), self.batch_size as u32).await
+                    if let Ok(cursor) = Self::cursor(
+                        &self.db,
+                        &self.pass,
+                        self.last.as_ref(),
+                        self.batch_size as u32,
+                        self.query_timeout,
+                    )
+                    .await
                     {
                         self.cursor = cursor;
+                        self.read_on_cursor = 0;
                     }
                 }
-                Err(e) => return Err(e).with_context(|| format!("{}: reading the next batch", self.label)),
+                Err(e) => {
+                    return Err(query_error(e, &self.label, self.query_timeout))
+                        .with_context(|| format!("{}: reading the next batch", self.label));
+                }
             }
         }
         Ok(batch)
+    }
+}
+
+/// A pass's query cut off by the server at `--query-timeout` without
+/// returning a document becomes an error naming the pass and the bound
+/// (exit 8, like any failed query); other errors pass through.
+fn query_error(e: mongodb::error::Error, label: &str, query_timeout: Duration) -> anyhow::Error {
+    if lookup::is_max_time_expired(&e) {
+        DbError::Mongo {
+            context: format!(
+                "{label}: the server spent more than --query-timeout {}s on the pass's query without returning a \
+                 document; its filter is too slow for this collection (narrow or index it, or raise --query-timeout)",
+                query_timeout.as_secs_f64()
+            ),
+            source: e,
+        }
+        .into()
+    } else {
+        e.into()
     }
 }
 

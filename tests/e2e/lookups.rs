@@ -1,0 +1,311 @@
+//! Plugins abusing the `find` import (`tests/plugins/hostile-lookups`) in an
+//! execute run against a real server: lookups bounded in number and bytes
+//! per call (one call per batch), cut at the call's deadline with
+//! `maxTimeMS` sent to the server, and refused on godwit's own state. Each
+//! is stopped before any write, exit 4, with one `error:` line naming the
+//! plugin, run, pass, batch and the bound, and the database unchanged.
+
+use crate::db::{Server, TestDb, block_on, server, standalone};
+use crate::support::{command, plugin, stderr};
+use bson::{Document, doc};
+use futures_util::TryStreamExt;
+use std::path::Path;
+
+const PLUGIN: &str = "hostile-lookups";
+const FIRST_BATCH: &[&str] = &["pass 0 (things)", "batch 0 (documents up to _id 9)"];
+
+/// Every collection a plugin could touch, and godwit's metadata (`meta`)
+/// without its lease lock (taken before the first batch, expiring on its
+/// own); the server's `system.*` collections (the profiler's) left out.
+fn state(db: &TestDb, meta: &str) -> Vec<(String, Vec<Vec<u8>>)> {
+    db.dump()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("system."))
+        .map(|(name, docs)| {
+            let docs = docs
+                .into_iter()
+                .filter(|raw| {
+                    name != meta || bson::RawDocument::from_bytes(raw).unwrap().get_str("_id").ok() != Some("lock")
+                })
+                .collect();
+            (name, docs)
+        })
+        .filter(|(_, docs): &(String, Vec<Vec<u8>>)| !docs.is_empty())
+        .collect()
+}
+
+fn disk_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                disk_size(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
+/// A database with 25 things (batches of 10), prepared by `setup`.
+fn things(server: &Server, setup: impl FnOnce(&TestDb)) -> TestDb {
+    let db = TestDb::new(server, "lookups");
+    db.insert("things", (0..25).map(|i| doc! {"_id": i, "n": i}).collect());
+    setup(&db);
+    db
+}
+
+/// Waits until the server answers again: SecantusDB finishes a query godwit
+/// stopped waiting for (it ignores `maxTimeMS`) and answers nobody meanwhile.
+fn wait_for_server(db: &TestDb) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    block_on(async {
+        let mut options = mongodb::options::ClientOptions::parse(&db.uri).await.unwrap();
+        options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
+        let client = mongodb::Client::with_options(options).unwrap();
+        while let Err(e) = client.database("admin").run_command(doc! {"ping": 1}).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not come back: {e}"
+            );
+        }
+    });
+}
+
+struct Contained {
+    line: String,
+    stderr: String,
+    journal_bytes: u64,
+}
+
+/// Runs the plugin with `params` (and `args`) in execute mode and checks
+/// containment: exit 4, one error line naming the plugin and `expect`, the
+/// database unchanged and no batch committed.
+fn contained(db: &TestDb, meta: &str, params: &[&str], args: &[&str], expect: &[&str]) -> Contained {
+    let before = state(db, meta);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin(PLUGIN);
+    let mut argv = vec!["run", file.to_str().unwrap(), "--execute"];
+    for p in params {
+        argv.extend(["--param", p]);
+    }
+    argv.extend(args);
+    let out = command(db, journal.path(), &argv).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{params:?}: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{params:?}: one error line: {err}");
+    let line = errors[0];
+    for part in ["plugin hostile-lookups", "run "].iter().chain(expect) {
+        assert!(line.contains(part), "{params:?}: {part:?} missing from: {line}");
+    }
+    wait_for_server(db);
+    assert_eq!(state(db, meta), before, "{params:?}: the database changed");
+    assert!(
+        db.find_one(meta, doc! {"_id": {"$regex": "^progress:"}}).is_none(),
+        "{params:?}: no batch committed"
+    );
+    eprintln!("lookups {params:?}: contained, exit 4: {line}");
+    Contained {
+        line: line.to_string(),
+        stderr: err,
+        journal_bytes: disk_size(journal.path()),
+    }
+}
+
+#[test]
+fn lookup_flood_is_stopped_at_the_per_call_bound() {
+    let db = things(server(), |_| {});
+    let c = contained(
+        &db,
+        "godwit_metadata",
+        &["behaviour=flood"],
+        // Generous, so that the count bound and not the deadline stops it.
+        &["--call-timeout", "600"],
+        FIRST_BATCH,
+    );
+    assert!(
+        c.line.contains(
+            "made more than 10000 lookups in one call (the last on `things`), the most one call - one batch - may make"
+        ),
+        "{}",
+        c.line
+    );
+    assert!(
+        c.journal_bytes < 4 << 20,
+        "the journal holds none of the refused call's lookups: {} bytes",
+        c.journal_bytes
+    );
+    eprintln!("lookup flood: journal {} bytes on disk", c.journal_bytes);
+}
+
+#[test]
+fn lookups_past_the_byte_bound_per_call_are_stopped() {
+    // 40 documents of 1 MiB: each lookup of the whole collection moves 40 MiB,
+    // the fourth would pass the call's 128 MiB.
+    let db = things(server(), |db| {
+        for chunk in 0..4 {
+            db.insert(
+                "blobs",
+                (0..10)
+                    .map(|i| {
+                        let blob = bson::Binary {
+                            subtype: bson::spec::BinarySubtype::Generic,
+                            bytes: vec![7u8; 1 << 20],
+                        };
+                        doc! {"_id": chunk * 10 + i, "blob": blob}
+                    })
+                    .collect(),
+            );
+        }
+    });
+    let c = contained(
+        &db,
+        "godwit_metadata",
+        &["behaviour=fat"],
+        &["--call-timeout", "600"],
+        FIRST_BATCH,
+    );
+    assert!(
+        c.line.contains("find on `blobs` returned more than the ")
+            && c.line
+                .contains("bytes left of the 134217728 the lookups of one call - one batch - may move"),
+        "{}",
+        c.line
+    );
+    assert!(
+        c.journal_bytes < 4 << 20,
+        "the journal holds none of the refused call's lookups: {} bytes",
+        c.journal_bytes
+    );
+    eprintln!("fat lookups: journal {} bytes on disk", c.journal_bytes);
+}
+
+/// The profiler's record of the `find`s on `collection` that match `which`
+/// (SecantusDB keeps one per command in `system.profile`, with the command as
+/// sent; the test's own dumps are there too).
+fn profiled_finds(db: &TestDb, collection: &str, which: Document) -> Vec<Document> {
+    block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        client
+            .database(&db.name)
+            .collection::<Document>("system.profile")
+            .find(doc! {"$and": [{"ns": format!("{}.{collection}", db.name), "command.find": collection}, which]})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    })
+}
+
+fn max_time_ms(find: &Document) -> Option<i64> {
+    let command = find.get_document("command").ok()?;
+    match command.get("maxTimeMS")? {
+        bson::Bson::Int32(n) => Some(i64::from(*n)),
+        bson::Bson::Int64(n) => Some(*n),
+        bson::Bson::Double(n) => Some(*n as i64),
+        _ => None,
+    }
+}
+
+#[test]
+fn slow_lookup_is_cut_at_the_call_deadline_with_max_time_sent() {
+    // A server of its own: SecantusDB runs the backtracking regex to its end
+    // whatever `maxTimeMS` says (a real mongod stops it there), and no other
+    // test should wait for it meanwhile.
+    let server = standalone();
+    let db = things(&server, |db| {
+        db.insert(
+            "slow",
+            (0..6)
+                .map(|i| doc! {"_id": i, "s": format!("{}!", "a".repeat(26))})
+                .collect(),
+        );
+    });
+    block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        client
+            .database(&db.name)
+            .run_command(doc! {"profile": 2})
+            .await
+            .unwrap();
+    });
+    let c = contained(
+        &db,
+        "godwit_metadata",
+        &["behaviour=slow"],
+        &["--call-timeout", "2", "--query-timeout", "7"],
+        FIRST_BATCH,
+    );
+    assert!(
+        c.line.contains("call exceeded --call-timeout 2s (")
+            && c.line.contains(" s of it in lookups; the find on `slow` was cut off)"),
+        "{}",
+        c.line
+    );
+    let lookups = profiled_finds(&db, "slow", doc! {"command.filter.s": {"$exists": true}});
+    assert!(!lookups.is_empty(), "the lookup reached the server");
+    for find in &lookups {
+        let ms = max_time_ms(find).unwrap_or_else(|| panic!("a lookup without maxTimeMS: {find}"));
+        assert!((1..=2_000).contains(&ms), "maxTimeMS {ms} is not within the call's 2 s");
+    }
+    // The pass reader asks for batches of the pass's size; the dumps do not.
+    let passes = profiled_finds(&db, "things", doc! {"command.batchSize": {"$exists": true}});
+    assert!(!passes.is_empty(), "the pass read `things`");
+    for find in &passes {
+        assert_eq!(
+            max_time_ms(find),
+            Some(7_000),
+            "the pass's query carries --query-timeout: {find}"
+        );
+    }
+    eprintln!(
+        "slow lookup: cut at the call deadline; maxTimeMS sent: lookup {:?}, pass {:?}",
+        lookups.iter().map(max_time_ms).collect::<Vec<_>>(),
+        passes.iter().map(max_time_ms).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn lookups_on_godwits_own_state_are_refused() {
+    let cases: &[(&str, &str)] = &[
+        ("godwit_metadata", "godwit_metadata"),
+        ("system.users", "godwit_metadata"),
+        ("system.version", "godwit_metadata"),
+        // The metadata collection is whatever --metadata-collection names.
+        ("gw_meta", "gw_meta"),
+    ];
+    for (collection, meta) in cases {
+        let db = things(server(), |_| {});
+        let journal = tempfile::tempdir().unwrap();
+        // A stamped schema version, history and all: what the plugin is after.
+        let out = command(
+            &db,
+            journal.path(),
+            &["init", "--version", "1.0.0", "--metadata-collection", meta],
+        )
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "init: {}", stderr(&out));
+        let param = format!("collection={collection}");
+        let refused = format!("lookups on `{collection}` are refused");
+        let mut expect = FIRST_BATCH.to_vec();
+        expect.push(&refused);
+        let c = contained(
+            &db,
+            meta,
+            &["behaviour=read", &param],
+            &["--metadata-collection", meta],
+            &expect,
+        );
+        assert!(
+            c.stderr
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("lookup refused")),
+            "the refusal is reported in the log: {}",
+            c.stderr
+        );
+    }
+}
