@@ -38,6 +38,11 @@ pub fn check_structure(what: &str, bytes: &[u8]) -> Result<(), Violation> {
             ),
         ));
     }
+    walk(what, bytes)
+}
+
+/// The structure and depth walk of [`check_structure`], whatever the size.
+fn walk(what: &str, bytes: &[u8]) -> Result<(), Violation> {
     let total = read_i32(bytes, 0).ok_or_else(|| malformed(what, "shorter than a length field".into()))?;
     if total < 5 || total as usize != bytes.len() {
         return Err(malformed(
@@ -151,7 +156,8 @@ pub fn decode(what: &str, bytes: &[u8]) -> Result<bson::Document, Violation> {
 /// The `_id` a raw filter or document names, for error messages; `None` when
 /// the bytes are malformed, too deep or carry no top-level `_id`.
 pub fn document_id(bytes: &[u8]) -> Option<bson::Bson> {
-    check_structure("document", bytes).ok()?;
+    // Any size: an oversized document's error still names its `_id`.
+    walk("document", bytes).ok()?;
     let doc = bson::RawDocument::from_bytes(bytes).ok()?;
     let id = doc.get("_id").ok().flatten()?;
     bson::Bson::try_from(id).ok()
