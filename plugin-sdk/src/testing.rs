@@ -9,8 +9,8 @@
 //! ```
 
 use crate::{Action, Context, Error, Host, Level, Migration, Mode, Params, RunContext};
-use godwit_policy::Source;
 use bson::{Bson, Document};
+use godwit_policy::Source;
 use std::collections::BTreeMap;
 
 /// Runs a plugin type natively.
@@ -185,7 +185,12 @@ fn check(source: Source, allowed: &[String], actions: &[Action]) -> Result<(), S
     let encode = |d: &Document| d.to_vec().map_err(|e| format!("does not encode as BSON: {e}"));
     for (index, action) in actions.iter().enumerate() {
         let (kind, collection, bytes) = match action {
-            Action::Update { collection, filter, update, .. } => ("update", collection, vec![encode(filter)?, encode(update)?]),
+            Action::Update {
+                collection,
+                filter,
+                update,
+                ..
+            } => ("update", collection, vec![encode(filter)?, encode(update)?]),
             Action::Insert { collection, document } => ("insert", collection, vec![encode(document)?]),
             Action::Delete { collection, filter, .. } => ("delete", collection, vec![encode(filter)?]),
             Action::Report(_) => continue,
@@ -392,7 +397,11 @@ mod tests {
         let run = |actions: Vec<Action>, finish: bool| {
             RETURN.with_borrow_mut(|r| *r = actions);
             let mut h = Harness::<Returns>::new();
-            let result = if finish { h.finish() } else { h.process(0, vec![doc! {"_id": 1}]) };
+            let result = if finish {
+                h.finish()
+            } else {
+                h.process(0, vec![doc! {"_id": 1}])
+            };
             result.map(|_| ()).map_err(|e| e.message)
         };
         let fails = |actions: Vec<Action>, finish: bool, text: &str| {
@@ -400,20 +409,48 @@ mod tests {
             assert!(e.contains(text), "{e}");
         };
         assert_eq!(run(vec![Action::set("c", 1, doc! {"a": 1})], false), Ok(()));
-        fails(vec![Action::update_one("c", doc! {"_id": 1}, doc! {})], false, "update is empty");
+        fails(
+            vec![Action::update_one("c", doc! {"_id": 1}, doc! {})],
+            false,
+            "update is empty",
+        );
         let blob = bson::Binary {
             subtype: bson::spec::BinarySubtype::Generic,
             bytes: vec![0; godwit_policy::MAX_BSON_BYTES],
         };
-        fails(vec![Action::insert("c", doc! {"_id": 1, "b": blob})], false, "over MongoDB's limit");
-        fails(vec![Action::delete_many("c", doc! {"x": 1})], false, "pass 0 (p): action 0 (delete on `c`): filter of a multi-document action");
+        fails(
+            vec![Action::insert("c", doc! {"_id": 1, "b": blob})],
+            false,
+            "over MongoDB's limit",
+        );
+        fails(
+            vec![Action::delete_many("c", doc! {"x": 1})],
+            false,
+            "pass 0 (p): action 0 (delete on `c`): filter of a multi-document action",
+        );
         assert_eq!(run(vec![Action::delete_many("c", doc! {"x": 1})], true), Ok(()));
-        fails(vec![Action::update_one("c", doc! {"$where": "1"}, doc! {"$set": {"a": 1}})], false, "`$where` runs JavaScript");
-        fails(vec![Action::set("c", 1, doc! {"a": 1}); 11], false, "11 actions for a batch of 1 documents");
-        fails((0..10_001).map(|i| Action::insert("c", doc! {"_id": i})).collect(), true, "10001 actions");
+        fails(
+            vec![Action::update_one("c", doc! {"$where": "1"}, doc! {"$set": {"a": 1}})],
+            false,
+            "`$where` runs JavaScript",
+        );
+        fails(
+            vec![Action::set("c", 1, doc! {"a": 1}); 11],
+            false,
+            "11 actions for a batch of 1 documents",
+        );
+        fails(
+            (0..10_001).map(|i| Action::insert("c", doc! {"_id": i})).collect(),
+            true,
+            "10001 actions",
+        );
         WRITES.with_borrow_mut(|w| *w = vec!["godwit_metadata".into()]);
         let e = Harness::<Returns>::new().begin().unwrap_err();
-        assert!(e.message.contains("pass 0 (\"p\"): writes: collection `godwit_metadata` is godwit's metadata collection"), "{e:?}");
+        assert!(
+            e.message
+                .contains("pass 0 (\"p\"): writes: collection `godwit_metadata` is godwit's metadata collection"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -214,7 +214,10 @@ pub fn check_action(cx: &Context, writes: &[&str], source: Source, action: RawAc
     let filter = |bytes: &[u8], multi: bool| -> Result<Document, Violation> {
         let filter = decode("filter", bytes)?;
         if filter.is_empty() {
-            return Err(Violation::new(Rule::Empty, "filter is empty (it would hit every document)"));
+            return Err(Violation::new(
+                Rule::Empty,
+                "filter is empty (it would hit every document)",
+            ));
         }
         check_filter(&filter).map_err(|v| v.within("filter"))?;
         if multi && source == Source::Process && !is_pinned(&filter) {
@@ -243,7 +246,9 @@ pub fn check_action(cx: &Context, writes: &[&str], source: Source, action: RawAc
             check_document(&document).map_err(|v| v.within("document"))?;
             Checked::Insert { document }
         }
-        RawAction::Delete { filter: f, multi, .. } => Checked::Delete { filter: filter(f, multi)? },
+        RawAction::Delete { filter: f, multi, .. } => Checked::Delete {
+            filter: filter(f, multi)?,
+        },
         RawAction::Report => Checked::Report,
     })
 }
@@ -362,20 +367,57 @@ mod tests {
     #[test]
     fn multi_actions_from_process_pin_documents_by_id() {
         use Source::{Finish, Process};
-        delete(doc! {"_id": {"$exists": true}}, true, Process, Err("does not pin documents by _id"));
-        delete(doc! {"$comment": "all"}, true, Process, Err("rule pinned-filter: pin the filter by _id"));
+        delete(
+            doc! {"_id": {"$exists": true}},
+            true,
+            Process,
+            Err("does not pin documents by _id"),
+        );
+        delete(
+            doc! {"$comment": "all"},
+            true,
+            Process,
+            Err("rule pinned-filter: pin the filter by _id"),
+        );
         delete(doc! {"_id": {"$gt": 0}}, true, Process, Err("does not pin"));
-        delete(doc! {"_id": {"$in": [{"$gt": 0}]}}, true, Process, Err("`$gt` key inside a value"));
-        delete(doc! {"_id": crate::tests_regex(".*", "")}, true, Process, Err("does not pin"));
+        delete(
+            doc! {"_id": {"$in": [{"$gt": 0}]}},
+            true,
+            Process,
+            Err("`$gt` key inside a value"),
+        );
+        delete(
+            doc! {"_id": crate::tests_regex(".*", "")},
+            true,
+            Process,
+            Err("does not pin"),
+        );
         delete(doc! {"_id": 5}, true, Process, Ok(()));
         delete(doc! {"_id": {"$eq": 5}, "x": 1}, true, Process, Ok(()));
         delete(doc! {"_id": {"$in": [1, 2, "three"]}}, true, Process, Ok(()));
         delete(doc! {"_id": {"k": 1}}, true, Process, Ok(()));
         // One document at most: a natural key is fine, as is any filter in finish.
         delete(doc! {"_id": {"$exists": true}}, false, Process, Ok(()));
-        update(doc! {"status": "open"}, doc! {"$set": {"tag": "x"}}, true, Finish, Ok(()));
-        update(doc! {"status": "open"}, doc! {"$set": {"tag": "x"}}, true, Process, Err("pinned-filter"));
-        delete(doc! {}, false, Process, Err("filter is empty (it would hit every document)"));
+        update(
+            doc! {"status": "open"},
+            doc! {"$set": {"tag": "x"}},
+            true,
+            Finish,
+            Ok(()),
+        );
+        update(
+            doc! {"status": "open"},
+            doc! {"$set": {"tag": "x"}},
+            true,
+            Process,
+            Err("pinned-filter"),
+        );
+        delete(
+            doc! {},
+            false,
+            Process,
+            Err("filter is empty (it would hit every document)"),
+        );
         delete(doc! {}, true, Finish, Err("filter is empty"));
     }
 
@@ -390,8 +432,16 @@ mod tests {
             multi: false,
         };
         check(Source::Process, on("users"), Ok(()));
-        check(Source::Process, on("orders"), Err("not in the pass's writes [users, totals] (rule declared-writes"));
-        check(Source::Process, on("godwit_metadata"), Err("godwit's metadata collection"));
+        check(
+            Source::Process,
+            on("orders"),
+            Err("not in the pass's writes [users, totals] (rule declared-writes"),
+        );
+        check(
+            Source::Process,
+            on("godwit_metadata"),
+            Err("godwit's metadata collection"),
+        );
         check(Source::Process, on("system.users"), Err("system."));
         check(Source::Finish, RawAction::Report, Ok(()));
         let deep = {

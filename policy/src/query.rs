@@ -79,7 +79,9 @@ pub(crate) fn literal(v: &Bson) -> Result<(), Violation> {
     match v {
         Bson::Document(d) => d.iter().try_for_each(|(k, v)| {
             if k.starts_with('$') {
-                Err(query(format!("`{k}` key inside a value (only operators may start with `$`)")))
+                Err(query(format!(
+                    "`{k}` key inside a value (only operators may start with `$`)"
+                )))
             } else {
                 literal(v)
             }
@@ -90,7 +92,10 @@ pub(crate) fn literal(v: &Bson) -> Result<(), Violation> {
 }
 
 fn is_number(v: &Bson) -> bool {
-    matches!(v, Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_))
+    matches!(
+        v,
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_)
+    )
 }
 
 fn is_operator_doc(d: &Document) -> bool {
@@ -109,7 +114,11 @@ fn clauses(filter: &Document) -> Result<(), Violation> {
         match key.as_str() {
             k if LOGICAL.contains(&k) => logical(k, v)?,
             "$comment" => literal(v)?,
-            "$expr" => return Err(query("`$expr` is refused (aggregation expressions are not vetted)".into())),
+            "$expr" => {
+                return Err(query(
+                    "`$expr` is refused (aggregation expressions are not vetted)".into(),
+                ));
+            }
             k if k.starts_with('$') => return Err(query(format!("unknown top-level query operator `{k}`"))),
             path => {
                 field_path(path, false).map_err(query)?;
@@ -156,9 +165,7 @@ fn operator(path: &str, op: &str, arg: &Bson) -> Result<(), Violation> {
         "$in" | "$nin" | "$all" => match arg {
             Bson::Array(items) => items.iter().try_for_each(|item| match item {
                 // `$all` may hold `{$elemMatch: ...}` clauses.
-                Bson::Document(d) if op == "$all" && d.len() == 1 && d.contains_key("$elemMatch") => {
-                    operators(path, d)
-                }
+                Bson::Document(d) if op == "$all" && d.len() == 1 && d.contains_key("$elemMatch") => operators(path, d),
                 other => literal(other),
             }),
             _ => bad("an array"),
@@ -220,7 +227,9 @@ fn operator(path: &str, op: &str, arg: &Bson) -> Result<(), Violation> {
             v if is_number(v) => Ok(()),
             _ => bad("a bitmask (number or binary) or an array of bit positions"),
         },
-        "$expr" => Err(query("`$expr` is refused (aggregation expressions are not vetted)".into())),
+        "$expr" => Err(query(
+            "`$expr` is refused (aggregation expressions are not vetted)".into(),
+        )),
         other => Err(query(format!("unknown query operator `{other}` on `{path}`"))),
     }
 }
@@ -240,7 +249,8 @@ pub fn check_projection(projection: &Document) -> Result<(), Violation> {
             Bson::Double(n) if *n == 0.0 || *n == 1.0 => {}
             Bson::Document(d) if d.len() == 1 && d.contains_key("$slice") => match d.get("$slice") {
                 Some(Bson::Int32(_) | Bson::Int64(_)) => {}
-                Some(Bson::Array(a)) if a.len() == 2 && a.iter().all(|n| matches!(n, Bson::Int32(_) | Bson::Int64(_))) => {}
+                Some(Bson::Array(a))
+                    if a.len() == 2 && a.iter().all(|n| matches!(n, Bson::Int32(_) | Bson::Int64(_))) => {}
                 _ => return bad(format!("`$slice` on `{path}` takes a number or [skip, limit]")),
             },
             Bson::Document(d) if d.len() == 1 && d.contains_key("$elemMatch") => {
@@ -308,29 +318,71 @@ mod tests {
             doc! {"a": {"$eq": 1, "$ne": 2, "$gt": 0, "$gte": 0, "$lt": 9, "$lte": 9}, "b": {"$in": [1, "x"], "$nin": [2]}},
             Ok(()),
         );
-        check(doc! {"a": {"$exists": true, "$type": ["string", 16]}, "b": {"$type": "int"}}, Ok(()));
-        check(doc! {"a": {"$regex": "^x", "$options": "i"}, "b": {"$not": {"$regex": "y"}}}, Ok(()));
+        check(
+            doc! {"a": {"$exists": true, "$type": ["string", 16]}, "b": {"$type": "int"}},
+            Ok(()),
+        );
+        check(
+            doc! {"a": {"$regex": "^x", "$options": "i"}, "b": {"$not": {"$regex": "y"}}},
+            Ok(()),
+        );
         check(doc! {"a": crate::tests_regex("^x", "")}, Ok(()));
-        check(doc! {"a": {"$elemMatch": {"k": 1, "v": {"$gt": 2}}}, "b": {"$elemMatch": {"$gt": 1, "$lt": 5}}}, Ok(()));
+        check(
+            doc! {"a": {"$elemMatch": {"k": 1, "v": {"$gt": 2}}}, "b": {"$elemMatch": {"$gt": 1, "$lt": 5}}},
+            Ok(()),
+        );
         check(doc! {"a": {"$size": 2, "$all": [1, 2]}, "b": {"$mod": [4, 0]}}, Ok(()));
-        check(doc! {"a": {"$bitsAllSet": 5, "$bitsAnyClear": [1, 3], "$bitsAllClear": 0, "$bitsAnySet": 1}}, Ok(()));
-        check(doc! {"$and": [{"a": 1}, {"$or": [{"b": 2}, {"c": {"$nor": []}}]}], "$comment": "why"}, Err("`$nor` on `c`"));
-        check(doc! {"$and": [{"a": 1}, {"$or": [{"b": 2}, {"$nor": [{"c": 3}]}]}], "$comment": "why"}, Ok(()));
+        check(
+            doc! {"a": {"$bitsAllSet": 5, "$bitsAnyClear": [1, 3], "$bitsAllClear": 0, "$bitsAnySet": 1}},
+            Ok(()),
+        );
+        check(
+            doc! {"$and": [{"a": 1}, {"$or": [{"b": 2}, {"c": {"$nor": []}}]}], "$comment": "why"},
+            Err("`$nor` on `c`"),
+        );
+        check(
+            doc! {"$and": [{"a": 1}, {"$or": [{"b": 2}, {"$nor": [{"c": 3}]}]}], "$comment": "why"},
+            Ok(()),
+        );
     }
 
     #[test]
     fn refused_queries() {
-        check(doc! {"$where": "sleep(100)"}, Err("`$where` runs JavaScript on the server (rule query-operators"));
-        check(doc! {"a": {"$elemMatch": {"$where": "1"}}}, Err("`$where` runs JavaScript"));
-        check(doc! {"$expr": {"$function": {"body": "x", "args": [], "lang": "js"}}}, Err("`$function` runs JavaScript"));
-        check(doc! {"$expr": {"$accumulator": {}}}, Err("`$accumulator` runs JavaScript"));
+        check(
+            doc! {"$where": "sleep(100)"},
+            Err("`$where` runs JavaScript on the server (rule query-operators"),
+        );
+        check(
+            doc! {"a": {"$elemMatch": {"$where": "1"}}},
+            Err("`$where` runs JavaScript"),
+        );
+        check(
+            doc! {"$expr": {"$function": {"body": "x", "args": [], "lang": "js"}}},
+            Err("`$function` runs JavaScript"),
+        );
+        check(
+            doc! {"$expr": {"$accumulator": {}}},
+            Err("`$accumulator` runs JavaScript"),
+        );
         check(doc! {"$expr": {"$eq": ["$a", 1]}}, Err("`$expr` is refused"));
         check(doc! {"a": {"$_internalSchemaType": 1}}, Err("internal operator"));
-        check(doc! {"$expr": {"$lt": [{"$rand": {}}, 0.5]}}, Err("`$rand` is nondeterministic"));
+        check(
+            doc! {"$expr": {"$lt": [{"$rand": {}}, 0.5]}},
+            Err("`$rand` is nondeterministic"),
+        );
         check(doc! {"a": {"$lt": "$$NOW"}}, Err("`$$NOW` is nondeterministic"));
-        check(doc! {"a": {"$in": ["$$CLUSTER_TIME"]}}, Err("`$$CLUSTER_TIME` is nondeterministic"));
-        check(doc! {"a": {"$near": [0, 0]}}, Err("unknown query operator `$near` on `a`"));
-        check(doc! {"$text": {"$search": "x"}}, Err("unknown top-level query operator `$text`"));
+        check(
+            doc! {"a": {"$in": ["$$CLUSTER_TIME"]}},
+            Err("`$$CLUSTER_TIME` is nondeterministic"),
+        );
+        check(
+            doc! {"a": {"$near": [0, 0]}},
+            Err("unknown query operator `$near` on `a`"),
+        );
+        check(
+            doc! {"$text": {"$search": "x"}},
+            Err("unknown top-level query operator `$text`"),
+        );
         check(doc! {"$and": []}, Err("non-empty array"));
         check(doc! {"$or": [1]}, Err("array of filter documents"));
         check(doc! {"a..b": 1}, Err("empty segment"));
@@ -351,7 +403,10 @@ mod tests {
             (got, want) => panic!("{p}: got {got:?}, want {want:?}"),
         };
         check(doc! {"a": 1, "b.c": true, "_id": 0, "d": 1.0}, Ok(()));
-        check(doc! {"a": {"$slice": 5}, "b": {"$slice": [1, 2]}, "c": {"$elemMatch": {"k": 1}}}, Ok(()));
+        check(
+            doc! {"a": {"$slice": 5}, "b": {"$slice": [1, 2]}, "c": {"$elemMatch": {"k": 1}}},
+            Ok(()),
+        );
         check(doc! {"a": "$b"}, Err("not 0/1/true/false (rule projection"));
         check(doc! {"a": 2}, Err("not 0/1"));
         check(doc! {"a": {"$meta": "textScore"}}, Err("not 0/1"));

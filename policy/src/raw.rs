@@ -241,7 +241,10 @@ mod tests {
             Err("string"),
         );
         // An embedded document claiming to be larger than its parent.
-        check(&[13, 0, 0, 0, 0x03, b'a', 0, 200, 0, 0, 0, 0, 0], Err("embedded document"));
+        check(
+            &[13, 0, 0, 0, 0x03, b'a', 0, 200, 0, 0, 0, 0, 0],
+            Err("embedded document"),
+        );
         // A key with no terminator.
         check(&[8, 0, 0, 0, 0x10, b'a', b'b', 0], Err("not NUL-terminated"));
         check(&[8, 0, 0, 0, 0x42, b'a', 0, 0], Err("unknown element type 0x42"));
@@ -257,7 +260,10 @@ mod tests {
 
     #[test]
     fn ids_of_deep_documents_are_not_decoded() {
-        assert_eq!(document_id(&doc! {"_id": 7}.to_vec().unwrap()), Some(bson::Bson::Int32(7)));
+        assert_eq!(
+            document_id(&doc! {"_id": 7}.to_vec().unwrap()),
+            Some(bson::Bson::Int32(7))
+        );
         assert_eq!(document_id(&nested_bytes(10_000)), None);
     }
 }

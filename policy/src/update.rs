@@ -48,7 +48,10 @@ fn prefixed(what: &str, mut v: Violation) -> Violation {
 }
 
 fn is_number(v: &Bson) -> bool {
-    matches!(v, Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_))
+    matches!(
+        v,
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_)
+    )
 }
 
 fn operand(op: &str, path: &str, v: &Bson) -> Result<(), Violation> {
@@ -204,21 +207,39 @@ mod tests {
     #[test]
     fn refused_updates() {
         check(doc! {}, Err("update is empty (rule non-empty"));
-        check(doc! {"$currentDate": {"at": true}}, Err("`$currentDate` is nondeterministic"));
+        check(
+            doc! {"$currentDate": {"at": true}},
+            Err("`$currentDate` is nondeterministic"),
+        );
         check(doc! {"$set": {"r": {"$rand": {}}}}, Err("`$rand` is nondeterministic"));
         check(doc! {"$set": {"t": "$$NOW"}}, Err("`$$NOW` is nondeterministic"));
         check(doc! {"$set": {"a": {"$where": "1"}}}, Err("JavaScript"));
-        check(doc! {"$set": {"a": 1}, "b": 2}, Err("mixes operators and the field `b`"));
+        check(
+            doc! {"$set": {"a": 1}, "b": 2},
+            Err("mixes operators and the field `b`"),
+        );
         check(doc! {"$set": 1}, Err("`$set` takes a document"));
-        check(doc! {"$setWindowFields": {"a": 1}}, Err("unknown update operator `$setWindowFields` (rule update-operators"));
+        check(
+            doc! {"$setWindowFields": {"a": 1}},
+            Err("unknown update operator `$setWindowFields` (rule update-operators"),
+        );
         check(doc! {"$set": {"$a": 1}}, Err("`$` segment"));
         check(doc! {"$set": {"a.$[x]": 1}}, Err("`$` segment `$[x]`"));
-        check(doc! {"$set": {"a": {"$b": 1}}}, Err("key `$b` starts with `$` (MongoDB would read it as an operator) (rule storage-keys"));
+        check(
+            doc! {"$set": {"a": {"$b": 1}}},
+            Err("key `$b` starts with `$` (MongoDB would read it as an operator) (rule storage-keys"),
+        );
         check(doc! {"$set": {"a": [{"b.c": 1}]}}, Err("key `b.c` contains `.`"));
         check(doc! {"$inc": {"n": "1"}}, Err("`$inc` on `n` takes a number"));
         check(doc! {"$rename": {"a": "$b"}}, Err("`$rename` of `a`"));
-        check(doc! {"$push": {"p": {"$each": [1], "$bogus": 1}}}, Err("modifier `$bogus`"));
-        check(doc! {"$addToSet": {"p": {"$each": [1], "$slice": 1}}}, Err("modifier `$slice`"));
+        check(
+            doc! {"$push": {"p": {"$each": [1], "$bogus": 1}}},
+            Err("modifier `$bogus`"),
+        );
+        check(
+            doc! {"$addToSet": {"p": {"$each": [1], "$slice": 1}}},
+            Err("modifier `$slice`"),
+        );
         check(doc! {"$push": {"p": {"$slice": 1}}}, Err("need `$each`"));
         check(doc! {"$pull": {"l": {"$where": "1"}}}, Err("JavaScript"));
         check(doc! {"$pull": {"l": {"$expr": {}}}}, Err("`$expr` is refused"));

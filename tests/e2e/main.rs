@@ -14,6 +14,7 @@ mod journal_faults;
 mod lock;
 mod operator;
 mod outage;
+mod policy;
 mod revert;
 mod run;
 mod sandbox;

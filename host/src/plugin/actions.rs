@@ -386,8 +386,13 @@ mod tests {
             Err("action 0 (delete on `users`, document _id { \"$exists\": true }): filter of a multi-document action"),
         );
         check(
-            vec![update("users", id.clone()), update("users", doc! {"_id": 2, "$where": "1"}.to_vec().unwrap())],
-            Err("action 1 (update on `users`, document _id 2): filter: `$where` runs JavaScript on the server (rule query-operators"),
+            vec![
+                update("users", id.clone()),
+                update("users", doc! {"_id": 2, "$where": "1"}.to_vec().unwrap()),
+            ],
+            Err(
+                "action 1 (update on `users`, document _id 2): filter: `$where` runs JavaScript on the server (rule query-operators",
+            ),
         );
         check(
             vec![update("godwit_metadata", id.clone())],

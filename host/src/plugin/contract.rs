@@ -213,9 +213,18 @@ mod tests {
             let e = validate_manifest(m).unwrap_err();
             assert!(e.0.contains(expect), "{e}");
         };
-        check(&|p| p.collection = String::new(), "pass 0 (\"p\"): collection: collection \"\" is empty");
-        check(&|p| p.writes = vec!["system.js".into()], "writes: collection \"system.js\" is a system collection");
-        check(&|p| p.filter = bson::doc! {"$where": "1"}.to_vec().unwrap(), "filter: `$where` runs JavaScript");
+        check(
+            &|p| p.collection = String::new(),
+            "pass 0 (\"p\"): collection: collection \"\" is empty",
+        );
+        check(
+            &|p| p.writes = vec!["system.js".into()],
+            "writes: collection \"system.js\" is a system collection",
+        );
+        check(
+            &|p| p.filter = bson::doc! {"$where": "1"}.to_vec().unwrap(),
+            "filter: `$where` runs JavaScript",
+        );
         // ~48 KB of nesting: refused in one message, not a stack overflow.
         check(
             &|p| {
@@ -238,7 +247,10 @@ mod tests {
             database: Some("app"),
         };
         let e = check_for_run(&m, &run).unwrap_err();
-        assert!(e.0.starts_with("pass 0 (\"p\"): writes: collection `meta` is godwit's metadata collection"), "{e}");
+        assert!(
+            e.0.starts_with("pass 0 (\"p\"): writes: collection `meta` is godwit's metadata collection"),
+            "{e}"
+        );
         assert!(check_for_run(&m, &godwit_policy::Context::LOAD).is_ok());
     }
 }

@@ -109,7 +109,8 @@ pub enum CallError {
     },
     #[error(
         "plugin {plugin} returned {actions} actions from finish, more than the limit of {limit} \
-         ({per_document} per document for a batch of {} documents; raise --max-actions-per-document if this is intended)",
+         (rule action-count: {per_document} per document, as for a batch of {} documents; \
+         raise --max-actions-per-document if this is intended)",
         godwit_policy::FINISH_AS_DOCUMENTS
     )]
     TooManyFinishActions {
