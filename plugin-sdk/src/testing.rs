@@ -1,6 +1,7 @@
 //! Native test harness: runs a [`Migration`] without wasm, feeds it documents,
-//! serves its lookups from in-memory collections and checks its actions with the
-//! same rules the host applies before writing.
+//! serves its lookups from in-memory collections and checks its manifest and
+//! actions with the host's own rules (the `godwit-policy` crate, which the
+//! host calls too), against godwit's default metadata collection name.
 //!
 //! ```ignore
 //! let mut h = Harness::<MyPlugin>::new().param("field", "status").collection("users", users);
@@ -9,6 +10,7 @@
 
 use crate::{Action, Context, Error, Host, Level, Migration, Mode, Params, RunContext};
 use bson::{Bson, Document};
+use godwit_policy::Source;
 use std::collections::BTreeMap;
 
 /// Runs a plugin type natively.
@@ -57,9 +59,11 @@ impl<M: Migration> Harness<M> {
         self
     }
 
-    /// Calls `begin` (done implicitly by the first `process`).
+    /// Calls `begin` (done implicitly by the first `process`), after checking
+    /// the manifest's passes as the host does when a run starts.
     pub fn begin(&mut self) -> Result<(), Error> {
         if self.plugin.is_none() {
+            check_manifest(&M::manifest())?;
             let plugin = M::begin(
                 &Params::new(self.params.clone()),
                 &mut Context::new(&self.run, &mut self.host),
@@ -79,16 +83,32 @@ impl<M: Migration> Harness<M> {
         let allowed = spec.writes.clone();
         self.begin()?;
         let plugin = self.plugin.as_mut().expect("begun");
+        let documents = batch.len();
         let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch)?;
-        check_actions(&allowed, &actions).map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
+        let limit = documents.max(1) * godwit_policy::MAX_ACTIONS_PER_DOCUMENT as usize;
+        if actions.len() > limit {
+            return Err(Error::new(format!(
+                "pass {pass} ({}): {} actions for a batch of {documents} documents, more than the host's default \
+                 limit of {} per document",
+                spec.name,
+                actions.len(),
+                godwit_policy::MAX_ACTIONS_PER_DOCUMENT
+            )));
+        }
+        check(Source::Process, &allowed, &actions)
+            .map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
         Ok(actions)
     }
 
     /// Feeds `documents` to pass `pass` in batches of the pass's batch size and
     /// collects every action.
     pub fn run_pass(&mut self, pass: usize, documents: Vec<Document>) -> Result<Vec<Action>, Error> {
-        let batch_size = M::manifest().passes.get(pass).map_or(0, |p| p.batch_size).max(1) as usize;
-        let batch_size = if batch_size == 1 { 1000 } else { batch_size };
+        // As the host chooses: 0 is its default of 1,000, and no batch is
+        // larger than the policy's maximum.
+        let batch_size = match M::manifest().passes.get(pass).map_or(0, |p| p.batch_size) {
+            0 => 1000,
+            n => godwit_policy::clamp_batch_size(n).0 as usize,
+        };
         let mut actions = Vec::new();
         let mut documents = documents.into_iter().peekable();
         while documents.peek().is_some() {
@@ -104,7 +124,14 @@ impl<M: Migration> Harness<M> {
         let allowed: Vec<String> = M::manifest().passes.into_iter().flat_map(|p| p.writes).collect();
         let plugin = self.plugin.as_mut().expect("begun");
         let actions = plugin.finish(&mut Context::new(&self.run, &mut self.host))?;
-        check_actions(&allowed, &actions).map_err(|e| Error::new(format!("finish: {e}")))?;
+        let limit = godwit_policy::finish_action_limit(godwit_policy::MAX_ACTIONS_PER_DOCUMENT);
+        if actions.len() > limit {
+            return Err(Error::new(format!(
+                "finish: {} actions, more than the host's default limit of {limit}",
+                actions.len()
+            )));
+        }
+        check(Source::Finish, &allowed, &actions).map_err(|e| Error::new(format!("finish: {e}")))?;
         Ok(actions)
     }
 
@@ -119,27 +146,79 @@ impl<M: Migration> Harness<M> {
     }
 }
 
-/// The host's pre-write rules: a write must target a collection the pass
-/// declares in `writes`, and update/delete filters must not be empty.
+/// The host's policy context under test: godwit's default metadata
+/// collection is out of reach (a run with `--metadata-collection` refuses
+/// that name instead).
+const POLICY: godwit_policy::Context<'static> = godwit_policy::Context {
+    metadata_collection: Some(godwit_policy::DEFAULT_METADATA_COLLECTION),
+    database: None,
+};
+
+/// The host's checks of a manifest's passes: collection names (godwit's
+/// metadata collection included), filters and projections.
+pub fn check_manifest(manifest: &crate::Manifest) -> Result<(), Error> {
+    for (index, pass) in manifest.passes.iter().enumerate() {
+        let encode = |d: &Document| d.to_vec().map_err(|e| Error::new(format!("does not encode: {e}")));
+        let projection = pass.projection.as_ref().map(encode).transpose()?;
+        godwit_policy::check_pass(
+            &POLICY,
+            &pass.collection,
+            &encode(&pass.filter)?,
+            projection.as_deref(),
+            &pass.writes,
+        )
+        .map_err(|v| Error::new(format!("pass {index} ({:?}): {v}", pass.name)))?;
+    }
+    Ok(())
+}
+
+/// The host's pre-write rules for actions returned by `process`: the
+/// plugin policy (collection in the pass's `writes`, the query and update
+/// allow-lists, storable keys, size and nesting, multi-document actions
+/// pinned by `_id`).
 pub fn check_actions(allowed: &[String], actions: &[Action]) -> Result<(), String> {
+    check(Source::Process, allowed, actions)
+}
+
+fn check(source: Source, allowed: &[String], actions: &[Action]) -> Result<(), String> {
+    let writes: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    let encode = |d: &Document| d.to_vec().map_err(|e| format!("does not encode as BSON: {e}"));
     for (index, action) in actions.iter().enumerate() {
-        let Some(collection) = action.collection() else {
-            continue;
+        let (kind, collection, bytes) = match action {
+            Action::Update {
+                collection,
+                filter,
+                update,
+                ..
+            } => ("update", collection, vec![encode(filter)?, encode(update)?]),
+            Action::Insert { collection, document } => ("insert", collection, vec![encode(document)?]),
+            Action::Delete { collection, filter, .. } => ("delete", collection, vec![encode(filter)?]),
+            Action::Report(_) => continue,
         };
-        if !allowed.iter().any(|c| c == collection) {
-            return Err(format!(
-                "action {index} writes `{collection}`, which is not in the pass's writes {allowed:?}"
-            ));
-        }
-        let empty_filter = match action {
-            Action::Update { filter, .. } | Action::Delete { filter, .. } => filter.is_empty(),
-            _ => false,
+        let raw = match action {
+            Action::Update { multi, .. } => godwit_policy::RawAction::Update {
+                collection,
+                filter: &bytes[0],
+                update: &bytes[1],
+                multi: *multi,
+            },
+            Action::Insert { .. } => godwit_policy::RawAction::Insert {
+                collection,
+                document: &bytes[0],
+            },
+            Action::Delete { multi, .. } => godwit_policy::RawAction::Delete {
+                collection,
+                filter: &bytes[0],
+                multi: *multi,
+            },
+            Action::Report(_) => godwit_policy::RawAction::Report,
         };
-        if empty_filter {
-            return Err(format!(
-                "action {index} on `{collection}` has an empty filter (it would hit every document)"
-            ));
-        }
+        godwit_policy::check_action(&POLICY, &writes, source, raw).map_err(|v| {
+            let id = godwit_policy::document_id(&bytes[0])
+                .map(|id| format!(", document _id {id}"))
+                .unwrap_or_default();
+            format!("action {index} ({kind} on `{collection}`{id}): {v}")
+        })?;
     }
     Ok(())
 }
@@ -165,6 +244,9 @@ impl Host for MemoryHost {
         limit: u32,
     ) -> Result<Vec<Document>, String> {
         self.lookups.push((collection.to_string(), filter.clone()));
+        // The host's rules for what a lookup may read and ask.
+        godwit_policy::check_collection(&POLICY, collection).map_err(|v| v.to_string())?;
+        godwit_policy::check_filter(filter).map_err(|v| format!("filter: {v}"))?;
         let mut docs: Vec<&Document> = self
             .collections
             .get(collection)
@@ -284,6 +366,91 @@ mod tests {
         // Two full pages and an empty one: the paging stops on a short page.
         assert_eq!(h.lookups().len(), 3);
         assert_eq!(h.lookups()[1].1, doc! {"keep": true, "_id": {"$gt": 4}});
+    }
+
+    /// Returns from `process` whatever the test put in `RETURN`.
+    struct Returns;
+
+    thread_local! {
+        static RETURN: std::cell::RefCell<Vec<Action>> = const { std::cell::RefCell::new(Vec::new()) };
+        static WRITES: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(vec!["c".to_string()]);
+    }
+
+    impl Migration for Returns {
+        fn manifest() -> Manifest {
+            Manifest::new("returns", "1.0.0").pass(Pass::new("p", "c").writes(WRITES.with_borrow(|w| w.clone())))
+        }
+        fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
+            Ok(Returns)
+        }
+        fn process(&mut self, _cx: &mut Context, _pass: usize, _batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+            Ok(RETURN.with_borrow_mut(std::mem::take))
+        }
+        fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
+            Ok(RETURN.with_borrow_mut(std::mem::take))
+        }
+    }
+
+    /// The harness refuses what the host refuses: it calls the same crate.
+    #[test]
+    fn the_host_policy_applies() {
+        let run = |actions: Vec<Action>, finish: bool| {
+            RETURN.with_borrow_mut(|r| *r = actions);
+            let mut h = Harness::<Returns>::new();
+            let result = if finish {
+                h.finish()
+            } else {
+                h.process(0, vec![doc! {"_id": 1}])
+            };
+            result.map(|_| ()).map_err(|e| e.message)
+        };
+        let fails = |actions: Vec<Action>, finish: bool, text: &str| {
+            let e = run(actions, finish).unwrap_err();
+            assert!(e.contains(text), "{e}");
+        };
+        assert_eq!(run(vec![Action::set("c", 1, doc! {"a": 1})], false), Ok(()));
+        fails(
+            vec![Action::update_one("c", doc! {"_id": 1}, doc! {})],
+            false,
+            "update is empty",
+        );
+        let blob = bson::Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: vec![0; godwit_policy::MAX_BSON_BYTES],
+        };
+        fails(
+            vec![Action::insert("c", doc! {"_id": 1, "b": blob})],
+            false,
+            "over MongoDB's limit",
+        );
+        fails(
+            vec![Action::delete_many("c", doc! {"x": 1})],
+            false,
+            "pass 0 (p): action 0 (delete on `c`): filter of a multi-document action",
+        );
+        assert_eq!(run(vec![Action::delete_many("c", doc! {"x": 1})], true), Ok(()));
+        fails(
+            vec![Action::update_one("c", doc! {"$where": "1"}, doc! {"$set": {"a": 1}})],
+            false,
+            "`$where` runs JavaScript",
+        );
+        fails(
+            vec![Action::set("c", 1, doc! {"a": 1}); 11],
+            false,
+            "11 actions for a batch of 1 documents",
+        );
+        fails(
+            (0..10_001).map(|i| Action::insert("c", doc! {"_id": i})).collect(),
+            true,
+            "10001 actions",
+        );
+        WRITES.with_borrow_mut(|w| *w = vec!["godwit_metadata".into()]);
+        let e = Harness::<Returns>::new().begin().unwrap_err();
+        assert!(
+            e.message
+                .contains("pass 0 (\"p\"): writes: collection `godwit_metadata` is godwit's metadata collection"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod memory_cap;
 mod lookups;
 mod operator;
 mod outage;
+mod policy;
 mod revert;
 mod run;
 mod sandbox;

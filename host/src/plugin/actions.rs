@@ -1,9 +1,10 @@
-//! Checks a plugin's actions before anything is written: BSON well formed and
-//! within MongoDB's document size limit, collection in the pass's `writes`,
-//! update/delete filters not empty. The result, [`ValidAction`], is the only
-//! form the writer accepts.
+//! Checks a plugin's actions before anything is written, with the plugin
+//! policy's rules (`godwit_policy`: BSON structure and depth before decoding,
+//! size, collection names and the pass's `writes`, the query and update
+//! allow-lists, storable keys, filters that pin documents). The result,
+//! [`ValidAction`], is the only form the writer accepts.
 
-use super::contract::{Action, ValidPass};
+use super::contract::{Action, ValidManifest, ValidPass};
 use crate::hash::{Sha256Hash, sha256_parts};
 use bson::{Document, doc};
 
@@ -103,10 +104,8 @@ impl ValidAction {
     }
 }
 
-/// MongoDB's limit on one BSON document (`maxBsonObjectSize`). A larger
-/// filter, update or document would only fail inside the write's transaction,
-/// after the batch was journaled as prepared; it is refused here instead.
-pub const MAX_BSON_BYTES: usize = 16 * 1024 * 1024;
+pub use godwit_policy::MAX_BSON_BYTES;
+use godwit_policy::{Checked, RawAction, Source};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -120,81 +119,130 @@ pub struct ActionError {
     pub collection: Option<String>,
     /// The `_id` the action is about (its filter's or its document's), when it names one.
     pub document: Option<String>,
+    /// The rule broken and what to do next (see `godwit_policy::Violation`).
     pub problem: String,
 }
 
 /// The `_id` a raw filter or document names, for error messages; `None` when
-/// the bytes are not BSON or carry no `_id`.
+/// the bytes are not BSON (or too deep to decode) or carry no `_id`. Long
+/// ids are cut: the message stays one line of reasonable length.
 fn document_id(bytes: &[u8]) -> Option<String> {
-    let doc = bson::RawDocument::from_bytes(bytes).ok()?;
-    let id = doc.get("_id").ok().flatten()?;
-    Some(bson::Bson::try_from(id).ok()?.to_string())
+    let id = godwit_policy::document_id(bytes)?.to_string();
+    Some(match id.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &id[..cut]),
+        None => id,
+    })
 }
 
-/// Where actions come from: a pass (its `writes` apply) or `finish` (the
-/// union of every pass's `writes` applies).
-pub fn validate(allowed: &[&str], actions: Vec<Action>) -> Result<Vec<ValidAction>, ActionError> {
+/// What a batch's actions are checked against: the collections they may
+/// write, where they come from, and the run's policy context.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    pub writes: Vec<&'a str>,
+    pub source: Source,
+    pub policy: godwit_policy::Context<'a>,
+}
+
+impl<'a> Scope<'a> {
+    /// The run's context: its metadata collection becomes unreachable.
+    pub fn with_policy(mut self, policy: godwit_policy::Context<'a>) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+/// The actions of pass `pass`'s `process` calls: its `writes` apply.
+pub fn allowed(pass: &ValidPass) -> Scope<'_> {
+    Scope {
+        writes: pass.writes.iter().map(String::as_str).collect(),
+        source: Source::Process,
+        policy: godwit_policy::Context::LOAD,
+    }
+}
+
+/// The actions of `finish`: the union of every pass's `writes` applies.
+pub fn finish_scope(manifest: &ValidManifest) -> Scope<'_> {
+    Scope {
+        writes: manifest
+            .passes
+            .iter()
+            .flat_map(|p| p.writes.iter().map(String::as_str))
+            .collect(),
+        source: Source::Finish,
+        policy: godwit_policy::Context::LOAD,
+    }
+}
+
+/// Checks every action against the plugin policy (`godwit_policy`) and
+/// decodes its BSON; the first broken rule refuses the whole batch.
+pub fn validate(scope: &Scope, actions: Vec<Action>) -> Result<Vec<ValidAction>, ActionError> {
     let mut valid = Vec::with_capacity(actions.len());
     for (index, action) in actions.into_iter().enumerate() {
-        let (kind, collection, document) = match &action {
-            Action::Update(u) => ("update", Some(u.collection.clone()), document_id(&u.filter)),
-            Action::Insert(i) => ("insert", Some(i.collection.clone()), document_id(&i.document)),
-            Action::Delete(d) => ("delete", Some(d.collection.clone()), document_id(&d.filter)),
-            Action::Report(_) => ("report", None, None),
+        let (kind, raw) = match &action {
+            Action::Update(u) => (
+                "update",
+                RawAction::Update {
+                    collection: &u.collection,
+                    filter: &u.filter,
+                    update: &u.update,
+                    multi: u.multi,
+                },
+            ),
+            Action::Insert(i) => (
+                "insert",
+                RawAction::Insert {
+                    collection: &i.collection,
+                    document: &i.document,
+                },
+            ),
+            Action::Delete(d) => (
+                "delete",
+                RawAction::Delete {
+                    collection: &d.collection,
+                    filter: &d.filter,
+                    multi: d.multi,
+                },
+            ),
+            Action::Report(_) => ("report", RawAction::Report),
         };
-        let fail = |problem: String| ActionError {
-            index,
-            kind,
-            collection: collection.clone(),
-            document: document.clone(),
-            problem,
-        };
-        if let Some(c) = &collection
-            && !allowed.contains(&c.as_str())
-        {
-            return Err(fail(format!(
-                "collection is not in the pass's writes [{}]",
-                allowed.join(", ")
-            )));
-        }
-        let decode = |what: &str, bytes: &[u8]| {
-            if bytes.len() > MAX_BSON_BYTES {
-                return Err(fail(format!(
-                    "{what} is {} bytes, over MongoDB's limit of {MAX_BSON_BYTES} bytes per BSON document",
-                    bytes.len()
-                )));
+        let checked = godwit_policy::check_action(&scope.policy, &scope.writes, scope.source, raw).map_err(|v| {
+            let (collection, id) = match &action {
+                Action::Update(u) => (Some(u.collection.clone()), document_id(&u.filter)),
+                Action::Insert(i) => (Some(i.collection.clone()), document_id(&i.document)),
+                Action::Delete(d) => (Some(d.collection.clone()), document_id(&d.filter)),
+                Action::Report(_) => (None, None),
+            };
+            ActionError {
+                index,
+                kind,
+                collection,
+                document: id,
+                problem: v.to_string(),
             }
-            Document::from_reader(bytes).map_err(|e| fail(format!("{what} is not well-formed BSON: {e}")))
-        };
-        let non_empty = |what: &str, doc: Document| {
-            if doc.is_empty() {
-                Err(fail(format!("{what} is empty (it would hit every document)")))
-            } else {
-                Ok(doc)
-            }
-        };
-        valid.push(match action {
-            Action::Update(u) => ValidAction::Update {
-                filter: non_empty("filter", decode("filter", &u.filter)?)?,
-                update: non_empty("update", decode("update", &u.update)?)?,
+        })?;
+        valid.push(match (action, checked) {
+            (Action::Update(u), Checked::Update { filter, update }) => ValidAction::Update {
                 collection: u.collection,
+                filter,
+                update,
                 upsert: u.upsert,
                 multi: u.multi,
             },
-            Action::Insert(i) => ValidAction::Insert {
-                document: decode("document", &i.document)?,
+            (Action::Insert(i), Checked::Insert { document }) => ValidAction::Insert {
                 collection: i.collection,
+                document,
             },
-            Action::Delete(d) => ValidAction::Delete {
-                filter: non_empty("filter", decode("filter", &d.filter)?)?,
+            (Action::Delete(d), Checked::Delete { filter }) => ValidAction::Delete {
                 collection: d.collection,
+                filter,
                 multi: d.multi,
             },
-            Action::Report(r) => ValidAction::Report {
+            (Action::Report(r), _) => ValidAction::Report {
                 kind: r.kind,
                 key: r.key,
                 message: r.message,
             },
+            _ => unreachable!("check_action returns the kind it was given"),
         });
     }
     Ok(valid)
@@ -224,11 +272,6 @@ pub fn assign_insert_ids(actions: &mut [ValidAction], seed: impl FnOnce() -> Sha
     }
 }
 
-/// Collections pass `pass` may write.
-pub fn allowed(pass: &ValidPass) -> Vec<&str> {
-    pass.writes.iter().map(String::as_str).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,7 +288,15 @@ mod tests {
     }
 
     fn check(actions: Vec<Action>, expect: Result<usize, &str>) {
-        match (validate(&["users"], actions), expect) {
+        let scope = Scope {
+            writes: vec!["users"],
+            source: Source::Process,
+            policy: godwit_policy::Context {
+                metadata_collection: Some("godwit_metadata"),
+                database: Some("app"),
+            },
+        };
+        match (validate(&scope, actions), expect) {
             (Ok(v), Ok(n)) => assert_eq!(v.len(), n),
             (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{e}"),
             (got, want) => panic!("got {got:?}, want {want:?}"),
@@ -325,5 +376,38 @@ mod tests {
             })],
             Err("action 0 (delete on `users`): filter is empty"),
         );
+        // The policy's rules, with the action's index, collection and _id around them.
+        check(
+            vec![Action::Delete(Delete {
+                collection: "users".into(),
+                filter: doc! {"_id": {"$exists": true}}.to_vec().unwrap(),
+                multi: true,
+            })],
+            Err("action 0 (delete on `users`, document _id { \"$exists\": true }): filter of a multi-document action"),
+        );
+        check(
+            vec![
+                update("users", id.clone()),
+                update("users", doc! {"_id": 2, "$where": "1"}.to_vec().unwrap()),
+            ],
+            Err(
+                "action 1 (update on `users`, document _id 2): filter: `$where` runs JavaScript on the server (rule query-operators",
+            ),
+        );
+        check(
+            vec![update("godwit_metadata", id.clone())],
+            Err("collection `godwit_metadata` is godwit's metadata collection"),
+        );
+        let long = "x".repeat(200);
+        let err = validate(
+            &Scope {
+                writes: vec!["users"],
+                source: Source::Process,
+                policy: godwit_policy::Context::LOAD,
+            },
+            vec![update("orders", doc! {"_id": &long}.to_vec().unwrap())],
+        )
+        .unwrap_err();
+        assert_eq!(err.document.unwrap().len(), 83, "long ids are cut");
     }
 }

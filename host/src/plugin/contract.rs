@@ -64,8 +64,9 @@ fn compatible(v: &semver::Version) -> bool {
     }
 }
 
-/// A manifest decoded and checked: versions parse, BSON is well formed,
-/// every pass names a collection.
+/// A manifest decoded and checked: versions parse, every pass's collections
+/// are valid names, its filter and projection pass the plugin policy
+/// (structure and depth before decoding, the query allow-list).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ValidManifest {
     pub name: String,
@@ -111,19 +112,17 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
     let mut passes = Vec::with_capacity(raw.passes.len());
     for (index, pass) in raw.passes.into_iter().enumerate() {
         let label = format!("pass {index} ({:?})", pass.name);
-        if pass.collection.is_empty() {
-            return Err(err(format!("{label} names no collection")));
-        }
-        let filter = Document::from_reader(pass.filter.as_slice())
-            .map_err(|e| err(format!("{label}: filter is not a BSON document: {e}")))?;
-        let projection = pass
-            .projection
-            .map(|p| Document::from_reader(p.as_slice()))
-            .transpose()
-            .map_err(|e| err(format!("{label}: projection is not a BSON document: {e}")))?;
-        if let Some(bad) = pass.writes.iter().find(|c| c.is_empty() || c.starts_with("system.")) {
-            return Err(err(format!("{label}: cannot write collection {bad:?}")));
-        }
+        // Structure and nesting are checked before anything decodes the
+        // filter: a deeply nested one overflowed the stack of `plugin
+        // inspect`, `plan` and `status --plugins`.
+        let (filter, projection) = godwit_policy::check_pass(
+            &godwit_policy::Context::LOAD,
+            &pass.collection,
+            &pass.filter,
+            pass.projection.as_deref(),
+            &pass.writes,
+        )
+        .map_err(|v| err(format!("plugin {:?}, {label}: {v}", raw.name)))?;
         passes.push(ValidPass {
             name: pass.name,
             collection: pass.collection,
@@ -140,6 +139,17 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
         description: raw.description,
         passes,
     })
+}
+
+/// Checks a loaded manifest again with a run's policy context (its
+/// metadata collection, its database): a plugin is loaded before the run
+/// knows which collection holds godwit's schema version, history and lock.
+pub fn check_for_run(manifest: &ValidManifest, cx: &godwit_policy::Context) -> Result<(), ManifestError> {
+    for (index, pass) in manifest.passes.iter().enumerate() {
+        godwit_policy::check_pass_collections(cx, &pass.collection, &pass.writes)
+            .map_err(|v| ManifestError(format!("pass {index} ({:?}): {v}", pass.name)))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,7 +205,52 @@ mod tests {
             validate_manifest(m)
                 .unwrap_err()
                 .0
-                .contains("pass 0 (\"p\"): filter is not a BSON document")
+                .contains("pass 0 (\"p\"): filter is not well-formed BSON")
         );
+        let check = |change: &dyn Fn(&mut Pass), expect: &str| {
+            let mut m = manifest("1.0.0", None);
+            change(&mut m.passes[0]);
+            let e = validate_manifest(m).unwrap_err();
+            assert!(e.0.contains(expect), "{e}");
+        };
+        check(
+            &|p| p.collection = String::new(),
+            "pass 0 (\"p\"): collection: collection \"\" is empty",
+        );
+        check(
+            &|p| p.writes = vec!["system.js".into()],
+            "writes: collection \"system.js\" is a system collection",
+        );
+        check(
+            &|p| p.filter = bson::doc! {"$where": "1"}.to_vec().unwrap(),
+            "filter: `$where` runs JavaScript",
+        );
+        // ~48 KB of nesting: refused in one message, not a stack overflow.
+        check(
+            &|p| {
+                let mut deep = vec![5, 0, 0, 0, 0];
+                for _ in 0..6_000 {
+                    let mut next = ((deep.len() + 8) as i32).to_le_bytes().to_vec();
+                    next.extend([3, b'a', 0]);
+                    next.extend(&deep);
+                    next.push(0);
+                    deep = next;
+                }
+                p.filter = deep;
+            },
+            "filter nests deeper than 100 levels",
+        );
+        let mut m = validate_manifest(manifest("1.0.0", None)).unwrap();
+        m.passes[0].writes = vec!["meta".into()];
+        let run = godwit_policy::Context {
+            metadata_collection: Some("meta"),
+            database: Some("app"),
+        };
+        let e = check_for_run(&m, &run).unwrap_err();
+        assert!(
+            e.0.starts_with("pass 0 (\"p\"): writes: collection `meta` is godwit's metadata collection"),
+            "{e}"
+        );
+        assert!(check_for_run(&m, &godwit_policy::Context::LOAD).is_ok());
     }
 }

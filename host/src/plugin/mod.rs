@@ -46,7 +46,7 @@ impl Default for Limits {
             fuel_per_call: 5_000_000_000,
             call_timeout: Duration::from_secs(60),
             memory_bytes: 512 << 20,
-            max_actions_per_document: 10,
+            max_actions_per_document: godwit_policy::MAX_ACTIONS_PER_DOCUMENT,
         }
     }
 }
@@ -107,6 +107,18 @@ pub enum CallError {
         call: String,
         actions: usize,
         documents: usize,
+        per_document: u32,
+    },
+    #[error(
+        "plugin {plugin} returned {actions} actions from finish, more than the limit of {limit} \
+         (rule action-count: {per_document} per document, as for a batch of {} documents; \
+         raise --max-actions-per-document if this is intended)",
+        godwit_policy::FINISH_AS_DOCUMENTS
+    )]
+    TooManyFinishActions {
+        plugin: String,
+        actions: usize,
+        limit: usize,
         per_document: u32,
     },
 }
@@ -430,7 +442,19 @@ impl PluginInstance {
         let result = self.call("finish", |plugin, store| {
             plugin.godwit_migration_migration().call_finish(store)
         })?;
-        self.reported("finish", result)
+        let actions = self.reported("finish", result)?;
+        // Capped like `process`, as one batch of `FINISH_AS_DOCUMENTS`: an
+        // unbounded finish (200,000 inserts) was still applying after 21 minutes.
+        let limit = godwit_policy::finish_action_limit(self.limits.max_actions_per_document);
+        if actions.len() > limit {
+            return Err(CallError::TooManyFinishActions {
+                plugin: self.plugin.to_string(),
+                actions: actions.len(),
+                limit,
+                per_document: self.limits.max_actions_per_document,
+            });
+        }
+        Ok(actions)
     }
 
     fn reported<T>(&self, call: &str, result: Result<T, contract::PluginReportedError>) -> Result<T, CallError> {
@@ -438,9 +462,11 @@ impl PluginInstance {
             plugin: self.plugin.to_string(),
             call: call.to_string(),
             message: e.message,
+            // Through the policy's structure check: a deeply nested id must
+            // not overflow the stack while an error is being reported.
             document_id: e
                 .document_id
-                .and_then(|bytes| Document::from_reader(bytes.as_slice()).ok()),
+                .and_then(|bytes| godwit_policy::decode("document id", &bytes).ok()),
         })
     }
 

@@ -140,14 +140,13 @@ pub(crate) fn is_max_time_expired(e: &mongodb::error::Error) -> bool {
 
 impl MongoLookup {
     /// The one place a lookup's raw request is checked before anything of it
-    /// is decoded or sent. Today: godwit's own state is out of reach (its
-    /// metadata collection holds the schema version, the lock and the
-    /// progress markers; `system.*` holds users and server state).
-    // POLICY HOOK: after the merge with `godwit-policy`, its
-    // `check_query(filter)` (and the same for `projection`) goes here: an
-    // operator allow-list and a nesting-depth check on the raw bytes, before
-    // `Document::from_reader` below could overflow the stack on deep nesting.
-    fn check_lookup_input(&self, collection: &str, _filter: &[u8], _projection: Option<&[u8]>) -> Result<(), String> {
+    /// is decoded or sent: godwit's own state is out of reach (its metadata
+    /// collection holds the schema version, the lock and the progress
+    /// markers; `system.*` holds users and server state), and the filter and
+    /// projection pass the plugin policy (`godwit-policy`: structure and
+    /// nesting depth walked on the raw bytes - deep nesting would overflow
+    /// the decoder's stack -, then the operator allow-lists).
+    fn check_lookup_input(&self, collection: &str, filter: &[u8], projection: Option<&[u8]>) -> Result<(), String> {
         if collection.is_empty() {
             return Err("lookups on an empty collection name are refused".to_string());
         }
@@ -161,6 +160,17 @@ impl MongoLookup {
             return Err(format!(
                 "lookups on `{collection}` are refused: `system.*` collections are out of reach of plugins"
             ));
+        }
+        let cx = godwit_policy::Context {
+            metadata_collection: Some(&self.metadata_collection),
+            database: None,
+        };
+        let refused = |v: godwit_policy::Violation| format!("lookup on `{collection}` refused: {v}");
+        godwit_policy::check_collection(&cx, collection).map_err(refused)?;
+        godwit_policy::check_query(filter).map_err(refused)?;
+        if let Some(projection) = projection {
+            let projection = godwit_policy::decode("projection", projection).map_err(refused)?;
+            godwit_policy::check_projection(&projection).map_err(refused)?;
         }
         Ok(())
     }

@@ -428,6 +428,24 @@ fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
 impl Engine<'_> {
     pub async fn run(&self, request: &RunRequest) -> anyhow::Result<Outcome> {
         let manifest = self.plugin.manifest.clone();
+        // The manifest was checked at load, before this run's metadata
+        // collection was known: now no pass may read or write it.
+        crate::plugin::contract::check_for_run(&manifest, &self.policy()).map_err(|e| {
+            crate::plugin::LoadError::Manifest {
+                file: self.plugin.file.clone(),
+                reason: format!("plugin {:?}, {}", manifest.name, e.0),
+            }
+        })?;
+        for pass in &manifest.passes {
+            let requested = request.batch_size.unwrap_or(pass.batch_size);
+            if godwit_policy::clamp_batch_size(requested).1 {
+                tracing::warn!(
+                    "pass {:?}: batch size {requested} lowered to {} (the most godwit reads at once)",
+                    pass.name,
+                    godwit_policy::MAX_BATCH_SIZE
+                );
+            }
+        }
         // A plan that cannot bind is refused before a run is opened.
         let plan = match (&request.plan, request.mode) {
             (Some(plan), RunMode::Execute) => Some(Plan::load(
@@ -646,7 +664,7 @@ impl Engine<'_> {
             let mut reader = ReadAhead::new(reader, request.read_ahead);
             self.observer
                 .pass_started(index, &pass.name, remaining, summary.passes[index as usize].documents);
-            let allowed = actions::allowed(pass);
+            let allowed = actions::allowed(pass).with_policy(self.policy());
             let mut batch_no = summary.passes[index as usize].batches;
             loop {
                 if self.stop.requested() {
@@ -758,12 +776,8 @@ impl Engine<'_> {
             }
             let plugin = instance.as_mut().expect("instance exists until finish");
             let raw = tokio::task::block_in_place(|| plugin.finish()).with_context(|| format!("run {run}: finish"))?;
-            let all_writes: Vec<&str> = manifest
-                .passes
-                .iter()
-                .flat_map(|p| p.writes.iter().map(String::as_str))
-                .collect();
-            let mut valid = actions::validate(&all_writes, raw)
+            let scope = actions::finish_scope(&manifest).with_policy(self.policy());
+            let mut valid = actions::validate(&scope, raw)
                 .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
             actions::assign_insert_ids(&mut valid, || insert_id_seed(&bound.identity.run_id, None, &[]));
             let mut entry = Entry::new(EntryKind::Finish, now_ms());
@@ -1053,6 +1067,14 @@ impl Engine<'_> {
             },
             plan: Some(plan),
         })
+    }
+
+    /// What the plugin policy needs to know about this run.
+    fn policy(&self) -> godwit_policy::Context<'_> {
+        godwit_policy::Context {
+            metadata_collection: Some(&self.db.metadata),
+            database: Some(&self.db.name),
+        }
     }
 
     /// Creates the run header, or finds the run to resume and checks that it
@@ -1792,11 +1814,14 @@ impl Drop for ReadAhead {
     }
 }
 
+/// The operator's `--batch-size`, else the pass's, else the default; never
+/// above `godwit_policy::MAX_BATCH_SIZE` (`run` warns when it lowers one).
 fn batch_size_for(request: &RunRequest, pass: &ValidPass) -> u32 {
-    request
+    let requested = request
         .batch_size
         .or((pass.batch_size > 0).then_some(pass.batch_size))
-        .unwrap_or(DEFAULT_BATCH_SIZE)
+        .unwrap_or(DEFAULT_BATCH_SIZE);
+    godwit_policy::clamp_batch_size(requested).0.max(1)
 }
 
 /// Keeps the document rate at or under a limit by sleeping between batches.

@@ -97,20 +97,12 @@ pub(super) fn compare(
     entry: &Entry,
 ) -> Option<Divergence> {
     replay.load(entry.lookups.clone());
-    let (raw, allowed): (_, Vec<&str>) = match entry.pass {
+    let (raw, allowed) = match entry.pass {
         Some(pass) => (
             instance.process(pass, &entry.inputs),
             actions::allowed(&plugin.manifest.passes[pass as usize]),
         ),
-        None => (
-            instance.finish(),
-            plugin
-                .manifest
-                .passes
-                .iter()
-                .flat_map(|p| p.writes.iter().map(String::as_str))
-                .collect(),
-        ),
+        None => (instance.finish(), actions::finish_scope(&plugin.manifest)),
     };
     replay.stop();
     let diverged = |action: usize, error: Option<String>, journaled: Option<Document>, replayed: Option<Document>| {
