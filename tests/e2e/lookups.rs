@@ -309,3 +309,14 @@ fn lookups_on_godwits_own_state_are_refused() {
         );
     }
 }
+
+#[test]
+fn lookup_filters_pass_the_plugin_policy_before_anything_is_decoded_or_sent() {
+    for (query, rule) in [("where", "rule query-operators"), ("deep", "rule nesting-depth")] {
+        let db = things(server(), |_| {});
+        let param = format!("query={query}");
+        let mut expect = FIRST_BATCH.to_vec();
+        expect.extend(["lookup on `things` refused", rule]);
+        contained(&db, "godwit_metadata", &["behaviour=query", &param], &[], &expect);
+    }
+}

@@ -60,6 +60,23 @@ fn error(message: String) -> Error {
     }
 }
 
+/// `{"a": {"a": ... {"a": 1}}}`, `levels` deep, built as bytes (a
+/// recursive encoder would itself overflow).
+fn deep_filter(levels: usize) -> Vec<u8> {
+    let mut doc = bson::doc! {"a": 1}.to_vec().unwrap();
+    for _ in 0..levels {
+        let mut outer = Vec::with_capacity(doc.len() + 8);
+        let len = (4 + 1 + 2 + doc.len() + 1) as i32;
+        outer.extend_from_slice(&len.to_le_bytes());
+        outer.push(0x03);
+        outer.extend_from_slice(b"a\0");
+        outer.extend_from_slice(&doc);
+        outer.push(0);
+        doc = outer;
+    }
+    doc
+}
+
 impl Guest for HostileLookups {
     fn get_manifest() -> Manifest {
         Manifest {
@@ -105,6 +122,15 @@ impl Guest for HostileLookups {
                 let found = find(&collection, &bson::doc! {}.to_vec().unwrap(), None, 0)
                     .map_err(|e| error(format!("reading {collection}: {e}")))?;
                 eprintln!("read {} documents of {collection}", found.len());
+            }
+            // A filter the plugin policy refuses: server-side JavaScript, or
+            // nesting deep enough to overflow a recursive decoder's stack.
+            "query" => {
+                let filter = match param("query").as_str() {
+                    "where" => bson::doc! {"$where": "sleep(100000) || true"}.to_vec().unwrap(),
+                    _ => deep_filter(6_000),
+                };
+                find("things", &filter, None, 0).map_err(|e| error(format!("looking up things: {e}")))?;
             }
             other => return Err(error(format!("unknown behaviour {other:?}"))),
         }
