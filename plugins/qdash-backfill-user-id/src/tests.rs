@@ -152,8 +152,10 @@ fn ids_have_qdash_shape_and_are_reproducible_per_user_and_namespace() {
     assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{a}");
     assert_eq!(&hex[12..13], "8", "UUID version 8 (derived), where uuid4 has 4: {a}");
     assert!("89ab".contains(&hex[16..17]), "RFC 9562 variant: {a}");
-    // Pinned: the Python twin and the e2e model compute the same text.
-    assert_eq!(user_id_for(&Bson::Int32(1), ""), user_id_for(&Bson::Int32(1), ""));
+    // Pinned, the same values as the Python twin's test: both derive the same ids.
+    assert_eq!(a, "usr_7083790289668924a57af505af63ca5f");
+    assert_eq!(user_id_for(&Bson::Int32(1), ""), "usr_4a534a890e698847b2db2e707056f08a");
+    assert_eq!(user_id_for(&oid(1), "staging"), "usr_9be9869fea878fccaa8371f3c655826f");
 }
 
 #[test]
