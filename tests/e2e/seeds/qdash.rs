@@ -418,6 +418,25 @@ fn scenario(component: &str, database: &str) {
             serde_json::to_string(&reference["summary"]).unwrap(),
             "{component}'s dry run report differs from the Rust plugin's"
         );
+        // Beyond the report's samples: every action of every batch (each
+        // write and each report's key and message), replayed through the
+        // Rust plugin on the Python run's journaled inputs, is the same.
+        let run = dry["run_id"].as_str().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
+            .args(["journal", "replay", run, "--json", "--plugin", rust.to_str().unwrap(), "--journal"])
+            .arg(journal.path())
+            .env_remove("MONGODB_URI")
+            .output()
+            .unwrap();
+        let replay: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("replay --json ({e}): {}", crate::support::stderr(&out)));
+        assert!(out.status.success(), "{replay:#}");
+        assert_eq!(replay["divergence"], serde_json::Value::Null, "{replay:#}");
+        assert_eq!(replay["identical"], replay["batches"], "{replay:#}");
+        eprintln!(
+            "{component}: {} of {} dry-run batches replayed identically by the Rust plugin",
+            replay["identical"], replay["batches"]
+        );
     }
 
     // Execute, killed in the middle (from pass 8, `issue_knowledge`, on: a
