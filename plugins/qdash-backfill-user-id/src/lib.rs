@@ -311,7 +311,11 @@ impl Migration for BackfillUserId {
             }
         }
         ids.extend(generated);
-        cx.info(format!("{} users, {} usernames mapped to an id", users.len(), ids.len()));
+        cx.info(format!(
+            "{} users, {} usernames mapped to an id",
+            users.len(),
+            ids.len()
+        ));
         Ok(BackfillUserId {
             namespace,
             execute: cx.run().mode == Mode::Execute,
@@ -387,7 +391,11 @@ impl BackfillUserId {
                 if self.execute {
                     self.users_updated += 1;
                 }
-                actions.push(Action::set(USER, id.clone(), doc! {"user_id": user_id_for(&id, &self.namespace)}));
+                actions.push(Action::set(
+                    USER,
+                    id.clone(),
+                    doc! {"user_id": user_id_for(&id, &self.namespace)},
+                ));
             }
             _ => actions.push(Action::report(
                 "skipped",

@@ -75,7 +75,13 @@ mod serde_json_lite {
     impl Value {
         pub fn get(&self, key: &str) -> &Value {
             match self {
-                Value::Object(fields) => &fields.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("{key}")).1,
+                Value::Object(fields) => {
+                    &fields
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .unwrap_or_else(|| panic!("{key}"))
+                        .1
+                }
                 Value::Number(_) => panic!("not an object"),
             }
         }
@@ -146,10 +152,16 @@ fn ids_have_qdash_shape_and_are_reproducible_per_user_and_namespace() {
     assert_eq!(a, id_of(1), "same _id, same id: resume and replay agree");
     assert_ne!(a, id_of(2));
     assert_ne!(a, user_id_for(&oid(1), "staging"), "the namespace changes it");
-    assert_ne!(user_id_for(&Bson::Int32(1), ""), user_id_for(&Bson::String("1".into()), ""));
+    assert_ne!(
+        user_id_for(&Bson::Int32(1), ""),
+        user_id_for(&Bson::String("1".into()), "")
+    );
     let hex = a.strip_prefix("usr_").unwrap();
     assert_eq!(hex.len(), 32, "{a}");
-    assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{a}");
+    assert!(
+        hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "{a}"
+    );
     assert_eq!(&hex[12..13], "8", "UUID version 8 (derived), where uuid4 has 4: {a}");
     assert!("89ab".contains(&hex[16..17]), "RFC 9562 variant: {a}");
     // Pinned, the same values as the Python twin's test: both derive the same ids.
@@ -186,7 +198,11 @@ fn users_missing_an_id_in_any_spelling_get_one_and_others_are_kept() {
         ]
     );
     let stats = summary(&mut h);
-    assert_eq!(stats.n("users_without_user_id"), 4, "alice, carol, dave and the blank one");
+    assert_eq!(
+        stats.n("users_without_user_id"),
+        4,
+        "alice, carol, dave and the blank one"
+    );
     assert_eq!(stats.n("users_updated"), 3, "the blank-named user gets none");
 }
 
@@ -351,7 +367,10 @@ fn the_summary_is_upstreams_statistics_dict_as_json() {
 fn json_strings_escape_as_pythons_json_dumps() {
     assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
     assert_eq!(json_str("\n\r\t\u{8}\u{c}\u{1}\u{1f}"), r#""\n\r\t\b\f\u0001\u001f""#);
-    assert_eq!(json_str("e\u{301} \u{7f} \u{2028} 😀"), "\"e\u{301} \u{7f} \u{2028} 😀\"");
+    assert_eq!(
+        json_str("e\u{301} \u{7f} \u{2028} 😀"),
+        "\"e\u{301} \u{7f} \u{2028} 😀\""
+    );
 }
 
 #[test]
@@ -361,7 +380,10 @@ fn passes_cover_upstreams_22_collections_and_write_only_their_own() {
     assert_eq!(FIELD_PAIRS.iter().map(|(_, p)| p.len()).sum::<usize>(), 25);
     assert_eq!(FIELD_PAIRS.len(), 22);
     for (pass, (collection, pairs)) in manifest.passes[1..].iter().zip(FIELD_PAIRS) {
-        assert_eq!((pass.name.as_str(), pass.collection.as_str()), (*collection, *collection));
+        assert_eq!(
+            (pass.name.as_str(), pass.collection.as_str()),
+            (*collection, *collection)
+        );
         assert_eq!(pass.writes, [*collection]);
         assert_eq!(pass.filter.get_array("$or").unwrap().len(), pairs.len());
     }

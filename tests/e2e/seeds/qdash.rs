@@ -15,7 +15,10 @@ use std::fmt::Write;
 
 /// Upstream's `USER_ID_FIELD_MIGRATIONS`, copied from QDash's migration.py
 /// (facts, not code), with how many documents the test generates in each.
-const COLLECTIONS: &[(&str, &[(&str, &str)], u32)] = &[
+/// (collection, its (username field, user id field) pairs, documents generated).
+type Collection = (&'static str, &'static [(&'static str, &'static str)], u32);
+
+const COLLECTIONS: &[Collection] = &[
     ("project", &[("owner_username", "owner_user_id")], 100),
     (
         "project_membership",
@@ -190,9 +193,9 @@ fn generate(db: &TestDb) {
     }
 }
 
-/// `usr_` + the first 16 bytes of sha256("godwit/qdash-backfill-user-id\0"
-/// + namespace (empty) + "\0" + BSON of `{_id}`), version 8, RFC variant: the
-/// derivation the plugin documents, written down again here.
+/// `usr_` + the first 16 bytes of sha256 over "godwit/qdash-backfill-user-id",
+/// NUL, the namespace (empty), NUL and the BSON of `{_id}`, version 8, RFC
+/// variant: the derivation the plugin documents, written down again here.
 fn expected_id(id: &Bson) -> String {
     let mut h = Sha256::new();
     h.update(b"godwit/qdash-backfill-user-id\0\0");
@@ -332,7 +335,11 @@ fn statistics(m: &Model, execute: bool) -> String {
         .iter()
         .filter(|(c, _, _)| !m.unresolved[c].0.is_empty())
         .map(|(c, _, _)| {
-            let names: Vec<String> = m.unresolved[c].0.iter().map(|(n, k)| format!("{}: {k}", q(n))).collect();
+            let names: Vec<String> = m.unresolved[c]
+                .0
+                .iter()
+                .map(|(n, k)| format!("{}: {k}", q(n)))
+                .collect();
             format!("{}: {{{}}}", q(c), names.join(", "))
         })
         .collect();
@@ -345,7 +352,8 @@ fn summary_message(report: &serde_json::Value) -> String {
     let message = report["summary"]["finish"]["reports"]["summary"]["samples"][0]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no summary report in {report:#}"));
-    serde_json::from_str::<serde_json::Value>(message).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {message}"));
+    serde_json::from_str::<serde_json::Value>(message)
+        .unwrap_or_else(|e| panic!("summary is not JSON ({e}): {message}"));
     message.to_string()
 }
 
@@ -355,7 +363,11 @@ fn check_figures(report: &serde_json::Value, m: &Model, execute: bool, label: &s
     assert_eq!(summary_message(report), statistics(m, execute), "{label}: summary");
     assert_eq!(pass(report, "user")["updates"], m.users_to_update, "{label}: user");
     for (c, _, _) in COLLECTIONS {
-        assert_eq!(pass(report, c)["updates"], m.writes[c], "{label}: {c}: one $set per document");
+        assert_eq!(
+            pass(report, c)["updates"],
+            m.writes[c],
+            "{label}: {c}: one $set per document"
+        );
     }
     assert_eq!(report_count(report, "unresolved"), m.unresolved_refs, "{label}");
     assert_eq!(
@@ -396,7 +408,9 @@ fn scenario(component: &str, database: &str) {
         m.unresolved_refs > 100
             && m.skipped_refs > 20
             && m.users_skipped >= 3
-            && COLLECTIONS.iter().all(|(c, _, _)| m.writes[c] > 0 && !m.unresolved[c].0.is_empty()),
+            && COLLECTIONS
+                .iter()
+                .all(|(c, _, _)| m.writes[c] > 0 && !m.unresolved[c].0.is_empty()),
         "the data exercises every case: {m:?}"
     );
     let snapshot = db.dump();
@@ -423,7 +437,15 @@ fn scenario(component: &str, database: &str) {
         // Rust plugin on the Python run's journaled inputs, is the same.
         let run = dry["run_id"].as_str().unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
-            .args(["journal", "replay", run, "--json", "--plugin", rust.to_str().unwrap(), "--journal"])
+            .args([
+                "journal",
+                "replay",
+                run,
+                "--json",
+                "--plugin",
+                rust.to_str().unwrap(),
+                "--journal",
+            ])
             .arg(journal.path())
             .env_remove("MONGODB_URI")
             .output()
@@ -462,7 +484,11 @@ fn scenario(component: &str, database: &str) {
         marker_pass(&marker),
         marker.get_i64("seq").ok()
     );
-    assert_eq!(db.find_all("user"), m.after["user"], "the user pass was done before the kill");
+    assert_eq!(
+        db.find_all("user"),
+        m.after["user"],
+        "the user pass was done before the kill"
+    );
     let last = COLLECTIONS.last().unwrap().0;
     let untouched: Vec<Document> = snapshot
         .iter()
@@ -508,6 +534,11 @@ fn scenario(component: &str, database: &str) {
     assert_eq!(clean.users_without_user_id, 2, "the blank and the absent username");
     verify_journal(journal.path());
     let mut line = String::new();
-    write!(line, "qdash scenario with {component}: {:.1} s", started.elapsed().as_secs_f64()).unwrap();
+    write!(
+        line,
+        "qdash scenario with {component}: {:.1} s",
+        started.elapsed().as_secs_f64()
+    )
+    .unwrap();
     eprintln!("{line}");
 }
