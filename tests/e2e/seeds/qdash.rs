@@ -60,6 +60,10 @@ const COLLECTIONS: &[Collection] = &[
 
 const USERS: u32 = 240;
 
+/// Documents generated per collection: the counts above times this (about
+/// 10,000 in all; the run is throttled in proportion so that it is killed midway).
+const SCALE: u32 = 3;
+
 /// Usernames the data references that resolve to nobody: deleted users,
 /// system authors, case variants (`User7` for `user7`, `CAROL`), a
 /// precomposed `josé` where the user is `jose` + a combining acute accent,
@@ -168,7 +172,7 @@ fn generate(db: &TestDb) {
     db.insert("user", users());
     let mut n = 1_000_000;
     for (c, (collection, pairs, count)) in COLLECTIONS.iter().enumerate() {
-        let docs = (0..*count)
+        let docs = (0..*count * SCALE)
             .map(|i| {
                 n += 1;
                 let k = u64::from(n);
@@ -473,7 +477,7 @@ fn scenario(component: &str, database: &str) {
             "--batch-size",
             "25",
             "--max-docs-per-sec",
-            "400",
+            "1200",
             "--lease",
             "3",
         ],
