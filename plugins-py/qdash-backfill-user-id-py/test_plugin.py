@@ -1,6 +1,8 @@
-"""Native tests of the QDash port (`pytest plugins-py/qdash-backfill-user-id-py`),
-the Rust plugin's unit tests rewritten for godwit_sdk.testing.Harness."""
+"""Native tests of the QDash port (`pytest plugins-py/qdash-backfill-user-id-py`):
+the Rust plugin's unit tests (plugins/qdash-backfill-user-id/src/tests.rs)
+rewritten for godwit_sdk.testing.Harness, same inputs, same outputs."""
 
+import json
 import os
 import sys
 
@@ -8,103 +10,196 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "plugin-s
 sys.path.insert(0, os.path.dirname(__file__))
 
 import godwit_sdk as g  # noqa: E402
+import pytest  # noqa: E402
+from bson import ObjectId  # noqa: E402
 from godwit_sdk.testing import Harness  # noqa: E402
-from plugin import COLLECTIONS, BackfillUserId, user_id_for  # noqa: E402
+from plugin import FIELD_PAIRS, USER, USER_PASS, BackfillUserId, json_str, user_id_for  # noqa: E402
 
 
 def pass_of(collection):
-    return 1 + [c for c, _ in COLLECTIONS].index(collection)
+    return 1 + [c for c, _ in FIELD_PAIRS].index(collection)
 
 
-def harness():
-    return Harness(BackfillUserId).collection("users", [
-        {"_id": 1, "username": "alice"},
-        {"_id": 2, "username": "bob", "user_id": "usr_bob"},
-        {"_id": 3, "username": "twin"},
-        {"_id": 4, "username": "twin"},
-    ])
+def oid(n):
+    return ObjectId(bytes([n]) * 12)
+
+
+def id_of(n):
+    return user_id_for(oid(n))
+
+
+def users():
+    return [
+        {"_id": oid(1), "username": "alice"},
+        {"_id": oid(2), "username": "bob", "user_id": "usr_bob"},
+        {"_id": oid(3), "username": "carol", "user_id": ""},
+        {"_id": oid(4), "username": "dave", "user_id": None},
+        {"_id": oid(5), "username": "erin", "user_id": 42},
+        {"_id": oid(6), "username": ""},
+        {"_id": oid(7), "username": "Alice", "user_id": "usr_capital"},
+    ]
+
+
+def harness(execute):
+    h = Harness(BackfillUserId).collection(USER, users())
+    h.begin()
+    h.plugin.execute = execute  # the Python Harness always runs dry
+    return h
 
 
 def reports(actions, kind):
-    return [a.key for a in actions if isinstance(a, g.Report) and a.kind == kind]
+    return [(a.key, a.message) for a in actions if isinstance(a, g.Report) and a.kind == kind]
 
 
-def test_ids_are_deterministic_per_user_and_distinct():
-    a = user_id_for(1)
-    assert a == user_id_for(1)
-    assert a != user_id_for(2)
-    assert a.startswith("usr_") and len(a) == 4 + 32
+def writes(actions):
+    return [(a.collection, a.filter["_id"], a.update["$set"]) for a in actions if isinstance(a, g.Update)]
 
 
-def test_ids_match_the_rust_plugin():
-    # sha256("qdash-user:" + ObjectId hex), as tests/e2e/seeds/qdash.rs writes it down.
-    from bson import ObjectId
-    import hashlib
-    oid = ObjectId("650000000000000000000007")
-    want = "usr_" + hashlib.sha256(b"qdash-user:650000000000000000000007").hexdigest()[:32]
-    assert user_id_for(oid) == want
+def summary(h):
+    (r,) = h.finish()
+    assert (r.kind, r.key) == ("summary", "backfill-user-id")
+    return json.loads(r.message)
 
 
-def test_users_without_user_id_get_one_and_filled_ones_are_kept():
-    h = harness()
-    actions = h.process(0, [{"_id": 1, "username": "alice"},
-                            {"_id": 2, "username": "bob", "user_id": "usr_bob"}])
-    assert actions == [g.set_fields("users", 1, {"user_id": user_id_for(1)})]
+def test_ids_have_qdash_shape_and_are_reproducible():
+    a = id_of(1)
+    assert a == id_of(1)
+    assert a != id_of(2)
+    assert a != user_id_for(oid(1), "staging")
+    assert user_id_for(1) != user_id_for("1")
+    hexpart = a[len("usr_"):]
+    assert a.startswith("usr_") and len(hexpart) == 32 and all(c in "0123456789abcdef" for c in hexpart)
+    assert hexpart[12] == "8" and hexpart[16] in "89ab"
+    # Pinned, the same values as the Rust plugin's test.
+    assert a == "usr_7083790289668924a57af505af63ca5f"
+    assert user_id_for(1) == "usr_4a534a890e698847b2db2e707056f08a"
+    assert user_id_for(oid(1), "staging") == "usr_9be9869fea878fccaa8371f3c655826f"
 
 
-def test_fields_arrays_and_nested_documents_are_filled_from_the_map():
-    h = harness()
-    alice = user_id_for(1)
-    post = {"_id": 10, "username": "bob",
-            "replies": [{"username": "alice"}, {"username": "bob", "user_id": "usr_bob"}]}
-    assert h.process(pass_of("forum_posts"), [post]) == [g.set_fields("forum_posts", 10, {
-        "user_id": "usr_bob",
-        "replies": [{"username": "alice", "user_id": alice}, {"username": "bob", "user_id": "usr_bob"}],
-    })]
-    note = {"_id": 11, "username": "alice", "review": {"reviewer": "bob"}}
-    assert h.process(pass_of("calibration_notes"), [note]) == [g.set_fields(
-        "calibration_notes", 11, {"user_id": alice, "review.reviewer_user_id": "usr_bob"})]
+def test_users_missing_an_id_in_any_spelling_get_one_and_others_are_kept():
+    h = harness(True)
+    actions = h.process(USER_PASS, users())
+    assert writes(actions) == [
+        (USER, oid(1), {"user_id": id_of(1)}),
+        (USER, oid(3), {"user_id": id_of(3)}),
+        (USER, oid(4), {"user_id": id_of(4)}),
+    ]
+    assert [m for _, m in reports(actions, "skipped")] == [
+        "user of _id 050505050505050505050505: user_id is an integer, kept as it is; "
+        "references to this user stay unresolved",
+        "user of _id 060606060606060606060606: no username, so no user_id is generated (as upstream)",
+    ]
+    stats = summary(h)
+    assert (stats["users_without_user_id"], stats["users_updated"]) == (4, 3)
 
 
-def test_unresolved_names_are_reported_not_invented():
-    h = harness()
-    # A deleted user, a system author, a case mismatch, an ambiguous name.
-    issue = {"_id": 20, "username": "Alice", "assignees": ["bob", "ghost", "twin"]}
-    actions = h.process(pass_of("issues"), [issue])
-    assert reports(actions, "unresolved") == ["Alice", "ghost", "twin"]
-    assert actions[-1] == g.set_fields("issues", 20, {"assignee_user_ids": ["usr_bob", None, None]})
-    assert actions[0].message == 'issues.username of _id 20: no user named "Alice"'
-    assert actions[2].message == 'issues.assignees[2] of _id 20: 2 users are named "twin"'
-    actions = h.process(pass_of("notifications"), [{"_id": 21, "recipient": "system"}])
-    assert reports(actions, "unresolved") == ["system"]
-    assert len(actions) == 1, "no write for an unresolved field"
-    finish = h.finish()
-    assert reports(finish, "unresolved_username") == ["Alice", "ghost", "system", "twin"]
-    assert reports(finish, "summary") == ["backfill-user-id"]
+def test_a_dry_run_counts_users_but_updates_none():
+    h = harness(False)
+    h.process(USER_PASS, users())
+    stats = summary(h)
+    assert (stats["users_without_user_id"], stats["users_updated"]) == (4, 0)
 
 
-def test_a_filled_document_needs_nothing_but_still_reports_its_unresolved_rows():
-    h = harness()
-    done = {"_id": 30, "username": "bob", "user_id": "usr_bob", "assignees": ["ghost", "bob"],
-            "assignee_user_ids": [None, "usr_bob"]}
-    actions = h.process(pass_of("issues"), [done])
-    assert reports(actions, "unresolved") == ["ghost"]
-    assert len(actions) == 1
+def test_references_resolve_exactly_and_blank_or_filled_ones_are_left_alone():
+    h = harness(True)
+    projects = [
+        {"_id": 1, "owner_username": "alice"},
+        {"_id": 2, "owner_username": "bob", "owner_user_id": ""},
+        {"_id": 3, "owner_username": "carol", "owner_user_id": None},
+        {"_id": 4, "owner_username": "bob", "owner_user_id": "usr_already"},
+        {"_id": 5, "owner_username": ""},
+        {"_id": 6, "owner_username": "ALICE"},
+        {"_id": 7, "owner_username": "Alice"},
+        {"_id": 8, "owner_username": "erin"},
+        {"_id": 9, "owner_username": "former_member"},
+        {"_id": 10, "owner_username": 7},
+        {"_id": 11, "owner_username": "alice", "owner_user_id": 99},
+    ]
+    actions = h.process(pass_of("project"), projects)
+    assert writes(actions) == [
+        ("project", 1, {"owner_user_id": id_of(1)}),
+        ("project", 2, {"owner_user_id": "usr_bob"}),
+        ("project", 3, {"owner_user_id": id_of(3)}),
+        ("project", 7, {"owner_user_id": "usr_capital"}),
+    ]
+    assert reports(actions, "unresolved") == [
+        ("ALICE", 'project.owner_username of _id 6: no user is named "ALICE"'),
+        ("erin", "project.owner_username of _id 8: user \"erin\"'s user_id is an integer"),
+        ("former_member", 'project.owner_username of _id 9: no user is named "former_member"'),
+    ]
+    stats = summary(h)
+    assert stats["collections"]["project"] == {"matched": 7, "updated": 4}
+    assert list(stats["unresolved"]) == ["project"]
+    assert list(stats["unresolved"]["project"]) == ["ALICE", "erin", "former_member"]
 
 
-def test_summary_counts_what_the_runbook_shows():
-    h = harness()
-    h.process(0, [{"_id": 1, "username": "alice"}])
-    h.process(pass_of("projects"), [{"_id": 1, "owner_username": "alice"},
-                                    {"_id": 2, "owner_username": "nobody"}])
-    summary = h.finish()[0]
-    assert summary.message.startswith(
-        '{"users_without_user_id": 1, "collections.projects.matched": 1, ')
-    assert summary.message.endswith('"unresolved": 1}')
+def test_two_pairs_make_one_write_and_count_per_pair_with_upstreams_order():
+    h = harness(True)
+    actions = h.process(pass_of("project_membership"), [
+        {"_id": 1, "username": "ghost", "invited_by": "alice"},
+        {"_id": 2, "username": "bob", "invited_by": "system"},
+        {"_id": 3, "username": "alice", "user_id": "usr_keep", "invited_by": "ghost"},
+    ])
+    assert writes(actions) == [
+        ("project_membership", 1, {"invited_by_user_id": id_of(1)}),
+        ("project_membership", 2, {"user_id": "usr_bob"}),
+    ]
+    stats = summary(h)
+    assert stats["collections"]["project_membership"] == {"matched": 5, "updated": 2}
+    assert list(stats["unresolved"]["project_membership"].items()) == [("ghost", 2), ("system", 1)]
 
 
-def test_manifest_matches_the_rust_plugin():
+def test_arrays_are_never_rewritten_only_reported():
+    h = harness(True)
+    actions = h.process(pass_of("notification"), [
+        {"_id": 1, "recipient_username": ["alice", "bob"], "actor_username": "bob"},
+        {"_id": 2, "recipient_username": "alice", "recipient_user_id": ["usr_old", None],
+         "actor_username": "bob", "actor_user_id": "usr_bob"},
+    ])
+    assert writes(actions) == [("notification", 1, {"actor_user_id": "usr_bob"})]
+    assert reports(actions, "skipped") == [
+        ("notification",
+         "notification.recipient_username of _id 1 holds an array, not one username: left as it is"),
+        ("notification",
+         "notification.recipient_user_id of _id 2 holds an array, not a missing id: left as it is"),
+    ]
+    assert summary(h)["collections"]["notification"] == {"matched": 1, "updated": 1}
+
+
+def test_a_username_held_twice_is_refused_before_anything():
+    h = Harness(BackfillUserId).collection(USER, [
+        {"_id": 1, "username": "twin"},
+        {"_id": 2, "username": "twin", "user_id": "usr_t"},
+    ])
+    with pytest.raises(g.PluginError) as error:
+        h.begin()
+    assert error.value.message.startswith(
+        'user: username "twin" is held by 2 users (_id 1, 2); QDash\'s unique index')
+
+
+def test_the_summary_is_upstreams_statistics_dict_as_json():
+    h = harness(False)
+    h.process(USER_PASS, users())
+    h.process(pass_of("issue"), [{"_id": 1, "username": "gh\u0301ost\n"}])
+    (r,) = h.finish()
+    expected = '{"users_without_user_id": 4, "users_updated": 0, "collections": {'
+    expected += ", ".join(
+        f'"{c}": {{"matched": {1 if c == "issue" else 0}, "updated": 0}}' for c, _ in FIELD_PAIRS)
+    expected += '}, "unresolved": {"issue": {"gh\u0301ost\\n": 1}}}'
+    assert r.message == expected
+
+
+def test_json_strings_escape_as_the_rust_plugin():
+    assert json_str('a"b\\c') == '"a\\"b\\\\c"'
+    assert json_str("\n\r\t\b\f\x01\x1f") == '"\\n\\r\\t\\b\\f\\u0001\\u001f"'
+    assert json_str("e\u0301 \x7f \u2028 \U0001F600") == '"e\u0301 \x7f \u2028 \U0001F600"'
+
+
+def test_passes_cover_upstreams_22_collections_and_write_only_their_own():
     m = BackfillUserId().manifest()
-    assert [p.name for p in m.passes] == ["users"] + [c for c, _ in COLLECTIONS]
-    assert m.passes[3].projection == {"username": 1, "user_id": 1, "replies": 1}
-    assert m.passes[7].projection == {"username": 1, "user_id": 1, "review": 1}
+    assert len(m.passes) == 23 and len(FIELD_PAIRS) == 22
+    assert sum(len(p) for _, p in FIELD_PAIRS) == 25
+    for p, (collection, pairs) in zip(m.passes[1:], FIELD_PAIRS):
+        assert (p.name, p.collection, p.writes) == (collection, collection, [collection])
+        assert len(p.filter["$or"]) == len(pairs)
+    assert m.passes[0].writes == [USER]
