@@ -165,7 +165,6 @@ class BackfillUserId:
         ids.update(generated)
         self.ids = ids
         g.log.info(f"{len(users)} users, {len(ids)} usernames mapped to an id")
-        self.execute = g.run().mode == "execute"
         self.users_without_user_id = 0
         self.users_updated = 0
         # Per collection: matched, updated, and per pair an insertion-ordered
@@ -199,8 +198,7 @@ class BackfillUserId:
         self.users_without_user_id += 1
         username = user.get("username")
         if isinstance(username, str) and username:
-            if self.execute:
-                self.users_updated += 1
+            self.users_updated += 1
             actions.append(g.set_fields(USER, _id, {"user_id": user_id_for(_id, self.namespace)}))
         else:
             actions.append(g.report(
@@ -226,8 +224,7 @@ class BackfillUserId:
                 stats["matched"] += 1
                 user_id = self.ids.get(username)
                 if user_id:
-                    if self.execute:
-                        stats["updated"] += 1
+                    stats["updated"] += 1
                     fields[dst] = user_id
                 else:
                     counts = stats["unresolved"][pair]

@@ -8,16 +8,17 @@ use bson::{Document, doc};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-fn update(db: &TestDb, filter: Document, update: Document) {
+/// Writes as another client of the server would (an application, a tool).
+fn other_client(db: &TestDb, collection: &str, write: impl AsyncFnOnce(mongodb::Collection<Document>)) {
     block_on(async {
-        mongodb::Client::with_uri_str(&db.uri)
-            .await
-            .unwrap()
-            .database(&db.name)
-            .collection::<Document>("godwit_metadata")
-            .update_one(filter, update)
-            .await
-            .unwrap();
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        write(client.database(&db.name).collection::<Document>(collection)).await;
+    });
+}
+
+fn update(db: &TestDb, filter: Document, update: Document) {
+    other_client(db, "godwit_metadata", async |c| {
+        c.update_one(filter, update).await.unwrap();
     });
 }
 
@@ -152,17 +153,12 @@ fn a_version_stamped_by_another_tool_during_the_run_is_not_overwritten() {
     assert!(seen.iter().any(|l| l.contains("paused:")), "{seen:?}");
     // Another tool stamps the database while the run is paused, keeping
     // its schema document consistent.
-    block_on(async {
-        mongodb::Client::with_uri_str(&db.uri)
-            .await
-            .unwrap()
-            .database(&db.name)
-            .collection::<Document>("godwit_metadata")
-            .insert_one(
-                doc! {"_id": "schema", "version": "1.5.0", "history": [{"run_id": "other-tool", "version": "1.5.0"}]},
-            )
-            .await
-            .unwrap();
+    other_client(&db, "godwit_metadata", async |c| {
+        c.insert_one(
+            doc! {"_id": "schema", "version": "1.5.0", "history": [{"run_id": "other-tool", "version": "1.5.0"}]},
+        )
+        .await
+        .unwrap();
     });
     std::fs::remove_file(&pause).unwrap();
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
@@ -206,15 +202,8 @@ fn a_forged_history_entry_for_the_run_does_not_stand_in_for_its_stamp() {
         .map(String::from);
     let run = run.unwrap_or_else(|| panic!("journal list: {list}"));
     // Someone writes a history entry for the run, as if it had stamped.
-    block_on(async {
-        mongodb::Client::with_uri_str(&db.uri)
-            .await
-            .unwrap()
-            .database(&db.name)
-            .collection::<Document>("godwit_metadata")
-            .insert_one(doc! {"_id": "schema", "version": "2.0.0", "history": [{"run_id": &run, "version": "2.0.0", "journal_head": "00"}]})
-            .await
-            .unwrap();
+    other_client(&db, "godwit_metadata", async |c| {
+        c.insert_one(doc! {"_id": "schema", "version": "2.0.0", "history": [{"run_id": &run, "version": "2.0.0", "journal_head": "00"}]}).await.unwrap();
     });
     let out = command(&db, journal.path(), &["run", file, "--execute"])
         .output()
@@ -255,13 +244,8 @@ fn an_execute_bound_to_the_reviewed_dry_run_reproduces_it_and_names_what_changed
     let dry = run_ok(&db, journal.path(), &["run", file]);
     let plan = run_id(&dry);
     // Someone edits one thing after the review: its batch was not reviewed.
-    block_on(async {
-        mongodb::Client::with_uri_str(&db.uri)
-            .await
-            .unwrap()
-            .database(&db.name)
-            .collection::<Document>("things")
-            .update_one(doc! {"_id": 60}, doc! {"$set": {"note": "edited"}})
+    other_client(&db, "things", async |c| {
+        c.update_one(doc! {"_id": 60}, doc! {"$set": {"note": "edited"}})
             .await
             .unwrap();
     });
@@ -320,13 +304,8 @@ fn an_execute_whose_actions_differ_from_the_reviewed_dry_run_writes_nothing() {
     let file = file.to_str().unwrap();
     let plan = run_id(&run_ok(&db, journal.path(), &["run", file]));
     // The reference data changes after the review: same inputs, other actions.
-    block_on(async {
-        mongodb::Client::with_uri_str(&db.uri)
-            .await
-            .unwrap()
-            .database(&db.name)
-            .collection::<Document>("owners")
-            .update_one(doc! {"_id": 1}, doc! {"$set": {"name": "hopper"}})
+    other_client(&db, "owners", async |c| {
+        c.update_one(doc! {"_id": 1}, doc! {"$set": {"name": "hopper"}})
             .await
             .unwrap();
     });
@@ -392,7 +371,9 @@ fn a_run_whose_passes_find_no_collection_says_so_and_is_not_stamped() {
 
     let dry = run_ok(&db, journal.path(), &["run", file]);
     assert_eq!(dry["summary"]["passes"][0]["collection_missing"], true);
-    let text = command(&db, journal.path(), &["run", file, "--new-run"]).output().unwrap();
+    let text = command(&db, journal.path(), &["run", file, "--new-run"])
+        .output()
+        .unwrap();
     assert!(
         stdout(&text).contains("pass 0 counters (counters: no such collection, nothing read)"),
         "{}",
@@ -404,7 +385,9 @@ fn a_run_whose_passes_find_no_collection_says_so_and_is_not_stamped() {
         stderr(&text)
     );
 
-    let out = command(&db, journal.path(), &["run", file, "--execute"]).output().unwrap();
+    let out = command(&db, journal.path(), &["run", file, "--execute"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
     let errors = error_lines(&stderr(&out)).join("\n");
     assert_eq!(error_lines(&stderr(&out)).len(), 1, "{errors}");
@@ -413,9 +396,16 @@ fn a_run_whose_passes_find_no_collection_says_so_and_is_not_stamped() {
             && errors.contains("--allow-missing-collections"),
         "{errors}"
     );
-    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none(), "not stamped");
+    assert!(
+        db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none(),
+        "not stamped"
+    );
 
     // The operator says the database really has none: the same command, allowed.
-    let allowed = run_ok(&db, journal.path(), &["run", file, "--execute", "--allow-missing-collections"]);
+    let allowed = run_ok(
+        &db,
+        journal.path(),
+        &["run", file, "--execute", "--allow-missing-collections"],
+    );
     assert_eq!(allowed["stamped_version"], "2.0.0");
 }

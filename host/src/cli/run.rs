@@ -303,7 +303,9 @@ pub fn print_summary(summary: &Summary, execute: bool) {
             let bound = if execute { "" } else { "at most " };
             outln!(
                 "    documents: {verb}update {bound}{}, {verb}insert {bound}{}, {verb}delete {bound}{}",
-                t.updated, t.inserted, t.deleted
+                t.updated,
+                t.inserted,
+                t.deleted
             );
         }
         for (collection, n) in &pass.writes_by_collection {

@@ -1673,6 +1673,20 @@ impl PassReader {
             .await
     }
 
+    /// A fresh cursor after the last document read.
+    async fn reopen(&mut self) -> mongodb::error::Result<()> {
+        self.cursor = Self::cursor(
+            &self.db,
+            &self.pass,
+            self.last.as_ref(),
+            self.batch_size as u32,
+            self.query_timeout,
+        )
+        .await?;
+        self.read_on_cursor = 0;
+        Ok(())
+    }
+
     /// The next batch of raw documents; empty at the end of the pass. Through
     /// a database outage the cursor is reopened after the last document read,
     /// for up to the database's retry time.
@@ -1692,16 +1706,9 @@ impl PassReader {
                 // a long pass, not a slow filter. Go on with a fresh one.
                 Err(e) if lookup::is_max_time_expired(&e) && self.read_on_cursor > 0 => {
                     tracing::debug!("{}: the pass's cursor used its --query-timeout; reopening", self.label);
-                    self.cursor = Self::cursor(
-                        &self.db,
-                        &self.pass,
-                        self.last.as_ref(),
-                        self.batch_size as u32,
-                        self.query_timeout,
-                    )
-                    .await
-                    .map_err(|e| query_error(e, &self.label, self.query_timeout))?;
-                    self.read_on_cursor = 0;
+                    self.reopen()
+                        .await
+                        .map_err(|e| query_error(e, &self.label, self.query_timeout))?;
                 }
                 // A restarted server has forgotten the cursor (CursorNotFound).
                 Err(e)
@@ -1724,18 +1731,8 @@ impl PassReader {
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                    if let Ok(cursor) = Self::cursor(
-                        &self.db,
-                        &self.pass,
-                        self.last.as_ref(),
-                        self.batch_size as u32,
-                        self.query_timeout,
-                    )
-                    .await
-                    {
-                        self.cursor = cursor;
-                        self.read_on_cursor = 0;
-                    }
+                    // Still down: the next read fails again and backs off more.
+                    let _ = self.reopen().await;
                 }
                 Err(e) => {
                     return Err(query_error(e, &self.label, self.query_timeout))

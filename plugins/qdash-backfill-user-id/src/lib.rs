@@ -46,13 +46,18 @@
 //!
 //! **Figures.** The `summary` report (from `finish`) is upstream's statistics
 //! as JSON, same keys, same meanings, same order: `users_without_user_id`,
-//! `users_updated` (0 in a dry run, as upstream's), per collection `matched`
-//! (unresolved included) and `updated` (0 in a dry run), and `unresolved` per
+//! `users_updated`, per collection `matched` (unresolved included) and
+//! `updated`, and `unresolved` per
 //! collection and username (only collections that have some). Each
 //! unresolved reference is also an `unresolved` report naming its document.
 //! Strings in messages are JSON-escaped like Python's
 //! `json.dumps(..., ensure_ascii=False)`, so the Python twin's report is the
 //! same bytes.
+//! One difference from upstream, on purpose: upstream's dry run reports
+//! `users_updated` and `updated` as 0 because it writes nothing. godwit never
+//! tells a plugin whether its actions will be applied (so that the dry run an
+//! operator reviews is what the execute does), so here they count the writes
+//! the plugin asks for: in a dry run, what the execute will update.
 //!
 //! Parameters (`--param k=v`): `id_namespace` (default empty), mixed into the
 //! id derivation. Collection and field names are not parameters: QDash fixes
@@ -60,7 +65,7 @@
 //! manifest is static, and the database is chosen with godwit's `--db` (QDash's
 //! `MONGO_DB_NAME`).
 
-use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Mode, Params, Pass, doc};
+use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, doc};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -203,7 +208,6 @@ struct CollectionStats {
 
 pub struct BackfillUserId {
     namespace: String,
-    execute: bool,
     /// username -> user_id: existing string ids, overridden by generated ones.
     ids: HashMap<String, String>,
     /// Usernames whose user's `user_id` is neither missing nor a string.
@@ -318,7 +322,6 @@ impl Migration for BackfillUserId {
         ));
         Ok(BackfillUserId {
             namespace,
-            execute: cx.run().mode == Mode::Execute,
             ids,
             unusable,
             users_without_user_id: 0,
@@ -388,9 +391,7 @@ impl BackfillUserId {
         self.users_without_user_id += 1;
         match user.get("username") {
             Some(Bson::String(username)) if !username.is_empty() => {
-                if self.execute {
-                    self.users_updated += 1;
-                }
+                self.users_updated += 1;
                 actions.push(Action::set(
                     USER,
                     id.clone(),
@@ -435,9 +436,7 @@ impl BackfillUserId {
                     stats.matched += 1;
                     match self.ids.get(username).filter(|u| !u.is_empty()) {
                         Some(user_id) => {
-                            if self.execute {
-                                stats.updated += 1;
-                            }
+                            stats.updated += 1;
                             set.insert(*to, user_id.clone());
                         }
                         None => {

@@ -4,6 +4,7 @@
 //! would read and each expected output is what it would compute or write.
 
 use super::*;
+use godwit_sdk::Mode;
 use godwit_sdk::testing::Harness;
 
 fn pass_of(collection: &str) -> usize {
@@ -33,8 +34,8 @@ fn users() -> Vec<Document> {
     ]
 }
 
-fn harness(mode: Mode) -> Harness<BackfillUserId> {
-    Harness::new().mode(mode).collection(USER, users())
+fn harness() -> Harness<BackfillUserId> {
+    Harness::new().collection(USER, users())
 }
 
 fn reports(actions: &[Action], kind: &str) -> Vec<(String, String)> {
@@ -172,7 +173,7 @@ fn ids_have_qdash_shape_and_are_reproducible_per_user_and_namespace() {
 
 #[test]
 fn users_missing_an_id_in_any_spelling_get_one_and_others_are_kept() {
-    let mut h = harness(Mode::Execute);
+    let mut h = harness();
     let actions = h.run_pass(USER_PASS, users()).unwrap();
     assert_eq!(
         writes(&actions),
@@ -207,16 +208,25 @@ fn users_missing_an_id_in_any_spelling_get_one_and_others_are_kept() {
 }
 
 #[test]
-fn a_dry_run_counts_users_but_updates_none_as_upstream() {
-    let mut h = harness(Mode::DryRun);
-    h.run_pass(USER_PASS, users()).unwrap();
-    let stats = summary(&mut h);
-    assert_eq!((stats.n("users_without_user_id"), stats.n("users_updated")), (4, 0));
+fn the_figures_do_not_depend_on_the_run_mode() {
+    // godwit tells every plugin `execute`; were a host to say `dry-run`, the
+    // plugin must still ask for (and count) the same writes.
+    let mut dry = Harness::<BackfillUserId>::new()
+        .mode(Mode::DryRun)
+        .collection(USER, users());
+    let mut exec = harness();
+    assert_eq!(
+        dry.run_pass(USER_PASS, users()).unwrap(),
+        exec.run_pass(USER_PASS, users()).unwrap()
+    );
+    let (dry, exec) = (summary(&mut dry), summary(&mut exec));
+    assert_eq!((dry.n("users_without_user_id"), dry.n("users_updated")), (4, 3));
+    assert_eq!((exec.n("users_without_user_id"), exec.n("users_updated")), (4, 3));
 }
 
 #[test]
 fn references_resolve_exactly_and_blank_or_filled_ones_are_left_alone() {
-    let mut h = harness(Mode::Execute);
+    let mut h = harness();
     let projects = vec![
         doc! {"_id": 1, "owner_username": "alice"},
         doc! {"_id": 2, "owner_username": "bob", "owner_user_id": ""},
@@ -271,7 +281,7 @@ fn references_resolve_exactly_and_blank_or_filled_ones_are_left_alone() {
 
 #[test]
 fn two_pairs_make_one_write_and_count_per_pair_with_upstreams_order() {
-    let mut h = harness(Mode::Execute);
+    let mut h = harness();
     let memberships = vec![
         doc! {"_id": 1, "username": "ghost", "invited_by": "alice"},
         doc! {"_id": 2, "username": "bob", "invited_by": "system"},
@@ -296,7 +306,7 @@ fn two_pairs_make_one_write_and_count_per_pair_with_upstreams_order() {
 
 #[test]
 fn arrays_are_never_rewritten_only_reported() {
-    let mut h = harness(Mode::Execute);
+    let mut h = harness();
     let notifications = vec![
         doc! {"_id": 1, "recipient_username": ["alice", "bob"], "actor_username": "bob"},
         doc! {"_id": 2, "recipient_username": "alice", "recipient_user_id": ["usr_old", Bson::Null], "actor_username": "bob", "actor_user_id": "usr_bob"},
@@ -344,13 +354,13 @@ fn a_username_held_twice_is_refused_before_anything() {
 
 #[test]
 fn the_summary_is_upstreams_statistics_dict_as_json() {
-    let mut h = harness(Mode::DryRun);
+    let mut h = harness();
     h.run_pass(USER_PASS, users()).unwrap();
     h.run_pass(pass_of("issue"), vec![doc! {"_id": 1, "username": "gh\u{0301}ost\n"}])
         .unwrap();
     let finish = h.finish().unwrap();
     let Action::Report(r) = &finish[0] else { panic!() };
-    let mut expected = String::from(r#"{"users_without_user_id": 4, "users_updated": 0, "collections": {"#);
+    let mut expected = String::from(r#"{"users_without_user_id": 4, "users_updated": 3, "collections": {"#);
     for (i, (c, _)) in FIELD_PAIRS.iter().enumerate() {
         let m = u8::from(*c == "issue");
         expected.push_str(&format!(
