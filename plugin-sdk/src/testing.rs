@@ -28,14 +28,15 @@ impl<M: Migration> Default for Harness<M> {
 }
 
 impl<M: Migration> Harness<M> {
-    /// A dry run with run id `test-run` started at 2026-01-01T00:00:00Z.
+    /// A run with run id `test-run` started at 2026-01-01T00:00:00Z, told
+    /// `execute` as godwit tells every plugin (dry runs included).
     pub fn new() -> Self {
         Harness {
             plugin: None,
             params: Document::new(),
             run: RunContext {
                 run_id: "test-run".into(),
-                mode: Mode::DryRun,
+                mode: Mode::Execute,
                 started_at_ms: 1_767_225_600_000,
                 database: "test".into(),
             },
@@ -48,6 +49,8 @@ impl<M: Migration> Harness<M> {
         self
     }
 
+    /// The mode `begin` is told. godwit always says `execute`; a plugin's
+    /// test can check that it acts the same when told `dry-run`.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.run.mode = mode;
         self

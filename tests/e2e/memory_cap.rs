@@ -155,6 +155,7 @@ fn run_capped(plugin: &Path, name: &str) -> (String, u64) {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
+    let peak = peak_rss_sampler(child.id());
     let mut err_pipe = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -163,7 +164,6 @@ fn run_capped(plugin: &Path, name: &str) -> (String, u64) {
     });
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    // wait4 rather than Child::wait: it reports this child's own peak RSS.
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value to be overwritten.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -204,8 +204,33 @@ fn run_capped(plugin: &Path, name: &str) -> (String, u64) {
             .collect()
     };
     assert_eq!(unlocked(db.dump()), unlocked(before), "the database changed");
-    // ru_maxrss is in KiB on Linux.
-    (line, usage.ru_maxrss as u64)
+    let peak = peak.join().unwrap();
+    assert!(peak > 0, "the godwit process was sampled");
+    (line, peak)
+}
+
+/// Samples the peak RSS (`VmHWM`, KiB) of process `pid` once it runs
+/// `godwit`, until it is reaped. Not `wait4`'s `ru_maxrss`: Rust spawns
+/// children with `vfork`, and at `exec` the kernel folds the high-water mark
+/// of the mm the child shared - the test process's, which grows with the
+/// other tests running beside it - into the child's `maxrss`. `VmHWM` is the
+/// `godwit` process's own mm. Sampled every 2 ms, it can miss the last
+/// moments before exit: a lower bound, and a plugin past the cap would not
+/// exit 4 anyway.
+fn peak_rss_sampler(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+            if field("Name:") == Some("godwit")
+                && let Some(kib) = field("VmHWM:").and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        peak
+    })
 }
 
 /// Baseline of the `godwit` process itself (wasmtime, the driver, tokio),

@@ -212,6 +212,13 @@ fn refusals_name_the_run() {
     assert!(err.contains("journal has no run nope"), "{err}");
 }
 
+/// The sequence number the run's progress marker has reached (-1: none yet).
+fn marker_seq(db: &TestDb) -> i64 {
+    db.find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}})
+        .and_then(|m| m.get_i64("seq").ok())
+        .unwrap_or(-1)
+}
+
 /// Before-images of a batch whose `Committed` entry a SIGKILL lost are
 /// recovered from the progress marker: after kills and resumes, the revert
 /// still restores everything.
@@ -252,10 +259,17 @@ fn before_images_survive_kills_and_the_revert_restores_everything() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-        std::thread::sleep(Duration::from_millis(120 + 61 * (kills % 9)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
+        // Killed once it has committed another 5 to 13 batches (the progress
+        // marker's seq counts journal entries, about two per batch), not
+        // after a fixed time: kills land mid-run however fast the machine.
+        let target = marker_seq(&db) + 10 + 2 * (kills % 5);
+        while child.try_wait().unwrap().is_none() {
+            if marker_seq(&db) >= target {
+                child.kill().unwrap();
+                kills += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         child.wait().unwrap();
     };

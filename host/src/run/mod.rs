@@ -1395,7 +1395,17 @@ impl Engine<'_> {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             pid: i64::from(std::process::id()),
         };
-        Ok(self.db.acquire_lock(&holder, lease).await?)
+        // A run of this journal that finished holds no lock any more, even
+        // if its process died between finishing and releasing it (its lease
+        // would otherwise refuse the next run for up to `--lease`).
+        let finished: Vec<String> = self
+            .journal
+            .runs()?
+            .into_iter()
+            .filter(|h| h.status == RunStatus::Finished && h.database == self.db.name)
+            .map(|h| h.run_id)
+            .collect();
+        Ok(self.db.acquire_lock_over(&holder, lease, &finished).await?)
     }
 
     fn spawn_renewal(&self, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {

@@ -155,7 +155,7 @@ def report(kind: str, key: str, message: str) -> Report:
 class RunContext:
     """Facts about the run: a plugin needs neither clock nor randomness."""
     run_id: str
-    mode: str  # "dry-run" or "execute"
+    mode: str  # always "execute" from godwit, dry runs included
     started_at_ms: int
     database: str
 

@@ -56,8 +56,8 @@ class _MemoryHost:
 
 
 class Harness:
-    """Runs a plugin class natively: a dry run with run id ``test-run``
-    started at 2026-01-01T00:00:00Z."""
+    """Runs a plugin class natively: run id ``test-run`` started at
+    2026-01-01T00:00:00Z, told ``execute`` as godwit tells every plugin."""
 
     def __init__(self, cls, params=None):
         self.cls = cls
@@ -76,7 +76,7 @@ class Harness:
     def begin(self):
         if self.plugin is None:
             g._host = self.host
-            g._run = g.RunContext("test-run", "dry-run", 1_767_225_600_000, "test")
+            g._run = g.RunContext("test-run", "execute", 1_767_225_600_000, "test")
             self.plugin = self.cls()
             self.plugin.begin(g.Params(self.params))
         return self.plugin
