@@ -238,6 +238,22 @@ fn each_bad_input_is_one_line_with_its_exit_code_and_leaves_no_journal() {
             names: vec![format!("invalid config file {bad_toml} at line 2, column")],
             within: 10,
         },
+        Case {
+            name: "no URI",
+            args: plugin_args(&[]),
+            env: vec![("MONGODB_URI", s(""))],
+            code: 2,
+            names: vec![s("no MongoDB URI: pass --uri, set MONGODB_URI")],
+            within: 10,
+        },
+        Case {
+            name: "no database",
+            args: plugin_args(&[]),
+            env: vec![("GODWIT_DB", s(""))],
+            code: 2,
+            names: vec![s("no database: pass --db NAME")],
+            within: 10,
+        },
     ];
     let mut codes = std::collections::BTreeMap::<u8, Vec<&str>>::new();
     for case in &cases {

@@ -281,3 +281,60 @@ fn before_images_survive_kills_and_the_revert_restores_everything() {
     assert!(kills >= 3, "only {kills} kills: the run was too fast for this test");
     eprintln!("revert after {kills} kills restored all 300 documents");
 }
+
+/// SIGTERM (or Ctrl-C) during `revert --execute` stops it between batches
+/// with exit 130, like an interrupted run; running it again finishes it.
+#[test]
+fn an_interrupted_revert_exits_130_and_finishes_when_run_again() {
+    let db = TestDb::new(server(), "revertstop");
+    db.insert("counters", (0..300).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let before = user_data(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let run = run_ok(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let child = command(&db, journal.path(), &["revert", &run, "--execute", "--batch-size", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once it has restored a document, with ~299 batches to go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !db.find_all("counters").iter().any(|d| d.get_i64("n").ok() == Some(0)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revert never restored a document"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let errors: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(String::from)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("revert of run {run} stopped by the operator")),
+        "{errors:?}"
+    );
+    let restored = db
+        .find_all("counters")
+        .iter()
+        .filter(|d| d.get_i64("n").ok() == Some(0))
+        .count();
+    assert!(restored < 300, "stopped before the end ({restored} restored)");
+    let (code, done, err) = revert(&db, journal.path(), &[&run, "--execute"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        done["restore"].as_u64().unwrap() + done["unchanged"].as_u64().unwrap(),
+        300,
+        "{done}"
+    );
+    assert_eq!(user_data(&db), before);
+}

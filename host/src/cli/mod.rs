@@ -304,8 +304,11 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
                 _ => exit::DATABASE,
             };
         }
-        if cause.downcast_ref::<ResumeError>().is_some() {
-            return exit::RESUME_REFUSED;
+        if let Some(resume) = cause.downcast_ref::<ResumeError>() {
+            return match resume {
+                ResumeError::NotDeterministic { .. } => exit::REPLAY_DIVERGED,
+                _ => exit::RESUME_REFUSED,
+            };
         }
         if let Some(plan) = cause.downcast_ref::<crate::run::plan::PlanError>() {
             return match plan {
@@ -328,6 +331,7 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         if let Some(revert) = cause.downcast_ref::<crate::run::revert::RevertError>() {
             return match revert {
                 crate::run::revert::RevertError::NotLatest { .. } => exit::VERSION,
+                crate::run::revert::RevertError::Stopped { .. } => exit::INTERRUPTED,
                 _ => exit::REVERT_REFUSED,
             };
         }

@@ -339,11 +339,16 @@ pub async fn require_existing(db: &crate::db::Db) -> anyhow::Result<()> {
 
 impl ConnectionArgs {
     pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
-        let uri = self
-            .uri
-            .as_deref()
-            .context("no MongoDB URI: pass --uri or set MONGODB_URI")?;
-        let db = self.db.as_deref().context("no database: pass --db NAME")?;
+        // Missing settings are a bad command line (exit 2), found before any
+        // connection is tried.
+        let missing = |what: &str| super::UsageError(what.to_string());
+        // An empty value (`MONGODB_URI=`) is as missing as no value.
+        let uri = (self.uri.as_deref())
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| missing("no MongoDB URI: pass --uri, set MONGODB_URI, or set uri in godwit.toml"))?;
+        let db = (self.db.as_deref())
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| missing("no database: pass --db NAME, set GODWIT_DB, or set db in godwit.toml"))?;
         Ok(crate::db::Db::connect(crate::db::ConnectOptions {
             uri,
             db,

@@ -85,6 +85,21 @@ pub enum ResumeError {
         marker: u64,
         journaled: String,
     },
+    /// Exit 12, like `journal replay`: the plugin did not reproduce what it did.
+    #[error(
+        "cannot resume run {run}: plugin {plugin} did not reproduce journaled batch {seq} (pass {pass}, action \
+         {action}{document}) when restoring its state; it is not deterministic{error}. Make it return the same actions \
+         for the same inputs and lookups, or start over with --new-run"
+    )]
+    NotDeterministic {
+        run: String,
+        plugin: String,
+        seq: u64,
+        pass: u32,
+        action: usize,
+        document: String,
+        error: String,
+    },
     #[error("cannot resume run {run}: it ran plugin {journaled}, not {found}")]
     OtherPlugin {
         run: String,
@@ -1303,15 +1318,16 @@ impl Engine<'_> {
                 self::replay::compare(instance, self.plugin, replay, identity_run, &batch)
             });
             if let Some(d) = diverged {
-                anyhow::bail!(
-                    "run {run}: plugin {} did not reproduce journaled batch {} (pass {pass}, action {}{}) when restoring \
-                     its state for the resume; it is not deterministic{}",
-                    manifest.name,
-                    batch.seq,
-                    d.action,
-                    d.document.map(|id| format!(", document _id {id}")).unwrap_or_default(),
-                    d.error.map(|e| format!(" ({e})")).unwrap_or_default(),
-                );
+                return Err(ResumeError::NotDeterministic {
+                    run: run.to_string(),
+                    plugin: manifest.name.clone(),
+                    seq: batch.seq,
+                    pass,
+                    action: d.action,
+                    document: d.document.map(|id| format!(", document _id {id}")).unwrap_or_default(),
+                    error: d.error.map(|e| format!(" ({e})")).unwrap_or_default(),
+                }
+                .into());
             }
             replayed += 1;
         }

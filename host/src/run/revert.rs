@@ -60,6 +60,9 @@ pub enum RevertError {
         later_plugin: String,
         later_version: String,
     },
+    /// Ctrl-C / SIGTERM between batches: exit 130, like an interrupted run.
+    #[error("revert of run {run} stopped by the operator; what it restored stays restored - run it again to finish")]
+    Stopped { run: String },
 }
 
 pub struct RevertRequest {
@@ -201,18 +204,30 @@ impl Revert<'_> {
                         after,
                     });
                     if pending.len() >= request.batch_size {
-                        self.batch(std::mem::take(&mut pending), request, header.as_ref(), lock.as_ref(), &mut session, &mut report)
-                            .await?;
+                        self.batch(
+                            std::mem::take(&mut pending),
+                            request,
+                            header.as_ref(),
+                            lock.as_ref(),
+                            &mut session,
+                            &mut report,
+                        )
+                        .await?;
                         if self.stop.requested() {
-                            anyhow::bail!(
-                                "revert of run {run} stopped by the operator; what it restored stays restored - run it again to finish"
-                            );
+                            return Err(RevertError::Stopped { run: run.clone() }.into());
                         }
                     }
                 }
             }
-            self.batch(pending, request, header.as_ref(), lock.as_ref(), &mut session, &mut report)
-                .await?;
+            self.batch(
+                pending,
+                request,
+                header.as_ref(),
+                lock.as_ref(),
+                &mut session,
+                &mut report,
+            )
+            .await?;
             if let Some(h) = header.as_mut() {
                 if report.complete() && stamp_note.is_none() {
                     self.stamp(h, &target, version_after.clone(), history_note.as_deref(), &report)
