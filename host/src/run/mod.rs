@@ -542,12 +542,27 @@ impl Engine<'_> {
         };
         let mut session = None;
         if execute {
-            session = self.db.session().await?;
-            if let Some(s) = &session {
-                let mut entry = Entry::new(EntryKind::Session, now_ms());
-                entry.session = Some(s.id().to_vec()?);
-                self.journal.append(&run, entry)?;
-                self.journal.flush()?;
+            // Whatever fails from here on, the lock taken above is released
+            // below: a retry must not meet "locked" until the lease expires.
+            let started = async {
+                let session = self.db.session().await?;
+                if let Some(s) = &session {
+                    let mut entry = Entry::new(EntryKind::Session, now_ms());
+                    entry.session = Some(s.id().to_vec()?);
+                    self.journal.append(&run, entry)?;
+                    self.journal.flush()?;
+                }
+                anyhow::Ok(session)
+            }
+            .await;
+            match started {
+                Ok(s) => session = s,
+                Err(e) => {
+                    if let Some(lock) = &lock {
+                        self.release(&run, lock).await;
+                    }
+                    return Err(e);
+                }
             }
         }
         let lease_lost = Arc::new(AtomicBool::new(false));
@@ -569,13 +584,17 @@ impl Engine<'_> {
             renewal.abort();
         }
         if let Some(lock) = &lock {
-            // A run that stopped (finished, interrupted or failed) frees the
-            // database at once rather than at lease expiry.
-            if let Err(e) = self.db.release_lock(lock).await {
-                tracing::warn!("run {run}: could not release the lock (it expires by itself): {e}");
-            }
+            self.release(&run, lock).await;
         }
         result
+    }
+
+    /// A run that stopped (finished, interrupted or failed) frees the
+    /// database at once rather than at lease expiry.
+    async fn release(&self, run: &str, lock: &Lock) {
+        if let Err(e) = self.db.release_lock(lock).await {
+            tracing::warn!("run {run}: could not release the lock (it expires by itself): {e}");
+        }
     }
 
     async fn drive(&self, request: &RunRequest, state: &mut DriveState<'_>) -> anyhow::Result<Outcome> {

@@ -176,13 +176,33 @@ impl Revert<'_> {
                     .acquire_lock_over(&holder, request.lease, std::slice::from_ref(run))
                     .await?,
             );
-            session = self.db.session().await?;
-            if let Some(s) = &session {
-                let mut entry = Entry::new(EntryKind::Session, now_ms());
-                entry.session = Some(s.id().to_vec()?);
-                self.journal.append(&h.run_id, entry)?;
-                self.journal.flush()?;
+            // Whatever fails from here on, the lock is released (below): a
+            // revert retried at once must not meet "locked" until the lease
+            // expires.
+            let started = async {
+                let session = self.db.session().await?;
+                if let Some(s) = &session {
+                    let mut entry = Entry::new(EntryKind::Session, now_ms());
+                    entry.session = Some(s.id().to_vec()?);
+                    self.journal.append(&h.run_id, entry)?;
+                    self.journal.flush()?;
+                }
+                anyhow::Ok(session)
             }
+            .await;
+            session = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(lock) = &lock
+                        && let Err(release) = self.db.release_lock(lock).await
+                    {
+                        tracing::warn!(
+                            "revert of run {run}: could not release the lock (it expires by itself): {release}"
+                        );
+                    }
+                    return Err(e);
+                }
+            };
             report.run_id = Some(h.run_id.clone());
             header = Some(h);
         }
