@@ -22,6 +22,13 @@ fn update(db: &TestDb, filter: Document, update: Document) {
     });
 }
 
+/// `journal list --json`: every run's header.
+fn journal_runs(journal: &std::path::Path) -> serde_json::Value {
+    let out = crate::support::godwit(&["journal", "list", "--json", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "journal list: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
 fn schema(db: &TestDb) -> Document {
     db.find_one("godwit_metadata", doc! {"_id": "schema"})
         .expect("schema document")
@@ -187,14 +194,7 @@ fn a_forged_history_entry_for_the_run_does_not_stand_in_for_its_stamp() {
         .output()
         .unwrap();
     assert!(!killed.status.success(), "killed before its stamp");
-    let list = crate::support::godwit(&[
-        "journal",
-        "list",
-        "--json",
-        "--journal",
-        journal.path().to_str().unwrap(),
-    ]);
-    let list: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let list = journal_runs(journal.path());
     let run = list
         .as_array()
         .and_then(|runs| runs.first())
@@ -259,16 +259,10 @@ fn an_execute_bound_to_the_reviewed_dry_run_reproduces_it_and_names_what_changed
         "pass 0 (things), batch 2 (_id 50 to 74)"
     );
     assert_eq!(check["finish"], "not held to the plan: some batches were not reviewed");
-    // The plugin ran as the dry run: its clock is the dry run's start, and
-    // the `_id`s of its inserts are the ones the dry run journaled.
-    let list = crate::support::godwit(&[
-        "journal",
-        "list",
-        "--json",
-        "--journal",
-        journal.path().to_str().unwrap(),
-    ]);
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    // The plugin ran as the dry run: its clock is the dry run's start (and
+    // the 3 batches hashed as reviewed, their inserts' host-given `_id`s
+    // included).
+    let runs = journal_runs(journal.path());
     let started = runs
         .as_array()
         .unwrap()
