@@ -3,6 +3,7 @@
 //! lock, progress markers), and applying validated actions in bulk.
 
 mod images;
+pub mod reader;
 
 pub use images::id_key;
 

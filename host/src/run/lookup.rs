@@ -131,13 +131,6 @@ impl Lookup for MongoLookup {
     }
 }
 
-/// MongoDB's error code for an operation cut off at its `maxTimeMS`.
-const MAX_TIME_MS_EXPIRED: i32 = 50;
-
-pub(crate) fn is_max_time_expired(e: &mongodb::error::Error) -> bool {
-    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == MAX_TIME_MS_EXPIRED)
-}
-
 impl MongoLookup {
     /// The one place a lookup's raw request is checked before anything of it
     /// is decoded or sent: godwit's own state is out of reach (its metadata
@@ -182,7 +175,7 @@ impl MongoLookup {
             return Err(LookupError::Failed(reason));
         }
         let failed = |e: mongodb::error::Error| {
-            if is_max_time_expired(&e) {
+            if crate::db::reader::is_max_time_expired(&e) {
                 LookupError::TimedOut
             } else {
                 LookupError::Failed(format!("find on {collection} failed: {e}"))

@@ -19,7 +19,11 @@ pub mod plan;
 pub mod replay;
 pub mod report;
 pub mod revert;
+mod errors;
 
+pub use errors::{NothingToMigrate, ResumeError, VersionError};
+
+use crate::db::reader::{PassReader, ReadAhead};
 use crate::db::{BatchWrite, Db, DbError, Lock, LockHolder, WriteCounts};
 use crate::hash::{sha256, to_hex};
 use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
@@ -28,7 +32,6 @@ use crate::plugin::contract::{Mode, RunContext, ValidPass};
 use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
 use anyhow::Context;
 use bson::{Bson, Document, RawDocumentBuf, doc};
-use futures_util::TryStreamExt;
 use lookup::{MongoLookup, Recorded, Replay};
 use plan::Plan;
 use report::{Summary, Touched};
@@ -40,111 +43,6 @@ use std::time::Duration;
 
 /// Batch size when neither the command line nor the pass sets one.
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResumeError {
-    #[error(
-        "cannot resume run {run}: plugin {} has sha256 {found}, but the run was started with sha256 {journaled}; \
-         run the original plugin, or start over with --new-run", file.display()
-    )]
-    PluginChanged {
-        run: String,
-        file: PathBuf,
-        journaled: String,
-        found: String,
-    },
-    #[error(
-        "cannot resume run {run}: its parameters were {journaled}, now {found}; pass the same --param values, or start over with --new-run"
-    )]
-    ParamsChanged {
-        run: String,
-        journaled: String,
-        found: String,
-    },
-    #[error("cannot resume run {run}: it ran on database {journaled}, not {found}")]
-    DatabaseChanged {
-        run: String,
-        journaled: String,
-        found: String,
-    },
-    #[error("cannot resume run {run}: it is a {journaled} run; this is a {found} run")]
-    ModeChanged {
-        run: String,
-        journaled: &'static str,
-        found: &'static str,
-    },
-    #[error("cannot resume run {run}: it is {status}")]
-    NotResumable { run: String, status: String },
-    #[error(
-        "cannot resume run {run}: the database's progress marker is at batch {marker}, but the journal ends before \
-         it (last batch {journaled}); the journal lost entries the database committed (a truncated or restored \
-         journal directory?) - resuming would apply batches twice"
-    )]
-    JournalBehind {
-        run: String,
-        marker: u64,
-        journaled: String,
-    },
-    /// Exit 12, like `journal replay`: the plugin did not reproduce what it did.
-    #[error(
-        "cannot resume run {run}: plugin {plugin} did not reproduce journaled batch {seq} (pass {pass}, action \
-         {action}{document}) when restoring its state; it is not deterministic{error}. Make it return the same actions \
-         for the same inputs and lookups, or start over with --new-run"
-    )]
-    NotDeterministic {
-        run: String,
-        plugin: String,
-        seq: u64,
-        pass: u32,
-        action: usize,
-        document: String,
-        error: String,
-    },
-    #[error("cannot resume run {run}: it ran plugin {journaled}, not {found}")]
-    OtherPlugin {
-        run: String,
-        journaled: String,
-        found: String,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum VersionError {
-    #[error(
-        "database {db} has no schema version, but {plugin} requires {requires}; \
-         stamp the existing schema once with `godwit init --version X`"
-    )]
-    Unstamped {
-        db: String,
-        plugin: String,
-        requires: String,
-    },
-    #[error(
-        "database {db} has no schema version but holds data ({collections}); \
-         stamp the version its schema is at with `godwit init --version X` first"
-    )]
-    UnstampedData { db: String, collections: String },
-    #[error("database {db} is at version {current}, but {plugin} requires {requires}")]
-    Mismatch {
-        db: String,
-        current: String,
-        plugin: String,
-        requires: String,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "run {run}: no pass of plugin {plugin} found its collection in database {db} ({collections}), so nothing was \
-     migrated and the version is not stamped. Check --db and the plugin's collection names (a prefix parameter?); if \
-     the database really has none of them, run the same command again with --allow-missing-collections"
-)]
-pub struct NothingToMigrate {
-    pub run: String,
-    pub plugin: String,
-    pub db: String,
-    pub collections: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResumeChoice {
@@ -686,7 +584,7 @@ impl Engine<'_> {
                 match reader.remaining(self.db, pass, progress.checkpoints.get(&index)).await {
                     Ok(n) => Some(n),
                     // The total is only for the progress display.
-                    Err(e) if lookup::is_max_time_expired(&e) => {
+                    Err(e) if crate::db::reader::is_max_time_expired(&e) => {
                         tracing::warn!("{label}: counting the pass's documents ran past --query-timeout; no total");
                         None
                     }
@@ -1638,221 +1536,6 @@ impl Engine<'_> {
         self.journal.append(run, entry)?;
         self.journal.flush()?;
         Ok(())
-    }
-}
-
-/// Reads one pass's documents in `_id` order, after a checkpoint, in batches.
-struct PassReader {
-    cursor: mongodb::Cursor<RawDocumentBuf>,
-    batch_size: usize,
-    label: String,
-    db: Db,
-    pass: ValidPass,
-    /// `_id` of the last document read: where a cursor lost in an outage reopens.
-    last: Option<Bson>,
-    /// The cursor's `maxTimeMS`; documents read since it was opened.
-    query_timeout: Duration,
-    read_on_cursor: usize,
-}
-
-impl PassReader {
-    async fn open(
-        db: &Db,
-        pass: &ValidPass,
-        checkpoint: Option<&Bson>,
-        batch_size: u32,
-        label: String,
-        query_timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let cursor = Self::cursor(db, pass, checkpoint, batch_size, query_timeout)
-            .await
-            .map_err(|e| query_error(e, &label, query_timeout))
-            .with_context(|| format!("{label}: reading {}.{}", db.name, pass.collection))?;
-        Ok(PassReader {
-            cursor,
-            batch_size: batch_size as usize,
-            label,
-            db: db.clone(),
-            pass: pass.clone(),
-            last: checkpoint.cloned(),
-            query_timeout,
-            read_on_cursor: 0,
-        })
-    }
-
-    fn filter(pass: &ValidPass, after: Option<&Bson>) -> Document {
-        match after {
-            Some(after) => doc! {"$and": [pass.filter.clone(), {"_id": {"$gt": after.clone()}}]},
-            None => pass.filter.clone(),
-        }
-    }
-
-    async fn cursor(
-        db: &Db,
-        pass: &ValidPass,
-        after: Option<&Bson>,
-        batch_size: u32,
-        query_timeout: Duration,
-    ) -> mongodb::error::Result<mongodb::Cursor<RawDocumentBuf>> {
-        let coll = db.db.collection::<RawDocumentBuf>(&pass.collection);
-        // The server counts `maxTimeMS` over the cursor's whole life (it
-        // cannot be set per getMore), so `next_batch` reopens a cursor that
-        // used it up while still returning documents.
-        let mut find = coll
-            .find(Self::filter(pass, after))
-            .sort(doc! {"_id": 1})
-            .batch_size(batch_size)
-            .max_time(query_timeout);
-        if let Some(projection) = &pass.projection {
-            find = find.projection(projection.clone());
-        }
-        find.await
-    }
-
-    /// Documents the pass still has to read.
-    async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> mongodb::error::Result<u64> {
-        db.db
-            .collection::<RawDocumentBuf>(&pass.collection)
-            .count_documents(Self::filter(pass, checkpoint))
-            .max_time(self.query_timeout)
-            .await
-    }
-
-    /// A fresh cursor after the last document read.
-    async fn reopen(&mut self) -> mongodb::error::Result<()> {
-        self.cursor = Self::cursor(
-            &self.db,
-            &self.pass,
-            self.last.as_ref(),
-            self.batch_size as u32,
-            self.query_timeout,
-        )
-        .await?;
-        self.read_on_cursor = 0;
-        Ok(())
-    }
-
-    /// The next batch of raw documents; empty at the end of the pass. Through
-    /// a database outage the cursor is reopened after the last document read,
-    /// for up to the database's retry time.
-    async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
-        let mut batch = Vec::with_capacity(self.batch_size);
-        let mut outage: Option<std::time::Instant> = None;
-        let mut backoff = Duration::from_millis(100);
-        while batch.len() < self.batch_size {
-            match self.cursor.try_next().await {
-                Ok(Some(doc)) => {
-                    self.last = doc.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok());
-                    batch.push(doc.into_bytes());
-                    self.read_on_cursor += 1;
-                }
-                Ok(None) => break,
-                // The cursor used up its server time while making progress:
-                // a long pass, not a slow filter. Go on with a fresh one.
-                Err(e) if lookup::is_max_time_expired(&e) && self.read_on_cursor > 0 => {
-                    tracing::debug!("{}: the pass's cursor used its --query-timeout; reopening", self.label);
-                    self.reopen()
-                        .await
-                        .map_err(|e| query_error(e, &self.label, self.query_timeout))?;
-                }
-                // A restarted server has forgotten the cursor (CursorNotFound).
-                Err(e)
-                    if crate::db::is_outage(&e)
-                        || matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 43) =>
-                {
-                    let since = *outage.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > self.db.retry_for {
-                        return Err(DbError::Outage {
-                            context: format!("{}: reading the next batch", self.label),
-                            seconds: since.elapsed().as_secs(),
-                            reason: e.kind.to_string(),
-                        }
-                        .into());
-                    }
-                    tracing::warn!(
-                        "{}: database unavailable, reading again in {backoff:?}: {}",
-                        self.label,
-                        e.kind
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    // Still down: the next read fails again and backs off more.
-                    let _ = self.reopen().await;
-                }
-                Err(e) => {
-                    return Err(query_error(e, &self.label, self.query_timeout))
-                        .with_context(|| format!("{}: reading the next batch", self.label));
-                }
-            }
-        }
-        Ok(batch)
-    }
-}
-
-/// A pass's query cut off by the server at `--query-timeout` without
-/// returning a document becomes an error naming the pass and the bound
-/// (exit 8, like any failed query); other errors pass through.
-fn query_error(e: mongodb::error::Error, label: &str, query_timeout: Duration) -> anyhow::Error {
-    if lookup::is_max_time_expired(&e) {
-        DbError::Mongo {
-            context: format!(
-                "{label}: the server spent more than --query-timeout {}s on the pass's query without returning a \
-                 document; its filter is too slow for this collection (narrow or index it, or raise --query-timeout)",
-                query_timeout.as_secs_f64()
-            ),
-            source: e,
-        }
-        .into()
-    } else {
-        e.into()
-    }
-}
-
-/// A pass reader running ahead: the next batches are read from the
-/// database while the current one is in the plugin and being written.
-/// Only reads overlap; batches are still processed, journaled and committed
-/// strictly in order, so the commit protocol is unchanged. What is read ahead
-/// and not yet processed when the run stops is simply dropped (the
-/// checkpoint only moves with commits).
-enum ReadAhead {
-    Inline(Box<PassReader>),
-    Task {
-        batches: tokio::sync::mpsc::Receiver<anyhow::Result<Vec<Vec<u8>>>>,
-        task: tokio::task::JoinHandle<()>,
-    },
-}
-
-impl ReadAhead {
-    fn new(mut reader: PassReader, depth: usize) -> Self {
-        if depth == 0 {
-            return ReadAhead::Inline(Box::new(reader));
-        }
-        let (tx, batches) = tokio::sync::mpsc::channel(depth);
-        let task = tokio::spawn(async move {
-            loop {
-                let batch = reader.next_batch().await;
-                let last = !matches!(&batch, Ok(b) if !b.is_empty());
-                if tx.send(batch).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-        ReadAhead::Task { batches, task }
-    }
-
-    async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
-        match self {
-            ReadAhead::Inline(reader) => reader.next_batch().await,
-            ReadAhead::Task { batches, .. } => batches.recv().await.unwrap_or_else(|| Ok(Vec::new())),
-        }
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        if let ReadAhead::Task { task, .. } = self {
-            task.abort();
-        }
     }
 }
 
