@@ -252,6 +252,30 @@ impl Entry {
     }
 }
 
+/// A batch entry that is on disk (appended and flushed): made only by
+/// [`Journal::prepare`], or read back from a run's log by
+/// [`Prepared::journaled`] (what was read from disk is on disk).
+#[derive(Debug)]
+pub struct Prepared {
+    entry: Entry,
+}
+
+impl Prepared {
+    /// A `Prepared` or `Finish` entry read back from the journal.
+    pub fn journaled(entry: Entry) -> Self {
+        debug_assert!(matches!(entry.kind, EntryKind::Prepared | EntryKind::Finish));
+        Prepared { entry }
+    }
+
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.entry.seq
+    }
+}
+
 /// What is stored per sequence number: the encoded entry (or where it is)
 /// and its hash.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -405,6 +429,25 @@ impl Journal {
         let stored = bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
         tree.insert(seq.to_be_bytes(), stored).map_err(self.io())?;
         Ok((entry, hash))
+    }
+
+    /// Appends a batch's entry and makes it durable: the only way to get a
+    /// [`Prepared`], which is what the database writer asks for. A batch is
+    /// therefore never written to the database before the journal holds it.
+    pub fn prepare(&self, run: &str, entry: Entry) -> Result<Prepared> {
+        let (entry, _) = self.append(run, entry)?;
+        failpoint!("prepared-before-flush");
+        self.flush()?;
+        failpoint!("prepared-flushed");
+        Ok(Prepared { entry })
+    }
+
+    /// Appends a record of something already done (a commit, a pass's end,
+    /// a stamp) and makes it durable.
+    pub fn record(&self, run: &str, entry: Entry) -> Result<Entry> {
+        let (entry, _) = self.append(run, entry)?;
+        self.flush()?;
+        Ok(entry)
     }
 
     /// Every entry of a run, decoded but not verified against the chain.

@@ -18,9 +18,11 @@
 //! run again: what it already restored counts as "as before the run".
 
 use super::now_ms;
-use crate::db::{BatchWrite, Db, Expectations, LockHolder, id_key};
+use super::batch::{BatchRecord, Origin};
+use super::commit::{ActiveRun, PreparedBatch};
+use crate::db::{Db, Expectations, LockHolder, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
-use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus, hash_documents};
+use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus};
 use crate::plugin::actions::ValidAction;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
@@ -159,8 +161,7 @@ impl Revert<'_> {
         report.documents = first.len() as u64;
 
         let mut header = None;
-        let mut lock = None;
-        let mut session = None;
+        let mut active = None;
         if report.execute {
             self.abandon_earlier(run).await?;
             let h = self.open_run(&target, &chain, request)?;
@@ -171,38 +172,18 @@ impl Revert<'_> {
                 pid: i64::from(std::process::id()),
             };
             // The reverted run is finished: a lock it still holds is stale.
-            lock = Some(
-                self.db
-                    .acquire_lock_over(&holder, request.lease, std::slice::from_ref(run))
-                    .await?,
+            active = Some(
+                ActiveRun::start(
+                    self.db,
+                    self.journal,
+                    holder,
+                    request.lease,
+                    std::slice::from_ref(run),
+                    Vec::new(),
+                    true,
+                )
+                .await?,
             );
-            // Whatever fails from here on, the lock is released (below): a
-            // revert retried at once must not meet "locked" until the lease
-            // expires.
-            let started = async {
-                let session = self.db.session().await?;
-                if let Some(s) = &session {
-                    let mut entry = Entry::new(EntryKind::Session, now_ms());
-                    entry.session = Some(s.id().to_vec()?);
-                    self.journal.append(&h.run_id, entry)?;
-                    self.journal.flush()?;
-                }
-                anyhow::Ok(session)
-            }
-            .await;
-            session = match started {
-                Ok(s) => s,
-                Err(e) => {
-                    if let Some(lock) = &lock
-                        && let Err(release) = self.db.release_lock(lock).await
-                    {
-                        tracing::warn!(
-                            "revert of run {run}: could not release the lock (it expires by itself): {release}"
-                        );
-                    }
-                    return Err(e);
-                }
-            };
             report.run_id = Some(h.run_id.clone());
             header = Some(h);
         }
@@ -224,30 +205,15 @@ impl Revert<'_> {
                         after,
                     });
                     if pending.len() >= request.batch_size {
-                        self.batch(
-                            std::mem::take(&mut pending),
-                            request,
-                            header.as_ref(),
-                            lock.as_ref(),
-                            &mut session,
-                            &mut report,
-                        )
-                        .await?;
+                        self.batch(std::mem::take(&mut pending), request, active.as_mut(), &mut report)
+                            .await?;
                         if self.stop.requested() {
                             return Err(RevertError::Stopped { run: run.clone() }.into());
                         }
                     }
                 }
             }
-            self.batch(
-                pending,
-                request,
-                header.as_ref(),
-                lock.as_ref(),
-                &mut session,
-                &mut report,
-            )
-            .await?;
+            self.batch(pending, request, active.as_mut(), &mut report).await?;
             if let Some(h) = header.as_mut() {
                 if report.complete() && stamp_note.is_none() {
                     self.stamp(h, &target, version_after.clone(), history_note.as_deref(), &report)
@@ -275,10 +241,9 @@ impl Revert<'_> {
             anyhow::Ok(())
         }
         .await;
-        if let Some(lock) = &lock
-            && let Err(e) = self.db.release_lock(lock).await
-        {
-            tracing::warn!("revert of run {run}: could not release the lock (it expires by itself): {e}");
+        // Every exit path frees the database at once.
+        if let Some(active) = active {
+            active.close().await;
         }
         result?;
         Ok(report)
@@ -458,9 +423,7 @@ impl Revert<'_> {
         &self,
         touched: Vec<Touched>,
         request: &RevertRequest,
-        header: Option<&RunHeader>,
-        lock: Option<&crate::db::Lock>,
-        session: &mut Option<mongodb::ClientSession>,
+        active: Option<&mut ActiveRun>,
         report: &mut RevertReport,
     ) -> anyhow::Result<()> {
         if touched.is_empty() {
@@ -510,49 +473,18 @@ impl Revert<'_> {
                 }
             }
         }
-        let Some(header) = header else { return Ok(()) };
+        let Some(active) = active else { return Ok(()) };
         if actions.is_empty() {
             return Ok(());
         }
-        let run = &header.run_id;
-        let mut entry = Entry::new(EntryKind::Prepared, now_ms());
-        let encoded: Vec<Vec<u8>> = actions
-            .iter()
-            .map(|a| a.to_document().to_vec())
-            .collect::<Result<_, _>>()?;
-        for action in &actions {
-            match action {
-                ValidAction::Update { .. } => entry.counts.updates += 1,
-                _ => entry.counts.deletes += 1,
-            }
-        }
-        entry.counts.documents = actions.len() as u64;
-        entry.inputs_hash = Some(hash_documents(&[]));
-        entry.actions_hash = Some(hash_documents(&encoded));
-        entry.actions = encoded;
-        let (entry, _) = self.journal.append(run, entry)?;
-        self.journal.flush()?;
-        let applied = self
-            .db
-            .apply_batch(
-                &BatchWrite {
-                    run_id: run,
-                    seq: entry.seq,
-                    pass: None,
-                    checkpoint: None,
-                    actions: &actions,
-                    lock,
-                    capture_images: true,
-                    expect: Some(&expect),
-                },
-                session.as_mut(),
-            )
+        let run = active.run().to_string();
+        let record = BatchRecord::build(Origin::Revert, Vec::new(), actions, 0, Vec::new());
+        let prepared = PreparedBatch::prepare(self.journal, &run, record)?;
+        let committed = active
+            .apply(&prepared, Some(&expect))
             .await
-            .with_context(|| format!("revert {run} of run {}, batch {}", request.run, entry.seq))?;
-        let mut committed = Entry::new(EntryKind::Committed, now_ms());
-        committed.batch_seq = Some(entry.seq);
-        committed.images = applied.images;
-        self.journal.append(run, committed)?;
+            .with_context(|| format!("revert {run} of run {}, batch {}", request.run, prepared.seq()))?;
+        active.committed(self.journal, committed, "")?;
         self.journal.flush()?;
         Ok(())
     }

@@ -1,0 +1,273 @@
+//! The batch builder: what one plugin call produced, turned into the journal
+//! entry that records it. Pure (no I/O): the hashes, counts and checkpoint
+//! an auditor checks are computed here and nowhere else.
+
+use super::report::Touched;
+use crate::db::WriteCounts;
+use crate::journal::{Counts, Entry, EntryKind, LookupRecord, hash_documents};
+use crate::plugin::actions::ValidAction;
+use bson::{Bson, Document, RawDocumentBuf, doc};
+
+/// Which call a batch came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `process` on a batch of pass `n`.
+    Pass(u32),
+    /// `finish`.
+    Finish,
+    /// A revert's restores: no plugin, no inputs.
+    Revert,
+}
+
+impl Origin {
+    pub fn pass(self) -> Option<u32> {
+        match self {
+            Origin::Pass(n) => Some(n),
+            Origin::Finish | Origin::Revert => None,
+        }
+    }
+}
+
+/// One batch as the journal records it.
+#[derive(Debug)]
+pub struct BatchRecord {
+    pub origin: Origin,
+    /// `_id` of the batch's last input: where its pass resumes once applied.
+    pub checkpoint: Option<Bson>,
+    pub inputs: Vec<Vec<u8>>,
+    pub actions: Vec<ValidAction>,
+    /// `actions`, each as the BSON document the journal stores.
+    pub encoded: Vec<Vec<u8>>,
+    pub counts: Counts,
+    pub inputs_hash: crate::hash::Sha256Hash,
+    pub actions_hash: crate::hash::Sha256Hash,
+    pub fuel: u64,
+    pub lookups: Vec<LookupRecord>,
+}
+
+impl BatchRecord {
+    /// A batch of `inputs` (raw BSON, `_id` order) and the validated
+    /// `actions` the plugin returned for them.
+    pub fn build(
+        origin: Origin,
+        inputs: Vec<Vec<u8>>,
+        actions: Vec<ValidAction>,
+        fuel: u64,
+        lookups: Vec<LookupRecord>,
+    ) -> Self {
+        let encoded: Vec<Vec<u8>> = actions
+            .iter()
+            .map(|a| a.to_document().to_vec().expect("validated actions encode"))
+            .collect();
+        let mut counts = Counts {
+            documents: match origin {
+                Origin::Revert => actions.len() as u64,
+                Origin::Pass(_) | Origin::Finish => inputs.len() as u64,
+            },
+            ..Counts::default()
+        };
+        for action in &actions {
+            match action {
+                ValidAction::Update { .. } => counts.updates += 1,
+                ValidAction::Insert { .. } => counts.inserts += 1,
+                ValidAction::Delete { .. } => counts.deletes += 1,
+                ValidAction::Report { .. } => counts.reports += 1,
+            }
+        }
+        let checkpoint = match origin {
+            Origin::Pass(_) => inputs.last().and_then(|d| id_of(d)),
+            Origin::Finish | Origin::Revert => None,
+        };
+        BatchRecord {
+            origin,
+            checkpoint,
+            inputs_hash: hash_documents(&inputs),
+            actions_hash: hash_documents(&encoded),
+            inputs,
+            actions,
+            encoded,
+            counts,
+            fuel,
+            lookups,
+        }
+    }
+
+    /// The journal entry recording this batch: `Planned` in a dry run,
+    /// `Prepared` before an execute writes it, `Finish` for `finish`.
+    pub fn entry(&self, execute: bool, at_ms: i64) -> Entry {
+        let kind = match (self.origin, execute) {
+            (Origin::Finish, _) => EntryKind::Finish,
+            (_, true) => EntryKind::Prepared,
+            (_, false) => EntryKind::Planned,
+        };
+        let mut entry = Entry::new(kind, at_ms);
+        entry.pass = self.origin.pass();
+        entry.checkpoint = self
+            .checkpoint
+            .as_ref()
+            .map(|id| doc! {"_id": id.clone()}.to_vec().expect("an _id encodes"));
+        entry.inputs_hash = Some(self.inputs_hash);
+        entry.actions_hash = Some(self.actions_hash);
+        entry.counts = self.counts.clone();
+        entry.fuel = self.fuel;
+        entry.inputs = self.inputs.clone();
+        entry.actions = self.encoded.clone();
+        entry.lookups = self.lookups.clone();
+        entry
+    }
+}
+
+/// The `_id` of a raw document.
+pub fn id_of(raw: &[u8]) -> Option<Bson> {
+    RawDocumentBuf::from_bytes(raw.to_vec())
+        .ok()
+        .and_then(|d| d.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok()))
+}
+
+/// The `_id` of a raw document, for messages.
+pub fn id_text(raw: &[u8]) -> String {
+    id_of(raw).map_or_else(|| "?".into(), |id| id.to_string())
+}
+
+/// Where a journaled batch's pass resumes once it is applied.
+pub fn checkpoint_of(entry: &Entry) -> Option<Bson> {
+    entry
+        .checkpoint
+        .as_ref()
+        .and_then(|b| Document::from_reader(b.as_slice()).ok())
+        .and_then(|d| d.get("_id").cloned())
+}
+
+/// The validated actions of a journaled batch.
+pub fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
+    use anyhow::Context;
+    entry
+        .actions
+        .iter()
+        .map(|bytes| {
+            let doc = Document::from_reader(bytes.as_slice())?;
+            Ok(ValidAction::from_document(&doc)?)
+        })
+        .collect::<anyhow::Result<_>>()
+        .with_context(|| format!("journal entry {}: actions do not decode", entry.seq))
+}
+
+/// Documents touched, from the server's counts: an update reply's `n`
+/// includes the documents its upserts created.
+pub fn touched_of(counts: WriteCounts) -> Touched {
+    Touched {
+        updated: counts.matched.saturating_sub(counts.upserted),
+        inserted: counts.inserted + counts.upserted,
+        deleted: counts.deleted,
+    }
+}
+
+/// A `Committed` entry's counts are the documents its batch touched (a
+/// `Prepared` entry's are its actions).
+pub fn committed_entry(batch_seq: u64, pass: Option<u32>, touched: Touched, at_ms: i64) -> Entry {
+    let mut entry = Entry::new(EntryKind::Committed, at_ms);
+    entry.batch_seq = Some(batch_seq);
+    entry.pass = pass;
+    entry.counts.updates = touched.updated;
+    entry.counts.inserts = touched.inserted;
+    entry.counts.deletes = touched.deleted;
+    entry
+}
+
+/// What a `Committed` entry says its batch touched.
+pub fn committed_touched(entry: &Entry) -> Touched {
+    Touched {
+        updated: entry.counts.updates,
+        inserted: entry.counts.inserts,
+        deleted: entry.counts.deletes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(d: Document) -> Vec<u8> {
+        d.to_vec().unwrap()
+    }
+
+    fn update(id: i32) -> ValidAction {
+        ValidAction::Update {
+            collection: "c".into(),
+            filter: doc! {"_id": id},
+            update: doc! {"$set": {"x": 1}},
+            upsert: false,
+            multi: false,
+        }
+    }
+
+    #[test]
+    fn a_pass_batch_counts_its_inputs_and_actions_and_checkpoints_at_its_last_id() {
+        let inputs = vec![raw(doc! {"_id": 1}), raw(doc! {"_id": "b", "x": 2})];
+        let actions = vec![
+            update(1),
+            ValidAction::Delete {
+                collection: "c".into(),
+                filter: doc! {"_id": 1},
+                multi: false,
+            },
+            ValidAction::Report {
+                kind: "k".into(),
+                message: "m".into(),
+            },
+        ];
+        let record = BatchRecord::build(Origin::Pass(2), inputs.clone(), actions, 7, Vec::new());
+        assert_eq!(record.checkpoint, Some(Bson::String("b".into())));
+        assert_eq!(
+            (record.counts.documents, record.counts.updates, record.counts.deletes, record.counts.reports),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(record.inputs_hash, hash_documents(&inputs));
+        assert_eq!(record.actions_hash, hash_documents(&record.encoded));
+
+        let prepared = record.entry(true, 5);
+        assert_eq!(prepared.kind, EntryKind::Prepared);
+        assert_eq!(prepared.pass, Some(2));
+        assert_eq!(checkpoint_of(&prepared), Some(Bson::String("b".into())));
+        assert_eq!(prepared.fuel, 7);
+        assert_eq!(decode_actions(&prepared).unwrap(), record.actions);
+        assert_eq!(record.entry(false, 5).kind, EntryKind::Planned);
+    }
+
+    #[test]
+    fn finish_and_revert_batches_have_no_pass_and_no_checkpoint() {
+        let finish = BatchRecord::build(Origin::Finish, Vec::new(), vec![update(1)], 0, Vec::new());
+        let entry = finish.entry(true, 0);
+        assert_eq!((entry.kind, entry.pass, entry.checkpoint.clone()), (EntryKind::Finish, None, None));
+        assert_eq!(finish.entry(false, 0).kind, EntryKind::Finish);
+        assert_eq!(entry.counts.documents, 0);
+
+        // A revert counts the documents it restores: one per action.
+        let revert = BatchRecord::build(Origin::Revert, Vec::new(), vec![update(1), update(2)], 0, Vec::new());
+        let entry = revert.entry(true, 0);
+        assert_eq!((entry.kind, entry.pass, entry.counts.documents), (EntryKind::Prepared, None, 2));
+        assert_eq!(entry.inputs_hash, Some(hash_documents(&[])));
+    }
+
+    #[test]
+    fn committed_entries_carry_documents_touched_and_upserts_count_as_inserted() {
+        let touched = touched_of(WriteCounts {
+            matched: 5,
+            modified: 3,
+            upserted: 2,
+            inserted: 1,
+            deleted: 4,
+        });
+        assert_eq!(
+            touched,
+            Touched {
+                updated: 3,
+                inserted: 3,
+                deleted: 4
+            }
+        );
+        let entry = committed_entry(9, Some(1), touched, 0);
+        assert_eq!((entry.kind, entry.batch_seq, entry.pass), (EntryKind::Committed, Some(9), Some(1)));
+        assert_eq!(committed_touched(&entry), touched);
+    }
+}

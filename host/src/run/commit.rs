@@ -1,0 +1,311 @@
+//! The per-batch commit protocol, in one place, shared by run, resume and
+//! revert:
+//!
+//! ```text
+//! BatchRecord --Journal::prepare (append + flush)--> PreparedBatch
+//!   --ActiveRun::apply (one transaction: actions, progress marker, lock fence)--> CommittedBatch
+//!   --ActiveRun::committed--> journal `Committed`
+//! ```
+//!
+//! **Invariants**, each held by the only code that can build the next type:
+//! - a batch reaches the database only as a [`PreparedBatch`], which only
+//!   [`PreparedBatch::prepare`] (the journal made it durable first) and
+//!   [`PreparedBatch::journaled`] (it was read back from disk) construct;
+//! - only an [`ActiveRun`] writes, and it exists only while its run holds the
+//!   database's lease lock; it releases the lock when closed, and a dropped
+//!   one still stops renewing it (and releases it in the background);
+//! - a dry run is [`Sink::DryRun`]: it has no lock, no session and no writer.
+
+use super::batch::{self, BatchRecord, committed_entry, touched_of};
+use super::now_ms;
+use super::report::Touched;
+use crate::db::{Applied, BatchWrite, Db, DbError, Expectations, Lock, LockHolder};
+use crate::journal::{Entry, EntryKind, Image, Journal, Prepared};
+use crate::plugin::actions::ValidAction;
+use bson::{Bson, Document};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Where a run's batches go.
+pub enum Sink {
+    /// Journaled as `Planned`; nothing is written to the database.
+    DryRun,
+    /// Journaled as `Prepared`, then written under the run's lock.
+    Execute(ActiveRun),
+}
+
+impl Sink {
+    pub fn execute(&self) -> bool {
+        matches!(self, Sink::Execute(_))
+    }
+
+    /// Stops lease renewal and releases the lock of an execute.
+    pub async fn close(self) {
+        if let Sink::Execute(active) = self {
+            active.close().await;
+        }
+    }
+}
+
+/// A batch the journal holds on disk, ready to be written.
+#[derive(Debug)]
+pub struct PreparedBatch {
+    prepared: Prepared,
+    checkpoint: Option<Bson>,
+    actions: Vec<ValidAction>,
+}
+
+impl PreparedBatch {
+    /// Journals `record` as `Prepared` (or `Finish`) and flushes it.
+    pub fn prepare(journal: &Journal, run: &str, record: BatchRecord) -> anyhow::Result<Self> {
+        let prepared = journal.prepare(run, record.entry(true, now_ms()))?;
+        Ok(PreparedBatch {
+            prepared,
+            checkpoint: record.checkpoint,
+            actions: record.actions,
+        })
+    }
+
+    /// A batch journaled by an earlier process whose commit was not
+    /// journaled (resume settles it).
+    pub fn journaled(entry: Entry) -> anyhow::Result<Self> {
+        let actions = batch::decode_actions(&entry)?;
+        let checkpoint = batch::checkpoint_of(&entry);
+        Ok(PreparedBatch {
+            prepared: Prepared::journaled(entry),
+            checkpoint,
+            actions,
+        })
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.prepared.seq()
+    }
+
+    pub fn pass(&self) -> Option<u32> {
+        self.prepared.entry().pass
+    }
+
+    pub fn entry(&self) -> &Entry {
+        self.prepared.entry()
+    }
+}
+
+/// A batch the database committed (with its progress marker).
+#[derive(Debug)]
+pub struct CommittedBatch {
+    pub seq: u64,
+    pub pass: Option<u32>,
+    /// Documents touched, as the server's replies counted them.
+    pub touched: Touched,
+    /// Before-images and after-image hashes, when captured.
+    pub images: Vec<Image>,
+}
+
+impl CommittedBatch {
+    fn of(batch: &PreparedBatch, applied: Applied) -> Self {
+        CommittedBatch {
+            seq: batch.seq(),
+            pass: batch.pass(),
+            touched: touched_of(applied.counts),
+            images: applied.images,
+        }
+    }
+
+    /// A batch an earlier process committed (its progress marker says so),
+    /// with what the marker still holds of its counts and images.
+    pub fn settled(batch: &PreparedBatch, counts: Option<crate::db::WriteCounts>, images: Vec<Image>) -> Self {
+        CommittedBatch {
+            seq: batch.seq(),
+            pass: batch.pass(),
+            // A marker that moved on no longer holds the counts: they stay 0.
+            touched: counts.map(touched_of).unwrap_or_default(),
+            images,
+        }
+    }
+}
+
+/// An execute run holding the database: its lease lock (renewed in the
+/// background), its server session and the journal entry naming that
+/// session. Used by run, resume and revert.
+pub struct ActiveRun {
+    run: String,
+    db: Db,
+    lock: Lock,
+    session: Option<mongodb::ClientSession>,
+    lease_lost: Arc<AtomicBool>,
+    renewal: tokio::task::JoinHandle<()>,
+    capture_images: bool,
+    released: bool,
+}
+
+impl ActiveRun {
+    /// Ends the server sessions earlier processes of the run left (a
+    /// transaction one of them left open must neither block our writes nor
+    /// commit behind our back), takes the lock (over `stale`, runs known to
+    /// be finished), starts a session and journals it. If a step after the
+    /// lock fails, the lock is released before the error is returned: a
+    /// retry must not meet "locked" until the lease expires.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        db: &Db,
+        journal: &Journal,
+        holder: LockHolder,
+        lease: Duration,
+        stale: &[String],
+        old_sessions: Vec<Document>,
+        capture_images: bool,
+    ) -> anyhow::Result<Self> {
+        let run = holder.run_id.clone();
+        if let Err(e) = db.kill_sessions(old_sessions).await {
+            tracing::warn!("run {run}: {e}");
+        }
+        let lock = db.acquire_lock_over(&holder, lease, stale).await?;
+        let started = async {
+            let session = db.session().await?;
+            if let Some(s) = &session {
+                let mut entry = Entry::new(EntryKind::Session, now_ms());
+                entry.session = Some(s.id().to_vec()?);
+                journal.record(&run, entry)?;
+            }
+            anyhow::Ok(session)
+        }
+        .await;
+        let session = match started {
+            Ok(session) => session,
+            Err(e) => {
+                release(db, &run, &lock).await;
+                return Err(e);
+            }
+        };
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        let renewal = spawn_renewal(db.clone(), lock.clone(), lease, lease_lost.clone());
+        Ok(ActiveRun {
+            run,
+            db: db.clone(),
+            lock,
+            session,
+            lease_lost,
+            renewal,
+            capture_images,
+            released: false,
+        })
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Fails once another runner has taken the lock over (the lease expired).
+    pub fn check_lease(&self) -> Result<(), DbError> {
+        if self.lease_lost.load(Ordering::SeqCst) {
+            return Err(DbError::LeaseLost {
+                db: self.db.name.clone(),
+                run_id: self.run.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes a prepared batch and moves the progress marker, in one
+    /// transaction fenced by the lock; with `expect`, only if every document
+    /// it names is still as expected.
+    pub async fn apply(
+        &mut self,
+        batch: &PreparedBatch,
+        expect: Option<&Expectations>,
+    ) -> Result<CommittedBatch, DbError> {
+        let write = BatchWrite {
+            run_id: &self.run,
+            seq: batch.seq(),
+            pass: batch.pass(),
+            checkpoint: batch.checkpoint.clone(),
+            actions: &batch.actions,
+            lock: Some(&self.lock),
+            capture_images: self.capture_images,
+            expect,
+        };
+        let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
+        Ok(CommittedBatch::of(batch, applied))
+    }
+
+    /// Journals a commit. Not flushed: if it is lost, the progress marker
+    /// settles the batch on resume (the next `prepare` flushes it anyway).
+    pub fn committed(&self, journal: &Journal, batch: CommittedBatch, note: &str) -> anyhow::Result<()> {
+        let mut entry = committed_entry(batch.seq, batch.pass, batch.touched, now_ms());
+        entry.images = batch.images;
+        entry.note = note.to_string();
+        journal.append(&self.run, entry)?;
+        Ok(())
+    }
+
+    /// Stops renewing the lock and releases it: the database is free at
+    /// once rather than at lease expiry.
+    pub async fn close(mut self) {
+        self.renewal.abort();
+        release(&self.db, &self.run, &self.lock).await;
+        self.released = true;
+    }
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        if !self.released {
+            // A path that did not close the run (a panic): release in the
+            // background, best effort; the lease expires anyway.
+            let (db, run, lock) = (self.db.clone(), self.run.clone(), self.lock.clone());
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { release(&db, &run, &lock).await });
+            }
+        }
+    }
+}
+
+async fn release(db: &Db, run: &str, lock: &Lock) {
+    if let Err(e) = db.release_lock(lock).await {
+        tracing::warn!("run {run}: could not release the lock (it expires by itself): {e}");
+    }
+}
+
+fn spawn_renewal(db: Db, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match db.renew_lock(&lock, lease).await {
+                Ok(()) => failpoint!("lock-renewed"),
+                Err(DbError::LeaseLost { .. }) => {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(e) => tracing::warn!("renewing the lock failed (retrying): {e}"),
+            }
+        }
+    })
+}
+
+/// Applies one batch through `sink`: a dry run journals it as `Planned`
+/// (flushed) and returns `None`; an execute prepares, applies and journals
+/// the commit, and returns what the server said the writes touched.
+pub async fn write_batch(
+    sink: &mut Sink,
+    journal: &Journal,
+    run: &str,
+    record: BatchRecord,
+) -> anyhow::Result<Option<Touched>> {
+    match sink {
+        Sink::DryRun => {
+            journal.record(run, record.entry(false, now_ms()))?;
+            Ok(None)
+        }
+        Sink::Execute(active) => {
+            let prepared = PreparedBatch::prepare(journal, run, record)?;
+            let committed = active.apply(&prepared, None).await?;
+            failpoint!("committed-before-journal");
+            let touched = committed.touched;
+            active.committed(journal, committed, "")?;
+            Ok(Some(touched))
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Opening a run and picking up where an earlier process of it stopped:
+//! finding or creating the run's header (refusing a resume with another
+//! plugin, parameters, database or mode), binding an execute to its
+//! reviewed dry run, calling `begin` and restoring the plugin's state by
+//! replaying the applied batches, and settling the batch an interrupted
+//! process left prepared.
+
+use super::commit::{ActiveRun, CommittedBatch, PreparedBatch};
+use super::log::RunLog;
+use super::lookup::{MongoLookup, Recorded, Replay};
+use super::plan::{self, Plan};
+use super::{
+    Bound, Engine, Identity, ResumeChoice, ResumeError, RunRequest, mode_name, now_ms, params_document, params_text,
+    run_seed,
+};
+use crate::hash::{sha256, to_hex};
+use crate::journal::{Entry, EntryKind, RunHeader, RunMode, RunStatus};
+use crate::plugin::contract::{Mode, RunContext};
+use crate::plugin::{InstanceOptions, PluginInstance};
+use anyhow::Context;
+use std::collections::BTreeSet;
+
+impl Engine<'_> {
+    /// Creates the run header, or finds the run to resume and checks that it
+    /// may be resumed with this plugin, these parameters and this database.
+    pub(super) fn open_run(&self, request: &RunRequest) -> anyhow::Result<(RunHeader, bool)> {
+        let manifest = &self.plugin.manifest;
+        let params_doc = params_document(&request.params);
+        let params_hash = to_hex(&sha256(&params_doc.to_vec()?));
+        let unfinished = |h: &RunHeader| {
+            h.status == RunStatus::Running
+                && h.plugin_name == manifest.name
+                && h.database == self.db.name
+                && h.mode == request.mode
+        };
+        let existing = match &request.resume {
+            ResumeChoice::Run(id) => {
+                let h = self.journal.header(id)?;
+                if h.status != RunStatus::Running {
+                    return Err(ResumeError::NotResumable {
+                        run: id.clone(),
+                        status: format!("{:?}", h.status).to_lowercase(),
+                    }
+                    .into());
+                }
+                if h.plugin_name != manifest.name {
+                    return Err(ResumeError::OtherPlugin {
+                        run: id.clone(),
+                        journaled: h.plugin_name,
+                        found: manifest.name.clone(),
+                    }
+                    .into());
+                }
+                if h.database != self.db.name {
+                    return Err(ResumeError::DatabaseChanged {
+                        run: id.clone(),
+                        journaled: h.database,
+                        found: self.db.name.clone(),
+                    }
+                    .into());
+                }
+                if h.mode != request.mode {
+                    return Err(ResumeError::ModeChanged {
+                        run: id.clone(),
+                        journaled: mode_name(h.mode),
+                        found: mode_name(request.mode),
+                    }
+                    .into());
+                }
+                Some(h)
+            }
+            ResumeChoice::Auto => self.journal.runs()?.into_iter().rev().find(unfinished),
+            ResumeChoice::New => {
+                for mut h in self.journal.runs()?.into_iter().filter(unfinished) {
+                    tracing::warn!("abandoning unfinished run {} (--new-run)", h.run_id);
+                    h.status = RunStatus::Abandoned;
+                    h.finished_at_ms = Some(now_ms());
+                    self.journal.put_header(&h)?;
+                }
+                None
+            }
+        };
+        if let Some(h) = existing {
+            if h.plugin_sha256 != self.plugin.sha256_hex() {
+                return Err(ResumeError::PluginChanged {
+                    run: h.run_id,
+                    file: self.plugin.file.clone(),
+                    journaled: h.plugin_sha256,
+                    found: self.plugin.sha256_hex(),
+                }
+                .into());
+            }
+            if h.params_hash != params_hash {
+                return Err(ResumeError::ParamsChanged {
+                    run: h.run_id.clone(),
+                    journaled: params_text(&h.params),
+                    found: params_text(&request.params),
+                }
+                .into());
+            }
+            tracing::info!(
+                "resuming run {} of {} {} (started {})",
+                h.run_id,
+                h.plugin_name,
+                h.plugin_version,
+                bson::DateTime::from_millis(h.started_at_ms)
+            );
+            return Ok((h, true));
+        }
+        let header = RunHeader {
+            format: crate::journal::FORMAT_VERSION,
+            run_id: bson::oid::ObjectId::new().to_hex(),
+            plugin_name: manifest.name.clone(),
+            plugin_version: manifest.version.to_string(),
+            plugin_sha256: self.plugin.sha256_hex(),
+            plugin_file: self.plugin.file.display().to_string(),
+            params: request.params.clone(),
+            params_hash,
+            database: self.db.name.clone(),
+            uri: self.db.uri.clone(),
+            metadata_collection: self.db.metadata.clone(),
+            mode: request.mode,
+            host_version: env!("CARGO_PKG_VERSION").to_string(),
+            wasmtime_version: crate::WASMTIME_VERSION.to_string(),
+            started_at_ms: now_ms(),
+            status: RunStatus::Running,
+            finished_at_ms: None,
+            final_entries: None,
+            final_head: None,
+            before_images: request.mode == RunMode::Execute && request.before_images,
+            reverts: None,
+        };
+        self.journal.put_header(&header)?;
+        self.journal.flush()?;
+        Ok((header, false))
+    }
+
+    /// Binds an execute run to the reviewed dry run `--plan` names - or, on
+    /// resume, to the one its journal recorded - and counts the batches an
+    /// earlier process of the run already checked against it.
+    pub(super) fn bind(&self, header: &RunHeader, asked: Option<Plan>, log: &RunLog) -> anyhow::Result<Bound> {
+        let run = &header.run_id;
+        if header.mode == RunMode::DryRun {
+            return Ok(Bound {
+                identity: Identity::of(header),
+                plan: None,
+            });
+        }
+        let (recorded, begun) = (log.plan.clone(), log.begun);
+        let plan = match (recorded, asked) {
+            (Some(recorded), Some(asked)) if recorded != asked.run_id => {
+                return Err(plan::PlanError::OtherPlan {
+                    run: run.clone(),
+                    recorded,
+                    asked: asked.run_id,
+                }
+                .into());
+            }
+            (Some(_), Some(asked)) => Some(asked),
+            (Some(recorded), None) => Some(Plan::load(
+                self.journal,
+                &recorded,
+                &header.plugin_sha256,
+                &header.params,
+                &header.database,
+            )?),
+            (None, Some(asked)) if begun => {
+                return Err(plan::PlanError::Unusable {
+                    plan: asked.run_id.clone(),
+                    problem: format!(
+                        "run {run} was started without a plan, so its earlier batches were not checked; start over \
+                         with --new-run --plan {}",
+                        asked.run_id
+                    ),
+                }
+                .into());
+            }
+            (None, asked) => asked,
+        };
+        let Some(mut plan) = plan else {
+            return Ok(Bound {
+                identity: Identity::of(header),
+                plan: None,
+            });
+        };
+        for (pass, inputs) in &log.prepared_inputs {
+            plan.count_earlier(*pass, inputs);
+        }
+        Ok(Bound {
+            identity: Identity {
+                run_id: plan.run_id.clone(),
+                started_at_ms: plan.started_at_ms,
+            },
+            plan: Some(plan),
+        })
+    }
+
+    /// A new plugin instance for run `header`, with lookups served from the
+    /// database (recorded in `recorded`, or replayed from `replay`).
+    pub(super) fn instance(
+        &self,
+        header: &RunHeader,
+        identity: &Identity,
+        recorded: &Recorded,
+        replay: &Replay,
+    ) -> anyhow::Result<PluginInstance> {
+        let run = &header.run_id;
+        let lookup = MongoLookup {
+            db: self.db.db.clone(),
+            handle: tokio::runtime::Handle::current(),
+            recorded: recorded.clone(),
+            replay: replay.clone(),
+            plugin: self.plugin.manifest.name.clone(),
+            metadata_collection: self.db.metadata.clone(),
+        };
+        self.plugin
+            .instantiate(InstanceOptions {
+                lookup: Box::new(lookup),
+                started_at_ms: identity.started_at_ms,
+                random_seed: run_seed(&identity.run_id),
+            })
+            .with_context(|| format!("run {run}"))
+    }
+
+    /// What `begin` is told about the run. The contract (0.1) has a `mode`
+    /// field, but a plugin that knew it could behave in the dry run an
+    /// operator reviews and differently in the execute that follows; so
+    /// every call says `execute`, in dry runs, verification and replays
+    /// alike, and the dry run shows what an execute would do.
+    pub fn context(header: &RunHeader, identity: &Identity) -> RunContext {
+        RunContext {
+            run_id: identity.run_id.clone(),
+            mode: Mode::Execute,
+            started_at_ms: identity.started_at_ms,
+            database: header.database.clone(),
+        }
+    }
+
+    pub(super) fn begin(
+        &self,
+        header: &RunHeader,
+        bound: &Bound,
+        request: &RunRequest,
+        recorded: &Recorded,
+        log: &RunLog,
+        resumed: bool,
+    ) -> anyhow::Result<PluginInstance> {
+        let run = &header.run_id;
+        let replay = Replay::default();
+        let mut instance = self.instance(header, &bound.identity, recorded, &replay)?;
+        let context = Self::context(header, &bound.identity);
+        let params = params_document(&request.params);
+        if resumed {
+            // `begin` sees what it saw when the run started, not the database
+            // as our own writes have changed it since.
+            replay.load(log.begin_lookups.clone());
+        }
+        tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
+        replay.stop();
+        let mut entry = Entry::new(if resumed { EntryKind::Resume } else { EntryKind::Begin }, now_ms());
+        entry.fuel = instance.fuel_used();
+        entry.lookups = recorded.drain();
+        if let Some(plan) = &bound.plan {
+            entry.note = plan.note();
+        }
+        self.journal.record(run, entry)?;
+        if resumed {
+            self.restore_state(&mut instance, run, &bound.identity.run_id, &replay, &log.applied)?;
+        }
+        Ok(instance)
+    }
+
+    /// A fresh instance knows nothing of the batches before the interruption:
+    /// feed it every applied batch again (with the lookups it saw then) so
+    /// that state it keeps across batches is what an uninterrupted run would
+    /// have. The actions must come out identical, which also proves the
+    /// plugin deterministic; they are not applied again.
+    fn restore_state(
+        &self,
+        instance: &mut PluginInstance,
+        run: &str,
+        identity_run: &str,
+        replay: &Replay,
+        applied: &BTreeSet<u64>,
+    ) -> anyhow::Result<()> {
+        let manifest = &self.plugin.manifest;
+        let mut replayed = 0u64;
+        for item in self.journal.iter_entries(run)? {
+            let (batch, _) = item?;
+            if !applied.contains(&batch.seq) {
+                continue;
+            }
+            let Some(pass) = batch.pass else { continue };
+            let diverged = tokio::task::block_in_place(|| {
+                super::replay::compare(instance, self.plugin, replay, identity_run, &batch)
+            });
+            if let Some(d) = diverged {
+                return Err(ResumeError::NotDeterministic {
+                    run: run.to_string(),
+                    plugin: manifest.name.clone(),
+                    seq: batch.seq,
+                    pass,
+                    action: d.action,
+                    document: d.document.map(|id| format!(", document _id {id}")).unwrap_or_default(),
+                    error: d.error.map(|e| format!(" ({e})")).unwrap_or_default(),
+                }
+                .into());
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!("run {run}: restored the plugin's state by replaying {replayed} journaled batches");
+        }
+        Ok(())
+    }
+
+    /// Settles a batch journaled as prepared whose commit was not journaled:
+    /// committed if the database's progress marker reached it, else applied
+    /// again from the journaled actions (the plugin is not asked again).
+    pub(super) async fn settle(
+        &self,
+        header: &RunHeader,
+        pending: Entry,
+        active: &mut ActiveRun,
+        log: &mut RunLog,
+    ) -> anyhow::Result<()> {
+        let run = header.run_id.as_str();
+        let batch = PreparedBatch::journaled(pending)?;
+        let seq = batch.seq();
+        let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
+        let (committed, note) = if marker_seq.is_some_and(|m| m >= seq as i64) {
+            let counts = self.db.marker_counts(run, seq).await?;
+            // The images travelled with the marker, in the same transaction.
+            let mut images = Vec::new();
+            if header.before_images {
+                images = self.db.marker_images(run, seq).await?.with_context(|| {
+                    format!(
+                        "run {run}: batch {seq} committed, but its progress marker has moved on and its before-images \
+                         are lost"
+                    )
+                })?;
+            }
+            let committed = CommittedBatch::settled(&batch, counts, images);
+            (committed, "settled on resume: the progress marker shows it committed")
+        } else {
+            let committed = active
+                .apply(&batch, None)
+                .await
+                .with_context(|| format!("run {run}: re-applying journaled batch {seq}"))?;
+            (committed, "settled on resume: re-applied from the journal")
+        };
+        tracing::info!("run {run}: batch {seq} {note}");
+        let touched = committed.touched;
+        active.committed(self.journal, committed, note)?;
+        self.journal.flush()?;
+        log.summary.add_touched(batch.pass(), touched);
+        log.committed(batch.entry())
+    }
+}
