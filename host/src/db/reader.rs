@@ -134,8 +134,7 @@ impl PassReader {
                 }
                 // A restarted server has forgotten the cursor (CursorNotFound).
                 Err(e)
-                    if is_outage(&e)
-                        || matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 43) =>
+                    if is_outage(&e) || matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 43) =>
                 {
                     let since = *outage.get_or_insert_with(std::time::Instant::now);
                     if since.elapsed() > self.db.retry_for {

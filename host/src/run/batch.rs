@@ -213,13 +213,19 @@ mod tests {
             },
             ValidAction::Report {
                 kind: "k".into(),
+                key: String::new(),
                 message: "m".into(),
             },
         ];
         let record = BatchRecord::build(Origin::Pass(2), inputs.clone(), actions, 7, Vec::new());
         assert_eq!(record.checkpoint, Some(Bson::String("b".into())));
         assert_eq!(
-            (record.counts.documents, record.counts.updates, record.counts.deletes, record.counts.reports),
+            (
+                record.counts.documents,
+                record.counts.updates,
+                record.counts.deletes,
+                record.counts.reports
+            ),
             (2, 1, 1, 1)
         );
         assert_eq!(record.inputs_hash, hash_documents(&inputs));
@@ -238,14 +244,20 @@ mod tests {
     fn finish_and_revert_batches_have_no_pass_and_no_checkpoint() {
         let finish = BatchRecord::build(Origin::Finish, Vec::new(), vec![update(1)], 0, Vec::new());
         let entry = finish.entry(true, 0);
-        assert_eq!((entry.kind, entry.pass, entry.checkpoint.clone()), (EntryKind::Finish, None, None));
+        assert_eq!(
+            (entry.kind, entry.pass, entry.checkpoint.clone()),
+            (EntryKind::Finish, None, None)
+        );
         assert_eq!(finish.entry(false, 0).kind, EntryKind::Finish);
         assert_eq!(entry.counts.documents, 0);
 
         // A revert counts the documents it restores: one per action.
         let revert = BatchRecord::build(Origin::Revert, Vec::new(), vec![update(1), update(2)], 0, Vec::new());
         let entry = revert.entry(true, 0);
-        assert_eq!((entry.kind, entry.pass, entry.counts.documents), (EntryKind::Prepared, None, 2));
+        assert_eq!(
+            (entry.kind, entry.pass, entry.counts.documents),
+            (EntryKind::Prepared, None, 2)
+        );
         assert_eq!(entry.inputs_hash, Some(hash_documents(&[])));
     }
 
@@ -267,7 +279,10 @@ mod tests {
             }
         );
         let entry = committed_entry(9, Some(1), touched, 0);
-        assert_eq!((entry.kind, entry.batch_seq, entry.pass), (EntryKind::Committed, Some(9), Some(1)));
+        assert_eq!(
+            (entry.kind, entry.batch_seq, entry.pass),
+            (EntryKind::Committed, Some(9), Some(1))
+        );
         assert_eq!(committed_touched(&entry), touched);
     }
 }

@@ -7,19 +7,17 @@
 use super::batch::{BatchRecord, Origin, id_of, id_text};
 use super::commit::{ActiveRun, Sink, write_batch};
 use super::log::RunLog;
+use super::lookup::Recorded;
 use super::plan::Plan;
 use super::report::Summary;
-use super::{
-    Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, insert_id_seed, now_ms,
-};
-use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
+use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, insert_id_seed, now_ms};
 use crate::db::LockHolder;
+use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
 use crate::hash::to_hex;
 use crate::journal::{Entry, EntryKind, RunHeader, RunMode, RunStatus};
 use crate::plugin::PluginInstance;
 use crate::plugin::actions;
 use anyhow::Context;
-use super::lookup::Recorded;
 
 impl Engine<'_> {
     pub async fn run(&self, request: &RunRequest) -> anyhow::Result<Outcome> {
@@ -74,7 +72,10 @@ impl Engine<'_> {
         }
 
         let mut sink = if execute {
-            Sink::Execute(self.activate(&header, request, std::mem::take(&mut log.sessions)).await?)
+            Sink::Execute(
+                self.activate(&header, request, std::mem::take(&mut log.sessions))
+                    .await?,
+            )
         } else {
             Sink::DryRun
         };
@@ -184,8 +185,15 @@ impl Engine<'_> {
                 );
             }
             let checkpoint = log.checkpoints.get(&index);
-            let reader =
-                PassReader::open(self.db, pass, checkpoint, batch_size, label.clone(), request.query_timeout).await?;
+            let reader = PassReader::open(
+                self.db,
+                pass,
+                checkpoint,
+                batch_size,
+                label.clone(),
+                request.query_timeout,
+            )
+            .await?;
             let remaining = if self.observer.wants_totals() {
                 match reader.remaining(self.db, pass, checkpoint).await {
                     Ok(n) => Some(n),
@@ -200,8 +208,12 @@ impl Engine<'_> {
                 None
             };
             let mut reader = ReadAhead::new(reader, request.read_ahead);
-            self.observer
-                .pass_started(index, &pass.name, remaining, log.summary.passes[index as usize].documents);
+            self.observer.pass_started(
+                index,
+                &pass.name,
+                remaining,
+                log.summary.passes[index as usize].documents,
+            );
             let allowed = actions::allowed(pass).with_policy(self.policy());
             let mut batch_no = log.summary.passes[index as usize].batches;
             loop {
@@ -241,10 +253,14 @@ impl Engine<'_> {
                 actions::assign_insert_ids(&mut valid, || {
                     insert_id_seed(&bound.identity.run_id, Some(index), &batch)
                 });
-                let record = BatchRecord::build(Origin::Pass(index), batch, valid, plugin.fuel_used(), recorded.drain());
+                let record =
+                    BatchRecord::build(Origin::Pass(index), batch, valid, plugin.fuel_used(), recorded.drain());
                 if let Some(plan) = bound.plan.as_mut() {
                     let first = record.inputs.first().map(|d| id_text(d)).unwrap_or_default();
-                    let at = format!("pass {index} ({}), batch {batch_no} (_id {first} to {last_id})", pass.name);
+                    let at = format!(
+                        "pass {index} ({}), batch {batch_no} (_id {first} to {last_id})",
+                        pass.name
+                    );
                     let checked = plan.check_batch(
                         self.journal,
                         index,
@@ -263,7 +279,9 @@ impl Engine<'_> {
                     Sink::DryRun => Some(self.dry_touched(&record.actions).await.with_context(where_)?),
                     Sink::Execute(_) => None,
                 };
-                let written = write_batch(sink, self.journal, &run, record).await.with_context(where_)?;
+                let written = write_batch(sink, self.journal, &run, record)
+                    .await
+                    .with_context(where_)?;
                 log.checkpoints.insert(index, last_id);
                 log.summary
                     .add_touched(Some(index), written.or(touched).expect("counted or written"));
@@ -397,4 +415,3 @@ impl Engine<'_> {
         }
     }
 }
-

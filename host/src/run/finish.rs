@@ -21,7 +21,11 @@ impl Engine<'_> {
     /// none of the passes' collections exists (checked after the run, so a
     /// pass may read what an earlier one created), the version is not
     /// stamped unless the operator allows it.
-    pub(super) async fn refuse_if_nothing_to_migrate(&self, header: &RunHeader, request: &RunRequest) -> anyhow::Result<()> {
+    pub(super) async fn refuse_if_nothing_to_migrate(
+        &self,
+        header: &RunHeader,
+        request: &RunRequest,
+    ) -> anyhow::Result<()> {
         let passes = &self.plugin.manifest.passes;
         if request.allow_missing_collections || passes.is_empty() {
             return Ok(());

@@ -134,9 +134,161 @@ impl RunLog {
         if batch.kind == EntryKind::Finish {
             self.finished = true;
         } else {
-            self.summary.add(batch.pass, batch.counts.documents, &decode_actions(batch)?);
+            self.summary
+                .add(batch.pass, batch.counts.documents, &decode_actions(batch)?);
         }
         self.applied.insert(batch.seq);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::actions::ValidAction;
+    use bson::doc;
+
+    fn entry(seq: u64, kind: EntryKind) -> Entry {
+        let mut e = Entry::new(kind, 0);
+        e.seq = seq;
+        e
+    }
+
+    /// A batch of pass `pass` whose last input has `_id` `last`, with one update.
+    fn batch(seq: u64, kind: EntryKind, pass: Option<u32>, last: i32) -> Entry {
+        let mut e = entry(seq, kind);
+        e.pass = pass;
+        e.checkpoint = pass.map(|_| doc! {"_id": last}.to_vec().unwrap());
+        e.counts.documents = 2;
+        e.inputs_hash = Some([last as u8; 32]);
+        let update = ValidAction::Update {
+            collection: "c".into(),
+            filter: doc! {"_id": last},
+            update: doc! {"$set": {"x": 1}},
+            upsert: false,
+            multi: false,
+        };
+        e.actions = vec![update.to_document().to_vec().unwrap()];
+        e
+    }
+
+    fn committed(seq: u64, of: u64, updated: u64) -> Entry {
+        let mut e = entry(seq, EntryKind::Committed);
+        e.batch_seq = Some(of);
+        e.counts.updates = updated;
+        e
+    }
+
+    fn read(entries: Vec<Entry>, execute: bool) -> RunLog {
+        let summary = Summary::new([("p0", "c"), ("p1", "c")]);
+        RunLog::read(entries.into_iter().map(Ok), summary, execute).unwrap()
+    }
+
+    #[test]
+    fn an_execute_log_counts_only_committed_batches_and_keeps_the_last_prepared_pending() {
+        let mut begin = entry(0, EntryKind::Begin);
+        begin.note = "plan 0123".into();
+        begin.lookups = vec![LookupRecord {
+            collection: "users".into(),
+            filter: Vec::new(),
+            projection: None,
+            limit: 0,
+            result: Ok(Vec::new()),
+        }];
+        let mut session = entry(1, EntryKind::Session);
+        session.session = Some(doc! {"id": 1}.to_vec().unwrap());
+        let log = read(
+            vec![
+                begin,
+                session,
+                batch(2, EntryKind::Prepared, Some(0), 10),
+                committed(3, 2, 2),
+                batch(4, EntryKind::Prepared, Some(0), 20),
+            ],
+            true,
+        );
+        assert_eq!(
+            log.checkpoints.get(&0),
+            Some(&Bson::Int32(10)),
+            "only the committed batch moves the checkpoint"
+        );
+        assert_eq!(log.pending.as_ref().map(|p| p.seq), Some(4));
+        assert_eq!(log.last_batch, Some(4));
+        assert_eq!(log.applied, BTreeSet::from([2]));
+        assert_eq!(log.prepared_inputs, vec![(0, [10; 32]), (0, [20; 32])]);
+        assert_eq!(log.summary.passes[0].documents, 2);
+        assert_eq!(log.summary.touched().updated, 2);
+        assert_eq!(log.sessions, vec![doc! {"id": 1}]);
+        assert!(log.begun && !log.finished && !log.stamped);
+        assert_eq!(log.plan, Plan::recorded("plan 0123").map(str::to_string));
+        assert_eq!(log.begin_lookups.len(), 1);
+    }
+
+    #[test]
+    fn a_commit_for_another_batch_settles_nothing() {
+        let log = read(
+            vec![batch(0, EntryKind::Prepared, Some(1), 5), committed(1, 7, 1)],
+            true,
+        );
+        assert_eq!(log.pending.as_ref().map(|p| p.seq), Some(0));
+        assert!(log.checkpoints.is_empty() && log.applied.is_empty());
+    }
+
+    #[test]
+    fn settling_a_pending_batch_accounts_for_it() {
+        let mut log = read(vec![batch(0, EntryKind::Prepared, Some(1), 5)], true);
+        let pending = log.pending.take().unwrap();
+        log.committed(&pending).unwrap();
+        assert_eq!(log.checkpoints.get(&1), Some(&Bson::Int32(5)));
+        assert_eq!(log.applied, BTreeSet::from([0]));
+        assert_eq!(log.summary.passes[1].batches, 1);
+    }
+
+    #[test]
+    fn a_dry_log_applies_planned_batches_and_a_recorded_finish_is_done() {
+        let mut done = entry(1, EntryKind::PassDone);
+        done.pass = Some(0);
+        let log = read(
+            vec![
+                batch(0, EntryKind::Planned, Some(0), 3),
+                done,
+                batch(2, EntryKind::Finish, None, 0),
+            ],
+            false,
+        );
+        assert!(log.finished && log.pending.is_none());
+        assert_eq!(log.done_passes, BTreeSet::from([0]));
+        assert_eq!(log.applied, BTreeSet::from([0, 2]));
+        assert_eq!(log.checkpoints.get(&0), Some(&Bson::Int32(3)));
+        // Pinned updates are counted from the actions: nothing left for the database.
+        assert!(log.uncounted.is_empty());
+        assert_eq!(log.summary.touched().updated, 1);
+    }
+
+    #[test]
+    fn an_execute_finish_without_its_commit_stays_pending_and_a_stamp_is_seen() {
+        let log = read(vec![batch(0, EntryKind::Finish, None, 0)], true);
+        assert!(!log.finished);
+        assert_eq!(log.pending.as_ref().map(|p| p.kind), Some(EntryKind::Finish));
+        let log = read(
+            vec![
+                batch(0, EntryKind::Finish, None, 0),
+                committed(1, 0, 0),
+                entry(2, EntryKind::Stamp),
+            ],
+            true,
+        );
+        assert!(log.finished && log.stamped && log.pending.is_none());
+    }
+
+    #[test]
+    fn only_the_first_begin_names_the_plan_and_a_resume_adds_no_lookups() {
+        let mut first = entry(0, EntryKind::Resume);
+        first.note = "something else".into();
+        let mut begin = entry(1, EntryKind::Begin);
+        begin.note = "plan 0123".into();
+        let log = read(vec![first, begin], true);
+        assert!(log.begun);
+        assert_eq!(log.plan, None, "the first Begin/Resume decides");
     }
 }

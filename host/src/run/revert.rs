@@ -17,9 +17,9 @@
 //! Restoring a before-image is idempotent, so an interrupted revert is simply
 //! run again: what it already restored counts as "as before the run".
 
-use super::now_ms;
 use super::batch::{BatchRecord, Origin};
 use super::commit::{ActiveRun, PreparedBatch};
+use super::now_ms;
 use crate::db::{Db, Expectations, LockHolder, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
 use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus};
@@ -430,49 +430,7 @@ impl Revert<'_> {
             return Ok(());
         }
         let current = self.current(&touched).await?;
-        let mut actions = Vec::new();
-        let mut expect = Expectations::new();
-        for t in touched {
-            let id_doc = Document::from_reader(t.key.as_slice())?;
-            let now = current.get(&(t.collection.clone(), t.key.clone())).copied();
-            if now == t.before.as_deref().map(sha256) {
-                report.unchanged += 1;
-                continue;
-            }
-            if now != t.after {
-                report.conflicts += 1;
-                if report.conflicts_listed.len() < MAX_LISTED {
-                    report.conflicts_listed.push(Conflict {
-                        collection: t.collection.clone(),
-                        id: id_doc.get("_id").map(ToString::to_string).unwrap_or_default(),
-                    });
-                }
-                if !request.force {
-                    continue;
-                }
-            }
-            expect.insert((t.collection.clone(), t.key.clone()), now);
-            match t.before {
-                Some(before) => {
-                    report.restore += 1;
-                    actions.push(ValidAction::Update {
-                        collection: t.collection,
-                        filter: id_doc,
-                        update: Document::from_reader(before.as_slice())?,
-                        upsert: true,
-                        multi: false,
-                    });
-                }
-                None => {
-                    report.remove += 1;
-                    actions.push(ValidAction::Delete {
-                        collection: t.collection,
-                        filter: id_doc,
-                        multi: false,
-                    });
-                }
-            }
-        }
+        let (actions, expect) = classify(touched, &current, request.force, report)?;
         let Some(active) = active else { return Ok(()) };
         if actions.is_empty() {
             return Ok(());
@@ -558,5 +516,144 @@ impl Revert<'_> {
         self.journal.append(run, entry)?;
         self.journal.flush()?;
         Ok(())
+    }
+}
+
+/// Sorts each touched document by how it is now (`current`: sha256 by
+/// collection and `{_id}` key; absent: not there) against the run's first
+/// before-image and last after-image, counts it in `report`, and returns the
+/// writes that put the documents back with what each is expected to be when
+/// they are written (the transaction re-checks it). Pure.
+fn classify(
+    touched: Vec<Touched>,
+    current: &HashMap<(String, Vec<u8>), Sha256Hash>,
+    force: bool,
+    report: &mut RevertReport,
+) -> anyhow::Result<(Vec<ValidAction>, Expectations)> {
+    let mut actions = Vec::new();
+    let mut expect = Expectations::new();
+    for t in touched {
+        let id_doc = Document::from_reader(t.key.as_slice())?;
+        let now = current.get(&(t.collection.clone(), t.key.clone())).copied();
+        if now == t.before.as_deref().map(sha256) {
+            report.unchanged += 1;
+            continue;
+        }
+        if now != t.after {
+            report.conflicts += 1;
+            if report.conflicts_listed.len() < MAX_LISTED {
+                report.conflicts_listed.push(Conflict {
+                    collection: t.collection.clone(),
+                    id: id_doc.get("_id").map(ToString::to_string).unwrap_or_default(),
+                });
+            }
+            if !force {
+                continue;
+            }
+        }
+        expect.insert((t.collection.clone(), t.key.clone()), now);
+        match t.before {
+            Some(before) => {
+                report.restore += 1;
+                actions.push(ValidAction::Update {
+                    collection: t.collection,
+                    filter: id_doc,
+                    update: Document::from_reader(before.as_slice())?,
+                    upsert: true,
+                    multi: false,
+                });
+            }
+            None => {
+                report.remove += 1;
+                actions.push(ValidAction::Delete {
+                    collection: t.collection,
+                    filter: id_doc,
+                    multi: false,
+                });
+            }
+        }
+    }
+    Ok((actions, expect))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i32) -> Vec<u8> {
+        id_key(&Bson::Int32(id))
+    }
+
+    fn raw(d: Document) -> Vec<u8> {
+        d.to_vec().unwrap()
+    }
+
+    /// Document `id` of collection `c`: before the run `before` (None: the run
+    /// inserted it), after the run `after` (None: the run deleted it).
+    fn touched(id: i32, before: Option<Document>, after: Option<Document>) -> Touched {
+        Touched {
+            collection: "c".into(),
+            key: key(id),
+            before: before.map(raw),
+            after: after.map(|d| sha256(&raw(d))),
+        }
+    }
+
+    #[test]
+    fn each_document_is_restored_removed_left_or_reported_by_how_it_is_now() {
+        let (v0, v1, other) = (
+            doc! {"_id": 1, "v": 0},
+            doc! {"_id": 1, "v": 1},
+            doc! {"_id": 1, "v": 9},
+        );
+        let docs = vec![
+            // 1: as the run left it -> restore the before-image.
+            touched(1, Some(v0.clone()), Some(v1.clone())),
+            // 2: inserted by the run, still as inserted -> delete.
+            touched(2, None, Some(doc! {"_id": 2})),
+            // 3: already as before the run -> nothing.
+            touched(3, Some(doc! {"_id": 3}), Some(doc! {"_id": 3, "v": 1})),
+            // 4: changed since the run -> conflict, left alone.
+            touched(4, Some(doc! {"_id": 4}), Some(doc! {"_id": 4, "v": 1})),
+            // 5: deleted by the run, still gone -> put back.
+            touched(5, Some(doc! {"_id": 5}), None),
+        ];
+        let current: HashMap<_, _> = [
+            (("c".to_string(), key(1)), sha256(&raw(v1))),
+            (("c".to_string(), key(2)), sha256(&raw(doc! {"_id": 2}))),
+            (("c".to_string(), key(3)), sha256(&raw(doc! {"_id": 3}))),
+            (("c".to_string(), key(4)), sha256(&raw(other))),
+        ]
+        .into();
+        let mut report = RevertReport::default();
+        let (actions, expect) = classify(docs, &current, false, &mut report).unwrap();
+        assert_eq!(
+            (report.restore, report.remove, report.unchanged, report.conflicts),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(report.conflicts_listed.len(), 1);
+        assert_eq!(report.conflicts_listed[0].id, "4");
+        assert_eq!(actions.len(), 3);
+        assert!(matches!(&actions[0], ValidAction::Update { update, upsert: true, .. } if *update == v0));
+        assert!(matches!(&actions[1], ValidAction::Delete { multi: false, .. }));
+        // Each write expects the document as the plan saw it; a deleted one absent.
+        assert_eq!(expect.get(&("c".to_string(), key(5))), Some(&None));
+        assert_eq!(expect.len(), 3);
+        assert!(!report.complete());
+    }
+
+    #[test]
+    fn force_overwrites_a_document_changed_since_the_run() {
+        let docs = vec![touched(4, Some(doc! {"_id": 4}), Some(doc! {"_id": 4, "v": 1}))];
+        let now = sha256(&raw(doc! {"_id": 4, "v": 9}));
+        let current: HashMap<_, _> = [(("c".to_string(), key(4)), now)].into();
+        let mut report = RevertReport {
+            forced: true,
+            ..RevertReport::default()
+        };
+        let (actions, expect) = classify(docs, &current, true, &mut report).unwrap();
+        assert_eq!((report.conflicts, report.restore, actions.len()), (1, 1, 1));
+        assert_eq!(expect.get(&("c".to_string(), key(4))), Some(&Some(now)));
+        assert!(report.complete());
     }
 }
