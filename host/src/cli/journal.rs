@@ -4,7 +4,7 @@
 
 use super::{GlobalArgs, SandboxArgs, exit};
 use crate::hash::to_hex;
-use crate::journal::{Entry, Journal, RunHeader, RunMode};
+use crate::journal::{Entry, Journal, Record, RunHeader, RunMode};
 use crate::run::replay::replay;
 use crate::text::outln;
 use bson::{Bson, Document};
@@ -76,28 +76,34 @@ fn ext(bytes: &[u8]) -> serde_json::Value {
 }
 
 fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_json::Value {
+    let batch = entry.batch();
+    let batch_seq = match &entry.record {
+        Record::Committed(commit) => Some(commit.batch_seq),
+        _ => None,
+    };
     let mut json = serde_json::json!({
         "run_id": run,
         "seq": entry.seq,
-        "kind": entry.kind,
+        "kind": entry.kind(),
         "at": bson::DateTime::from_millis(entry.at_ms).try_to_rfc3339_string().unwrap_or_default(),
-        "pass": entry.pass,
-        "batch_seq": entry.batch_seq,
-        "checkpoint": entry.checkpoint.as_deref().map(ext),
-        "inputs_sha256": entry.inputs_hash.as_ref().map(to_hex),
-        "actions_sha256": entry.actions_hash.as_ref().map(to_hex),
-        "counts": entry.counts,
-        "fuel": entry.fuel,
-        "note": entry.note,
-        "images": entry.images.len(),
+        "pass": entry.pass(),
+        "batch_seq": batch_seq,
+        "checkpoint": batch.and_then(|b| b.checkpoint.as_deref()).map(ext),
+        "inputs_sha256": batch.map(|b| to_hex(&b.inputs_hash)),
+        "actions_sha256": batch.map(|b| to_hex(&b.actions_hash)),
+        "counts": entry.counts(),
+        "fuel": entry.fuel(),
+        "note": entry.note(),
+        "images": entry.images().len(),
         "prev_hash": to_hex(&entry.prev_hash),
         "hash": to_hex(hash),
     });
     if full {
-        json["inputs"] = entry.inputs.iter().map(|d| ext(d)).collect();
-        json["actions"] = entry.actions.iter().map(|d| ext(d)).collect();
+        let (inputs, actions) = batch.map_or((&[][..], &[][..]), |b| (&b.inputs[..], &b.actions[..]));
+        json["inputs"] = inputs.iter().map(|d| ext(d)).collect();
+        json["actions"] = actions.iter().map(|d| ext(d)).collect();
         json["lookups"] = entry
-            .lookups
+            .lookups()
             .iter()
             .map(|l| {
                 serde_json::json!({
@@ -113,7 +119,7 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
             })
             .collect();
         json["images"] = entry
-            .images
+            .images()
             .iter()
             .map(|image| {
                 let id = ext(&image.id);
@@ -168,22 +174,23 @@ impl JournalCommand {
                 outln!("plugin {} sha256 {}", header.plugin_file, header.plugin_sha256);
                 outln!("params {:?}  uri {}", header.params, header.uri);
                 for (e, hash) in &entries {
-                    let images = match e.images.len() {
+                    let images = match e.images().len() {
                         0 => String::new(),
                         n => format!("  ({n} before-images)"),
                     };
+                    let counts = e.counts();
                     outln!(
                         "{:>6}  {:<9} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}{images}",
                         e.seq,
-                        format!("{:?}", e.kind),
-                        e.pass.map_or("-".into(), |p| p.to_string()),
-                        e.counts.documents,
-                        e.counts.updates,
-                        e.counts.inserts,
-                        e.counts.deletes,
-                        e.counts.reports,
+                        format!("{:?}", e.kind()),
+                        e.pass().map_or("-".into(), |p| p.to_string()),
+                        counts.documents,
+                        counts.updates,
+                        counts.inserts,
+                        counts.deletes,
+                        counts.reports,
                         &to_hex(hash)[..16],
-                        e.note
+                        e.note()
                     );
                 }
                 Ok(ExitCode::SUCCESS)

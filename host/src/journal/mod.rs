@@ -16,9 +16,12 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod bodies;
+mod entry;
+
+pub use entry::{Batch, Call, Commit, Counts, Entry, EntryKind, Image, LookupRecord, Record};
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Encoded entries up to this size stay in sled; larger ones go to the run's
 /// body file. A run's small entries (commits, pass ends, stamps) are a few
@@ -84,6 +87,16 @@ pub enum JournalError {
     UnknownRun { run: String },
     #[error("journal run {run}: header is corrupt: {reason}")]
     CorruptHeader { run: String, reason: String },
+    #[error(
+        "journal run {run} is in journal format {found}, but this godwit ({host}) reads format {reads}; use the godwit \
+         that wrote it to finish, verify or revert that run, or give this one a new journal (--journal DIR)"
+    )]
+    OtherFormat {
+        run: String,
+        found: u32,
+        reads: u32,
+        host: &'static str,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;
@@ -138,120 +151,6 @@ pub struct RunHeader {
     pub reverts: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-pub enum EntryKind {
-    /// The plugin's `begin` ran (lookups it made are recorded).
-    Begin,
-    /// A resumed run called `begin` again on a fresh instance.
-    Resume,
-    /// A batch's inputs and actions, recorded (and flushed) before any write.
-    Prepared,
-    /// The batch `batch_seq` names was committed to the database.
-    Committed,
-    /// A dry-run batch: inputs and would-be actions; also its checkpoint.
-    Planned,
-    /// A pass read its last batch.
-    PassDone,
-    /// `finish` ran; its actions (if any) are in the entry.
-    Finish,
-    /// The passes were re-run dry after the run; counts hold the write
-    /// actions still wanted (the residue).
-    Verify,
-    /// The schema version was stamped in the database.
-    Stamp,
-    /// A process attached to the run; `session` holds its server session id,
-    /// so that a later process can end that session's orphaned transaction.
-    Session,
-}
-
-/// One journaled lookup: the plugin's `find` and what it got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
-pub struct LookupRecord {
-    pub collection: String,
-    pub filter: Vec<u8>,
-    pub projection: Option<Vec<u8>>,
-    pub limit: u32,
-    pub result: std::result::Result<Vec<Vec<u8>>, String>,
-}
-
-/// One document a committed batch wrote: how it was before the batch (read
-/// inside the batch's transaction) and a hash of how it was after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
-pub struct Image {
-    pub collection: String,
-    /// `{"_id": <value>}` as BSON.
-    pub id: Vec<u8>,
-    /// The whole document before the batch; `None`: it did not exist (the batch inserted it).
-    pub before: Option<Vec<u8>>,
-    /// sha256 of the document's BSON after the batch; `None`: the batch deleted it.
-    pub after_hash: Option<Sha256Hash>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
-pub struct Counts {
-    pub documents: u64,
-    pub updates: u64,
-    pub inserts: u64,
-    pub deletes: u64,
-    pub reports: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
-pub struct Entry {
-    pub format: u32,
-    pub seq: u64,
-    pub kind: EntryKind,
-    pub at_ms: i64,
-    pub pass: Option<u32>,
-    /// For `Committed`: the `Prepared` entry it settles.
-    pub batch_seq: Option<u64>,
-    /// `{"_id": <last _id of the batch>}` as BSON: where the pass resumes.
-    pub checkpoint: Option<Vec<u8>>,
-    pub inputs_hash: Option<Sha256Hash>,
-    pub actions_hash: Option<Sha256Hash>,
-    pub counts: Counts,
-    pub fuel: u64,
-    /// The batch as the plugin saw it (projected raw BSON documents).
-    pub inputs: Vec<Vec<u8>>,
-    /// The validated actions, each as a BSON document.
-    pub actions: Vec<Vec<u8>>,
-    pub lookups: Vec<LookupRecord>,
-    /// Free-form detail: how a batch was settled, a stamp's version.
-    pub note: String,
-    /// For `Session`: the server session id (`lsid`) as BSON.
-    pub session: Option<Vec<u8>>,
-    /// For `Committed`: every document the batch wrote, before and after.
-    pub images: Vec<Image>,
-    pub prev_hash: Sha256Hash,
-}
-
-impl Entry {
-    /// An entry of `kind` with everything else empty; `append` fills `seq`,
-    /// `prev_hash` and `format`.
-    pub fn new(kind: EntryKind, at_ms: i64) -> Self {
-        Entry {
-            format: FORMAT_VERSION,
-            seq: 0,
-            kind,
-            at_ms,
-            pass: None,
-            batch_seq: None,
-            checkpoint: None,
-            inputs_hash: None,
-            actions_hash: None,
-            counts: Counts::default(),
-            fuel: 0,
-            inputs: Vec::new(),
-            actions: Vec::new(),
-            lookups: Vec::new(),
-            note: String::new(),
-            session: None,
-            images: Vec::new(),
-            prev_hash: [0; 32],
-        }
-    }
-}
-
 /// A batch entry that is on disk (appended and flushed): made only by
 /// [`Journal::prepare`], or read back from a run's log by
 /// [`Prepared::journaled`] (what was read from disk is on disk).
@@ -263,7 +162,7 @@ pub struct Prepared {
 impl Prepared {
     /// A `Prepared` or `Finish` entry read back from the journal.
     pub fn journaled(entry: Entry) -> Self {
-        debug_assert!(matches!(entry.kind, EntryKind::Prepared | EntryKind::Finish));
+        debug_assert!(matches!(entry.record, Record::Prepared(_) | Record::Finish(_)));
         Prepared { entry }
     }
 
@@ -517,7 +416,7 @@ impl Journal {
                     reason: format!("entry claims sequence {}", entry.seq),
                 });
             }
-            if entry.kind == EntryKind::Stamp {
+            if entry.kind() == EntryKind::Stamp {
                 stamp = Some((seq, entry.prev_hash));
             }
             prev = stored.hash;
@@ -634,7 +533,24 @@ fn load_body(run: &str, seq: u64, body: Body, bodies: &mut bodies::Reader) -> Re
     }
 }
 
+/// Every header and entry begins with its format version: one of another
+/// version is refused as such, before the rest is decoded.
+fn check_format(run: &str, bytes: &[u8]) -> Result<()> {
+    match bincode::decode_from_slice::<u32, _>(bytes, config()) {
+        Ok((found, _)) if found != FORMAT_VERSION && (1..FORMAT_VERSION + 8).contains(&found) => {
+            Err(JournalError::OtherFormat {
+                run: run.into(),
+                found,
+                reads: FORMAT_VERSION,
+                host: concat!("godwit ", env!("CARGO_PKG_VERSION")),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn decode_entry(run: &str, seq: u64, body: &[u8]) -> Result<Entry> {
+    check_format(run, body)?;
     let (entry, used): (Entry, usize) =
         bincode::decode_from_slice(body, config()).map_err(|e| JournalError::Corrupt {
             run: run.into(),
@@ -652,6 +568,7 @@ fn decode_entry(run: &str, seq: u64, body: &[u8]) -> Result<Entry> {
 }
 
 fn decode_header(run: &str, bytes: &[u8]) -> Result<RunHeader> {
+    check_format(run, bytes)?;
     let (header, _): (RunHeader, usize) =
         bincode::decode_from_slice(bytes, config()).map_err(|e| JournalError::CorruptHeader {
             run: run.into(),
@@ -701,12 +618,42 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j")).unwrap();
         journal.put_header(&header("r1")).unwrap();
         for i in 0..n {
-            let mut e = Entry::new(EntryKind::Prepared, i as i64);
-            e.inputs = vec![vec![i as u8; 4]];
-            journal.append("r1", e).unwrap();
+            let batch = Batch {
+                inputs: vec![vec![i as u8; 4]],
+                ..Batch::default()
+            };
+            journal
+                .append("r1", Entry::new(Record::Prepared(batch), i as i64))
+                .unwrap();
         }
         journal.flush().unwrap();
         (dir, journal)
+    }
+
+    #[test]
+    fn a_journal_of_another_format_is_refused_naming_both_versions() {
+        let (_dir, journal) = journal_with_entries(1);
+        let mut old = header("old");
+        old.format = FORMAT_VERSION - 1;
+        journal.put_header(&old).unwrap();
+        let e = journal.header("old").unwrap_err();
+        assert!(
+            matches!(e, JournalError::OtherFormat { found, reads: FORMAT_VERSION, .. } if found == FORMAT_VERSION - 1)
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("journal format {}", FORMAT_VERSION - 1)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("reads format {FORMAT_VERSION}")), "{text}");
+        assert!(text.contains("--journal"), "says what to do: {text}");
+
+        // An entry written by an older godwit, in a chain this one reads.
+        let mut entry = Entry::new(Record::Stamp { note: String::new() }, 0);
+        entry.format = FORMAT_VERSION - 1;
+        let body = bincode::encode_to_vec(&entry, config()).unwrap();
+        let e = decode_entry("r1", 1, &body).unwrap_err();
+        assert!(matches!(e, JournalError::OtherFormat { .. }), "{e}");
     }
 
     #[test]
@@ -762,12 +709,16 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j")).unwrap();
         journal.put_header(&header("r1")).unwrap();
         for i in 0..n {
-            let mut e = Entry::new(EntryKind::Prepared, i as i64);
-            e.inputs = (0..100).map(|d| vec![(i + d) as u8; 100]).collect();
-            journal.append("r1", e).unwrap();
+            let batch = Batch {
+                inputs: (0..100).map(|d| vec![(i + d) as u8; 100]).collect(),
+                ..Batch::default()
+            };
+            journal
+                .append("r1", Entry::new(Record::Prepared(batch), i as i64))
+                .unwrap();
             // A small one between, kept inline.
             journal
-                .append("r1", Entry::new(EntryKind::Committed, i as i64))
+                .append("r1", Entry::new(Record::Committed(Commit::default()), i as i64))
                 .unwrap();
         }
         journal.flush().unwrap();
@@ -796,7 +747,7 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j")).unwrap();
         assert_eq!(journal.verify("r1").unwrap(), head);
         let entries = journal.entries("r1").unwrap();
-        assert_eq!(entries[2].0.inputs[0], vec![1u8; 100]);
+        assert_eq!(entries[2].0.batch().unwrap().inputs[0], vec![1u8; 100]);
         // Appending after a reopen continues the file.
         journal.append("r1", entries[2].0.clone()).unwrap();
         assert_eq!(journal.verify("r1").unwrap().entries(), 7);

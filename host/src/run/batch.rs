@@ -4,7 +4,7 @@
 
 use super::report::Touched;
 use crate::db::WriteCounts;
-use crate::journal::{Counts, Entry, EntryKind, LookupRecord, hash_documents};
+use crate::journal::{Batch, Commit, Counts, Entry, Image, LookupRecord, Record, hash_documents};
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, Document, RawDocumentBuf, doc};
 
@@ -95,25 +95,26 @@ impl BatchRecord {
     /// The journal entry recording this batch: `Planned` in a dry run,
     /// `Prepared` before an execute writes it, `Finish` for `finish`.
     pub fn entry(&self, execute: bool, at_ms: i64) -> Entry {
-        let kind = match (self.origin, execute) {
-            (Origin::Finish, _) => EntryKind::Finish,
-            (_, true) => EntryKind::Prepared,
-            (_, false) => EntryKind::Planned,
+        let batch = Batch {
+            pass: self.origin.pass(),
+            checkpoint: self
+                .checkpoint
+                .as_ref()
+                .map(|id| doc! {"_id": id.clone()}.to_vec().expect("an _id encodes")),
+            inputs_hash: self.inputs_hash,
+            actions_hash: self.actions_hash,
+            counts: self.counts.clone(),
+            fuel: self.fuel,
+            inputs: self.inputs.clone(),
+            actions: self.encoded.clone(),
+            lookups: self.lookups.clone(),
         };
-        let mut entry = Entry::new(kind, at_ms);
-        entry.pass = self.origin.pass();
-        entry.checkpoint = self
-            .checkpoint
-            .as_ref()
-            .map(|id| doc! {"_id": id.clone()}.to_vec().expect("an _id encodes"));
-        entry.inputs_hash = Some(self.inputs_hash);
-        entry.actions_hash = Some(self.actions_hash);
-        entry.counts = self.counts.clone();
-        entry.fuel = self.fuel;
-        entry.inputs = self.inputs.clone();
-        entry.actions = self.encoded.clone();
-        entry.lookups = self.lookups.clone();
-        entry
+        let record = match (self.origin, execute) {
+            (Origin::Finish, _) => Record::Finish(batch),
+            (_, true) => Record::Prepared(batch),
+            (_, false) => Record::Planned(batch),
+        };
+        Entry::new(record, at_ms)
     }
 }
 
@@ -130,18 +131,18 @@ pub fn id_text(raw: &[u8]) -> String {
 }
 
 /// Where a journaled batch's pass resumes once it is applied.
-pub fn checkpoint_of(entry: &Entry) -> Option<Bson> {
-    entry
+pub fn checkpoint_of(batch: &Batch) -> Option<Bson> {
+    batch
         .checkpoint
         .as_ref()
         .and_then(|b| Document::from_reader(b.as_slice()).ok())
         .and_then(|d| d.get("_id").cloned())
 }
 
-/// The validated actions of a journaled batch.
-pub fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
+/// The validated actions of a journaled batch (entry `seq`).
+pub fn decode_actions(batch: &Batch, seq: u64) -> anyhow::Result<Vec<ValidAction>> {
     use anyhow::Context;
-    entry
+    batch
         .actions
         .iter()
         .map(|bytes| {
@@ -149,7 +150,7 @@ pub fn decode_actions(entry: &Entry) -> anyhow::Result<Vec<ValidAction>> {
             Ok(ValidAction::from_document(&doc)?)
         })
         .collect::<anyhow::Result<_>>()
-        .with_context(|| format!("journal entry {}: actions do not decode", entry.seq))
+        .with_context(|| format!("journal entry {seq}: actions do not decode"))
 }
 
 /// Documents touched, from the server's counts: an update reply's `n`
@@ -162,30 +163,36 @@ pub fn touched_of(counts: WriteCounts) -> Touched {
     }
 }
 
-/// A `Committed` entry's counts are the documents its batch touched (a
-/// `Prepared` entry's are its actions).
-pub fn committed_entry(batch_seq: u64, pass: Option<u32>, touched: Touched, at_ms: i64) -> Entry {
-    let mut entry = Entry::new(EntryKind::Committed, at_ms);
-    entry.batch_seq = Some(batch_seq);
-    entry.pass = pass;
-    entry.counts.updates = touched.updated;
-    entry.counts.inserts = touched.inserted;
-    entry.counts.deletes = touched.deleted;
-    entry
+/// The entry recording that batch `batch_seq` was committed, touching
+/// `touched` documents, with its before-images.
+pub fn committed_entry(batch_seq: u64, pass: Option<u32>, touched: Touched, images: Vec<Image>, note: &str) -> Entry {
+    Entry::new(
+        Record::Committed(Commit {
+            batch_seq,
+            pass,
+            updated: touched.updated,
+            inserted: touched.inserted,
+            deleted: touched.deleted,
+            images,
+            note: note.to_string(),
+        }),
+        super::now_ms(),
+    )
 }
 
-/// What a `Committed` entry says its batch touched.
-pub fn committed_touched(entry: &Entry) -> Touched {
+/// What a commit says its batch touched.
+pub fn committed_touched(commit: &Commit) -> Touched {
     Touched {
-        updated: entry.counts.updates,
-        inserted: entry.counts.inserts,
-        deleted: entry.counts.deletes,
+        updated: commit.updated,
+        inserted: commit.inserted,
+        deleted: commit.deleted,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::EntryKind;
 
     fn raw(d: Document) -> Vec<u8> {
         d.to_vec().unwrap()
@@ -232,33 +239,40 @@ mod tests {
         assert_eq!(record.actions_hash, hash_documents(&record.encoded));
 
         let prepared = record.entry(true, 5);
-        assert_eq!(prepared.kind, EntryKind::Prepared);
-        assert_eq!(prepared.pass, Some(2));
-        assert_eq!(checkpoint_of(&prepared), Some(Bson::String("b".into())));
-        assert_eq!(prepared.fuel, 7);
-        assert_eq!(decode_actions(&prepared).unwrap(), record.actions);
-        assert_eq!(record.entry(false, 5).kind, EntryKind::Planned);
+        assert_eq!(prepared.kind(), EntryKind::Prepared);
+        let batch = prepared.batch().unwrap();
+        assert_eq!(batch.pass, Some(2));
+        assert_eq!(checkpoint_of(batch), Some(Bson::String("b".into())));
+        assert_eq!(batch.fuel, 7);
+        assert_eq!(
+            (batch.inputs_hash, batch.actions_hash),
+            (record.inputs_hash, record.actions_hash)
+        );
+        assert_eq!(decode_actions(batch, 0).unwrap(), record.actions);
+        assert_eq!(record.entry(false, 5).kind(), EntryKind::Planned);
     }
 
     #[test]
     fn finish_and_revert_batches_have_no_pass_and_no_checkpoint() {
         let finish = BatchRecord::build(Origin::Finish, Vec::new(), vec![update(1)], 0, Vec::new());
         let entry = finish.entry(true, 0);
+        let batch = entry.batch().unwrap();
         assert_eq!(
-            (entry.kind, entry.pass, entry.checkpoint.clone()),
+            (entry.kind(), batch.pass, batch.checkpoint.clone()),
             (EntryKind::Finish, None, None)
         );
-        assert_eq!(finish.entry(false, 0).kind, EntryKind::Finish);
-        assert_eq!(entry.counts.documents, 0);
+        assert_eq!(finish.entry(false, 0).kind(), EntryKind::Finish);
+        assert_eq!(batch.counts.documents, 0);
 
         // A revert counts the documents it restores: one per action.
         let revert = BatchRecord::build(Origin::Revert, Vec::new(), vec![update(1), update(2)], 0, Vec::new());
         let entry = revert.entry(true, 0);
+        let batch = entry.batch().unwrap();
         assert_eq!(
-            (entry.kind, entry.pass, entry.counts.documents),
+            (entry.kind(), batch.pass, batch.counts.documents),
             (EntryKind::Prepared, None, 2)
         );
-        assert_eq!(entry.inputs_hash, Some(hash_documents(&[])));
+        assert_eq!(batch.inputs_hash, hash_documents(&[]));
     }
 
     #[test]
@@ -278,11 +292,15 @@ mod tests {
                 deleted: 4
             }
         );
-        let entry = committed_entry(9, Some(1), touched, 0);
+        let entry = committed_entry(9, Some(1), touched, Vec::new(), "settled");
         assert_eq!(
-            (entry.kind, entry.batch_seq, entry.pass),
-            (EntryKind::Committed, Some(9), Some(1))
+            (entry.kind(), entry.pass(), entry.note()),
+            (EntryKind::Committed, Some(1), "settled")
         );
-        assert_eq!(committed_touched(&entry), touched);
+        let Record::Committed(commit) = &entry.record else {
+            panic!("a commit")
+        };
+        assert_eq!(commit.batch_seq, 9);
+        assert_eq!(committed_touched(commit), touched);
     }
 }

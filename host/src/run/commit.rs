@@ -20,7 +20,7 @@ use super::batch::{self, BatchRecord, committed_entry, touched_of};
 use super::now_ms;
 use super::report::Touched;
 use crate::db::{Applied, BatchWrite, Db, DbError, Expectations, Lock, LockHolder};
-use crate::journal::{Entry, EntryKind, Image, Journal, Prepared};
+use crate::journal::{Entry, Image, Journal, Prepared, Record};
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, Document};
 use std::sync::Arc;
@@ -70,8 +70,9 @@ impl PreparedBatch {
     /// A batch journaled by an earlier process whose commit was not
     /// journaled (resume settles it).
     pub fn journaled(entry: Entry) -> anyhow::Result<Self> {
-        let actions = batch::decode_actions(&entry)?;
-        let checkpoint = batch::checkpoint_of(&entry);
+        let journaled = entry.batch().expect("a Prepared or Finish entry");
+        let actions = batch::decode_actions(journaled, entry.seq)?;
+        let checkpoint = batch::checkpoint_of(journaled);
         Ok(PreparedBatch {
             prepared: Prepared::journaled(entry),
             checkpoint,
@@ -84,7 +85,7 @@ impl PreparedBatch {
     }
 
     pub fn pass(&self) -> Option<u32> {
-        self.prepared.entry().pass
+        self.prepared.entry().pass()
     }
 
     pub fn entry(&self) -> &Entry {
@@ -165,9 +166,8 @@ impl ActiveRun {
         let started = async {
             let session = db.session().await?;
             if let Some(s) = &session {
-                let mut entry = Entry::new(EntryKind::Session, now_ms());
-                entry.session = Some(s.id().to_vec()?);
-                journal.record(&run, entry)?;
+                let lsid = s.id().to_vec()?;
+                journal.record(&run, Entry::new(Record::Session { lsid }, now_ms()))?;
             }
             anyhow::Ok(session)
         }
@@ -233,10 +233,10 @@ impl ActiveRun {
     /// Journals a commit. Not flushed: if it is lost, the progress marker
     /// settles the batch on resume (the next `prepare` flushes it anyway).
     pub fn committed(&self, journal: &Journal, batch: CommittedBatch, note: &str) -> anyhow::Result<()> {
-        let mut entry = committed_entry(batch.seq, batch.pass, batch.touched, now_ms());
-        entry.images = batch.images;
-        entry.note = note.to_string();
-        journal.append(&self.run, entry)?;
+        journal.append(
+            &self.run,
+            committed_entry(batch.seq, batch.pass, batch.touched, batch.images, note),
+        )?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_si
 use crate::db::LockHolder;
 use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
 use crate::hash::to_hex;
-use crate::journal::{Entry, EntryKind, RunHeader, RunMode, RunStatus};
+use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::PluginInstance;
 use crate::plugin::actions;
 use anyhow::Context;
@@ -231,9 +231,8 @@ impl Engine<'_> {
                 failpoint!("batch-read");
                 if batch.is_empty() {
                     self.observer.pass_finished(index);
-                    let mut entry = Entry::new(EntryKind::PassDone, now_ms());
-                    entry.pass = Some(index);
-                    self.journal.record(&run, entry)?;
+                    self.journal
+                        .record(&run, Entry::new(Record::PassDone { pass: index }, now_ms()))?;
                     log.done_passes.insert(index);
                     break;
                 }
@@ -343,11 +342,12 @@ impl Engine<'_> {
                 };
                 let residue_actions = residue.as_ref().map_or(0, Summary::write_actions);
                 if let Some(residue) = &residue {
-                    let mut entry = Entry::new(EntryKind::Verify, now_ms());
-                    entry.counts.documents = residue.documents();
-                    entry.counts.updates = residue_actions;
-                    entry.note = format!("{residue_actions} write actions left after the run");
-                    self.journal.record(&run, entry)?;
+                    let verified = Record::Verify {
+                        documents: residue.documents(),
+                        write_actions: residue_actions,
+                        note: format!("{residue_actions} write actions left after the run"),
+                    };
+                    self.journal.record(&run, Entry::new(verified, now_ms()))?;
                 }
                 if residue_actions > 0 && request.verify == VerifyPolicy::Require {
                     return Ok(Outcome::Unclean {

@@ -10,7 +10,7 @@ use super::{Engine, Identity, NothingToMigrate, RunRequest, VersionError, batch_
 use crate::db::DbError;
 use crate::db::reader::PassReader;
 use crate::hash::to_hex;
-use crate::journal::{Entry, EntryKind, RunHeader};
+use crate::journal::{Entry, Record, RunHeader};
 use crate::plugin::actions::{self, ValidAction};
 use anyhow::Context;
 use bson::doc;
@@ -240,13 +240,12 @@ impl Engine<'_> {
             self.stamped_in_database(run).await?;
         }
         failpoint!("stamp-before-journal");
-        let mut entry = Entry::new(EntryKind::Stamp, now_ms());
-        entry.note = format!(
+        let note = format!(
             "version {} (journal head before stamp {})",
             manifest.version,
             to_hex(&chain.head())
         );
-        self.journal.record(run, entry)?;
+        self.journal.record(run, Entry::new(Record::Stamp { note }, now_ms()))?;
         Ok(())
     }
 }

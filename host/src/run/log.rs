@@ -6,7 +6,7 @@ use super::batch::{checkpoint_of, committed_touched, decode_actions};
 use super::plan::Plan;
 use super::report::{Summary, Touched};
 use crate::hash::Sha256Hash;
-use crate::journal::{Entry, EntryKind, LookupRecord};
+use crate::journal::{Entry, LookupRecord, Record};
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, Document};
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,7 +65,12 @@ impl RunLog {
             log.push(entry?)?;
         }
         // In a dry run `Finish` is never committed: recorded is done.
-        if !execute && log.pending.as_ref().is_some_and(|p| p.kind == EntryKind::Finish) {
+        if !execute
+            && log
+                .pending
+                .as_ref()
+                .is_some_and(|p| matches!(p.record, Record::Finish(_)))
+        {
             let finish = log.pending.take().expect("checked");
             log.applied.insert(finish.seq);
             log.finished = true;
@@ -74,52 +79,53 @@ impl RunLog {
     }
 
     fn push(&mut self, entry: Entry) -> anyhow::Result<()> {
-        match entry.kind {
-            EntryKind::Planned => {
-                if let (Some(p), Some(c)) = (entry.pass, checkpoint_of(&entry)) {
+        let seq = entry.seq;
+        match entry.record {
+            Record::Planned(ref batch) => {
+                if let (Some(p), Some(c)) = (batch.pass, checkpoint_of(batch)) {
                     self.checkpoints.insert(p, c);
                 }
-                let actions = decode_actions(&entry)?;
-                self.summary.add(entry.pass, entry.counts.documents, &actions);
+                let actions = decode_actions(batch, seq)?;
+                self.summary.add(batch.pass, batch.counts.documents, &actions);
                 let (bound, unbounded) = Touched::bound(&actions);
-                self.summary.add_touched(entry.pass, bound);
+                self.summary.add_touched(batch.pass, bound);
                 self.uncounted
-                    .extend(unbounded.into_iter().map(|a| (entry.pass, a.clone())));
-                self.applied.insert(entry.seq);
+                    .extend(unbounded.into_iter().map(|a| (batch.pass, a.clone())));
+                self.applied.insert(seq);
             }
-            EntryKind::Prepared | EntryKind::Finish => {
-                if let (EntryKind::Prepared, Some(pass), Some(inputs)) = (entry.kind, entry.pass, entry.inputs_hash) {
-                    self.prepared_inputs.push((pass, inputs));
+            Record::Prepared(ref batch) | Record::Finish(ref batch) => {
+                if let (Record::Prepared(_), Some(pass)) = (&entry.record, batch.pass) {
+                    self.prepared_inputs.push((pass, batch.inputs_hash));
                 }
-                self.last_batch = Some(entry.seq);
+                self.last_batch = Some(seq);
                 self.pending = Some(entry);
             }
-            EntryKind::Committed => {
-                if let Some(batch) = self.pending.take_if(|p| Some(p.seq) == entry.batch_seq) {
+            Record::Committed(commit) => {
+                if let Some(batch) = self.pending.take_if(|p| p.seq == commit.batch_seq) {
                     self.committed(&batch)?;
-                    self.summary.add_touched(batch.pass, committed_touched(&entry));
+                    self.summary.add_touched(commit.pass, committed_touched(&commit));
                 }
             }
-            EntryKind::PassDone => {
-                self.done_passes.insert(entry.pass.unwrap_or(0));
+            Record::PassDone { pass } => {
+                self.done_passes.insert(pass);
             }
-            EntryKind::Stamp => self.stamped = true,
-            EntryKind::Session => self
-                .sessions
-                .extend(entry.session.and_then(|b| Document::from_reader(b.as_slice()).ok())),
-            EntryKind::Begin | EntryKind::Resume => {
+            Record::Stamp { .. } => self.stamped = true,
+            Record::Session { lsid } => self.sessions.extend(Document::from_reader(lsid.as_slice()).ok()),
+            Record::Begin(ref call) | Record::Resume(ref call) => {
                 if !self.begun {
                     // The first `Begin` (or the `Resume` of a run that
                     // crashed before its `Begin`) carries the plan's note.
-                    self.plan = Plan::recorded(&entry.note).map(str::to_string);
+                    self.plan = Plan::recorded(&call.note).map(str::to_string);
                 }
-                if entry.kind == EntryKind::Begin && !self.begin_seen {
-                    self.begin_lookups = entry.lookups;
+                if let Record::Begin(call) = entry.record
+                    && !self.begin_seen
+                {
+                    self.begin_lookups = call.lookups;
                     self.begin_seen = true;
                 }
                 self.begun = true;
             }
-            EntryKind::Verify => {}
+            Record::Verify { .. } => {}
         }
         Ok(())
     }
@@ -127,17 +133,18 @@ impl RunLog {
     /// Accounts for a `Prepared`/`Finish` entry whose commit is known
     /// (journaled, or settled on resume). Its touched documents are the
     /// caller's to add: they come from the commit.
-    pub fn committed(&mut self, batch: &Entry) -> anyhow::Result<()> {
+    pub fn committed(&mut self, entry: &Entry) -> anyhow::Result<()> {
+        let Some(batch) = entry.batch() else { return Ok(()) };
         if let (Some(p), Some(c)) = (batch.pass, checkpoint_of(batch)) {
             self.checkpoints.insert(p, c);
         }
-        if batch.kind == EntryKind::Finish {
+        if let Record::Finish(_) = entry.record {
             self.finished = true;
         } else {
             self.summary
-                .add(batch.pass, batch.counts.documents, &decode_actions(batch)?);
+                .add(batch.pass, batch.counts.documents, &decode_actions(batch, entry.seq)?);
         }
-        self.applied.insert(batch.seq);
+        self.applied.insert(entry.seq);
         Ok(())
     }
 }
@@ -145,22 +152,18 @@ impl RunLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{Batch, Call, Commit, EntryKind};
     use crate::plugin::actions::ValidAction;
     use bson::doc;
 
-    fn entry(seq: u64, kind: EntryKind) -> Entry {
-        let mut e = Entry::new(kind, 0);
+    fn entry(seq: u64, record: Record) -> Entry {
+        let mut e = Entry::new(record, 0);
         e.seq = seq;
         e
     }
 
     /// A batch of pass `pass` whose last input has `_id` `last`, with one update.
-    fn batch(seq: u64, kind: EntryKind, pass: Option<u32>, last: i32) -> Entry {
-        let mut e = entry(seq, kind);
-        e.pass = pass;
-        e.checkpoint = pass.map(|_| doc! {"_id": last}.to_vec().unwrap());
-        e.counts.documents = 2;
-        e.inputs_hash = Some([last as u8; 32]);
+    fn batch(pass: Option<u32>, last: i32) -> Batch {
         let update = ValidAction::Update {
             collection: "c".into(),
             filter: doc! {"_id": last},
@@ -168,15 +171,26 @@ mod tests {
             upsert: false,
             multi: false,
         };
-        e.actions = vec![update.to_document().to_vec().unwrap()];
-        e
+        let mut b = Batch {
+            pass,
+            checkpoint: pass.map(|_| doc! {"_id": last}.to_vec().unwrap()),
+            inputs_hash: [last as u8; 32],
+            actions: vec![update.to_document().to_vec().unwrap()],
+            ..Batch::default()
+        };
+        b.counts.documents = 2;
+        b
     }
 
     fn committed(seq: u64, of: u64, updated: u64) -> Entry {
-        let mut e = entry(seq, EntryKind::Committed);
-        e.batch_seq = Some(of);
-        e.counts.updates = updated;
-        e
+        entry(
+            seq,
+            Record::Committed(Commit {
+                batch_seq: of,
+                updated,
+                ..Commit::default()
+            }),
+        )
     }
 
     fn read(entries: Vec<Entry>, execute: bool) -> RunLog {
@@ -186,24 +200,25 @@ mod tests {
 
     #[test]
     fn an_execute_log_counts_only_committed_batches_and_keeps_the_last_prepared_pending() {
-        let mut begin = entry(0, EntryKind::Begin);
-        begin.note = "plan 0123".into();
-        begin.lookups = vec![LookupRecord {
-            collection: "users".into(),
-            filter: Vec::new(),
-            projection: None,
-            limit: 0,
-            result: Ok(Vec::new()),
-        }];
-        let mut session = entry(1, EntryKind::Session);
-        session.session = Some(doc! {"id": 1}.to_vec().unwrap());
+        let begin = Call {
+            note: "plan 0123".into(),
+            lookups: vec![LookupRecord {
+                collection: "users".into(),
+                filter: Vec::new(),
+                projection: None,
+                limit: 0,
+                result: Ok(Vec::new()),
+            }],
+            fuel: 0,
+        };
+        let lsid = doc! {"id": 1}.to_vec().unwrap();
         let log = read(
             vec![
-                begin,
-                session,
-                batch(2, EntryKind::Prepared, Some(0), 10),
+                entry(0, Record::Begin(begin)),
+                entry(1, Record::Session { lsid }),
+                entry(2, Record::Prepared(batch(Some(0), 10))),
                 committed(3, 2, 2),
-                batch(4, EntryKind::Prepared, Some(0), 20),
+                entry(4, Record::Prepared(batch(Some(0), 20))),
             ],
             true,
         );
@@ -227,7 +242,7 @@ mod tests {
     #[test]
     fn a_commit_for_another_batch_settles_nothing() {
         let log = read(
-            vec![batch(0, EntryKind::Prepared, Some(1), 5), committed(1, 7, 1)],
+            vec![entry(0, Record::Prepared(batch(Some(1), 5))), committed(1, 7, 1)],
             true,
         );
         assert_eq!(log.pending.as_ref().map(|p| p.seq), Some(0));
@@ -236,7 +251,7 @@ mod tests {
 
     #[test]
     fn settling_a_pending_batch_accounts_for_it() {
-        let mut log = read(vec![batch(0, EntryKind::Prepared, Some(1), 5)], true);
+        let mut log = read(vec![entry(0, Record::Prepared(batch(Some(1), 5)))], true);
         let pending = log.pending.take().unwrap();
         log.committed(&pending).unwrap();
         assert_eq!(log.checkpoints.get(&1), Some(&Bson::Int32(5)));
@@ -246,13 +261,11 @@ mod tests {
 
     #[test]
     fn a_dry_log_applies_planned_batches_and_a_recorded_finish_is_done() {
-        let mut done = entry(1, EntryKind::PassDone);
-        done.pass = Some(0);
         let log = read(
             vec![
-                batch(0, EntryKind::Planned, Some(0), 3),
-                done,
-                batch(2, EntryKind::Finish, None, 0),
+                entry(0, Record::Planned(batch(Some(0), 3))),
+                entry(1, Record::PassDone { pass: 0 }),
+                entry(2, Record::Finish(batch(None, 0))),
             ],
             false,
         );
@@ -267,14 +280,14 @@ mod tests {
 
     #[test]
     fn an_execute_finish_without_its_commit_stays_pending_and_a_stamp_is_seen() {
-        let log = read(vec![batch(0, EntryKind::Finish, None, 0)], true);
+        let log = read(vec![entry(0, Record::Finish(batch(None, 0)))], true);
         assert!(!log.finished);
-        assert_eq!(log.pending.as_ref().map(|p| p.kind), Some(EntryKind::Finish));
+        assert_eq!(log.pending.as_ref().map(Entry::kind), Some(EntryKind::Finish));
         let log = read(
             vec![
-                batch(0, EntryKind::Finish, None, 0),
+                entry(0, Record::Finish(batch(None, 0))),
                 committed(1, 0, 0),
-                entry(2, EntryKind::Stamp),
+                entry(2, Record::Stamp { note: String::new() }),
             ],
             true,
         );
@@ -282,12 +295,19 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_begin_names_the_plan_and_a_resume_adds_no_lookups() {
-        let mut first = entry(0, EntryKind::Resume);
-        first.note = "something else".into();
-        let mut begin = entry(1, EntryKind::Begin);
-        begin.note = "plan 0123".into();
-        let log = read(vec![first, begin], true);
+    fn only_the_first_begin_or_resume_names_the_plan() {
+        let resume = Call {
+            note: "something else".into(),
+            ..Call::default()
+        };
+        let begin = Call {
+            note: "plan 0123".into(),
+            ..Call::default()
+        };
+        let log = read(
+            vec![entry(0, Record::Resume(resume)), entry(1, Record::Begin(begin))],
+            true,
+        );
         assert!(log.begun);
         assert_eq!(log.plan, None, "the first Begin/Resume decides");
     }

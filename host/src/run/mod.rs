@@ -193,8 +193,8 @@ impl Identity {
             let (entry, _) = item?;
             // The first `Begin` (or the `Resume` of a run that crashed
             // before its `Begin`) carries the plan's note.
-            if matches!(entry.kind, EntryKind::Begin | EntryKind::Resume) {
-                if let Some(plan) = Plan::recorded(&entry.note) {
+            if matches!(entry.kind(), EntryKind::Begin | EntryKind::Resume) {
+                if let Some(plan) = Plan::recorded(entry.note()) {
                     let planned = journal.header(plan)?;
                     return Ok(Identity {
                         run_id: planned.run_id,

@@ -19,7 +19,7 @@
 //! of a finished dry run of the same plugin file, parameters and database.
 
 use crate::hash::{Sha256Hash, to_hex};
-use crate::journal::{EntryKind, Journal, RunMode, RunStatus};
+use crate::journal::{Journal, Record, RunMode, RunStatus};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -126,14 +126,13 @@ impl Plan {
         let mut finish = None;
         for item in journal.iter_entries(plan)? {
             let (entry, _) = item?;
-            let (Some(inputs), Some(actions)) = (entry.inputs_hash, entry.actions_hash) else {
-                continue;
-            };
-            match (entry.kind, entry.pass) {
-                (EntryKind::Planned, Some(pass)) => {
-                    batches.insert((pass, inputs), (actions, entry.seq));
+            match &entry.record {
+                Record::Planned(batch) => {
+                    if let Some(pass) = batch.pass {
+                        batches.insert((pass, batch.inputs_hash), (batch.actions_hash, entry.seq));
+                    }
                 }
-                (EntryKind::Finish, _) => finish = Some((actions, entry.seq)),
+                Record::Finish(batch) => finish = Some((batch.actions_hash, entry.seq)),
                 _ => {}
             }
         }
@@ -229,7 +228,7 @@ impl Plan {
             .iter_entries(&self.run_id)
             .ok()
             .and_then(|mut entries| entries.find_map(|e| e.ok().filter(|(e, _)| e.seq == seq)))
-            .map(|(e, _)| e.actions)
+            .and_then(|(e, _)| e.batch().map(|b| b.actions.clone()))
             .unwrap_or_default();
         PlanError::Diverged {
             at: at.to_string(),

@@ -4,7 +4,7 @@
 
 use super::lookup::Replay;
 use super::{Engine, params_document, run_seed};
-use crate::journal::{Entry, EntryKind, Journal};
+use crate::journal::{Batch, Journal, Record};
 use crate::plugin::actions::{self, ValidAction};
 use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
 use bson::Document;
@@ -62,17 +62,17 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
     let mut begun = false;
     for item in journal.iter_entries(run)? {
         let (entry, _) = item?;
-        match entry.kind {
-            EntryKind::Begin if !begun => {
-                replay.load(entry.lookups.clone());
+        match &entry.record {
+            Record::Begin(call) if !begun => {
+                replay.load(call.lookups.clone());
                 let context = Engine::context(&header, &identity);
                 instance.begin(&params_document(&header.params), &context)?;
                 replay.stop();
                 begun = true;
             }
-            EntryKind::Planned | EntryKind::Prepared | EntryKind::Finish => {
+            Record::Planned(batch) | Record::Prepared(batch) | Record::Finish(batch) => {
                 report.batches += 1;
-                match compare(&mut instance, plugin, &replay, &identity.run_id, &entry) {
+                match compare(&mut instance, plugin, &replay, &identity.run_id, entry.seq, batch) {
                     None => report.identical += 1,
                     Some(divergence) => {
                         report.divergence = Some(divergence);
@@ -94,7 +94,8 @@ pub(super) fn compare(
     replay: &Replay,
     // The run id the plugin ran as: the seed of the `_id`s given to its inserts.
     run: &str,
-    entry: &Entry,
+    seq: u64,
+    entry: &Batch,
 ) -> Option<Divergence> {
     replay.load(entry.lookups.clone());
     let (raw, allowed) = match entry.pass {
@@ -117,7 +118,7 @@ pub(super) fn compare(
             })
             .map(ToString::to_string);
         Some(Divergence {
-            seq: entry.seq,
+            seq,
             pass: entry.pass,
             action,
             document,

@@ -14,7 +14,7 @@ use super::{
     run_seed,
 };
 use crate::hash::{sha256, to_hex};
-use crate::journal::{Entry, EntryKind, RunHeader, RunMode, RunStatus};
+use crate::journal::{Call, Entry, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::contract::{Mode, RunContext};
 use crate::plugin::{InstanceOptions, PluginInstance};
 use anyhow::Context;
@@ -257,13 +257,17 @@ impl Engine<'_> {
         }
         tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
         replay.stop();
-        let mut entry = Entry::new(if resumed { EntryKind::Resume } else { EntryKind::Begin }, now_ms());
-        entry.fuel = instance.fuel_used();
-        entry.lookups = recorded.drain();
-        if let Some(plan) = &bound.plan {
-            entry.note = plan.note();
-        }
-        self.journal.record(run, entry)?;
+        let call = Call {
+            fuel: instance.fuel_used(),
+            lookups: recorded.drain(),
+            note: bound.plan.as_ref().map(Plan::note).unwrap_or_default(),
+        };
+        let record = if resumed {
+            Record::Resume(call)
+        } else {
+            Record::Begin(call)
+        };
+        self.journal.record(run, Entry::new(record, now_ms()))?;
         if resumed {
             self.restore_state(&mut instance, run, &bound.identity.run_id, &replay, &log.applied)?;
         }
@@ -286,19 +290,20 @@ impl Engine<'_> {
         let manifest = &self.plugin.manifest;
         let mut replayed = 0u64;
         for item in self.journal.iter_entries(run)? {
-            let (batch, _) = item?;
-            if !applied.contains(&batch.seq) {
+            let (entry, _) = item?;
+            if !applied.contains(&entry.seq) {
                 continue;
             }
+            let Some(batch) = entry.batch() else { continue };
             let Some(pass) = batch.pass else { continue };
             let diverged = tokio::task::block_in_place(|| {
-                super::replay::compare(instance, self.plugin, replay, identity_run, &batch)
+                super::replay::compare(instance, self.plugin, replay, identity_run, entry.seq, batch)
             });
             if let Some(d) = diverged {
                 return Err(ResumeError::NotDeterministic {
                     run: run.to_string(),
                     plugin: manifest.name.clone(),
-                    seq: batch.seq,
+                    seq: entry.seq,
                     pass,
                     action: d.action,
                     document: d.document.map(|id| format!(", document _id {id}")).unwrap_or_default(),

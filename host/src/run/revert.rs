@@ -22,7 +22,7 @@ use super::commit::{ActiveRun, PreparedBatch};
 use super::now_ms;
 use crate::db::{Db, Expectations, LockHolder, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
-use crate::journal::{Entry, EntryKind, Journal, RunHeader, RunMode, RunStatus};
+use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::actions::ValidAction;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
@@ -151,7 +151,7 @@ impl Revert<'_> {
         let mut first: HashMap<(String, Vec<u8>), (u64, Option<Sha256Hash>)> = HashMap::new();
         for item in self.journal.iter_entries(run)? {
             let (entry, _) = item?;
-            for image in &entry.images {
+            for image in entry.images() {
                 first
                     .entry((image.collection.clone(), image.id.clone()))
                     .and_modify(|(_, after)| *after = image.after_hash)
@@ -192,7 +192,10 @@ impl Revert<'_> {
             let mut pending = Vec::new();
             for item in self.journal.iter_entries(run)? {
                 let (entry, _) = item?;
-                for image in entry.images {
+                let Record::Committed(commit) = entry.record else {
+                    continue;
+                };
+                for image in commit.images {
                     let key = (image.collection, image.id);
                     if first.get(&key).map(|(seq, _)| *seq) != Some(entry.seq) {
                         continue;
@@ -352,7 +355,10 @@ impl Revert<'_> {
                 .journal
                 .iter_entries(&h.run_id)?
                 .filter_map(|e| e.ok())
-                .filter_map(|(e, _)| e.session)
+                .filter_map(|(e, _)| match e.record {
+                    Record::Session { lsid } => Some(lsid),
+                    _ => None,
+                })
                 .filter_map(|b| Document::from_reader(b.as_slice()).ok())
                 .collect();
             if let Err(e) = self.db.kill_sessions(sessions).await {
@@ -403,8 +409,7 @@ impl Revert<'_> {
             reverts: Some(target.run_id.clone()),
         };
         self.journal.put_header(&header)?;
-        let mut begin = Entry::new(EntryKind::Begin, now_ms());
-        begin.note = format!(
+        let note = format!(
             "revert of run {} ({} {}), its journal head {} ({} entries)",
             target.run_id,
             target.plugin_name,
@@ -412,8 +417,12 @@ impl Revert<'_> {
             to_hex(&chain.head()),
             chain.entries()
         );
-        self.journal.append(&header.run_id, begin)?;
-        self.journal.flush()?;
+        let begin = Call {
+            note,
+            ..Call::default()
+        };
+        self.journal
+            .record(&header.run_id, Entry::new(Record::Begin(begin), now_ms()))?;
         Ok(header)
     }
 
@@ -507,14 +516,12 @@ impl Revert<'_> {
         self.db
             .restamp(version.as_deref(), previous.as_deref(), run, history)
             .await?;
-        let mut entry = Entry::new(EntryKind::Stamp, now_ms());
-        entry.note = format!(
+        let note = format!(
             "version {} (journal head before stamp {})",
             version.as_deref().unwrap_or("none"),
             to_hex(&chain.head())
         );
-        self.journal.append(run, entry)?;
-        self.journal.flush()?;
+        self.journal.record(run, Entry::new(Record::Stamp { note }, now_ms()))?;
         Ok(())
     }
 }

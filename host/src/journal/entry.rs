@@ -1,0 +1,248 @@
+//! The journal's entries: one typed variant per kind of event in a run, so
+//! that every entry carries exactly what its kind needs (a commit has no
+//! inputs, a batch no images) and a reader matches on the variant instead
+//! of checking optional fields.
+
+use crate::hash::Sha256Hash;
+use serde::{Deserialize, Serialize};
+
+/// The kind of an entry, for display and filtering (`journal show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    Begin,
+    Resume,
+    Prepared,
+    Committed,
+    Planned,
+    PassDone,
+    Finish,
+    Verify,
+    Stamp,
+    Session,
+}
+
+/// One record in a run's hash chain. `append` fills `format`, `seq` and
+/// `prev_hash`.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Entry {
+    pub format: u32,
+    pub seq: u64,
+    pub at_ms: i64,
+    pub record: Record,
+    pub prev_hash: Sha256Hash,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Record {
+    /// The plugin's `begin` ran.
+    Begin(Call),
+    /// A resumed run called `begin` again on a fresh instance.
+    Resume(Call),
+    /// A dry-run batch: inputs and would-be actions, and its checkpoint.
+    Planned(Batch),
+    /// An execute batch, recorded (and flushed) before any write.
+    Prepared(Batch),
+    /// `finish` ran; its actions, if any.
+    Finish(Batch),
+    /// The batch `batch_seq` names was committed to the database.
+    Committed(Commit),
+    /// A pass read its last batch.
+    PassDone { pass: u32 },
+    /// The passes were re-run dry after the run: the write actions still
+    /// wanted (the residue) over `documents` documents.
+    Verify {
+        documents: u64,
+        write_actions: u64,
+        note: String,
+    },
+    /// The schema version was stamped in the database.
+    Stamp { note: String },
+    /// A process attached to the run: its server session id (`lsid`, BSON),
+    /// so that a later process can end the session's orphaned transaction.
+    Session { lsid: Vec<u8> },
+}
+
+/// A plugin's `begin` call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Call {
+    pub fuel: u64,
+    pub lookups: Vec<LookupRecord>,
+    /// The reviewed dry run an execute is bound to (`plan <run>`), or what
+    /// a revert reverts.
+    pub note: String,
+}
+
+/// One `process` (or `finish`, or a revert's restores) and what it asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Batch {
+    /// `None`: `finish` or a revert.
+    pub pass: Option<u32>,
+    /// `{"_id": <last _id of the batch>}` as BSON: where the pass resumes.
+    pub checkpoint: Option<Vec<u8>>,
+    pub inputs_hash: Sha256Hash,
+    pub actions_hash: Sha256Hash,
+    /// Input documents, and actions by kind.
+    pub counts: Counts,
+    pub fuel: u64,
+    /// The batch as the plugin saw it (projected raw BSON documents).
+    pub inputs: Vec<Vec<u8>>,
+    /// The validated actions, each as a BSON document.
+    pub actions: Vec<Vec<u8>>,
+    pub lookups: Vec<LookupRecord>,
+}
+
+/// A batch the database committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Commit {
+    /// The `Prepared` (or `Finish`) entry it settles.
+    pub batch_seq: u64,
+    pub pass: Option<u32>,
+    /// Documents the writes touched, as the server's replies counted them.
+    pub updated: u64,
+    pub inserted: u64,
+    pub deleted: u64,
+    /// Every document the batch wrote, before and after.
+    pub images: Vec<Image>,
+    /// How it was settled, when settled on resume.
+    pub note: String,
+}
+
+/// One journaled lookup: the plugin's `find` and what it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct LookupRecord {
+    pub collection: String,
+    pub filter: Vec<u8>,
+    pub projection: Option<Vec<u8>>,
+    pub limit: u32,
+    pub result: std::result::Result<Vec<Vec<u8>>, String>,
+}
+
+/// One document a committed batch wrote: how it was before the batch (read
+/// inside the batch's transaction) and a hash of how it was after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct Image {
+    pub collection: String,
+    /// `{"_id": <value>}` as BSON.
+    pub id: Vec<u8>,
+    /// The whole document before the batch; `None`: it did not exist (the batch inserted it).
+    pub before: Option<Vec<u8>>,
+    /// sha256 of the document's BSON after the batch; `None`: the batch deleted it.
+    pub after_hash: Option<Sha256Hash>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+pub struct Counts {
+    pub documents: u64,
+    pub updates: u64,
+    pub inserts: u64,
+    pub deletes: u64,
+    pub reports: u64,
+}
+
+impl Entry {
+    /// An entry recording `record`; `append` fills the rest.
+    pub fn new(record: Record, at_ms: i64) -> Self {
+        Entry {
+            format: super::FORMAT_VERSION,
+            seq: 0,
+            at_ms,
+            record,
+            prev_hash: [0; 32],
+        }
+    }
+
+    pub fn kind(&self) -> EntryKind {
+        match &self.record {
+            Record::Begin(_) => EntryKind::Begin,
+            Record::Resume(_) => EntryKind::Resume,
+            Record::Planned(_) => EntryKind::Planned,
+            Record::Prepared(_) => EntryKind::Prepared,
+            Record::Finish(_) => EntryKind::Finish,
+            Record::Committed(_) => EntryKind::Committed,
+            Record::PassDone { .. } => EntryKind::PassDone,
+            Record::Verify { .. } => EntryKind::Verify,
+            Record::Stamp { .. } => EntryKind::Stamp,
+            Record::Session { .. } => EntryKind::Session,
+        }
+    }
+
+    /// The batch a `Planned`, `Prepared` or `Finish` entry records.
+    pub fn batch(&self) -> Option<&Batch> {
+        match &self.record {
+            Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The pass an entry is about, if any.
+    pub fn pass(&self) -> Option<u32> {
+        match &self.record {
+            Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.pass,
+            Record::Committed(c) => c.pass,
+            Record::PassDone { pass } => Some(*pass),
+            _ => None,
+        }
+    }
+
+    /// Its free-form note (plan, settlement, stamp, residue).
+    pub fn note(&self) -> &str {
+        match &self.record {
+            Record::Begin(c) | Record::Resume(c) => &c.note,
+            Record::Committed(c) => &c.note,
+            Record::Verify { note, .. } | Record::Stamp { note } => note,
+            _ => "",
+        }
+    }
+
+    /// Fuel the plugin used for the call this entry records.
+    pub fn fuel(&self) -> u64 {
+        match &self.record {
+            Record::Begin(c) | Record::Resume(c) => c.fuel,
+            Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.fuel,
+            _ => 0,
+        }
+    }
+
+    /// Lookups the call made.
+    pub fn lookups(&self) -> &[LookupRecord] {
+        match &self.record {
+            Record::Begin(c) | Record::Resume(c) => &c.lookups,
+            Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => &b.lookups,
+            _ => &[],
+        }
+    }
+
+    /// Before-images of a commit.
+    pub fn images(&self) -> &[Image] {
+        match &self.record {
+            Record::Committed(c) => &c.images,
+            _ => &[],
+        }
+    }
+
+    /// Figures for display: a batch's inputs and actions; a commit's
+    /// documents touched (`updates`/`inserts`/`deletes`); a verification's
+    /// documents and residue (`updates`).
+    pub fn counts(&self) -> Counts {
+        match &self.record {
+            Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.counts.clone(),
+            Record::Committed(c) => Counts {
+                updates: c.updated,
+                inserts: c.inserted,
+                deletes: c.deleted,
+                ..Counts::default()
+            },
+            Record::Verify {
+                documents,
+                write_actions,
+                ..
+            } => Counts {
+                documents: *documents,
+                updates: *write_actions,
+                ..Counts::default()
+            },
+            _ => Counts::default(),
+        }
+    }
+}
