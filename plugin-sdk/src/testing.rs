@@ -3,6 +3,14 @@
 //! actions with the host's own rules (the `godwit-policy` crate, which the
 //! host calls too), against godwit's default metadata collection name.
 //!
+//! Documents reach the plugin as a run would hand them over: only those the
+//! pass's filter matches, shaped by its projection (`run_pass` also sorts
+//! them by `_id` and cuts them into the pass's batches). Filters and
+//! projections are evaluated in memory by `godwit_policy::matcher`, with
+//! MongoDB's semantics; one it cannot evaluate (a regular expression,
+//! Decimal128) fails the call with a message naming it, never passes
+//! documents it is not sure of. Lookups are served the same way.
+//!
 //! ```ignore
 //! let mut h = Harness::<MyPlugin>::new().param("field", "status").collection("users", users);
 //! let actions = h.process(0, vec![doc! {"_id": 1}])?;
@@ -10,7 +18,7 @@
 
 use crate::{Action, Context, Error, Host, Level, Migration, Mode, Params, RunContext};
 use bson::{Bson, Document};
-use godwit_policy::Source;
+use godwit_policy::{Source, matcher};
 use std::collections::BTreeMap;
 
 /// Runs a plugin type natively.
@@ -76,8 +84,29 @@ impl<M: Migration> Harness<M> {
         Ok(())
     }
 
-    /// One `process` call; the actions are checked against pass `pass`'s rules.
+    /// One `process` call with the documents of `batch` the pass's filter
+    /// matches, projected by its projection; the actions are checked against
+    /// pass `pass`'s rules. If no document matches, the plugin is not called
+    /// (a run never hands it an empty batch) and there are no actions.
     pub fn process(&mut self, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let manifest = M::manifest();
+        let spec = manifest
+            .passes
+            .get(pass)
+            .ok_or_else(|| Error::new(format!("manifest has no pass {pass}")))?;
+        let batch = read(pass, spec, batch)?;
+        if batch.is_empty() {
+            self.begin()?;
+            return Ok(Vec::new());
+        }
+        self.process_as_given(pass, batch)
+    }
+
+    /// One `process` call with `batch` exactly as given, neither filtered
+    /// nor projected: for testing how the plugin treats documents a run
+    /// would not hand it (a defensive error naming the document). The
+    /// actions are checked as in [`Harness::process`].
+    pub fn process_as_given(&mut self, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         let manifest = M::manifest();
         let spec = manifest
             .passes
@@ -103,17 +132,32 @@ impl<M: Migration> Harness<M> {
         Ok(actions)
     }
 
-    /// Feeds `documents` to pass `pass` in batches of the pass's batch size and
-    /// collects every action.
+    /// Feeds `documents` to pass `pass` as a run reads a collection: in
+    /// `_id` order, only those the pass's filter matches, projected, in
+    /// batches of the pass's batch size; collects every action.
     pub fn run_pass(&mut self, pass: usize, documents: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let manifest = M::manifest();
+        let spec = manifest
+            .passes
+            .get(pass)
+            .ok_or_else(|| Error::new(format!("manifest has no pass {pass}")))?;
+        let mut documents = documents;
+        sort_by_id(&mut documents).map_err(|e| Error::new(format!("pass {pass} ({}): {e}", spec.name)))?;
+        // Batches are cut from the matching documents (`process` projects them).
+        let mut matching = Vec::with_capacity(documents.len());
+        for doc in documents {
+            if matcher::matches(&doc, &spec.filter).map_err(|e| cannot(pass, spec, "filter", e))? {
+                matching.push(doc);
+            }
+        }
         // As the host chooses: 0 is its default of 1,000, and no batch is
         // larger than the policy's maximum.
-        let batch_size = match M::manifest().passes.get(pass).map_or(0, |p| p.batch_size) {
+        let batch_size = match spec.batch_size {
             0 => 1000,
             n => godwit_policy::clamp_batch_size(n).0 as usize,
         };
         let mut actions = Vec::new();
-        let mut documents = documents.into_iter().peekable();
+        let mut documents = matching.into_iter().peekable();
         while documents.peek().is_some() {
             let batch: Vec<Document> = documents.by_ref().take(batch_size).collect();
             actions.extend(self.process(pass, batch)?);
@@ -156,6 +200,45 @@ const POLICY: godwit_policy::Context<'static> = godwit_policy::Context {
     metadata_collection: Some(godwit_policy::DEFAULT_METADATA_COLLECTION),
     database: None,
 };
+
+/// What a run reads of `documents` for pass `pass`: those its filter
+/// matches, projected, in the order given.
+fn read(pass: usize, spec: &crate::Pass, documents: Vec<Document>) -> Result<Vec<Document>, Error> {
+    let cannot = |what: &str, e| cannot(pass, spec, what, e);
+    let mut read = Vec::with_capacity(documents.len());
+    for doc in documents {
+        if !matcher::matches(&doc, &spec.filter).map_err(|e| cannot("filter", e))? {
+            continue;
+        }
+        read.push(match &spec.projection {
+            Some(p) => matcher::project(&doc, p).map_err(|e| cannot("projection", e))?,
+            None => doc,
+        });
+    }
+    Ok(read)
+}
+
+fn cannot(pass: usize, spec: &crate::Pass, what: &str, e: matcher::Unsupported) -> Error {
+    Error::new(format!(
+        "pass {pass} ({}): the test harness cannot evaluate the pass's {what} as MongoDB would: {e}; \
+         test this pass against a server (an end-to-end test) or use what the harness evaluates",
+        spec.name
+    ))
+}
+
+/// Sorts documents by `_id` in MongoDB's order (across BSON types).
+fn sort_by_id(documents: &mut [Document]) -> Result<(), matcher::Unsupported> {
+    let mut failed = None;
+    let null = Bson::Null;
+    documents.sort_by(|a, b| {
+        let (a, b) = (a.get("_id").unwrap_or(&null), b.get("_id").unwrap_or(&null));
+        matcher::compare(a, b).unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            std::cmp::Ordering::Equal
+        })
+    });
+    failed.map_or(Ok(()), Err)
+}
 
 /// The host's checks of a manifest's passes: collection names (godwit's
 /// metadata collection included), filters and projections.
@@ -226,11 +309,10 @@ fn check(source: Source, allowed: &[String], actions: &[Action]) -> Result<(), S
     Ok(())
 }
 
-/// In-memory collections for `find`: top-level field equality, `$in`, `$nin`,
-/// `$exists`, `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte` and a top-level
-/// `$and` are understood, which covers typical reference lookups and the
-/// paging of [`Context::find_all`](crate::Context::find_all). Documents are
-/// served in `_id` order, as the host serves them.
+/// In-memory collections for `find`, filtered and projected by
+/// `godwit_policy::matcher` (MongoDB's semantics; an operator it cannot
+/// evaluate fails the lookup) and served in `_id` order, as the host serves
+/// them.
 #[derive(Default)]
 struct MemoryHost {
     collections: BTreeMap<String, Vec<Document>>,
@@ -248,23 +330,35 @@ impl Host for MemoryHost {
     ) -> Result<Vec<Document>, String> {
         self.lookups.push((collection.to_string(), filter.clone()));
         // The host's rules for what a lookup may read and ask.
-        godwit_policy::check_collection(&POLICY, collection).map_err(|v| v.to_string())?;
-        godwit_policy::check_filter(filter).map_err(|v| format!("filter: {v}"))?;
-        let mut docs: Vec<&Document> = self
-            .collections
-            .get(collection)
-            .map(|c| c.iter().collect())
-            .unwrap_or_default();
-        docs.sort_by(|a, b| compare(a.get("_id"), b.get("_id")).unwrap_or(std::cmp::Ordering::Equal));
-        let limit = if limit == 0 { usize::MAX } else { limit as usize };
-        let mut found = Vec::new();
-        for doc in docs.into_iter().filter(|d| matches(d, filter)).take(limit) {
-            found.push(match projection {
-                Some(p) if !p.is_empty() => project(doc, p),
-                _ => doc.clone(),
-            });
+        // The same calls as the host's `check_lookup_input`, on the bytes
+        // the host would receive (structure and depth included).
+        let refused = |v: godwit_policy::Violation| format!("lookup on `{collection}` refused: {v}");
+        let encode = |d: &Document| {
+            d.to_vec()
+                .map_err(|e| format!("lookup on `{collection}`: does not encode: {e}"))
+        };
+        godwit_policy::check_collection(&POLICY, collection).map_err(refused)?;
+        godwit_policy::check_query(&encode(filter)?).map_err(refused)?;
+        if let Some(p) = projection {
+            let p = godwit_policy::decode("projection", &encode(p)?).map_err(refused)?;
+            godwit_policy::check_projection(&p).map_err(refused)?;
         }
-        Ok(found)
+        let cannot =
+            |e: matcher::Unsupported| format!("the test harness cannot evaluate this lookup as MongoDB would: {e}");
+        let mut docs: Vec<Document> = Vec::new();
+        for doc in self.collections.get(collection).into_iter().flatten() {
+            if matcher::matches(doc, filter).map_err(cannot)? {
+                docs.push(doc.clone());
+            }
+        }
+        sort_by_id(&mut docs).map_err(cannot)?;
+        docs.truncate(if limit == 0 { usize::MAX } else { limit as usize });
+        docs.into_iter()
+            .map(|doc| match projection {
+                Some(p) => matcher::project(&doc, p).map_err(cannot),
+                None => Ok(doc),
+            })
+            .collect()
     }
 
     fn log(&mut self, level: Level, message: &str) {
@@ -272,201 +366,5 @@ impl Host for MemoryHost {
     }
 }
 
-/// Order of two values of the same BSON type (numbers compare across types);
-/// `None` for values MongoDB would bracket apart.
-fn compare(a: Option<&Bson>, b: Option<&Bson>) -> Option<std::cmp::Ordering> {
-    fn number(v: &Bson) -> Option<f64> {
-        match v {
-            Bson::Int32(n) => Some(f64::from(*n)),
-            Bson::Int64(n) => Some(*n as f64),
-            Bson::Double(n) => Some(*n),
-            _ => None,
-        }
-    }
-    match (a?, b?) {
-        (Bson::String(a), Bson::String(b)) => Some(a.cmp(b)),
-        (Bson::ObjectId(a), Bson::ObjectId(b)) => Some(a.cmp(b)),
-        (Bson::DateTime(a), Bson::DateTime(b)) => Some(a.cmp(b)),
-        (a, b) => number(a)?.partial_cmp(&number(b)?),
-    }
-}
-
-fn matches(doc: &Document, filter: &Document) -> bool {
-    use std::cmp::Ordering::{Greater, Less};
-    filter.iter().all(|(key, condition)| {
-        if key == "$and" {
-            return condition
-                .as_array()
-                .is_some_and(|clauses| clauses.iter().all(|c| c.as_document().is_some_and(|c| matches(doc, c))));
-        }
-        let value = doc.get(key);
-        match condition {
-            Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => {
-                ops.iter().all(|(op, arg)| match op.as_str() {
-                    "$in" => arg
-                        .as_array()
-                        .is_some_and(|options| value.is_some_and(|v| options.contains(v))),
-                    "$exists" => arg.as_bool().unwrap_or(true) == value.is_some(),
-                    "$eq" => value == Some(arg),
-                    "$ne" => value != Some(arg),
-                    "$nin" => arg
-                        .as_array()
-                        .is_some_and(|options| value.is_none_or(|v| !options.contains(v))),
-                    "$gt" => compare(value, Some(arg)) == Some(Greater),
-                    "$gte" => compare(value, Some(arg)).is_some_and(|o| o != Less),
-                    "$lt" => compare(value, Some(arg)) == Some(Less),
-                    "$lte" => compare(value, Some(arg)).is_some_and(|o| o != Greater),
-                    _ => false,
-                })
-            }
-            _ => value == Some(condition),
-        }
-    })
-}
-
-fn project(doc: &Document, projection: &Document) -> Document {
-    doc.iter()
-        .filter(|(key, _)| *key == "_id" || projection.get(key.as_str()).is_some_and(|v| v.as_bool() != Some(false)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Manifest, Pass, doc};
-
-    /// Builds a reference map with `find_all` in `begin`, pages of 3.
-    struct Paged(Vec<Document>);
-
-    impl Migration for Paged {
-        fn manifest() -> Manifest {
-            Manifest::new("paged", "1.0.0").pass(Pass::new("p", "c"))
-        }
-        fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
-            Ok(Paged(cx.find_all("ref", doc! {"keep": true}, None, 3)?))
-        }
-        fn process(&mut self, _cx: &mut Context, _pass: usize, _batch: Vec<Document>) -> Result<Vec<Action>, Error> {
-            Ok(Vec::new())
-        }
-    }
-
-    #[test]
-    fn find_all_pages_past_the_page_size_in_id_order() {
-        // Stored out of order, one in three filtered out.
-        let docs: Vec<Document> = (0..10).rev().map(|i| doc! {"_id": i, "keep": i % 3 != 0}).collect();
-        let mut h = Harness::<Paged>::new().collection("ref", docs);
-        h.begin().unwrap();
-        let ids: Vec<i32> = h
-            .plugin
-            .as_ref()
-            .unwrap()
-            .0
-            .iter()
-            .map(|d| d.get_i32("_id").unwrap())
-            .collect();
-        assert_eq!(ids, [1, 2, 4, 5, 7, 8]);
-        // Two full pages and an empty one: the paging stops on a short page.
-        assert_eq!(h.lookups().len(), 3);
-        assert_eq!(h.lookups()[1].1, doc! {"keep": true, "_id": {"$gt": 4}});
-    }
-
-    /// Returns from `process` whatever the test put in `RETURN`.
-    struct Returns;
-
-    thread_local! {
-        static RETURN: std::cell::RefCell<Vec<Action>> = const { std::cell::RefCell::new(Vec::new()) };
-        static WRITES: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(vec!["c".to_string()]);
-    }
-
-    impl Migration for Returns {
-        fn manifest() -> Manifest {
-            Manifest::new("returns", "1.0.0").pass(Pass::new("p", "c").writes(WRITES.with_borrow(|w| w.clone())))
-        }
-        fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
-            Ok(Returns)
-        }
-        fn process(&mut self, _cx: &mut Context, _pass: usize, _batch: Vec<Document>) -> Result<Vec<Action>, Error> {
-            Ok(RETURN.with_borrow_mut(std::mem::take))
-        }
-        fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
-            Ok(RETURN.with_borrow_mut(std::mem::take))
-        }
-    }
-
-    /// The harness refuses what the host refuses: it calls the same crate.
-    #[test]
-    fn the_host_policy_applies() {
-        let run = |actions: Vec<Action>, finish: bool| {
-            RETURN.with_borrow_mut(|r| *r = actions);
-            let mut h = Harness::<Returns>::new();
-            let result = if finish {
-                h.finish()
-            } else {
-                h.process(0, vec![doc! {"_id": 1}])
-            };
-            result.map(|_| ()).map_err(|e| e.message)
-        };
-        let fails = |actions: Vec<Action>, finish: bool, text: &str| {
-            let e = run(actions, finish).unwrap_err();
-            assert!(e.contains(text), "{e}");
-        };
-        assert_eq!(run(vec![Action::set("c", 1, doc! {"a": 1})], false), Ok(()));
-        fails(
-            vec![Action::update_one("c", doc! {"_id": 1}, doc! {})],
-            false,
-            "update is empty",
-        );
-        let blob = bson::Binary {
-            subtype: bson::spec::BinarySubtype::Generic,
-            bytes: vec![0; godwit_policy::MAX_BSON_BYTES],
-        };
-        fails(
-            vec![Action::insert("c", doc! {"_id": 1, "b": blob})],
-            false,
-            "over MongoDB's limit",
-        );
-        fails(
-            vec![Action::delete_many("c", doc! {"x": 1})],
-            false,
-            "pass 0 (p): action 0 (delete on `c`): filter of a multi-document action",
-        );
-        assert_eq!(run(vec![Action::delete_many("c", doc! {"x": 1})], true), Ok(()));
-        fails(
-            vec![Action::update_one("c", doc! {"$where": "1"}, doc! {"$set": {"a": 1}})],
-            false,
-            "`$where` runs JavaScript",
-        );
-        fails(
-            vec![Action::set("c", 1, doc! {"a": 1}); 11],
-            false,
-            "11 actions for a batch of 1 documents",
-        );
-        fails(
-            (0..10_001).map(|i| Action::insert("c", doc! {"_id": i})).collect(),
-            true,
-            "10001 actions",
-        );
-        WRITES.with_borrow_mut(|w| *w = vec!["godwit_metadata".into()]);
-        let e = Harness::<Returns>::new().begin().unwrap_err();
-        assert!(
-            e.message
-                .contains("pass 0 (\"p\"): writes: collection `godwit_metadata` is godwit's metadata collection"),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn and_combines_a_filter_on_id_with_the_page_bound() {
-        let doc = doc! {"_id": 5};
-        assert!(matches(
-            &doc,
-            &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 4}}]}
-        ));
-        assert!(!matches(
-            &doc,
-            &doc! {"$and": [{"_id": {"$lt": 9}}, {"_id": {"$gt": 5}}]}
-        ));
-        assert!(matches(&doc, &doc! {"x": {"$nin": [1]}}));
-    }
-}
+mod tests;

@@ -3,13 +3,15 @@
 //! decoding, collection names, the query and update allow-lists, keys that
 //! MongoDB would read as operators or paths, nondeterministic operators,
 //! filters that must pin documents, and the bounds on batch sizes and action
-//! counts.
+//! counts. `matcher` evaluates the filters and projections it accepts in
+//! memory, as MongoDB would, for the SDK's harness.
 //!
 //! **Invariant:** no I/O and nothing but `bson` and `thiserror`: the host
 //! (`host/src/plugin/actions.rs`, `contract.rs`, lookups) and the SDK's native
 //! test harness (`plugin-sdk/src/testing.rs`) call the same functions, so a
 //! plugin's unit tests refuse exactly what the host refuses.
 
+pub mod matcher;
 pub mod names;
 pub mod query;
 pub mod raw;

@@ -14,6 +14,7 @@ mod inspect;
 mod journal_faults;
 mod lock;
 mod lookups;
+mod matcher;
 mod memory_cap;
 mod operator;
 mod outage;

@@ -1,9 +1,10 @@
-//! The command line: argument definitions, logging setup, and the mapping of
-//! errors to exit codes. **Invariant:** only this module knows about clap,
+//! The command line: argument definitions, logging setup, and the exit code
+//! of each outcome (`exit`). **Invariant:** only this module knows about clap,
 //! terminals and exit codes.
 
 mod chain;
 mod config;
+pub mod exit;
 mod init;
 mod journal;
 mod plugin;
@@ -12,12 +13,8 @@ mod revert;
 mod run;
 mod status;
 
-use crate::db::DbError;
-use crate::journal::JournalError;
-use crate::plugin::actions::ActionError;
 use crate::plugin::cache::CompileCache;
-use crate::plugin::{CallError, Limits, LoadError, PluginHost};
-use crate::run::{ResumeError, VersionError};
+use crate::plugin::{Limits, PluginHost};
 use crate::text::errln;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -146,51 +143,6 @@ enum Command {
     Plugin(plugin::PluginCommand),
 }
 
-/// Exit codes; each class of failure has its own so that scripts can branch.
-/// Documented in README.md.
-pub mod exit {
-    pub const OK: u8 = 0;
-    /// Anything not listed below.
-    pub const ERROR: u8 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// The plugin file was refused: unreadable, not wasm, wrong contract, bad manifest.
-    pub const PLUGIN_REFUSED: u8 = 3;
-    /// The plugin trapped (fuel, deadline, memory, panic), returned an error,
-    /// or returned an invalid action.
-    pub const PLUGIN_FAILED: u8 = 4;
-    /// Another run holds the database's lock.
-    pub const LOCK_HELD: u8 = 5;
-    /// The unfinished run cannot be resumed as asked (plugin, parameters,
-    /// database or mode differ).
-    pub const RESUME_REFUSED: u8 = 6;
-    /// The journal is corrupt, or locked by another process.
-    pub const JOURNAL: u8 = 7;
-    /// The database is unreachable, the URI is invalid, or a write failed.
-    pub const DATABASE: u8 = 8;
-    /// The database's schema version does not satisfy the plugin's `requires`.
-    pub const VERSION: u8 = 9;
-    /// Verification after an execute run found write actions left (residue);
-    /// the version was not stamped.
-    pub const RESIDUE: u8 = 10;
-    /// The plugin directory is not a consistent chain (duplicates, gaps,
-    /// several heads, unreadable plugins).
-    pub const CHAIN: u8 = 11;
-    /// `journal replay`: the plugin did not reproduce the journaled actions.
-    pub const REPLAY_DIVERGED: u8 = 12;
-    /// The database named by `--db` does not exist (it has no collections).
-    pub const UNKNOWN_DATABASE: u8 = 13;
-    /// `revert` refused: a dry run, an unfinished run, or no before-images.
-    pub const REVERT_REFUSED: u8 = 14;
-    /// `revert` left documents changed since the run as they are.
-    pub const REVERT_INCOMPLETE: u8 = 15;
-    /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
-    /// An execute run found none of its passes' collections: not stamped
-    /// (`--allow-missing-collections` stamps anyway).
-    pub const NOTHING_TO_MIGRATE: u8 = 16;
-    pub const INTERRUPTED: u8 = 130;
-}
-
 /// A bad command-line value found after clap's own checks (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -275,68 +227,9 @@ pub fn main() -> ExitCode {
         Err(error) => {
             // Errors quote plugin text (names, messages, panics): one escaped line.
             errln!("error: {error:#}");
-            ExitCode::from(exit_code_for(&error))
+            ExitCode::from(exit::code_for(&error))
         }
     }
-}
-
-fn exit_code_for(error: &anyhow::Error) -> u8 {
-    for cause in error.chain() {
-        if let Some(load) = cause.downcast_ref::<LoadError>() {
-            return match load {
-                LoadError::Call { .. } => exit::PLUGIN_FAILED,
-                _ => exit::PLUGIN_REFUSED,
-            };
-        }
-        if cause.downcast_ref::<CallError>().is_some() || cause.downcast_ref::<ActionError>().is_some() {
-            return exit::PLUGIN_FAILED;
-        }
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return exit::USAGE;
-        }
-        if cause.downcast_ref::<UnknownDatabase>().is_some() {
-            return exit::UNKNOWN_DATABASE;
-        }
-        if let Some(db) = cause.downcast_ref::<DbError>() {
-            return match db {
-                DbError::LockHeld { .. } | DbError::LeaseLost { .. } => exit::LOCK_HELD,
-                DbError::SchemaTampered { .. } | DbError::VersionMoved { .. } => exit::VERSION,
-                _ => exit::DATABASE,
-            };
-        }
-        if let Some(resume) = cause.downcast_ref::<ResumeError>() {
-            return match resume {
-                ResumeError::NotDeterministic { .. } => exit::REPLAY_DIVERGED,
-                _ => exit::RESUME_REFUSED,
-            };
-        }
-        if let Some(plan) = cause.downcast_ref::<crate::run::plan::PlanError>() {
-            return match plan {
-                crate::run::plan::PlanError::Diverged { .. } => exit::REPLAY_DIVERGED,
-                _ => exit::RESUME_REFUSED,
-            };
-        }
-        if cause.downcast_ref::<JournalError>().is_some() {
-            return exit::JOURNAL;
-        }
-        if cause.downcast_ref::<crate::chain::ChainError>().is_some() {
-            return exit::CHAIN;
-        }
-        if cause.downcast_ref::<crate::run::NothingToMigrate>().is_some() {
-            return exit::NOTHING_TO_MIGRATE;
-        }
-        if cause.downcast_ref::<VersionError>().is_some() {
-            return exit::VERSION;
-        }
-        if let Some(revert) = cause.downcast_ref::<crate::run::revert::RevertError>() {
-            return match revert {
-                crate::run::revert::RevertError::NotLatest { .. } => exit::VERSION,
-                crate::run::revert::RevertError::Stopped { .. } => exit::INTERRUPTED,
-                _ => exit::REVERT_REFUSED,
-            };
-        }
-    }
-    exit::ERROR
 }
 
 fn init_logging(global: &GlobalArgs) {

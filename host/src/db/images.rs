@@ -157,11 +157,8 @@ impl Db {
                 .find_raw(collection, filter, session.as_deref_mut(), "before-images")
                 .await?
             {
-                let id = raw_id(&doc).ok_or_else(|| DbError::WriteFailed {
+                let id = raw_id(&doc).ok_or_else(|| DbError::NoId {
                     collection: collection.to_string(),
-                    index: 0,
-                    message: "a document without _id cannot be given a before-image".into(),
-                    target: String::new(),
                 })?;
                 before.touch((collection.to_string(), id_key(&id)), Some(doc.into_bytes()));
             }
@@ -241,11 +238,11 @@ impl Db {
         if marker.get_i64("seq").ok() != Some(seq as i64) {
             return Ok(None);
         }
-        let corrupt = |what: &str| DbError::WriteFailed {
-            collection: self.metadata.clone(),
-            index: 0,
-            message: format!("the progress marker of run {run_id} has unreadable before-images ({what})"),
-            target: format!("batch {seq}"),
+        let corrupt = |what: &str| DbError::CorruptMarker {
+            db: self.name.clone(),
+            metadata: self.metadata.clone(),
+            run: run_id.to_string(),
+            reason: format!("unreadable before-images of batch {seq}: {what}"),
         };
         let mut images = images_from_bson(marker.get_array("images").map_err(|_| corrupt("images"))?)
             .ok_or_else(|| corrupt("images"))?;

@@ -89,6 +89,22 @@ pub enum DbError {
         message: String,
         target: String,
     },
+    #[error(
+        "database {db}: the progress marker of run {run} in {metadata} is corrupt ({reason}); it was changed outside \
+         godwit, and the batch it records cannot be settled from it. Restore the metadata collection from a backup \
+         and run the same command again (`godwit journal show {run}` lists what the run journaled)"
+    )]
+    CorruptMarker {
+        db: String,
+        metadata: String,
+        run: String,
+        reason: String,
+    },
+    #[error(
+        "{collection}: a document the batch's actions match has no _id, so it cannot be given a before-image \
+         (godwit keeps before-images by _id); give it an _id, or run with --no-before-images"
+    )]
+    NoId { collection: String },
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;

@@ -410,4 +410,116 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.document.unwrap().len(), 83, "long ids are cut");
     }
+
+    /// The same action as the SDK's test harness sees it (`bson::Document`s)
+    /// and as the host receives it (raw BSON bytes).
+    fn to_host(action: &godwit_sdk::Action) -> Action {
+        let b = |d: &Document| d.to_vec().unwrap();
+        match action {
+            godwit_sdk::Action::Update {
+                collection,
+                filter,
+                update,
+                upsert,
+                multi,
+            } => Action::Update(Update {
+                collection: collection.clone(),
+                filter: b(filter),
+                update: b(update),
+                upsert: *upsert,
+                multi: *multi,
+            }),
+            godwit_sdk::Action::Insert { collection, document } => Action::Insert(crate::plugin::contract::Insert {
+                collection: collection.clone(),
+                document: b(document),
+            }),
+            godwit_sdk::Action::Delete {
+                collection,
+                filter,
+                multi,
+            } => Action::Delete(Delete {
+                collection: collection.clone(),
+                filter: b(filter),
+                multi: *multi,
+            }),
+            godwit_sdk::Action::Report(_) => unreachable!("reports break no rule"),
+        }
+    }
+
+    /// The rule a message names (`... (rule NAME: what to do)`).
+    fn rule_named(message: &str) -> &str {
+        let start = message.rfind("(rule ").map(|i| i + "(rule ".len()).unwrap_or(0);
+        message[start..].split(':').next().unwrap_or("")
+    }
+
+    /// Every rule an action can break, one bad action each, fed to the host
+    /// (`validate`) and to the SDK's test harness (`check_actions`): both
+    /// refuse it under the same rule, with the same index, collection and
+    /// `_id` in front. `well-formed-bson` cannot be broken from the SDK (its
+    /// actions hold decoded documents) and `projection` is a manifest rule
+    /// (`contract.rs` and the harness's `check_manifest` both call
+    /// `godwit_policy::check_pass`).
+    #[test]
+    fn the_sdk_harness_refuses_what_the_host_refuses_under_the_same_rule() {
+        use godwit_policy::Rule;
+        use godwit_sdk::Action as Sdk;
+        let blob = bson::Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: vec![0; MAX_BSON_BYTES],
+        };
+        let mut deep = doc! {"x": 1};
+        for _ in 0..godwit_policy::MAX_DEPTH {
+            deep = doc! {"a": deep};
+        }
+        let cases: Vec<(Rule, Sdk)> = vec![
+            (Rule::Size, Sdk::insert("users", doc! {"_id": 1, "b": blob})),
+            (Rule::Nesting, Sdk::insert("users", doc! {"_id": 1, "d": deep})),
+            (Rule::Collection, Sdk::set("godwit_metadata", 1, doc! {"a": 1})),
+            (Rule::Collection, Sdk::set("system.users", 1, doc! {"a": 1})),
+            (Rule::Writes, Sdk::set("orders", 1, doc! {"a": 1})),
+            (
+                Rule::Query,
+                Sdk::update_one("users", doc! {"_id": 1, "$where": "1"}, doc! {"$set": {"a": 1}}),
+            ),
+            (Rule::Query, Sdk::delete_one("users", doc! {"_id": {"$near": [0, 0]}})),
+            (
+                Rule::Update,
+                Sdk::update_one("users", doc! {"_id": 1}, doc! {"$frobnicate": {"a": 1}}),
+            ),
+            (Rule::StorageKey, Sdk::insert("users", doc! {"_id": 1, "a.b": 1})),
+            (
+                Rule::StorageKey,
+                Sdk::update_one("users", doc! {"_id": 1}, doc! {"$set": {"a": {"$b": 1}}}),
+            ),
+            (
+                Rule::Nondeterministic,
+                Sdk::update_one("users", doc! {"_id": 1}, doc! {"$currentDate": {"t": true}}),
+            ),
+            (
+                Rule::Nondeterministic,
+                Sdk::delete_one("users", doc! {"_id": 1, "t": {"$lt": "$$NOW"}}),
+            ),
+            (Rule::Unpinned, Sdk::delete_many("users", doc! {"status": "old"})),
+            (Rule::Empty, Sdk::update_one("users", doc! {"_id": 1}, doc! {})),
+            (Rule::Empty, Sdk::delete_one("users", doc! {})),
+        ];
+        let scope = Scope {
+            writes: vec!["users"],
+            source: Source::Process,
+            policy: godwit_policy::Context {
+                metadata_collection: Some(godwit_policy::DEFAULT_METADATA_COLLECTION),
+                database: None,
+            },
+        };
+        for (rule, action) in cases {
+            let host = validate(&scope, vec![to_host(&action)]).unwrap_err().to_string();
+            let sdk =
+                godwit_sdk::testing::check_actions(&["users".to_string()], std::slice::from_ref(&action)).unwrap_err();
+            assert_eq!(rule_named(&host), rule.name(), "host: {host}");
+            assert_eq!(rule_named(&sdk), rule.name(), "harness: {sdk}");
+            // The same words around the rule, up to the harness's own prefix.
+            let (host_head, sdk_head) = (host.split(':').next().unwrap(), sdk.split(':').next().unwrap());
+            assert_eq!(host_head, sdk_head, "host: {host}\nharness: {sdk}");
+        }
+    }
 }

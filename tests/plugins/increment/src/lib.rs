@@ -48,10 +48,20 @@ mod tests {
     use super::*;
     use godwit_sdk::testing::Harness;
 
+    /// As a run reads the collection: documents already incremented (or
+    /// without `n`) are not handed to the plugin.
     #[test]
     fn one_increment_per_document() {
         let actions = Harness::<Increment>::new()
-            .run_pass(0, vec![doc! {"_id": 1, "n": 0}, doc! {"_id": 2}])
+            .run_pass(
+                0,
+                vec![
+                    doc! {"_id": 2, "n": 0},
+                    doc! {"_id": 3, "n": 1},
+                    doc! {"_id": 4},
+                    doc! {"_id": 1, "n": 0},
+                ],
+            )
             .unwrap();
         assert_eq!(
             actions,
