@@ -191,7 +191,8 @@ fn journal(e: &JournalError) -> u8 {
         | JournalError::Truncated { .. }
         | JournalError::HeadMismatch { .. }
         | JournalError::UnknownRun { .. }
-        | JournalError::CorruptHeader { .. } => JOURNAL,
+        | JournalError::CorruptHeader { .. }
+        | JournalError::OtherFormat { .. } => JOURNAL,
     }
 }
 

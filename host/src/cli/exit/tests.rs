@@ -425,6 +425,15 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             }),
             JOURNAL,
         ),
+        (
+            journal(JournalError::OtherFormat {
+                run: run(),
+                found: 3,
+                reads: 4,
+                host: "godwit 0.1.0",
+            }),
+            JOURNAL,
+        ),
         // The rest.
         (
             anyhow::Error::new(ChainError {
