@@ -231,3 +231,65 @@ impl Drop for ReadAhead {
         }
     }
 }
+
+/// Why a bounded `find` (a plugin's lookup) returned nothing.
+#[derive(Debug)]
+pub enum FindError {
+    /// The server or the host stopped it at `max_time`.
+    TimedOut,
+    /// The answer grew past `max_bytes`.
+    TooBig {
+        bytes: usize,
+    },
+    Failed(mongodb::error::Error),
+}
+
+impl Db {
+    /// Documents of `collection` matching `filter`, in `_id` order, at most
+    /// `limit`, as raw BSON: a plugin's lookup. The server stops the query
+    /// at `max_time` (`maxTimeMS`: a real mongod kills it rather than let it
+    /// slow every other client), and so does the host, so a server that
+    /// ignores `maxTimeMS` cannot hold the call past it; reading stops once
+    /// the answer passes `max_bytes`, rather than holding all of it first.
+    pub async fn find_bounded(
+        &self,
+        collection: &str,
+        filter: Document,
+        projection: Option<Document>,
+        limit: u32,
+        max_time: Duration,
+        max_bytes: usize,
+    ) -> std::result::Result<Vec<Vec<u8>>, FindError> {
+        let failed = |e: mongodb::error::Error| {
+            if is_max_time_expired(&e) {
+                FindError::TimedOut
+            } else {
+                FindError::Failed(e)
+            }
+        };
+        let coll = self.db.collection::<RawDocumentBuf>(collection);
+        let read = async {
+            let mut find = coll
+                .find(filter)
+                .limit(i64::from(limit))
+                .sort(doc! {"_id": 1})
+                .max_time(max_time);
+            if let Some(p) = projection {
+                find = find.projection(p);
+            }
+            let mut cursor = find.await.map_err(failed)?;
+            let (mut docs, mut bytes) = (Vec::new(), 0usize);
+            while let Some(doc) = cursor.try_next().await.map_err(failed)? {
+                bytes += doc.as_bytes().len();
+                if bytes > max_bytes {
+                    return Err(FindError::TooBig { bytes });
+                }
+                docs.push(doc.into_bytes());
+            }
+            Ok(docs)
+        };
+        tokio::time::timeout(max_time, read)
+            .await
+            .unwrap_or(Err(FindError::TimedOut))
+    }
+}

@@ -6,10 +6,10 @@
 //! `plugin::sandbox`; godwit's metadata collection and `system.*` are
 //! refused before anything is sent.
 
+use crate::db::reader::FindError;
 use crate::journal::LookupRecord;
 use crate::plugin::sandbox::{Lookup, LookupError, LookupQuery};
-use bson::{Document, RawDocumentBuf};
-use futures_util::TryStreamExt;
+use bson::Document;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -97,7 +97,7 @@ impl Lookup for Replay {
 /// Lookups served from the run's database, each bounded by what remains of
 /// the call's deadline and byte budget (see [`LookupQuery`]).
 pub struct MongoLookup {
-    pub db: mongodb::Database,
+    pub db: crate::db::Db,
     pub handle: tokio::runtime::Handle,
     pub recorded: Recorded,
     pub replay: Replay,
@@ -174,13 +174,6 @@ impl MongoLookup {
             tracing::warn!(target: "godwit::plugin", plugin = %self.plugin, "lookup refused: {reason}");
             return Err(LookupError::Failed(reason));
         }
-        let failed = |e: mongodb::error::Error| {
-            if crate::db::reader::is_max_time_expired(&e) {
-                LookupError::TimedOut
-            } else {
-                LookupError::Failed(format!("find on {collection} failed: {e}"))
-            }
-        };
         let filter = Document::from_reader(query.filter)
             .map_err(|e| LookupError::Failed(format!("filter is not a BSON document: {e}")))?;
         let projection = query
@@ -188,39 +181,15 @@ impl MongoLookup {
             .map(Document::from_reader)
             .transpose()
             .map_err(|e| LookupError::Failed(format!("projection is not a BSON document: {e}")))?;
-        let coll = self.db.collection::<RawDocumentBuf>(collection);
-        let read = async {
-            // `maxTimeMS` has the server stop the query where the call's
-            // deadline ends (a real mongod kills it; it would otherwise run on
-            // and slow every other client of the server).
-            let mut find = coll
-                .find(filter)
-                .limit(i64::from(limit))
-                .sort(bson::doc! {"_id": 1})
-                .max_time(query.max_time);
-            if let Some(p) = projection {
-                find = find.projection(p);
-            }
-            let mut cursor = find.await.map_err(failed)?;
-            // Stop reading once the answer is too big for the plugin anyway,
-            // rather than holding all of it in the host first.
-            let (mut docs, mut bytes) = (Vec::new(), 0usize);
-            while let Some(doc) = cursor.try_next().await.map_err(failed)? {
-                bytes += doc.as_bytes().len();
-                if bytes > query.max_bytes {
-                    return Err(LookupError::TooBig { bytes });
-                }
-                docs.push(doc.into_bytes());
-            }
-            Ok(docs)
-        };
+        let find = self
+            .db
+            .find_bounded(collection, filter, projection, limit, query.max_time, query.max_bytes);
         // The plugin call runs inside `block_in_place`, so blocking on the
-        // runtime here is allowed. The host stops waiting at the deadline
-        // too: a server that ignores `maxTimeMS` cannot hold the call past it.
-        self.handle.block_on(async {
-            tokio::time::timeout(query.max_time, read)
-                .await
-                .unwrap_or(Err(LookupError::TimedOut))
+        // runtime here is allowed.
+        self.handle.block_on(find).map_err(|e| match e {
+            FindError::TimedOut => LookupError::TimedOut,
+            FindError::TooBig { bytes } => LookupError::TooBig { bytes },
+            FindError::Failed(e) => LookupError::Failed(format!("find on {collection} failed: {e}")),
         })
     }
 }

@@ -206,7 +206,7 @@ impl Engine<'_> {
     ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
         let lookup = MongoLookup {
-            db: self.db.db.clone(),
+            db: self.db.clone(),
             handle: tokio::runtime::Handle::current(),
             recorded: recorded.clone(),
             replay: replay.clone(),

@@ -1,0 +1,464 @@
+//! Applying a batch: its actions as bulk `update`/`insert`/`delete`
+//! commands, its before-images, and the run's progress marker
+//! (`{_id: "progress:<run>", seq, pass, checkpoint, counts, images}`), in
+//! one transaction where the server has them; retried through transient
+//! errors and outages.
+
+use super::{Db, DbError, Lock, Result, images, is_outage, mongo};
+use crate::journal::Image;
+use crate::plugin::actions::ValidAction;
+use bson::{Bson, DateTime, Document, doc};
+use mongodb::ClientSession;
+use std::time::Duration;
+
+impl Db {
+    /// What the server reported batch `seq` touched, kept in the progress
+    /// marker by the batch's own transaction; `None` once the marker moved on.
+    pub async fn marker_counts(&self, run_id: &str, seq: u64) -> Result<Option<WriteCounts>> {
+        Ok(self
+            .marker(run_id)
+            .await?
+            .filter(|m| m.get_i64("seq").ok() == Some(seq as i64))
+            .and_then(|m| m.get_document("counts").ok().map(WriteCounts::from_document)))
+    }
+
+    /// Progress marker of a run: `{_id: "progress:<run>", seq, pass, checkpoint}`.
+    pub async fn marker(&self, run_id: &str) -> Result<Option<Document>> {
+        self.meta()
+            .find_one(doc! {"_id": format!("progress:{run_id}")})
+            .await
+            .map_err(mongo(format!("reading the progress marker of run {run_id}")))
+    }
+
+    pub async fn delete_marker(&self, run_id: &str) -> Result<()> {
+        self.meta()
+            .delete_one(doc! {"_id": format!("progress:{run_id}")})
+            .await
+            .map_err(mongo(format!("removing the progress marker of run {run_id}")))?;
+        self.meta()
+            .delete_many(doc! {"kind": "images", "run": run_id})
+            .await
+            .map_err(mongo(format!("removing the before-image chunks of run {run_id}")))?;
+        Ok(())
+    }
+
+    /// Applies one batch's actions and moves the run's progress marker to
+    /// `seq`: in one transaction on `session` when the server supports them
+    /// (exactly once), else as ordered bulk writes followed by the marker
+    /// (at least once). Transient transaction errors (write conflicts) are
+    /// and outages (server down, restarting, stepping down) are retried with
+    /// backoff for up to [`Db::retry_for`]; after that the run stops with
+    /// [`DbError::Outage`], resumable.
+    pub async fn apply_batch(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<Applied> {
+        let _busy = match batch.lock {
+            Some(lock) => Some(lock.busy.lock().await),
+            None => None,
+        };
+        let Some(session) = session else {
+            return self.write_batch(batch, None).await;
+        };
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        // A commit whose outcome is unknown (the connection dropped) may have
+        // succeeded: the progress marker, written in the same transaction,
+        // says whether it did, before the batch is written again.
+        let mut maybe_committed = false;
+        loop {
+            let attempt = async {
+                if maybe_committed {
+                    if let Some(images) = self.marker_images(batch.run_id, batch.seq).await? {
+                        tracing::warn!(
+                            "batch {} of run {}: the commit went through before the connection dropped (progress \
+                             marker); not applied again",
+                            batch.seq,
+                            batch.run_id
+                        );
+                        let counts = self.marker_counts(batch.run_id, batch.seq).await?.unwrap_or_default();
+                        return Ok(Applied { counts, images });
+                    }
+                    maybe_committed = false;
+                }
+                session
+                    .start_transaction()
+                    .await
+                    .map_err(mongo("starting a transaction"))?;
+                let outcome = self.write_batch(batch, Some(&mut *session)).await;
+                failpoint!("txn-before-commit");
+                match outcome {
+                    Ok(applied) => match commit(session).await {
+                        // Tests: the commit went through but its reply is lost.
+                        Ok(()) if failpoint_hit!("commit-reply-lost") => {
+                            maybe_committed = true;
+                            Err(DbError::Mongo {
+                                context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
+                                source: mongodb::error::Error::custom("the commit reply was lost (failpoint)"),
+                            })
+                        }
+                        Ok(()) => Ok(applied),
+                        Err(e) => {
+                            // Without a reply the commit may have gone through.
+                            maybe_committed = is_outage(&e);
+                            Err(DbError::Mongo {
+                                context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
+                                source: e,
+                            })
+                        }
+                    },
+                    Err(e) => {
+                        let _ = session.abort_transaction().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            let error = match attempt {
+                Ok(applied) => return Ok(applied),
+                Err(e) => e,
+            };
+            let (retry, outage) = match &error {
+                DbError::Mongo { source, .. } => (
+                    maybe_committed
+                        || source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+                        || is_outage(source),
+                    is_outage(source),
+                ),
+                _ => (false, false),
+            };
+            if !retry {
+                return Err(error);
+            }
+            if started.elapsed() > self.retry_for {
+                return Err(match (outage, error) {
+                    (true, DbError::Mongo { context, source }) => DbError::Outage {
+                        context,
+                        seconds: started.elapsed().as_secs(),
+                        reason: source.kind.to_string(),
+                    },
+                    (_, error) => error,
+                });
+            }
+            tracing::warn!(
+                "batch {} of run {}: {}, retrying in {backoff:?}: {error}",
+                batch.seq,
+                batch.run_id,
+                if maybe_committed {
+                    "commit outcome unknown, checking the progress marker"
+                } else if outage {
+                    "database unavailable"
+                } else {
+                    "transient error"
+                }
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The body of a batch: before-images, writes, after-images, marker.
+    async fn write_batch(&self, batch: &BatchWrite<'_>, mut session: Option<&mut ClientSession>) -> Result<Applied> {
+        let before = if batch.capture_images {
+            Some(self.read_before(batch.actions, session.as_deref_mut()).await?)
+        } else {
+            None
+        };
+        if let (Some(before), Some(expect)) = (&before, batch.expect) {
+            before.check(expect)?;
+        }
+        let (counts, upserted) = self.write_actions(batch.actions, session.as_deref_mut()).await?;
+        let images = match before {
+            Some(before) => self.read_after(before, upserted, session.as_deref_mut()).await?,
+            None => Vec::new(),
+        };
+        self.write_marker(batch, &images, counts, session).await?;
+        Ok(Applied { counts, images })
+    }
+
+    async fn write_marker(
+        &self,
+        batch: &BatchWrite<'_>,
+        images: &[Image],
+        counts: WriteCounts,
+        session: Option<&mut ClientSession>,
+    ) -> Result<()> {
+        let mut chunks = images::image_chunks(images).into_iter();
+        let first = chunks.next().unwrap_or_default();
+        let extra: Vec<Document> = chunks
+            .enumerate()
+            .map(|(i, chunk)| {
+                doc! {
+                    "q": {"_id": images::chunk_id(batch.run_id, i as i64 + 1)},
+                    "u": {"kind": "images", "run": batch.run_id, "seq": batch.seq as i64, "images": chunk},
+                    "upsert": true,
+                }
+            })
+            .collect();
+        let image_chunks = 1 + extra.len() as i64;
+        // One command, one round trip: the marker, the fence and any extra
+        // image chunks. Each statement matches or upserts exactly one
+        // document, so `n` short of the statement count means the fence
+        // missed: the write only counts while this run holds the lock.
+        let mut statements = vec![doc! {
+            "q": {"_id": format!("progress:{}", batch.run_id)},
+            "u": {"$set": {
+                "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
+                "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
+                "counts": counts.to_document(),
+            }},
+            "upsert": true,
+        }];
+        if let Some(lock) = batch.lock {
+            statements.push(
+                doc! {"q": {"_id": "lock", "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}},
+            );
+        }
+        statements.extend(extra);
+        let expected = statements.len() as i64;
+        let action = self
+            .db
+            .run_command(doc! {"update": &self.metadata, "updates": statements, "ordered": true});
+        let reply = match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        }
+        .map_err(mongo(format!("moving the progress marker of run {}", batch.run_id)))?;
+        let n = reply
+            .get_i32("n")
+            .map(i64::from)
+            .or_else(|_| reply.get_i64("n"))
+            .unwrap_or(0);
+        if n < expected {
+            return Err(DbError::LeaseLost {
+                db: self.name.clone(),
+                run_id: batch.run_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the actions as `update`/`insert`/`delete` commands, many
+    /// statements per command, consecutive actions of one kind on one
+    /// collection grouped so that the order of writes is preserved.
+    async fn write_actions(
+        &self,
+        actions: &[ValidAction],
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<(WriteCounts, Vec<(String, Bson)>)> {
+        let mut counts = WriteCounts::default();
+        let mut upserted = Vec::new();
+        // Reports are not written: leaving them out before grouping keeps a
+        // report between two updates from splitting their command in two.
+        let (indexes, writes): (Vec<usize>, Vec<&ValidAction>) =
+            actions.iter().enumerate().filter(|(_, a)| a.is_write()).unzip();
+        let mut start = 0;
+        while start < writes.len() {
+            let key = group_key(writes[start]);
+            let mut end = start + 1;
+            let mut bytes = approx_size(writes[start]);
+            while end < writes.len()
+                && group_key(writes[end]) == key
+                && end - start < MAX_STATEMENTS
+                && bytes < MAX_COMMAND_BYTES
+            {
+                bytes += approx_size(writes[end]);
+                end += 1;
+            }
+            let group = &writes[start..end];
+            let (collection, command) = command_for(group);
+            let action = self.db.run_command(command);
+            let reply = match session.as_deref_mut() {
+                Some(s) => action.session(s).await,
+                None => action.await,
+            }
+            .map_err(mongo(format!("writing {collection}")))?;
+            if let Ok(errors) = reply.get_array("writeErrors")
+                && let Some(first) = errors.first().and_then(Bson::as_document)
+            {
+                let index = first.get_i32("index").unwrap_or(0) as usize;
+                return Err(DbError::WriteFailed {
+                    collection: collection.clone(),
+                    index: indexes[start + index.min(group.len() - 1)],
+                    message: first.get_str("errmsg").unwrap_or("write error").to_string(),
+                    target: describe_target(group[index.min(group.len() - 1)]),
+                });
+            }
+            let n = reply
+                .get_i32("n")
+                .map(i64::from)
+                .or_else(|_| reply.get_i64("n"))
+                .unwrap_or(0) as u64;
+            match &group[0] {
+                ValidAction::Update { .. } => {
+                    counts.matched += n;
+                    counts.modified += reply
+                        .get_i32("nModified")
+                        .map(i64::from)
+                        .or_else(|_| reply.get_i64("nModified"))
+                        .unwrap_or(0) as u64;
+                    for item in reply.get_array("upserted").map(Vec::as_slice).unwrap_or_default() {
+                        counts.upserted += 1;
+                        if let Some(id) = item.as_document().and_then(|d| d.get("_id")) {
+                            upserted.push((collection.clone(), id.clone()));
+                        }
+                    }
+                }
+                ValidAction::Insert { .. } => counts.inserted += n,
+                ValidAction::Delete { .. } => counts.deleted += n,
+                ValidAction::Report { .. } => {}
+            }
+            start = end;
+        }
+        Ok((counts, upserted))
+    }
+}
+
+fn group_key(action: &ValidAction) -> (u8, &str) {
+    let kind = match action {
+        ValidAction::Update { .. } => 0,
+        ValidAction::Insert { .. } => 1,
+        ValidAction::Delete { .. } => 2,
+        ValidAction::Report { .. } => 3,
+    };
+    (kind, action.collection().unwrap_or(""))
+}
+
+/// Encoded size of the statement an action becomes, so that a command stays
+/// well under the server's 48 MB message limit.
+fn approx_size(action: &ValidAction) -> usize {
+    let size = |doc: &Document| doc.to_vec().map_or(0, |b| b.len());
+    match action {
+        ValidAction::Update { filter, update, .. } => size(filter) + size(update) + 32,
+        ValidAction::Insert { document, .. } => size(document) + 16,
+        ValidAction::Delete { filter, .. } => size(filter) + 32,
+        ValidAction::Report { .. } => 0,
+    }
+}
+
+fn command_for(group: &[&ValidAction]) -> (String, Document) {
+    let collection = group[0].collection().unwrap_or_default().to_string();
+    let command = match &group[0] {
+        ValidAction::Update { .. } => {
+            let updates: Vec<Document> = group
+                .iter()
+                .filter_map(|a| match a {
+                    ValidAction::Update {
+                        filter,
+                        update,
+                        upsert,
+                        multi,
+                        ..
+                    } => Some(doc! {"q": filter.clone(), "u": update.clone(), "upsert": *upsert, "multi": *multi}),
+                    _ => None,
+                })
+                .collect();
+            doc! {"update": &collection, "updates": updates, "ordered": true}
+        }
+        ValidAction::Insert { .. } => {
+            let documents: Vec<Document> = group
+                .iter()
+                .filter_map(|a| match a {
+                    ValidAction::Insert { document, .. } => Some(document.clone()),
+                    _ => None,
+                })
+                .collect();
+            doc! {"insert": &collection, "documents": documents, "ordered": true}
+        }
+        ValidAction::Delete { .. } => {
+            let deletes: Vec<Document> = group
+                .iter()
+                .filter_map(|a| match a {
+                    ValidAction::Delete { filter, multi, .. } => {
+                        Some(doc! {"q": filter.clone(), "limit": if *multi { 0 } else { 1 }})
+                    }
+                    _ => None,
+                })
+                .collect();
+            doc! {"delete": &collection, "deletes": deletes, "ordered": true}
+        }
+        ValidAction::Report { .. } => unreachable!("reports are never written"),
+    };
+    (collection, command)
+}
+
+fn describe_target(action: &ValidAction) -> String {
+    match action {
+        ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => filter.to_string(),
+        ValidAction::Insert { document, .. } => document
+            .get("_id")
+            .map_or_else(|| "without _id".into(), |id| format!("_id {id}")),
+        ValidAction::Report { .. } => String::new(),
+    }
+}
+
+/// One batch's writes plus where the progress marker moves.
+pub struct BatchWrite<'a> {
+    pub run_id: &'a str,
+    pub seq: u64,
+    pub pass: Option<u32>,
+    pub checkpoint: Option<Bson>,
+    pub actions: &'a [ValidAction],
+    pub lock: Option<&'a Lock>,
+    /// Read before-images and after-image hashes inside the transaction.
+    pub capture_images: bool,
+    /// Write only if these documents (collection, `{_id}` BSON) are, inside
+    /// the transaction, as expected (sha256 of their BSON; `None`: absent).
+    /// Needs `capture_images`.
+    pub expect: Option<&'a Expectations>,
+}
+
+pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;
+
+/// What applying a batch did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub counts: WriteCounts,
+    pub images: Vec<Image>,
+}
+
+/// What the server's replies said a batch's writes did. `matched` is the
+/// update replies' `n`, which counts upserted documents too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub matched: u64,
+    pub modified: u64,
+    pub upserted: u64,
+    pub inserted: u64,
+    pub deleted: u64,
+}
+
+impl WriteCounts {
+    fn to_document(self) -> Document {
+        doc! {
+            "matched": self.matched as i64, "modified": self.modified as i64, "upserted": self.upserted as i64,
+            "inserted": self.inserted as i64, "deleted": self.deleted as i64,
+        }
+    }
+
+    fn from_document(doc: &Document) -> Self {
+        let n = |k: &str| doc.get_i64(k).unwrap_or(0).max(0) as u64;
+        WriteCounts {
+            matched: n("matched"),
+            modified: n("modified"),
+            upserted: n("upserted"),
+            inserted: n("inserted"),
+            deleted: n("deleted"),
+        }
+    }
+}
+
+const MAX_STATEMENTS: usize = 1000;
+const MAX_COMMAND_BYTES: usize = 8 << 20;
+
+async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
+    // An unknown commit result is retried: committing twice is safe, the
+    // server answers for the same transaction.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match session.commit_transaction().await {
+            Err(e) if attempts < 3 && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
