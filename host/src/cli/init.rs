@@ -1,9 +1,9 @@
 //! `godwit init --version X`: stamps the schema version of an existing database once.
 
 use super::{ConnectionArgs, GlobalArgs};
+use crate::db::HistoryEntry;
 use crate::text::outln;
 use anyhow::bail;
-use bson::doc;
 use clap::Args;
 use std::process::ExitCode;
 
@@ -43,16 +43,13 @@ impl InitCommand {
                     db.name
                 );
             }
-            let entry = doc! {
-                "run_id": format!("init-{}", bson::oid::ObjectId::new().to_hex()),
-                "plugin": "godwit init",
-                "version": &self.version,
-                "finished_at": bson::DateTime::now(),
-                "host_version": env!("CARGO_PKG_VERSION"),
-                "forced": self.force,
+            let entry = HistoryEntry::Init {
+                run_id: format!("init-{}", bson::oid::ObjectId::new().to_hex()),
+                version: self.version.clone(),
+                host_version: env!("CARGO_PKG_VERSION").into(),
+                forced: self.force,
             };
-            let run_id = entry.get_str("run_id")?.to_string();
-            db.stamp(&self.version, current.as_deref(), &run_id, entry).await?;
+            db.stamp(&entry, current.as_deref()).await?;
             if global.json {
                 super::print_json_line(&serde_json::json!({"database": db.name, "version": self.version}))?;
             } else {

@@ -232,19 +232,18 @@ impl JournalCommand {
                             retry_for: crate::db::DEFAULT_RETRY_FOR,
                         })
                         .await?;
-                        anyhow::Ok(db.schema().await?)
+                        anyhow::Ok(db.history().await?)
                     })?),
                     _ => None,
                 };
                 for header in runs {
                     let run = &header.run_id;
                     let chain = journal.verify(run)?;
-                    let recorded = stored.as_ref().and_then(|schema| {
-                        schema.as_ref()?.get_array("history").ok()?.iter().find_map(|h| {
-                            let h = h.as_document()?;
-                            (h.get_str("run_id").ok()? == run)
-                                .then(|| h.get_str("journal_head").ok().map(str::to_string))?
-                        })
+                    let recorded = stored.as_ref().and_then(|history| {
+                        history
+                            .iter()
+                            .find(|h| h.run_id.as_deref() == Some(run))
+                            .and_then(|h| h.journal_head.clone())
                     });
                     if let Some(stored_head) = &recorded {
                         chain.check_stored_head(stored_head)?;

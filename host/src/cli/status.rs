@@ -3,9 +3,10 @@
 
 use super::{ConnectionArgs, GlobalArgs, SandboxArgs};
 use crate::chain::Chain;
+use crate::db::Recorded;
 use crate::journal::{Journal, JournalError, RunStatus};
 use crate::text::outln;
-use bson::{Bson, doc};
+use bson::Bson;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,12 +51,8 @@ impl StatusCommand {
             // Shown, not fatal: `status` is where an operator looks first.
             let schema_problem = schema.as_ref().and_then(|s| db.check_schema(s).err()).map(|e| e.to_string());
             let version = schema.as_ref().and_then(|s| s.get_str("version").ok()).map(str::to_string);
-            let history: Vec<bson::Document> = schema
-                .as_ref()
-                .and_then(|s| s.get_array("history").ok())
-                .map(|h| h.iter().filter_map(Bson::as_document).cloned().collect())
-                .unwrap_or_default();
-            let lock = db.db.collection::<bson::Document>(&db.metadata).find_one(doc! {"_id": "lock"}).await?;
+            let history = schema.as_ref().map(Recorded::all).unwrap_or_default();
+            let lock = db.lock_document().await?;
             let current = version.as_deref().and_then(|v| semver::Version::parse(v).ok());
             let pending: Vec<_> = chain
                 .iter()
@@ -67,7 +64,7 @@ impl StatusCommand {
                     "database": db.name,
                     "version": version,
                     "schema_problem": schema_problem,
-                    "history": history.iter().map(|h| Bson::Document(h.clone()).into_relaxed_extjson()).collect::<Vec<_>>(),
+                    "history": history.iter().map(|h| Bson::Document(h.raw.clone()).into_relaxed_extjson()).collect::<Vec<_>>(),
                     "pending": pending.iter().map(|p| serde_json::json!({
                         "name": p.manifest.name, "version": p.manifest.version.to_string(), "file": p.file,
                     })).collect::<Vec<_>>(),
@@ -88,11 +85,11 @@ impl StatusCommand {
                 for h in &history {
                     outln!(
                         "  {:>10}  {:<24} run {}  finished {}{}",
-                        h.get_str("version").unwrap_or("?"),
-                        h.get_str("plugin").unwrap_or("?"),
-                        h.get_str("run_id").unwrap_or("?"),
-                        h.get_datetime("finished_at").map(ToString::to_string).unwrap_or_default(),
-                        h.get_str("verified").map(|v| format!("  verified: {v}")).unwrap_or_default(),
+                        h.version.as_deref().unwrap_or("?"),
+                        h.plugin.as_deref().unwrap_or("?"),
+                        h.run_id.as_deref().unwrap_or("?"),
+                        h.finished_at.map(|d| d.to_string()).unwrap_or_default(),
+                        h.verified.as_ref().map(|v| format!("  verified: {v}")).unwrap_or_default(),
                     );
                 }
             }

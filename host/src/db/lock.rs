@@ -76,6 +76,14 @@ impl Db {
         }
     }
 
+    /// The lock document as it is, for display (`status`).
+    pub async fn lock_document(&self) -> Result<Option<bson::Document>> {
+        self.meta()
+            .find_one(doc! {"_id": "lock"})
+            .await
+            .map_err(mongo("reading the lock holder"))
+    }
+
     /// Extends the lease; fails with `LeaseLost` if another runner took it.
     pub async fn renew_lock(&self, lock: &Lock, lease: Duration) -> Result<()> {
         let _busy = lock.busy.lock().await;

@@ -13,6 +13,7 @@ mod writer;
 
 pub use images::id_key;
 pub use lock::{Lock, LockHolder};
+pub use schema::{HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts};
 pub use writer::{Applied, BatchWrite, Expectations, WriteCounts};
 
 use bson::{Document, doc};

@@ -30,6 +30,25 @@ impl Db {
             .map_err(mongo(format!("reading the progress marker of run {run_id}")))
     }
 
+    /// The last batch the run's progress marker says committed; `None`
+    /// without a marker. A marker without a sequence number is corrupt: the
+    /// run cannot know which batches committed, and stops rather than apply
+    /// one twice.
+    pub async fn marker_seq(&self, run_id: &str) -> Result<Option<u64>> {
+        let Some(marker) = self.marker(run_id).await? else {
+            return Ok(None);
+        };
+        match marker.get("seq") {
+            Some(Bson::Int64(seq)) if *seq >= 0 => Ok(Some(*seq as u64)),
+            other => Err(DbError::CorruptMarker {
+                db: self.name.clone(),
+                metadata: self.metadata.clone(),
+                run: run_id.to_string(),
+                reason: format!("its batch sequence number `seq` is {other:?}, not a count"),
+            }),
+        }
+    }
+
     pub async fn delete_marker(&self, run_id: &str) -> Result<()> {
         self.meta()
             .delete_one(doc! {"_id": format!("progress:{run_id}")})

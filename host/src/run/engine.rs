@@ -386,12 +386,12 @@ impl Engine<'_> {
     /// Every batch is journaled (and flushed) before it is written, so a
     /// progress marker beyond the journal means the journal lost its tail.
     async fn check_journal_not_behind(&self, run: &str, log: &RunLog) -> anyhow::Result<()> {
-        if let Some(marker) = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok())
-            && log.last_batch.is_none_or(|last| (marker as u64) > last)
+        if let Some(marker) = self.db.marker_seq(run).await?
+            && log.last_batch.is_none_or(|last| marker > last)
         {
             return Err(super::ResumeError::JournalBehind {
                 run: run.to_string(),
-                marker: marker as u64,
+                marker,
                 journaled: log.last_batch.map_or("none".into(), |l| l.to_string()),
             }
             .into());

@@ -7,13 +7,12 @@
 use super::lookup::{Recorded, Replay};
 use super::report::{Summary, Touched};
 use super::{Engine, Identity, NothingToMigrate, RunRequest, VersionError, batch_size_for, now_ms, params_document};
-use crate::db::DbError;
 use crate::db::reader::PassReader;
+use crate::db::{DbError, HistoryEntry, RunCounts};
 use crate::hash::to_hex;
 use crate::journal::{Entry, Record, RunHeader};
 use crate::plugin::actions::{self, ValidAction};
 use anyhow::Context;
-use bson::doc;
 use std::time::Duration;
 
 impl Engine<'_> {
@@ -79,7 +78,7 @@ impl Engine<'_> {
         let Some(entry) = self.db.history_entry(run).await? else {
             return Ok(false);
         };
-        let head = entry.get_str("journal_head").unwrap_or_default();
+        let head = entry.journal_head.unwrap_or_default();
         for item in self.journal.iter_entries(run)? {
             if to_hex(&item?.1) == head {
                 return Ok(true);
@@ -206,36 +205,31 @@ impl Engine<'_> {
         let run = &header.run_id;
         let chain = self.journal.verify(run)?;
         let manifest = &self.plugin.manifest;
-        let counts = doc! {
-            "documents": summary.documents() as i64,
-            "updates": summary.passes.iter().chain([&summary.finish]).map(|p| p.updates).sum::<u64>() as i64,
-            "inserts": summary.passes.iter().chain([&summary.finish]).map(|p| p.inserts).sum::<u64>() as i64,
-            "deletes": summary.passes.iter().chain([&summary.finish]).map(|p| p.deletes).sum::<u64>() as i64,
-            // Documents, as the server reported them: one action may touch many.
-            "documents_updated": summary.touched().updated as i64,
-            "documents_inserted": summary.touched().inserted as i64,
-            "documents_deleted": summary.touched().deleted as i64,
+        let all = || summary.passes.iter().chain([&summary.finish]);
+        let counts = RunCounts {
+            documents: summary.documents(),
+            updates: all().map(|p| p.updates).sum(),
+            inserts: all().map(|p| p.inserts).sum(),
+            deletes: all().map(|p| p.deletes).sum(),
+            documents_updated: summary.touched().updated,
+            documents_inserted: summary.touched().inserted,
+            documents_deleted: summary.touched().deleted,
         };
-        let history = doc! {
-            "run_id": run,
-            "plugin": &manifest.name,
-            "version": manifest.version.to_string(),
-            "sha256": &header.plugin_sha256,
-            "params": params_document(&header.params),
-            "journal_head": to_hex(&chain.head()),
-            "journal_entries": chain.entries() as i64,
-            "counts": counts,
-            "started_at": bson::DateTime::from_millis(header.started_at_ms),
-            "finished_at": bson::DateTime::now(),
-            "host_version": &header.host_version,
-            "verified": verified,
+        let history = HistoryEntry::Run {
+            run_id: run.clone(),
+            plugin: manifest.name.clone(),
+            version: manifest.version.to_string(),
+            sha256: header.plugin_sha256.clone(),
+            params: params_document(&header.params),
+            journal_head: to_hex(&chain.head()),
+            journal_entries: chain.entries(),
+            counts,
+            started_at_ms: header.started_at_ms,
+            host_version: header.host_version.clone(),
+            verified: verified.to_string(),
         };
         failpoint!("stamp-before-db");
-        if !self
-            .db
-            .stamp(&manifest.version.to_string(), previous, run, history)
-            .await?
-        {
+        if !self.db.stamp(&history, previous).await? {
             // Stamped before a crash: trusted only if it is this run's.
             self.stamped_in_database(run).await?;
         }

@@ -332,8 +332,8 @@ impl Engine<'_> {
         let run = header.run_id.as_str();
         let batch = PreparedBatch::journaled(pending)?;
         let seq = batch.seq();
-        let marker_seq = self.db.marker(run).await?.and_then(|m| m.get_i64("seq").ok());
-        let (committed, note) = if marker_seq.is_some_and(|m| m >= seq as i64) {
+        let marker_seq = self.db.marker_seq(run).await?;
+        let (committed, note) = if marker_seq.is_some_and(|m| m >= seq) {
             let counts = self.db.marker_counts(run, seq).await?;
             // The images travelled with the marker, in the same transaction.
             let mut images = Vec::new();

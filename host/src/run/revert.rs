@@ -20,7 +20,7 @@
 use super::batch::{BatchRecord, Origin};
 use super::commit::{ActiveRun, PreparedBatch};
 use super::now_ms;
-use crate::db::{Db, Expectations, LockHolder, id_key};
+use crate::db::{Db, Expectations, HistoryEntry, LockHolder, RevertCounts, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
 use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::actions::ValidAction;
@@ -288,16 +288,8 @@ impl Revert<'_> {
         force: bool,
     ) -> anyhow::Result<(Option<String>, Option<String>, Option<String>)> {
         let run = &target.run_id;
-        let history: Vec<Document> = self
-            .db
-            .schema()
-            .await?
-            .and_then(|s| s.get_array("history").ok().cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|h| h.as_document().cloned())
-            .collect();
-        let Some(index) = history.iter().position(|h| h.get_str("run_id").ok() == Some(run)) else {
+        let history = self.db.history().await?;
+        let Some(index) = history.iter().position(|h| h.run_id.as_deref() == Some(run)) else {
             return Ok((
                 None,
                 None,
@@ -306,15 +298,15 @@ impl Revert<'_> {
                 )),
             ));
         };
-        let text = |h: &Document, k: &str| h.get_str(k).unwrap_or("?").to_string();
+        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
         let later = &history[index + 1..];
-        if let Some(done) = later.iter().find(|h| h.get_str("reverts").ok() == Some(run)) {
+        if let Some(done) = later.iter().find(|h| h.reverts.as_deref() == Some(run)) {
             return Ok((
                 None,
                 None,
                 Some(format!(
                     "run {run} was already reverted by run {} (version set back then); the version is left as it is",
-                    text(done, "run_id")
+                    text(&done.run_id)
                 )),
             ));
         }
@@ -325,15 +317,13 @@ impl Revert<'_> {
                 run: run.clone(),
                 plugin: target.plugin_name.clone(),
                 version: target.plugin_version.clone(),
-                later: text(later, "run_id"),
-                later_plugin: text(later, "plugin"),
-                later_version: text(later, "version"),
+                later: text(&later.run_id),
+                later_plugin: text(&later.plugin),
+                later_version: text(&later.version),
             }
             .into());
         }
-        let previous = index
-            .checked_sub(1)
-            .and_then(|i| history[i].get_str("version").ok().map(str::to_string));
+        let previous = index.checked_sub(1).and_then(|i| history[i].version.clone());
         Ok((
             Some(format!(
                 "reverts run {run} ({} {})",
@@ -493,29 +483,26 @@ impl Revert<'_> {
     ) -> anyhow::Result<()> {
         let run = &header.run_id;
         let chain = self.journal.verify(run)?;
-        let history = doc! {
-            "run_id": run,
-            "plugin": REVERT_PLUGIN,
-            "version": version.clone(),
-            "reverts": &target.run_id,
-            "note": note,
-            "journal_head": to_hex(&chain.head()),
-            "journal_entries": chain.entries() as i64,
-            "counts": {
-                "documents": report.documents as i64,
-                "updates": report.restore as i64,
-                "deletes": report.remove as i64,
-                "conflicts": report.conflicts as i64,
+        let history = HistoryEntry::Revert {
+            run_id: run.clone(),
+            plugin: REVERT_PLUGIN.into(),
+            version: version.clone(),
+            reverts: target.run_id.clone(),
+            note: note.map(str::to_string),
+            journal_head: to_hex(&chain.head()),
+            journal_entries: chain.entries(),
+            counts: RevertCounts {
+                documents: report.documents,
+                updates: report.restore,
+                deletes: report.remove,
+                conflicts: report.conflicts,
             },
-            "forced": report.forced,
-            "started_at": bson::DateTime::from_millis(header.started_at_ms),
-            "finished_at": bson::DateTime::now(),
-            "host_version": &header.host_version,
+            forced: report.forced,
+            started_at_ms: header.started_at_ms,
+            host_version: header.host_version.clone(),
         };
         let previous = self.db.current_version().await?;
-        self.db
-            .restamp(version.as_deref(), previous.as_deref(), run, history)
-            .await?;
+        self.db.stamp(&history, previous.as_deref()).await?;
         let note = format!(
             "version {} (journal head before stamp {})",
             version.as_deref().unwrap_or("none"),
