@@ -11,6 +11,10 @@
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
 //! - (e) `godwit run` dry run.
 //!
+//! Longer than our ~600-line rule on purpose: the contestants' runners and the report
+//! writer share the measuring code (rounds, medians, spreads, peak RSS), and one file lets
+//! a reader follow each reported figure from where it is measured to where it is printed.
+//!
 //! Each contestant runs as a child process, timed from spawn to exit, with its
 //! peak RSS from `wait4`. After each run the harness reads every document back
 //! and fails the bench if the backfill is missing or wrong.

@@ -3,16 +3,20 @@
 //! the progress marker (exactly once with transactions), resumes interrupted
 //! runs, and stamps the schema version when an execute run finishes.
 //!
-//! Per batch, in execute mode:
-//! 1. read the batch (`_id` order, after the checkpoint);
-//! 2. `process` in the plugin; validate the actions;
-//! 3. journal a `Prepared` entry (inputs, actions, hashes) and flush it;
-//! 4. apply the actions and move the progress marker in one transaction;
+//! Per batch, in execute mode (`commit.rs` holds the protocol, `engine.rs`
+//! the order of a run):
+//! 1. read the batch (`db::reader`: `_id` order, after the checkpoint);
+//! 2. `process` in the plugin; validate the actions (`godwit-policy`);
+//! 3. build the `BatchRecord` (`batch.rs`, pure) and journal it as
+//!    `Prepared`, flushed (`PreparedBatch::prepare`);
+//! 4. `ActiveRun::apply`: the actions and the progress marker in one
+//!    transaction fenced by the lock;
 //! 5. journal `Committed` (flushed with the next `Prepared`).
 //!
-//! A `Prepared` entry without `Committed` is settled on resume by the marker:
-//! committed if the marker reached its sequence number, else re-applied from
-//! the journaled actions (the plugin is not asked again).
+//! A `Prepared` entry without `Committed` is settled on resume by the marker
+//! (`resume.rs`): committed if the marker reached its sequence number, else
+//! re-applied from the journaled actions (the plugin is not asked again).
+//! What a run's journal says is read by one interpreter, `log.rs`.
 
 pub mod lookup;
 pub mod plan;
