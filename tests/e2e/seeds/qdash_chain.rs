@@ -197,3 +197,493 @@ fn qdash_forum_status_moves_closed_and_legacy_labels() {
     assert_eq!(review.get_array("labels").unwrap(), &vec![Bson::String("review".into())]);
     assert_eq!(plain.get_str("status").unwrap(), "open");
 }
+
+/// The ported chain in version order: (plugin, version it stamps).
+const CHAIN: [(&str, &str); 8] = [
+    ("qdash-remove-best-data", "1.5.3"),
+    ("qdash-fix-invalid-fidelity", "1.5.5"),
+    ("qdash-slim-execution-history", "1.5.7-slim-execution-history"),
+    ("qdash-remove-node-edge-info", "1.5.7"),
+    ("qdash-remove-coupling-from-qubit", "1.7.2"),
+    ("qdash-backfill-user-id", "1.8.0"),
+    ("qdash-backfill-forum-thread-numbers", "1.8.16"),
+    ("qdash-migrate-forum-status", "1.8.22"),
+];
+
+const ALICE_ID: &str = "usr_a11ce000000000000000000000000000";
+
+/// A QDash database as a 1.5.2 installation that kept running until today
+/// would have it: every field each migration of the chain is about, in the
+/// collections upstream names.
+struct Data {
+    collections: Vec<(&'static str, Vec<Document>)>,
+    /// `_id`s of the forum posts, by the name the test gives them.
+    posts: std::collections::HashMap<&'static str, ObjectId>,
+}
+
+fn oid_n(n: u32) -> ObjectId {
+    super::oid(n)
+}
+
+fn generate() -> Data {
+    let users = vec![
+        doc! {"_id": oid_n(1), "username": "alice", "user_id": ALICE_ID},
+        doc! {"_id": oid_n(2), "username": "bob"},
+    ];
+    let names = ["alice", "bob", "carol"];
+    let mut qubit: Vec<Document> = (0..40u32)
+        .map(|i| {
+            let mut q = doc! {"_id": oid_n(100 + i), "chip_id": "64Q", "qid": i.to_string(), "username": names[i as usize % 3]};
+            if i % 3 == 0 {
+                q.insert("best_data", doc! {"t1": {"value": 40.0 + f64::from(i), "unit": "us"}});
+            }
+            if i % 4 == 0 {
+                q.insert("node_info", doc! {"position": {"x": i, "y": 0}, "fill": "#ffffff"});
+            }
+            q
+        })
+        .collect();
+    for (j, qid) in ["024-Q025", "059-Q062", "000", "001", "07"].into_iter().enumerate() {
+        let mut q = doc! {"_id": oid_n(150 + j as u32), "chip_id": "64Q", "qid": qid, "username": "alice", "user_id": ALICE_ID};
+        if j == 2 {
+            q.insert("best_data", doc! {});
+        }
+        if j == 0 {
+            q.insert("node_info", Bson::Null);
+        }
+        qubit.push(q);
+    }
+    let qubit_history: Vec<Document> = (0..20u32)
+        .map(|i| {
+            let mut q = doc! {"_id": oid_n(200 + i), "chip_id": "64Q", "qid": (i % 8).to_string(), "username": "alice"};
+            if i % 2 == 0 {
+                q.insert("best_data", doc! {"x90_gate_fidelity": 0.99});
+            }
+            if i % 5 == 0 {
+                q.insert("node_info", doc! {"size": 3});
+            }
+            q
+        })
+        .collect();
+    let coupling: Vec<Document> = (0..15u32)
+        .map(|i| {
+            let mut c = doc! {"_id": oid_n(300 + i), "chip_id": "64Q", "qid": format!("{i}-{}", i + 1), "username": "bob"};
+            if i % 3 == 0 {
+                c.insert("best_data", doc! {"zx90_gate_fidelity": 0.97});
+            }
+            if i % 2 == 0 {
+                c.insert("edge_info", doc! {"fill": "#000000"});
+            }
+            c
+        })
+        .collect();
+    let coupling_history: Vec<Document> = (0..10u32)
+        .map(|i| {
+            let mut c = doc! {"_id": oid_n(400 + i), "chip_id": "64Q", "qid": "0-1", "username": "bob", "best_data": {}};
+            if i % 3 == 0 {
+                c.insert("edge_info", doc! {"size": 1});
+            }
+            c
+        })
+        .collect();
+    let task_result_history: Vec<Document> = (0..30u32)
+        .map(|i| {
+            let status = if i % 3 == 2 { "running" } else { "completed" };
+            let params = match i % 5 {
+                0 => doc! {"average_gate_fidelity": {"value": 1.02 + f64::from(i) * 0.001, "unit": ""}, "t1": {"value": 30.0}},
+                1 => doc! {"x90_fidelity": 0.99},
+                2 => doc! {"bell_state_fidelity": {"value": 1.5}, "ZX90_Fidelity": 2},
+                3 => doc! {},
+                _ => doc! {"rabi_amplitude": {"value": 3.0}},
+            };
+            doc! {
+                "_id": oid_n(500 + i), "task_id": format!("task-{i}"), "name": "CheckRabi", "qid": (i % 8).to_string(),
+                "status": status, "output_parameters": params, "username": "alice",
+            }
+        })
+        .collect();
+    let execution_history: Vec<Document> = (0..25u32)
+        .map(|i| {
+            let mut e = doc! {"_id": oid_n(600 + i), "execution_id": format!("20260101-{i:03}"), "username": "bob"};
+            match i % 4 {
+                0 => {
+                    e.insert("task_results", doc! {"task-1": {"status": "completed", "qid": "0"}});
+                    e.insert("calib_data", doc! {"qubit": {"0": {"t1": 30.5}}, "coupling": {}});
+                }
+                1 => {
+                    e.insert("task_results", doc! {});
+                }
+                2 => {
+                    e.insert("calib_data", doc! {"qubit": {"1": {"t2": 12}}});
+                }
+                _ => {}
+            }
+            e
+        })
+        .collect();
+    let mut posts = std::collections::HashMap::new();
+    let mut forum = Vec::new();
+    fn add(
+        posts: &mut std::collections::HashMap<&'static str, ObjectId>,
+        forum: &mut Vec<Document>,
+        (name, project, minute, fields): (&'static str, &str, i64, Document),
+    ) {
+        let mut post = forum_post(project, minute, fields);
+        post.insert("username", "alice");
+        posts.insert(name, id_of(&post));
+        forum.push(post);
+    }
+    for root in [
+        ("a-r0", "project-a", 0, doc! {"number": 2, "labels": ["resolved"]}),
+        ("a-r1", "project-a", 1, doc! {"is_closed": true}),
+        ("a-r2", "project-a", 2, doc! {"is_deleted": true, "labels": ["info", "anomaly"]}),
+        ("a-r3", "project-a", 3, doc! {"labels": []}),
+        ("b-r0", "project-b", 4, doc! {"labels": ["Anomaly "]}),
+    ] {
+        add(&mut posts, &mut forum, root);
+    }
+    let r0 = posts["a-r0"].to_hex();
+    let r1 = posts["a-r1"].to_hex();
+    for reply in [
+        ("a-r1-reply1", "project-a", 5, doc! {"content": "reply", "parent_id": r1.clone()}),
+        ("a-r1-reply2", "project-a", 6, doc! {"content": "reply", "parent_id": r1}),
+        ("a-r0-reply-numbered", "project-a", 7, doc! {"content": "reply", "parent_id": r0.clone(), "number": 2}),
+        ("a-r0-reply", "project-a", 8, doc! {"content": "reply", "parent_id": r0}),
+        ("a-orphan", "project-a", 9, doc! {"content": "orphan", "parent_id": "gone"}),
+        ("a-orphan-deleted", "project-a", 10, doc! {"content": "orphan", "parent_id": "gone", "is_deleted": true}),
+    ] {
+        add(&mut posts, &mut forum, reply);
+    }
+    // a-r3 is a thread whose status was never written.
+    let r3 = posts["a-r3"];
+    forum.iter_mut().find(|p| id_of(p) == r3).unwrap().remove("status");
+    Data {
+        collections: vec![
+            ("user", users),
+            ("qubit", qubit),
+            ("qubit_history", qubit_history),
+            ("coupling", coupling),
+            ("coupling_history", coupling_history),
+            ("task_result_history", task_result_history),
+            ("execution_history", execution_history),
+            ("forum_post", forum),
+            ("forum_counter", vec![doc! {"_id": oid_n(900), "project_id": "project-a", "value": 1}]),
+        ],
+        posts,
+    }
+}
+
+/// The reference model: every step applied to the generated documents by
+/// hand, and the figures each step must report.
+struct Model {
+    after: Vec<(&'static str, Vec<Document>)>,
+    figures: Vec<serde_json::Value>,
+}
+
+fn count(docs: &[Document], pred: impl Fn(&Document) -> bool) -> usize {
+    docs.iter().filter(|d| pred(d)).count()
+}
+
+fn model(data: &Data) -> Model {
+    use serde_json::json;
+    let mut c: std::collections::BTreeMap<&str, Vec<Document>> = data.collections.iter().cloned().collect();
+    let mut figures = Vec::new();
+
+    // 1.5.3 remove-best-data.
+    let mut stats = serde_json::Map::new();
+    for name in ["qubit", "qubit_history", "coupling", "coupling_history"] {
+        let docs = c.get_mut(name).unwrap();
+        stats.insert(name.into(), json!(count(docs, |d| d.contains_key("best_data"))));
+        for d in docs.iter_mut() {
+            d.remove("best_data");
+        }
+    }
+    figures.push(serde_json::Value::Object(stats));
+
+    // 1.5.5 fix-invalid-fidelity.
+    let trh = c.get_mut("task_result_history").unwrap();
+    let checked = count(trh, |d| d.get_str("status").ok() == Some("completed"));
+    let (mut invalid, mut details) = (0, Vec::new());
+    for d in trh.iter_mut().filter(|d| d.get_str("status").ok() == Some("completed")) {
+        let params = d.get_document("output_parameters").unwrap().clone();
+        let bad: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k.to_lowercase().contains("fidelity"))
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    Bson::Document(p) => p.get("value").cloned(),
+                    other => Some(other.clone()),
+                }?;
+                let v = match v {
+                    Bson::Double(x) => x,
+                    Bson::Int32(n) => f64::from(n),
+                    _ => return None,
+                };
+                (v > 1.0).then(|| (k.clone(), format!("{:.2}%", v * 100.0)))
+            })
+            .collect();
+        if bad.is_empty() {
+            continue;
+        }
+        invalid += 1;
+        if details.len() < 10 {
+            let params: serde_json::Map<String, serde_json::Value> =
+                bad.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            details.push(json!({"task_id": d.get_str("task_id").unwrap(), "name": "CheckRabi",
+                "qid": d.get_str("qid").unwrap(), "invalid_params": params}));
+        }
+        let listed: Vec<String> = bad.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        d.insert("status", "failed");
+        d.insert("message", format!("Fidelity exceeds 100%: {}", listed.join(", ")));
+    }
+    figures.push(json!({"total_checked": checked, "invalid_found": invalid, "updated": invalid, "details": details}));
+
+    // 1.5.7-slim-execution-history: every figure here is small enough that
+    // the size estimate rounds to 0.0 MiB.
+    let eh = c.get_mut("execution_history").unwrap();
+    let non_empty = |d: &Document, f: &str| d.get_document(f).is_ok_and(|x| !x.is_empty());
+    figures.push(json!({
+        "total_documents": eh.len(),
+        "with_task_results": count(eh, |d| non_empty(d, "task_results")),
+        "with_calib_data": count(eh, |d| non_empty(d, "calib_data")),
+        "updated": count(eh, |d| d.contains_key("task_results") || d.contains_key("calib_data")),
+        "estimated_size_saved_mb": 0.0,
+    }));
+    for d in eh.iter_mut() {
+        d.remove("task_results");
+        d.remove("calib_data");
+    }
+
+    // 1.5.7 remove-node-edge-info.
+    let mut stats = serde_json::Map::new();
+    for (name, field) in [
+        ("qubit", "node_info"),
+        ("qubit_history", "node_info"),
+        ("coupling", "edge_info"),
+        ("coupling_history", "edge_info"),
+    ] {
+        let docs = c.get_mut(name).unwrap();
+        stats.insert(name.into(), json!(count(docs, |d| d.contains_key(field))));
+        for d in docs.iter_mut() {
+            d.remove(field);
+        }
+    }
+    figures.push(serde_json::Value::Object(stats));
+
+    // 1.7.2 remove-coupling-from-qubit.
+    let qubit = c.get_mut("qubit").unwrap();
+    let qid = |d: &Document| d.get_str("qid").unwrap().to_string();
+    let coupling_qids: Vec<String> = qubit.iter().map(qid).filter(|q| q.contains('-')).collect();
+    let padded: Vec<String> = qubit
+        .iter()
+        .map(qid)
+        .filter(|q| q.len() > 1 && q.starts_with('0') && q.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    let sample = |qids: &[String]| -> Vec<serde_json::Value> {
+        qids.iter().map(|q| json!({"qid": q, "chip_id": "64Q"})).collect()
+    };
+    figures.push(json!({
+        "total_qubit_documents": qubit.len(),
+        "coupling_qids": coupling_qids.len(),
+        "zero_padded_duplicates": padded.len(),
+        "total_invalid": coupling_qids.len() + padded.len(),
+        "deleted": coupling_qids.len() + padded.len(),
+        "sample_coupling_qids": sample(&coupling_qids),
+        "sample_padded_qids": sample(&padded),
+    }));
+    qubit.retain(|d| !coupling_qids.contains(&qid(d)) && !padded.contains(&qid(d)));
+
+    // 1.8.0 backfill-user-id (the collections this database has; the other
+    // 15 of upstream's 22 are absent and report 0).
+    let bob = super::qdash::expected_id(&Bson::ObjectId(oid_n(2)));
+    c.get_mut("user").unwrap()[1].insert("user_id", bob.clone());
+    let ids = [("alice", ALICE_ID.to_string()), ("bob", bob)];
+    let mut collections = serde_json::Map::new();
+    let mut unresolved = serde_json::Map::new();
+    for name in [
+        "forum_post",
+        "task_result_history",
+        "execution_history",
+        "qubit",
+        "qubit_history",
+        "coupling",
+        "coupling_history",
+    ] {
+        let (mut matched, mut updated, mut missing_users) = (0, 0, serde_json::Map::new());
+        for d in c.get_mut(name).unwrap() {
+            if !matches!(d.get("user_id"), None | Some(Bson::Null)) {
+                continue;
+            }
+            matched += 1;
+            let username = d.get_str("username").unwrap().to_string();
+            match ids.iter().find(|(u, _)| *u == username) {
+                Some((_, id)) => {
+                    updated += 1;
+                    d.insert("user_id", id.clone());
+                }
+                None => {
+                    let n = missing_users.get(&username).and_then(|v: &serde_json::Value| v.as_u64()).unwrap_or(0);
+                    missing_users.insert(username, json!(n + 1));
+                }
+            }
+        }
+        collections.insert(name.into(), json!({"matched": matched, "updated": updated}));
+        if !missing_users.is_empty() {
+            unresolved.insert(name.into(), serde_json::Value::Object(missing_users));
+        }
+    }
+    figures.push(json!({"users_without_user_id": 1, "users_updated": 1, "collections": collections, "unresolved": unresolved}));
+
+    // 1.8.16 backfill-forum-thread-numbers: written out by hand from the
+    // rules (roots in creation order, taken numbers skipped).
+    let p = &data.posts;
+    let numbers = [
+        ("a-r1", 1),
+        ("a-r2", 3),
+        ("a-r3", 4),
+        ("b-r0", 1),
+        ("a-r1-reply1", 1),
+        ("a-r1-reply2", 1),
+        ("a-r0-reply", 2),
+    ];
+    let forum = c.get_mut("forum_post").unwrap();
+    for (name, n) in numbers {
+        forum.iter_mut().find(|d| id_of(d) == p[name]).unwrap().insert("number", n);
+    }
+    c.get_mut("forum_counter").unwrap()[0].insert("value", 4);
+    figures.push(json!({
+        "projects_found": 2, "root_threads_missing_number": 4, "root_threads_updated": 4, "replies_updated": 3,
+        "orphan_replies_found": 1, "counters_updated": 2, "duplicate_root_numbers": {},
+        "projects": [
+            {"project_id": "project-a", "root_threads": 4, "root_threads_missing_number": 3, "replies_to_update": 3,
+             "orphan_replies": 1, "duplicate_root_numbers": {}, "max_number": 4, "counter_value": 4, "action": "updated"},
+            {"project_id": "project-b", "root_threads": 1, "root_threads_missing_number": 1, "replies_to_update": 0,
+             "orphan_replies": 0, "duplicate_root_numbers": {}, "max_number": 1, "counter_value": 1, "action": "updated"},
+        ],
+    }));
+
+    // 1.8.22 migrate-forum-status.
+    let forum = c.get_mut("forum_post").unwrap();
+    let post = |forum: &mut Vec<Document>, name: &str| -> usize { forum.iter().position(|d| id_of(d) == p[name]).unwrap() };
+    let i = post(forum, "a-r0");
+    forum[i].insert("labels", Vec::<String>::new());
+    forum[i].insert("status", "resolved");
+    let i = post(forum, "a-r1");
+    forum[i].insert("status", "resolved");
+    forum[i].remove("is_closed");
+    let i = post(forum, "a-r2");
+    forum[i].insert("labels", vec!["review"]);
+    let i = post(forum, "a-r3");
+    forum[i].insert("status", "open");
+    let i = post(forum, "b-r0");
+    forum[i].insert("labels", vec!["anomaly"]);
+    figures.push(json!({
+        "posts_found": forum.len(), "posts_to_update": 5, "status_from_is_closed": 1, "status_from_resolved_label": 1,
+        "status_defaulted_open": 1, "labels_changed": 3, "is_closed_removed": 1,
+    }));
+    // The counter upserted for project-b has a server-made _id: compared without it.
+    let mut after: Vec<(&'static str, Vec<Document>)> = Vec::new();
+    for (name, _) in &data.collections {
+        after.push((name, c.remove(name).unwrap()));
+    }
+    Model { after, figures }
+}
+
+/// The backfill's summary, narrowed to the collections this database has.
+fn narrow(step: usize, mut figures: serde_json::Value) -> serde_json::Value {
+    if CHAIN[step].0 != "qdash-backfill-user-id" {
+        return figures;
+    }
+    let all = figures["collections"].as_object_mut().unwrap();
+    assert_eq!(all.len(), 22, "upstream's 22 collections: {all:?}");
+    all.retain(|_, v| v != &serde_json::json!({"matched": 0, "updated": 0}));
+    figures
+}
+
+#[test]
+fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration() {
+    let started = std::time::Instant::now();
+    let db = TestDb::new(server(), "seed_qdash_chain");
+    let data = generate();
+    for (name, docs) in &data.collections {
+        db.insert(name, docs.clone());
+    }
+    let m = model(&data);
+    let journal = tempfile::tempdir().unwrap();
+    let chain = tempfile::tempdir().unwrap();
+    for (name, _) in CHAIN {
+        std::fs::copy(plugin(name), chain.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    let dir = chain.path().to_str().unwrap();
+
+    let out = crate::support::godwit(&["plan", "--no-cache", dir]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("chain of 8 plugins is consistent"), "{}", stdout(&out));
+
+    init(&db, journal.path(), "1.5.2");
+    let snapshot = db.dump();
+
+    // Dry upgrade: every step previewed against today's data. The steps touch
+    // different fields (and the qubits the 1.7.2 step deletes hold ids the
+    // backfill keeps), so each preview reports what its execute will.
+    let dry = run_steps(&db, journal.path(), &["upgrade", dir]);
+    assert_eq!(dry.len(), CHAIN.len());
+    for (i, step) in dry.iter().enumerate() {
+        assert_eq!(step["version"], CHAIN[i].1, "{step:#}");
+        assert_eq!(narrow(i, figures(step)), m.figures[i], "dry run of {}", CHAIN[i].0);
+    }
+    assert_eq!(db.dump(), snapshot, "a dry upgrade writes nothing");
+
+    // Execute, SIGKILLed in the middle of the first step, then resumed.
+    let marker = super::kill_midway(
+        &db,
+        journal.path(),
+        &[
+            "upgrade",
+            dir,
+            "--execute",
+            "--batch-size",
+            "4",
+            "--max-docs-per-sec",
+            "40",
+            "--lease",
+            "3",
+        ],
+        |m| m.get_i64("seq").unwrap_or(0) >= 3,
+    );
+    eprintln!("qdash chain upgrade killed at {marker}");
+    let exec = run_steps(&db, journal.path(), &["upgrade", dir, "--execute"]);
+    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the seven others");
+    assert_eq!(exec[0]["resumed"], true);
+    for (i, step) in exec.iter().enumerate() {
+        assert_eq!(step["stamped_version"], CHAIN[i].1, "{step:#}");
+        assert_eq!(narrow(i, figures(step)), m.figures[i], "execute of {}", CHAIN[i].0);
+        eprintln!("{} {}: {}", CHAIN[i].0, CHAIN[i].1, figures(step));
+    }
+
+    // Every final document as the model says.
+    for (name, expected) in &m.after {
+        let mut found = db.find_all(name);
+        if *name == "forum_counter" {
+            assert_eq!(found.len(), 2, "project-b's counter was created");
+            let created = found.remove(1);
+            assert_eq!(created.get_str("project_id").unwrap(), "project-b");
+            assert_eq!(created.get("value"), Some(&Bson::Int32(1)));
+        }
+        assert_eq!(&found, expected, "{name} after the chain");
+    }
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    let versions: Vec<&str> = schema
+        .get_array("history")
+        .unwrap()
+        .iter()
+        .map(|h| h.as_document().unwrap().get_str("version").unwrap())
+        .collect();
+    let mut expected = vec!["1.5.2"];
+    expected.extend(CHAIN.iter().map(|(_, v)| *v));
+    assert_eq!(versions, expected);
+    let out = command(&db, journal.path(), &["upgrade", dir, "--execute"]).output().unwrap();
+    assert!(stdout(&out).contains("is at version 1.8.22, the head"), "{}", stdout(&out));
+    crate::support::verify_journal(journal.path());
+    eprintln!("qdash chain: 8 steps, {:.1} s", started.elapsed().as_secs_f64());
+}
