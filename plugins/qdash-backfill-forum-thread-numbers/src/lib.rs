@@ -199,7 +199,7 @@ impl Migration for BackfillForumThreadNumbers {
     fn manifest() -> Manifest {
         let roots = doc! {"parent_id": Bson::Null};
         Manifest::new("qdash-backfill-forum-thread-numbers", "1.8.16")
-            .requires(">=1.8.0, <1.8.16")
+            .requires(">=1.8.16-metric-notes-to-target-notes, <1.8.16")
             .description(
                 "QDash v1.8.16 backfill-forum-thread-numbers: project-scoped numbers for forum root threads \
                  (existing ones kept, duplicates refused), replies get their root's number, forum_counter raised \

@@ -16,6 +16,10 @@ use crate::support::{command, plugin, stderr, stdout};
 use bson::oid::ObjectId;
 use bson::{Bson, Document, doc};
 
+/// The version the step before the forum thread numbers stamps (upstream's
+/// 1.8.16 shipped both; the chain runs metric notes first, as upstream's file has them).
+const METRIC_NOTES_STEP: &str = "1.8.16-metric-notes-to-target-notes";
+
 /// A forum post as QDash's `ForumPostDocument` stores it (every field with
 /// its model default), created `minute` minutes into the test's day.
 fn forum_post(project_id: &str, minute: i64, fields: Document) -> Document {
@@ -79,7 +83,7 @@ fn qdash_forum_thread_numbers_assigns_roots_replies_and_counter() {
     let ids = [&existing, &missing, &reply, &orphan].map(id_of);
     db.insert("forum_post", vec![existing, missing, reply, orphan]);
     db.insert("forum_counter", vec![doc! {"project_id": "project-a", "value": 10}]);
-    init(&db, journal.path(), "1.8.0");
+    init(&db, journal.path(), METRIC_NOTES_STEP);
     let file = plugin("qdash-backfill-forum-thread-numbers");
     let file = file.to_str().unwrap();
     let number = |db: &TestDb, i: usize| post_in(db, ids[i]).get("number").cloned();
@@ -134,7 +138,7 @@ fn qdash_forum_thread_numbers_blocks_duplicate_existing_root_numbers() {
         id_of(&second).to_hex()
     );
     db.insert("forum_post", vec![first, second]);
-    init(&db, journal.path(), "1.8.0");
+    init(&db, journal.path(), METRIC_NOTES_STEP);
     let file = plugin("qdash-backfill-forum-thread-numbers");
     let data = |db: &TestDb| db.dump().into_iter().filter(|(c, _)| c != "godwit_metadata").collect::<Vec<_>>();
     let snapshot = data(&db);
@@ -153,7 +157,7 @@ fn qdash_forum_thread_numbers_blocks_duplicate_existing_root_numbers() {
         assert_eq!(data(&db), snapshot, "nothing written (execute: {execute})");
     }
     let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
-    assert_eq!(schema.get_str("version").unwrap(), "1.8.0", "not stamped");
+    assert_eq!(schema.get_str("version").unwrap(), METRIC_NOTES_STEP, "not stamped");
     eprintln!("forum thread numbers, duplicates refused: {expected}");
 }
 
@@ -198,14 +202,115 @@ fn qdash_forum_status_moves_closed_and_legacy_labels() {
     assert_eq!(plain.get_str("status").unwrap(), "open");
 }
 
+/// A `metric_note` document as QDash's `MetricNoteDocument` stores it.
+fn metric_note(target_type: &str, target_id: &str, metric_key: &str, note: Document, scope: Document) -> Document {
+    let mut d = doc! {
+        "_id": ObjectId::new(), "project_id": "note_project", "chip_id": "chip-1",
+        "target_type": target_type, "target_id": target_id, "metric_key": metric_key, "note": note,
+    };
+    d.extend(scope);
+    d.insert("system_info", doc! {"created_at": bson::DateTime::from_millis(1_783_000_000_000), "updated_at": bson::DateTime::from_millis(1_783_000_000_000)});
+    d
+}
+
+fn global_scope() -> Document {
+    doc! {"scope_type": "global", "scope_key": "global", "cooldown_id": Bson::Null,
+          "scope_started_at": Bson::Null, "scope_ended_at": Bson::Null, "scope_source": "legacy_global"}
+}
+
+/// upstream (`tests/qdash/api/routers/test_note.py`):
+/// `test_migrate_metric_notes_to_target_notes_dry_run_and_execute`.
+#[test]
+fn qdash_metric_notes_to_target_notes_dry_run_and_execute() {
+    let db = TestDb::new(server(), "seed_qdash_metric_notes");
+    let journal = tempfile::tempdir().unwrap();
+    let day = |d: i64| bson::DateTime::from_millis(1_767_225_600_000 + (d - 1) * 86_400_000);
+    let qubit = doc! {
+        "_id": ObjectId::new(), "project_id": "note_project", "username": "note_user", "chip_id": "chip-1",
+        "qid": "21", "data": {},
+        "note": {"content": "Pinned summary", "updated_by": "note_user", "updated_at": Bson::Null},
+        "system_info": {"created_at": day(1), "updated_at": day(1)},
+    };
+    let qubit_id = id_of(&qubit);
+    db.insert("qubit", vec![qubit]);
+    db.insert(
+        "metric_note",
+        vec![metric_note(
+            "qubit",
+            "21",
+            "t1",
+            doc! {"content": "T1 has a long-tail outlier.", "updated_by": "alice", "updated_at": day(3)},
+            doc! {"scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
+                  "scope_started_at": day(1), "scope_ended_at": day(2), "scope_source": "current_cooldown"},
+        )],
+    );
+    init(&db, journal.path(), "1.8.0");
+    let file = plugin("qdash-metric-notes-to-target-notes");
+    let file = file.to_str().unwrap();
+    let note = |db: &TestDb| db.find_one("qubit", doc! {"_id": qubit_id}).unwrap().get_document("note").unwrap().clone();
+
+    let dry = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
+    eprintln!("metric notes to target notes, dry run: {dry}");
+    assert_eq!(dry["metric_notes_found"], 1);
+    assert_eq!(dry["targets_updated"], 1);
+    assert_eq!(note(&db).get_str("content").unwrap(), "Pinned summary");
+
+    let executed = run_steps(&db, journal.path(), &["run", file, "--execute"]).remove(0);
+    assert_eq!(executed["stamped_version"], METRIC_NOTES_STEP);
+    assert_eq!(figures(&executed)["targets_updated"], 1);
+    let content = note(&db).get_str("content").unwrap().to_string();
+    for part in ["Pinned summary", "## Legacy metric notes", "### t1", "T1 has a long-tail outlier."] {
+        assert!(content.contains(part), "{part:?} in {content:?}");
+    }
+    assert_eq!(
+        content,
+        "Pinned summary\n\n---\n\n<!-- qdash:migrated-metric-notes -->\n## Legacy metric notes\n\n### t1\n\
+         - Scope: `cooldown:cd-1`\n- Last edited: alice at 2026-01-03T00:00:00\n\nT1 has a long-tail outlier."
+    );
+    assert_eq!(note(&db).get_str("updated_by").unwrap(), "alice");
+    assert_eq!(db.find_all("metric_note").len(), 1, "the source notes are kept");
+
+    // Upstream executes again; stamped past this step, the repeat is the verifying dry run.
+    let second = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
+    assert_eq!(second["targets_updated"], 0);
+    assert_eq!(second["targets_skipped_already_migrated"], 1);
+}
+
+/// upstream (`tests/qdash/api/routers/test_note.py`):
+/// `test_migrate_metric_notes_to_target_notes_reports_missing_targets`.
+#[test]
+fn qdash_metric_notes_to_target_notes_reports_missing_targets() {
+    let db = TestDb::new(server(), "seed_qdash_metric_notes_missing");
+    let journal = tempfile::tempdir().unwrap();
+    db.insert(
+        "metric_note",
+        vec![metric_note(
+            "coupling",
+            "0-1",
+            "zx90_gate_fidelity",
+            doc! {"content": "Needs follow-up", "updated_by": "note_user", "updated_at": Bson::Null},
+            global_scope(),
+        )],
+    );
+    init(&db, journal.path(), "1.8.0");
+    let file = plugin("qdash-metric-notes-to-target-notes");
+    // No qubit or coupling collection at all: both passes are named as
+    // missing collections, the metric_note pass runs.
+    let stats = figures(&run_steps(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"]).remove(0));
+    assert_eq!(stats["targets_missing"], 1);
+    assert_eq!(stats["targets_updated"], 0);
+    assert_eq!(stats["targets"][0]["action"], "missing_target");
+}
+
 /// The ported chain in version order: (plugin, version it stamps).
-const CHAIN: [(&str, &str); 8] = [
+const CHAIN: [(&str, &str); 9] = [
     ("qdash-remove-best-data", "1.5.3"),
     ("qdash-fix-invalid-fidelity", "1.5.5"),
     ("qdash-slim-execution-history", "1.5.7-slim-execution-history"),
     ("qdash-remove-node-edge-info", "1.5.7"),
     ("qdash-remove-coupling-from-qubit", "1.7.2"),
     ("qdash-backfill-user-id", "1.8.0"),
+    ("qdash-metric-notes-to-target-notes", METRIC_NOTES_STEP),
     ("qdash-backfill-forum-thread-numbers", "1.8.16"),
     ("qdash-migrate-forum-status", "1.8.22"),
 ];
@@ -225,6 +330,11 @@ fn oid_n(n: u32) -> ObjectId {
     super::oid(n)
 }
 
+/// Midnight UTC of day `d` of July 2026.
+fn day(d: i64) -> bson::DateTime {
+    bson::DateTime::from_millis(1_782_864_000_000 + (d - 1) * 86_400_000)
+}
+
 fn generate() -> Data {
     let users = vec![
         doc! {"_id": oid_n(1), "username": "alice", "user_id": ALICE_ID},
@@ -233,7 +343,11 @@ fn generate() -> Data {
     let names = ["alice", "bob", "carol"];
     let mut qubit: Vec<Document> = (0..40u32)
         .map(|i| {
-            let mut q = doc! {"_id": oid_n(100 + i), "chip_id": "64Q", "qid": i.to_string(), "username": names[i as usize % 3]};
+            let mut q = doc! {"_id": oid_n(100 + i), "project_id": "project-a", "chip_id": "64Q", "qid": i.to_string(), "username": names[i as usize % 3]};
+            if i == 6 {
+                q.insert("note", doc! {"content": "  Pinned 6  ", "updated_by": "bob", "updated_at": Bson::Null});
+                q.insert("system_info", doc! {"created_at": day(1), "updated_at": day(1)});
+            }
             if i % 3 == 0 {
                 q.insert("best_data", doc! {"t1": {"value": 40.0 + f64::from(i), "unit": "us"}});
             }
@@ -267,7 +381,7 @@ fn generate() -> Data {
         .collect();
     let coupling: Vec<Document> = (0..15u32)
         .map(|i| {
-            let mut c = doc! {"_id": oid_n(300 + i), "chip_id": "64Q", "qid": format!("{i}-{}", i + 1), "username": "bob"};
+            let mut c = doc! {"_id": oid_n(300 + i), "project_id": "project-a", "chip_id": "64Q", "qid": format!("{i}-{}", i + 1), "username": "bob"};
             if i % 3 == 0 {
                 c.insert("best_data", doc! {"zx90_gate_fidelity": 0.97});
             }
@@ -368,9 +482,33 @@ fn generate() -> Data {
             ("execution_history", execution_history),
             ("forum_post", forum),
             ("forum_counter", vec![doc! {"_id": oid_n(900), "project_id": "project-a", "value": 1}]),
+            ("metric_note", metric_notes()),
         ],
         posts,
     }
+}
+
+/// Metric notes on qubits 5 (two), 6 and 7 (blank), coupling 0-1 and a
+/// coupling that does not exist.
+fn metric_notes() -> Vec<Document> {
+    let note = |n: u32, target_type: &str, target_id: &str, metric: &str, note: Document, scope: Document, edited: i64| {
+        let mut d = doc! {"_id": oid_n(800 + n), "project_id": "project-a", "chip_id": "64Q", "target_type": target_type,
+            "target_id": target_id, "metric_key": metric, "note": note};
+        d.extend(scope);
+        d.insert("system_info", doc! {"created_at": day(1), "updated_at": day(edited)});
+        d
+    };
+    let cd1 = doc! {"scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
+        "scope_started_at": day(1), "scope_ended_at": day(9), "scope_source": "explicit_cooldown"};
+    vec![
+        note(0, "qubit", "5", "t2_echo", doc! {"content": "  T2 ok  ", "updated_by": "", "updated_at": Bson::Null},
+             doc! {"scope_type": "time_range", "scope_key": ""}, 2),
+        note(1, "qubit", "5", "t1", doc! {"content": "T1 drifts", "updated_by": "alice", "updated_at": day(3)}, cd1.clone(), 3),
+        note(2, "qubit", "6", "t1", doc! {"content": "Six", "updated_by": "carol", "updated_at": day(4)}, cd1.clone(), 4),
+        note(3, "qubit", "7", "t1", doc! {"content": "   ", "updated_by": "carol", "updated_at": day(4)}, cd1.clone(), 4),
+        note(4, "coupling", "0-1", "zx90_gate_fidelity", doc! {"content": "ZX ok", "updated_by": "bob", "updated_at": day(5)}, cd1.clone(), 5),
+        note(5, "coupling", "98-99", "zx90_gate_fidelity", doc! {"content": "Gone", "updated_by": "bob", "updated_at": day(5)}, cd1, 5),
+    ]
 }
 
 /// The reference model: every step applied to the generated documents by
@@ -534,6 +672,37 @@ fn model(data: &Data) -> Model {
     }
     figures.push(json!({"users_without_user_id": 1, "users_updated": 1, "collections": collections, "unresolved": unresolved}));
 
+    // 1.8.16-metric-notes-to-target-notes, written out by hand from the rules.
+    let section = |notes: &[(&str, &str, &str, &str, &str)]| {
+        let mut s = "<!-- qdash:migrated-metric-notes -->\n## Legacy metric notes".to_string();
+        for (metric, scope, by, at, content) in notes {
+            s.push_str(&format!("\n\n### {metric}\n- Scope: `{scope}`\n- Last edited: {by} at {at}\n\n{content}"));
+        }
+        s
+    };
+    let set_note = |docs: &mut Vec<Document>, id: ObjectId, content: String, by: &str, at: bson::DateTime| {
+        let d = docs.iter_mut().find(|d| d.get_object_id("_id").unwrap() == id).unwrap();
+        d.insert("note", doc! {"content": content, "updated_by": by, "updated_at": at});
+    };
+    let five = section(&[
+        ("t1", "cooldown:cd-1", "alice", "2026-07-03T00:00:00", "T1 drifts"),
+        ("t2_echo", "time_range", "unknown user", "unknown time", "T2 ok"),
+    ]);
+    set_note(c.get_mut("qubit").unwrap(), oid_n(105), five, "alice", day(3));
+    let six = section(&[("t1", "cooldown:cd-1", "carol", "2026-07-04T00:00:00", "Six")]);
+    set_note(c.get_mut("qubit").unwrap(), oid_n(106), format!("Pinned 6\n\n---\n\n{six}"), "carol", day(4));
+    let zx = section(&[("zx90_gate_fidelity", "cooldown:cd-1", "bob", "2026-07-05T00:00:00", "ZX ok")]);
+    set_note(c.get_mut("coupling").unwrap(), oid_n(300), zx, "bob", day(5));
+    let target = |t: &str, i: &str, n: u32, action: &str| {
+        json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i, "metric_note_count": n, "action": action})
+    };
+    figures.push(json!({
+        "metric_notes_found": 5, "targets_found": 4, "targets_updated": 3, "targets_skipped_already_migrated": 0,
+        "targets_missing": 1,
+        "targets": [target("coupling", "0-1", 1, "updated"), target("coupling", "98-99", 1, "missing_target"),
+                    target("qubit", "5", 2, "updated"), target("qubit", "6", 1, "updated")],
+    }));
+
     // 1.8.16 backfill-forum-thread-numbers: written out by hand from the
     // rules (roots in creation order, taken numbers skipped).
     let p = &data.posts;
@@ -618,7 +787,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
 
     let out = crate::support::godwit(&["plan", "--no-cache", dir]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("chain of 8 plugins is consistent"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("chain of 9 plugins is consistent"), "{}", stdout(&out));
 
     init(&db, journal.path(), "1.5.2");
     let snapshot = db.dump();
@@ -653,7 +822,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     );
     eprintln!("qdash chain upgrade killed at {marker}");
     let exec = run_steps(&db, journal.path(), &["upgrade", dir, "--execute"]);
-    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the seven others");
+    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the eight others");
     assert_eq!(exec[0]["resumed"], true);
     for (i, step) in exec.iter().enumerate() {
         assert_eq!(step["stamped_version"], CHAIN[i].1, "{step:#}");
@@ -670,6 +839,14 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
             assert_eq!(created.get_str("project_id").unwrap(), "project-b");
             assert_eq!(created.get("value"), Some(&Bson::Int32(1)));
         }
+        if *name == "qubit" {
+            // Qubit 6's system_info.updated_at is the metric notes run's start.
+            let six = found.iter_mut().find(|d| d.get_object_id("_id").unwrap() == oid_n(106)).unwrap();
+            let at = six.get_document("system_info").unwrap().get_datetime("updated_at").unwrap().timestamp_millis();
+            let age = bson::DateTime::now().timestamp_millis() - at;
+            assert!((0..600_000).contains(&age), "system_info.updated_at is the run's start, {age} ms ago");
+            six.get_document_mut("system_info").unwrap().insert("updated_at", day(1));
+        }
         assert_eq!(&found, expected, "{name} after the chain");
     }
     let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
@@ -685,5 +862,5 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     let out = command(&db, journal.path(), &["upgrade", dir, "--execute"]).output().unwrap();
     assert!(stdout(&out).contains("is at version 1.8.22, the head"), "{}", stdout(&out));
     crate::support::verify_journal(journal.path());
-    eprintln!("qdash chain: 8 steps, {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("qdash chain: 9 steps, {:.1} s", started.elapsed().as_secs_f64());
 }
