@@ -302,6 +302,130 @@ fn qdash_metric_notes_to_target_notes_reports_missing_targets() {
     assert_eq!(stats["targets"][0]["action"], "missing_target");
 }
 
+fn cooldown(id: &str, started_at: bson::DateTime, ended_at: Option<bson::DateTime>) -> Document {
+    doc! {
+        "_id": ObjectId::new(), "project_id": "note_project", "cooldown_id": id, "cryo_id": "cryo-1", "description": "",
+        "started_at": started_at, "ended_at": ended_at.map_or(Bson::Null, Bson::DateTime), "chip_ids": ["chip-1"],
+        "note": {"content": "", "updated_by": "", "updated_at": Bson::Null}, "wiring_info": "", "wiring_blocks": [],
+        "system_info": {"created_at": started_at, "updated_at": started_at},
+    }
+}
+
+fn note_chip(current_cooldown_id: &str) -> Document {
+    doc! {"_id": ObjectId::new(), "project_id": "note_project", "username": "note_user", "chip_id": "chip-1",
+          "size": 64, "current_cooldown_id": current_cooldown_id}
+}
+
+fn note_qubit() -> Document {
+    doc! {"_id": ObjectId::new(), "project_id": "note_project", "username": "note_user", "chip_id": "chip-1",
+          "qid": "21", "data": {}}
+}
+
+/// upstream (`tests/qdash/api/routers/test_note.py`):
+/// `test_migrate_metric_notes_to_latest_cooldown_target_notes`.
+#[test]
+fn qdash_metric_notes_to_latest_cooldown_target_notes() {
+    let db = TestDb::new(server(), "seed_qdash_latest_cd_notes");
+    let journal = tempfile::tempdir().unwrap();
+    let day = |d: i64| bson::DateTime::from_millis(1_767_225_600_000 + (d - 1) * 86_400_000);
+    db.insert("chip", vec![note_chip("cd-2")]);
+    db.insert("cooldown", vec![cooldown("cd-1", day(1), Some(day(2))), cooldown("cd-2", day(3), None)]);
+    db.insert("qubit", vec![note_qubit()]);
+    db.insert(
+        "target_note",
+        vec![doc! {
+            "_id": ObjectId::new(), "project_id": "note_project", "chip_id": "chip-1", "target_type": "qubit",
+            "target_id": "21", "note": {"content": "Latest CD summary", "updated_by": "note_user", "updated_at": Bson::Null},
+            "comments": [], "scope_type": "cooldown", "scope_key": "cooldown:cd-2", "cooldown_id": "cd-2",
+            "scope_started_at": day(3), "scope_ended_at": Bson::Null, "scope_source": "explicit_cooldown",
+            "system_info": {"created_at": day(3), "updated_at": day(3)},
+        }],
+    );
+    db.insert(
+        "metric_note",
+        vec![metric_note(
+            "qubit",
+            "21",
+            "t1",
+            doc! {"content": "Old T1 note", "updated_by": "alice", "updated_at": day(2)},
+            doc! {"scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
+                  "scope_started_at": day(1), "scope_ended_at": day(2), "scope_source": "explicit_cooldown"},
+        )],
+    );
+    init(&db, journal.path(), "1.8.22");
+    let file = plugin("qdash-metric-notes-to-latest-cooldown-target-notes");
+    let file = file.to_str().unwrap();
+    let note = |db: &TestDb| {
+        db.find_one("target_note", doc! {"scope_key": "cooldown:cd-2"})
+            .unwrap()
+            .get_document("note")
+            .unwrap()
+            .clone()
+    };
+
+    let dry = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
+    eprintln!("metric notes to latest cool-down target notes, dry run: {dry}");
+    assert_eq!(dry["targets_updated"], 1);
+    assert_eq!(note(&db).get_str("content").unwrap(), "Latest CD summary");
+
+    let executed = run_steps(&db, journal.path(), &["run", file, "--execute"]).remove(0);
+    assert_eq!(executed["stamped_version"], "1.8.25");
+    let executed = figures(&executed);
+    assert_eq!(executed["targets_updated"], 1);
+    assert_eq!(executed["metric_notes_deleted"], 0);
+    let content = note(&db).get_str("content").unwrap().to_string();
+    assert!(content.starts_with("Latest CD summary"), "{content:?}");
+    for part in ["## Migrated legacy metric notes", "### t1", "- Scope: `cooldown:cd-1`", "Old T1 note"] {
+        assert!(content.contains(part), "{part:?} in {content:?}");
+    }
+    assert_eq!(note(&db).get_str("updated_by").unwrap(), "alice");
+
+    let second = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
+    assert_eq!(second["targets_updated"], 0);
+    assert_eq!(second["targets_skipped_already_migrated"], 1);
+}
+
+/// upstream (`tests/qdash/api/routers/test_note.py`):
+/// `test_migrate_metric_notes_to_latest_cooldown_target_notes_can_delete_source`
+/// (upstream's `--delete-source` is `--param delete_source=true`).
+#[test]
+fn qdash_metric_notes_to_latest_cooldown_target_notes_can_delete_source() {
+    let db = TestDb::new(server(), "seed_qdash_latest_cd_delete");
+    let journal = tempfile::tempdir().unwrap();
+    db.insert("chip", vec![note_chip("cd-1")]);
+    let day = |d: i64| bson::DateTime::from_millis(1_767_225_600_000 + (d - 1) * 86_400_000);
+    db.insert("cooldown", vec![cooldown("cd-1", day(1), Some(day(2)))]);
+    db.insert("qubit", vec![note_qubit()]);
+    db.insert(
+        "metric_note",
+        vec![metric_note(
+            "qubit",
+            "21",
+            "t1",
+            doc! {"content": "Delete after migration", "updated_by": "alice", "updated_at": Bson::Null},
+            global_scope(),
+        )],
+    );
+    init(&db, journal.path(), "1.8.22");
+    let file = plugin("qdash-metric-notes-to-latest-cooldown-target-notes");
+    let stats = figures(
+        &run_steps(
+            &db,
+            journal.path(),
+            &["run", file.to_str().unwrap(), "--execute", "--param", "delete_source=true"],
+        )
+        .remove(0),
+    );
+    assert_eq!(stats["targets_updated"], 1);
+    assert_eq!(stats["metric_notes_deleted"], 1);
+    assert!(db.find_all("metric_note").is_empty());
+    let target_note = db.find_one("target_note", doc! {"target_id": "21"}).unwrap();
+    let content = target_note.get_document("note").unwrap().get_str("content").unwrap();
+    assert!(content.contains("Delete after migration"), "{content:?}");
+    assert_eq!(target_note.get_str("scope_key").unwrap(), "cooldown:cd-1");
+    assert_eq!(target_note.get_array("comments").unwrap().len(), 0);
+}
+
 /// The ported chain in version order: (plugin, version it stamps).
 const CHAIN: [(&str, &str); 9] = [
     ("qdash-remove-best-data", "1.5.3"),
