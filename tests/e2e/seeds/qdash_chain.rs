@@ -427,7 +427,7 @@ fn qdash_metric_notes_to_latest_cooldown_target_notes_can_delete_source() {
 }
 
 /// The ported chain in version order: (plugin, version it stamps).
-const CHAIN: [(&str, &str); 9] = [
+const CHAIN: [(&str, &str); 10] = [
     ("qdash-remove-best-data", "1.5.3"),
     ("qdash-fix-invalid-fidelity", "1.5.5"),
     ("qdash-slim-execution-history", "1.5.7-slim-execution-history"),
@@ -437,6 +437,7 @@ const CHAIN: [(&str, &str); 9] = [
     ("qdash-metric-notes-to-target-notes", METRIC_NOTES_STEP),
     ("qdash-backfill-forum-thread-numbers", "1.8.16"),
     ("qdash-migrate-forum-status", "1.8.22"),
+    ("qdash-metric-notes-to-latest-cooldown-target-notes", "1.8.25"),
 ];
 
 const ALICE_ID: &str = "usr_a11ce000000000000000000000000000";
@@ -607,6 +608,25 @@ fn generate() -> Data {
             ("forum_post", forum),
             ("forum_counter", vec![doc! {"_id": oid_n(900), "project_id": "project-a", "value": 1}]),
             ("metric_note", metric_notes()),
+            // The chip's current cool-down id names none, so the latest
+            // started one (cd-2) is the target notes' scope.
+            ("chip", vec![doc! {"_id": oid_n(940), "project_id": "project-a", "chip_id": "64Q", "username": "alice",
+                "user_id": ALICE_ID, "size": 64, "current_cooldown_id": "cd-9"}]),
+            ("cooldown", vec![
+                doc! {"_id": oid_n(941), "project_id": "project-a", "cooldown_id": "cd-1", "cryo_id": "cryo-1",
+                      "started_at": day(1), "ended_at": day(9), "chip_ids": ["64Q"]},
+                doc! {"_id": oid_n(942), "project_id": "project-a", "cooldown_id": "cd-2", "cryo_id": "cryo-1",
+                      "started_at": day(10), "ended_at": Bson::Null, "chip_ids": ["64Q", "8Q"]},
+                doc! {"_id": oid_n(943), "project_id": "project-a", "cooldown_id": "cd-3", "cryo_id": "cryo-1",
+                      "started_at": day(20), "ended_at": Bson::Null, "chip_ids": ["8Q"]},
+            ]),
+            ("target_note", vec![doc! {
+                "_id": oid_n(950), "project_id": "project-a", "chip_id": "64Q", "target_type": "qubit", "target_id": "5",
+                "note": {"content": "CD2 summary", "updated_by": "bob", "updated_at": day(10)}, "comments": [],
+                "scope_type": "cooldown", "scope_key": "cooldown:cd-2", "cooldown_id": "cd-2",
+                "scope_started_at": day(10), "scope_ended_at": Bson::Null, "scope_source": "current_cooldown",
+                "system_info": {"created_at": day(10), "updated_at": day(10)},
+            }]),
         ],
         posts,
     }
@@ -874,6 +894,46 @@ fn model(data: &Data) -> Model {
         "posts_found": forum.len(), "posts_to_update": 5, "status_from_is_closed": 1, "status_from_resolved_label": 1,
         "status_defaulted_open": 1, "labels_changed": 3, "is_closed_removed": 1,
     }));
+    // 1.8.25 metric-notes-to-latest-cooldown-target-notes: the same groups,
+    // into cd-2's target notes (qubit 5's exists, the others are inserted).
+    let section = |notes: &[(&str, &str, &str, &str, &str)]| {
+        let mut s = "<!-- qdash:migrated-metric-notes-to-latest-cooldown -->\n## Migrated legacy metric notes".to_string();
+        for (metric, scope, by, at, content) in notes {
+            s.push_str(&format!("\n\n### {metric}\n- Scope: `{scope}`\n- Last edited: {by} at {at}\n\n{content}"));
+        }
+        s
+    };
+    let five = section(&[
+        ("t1", "cooldown:cd-1", "alice", "2026-07-03T00:00:00", "T1 drifts"),
+        ("t2_echo", "time_range", "unknown user", "unknown time", "T2 ok"),
+    ]);
+    let notes = c.get_mut("target_note").unwrap();
+    notes[0].insert("note", doc! {"content": format!("CD2 summary\n\n---\n\n{five}"), "updated_by": "alice", "updated_at": day(3)});
+    notes[0].insert("scope_source", "explicit_cooldown");
+    let inserted = |target_type: &str, target_id: &str, content: String, by: &str, at: bson::DateTime| {
+        doc! {
+            "project_id": "project-a", "chip_id": "64Q", "target_type": target_type, "target_id": target_id,
+            "note": {"content": content, "updated_by": by, "updated_at": at}, "comments": [],
+            "scope_type": "cooldown", "scope_key": "cooldown:cd-2", "cooldown_id": "cd-2",
+            "scope_started_at": day(10), "scope_ended_at": Bson::Null, "scope_source": "explicit_cooldown",
+        }
+    };
+    notes.push(inserted("coupling", "0-1", section(&[("zx90_gate_fidelity", "cooldown:cd-1", "bob", "2026-07-05T00:00:00", "ZX ok")]), "bob", day(5)));
+    notes.push(inserted("qubit", "6", section(&[("t1", "cooldown:cd-1", "carol", "2026-07-04T00:00:00", "Six")]), "carol", day(4)));
+    let target = |t: &str, i: &str, n: u32, action: &str| {
+        let mut info = json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i, "metric_note_count": n, "action": action});
+        if action == "updated" {
+            info["cooldown_id"] = json!("cd-2");
+        }
+        info
+    };
+    figures.push(json!({
+        "metric_notes_found": 5, "targets_found": 4, "targets_updated": 3, "targets_skipped_already_migrated": 0,
+        "targets_missing": 1, "targets_without_cooldown": 0, "metric_notes_deleted": 0,
+        "targets": [target("coupling", "0-1", 1, "updated"), target("coupling", "98-99", 1, "missing_target"),
+                    target("qubit", "5", 2, "updated"), target("qubit", "6", 1, "updated")],
+    }));
+
     // The counter upserted for project-b has a server-made _id: compared without it.
     let mut after: Vec<(&'static str, Vec<Document>)> = Vec::new();
     for (name, _) in &data.collections {
@@ -911,7 +971,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
 
     let out = crate::support::godwit(&["plan", "--no-cache", dir]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("chain of 9 plugins is consistent"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("chain of 10 plugins is consistent"), "{}", stdout(&out));
 
     init(&db, journal.path(), "1.5.2");
     let snapshot = db.dump();
@@ -946,7 +1006,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     );
     eprintln!("qdash chain upgrade killed at {marker}");
     let exec = run_steps(&db, journal.path(), &["upgrade", dir, "--execute"]);
-    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the eight others");
+    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the nine others");
     assert_eq!(exec[0]["resumed"], true);
     for (i, step) in exec.iter().enumerate() {
         assert_eq!(step["stamped_version"], CHAIN[i].1, "{step:#}");
@@ -962,6 +1022,26 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
             let created = found.remove(1);
             assert_eq!(created.get_str("project_id").unwrap(), "project-b");
             assert_eq!(created.get("value"), Some(&Bson::Int32(1)));
+        }
+        if *name == "target_note" {
+            // Inserted target notes get an _id godwit derives and
+            // system_info at the run's start; so does the updated one.
+            for note in &mut found {
+                let info = note.remove("system_info").unwrap();
+                let at = info.as_document().unwrap().get_datetime("updated_at").unwrap().timestamp_millis();
+                let age = bson::DateTime::now().timestamp_millis() - at;
+                assert!((0..600_000).contains(&age), "system_info.updated_at is the run's start, {age} ms ago");
+                if note.get_object_id("_id").unwrap() != oid_n(950) {
+                    note.remove("_id");
+                }
+            }
+            let mut expected = expected.clone();
+            expected[0].remove("system_info");
+            let key = |n: &Document| n.get_str("target_id").unwrap().to_string();
+            found.sort_by_key(key);
+            expected.sort_by_key(key);
+            assert_eq!(found, expected, "target_note after the chain");
+            continue;
         }
         if *name == "qubit" {
             // Qubit 6's system_info.updated_at is the metric notes run's start.
@@ -984,7 +1064,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     expected.extend(CHAIN.iter().map(|(_, v)| *v));
     assert_eq!(versions, expected);
     let out = command(&db, journal.path(), &["upgrade", dir, "--execute"]).output().unwrap();
-    assert!(stdout(&out).contains("is at version 1.8.22, the head"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("is at version 1.8.25, the head"), "{}", stdout(&out));
     crate::support::verify_journal(journal.path());
-    eprintln!("qdash chain: 9 steps, {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("qdash chain: 10 steps, {:.1} s", started.elapsed().as_secs_f64());
 }
