@@ -426,6 +426,113 @@ fn qdash_metric_notes_to_latest_cooldown_target_notes_can_delete_source() {
     assert_eq!(target_note.get_array("comments").unwrap().len(), 0);
 }
 
+/// upstream (`tests/qdash/api/routers/test_note.py`):
+/// `test_migrate_legacy_target_notes_to_comments`.
+#[test]
+fn qdash_legacy_target_notes_to_comments() {
+    let db = TestDb::new(server(), "seed_qdash_legacy_notes");
+    let journal = tempfile::tempdir().unwrap();
+    let day = |d: i64| bson::DateTime::from_millis(1_767_225_600_000 + (d - 1) * 86_400_000);
+    db.insert("chip", vec![note_chip("cd-1")]);
+    db.insert("cooldown", vec![cooldown("cd-1", day(1), Some(day(2)))]);
+    let mut qubit = note_qubit();
+    qubit.insert("note", doc! {"content": "Legacy global summary", "updated_by": "alice", "updated_at": day(3)});
+    qubit.insert("system_info", doc! {"created_at": day(1), "updated_at": day(1)});
+    let qubit_id = id_of(&qubit);
+    db.insert("qubit", vec![qubit]);
+    db.insert(
+        "target_note",
+        vec![doc! {
+            "_id": ObjectId::new(), "project_id": "note_project", "chip_id": "chip-1", "target_type": "qubit",
+            "target_id": "21", "note": {"content": "Cooldown summary", "updated_by": "bob", "updated_at": day(4)},
+            "comments": [], "scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
+            "scope_started_at": day(1), "scope_ended_at": Bson::Null, "scope_source": "explicit_cooldown",
+            "system_info": {"created_at": day(1), "updated_at": day(1)},
+        }],
+    );
+    init(&db, journal.path(), "1.8.25");
+    let file = plugin("qdash-legacy-target-notes-to-comments");
+    let file = file.to_str().unwrap();
+    let qubit_note = |db: &TestDb| {
+        db.find_one("qubit", doc! {"_id": qubit_id}).unwrap().get_document("note").unwrap().clone()
+    };
+
+    let dry = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
+    eprintln!("legacy target notes to comments, dry run: {dry}");
+    assert_eq!(dry["legacy_notes_found"], 2);
+    assert_eq!(dry["comments_created"], 2);
+    assert_eq!(qubit_note(&db).get_str("content").unwrap(), "Legacy global summary");
+
+    let executed = run_steps(&db, journal.path(), &["run", file, "--execute"]).remove(0);
+    assert_eq!(executed["stamped_version"], "1.8.26");
+    let executed = figures(&executed);
+    assert_eq!(executed["legacy_notes_found"], 2);
+    assert_eq!(executed["comments_created"], 2);
+    assert_eq!(executed["notes_cleared"], 2);
+    assert_eq!(qubit_note(&db).get_str("content").unwrap(), "");
+    assert!(db.find_one("target_note", doc! {"target_id": "21", "scope_key": "global"}).is_none());
+    let cooldown_note = db.find_one("target_note", doc! {"scope_key": "cooldown:cd-1"}).unwrap();
+    assert_eq!(cooldown_note.get_document("note").unwrap().get_str("content").unwrap(), "");
+    let comments: Vec<&Document> = cooldown_note
+        .get_array("comments")
+        .unwrap()
+        .iter()
+        .map(|c| c.as_document().unwrap())
+        .collect();
+    let field = |key: &str| comments.iter().map(|c| c.get_str(key).unwrap()).collect::<Vec<_>>();
+    assert_eq!(field("content"), ["Cooldown summary", "Legacy global summary"]);
+    assert_eq!(field("created_by"), ["bob", "alice"]);
+    assert_eq!(comments[1].get_datetime("created_at").unwrap(), &day(3));
+    assert_eq!(comments[1].get("updated_at"), Some(&Bson::Null));
+    assert_eq!(field("comment_id"), ["legacy-target-note-qubit-cooldown:cd-1", "legacy-qubit-qubit-cooldown:cd-1"]);
+
+    // Upstream executes again; stamped past this step, the repeat is the verifying dry run.
+    let second = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
+    assert_eq!(second["legacy_notes_found"], 0);
+    assert_eq!(second["comments_created"], 0);
+    let cooldown_note = db.find_one("target_note", doc! {"scope_key": "cooldown:cd-1"}).unwrap();
+    assert_eq!(cooldown_note.get_array("comments").unwrap().len(), 2);
+}
+
+/// upstream (`tests/qdash/api/routers/test_note.py`):
+/// `test_migrate_legacy_target_notes_to_comments_relocates_prior_global_entries`.
+#[test]
+fn qdash_legacy_target_notes_to_comments_relocates_prior_global_entries() {
+    let db = TestDb::new(server(), "seed_qdash_legacy_relocate");
+    let journal = tempfile::tempdir().unwrap();
+    let day = |d: i64| bson::DateTime::from_millis(1_767_225_600_000 + (d - 1) * 86_400_000);
+    db.insert("chip", vec![note_chip("cd-1")]);
+    db.insert("cooldown", vec![cooldown("cd-1", day(1), Some(day(2)))]);
+    let mut qubit = note_qubit();
+    qubit.insert("note", doc! {"content": "", "updated_by": "", "updated_at": Bson::Null});
+    db.insert("qubit", vec![qubit]);
+    db.insert(
+        "target_note",
+        vec![doc! {
+            "_id": ObjectId::new(), "project_id": "note_project", "chip_id": "chip-1", "target_type": "qubit",
+            "target_id": "21", "note": {"content": "", "updated_by": "", "updated_at": Bson::Null},
+            "comments": [{"comment_id": "legacy-qubit-qubit-global", "content": "Previously migrated global summary",
+                          "created_by": "alice", "created_at": day(3), "updated_by": "alice", "updated_at": Bson::Null}],
+            "scope_type": "global", "scope_key": "global", "cooldown_id": Bson::Null, "scope_started_at": Bson::Null,
+            "scope_ended_at": Bson::Null, "scope_source": "legacy_global",
+            "system_info": {"created_at": day(1), "updated_at": day(1)},
+        }],
+    );
+    init(&db, journal.path(), "1.8.25");
+    let file = plugin("qdash-legacy-target-notes-to-comments");
+    let stats = figures(&run_steps(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"]).remove(0));
+    eprintln!("legacy target notes to comments, relocation: {stats}");
+    assert_eq!(stats["comments_relocated"], 1);
+    assert!(db.find_one("target_note", doc! {"scope_key": "global"}).is_none());
+    let cooldown_note = db.find_one("target_note", doc! {"scope_key": "cooldown:cd-1"}).unwrap();
+    let comments = cooldown_note.get_array("comments").unwrap();
+    assert_eq!(comments.len(), 1);
+    let comment = comments[0].as_document().unwrap();
+    assert_eq!(comment.get_str("content").unwrap(), "Previously migrated global summary");
+    assert_eq!(comment.get_str("comment_id").unwrap(), "legacy-qubit-qubit-cooldown:cd-1");
+    assert_eq!(cooldown_note.get_str("scope_source").unwrap(), "current_cooldown");
+}
+
 /// The ported chain in version order: (plugin, version it stamps).
 const CHAIN: [(&str, &str); 10] = [
     ("qdash-remove-best-data", "1.5.3"),
