@@ -534,7 +534,7 @@ fn qdash_legacy_target_notes_to_comments_relocates_prior_global_entries() {
 }
 
 /// The ported chain in version order: (plugin, version it stamps).
-const CHAIN: [(&str, &str); 10] = [
+const CHAIN: [(&str, &str); 11] = [
     ("qdash-remove-best-data", "1.5.3"),
     ("qdash-fix-invalid-fidelity", "1.5.5"),
     ("qdash-slim-execution-history", "1.5.7-slim-execution-history"),
@@ -545,6 +545,7 @@ const CHAIN: [(&str, &str); 10] = [
     ("qdash-backfill-forum-thread-numbers", "1.8.16"),
     ("qdash-migrate-forum-status", "1.8.22"),
     ("qdash-metric-notes-to-latest-cooldown-target-notes", "1.8.25"),
+    ("qdash-legacy-target-notes-to-comments", "1.8.26"),
 ];
 
 const ALICE_ID: &str = "usr_a11ce000000000000000000000000000";
@@ -767,6 +768,10 @@ fn metric_notes() -> Vec<Document> {
 struct Model {
     after: Vec<(&'static str, Vec<Document>)>,
     figures: Vec<serde_json::Value>,
+    /// The figures of each step's dry-run preview (against the data as it
+    /// was): the execute's, but for 1.8.26, which finds the notes earlier
+    /// steps write.
+    dry: Vec<serde_json::Value>,
 }
 
 fn count(docs: &[Document], pred: impl Fn(&Document) -> bool) -> usize {
@@ -1041,16 +1046,76 @@ fn model(data: &Data) -> Model {
                     target("qubit", "5", 2, "updated"), target("qubit", "6", 1, "updated")],
     }));
 
+    // 1.8.26 legacy-target-notes-to-comments, from the state the steps
+    // before left: every target note's summary, then every qubit's and
+    // coupling's note, becomes a comment in the cd-2 target note; notes clear.
+    let empty = || doc! {"content": "", "updated_by": "", "updated_at": Bson::Null};
+    let mut targets = Vec::new();
+    let comment = |id: String, note: &Document| {
+        doc! {"comment_id": id, "content": note.get_str("content").unwrap().trim(),
+              "created_by": note.get_str("updated_by").unwrap(), "created_at": note.get("updated_at").unwrap().clone(),
+              "updated_by": note.get_str("updated_by").unwrap(), "updated_at": Bson::Null}
+    };
+    let info = |t: &str, i: &str, source: &str| {
+        json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i,
+               "scope_key": "cooldown:cd-2", "source": source, "action": "migrated"})
+    };
+    let mut comments: std::collections::BTreeMap<(String, String), Vec<Bson>> = Default::default();
+    for note in c.get_mut("target_note").unwrap() {
+        let (t, i) = (note.get_str("target_type").unwrap().to_string(), note.get_str("target_id").unwrap().to_string());
+        let id = format!("legacy-target-note-{t}-cooldown:cd-2");
+        comments.entry((t.clone(), i.clone())).or_default().push(comment(id, note.get_document("note").unwrap()).into());
+        note.insert("note", empty());
+        targets.push(info(&t, &i, "target_note"));
+    }
+    for (collection, t) in [("qubit", "qubit"), ("coupling", "coupling")] {
+        for d in c.get_mut(collection).unwrap() {
+            let Ok(note) = d.get_document("note") else { continue };
+            if note.get_str("content").unwrap().trim().is_empty() {
+                continue;
+            }
+            let i = d.get_str("qid").unwrap().to_string();
+            let id = format!("legacy-{t}-{t}-cooldown:cd-2");
+            comments.get_mut(&(t.to_string(), i.clone())).unwrap().push(comment(id, note).into());
+            d.insert("note", empty());
+            targets.push(info(t, &i, t));
+        }
+    }
+    for note in c.get_mut("target_note").unwrap() {
+        let key = (note.get_str("target_type").unwrap().to_string(), note.get_str("target_id").unwrap().to_string());
+        note.insert("comments", comments.remove(&key).unwrap());
+    }
+    let n = targets.len();
+    figures.push(json!({"legacy_notes_found": n, "comments_created": n, "comments_relocated": 0, "notes_cleared": n,
+        "notes_skipped_already_migrated": 0, "targets": targets}));
+    // Its preview sees the data as generated: cd-2's summary of qubit 5, and
+    // qubit 6's pinned note, whose target note would be created.
+    let mut dry = figures.clone();
+    let mut preview = vec![info("qubit", "5", "target_note"), info("qubit", "6", "qubit")];
+    preview.sort_by_key(|v| v.to_string());
+    *dry.last_mut().unwrap() = json!({"legacy_notes_found": 2, "comments_created": 2, "comments_relocated": 0,
+        "notes_cleared": 2, "notes_skipped_already_migrated": 0, "targets": preview});
+
     // The counter upserted for project-b has a server-made _id: compared without it.
     let mut after: Vec<(&'static str, Vec<Document>)> = Vec::new();
     for (name, _) in &data.collections {
         after.push((name, c.remove(name).unwrap()));
     }
-    Model { after, figures }
+    Model { after, figures, dry }
+}
+
+/// The 1.8.26 step's `targets` as a set: target notes are taken in `_id`
+/// order, and the ones 1.8.25 inserted have `_id`s godwit derived.
+fn unordered(step: usize, mut figures: serde_json::Value) -> serde_json::Value {
+    if CHAIN[step].0 == "qdash-legacy-target-notes-to-comments" {
+        figures["targets"].as_array_mut().unwrap().sort_by_key(|v| v.to_string());
+    }
+    figures
 }
 
 /// The backfill's summary, narrowed to the collections this database has.
-fn narrow(step: usize, mut figures: serde_json::Value) -> serde_json::Value {
+fn narrow(step: usize, figures: serde_json::Value) -> serde_json::Value {
+    let mut figures = unordered(step, figures);
     if CHAIN[step].0 != "qdash-backfill-user-id" {
         return figures;
     }
@@ -1078,7 +1143,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
 
     let out = crate::support::godwit(&["plan", "--no-cache", dir]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("chain of 10 plugins is consistent"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("chain of 11 plugins is consistent"), "{}", stdout(&out));
 
     init(&db, journal.path(), "1.5.2");
     let snapshot = db.dump();
@@ -1090,7 +1155,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     assert_eq!(dry.len(), CHAIN.len());
     for (i, step) in dry.iter().enumerate() {
         assert_eq!(step["version"], CHAIN[i].1, "{step:#}");
-        assert_eq!(narrow(i, figures(step)), m.figures[i], "dry run of {}", CHAIN[i].0);
+        assert_eq!(narrow(i, figures(step)), unordered(i, m.dry[i].clone()), "dry run of {}", CHAIN[i].0);
     }
     assert_eq!(db.dump(), snapshot, "a dry upgrade writes nothing");
 
@@ -1113,11 +1178,11 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     );
     eprintln!("qdash chain upgrade killed at {marker}");
     let exec = run_steps(&db, journal.path(), &["upgrade", dir, "--execute"]);
-    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the nine others");
+    assert_eq!(exec.len(), CHAIN.len(), "the resumed first step, then the ten others");
     assert_eq!(exec[0]["resumed"], true);
     for (i, step) in exec.iter().enumerate() {
         assert_eq!(step["stamped_version"], CHAIN[i].1, "{step:#}");
-        assert_eq!(narrow(i, figures(step)), m.figures[i], "execute of {}", CHAIN[i].0);
+        assert_eq!(narrow(i, figures(step)), unordered(i, m.figures[i].clone()), "execute of {}", CHAIN[i].0);
         eprintln!("{} {}: {}", CHAIN[i].0, CHAIN[i].1, figures(step));
     }
 
@@ -1171,7 +1236,7 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     expected.extend(CHAIN.iter().map(|(_, v)| *v));
     assert_eq!(versions, expected);
     let out = command(&db, journal.path(), &["upgrade", dir, "--execute"]).output().unwrap();
-    assert!(stdout(&out).contains("is at version 1.8.25, the head"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("is at version 1.8.26, the head"), "{}", stdout(&out));
     crate::support::verify_journal(journal.path());
-    eprintln!("qdash chain: 10 steps, {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("qdash chain: 11 steps, {:.1} s", started.elapsed().as_secs_f64());
 }
