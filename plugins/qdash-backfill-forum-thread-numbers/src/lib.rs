@@ -190,6 +190,9 @@ pub struct BackfillForumThreadNumbers {
     tally: Tally,
 }
 
+/// Root numbers with the `str(_id)`s of the roots holding each, in first-seen order.
+type NumberHolders = Vec<(i64, Vec<String>)>;
+
 /// A stable map key for an `_id` of any type.
 fn id_key(id: &Bson) -> Vec<u8> {
     doc! {"_id": id.clone()}.to_vec().expect("an _id encodes as BSON")
@@ -253,9 +256,15 @@ impl Migration for BackfillForumThreadNumbers {
         }
         self.plan(cx)?;
         for post in batch {
-            let id = post.get("_id").cloned().ok_or_else(|| Error::new("a post came without _id"))?;
+            let id = post
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a post came without _id"))?;
             if pass == NUMBER_ROOTS {
-                let assigned = self.plan.as_ref().and_then(|p| p.assignments.get(&id_key(&id)).copied());
+                let assigned = self
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p.assignments.get(&id_key(&id)).copied());
                 if let Some(number) = assigned {
                     self.tally.incr("root_threads_updated");
                     actions.push(Action::set(FORUM_POST, id, doc! {"number": bson_int(number)}));
@@ -280,7 +289,11 @@ impl Migration for BackfillForumThreadNumbers {
                 ));
             }
         }
-        actions.push(Action::report("summary", "backfill-forum-thread-numbers", self.statistics()));
+        actions.push(Action::report(
+            "summary",
+            "backfill-forum-thread-numbers",
+            self.statistics(),
+        ));
         Ok(actions)
     }
 }
@@ -314,14 +327,14 @@ impl BackfillForumThreadNumbers {
         if self.plan.is_some() {
             return Ok(());
         }
-        let mut duplicates: Vec<(String, Vec<(i64, Vec<String>)>)> = Vec::new();
+        let mut duplicates: Vec<(String, NumberHolders)> = Vec::new();
         let mut assignments = HashMap::new();
         for (project_id, project) in &mut self.projects {
             project
                 .roots
                 .sort_by(|a, b| sort_cmp(&a.created_at, &b.created_at).then_with(|| sort_cmp(&a.id, &b.id)));
             // Existing numbers in first-seen order (Python's dict order).
-            let mut existing: Vec<(i64, Vec<String>)> = Vec::new();
+            let mut existing: NumberHolders = Vec::new();
             for root in &project.roots {
                 if let Some(n) = root.number {
                     let holder = root.key.clone().unwrap_or_default();
@@ -331,7 +344,7 @@ impl BackfillForumThreadNumbers {
                     }
                 }
             }
-            let dup: Vec<(i64, Vec<String>)> = existing.iter().filter(|(_, ids)| ids.len() > 1).cloned().collect();
+            let dup: NumberHolders = existing.iter().filter(|(_, ids)| ids.len() > 1).cloned().collect();
             if !dup.is_empty() {
                 duplicates.push((project_id.clone(), dup));
                 continue;
@@ -393,7 +406,9 @@ impl BackfillForumThreadNumbers {
             )?
         };
         for (project_id, project) in &mut self.projects {
-            let counter = counters.iter().find(|c| c.get_str("project_id").ok() == Some(project_id.as_str()));
+            let counter = counters
+                .iter()
+                .find(|c| c.get_str("project_id").ok() == Some(project_id.as_str()));
             // Upstream's `int(value or 0)`; a value of another type is kept
             // (a `$max` of a number would not change it anyway).
             let (current, raisable) = match counter.map(|c| c.get("value")) {

@@ -23,15 +23,21 @@ fn upstream_roots_replies_and_counter() {
         post(reply, None, Some(&missing.to_hex()), 3),
         post(orphan, None, Some("missing-root"), 4),
     ];
-    let mut h = Harness::<BackfillForumThreadNumbers>::new()
-        .collection(FORUM_COUNTER, vec![doc! {"_id": 1, "project_id": "project-a", "value": 10}]);
+    let mut h = Harness::<BackfillForumThreadNumbers>::new().collection(
+        FORUM_COUNTER,
+        vec![doc! {"_id": 1, "project_id": "project-a", "value": 10}],
+    );
     assert!(h.run_pass(ROOTS, roots.clone()).unwrap().is_empty());
     let set = h.run_pass(NUMBER_ROOTS, roots).unwrap();
     assert_eq!(set, vec![Action::set(FORUM_POST, missing, doc! {"number": 1})]);
     let set = h.run_pass(REPLIES, replies).unwrap();
     assert_eq!(set, vec![Action::set(FORUM_POST, reply, doc! {"number": 1})]);
     let finish = h.finish().unwrap();
-    assert_eq!(finish.len(), 1, "the counter (10) is above the highest number (3): {finish:?}");
+    assert_eq!(
+        finish.len(),
+        1,
+        "the counter (10) is above the highest number (3): {finish:?}"
+    );
     let Action::Report(summary) = &finish[0] else { panic!() };
     assert_eq!(
         summary.message,
@@ -84,6 +90,10 @@ fn numbers_skip_taken_ones_in_creation_order_and_a_missing_counter_is_created() 
     let finish = h.finish().unwrap();
     assert_eq!(
         finish[0],
-        Action::upsert(FORUM_COUNTER, doc! {"project_id": "project-a"}, doc! {"$max": {"value": 4}})
+        Action::upsert(
+            FORUM_COUNTER,
+            doc! {"project_id": "project-a"},
+            doc! {"$max": {"value": 4}}
+        )
     );
 }

@@ -120,7 +120,10 @@ impl Migration for FixInvalidFidelity {
     fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         let mut actions = Vec::new();
         for result in batch {
-            let id = result.get("_id").cloned().ok_or_else(|| Error::new("a task result came without _id"))?;
+            let id = result
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a task result came without _id"))?;
             self.tally.incr("total_checked");
             let params = match result.get("output_parameters") {
                 None | Some(Bson::Null) => continue,
@@ -139,7 +142,10 @@ impl Migration for FixInvalidFidelity {
                 continue;
             }
             self.tally.incr("invalid_found");
-            let listed: Vec<String> = invalid.iter().map(|(name, v)| format!("{name}={}", percent(*v))).collect();
+            let listed: Vec<String> = invalid
+                .iter()
+                .map(|(name, v)| format!("{name}={}", percent(*v)))
+                .collect();
             if self.details.len() < DETAILS {
                 let params: Vec<String> = invalid
                     .iter()
@@ -203,7 +209,9 @@ mod tests {
                 doc! {"status": "failed", "message": "Fidelity exceeds 100%: average_gate_fidelity=102.34%, X90_Fidelity=200.00%"}
             )]
         );
-        let Action::Report(summary) = &h.finish().unwrap()[0] else { panic!() };
+        let Action::Report(summary) = &h.finish().unwrap()[0] else {
+            panic!()
+        };
         assert_eq!(
             summary.message,
             "{\"total_checked\": 3, \"invalid_found\": 1, \"updated\": 1, \"details\": [{\"task_id\": \"t1\", \

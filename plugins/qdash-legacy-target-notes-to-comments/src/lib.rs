@@ -183,7 +183,10 @@ impl Migration for LegacyTargetNotesToComments {
 
     fn process(&mut self, _cx: &mut Context, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         for doc in batch {
-            let id = doc.get("_id").cloned().ok_or_else(|| Error::new("a document came without _id"))?;
+            let id = doc
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a document came without _id"))?;
             if pass == TARGET_NOTES {
                 let comments = match doc.get("comments") {
                     Some(Bson::Array(items)) => items.iter().filter_map(|c| c.as_document().cloned()).collect(),
@@ -259,7 +262,13 @@ impl Migration for LegacyTargetNotesToComments {
             let target_type = legacy.collection;
             let i = self.get_or_create(&legacy.project_id, &legacy.chip_id, target_type, &legacy.qid, &scope);
             let info = run.info(&self.notes[i], Some(&scope.key), legacy.collection);
-            run.add_comment(&mut self.notes[i], &legacy.content, &legacy.note, legacy.collection, info);
+            run.add_comment(
+                &mut self.notes[i],
+                &legacy.content,
+                &legacy.note,
+                legacy.collection,
+                info,
+            );
             let mut set = doc! {"note": empty_note()};
             if legacy.has_system_info {
                 set.insert("system_info.updated_at", now);
@@ -311,7 +320,10 @@ impl Migration for LegacyTargetNotesToComments {
                     continue;
                 }
                 let mut relocated = comment.clone();
-                relocated.insert("comment_id", format!("legacy-{target_type}-{target_type}-{}", scope.key));
+                relocated.insert(
+                    "comment_id",
+                    format!("legacy-{target_type}-{target_type}-{}", scope.key),
+                );
                 self.notes[t].comments.push(relocated);
                 self.notes[t].comments_changed = true;
                 moved = true;
@@ -370,10 +382,18 @@ impl Run {
 
     /// Upstream's `add_comment`.
     fn add_comment(&mut self, target: &mut TargetNote, content: &str, note: &Document, source: &str, info: String) {
-        let comment_id = format!("legacy-{source}-{}-{}", target.field("target_type"), target.field("scope_key"));
+        let comment_id = format!(
+            "legacy-{source}-{}-{}",
+            target.field("target_type"),
+            target.field("scope_key")
+        );
         let by = string_field(note, "updated_by");
         let created_by = if by.is_empty() { "migration" } else { by };
-        if target.comments.iter().any(|c| string_field(c, "comment_id") == comment_id) || target.holds(content, created_by)
+        if target
+            .comments
+            .iter()
+            .any(|c| string_field(c, "comment_id") == comment_id)
+            || target.holds(content, created_by)
         {
             self.tally.incr("notes_skipped_already_migrated");
             self.targets.push(info + "\"already_migrated\"}");
@@ -401,16 +421,16 @@ impl Run {
             None => Scope {
                 key: "global".into(),
                 fields: doc! {"scope_type": "global", "scope_key": "global", "cooldown_id": Bson::Null,
-                    "scope_started_at": Bson::Null, "scope_ended_at": Bson::Null, "scope_source": "legacy_global"},
+                "scope_started_at": Bson::Null, "scope_ended_at": Bson::Null, "scope_source": "legacy_global"},
             },
             Some(cooldown) => {
                 let id = cooldown.get_str("cooldown_id").unwrap_or("").to_string();
                 Scope {
                     key: format!("cooldown:{id}"),
                     fields: doc! {"scope_type": "cooldown", "scope_key": format!("cooldown:{id}"), "cooldown_id": id,
-                        "scope_started_at": cooldown.get("started_at").cloned().unwrap_or(Bson::Null),
-                        "scope_ended_at": cooldown.get("ended_at").cloned().unwrap_or(Bson::Null),
-                        "scope_source": "current_cooldown"},
+                    "scope_started_at": cooldown.get("started_at").cloned().unwrap_or(Bson::Null),
+                    "scope_ended_at": cooldown.get("ended_at").cloned().unwrap_or(Bson::Null),
+                    "scope_source": "current_cooldown"},
                 }
             }
         };
@@ -423,7 +443,14 @@ impl LegacyTargetNotesToComments {
     /// Upstream's `get_or_create_target_note`: the index of the first target
     /// note (existing ones in `_id` order, then created ones) for this
     /// target and scope, created when there is none.
-    fn get_or_create(&mut self, project_id: &str, chip_id: &str, target_type: &str, target_id: &str, scope: &Scope) -> usize {
+    fn get_or_create(
+        &mut self,
+        project_id: &str,
+        chip_id: &str,
+        target_type: &str,
+        target_id: &str,
+        scope: &Scope,
+    ) -> usize {
         let found = self.notes.iter().position(|n| {
             !n.deleted
                 && n.field("project_id") == project_id
@@ -436,7 +463,7 @@ impl LegacyTargetNotesToComments {
             return i;
         }
         let mut doc = doc! {"project_id": project_id, "chip_id": chip_id, "target_type": target_type,
-            "target_id": target_id, "note": empty_note(), "comments": []};
+        "target_id": target_id, "note": empty_note(), "comments": []};
         doc.extend(scope.fields.clone());
         self.notes.push(TargetNote {
             id: None,
@@ -507,7 +534,12 @@ fn latest_cooldown(cx: &mut Context, project_id: &str, chip_id: &str) -> Result<
             return Ok(Some(cooldown));
         }
     }
-    let all = cx.find_all("cooldown", doc! {"project_id": project_id, "chip_ids": chip_id}, Some(projection), 0)?;
+    let all = cx.find_all(
+        "cooldown",
+        doc! {"project_id": project_id, "chip_ids": chip_id},
+        Some(projection),
+        0,
+    )?;
     let started = |c: &Document| c.get_datetime("started_at").map(|d| d.timestamp_millis()).ok();
     let mut best: Option<Document> = None;
     for cooldown in all {

@@ -88,7 +88,11 @@ pub fn isoformat(value: &Bson) -> Option<String> {
             let text = dt.try_to_rfc3339_string().ok()?;
             let base = text.get(..19)?.to_string();
             let millis = dt.timestamp_millis().rem_euclid(1000);
-            Some(if millis == 0 { base } else { format!("{base}.{:06}", millis * 1000) })
+            Some(if millis == 0 {
+                base
+            } else {
+                format!("{base}.{:06}", millis * 1000)
+            })
         }
         Bson::String(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -119,7 +123,10 @@ impl MetricNote {
             return None;
         }
         let updated_at = note.get("updated_at").filter(|v| !matches!(v, Bson::Null)).cloned();
-        let system_updated = doc.get_document("system_info").ok().and_then(|s| s.get_datetime("updated_at").ok());
+        let system_updated = doc
+            .get_document("system_info")
+            .ok()
+            .and_then(|s| s.get_datetime("updated_at").ok());
         let edited_ms = match &updated_at {
             Some(Bson::DateTime(dt)) => Some(dt.timestamp_millis()),
             _ => system_updated.map(|dt| dt.timestamp_millis()),
@@ -149,7 +156,11 @@ fn section(notes: &[MetricNote]) -> String {
             .into_iter()
             .find(|s| !s.is_empty())
             .map_or("unknown scope", |s| s.as_str());
-        let by = if note.updated_by.is_empty() { "unknown user" } else { &note.updated_by };
+        let by = if note.updated_by.is_empty() {
+            "unknown user"
+        } else {
+            &note.updated_by
+        };
         let at = note.iso().unwrap_or_else(|| "unknown time".to_string());
         lines.extend([
             String::new(),
@@ -283,7 +294,7 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
             let model = if target_type == "qubit" { "qubit" } else { "coupling" };
             let target = cx.find(
                 model,
-                doc! {"project_id": &*project_id, "chip_id": &*chip_id, "qid": &*target_id},
+                doc! {"project_id": project_id.as_str(), "chip_id": chip_id.as_str(), "qid": target_id.as_str()},
                 Some(doc! {"_id": 1}),
                 1,
             )?;
@@ -309,8 +320,8 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
             let existing = cx
                 .find(
                     TARGET_NOTE,
-                    doc! {"project_id": &*project_id, "chip_id": &*chip_id, "target_type": &*target_type,
-                          "target_id": &*target_id, "scope_key": &scope_key},
+                    doc! {"project_id": project_id.as_str(), "chip_id": chip_id.as_str(), "target_type": target_type.as_str(),
+                    "target_id": target_id.as_str(), "scope_key": &scope_key},
                     Some(doc! {"note": 1, "system_info": 1}),
                     1,
                 )?
@@ -327,7 +338,11 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
                 }
                 Some(merged) => {
                     let last = latest(notes);
-                    let by = if last.updated_by.is_empty() { "migration" } else { &last.updated_by };
+                    let by = if last.updated_by.is_empty() {
+                        "migration"
+                    } else {
+                        &last.updated_by
+                    };
                     let note = doc! {
                         "content": merged, "updated_by": by,
                         "updated_at": last.updated_at.clone().unwrap_or(Bson::DateTime(now)),
@@ -336,8 +351,8 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
                         None => actions.push(Action::insert(
                             TARGET_NOTE,
                             doc! {
-                                "project_id": &*project_id, "chip_id": &*chip_id, "target_type": &*target_type,
-                                "target_id": &*target_id, "note": note, "comments": [],
+                                "project_id": project_id.as_str(), "chip_id": chip_id.as_str(), "target_type": target_type.as_str(),
+                                "target_id": target_id.as_str(), "note": note, "comments": [],
                                 "scope_type": "cooldown", "scope_key": &scope_key, "cooldown_id": &cooldown.id,
                                 "scope_started_at": cooldown.started_at.clone(),
                                 "scope_ended_at": cooldown.ended_at.clone(),
@@ -379,7 +394,11 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
             &counters[..counters.len() - 1],
             targets.join(", ")
         );
-        actions.push(Action::report("summary", "metric-notes-to-latest-cooldown-target-notes", summary));
+        actions.push(Action::report(
+            "summary",
+            "metric-notes-to-latest-cooldown-target-notes",
+            summary,
+        ));
         Ok(actions)
     }
 }
@@ -414,7 +433,12 @@ fn latest_cooldown(cx: &mut Context, project_id: &str, chip_id: &str) -> Result<
             return Ok(Some(cooldown));
         }
     }
-    let all = cx.find_all("cooldown", doc! {"project_id": project_id, "chip_ids": chip_id}, Some(projection), 0)?;
+    let all = cx.find_all(
+        "cooldown",
+        doc! {"project_id": project_id, "chip_ids": chip_id},
+        Some(projection),
+        0,
+    )?;
     let started = |c: &Document| c.get_datetime("started_at").map(|d| d.timestamp_millis()).ok();
     let mut best: Option<&Document> = None;
     for cooldown in &all {
@@ -459,9 +483,11 @@ mod tests {
             );
         h.run_pass(
             0,
-            vec![doc! {"_id": 9, "project_id": "p", "chip_id": "chip-1", "target_type": "qubit", "target_id": "21",
+            vec![
+                doc! {"_id": 9, "project_id": "p", "chip_id": "chip-1", "target_type": "qubit", "target_id": "21",
                 "metric_key": "t1", "note": {"content": "Old T1 note", "updated_by": "alice", "updated_at": day(2)},
-                "scope_type": "cooldown", "scope_key": "cooldown:cd-1"}],
+                "scope_type": "cooldown", "scope_key": "cooldown:cd-1"},
+            ],
         )
         .unwrap();
         let actions = h.finish().unwrap();
@@ -474,8 +500,8 @@ mod tests {
                 TARGET_NOTE,
                 5,
                 doc! {"note": {"content": content, "updated_by": "alice", "updated_at": day(2)},
-                      "scope_type": "cooldown", "cooldown_id": "cd-2", "scope_started_at": day(3),
-                      "scope_ended_at": null, "scope_source": "explicit_cooldown", "system_info.updated_at": day(1)}
+                "scope_type": "cooldown", "cooldown_id": "cd-2", "scope_started_at": day(3),
+                "scope_ended_at": null, "scope_source": "explicit_cooldown", "system_info.updated_at": day(1)}
             )
         );
     }

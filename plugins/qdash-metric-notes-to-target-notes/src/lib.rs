@@ -80,7 +80,11 @@ pub fn isoformat(value: &Bson) -> Option<String> {
             let text = dt.try_to_rfc3339_string().ok()?;
             let base = text.get(..19)?.to_string();
             let millis = dt.timestamp_millis().rem_euclid(1000);
-            Some(if millis == 0 { base } else { format!("{base}.{:06}", millis * 1000) })
+            Some(if millis == 0 {
+                base
+            } else {
+                format!("{base}.{:06}", millis * 1000)
+            })
         }
         Bson::String(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -113,7 +117,10 @@ impl MetricNote {
             return None;
         }
         let updated_at = note.get("updated_at").filter(|v| !matches!(v, Bson::Null)).cloned();
-        let system_updated = doc.get_document("system_info").ok().and_then(|s| s.get_datetime("updated_at").ok());
+        let system_updated = doc
+            .get_document("system_info")
+            .ok()
+            .and_then(|s| s.get_datetime("updated_at").ok());
         let edited_ms = match &updated_at {
             Some(Bson::DateTime(dt)) => Some(dt.timestamp_millis()),
             _ => system_updated.map(|dt| dt.timestamp_millis()),
@@ -142,7 +149,11 @@ pub fn section(notes: &[MetricNote], marker: &str, title: &str) -> String {
             .into_iter()
             .find(|s| !s.is_empty())
             .map_or("unknown scope", |s| s.as_str());
-        let by = if note.updated_by.is_empty() { "unknown user" } else { &note.updated_by };
+        let by = if note.updated_by.is_empty() {
+            "unknown user"
+        } else {
+            &note.updated_by
+        };
         let at = note.iso().unwrap_or_else(|| "unknown time".to_string());
         lines.extend([
             String::new(),
@@ -188,18 +199,21 @@ pub struct MetricNotesToTargetNotes {
 impl Migration for MetricNotesToTargetNotes {
     fn manifest() -> Manifest {
         let target = doc! {"project_id": 1, "chip_id": 1, "qid": 1, "note": 1, "system_info": 1};
-        Manifest::new("qdash-metric-notes-to-target-notes", "1.8.16-metric-notes-to-target-notes")
-            .requires(">=1.8.0, <1.8.16-metric-notes-to-target-notes")
-            .description(
-                "QDash v1.8.16 metric-notes-to-target-notes: per-metric dashboard notes appended, once, to the \
+        Manifest::new(
+            "qdash-metric-notes-to-target-notes",
+            "1.8.16-metric-notes-to-target-notes",
+        )
+        .requires(">=1.8.0, <1.8.16-metric-notes-to-target-notes")
+        .description(
+            "QDash v1.8.16 metric-notes-to-target-notes: per-metric dashboard notes appended, once, to the \
                  pinned note of their qubit or coupling; metric_note is kept",
-            )
-            .pass(Pass::new("read-metric-notes", METRIC_NOTE).projection(doc! {
-                "project_id": 1, "chip_id": 1, "target_type": 1, "target_id": 1, "metric_key": 1,
-                "scope_key": 1, "scope_type": 1, "note": 1, "system_info.updated_at": 1,
-            }))
-            .pass(Pass::new(QUBIT, QUBIT).projection(target.clone()).writes([QUBIT]))
-            .pass(Pass::new(COUPLING, COUPLING).projection(target).writes([COUPLING]))
+        )
+        .pass(Pass::new("read-metric-notes", METRIC_NOTE).projection(doc! {
+            "project_id": 1, "chip_id": 1, "target_type": 1, "target_id": 1, "metric_key": 1,
+            "scope_key": 1, "scope_type": 1, "note": 1, "system_info.updated_at": 1,
+        }))
+        .pass(Pass::new(QUBIT, QUBIT).projection(target.clone()).writes([QUBIT]))
+        .pass(Pass::new(COUPLING, COUPLING).projection(target).writes([COUPLING]))
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
@@ -233,7 +247,10 @@ impl Migration for MetricNotesToTargetNotes {
         let collection = if pass == QUBITS { QUBIT } else { COUPLING };
         let started_at = cx.run().started_at();
         for target in batch {
-            let id = target.get("_id").cloned().ok_or_else(|| Error::new("a target came without _id"))?;
+            let id = target
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a target came without _id"))?;
             let (project_id, chip_id) = (string_field(&target, "project_id"), string_field(&target, "chip_id"));
             let Ok(qid) = target.get_str("qid") else {
                 continue;
@@ -256,7 +273,11 @@ impl Migration for MetricNotesToTargetNotes {
                     Some(merged) => {
                         group.action = Some("updated");
                         let last = latest(&group.notes);
-                        let by = if last.updated_by.is_empty() { "migration" } else { &last.updated_by };
+                        let by = if last.updated_by.is_empty() {
+                            "migration"
+                        } else {
+                            &last.updated_by
+                        };
                         let at = last.updated_at.clone().unwrap_or(Bson::DateTime(started_at));
                         written = Some(doc! {"content": merged.clone(), "updated_by": by, "updated_at": at});
                         content = merged;
@@ -280,9 +301,12 @@ impl Migration for MetricNotesToTargetNotes {
         self.tally.add("metric_notes_found", self.found);
         self.tally.add("targets_found", self.groups.len() as u64);
         self.tally.add("targets_updated", count("updated"));
-        self.tally.add("targets_skipped_already_migrated", count("already_migrated"));
         self.tally
-            .add("targets_missing", self.groups.values().filter(|g| g.action.is_none()).count() as u64);
+            .add("targets_skipped_already_migrated", count("already_migrated"));
+        self.tally.add(
+            "targets_missing",
+            self.groups.values().filter(|g| g.action.is_none()).count() as u64,
+        );
         let counters = self.tally.to_json();
         let mut out = format!("{}, \"targets\": [", &counters[..counters.len() - 1]);
         for (n, ((p, c, t, i), group)) in self.groups.iter().enumerate() {
@@ -360,8 +384,8 @@ mod tests {
         let mut h = Harness::<MetricNotesToTargetNotes>::new();
         h.run_pass(NOTES, vec![t1_note()]).unwrap();
         let qubit = doc! {"_id": 7, "project_id": "note_project", "chip_id": "chip-1", "qid": "21",
-            "note": {"content": "Pinned summary", "updated_by": "note_user", "updated_at": null},
-            "system_info": {"updated_at": bson::DateTime::from_millis(0)}};
+        "note": {"content": "Pinned summary", "updated_by": "note_user", "updated_at": null},
+        "system_info": {"updated_at": bson::DateTime::from_millis(0)}};
         let actions = h.run_pass(QUBITS, vec![qubit]).unwrap();
         let content = "Pinned summary\n\n---\n\n<!-- qdash:migrated-metric-notes -->\n## Legacy metric notes\n\n\
                        ### t1\n- Scope: `cooldown:cd-1`\n- Last edited: alice at 2026-01-03T00:00:00\n\n\
@@ -372,11 +396,13 @@ mod tests {
                 QUBIT,
                 7,
                 doc! {"note": {"content": content, "updated_by": "alice",
-                        "updated_at": bson::DateTime::from_millis(1_767_398_400_000)},
-                      "system_info.updated_at": bson::DateTime::from_millis(1_767_225_600_000)}
+                  "updated_at": bson::DateTime::from_millis(1_767_398_400_000)},
+                "system_info.updated_at": bson::DateTime::from_millis(1_767_225_600_000)}
             )]
         );
-        let Action::Report(summary) = &h.finish().unwrap()[0] else { panic!() };
+        let Action::Report(summary) = &h.finish().unwrap()[0] else {
+            panic!()
+        };
         assert!(summary.message.starts_with(
             "{\"metric_notes_found\": 1, \"targets_found\": 1, \"targets_updated\": 1, \
              \"targets_skipped_already_migrated\": 0, \"targets_missing\": 0, \"targets\": [{"

@@ -162,7 +162,10 @@ impl Migration for MigrateForumStatus {
     fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         let mut actions = Vec::new();
         for post in batch {
-            let id = post.get("_id").cloned().ok_or_else(|| Error::new("a post came without _id"))?;
+            let id = post
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a post came without _id"))?;
             self.tally.incr("posts_found");
             let out = migrate(&post);
             for (counter, moved) in [

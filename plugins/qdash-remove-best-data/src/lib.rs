@@ -50,7 +50,10 @@ impl Migration for RemoveBestData {
         let collection = COLLECTIONS[pass];
         let mut actions = Vec::with_capacity(batch.len());
         for document in batch {
-            let id = document.get("_id").cloned().ok_or_else(|| Error::new("a document came without _id"))?;
+            let id = document
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a document came without _id"))?;
             self.tally.incr(collection);
             actions.push(Action::unset(collection, id, [FIELD]));
         }
@@ -72,8 +75,19 @@ mod tests {
     #[test]
     fn every_holder_loses_best_data_and_is_counted() {
         let mut h = Harness::<RemoveBestData>::new();
-        let actions = h.run_pass(2, vec![doc! {"_id": 1, "best_data": {}}, doc! {"_id": 2, "best_data": null}]).unwrap();
-        assert_eq!(actions, vec![Action::unset("coupling", 1, [FIELD]), Action::unset("coupling", 2, [FIELD])]);
+        let actions = h
+            .run_pass(
+                2,
+                vec![doc! {"_id": 1, "best_data": {}}, doc! {"_id": 2, "best_data": null}],
+            )
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![
+                Action::unset("coupling", 1, [FIELD]),
+                Action::unset("coupling", 2, [FIELD])
+            ]
+        );
         let summary = h.finish().unwrap();
         assert_eq!(
             summary,

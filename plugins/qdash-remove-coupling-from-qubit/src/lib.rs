@@ -98,7 +98,10 @@ impl Migration for RemoveCouplingFromQubit {
     fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
         let mut actions = Vec::new();
         for qubit in batch {
-            let id = qubit.get("_id").cloned().ok_or_else(|| Error::new("a qubit came without _id"))?;
+            let id = qubit
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a qubit came without _id"))?;
             self.tally.incr("total_qubit_documents");
             let Some(Bson::String(qid)) = qubit.get("qid") else {
                 continue;
@@ -181,9 +184,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             actions,
-            vec![Action::delete_one(QUBIT, doc! {"_id": 2}), Action::delete_one(QUBIT, doc! {"_id": 3})]
+            vec![
+                Action::delete_one(QUBIT, doc! {"_id": 2}),
+                Action::delete_one(QUBIT, doc! {"_id": 3})
+            ]
         );
-        let Action::Report(summary) = &h.finish().unwrap()[0] else { panic!() };
+        let Action::Report(summary) = &h.finish().unwrap()[0] else {
+            panic!()
+        };
         assert_eq!(
             summary.message,
             "{\"total_qubit_documents\": 4, \"coupling_qids\": 1, \"zero_padded_duplicates\": 1, \

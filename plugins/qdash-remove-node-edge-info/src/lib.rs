@@ -54,7 +54,10 @@ impl Migration for RemoveNodeEdgeInfo {
         let (collection, field) = FIELDS[pass];
         let mut actions = Vec::with_capacity(batch.len());
         for document in batch {
-            let id = document.get("_id").cloned().ok_or_else(|| Error::new("a document came without _id"))?;
+            let id = document
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new("a document came without _id"))?;
             self.tally.incr(collection);
             actions.push(Action::unset(collection, id, [field]));
         }

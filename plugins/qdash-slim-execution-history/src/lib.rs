@@ -207,7 +207,10 @@ impl Migration for SlimExecutionHistory {
             0.0
         } else {
             let average = self.sampled_size as f64 / self.sampled as f64;
-            let affected = self.tally.get("with_task_results").max(self.tally.get("with_calib_data"));
+            let affected = self
+                .tally
+                .get("with_task_results")
+                .max(self.tally.get("with_calib_data"));
             average * affected as f64 / (1024.0 * 1024.0)
         };
         let rounded: f64 = format!("{mb:.2}").parse().expect("a formatted float parses");
@@ -232,7 +235,9 @@ mod tests {
     fn python_json_of_decoded_values() {
         let mut s = String::new();
         py_json(
-            &Bson::Document(doc! {"a": [1, 2.5, 1e-5, 1e16, "é", null, true], "b": {}, "t": bson::DateTime::from_millis(1_500)}),
+            &Bson::Document(
+                doc! {"a": [1, 2.5, 1e-5, 1e16, "é", null, true], "b": {}, "t": bson::DateTime::from_millis(1_500)},
+            ),
             &mut s,
         );
         assert_eq!(
@@ -265,7 +270,9 @@ mod tests {
                 Action::unset(EXECUTION_HISTORY, 3, FIELDS),
             ]
         );
-        let Action::Report(summary) = &h.finish().unwrap()[0] else { panic!() };
+        let Action::Report(summary) = &h.finish().unwrap()[0] else {
+            panic!()
+        };
         // Sizes: {"t": {"status": "completed"}} is 30 characters, {"qubit": {"0": {"x": 1}}} 25;
         // (30 + 25) / 2 * 1 document / MiB rounds to 0.0.
         assert_eq!(

@@ -64,22 +64,14 @@ fn post_in(db: &TestDb, id: ObjectId) -> Document {
 fn qdash_forum_thread_numbers_assigns_roots_replies_and_counter() {
     let db = TestDb::new(server(), "seed_qdash_forum_numbers");
     let journal = tempfile::tempdir().unwrap();
-    let existing = forum_post(
-        "project-a",
-        0,
-        doc! {"number": 3, "title": "Existing numbered thread"},
-    );
+    let existing = forum_post("project-a", 0, doc! {"number": 3, "title": "Existing numbered thread"});
     let missing = forum_post("project-a", 1, doc! {"title": "Missing numbered thread"});
     let reply = forum_post(
         "project-a",
         2,
         doc! {"content": "reply", "parent_id": id_of(&missing).to_hex()},
     );
-    let orphan = forum_post(
-        "project-a",
-        3,
-        doc! {"content": "orphan", "parent_id": "missing-root"},
-    );
+    let orphan = forum_post("project-a", 3, doc! {"content": "orphan", "parent_id": "missing-root"});
     let ids = [&existing, &missing, &reply, &orphan].map(id_of);
     db.insert("forum_post", vec![existing, missing, reply, orphan]);
     db.insert("forum_counter", vec![doc! {"project_id": "project-a", "value": 10}]);
@@ -140,7 +132,12 @@ fn qdash_forum_thread_numbers_blocks_duplicate_existing_root_numbers() {
     db.insert("forum_post", vec![first, second]);
     init(&db, journal.path(), METRIC_NOTES_STEP);
     let file = plugin("qdash-backfill-forum-thread-numbers");
-    let data = |db: &TestDb| db.dump().into_iter().filter(|(c, _)| c != "godwit_metadata").collect::<Vec<_>>();
+    let data = |db: &TestDb| {
+        db.dump()
+            .into_iter()
+            .filter(|(c, _)| c != "godwit_metadata")
+            .collect::<Vec<_>>()
+    };
     let snapshot = data(&db);
 
     // Upstream's dry run lists the duplicates and its execute raises
@@ -198,7 +195,10 @@ fn qdash_forum_status_moves_closed_and_legacy_labels() {
     assert_eq!(closed.get_str("status").unwrap(), "resolved");
     assert_eq!(closed.get_array("labels").unwrap(), &Vec::<Bson>::new());
     assert!(!closed.contains_key("is_closed"));
-    assert_eq!(review.get_array("labels").unwrap(), &vec![Bson::String("review".into())]);
+    assert_eq!(
+        review.get_array("labels").unwrap(),
+        &vec![Bson::String("review".into())]
+    );
     assert_eq!(plain.get_str("status").unwrap(), "open");
 }
 
@@ -215,7 +215,7 @@ fn metric_note(target_type: &str, target_id: &str, metric_key: &str, note: Docum
 
 fn global_scope() -> Document {
     doc! {"scope_type": "global", "scope_key": "global", "cooldown_id": Bson::Null,
-          "scope_started_at": Bson::Null, "scope_ended_at": Bson::Null, "scope_source": "legacy_global"}
+    "scope_started_at": Bson::Null, "scope_ended_at": Bson::Null, "scope_source": "legacy_global"}
 }
 
 /// upstream (`tests/qdash/api/routers/test_note.py`):
@@ -241,13 +241,19 @@ fn qdash_metric_notes_to_target_notes_dry_run_and_execute() {
             "t1",
             doc! {"content": "T1 has a long-tail outlier.", "updated_by": "alice", "updated_at": day(3)},
             doc! {"scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
-                  "scope_started_at": day(1), "scope_ended_at": day(2), "scope_source": "current_cooldown"},
+            "scope_started_at": day(1), "scope_ended_at": day(2), "scope_source": "current_cooldown"},
         )],
     );
     init(&db, journal.path(), "1.8.0");
     let file = plugin("qdash-metric-notes-to-target-notes");
     let file = file.to_str().unwrap();
-    let note = |db: &TestDb| db.find_one("qubit", doc! {"_id": qubit_id}).unwrap().get_document("note").unwrap().clone();
+    let note = |db: &TestDb| {
+        db.find_one("qubit", doc! {"_id": qubit_id})
+            .unwrap()
+            .get_document("note")
+            .unwrap()
+            .clone()
+    };
 
     let dry = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
     eprintln!("metric notes to target notes, dry run: {dry}");
@@ -259,7 +265,12 @@ fn qdash_metric_notes_to_target_notes_dry_run_and_execute() {
     assert_eq!(executed["stamped_version"], METRIC_NOTES_STEP);
     assert_eq!(figures(&executed)["targets_updated"], 1);
     let content = note(&db).get_str("content").unwrap().to_string();
-    for part in ["Pinned summary", "## Legacy metric notes", "### t1", "T1 has a long-tail outlier."] {
+    for part in [
+        "Pinned summary",
+        "## Legacy metric notes",
+        "### t1",
+        "T1 has a long-tail outlier.",
+    ] {
         assert!(content.contains(part), "{part:?} in {content:?}");
     }
     assert_eq!(
@@ -313,12 +324,12 @@ fn cooldown(id: &str, started_at: bson::DateTime, ended_at: Option<bson::DateTim
 
 fn note_chip(current_cooldown_id: &str) -> Document {
     doc! {"_id": ObjectId::new(), "project_id": "note_project", "username": "note_user", "chip_id": "chip-1",
-          "size": 64, "current_cooldown_id": current_cooldown_id}
+    "size": 64, "current_cooldown_id": current_cooldown_id}
 }
 
 fn note_qubit() -> Document {
     doc! {"_id": ObjectId::new(), "project_id": "note_project", "username": "note_user", "chip_id": "chip-1",
-          "qid": "21", "data": {}}
+    "qid": "21", "data": {}}
 }
 
 /// upstream (`tests/qdash/api/routers/test_note.py`):
@@ -329,7 +340,10 @@ fn qdash_metric_notes_to_latest_cooldown_target_notes() {
     let journal = tempfile::tempdir().unwrap();
     let day = |d: i64| bson::DateTime::from_millis(1_767_225_600_000 + (d - 1) * 86_400_000);
     db.insert("chip", vec![note_chip("cd-2")]);
-    db.insert("cooldown", vec![cooldown("cd-1", day(1), Some(day(2))), cooldown("cd-2", day(3), None)]);
+    db.insert(
+        "cooldown",
+        vec![cooldown("cd-1", day(1), Some(day(2))), cooldown("cd-2", day(3), None)],
+    );
     db.insert("qubit", vec![note_qubit()]);
     db.insert(
         "target_note",
@@ -349,7 +363,7 @@ fn qdash_metric_notes_to_latest_cooldown_target_notes() {
             "t1",
             doc! {"content": "Old T1 note", "updated_by": "alice", "updated_at": day(2)},
             doc! {"scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
-                  "scope_started_at": day(1), "scope_ended_at": day(2), "scope_source": "explicit_cooldown"},
+            "scope_started_at": day(1), "scope_ended_at": day(2), "scope_source": "explicit_cooldown"},
         )],
     );
     init(&db, journal.path(), "1.8.22");
@@ -375,7 +389,12 @@ fn qdash_metric_notes_to_latest_cooldown_target_notes() {
     assert_eq!(executed["metric_notes_deleted"], 0);
     let content = note(&db).get_str("content").unwrap().to_string();
     assert!(content.starts_with("Latest CD summary"), "{content:?}");
-    for part in ["## Migrated legacy metric notes", "### t1", "- Scope: `cooldown:cd-1`", "Old T1 note"] {
+    for part in [
+        "## Migrated legacy metric notes",
+        "### t1",
+        "- Scope: `cooldown:cd-1`",
+        "Old T1 note",
+    ] {
         assert!(content.contains(part), "{part:?} in {content:?}");
     }
     assert_eq!(note(&db).get_str("updated_by").unwrap(), "alice");
@@ -412,7 +431,13 @@ fn qdash_metric_notes_to_latest_cooldown_target_notes_can_delete_source() {
         &run_steps(
             &db,
             journal.path(),
-            &["run", file.to_str().unwrap(), "--execute", "--param", "delete_source=true"],
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--execute",
+                "--param",
+                "delete_source=true",
+            ],
         )
         .remove(0),
     );
@@ -436,7 +461,10 @@ fn qdash_legacy_target_notes_to_comments() {
     db.insert("chip", vec![note_chip("cd-1")]);
     db.insert("cooldown", vec![cooldown("cd-1", day(1), Some(day(2)))]);
     let mut qubit = note_qubit();
-    qubit.insert("note", doc! {"content": "Legacy global summary", "updated_by": "alice", "updated_at": day(3)});
+    qubit.insert(
+        "note",
+        doc! {"content": "Legacy global summary", "updated_by": "alice", "updated_at": day(3)},
+    );
     qubit.insert("system_info", doc! {"created_at": day(1), "updated_at": day(1)});
     let qubit_id = id_of(&qubit);
     db.insert("qubit", vec![qubit]);
@@ -454,7 +482,11 @@ fn qdash_legacy_target_notes_to_comments() {
     let file = plugin("qdash-legacy-target-notes-to-comments");
     let file = file.to_str().unwrap();
     let qubit_note = |db: &TestDb| {
-        db.find_one("qubit", doc! {"_id": qubit_id}).unwrap().get_document("note").unwrap().clone()
+        db.find_one("qubit", doc! {"_id": qubit_id})
+            .unwrap()
+            .get_document("note")
+            .unwrap()
+            .clone()
     };
 
     let dry = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
@@ -470,9 +502,15 @@ fn qdash_legacy_target_notes_to_comments() {
     assert_eq!(executed["comments_created"], 2);
     assert_eq!(executed["notes_cleared"], 2);
     assert_eq!(qubit_note(&db).get_str("content").unwrap(), "");
-    assert!(db.find_one("target_note", doc! {"target_id": "21", "scope_key": "global"}).is_none());
+    assert!(
+        db.find_one("target_note", doc! {"target_id": "21", "scope_key": "global"})
+            .is_none()
+    );
     let cooldown_note = db.find_one("target_note", doc! {"scope_key": "cooldown:cd-1"}).unwrap();
-    assert_eq!(cooldown_note.get_document("note").unwrap().get_str("content").unwrap(), "");
+    assert_eq!(
+        cooldown_note.get_document("note").unwrap().get_str("content").unwrap(),
+        ""
+    );
     let comments: Vec<&Document> = cooldown_note
         .get_array("comments")
         .unwrap()
@@ -484,7 +522,13 @@ fn qdash_legacy_target_notes_to_comments() {
     assert_eq!(field("created_by"), ["bob", "alice"]);
     assert_eq!(comments[1].get_datetime("created_at").unwrap(), &day(3));
     assert_eq!(comments[1].get("updated_at"), Some(&Bson::Null));
-    assert_eq!(field("comment_id"), ["legacy-target-note-qubit-cooldown:cd-1", "legacy-qubit-qubit-cooldown:cd-1"]);
+    assert_eq!(
+        field("comment_id"),
+        [
+            "legacy-target-note-qubit-cooldown:cd-1",
+            "legacy-qubit-qubit-cooldown:cd-1"
+        ]
+    );
 
     // Upstream executes again; stamped past this step, the repeat is the verifying dry run.
     let second = figures(&run_steps(&db, journal.path(), &["run", file]).remove(0));
@@ -528,8 +572,14 @@ fn qdash_legacy_target_notes_to_comments_relocates_prior_global_entries() {
     let comments = cooldown_note.get_array("comments").unwrap();
     assert_eq!(comments.len(), 1);
     let comment = comments[0].as_document().unwrap();
-    assert_eq!(comment.get_str("content").unwrap(), "Previously migrated global summary");
-    assert_eq!(comment.get_str("comment_id").unwrap(), "legacy-qubit-qubit-cooldown:cd-1");
+    assert_eq!(
+        comment.get_str("content").unwrap(),
+        "Previously migrated global summary"
+    );
+    assert_eq!(
+        comment.get_str("comment_id").unwrap(),
+        "legacy-qubit-qubit-cooldown:cd-1"
+    );
     assert_eq!(cooldown_note.get_str("scope_source").unwrap(), "current_cooldown");
 }
 
@@ -591,7 +641,8 @@ fn generate() -> Data {
         })
         .collect();
     for (j, qid) in ["024-Q025", "059-Q062", "000", "001", "07"].into_iter().enumerate() {
-        let mut q = doc! {"_id": oid_n(150 + j as u32), "chip_id": "64Q", "qid": qid, "username": "alice", "user_id": ALICE_ID};
+        let mut q =
+            doc! {"_id": oid_n(150 + j as u32), "chip_id": "64Q", "qid": qid, "username": "alice", "user_id": ALICE_ID};
         if j == 2 {
             q.insert("best_data", doc! {});
         }
@@ -626,7 +677,8 @@ fn generate() -> Data {
         .collect();
     let coupling_history: Vec<Document> = (0..10u32)
         .map(|i| {
-            let mut c = doc! {"_id": oid_n(400 + i), "chip_id": "64Q", "qid": "0-1", "username": "bob", "best_data": {}};
+            let mut c =
+                doc! {"_id": oid_n(400 + i), "chip_id": "64Q", "qid": "0-1", "username": "bob", "best_data": {}};
             if i % 3 == 0 {
                 c.insert("edge_info", doc! {"size": 1});
             }
@@ -683,7 +735,12 @@ fn generate() -> Data {
     for root in [
         ("a-r0", "project-a", 0, doc! {"number": 2, "labels": ["resolved"]}),
         ("a-r1", "project-a", 1, doc! {"is_closed": true}),
-        ("a-r2", "project-a", 2, doc! {"is_deleted": true, "labels": ["info", "anomaly"]}),
+        (
+            "a-r2",
+            "project-a",
+            2,
+            doc! {"is_deleted": true, "labels": ["info", "anomaly"]},
+        ),
         ("a-r3", "project-a", 3, doc! {"labels": []}),
         ("b-r0", "project-b", 4, doc! {"labels": ["Anomaly "]}),
     ] {
@@ -692,12 +749,37 @@ fn generate() -> Data {
     let r0 = posts["a-r0"].to_hex();
     let r1 = posts["a-r1"].to_hex();
     for reply in [
-        ("a-r1-reply1", "project-a", 5, doc! {"content": "reply", "parent_id": r1.clone()}),
-        ("a-r1-reply2", "project-a", 6, doc! {"content": "reply", "parent_id": r1}),
-        ("a-r0-reply-numbered", "project-a", 7, doc! {"content": "reply", "parent_id": r0.clone(), "number": 2}),
+        (
+            "a-r1-reply1",
+            "project-a",
+            5,
+            doc! {"content": "reply", "parent_id": r1.clone()},
+        ),
+        (
+            "a-r1-reply2",
+            "project-a",
+            6,
+            doc! {"content": "reply", "parent_id": r1},
+        ),
+        (
+            "a-r0-reply-numbered",
+            "project-a",
+            7,
+            doc! {"content": "reply", "parent_id": r0.clone(), "number": 2},
+        ),
         ("a-r0-reply", "project-a", 8, doc! {"content": "reply", "parent_id": r0}),
-        ("a-orphan", "project-a", 9, doc! {"content": "orphan", "parent_id": "gone"}),
-        ("a-orphan-deleted", "project-a", 10, doc! {"content": "orphan", "parent_id": "gone", "is_deleted": true}),
+        (
+            "a-orphan",
+            "project-a",
+            9,
+            doc! {"content": "orphan", "parent_id": "gone"},
+        ),
+        (
+            "a-orphan-deleted",
+            "project-a",
+            10,
+            doc! {"content": "orphan", "parent_id": "gone", "is_deleted": true},
+        ),
     ] {
         add(&mut posts, &mut forum, reply);
     }
@@ -714,27 +796,41 @@ fn generate() -> Data {
             ("task_result_history", task_result_history),
             ("execution_history", execution_history),
             ("forum_post", forum),
-            ("forum_counter", vec![doc! {"_id": oid_n(900), "project_id": "project-a", "value": 1}]),
+            (
+                "forum_counter",
+                vec![doc! {"_id": oid_n(900), "project_id": "project-a", "value": 1}],
+            ),
             ("metric_note", metric_notes()),
             // The chip's current cool-down id names none, so the latest
             // started one (cd-2) is the target notes' scope.
-            ("chip", vec![doc! {"_id": oid_n(940), "project_id": "project-a", "chip_id": "64Q", "username": "alice",
-                "user_id": ALICE_ID, "size": 64, "current_cooldown_id": "cd-9"}]),
-            ("cooldown", vec![
-                doc! {"_id": oid_n(941), "project_id": "project-a", "cooldown_id": "cd-1", "cryo_id": "cryo-1",
-                      "started_at": day(1), "ended_at": day(9), "chip_ids": ["64Q"]},
-                doc! {"_id": oid_n(942), "project_id": "project-a", "cooldown_id": "cd-2", "cryo_id": "cryo-1",
-                      "started_at": day(10), "ended_at": Bson::Null, "chip_ids": ["64Q", "8Q"]},
-                doc! {"_id": oid_n(943), "project_id": "project-a", "cooldown_id": "cd-3", "cryo_id": "cryo-1",
-                      "started_at": day(20), "ended_at": Bson::Null, "chip_ids": ["8Q"]},
-            ]),
-            ("target_note", vec![doc! {
-                "_id": oid_n(950), "project_id": "project-a", "chip_id": "64Q", "target_type": "qubit", "target_id": "5",
-                "note": {"content": "CD2 summary", "updated_by": "bob", "updated_at": day(10)}, "comments": [],
-                "scope_type": "cooldown", "scope_key": "cooldown:cd-2", "cooldown_id": "cd-2",
-                "scope_started_at": day(10), "scope_ended_at": Bson::Null, "scope_source": "current_cooldown",
-                "system_info": {"created_at": day(10), "updated_at": day(10)},
-            }]),
+            (
+                "chip",
+                vec![
+                    doc! {"_id": oid_n(940), "project_id": "project-a", "chip_id": "64Q", "username": "alice",
+                    "user_id": ALICE_ID, "size": 64, "current_cooldown_id": "cd-9"},
+                ],
+            ),
+            (
+                "cooldown",
+                vec![
+                    doc! {"_id": oid_n(941), "project_id": "project-a", "cooldown_id": "cd-1", "cryo_id": "cryo-1",
+                    "started_at": day(1), "ended_at": day(9), "chip_ids": ["64Q"]},
+                    doc! {"_id": oid_n(942), "project_id": "project-a", "cooldown_id": "cd-2", "cryo_id": "cryo-1",
+                    "started_at": day(10), "ended_at": Bson::Null, "chip_ids": ["64Q", "8Q"]},
+                    doc! {"_id": oid_n(943), "project_id": "project-a", "cooldown_id": "cd-3", "cryo_id": "cryo-1",
+                    "started_at": day(20), "ended_at": Bson::Null, "chip_ids": ["8Q"]},
+                ],
+            ),
+            (
+                "target_note",
+                vec![doc! {
+                    "_id": oid_n(950), "project_id": "project-a", "chip_id": "64Q", "target_type": "qubit", "target_id": "5",
+                    "note": {"content": "CD2 summary", "updated_by": "bob", "updated_at": day(10)}, "comments": [],
+                    "scope_type": "cooldown", "scope_key": "cooldown:cd-2", "cooldown_id": "cd-2",
+                    "scope_started_at": day(10), "scope_ended_at": Bson::Null, "scope_source": "current_cooldown",
+                    "system_info": {"created_at": day(10), "updated_at": day(10)},
+                }],
+            ),
         ],
         posts,
     }
@@ -743,23 +839,76 @@ fn generate() -> Data {
 /// Metric notes on qubits 5 (two), 6 and 7 (blank), coupling 0-1 and a
 /// coupling that does not exist.
 fn metric_notes() -> Vec<Document> {
-    let note = |n: u32, target_type: &str, target_id: &str, metric: &str, note: Document, scope: Document, edited: i64| {
+    let note = |n: u32,
+                target_type: &str,
+                target_id: &str,
+                metric: &str,
+                note: Document,
+                scope: Document,
+                edited: i64| {
         let mut d = doc! {"_id": oid_n(800 + n), "project_id": "project-a", "chip_id": "64Q", "target_type": target_type,
-            "target_id": target_id, "metric_key": metric, "note": note};
+        "target_id": target_id, "metric_key": metric, "note": note};
         d.extend(scope);
         d.insert("system_info", doc! {"created_at": day(1), "updated_at": day(edited)});
         d
     };
     let cd1 = doc! {"scope_type": "cooldown", "scope_key": "cooldown:cd-1", "cooldown_id": "cd-1",
-        "scope_started_at": day(1), "scope_ended_at": day(9), "scope_source": "explicit_cooldown"};
+    "scope_started_at": day(1), "scope_ended_at": day(9), "scope_source": "explicit_cooldown"};
     vec![
-        note(0, "qubit", "5", "t2_echo", doc! {"content": "  T2 ok  ", "updated_by": "", "updated_at": Bson::Null},
-             doc! {"scope_type": "time_range", "scope_key": ""}, 2),
-        note(1, "qubit", "5", "t1", doc! {"content": "T1 drifts", "updated_by": "alice", "updated_at": day(3)}, cd1.clone(), 3),
-        note(2, "qubit", "6", "t1", doc! {"content": "Six", "updated_by": "carol", "updated_at": day(4)}, cd1.clone(), 4),
-        note(3, "qubit", "7", "t1", doc! {"content": "   ", "updated_by": "carol", "updated_at": day(4)}, cd1.clone(), 4),
-        note(4, "coupling", "0-1", "zx90_gate_fidelity", doc! {"content": "ZX ok", "updated_by": "bob", "updated_at": day(5)}, cd1.clone(), 5),
-        note(5, "coupling", "98-99", "zx90_gate_fidelity", doc! {"content": "Gone", "updated_by": "bob", "updated_at": day(5)}, cd1, 5),
+        note(
+            0,
+            "qubit",
+            "5",
+            "t2_echo",
+            doc! {"content": "  T2 ok  ", "updated_by": "", "updated_at": Bson::Null},
+            doc! {"scope_type": "time_range", "scope_key": ""},
+            2,
+        ),
+        note(
+            1,
+            "qubit",
+            "5",
+            "t1",
+            doc! {"content": "T1 drifts", "updated_by": "alice", "updated_at": day(3)},
+            cd1.clone(),
+            3,
+        ),
+        note(
+            2,
+            "qubit",
+            "6",
+            "t1",
+            doc! {"content": "Six", "updated_by": "carol", "updated_at": day(4)},
+            cd1.clone(),
+            4,
+        ),
+        note(
+            3,
+            "qubit",
+            "7",
+            "t1",
+            doc! {"content": "   ", "updated_by": "carol", "updated_at": day(4)},
+            cd1.clone(),
+            4,
+        ),
+        note(
+            4,
+            "coupling",
+            "0-1",
+            "zx90_gate_fidelity",
+            doc! {"content": "ZX ok", "updated_by": "bob", "updated_at": day(5)},
+            cd1.clone(),
+            5,
+        ),
+        note(
+            5,
+            "coupling",
+            "98-99",
+            "zx90_gate_fidelity",
+            doc! {"content": "Gone", "updated_by": "bob", "updated_at": day(5)},
+            cd1,
+            5,
+        ),
     ]
 }
 
@@ -916,7 +1065,10 @@ fn model(data: &Data) -> Model {
                     d.insert("user_id", id.clone());
                 }
                 None => {
-                    let n = missing_users.get(&username).and_then(|v: &serde_json::Value| v.as_u64()).unwrap_or(0);
+                    let n = missing_users
+                        .get(&username)
+                        .and_then(|v: &serde_json::Value| v.as_u64())
+                        .unwrap_or(0);
                     missing_users.insert(username, json!(n + 1));
                 }
             }
@@ -926,13 +1078,17 @@ fn model(data: &Data) -> Model {
             unresolved.insert(name.into(), serde_json::Value::Object(missing_users));
         }
     }
-    figures.push(json!({"users_without_user_id": 1, "users_updated": 1, "collections": collections, "unresolved": unresolved}));
+    figures.push(
+        json!({"users_without_user_id": 1, "users_updated": 1, "collections": collections, "unresolved": unresolved}),
+    );
 
     // 1.8.16-metric-notes-to-target-notes, written out by hand from the rules.
     let section = |notes: &[(&str, &str, &str, &str, &str)]| {
         let mut s = "<!-- qdash:migrated-metric-notes -->\n## Legacy metric notes".to_string();
         for (metric, scope, by, at, content) in notes {
-            s.push_str(&format!("\n\n### {metric}\n- Scope: `{scope}`\n- Last edited: {by} at {at}\n\n{content}"));
+            s.push_str(&format!(
+                "\n\n### {metric}\n- Scope: `{scope}`\n- Last edited: {by} at {at}\n\n{content}"
+            ));
         }
         s
     };
@@ -946,12 +1102,22 @@ fn model(data: &Data) -> Model {
     ]);
     set_note(c.get_mut("qubit").unwrap(), oid_n(105), five, "alice", day(3));
     let six = section(&[("t1", "cooldown:cd-1", "carol", "2026-07-04T00:00:00", "Six")]);
-    set_note(c.get_mut("qubit").unwrap(), oid_n(106), format!("Pinned 6\n\n---\n\n{six}"), "carol", day(4));
-    let zx = section(&[("zx90_gate_fidelity", "cooldown:cd-1", "bob", "2026-07-05T00:00:00", "ZX ok")]);
+    set_note(
+        c.get_mut("qubit").unwrap(),
+        oid_n(106),
+        format!("Pinned 6\n\n---\n\n{six}"),
+        "carol",
+        day(4),
+    );
+    let zx = section(&[(
+        "zx90_gate_fidelity",
+        "cooldown:cd-1",
+        "bob",
+        "2026-07-05T00:00:00",
+        "ZX ok",
+    )]);
     set_note(c.get_mut("coupling").unwrap(), oid_n(300), zx, "bob", day(5));
-    let target = |t: &str, i: &str, n: u32, action: &str| {
-        json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i, "metric_note_count": n, "action": action})
-    };
+    let target = |t: &str, i: &str, n: u32, action: &str| json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i, "metric_note_count": n, "action": action});
     figures.push(json!({
         "metric_notes_found": 5, "targets_found": 4, "targets_updated": 3, "targets_skipped_already_migrated": 0,
         "targets_missing": 1,
@@ -973,7 +1139,11 @@ fn model(data: &Data) -> Model {
     ];
     let forum = c.get_mut("forum_post").unwrap();
     for (name, n) in numbers {
-        forum.iter_mut().find(|d| id_of(d) == p[name]).unwrap().insert("number", n);
+        forum
+            .iter_mut()
+            .find(|d| id_of(d) == p[name])
+            .unwrap()
+            .insert("number", n);
     }
     c.get_mut("forum_counter").unwrap()[0].insert("value", 4);
     figures.push(json!({
@@ -989,7 +1159,8 @@ fn model(data: &Data) -> Model {
 
     // 1.8.22 migrate-forum-status.
     let forum = c.get_mut("forum_post").unwrap();
-    let post = |forum: &mut Vec<Document>, name: &str| -> usize { forum.iter().position(|d| id_of(d) == p[name]).unwrap() };
+    let post =
+        |forum: &mut Vec<Document>, name: &str| -> usize { forum.iter().position(|d| id_of(d) == p[name]).unwrap() };
     let i = post(forum, "a-r0");
     forum[i].insert("labels", Vec::<String>::new());
     forum[i].insert("status", "resolved");
@@ -1009,9 +1180,12 @@ fn model(data: &Data) -> Model {
     // 1.8.25 metric-notes-to-latest-cooldown-target-notes: the same groups,
     // into cd-2's target notes (qubit 5's exists, the others are inserted).
     let section = |notes: &[(&str, &str, &str, &str, &str)]| {
-        let mut s = "<!-- qdash:migrated-metric-notes-to-latest-cooldown -->\n## Migrated legacy metric notes".to_string();
+        let mut s =
+            "<!-- qdash:migrated-metric-notes-to-latest-cooldown -->\n## Migrated legacy metric notes".to_string();
         for (metric, scope, by, at, content) in notes {
-            s.push_str(&format!("\n\n### {metric}\n- Scope: `{scope}`\n- Last edited: {by} at {at}\n\n{content}"));
+            s.push_str(&format!(
+                "\n\n### {metric}\n- Scope: `{scope}`\n- Last edited: {by} at {at}\n\n{content}"
+            ));
         }
         s
     };
@@ -1020,7 +1194,10 @@ fn model(data: &Data) -> Model {
         ("t2_echo", "time_range", "unknown user", "unknown time", "T2 ok"),
     ]);
     let notes = c.get_mut("target_note").unwrap();
-    notes[0].insert("note", doc! {"content": format!("CD2 summary\n\n---\n\n{five}"), "updated_by": "alice", "updated_at": day(3)});
+    notes[0].insert(
+        "note",
+        doc! {"content": format!("CD2 summary\n\n---\n\n{five}"), "updated_by": "alice", "updated_at": day(3)},
+    );
     notes[0].insert("scope_source", "explicit_cooldown");
     let inserted = |target_type: &str, target_id: &str, content: String, by: &str, at: bson::DateTime| {
         doc! {
@@ -1030,8 +1207,26 @@ fn model(data: &Data) -> Model {
             "scope_started_at": day(10), "scope_ended_at": Bson::Null, "scope_source": "explicit_cooldown",
         }
     };
-    notes.push(inserted("coupling", "0-1", section(&[("zx90_gate_fidelity", "cooldown:cd-1", "bob", "2026-07-05T00:00:00", "ZX ok")]), "bob", day(5)));
-    notes.push(inserted("qubit", "6", section(&[("t1", "cooldown:cd-1", "carol", "2026-07-04T00:00:00", "Six")]), "carol", day(4)));
+    notes.push(inserted(
+        "coupling",
+        "0-1",
+        section(&[(
+            "zx90_gate_fidelity",
+            "cooldown:cd-1",
+            "bob",
+            "2026-07-05T00:00:00",
+            "ZX ok",
+        )]),
+        "bob",
+        day(5),
+    ));
+    notes.push(inserted(
+        "qubit",
+        "6",
+        section(&[("t1", "cooldown:cd-1", "carol", "2026-07-04T00:00:00", "Six")]),
+        "carol",
+        day(4),
+    ));
     let target = |t: &str, i: &str, n: u32, action: &str| {
         let mut info = json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i, "metric_note_count": n, "action": action});
         if action == "updated" {
@@ -1053,8 +1248,8 @@ fn model(data: &Data) -> Model {
     let mut targets = Vec::new();
     let comment = |id: String, note: &Document| {
         doc! {"comment_id": id, "content": note.get_str("content").unwrap().trim(),
-              "created_by": note.get_str("updated_by").unwrap(), "created_at": note.get("updated_at").unwrap().clone(),
-              "updated_by": note.get_str("updated_by").unwrap(), "updated_at": Bson::Null}
+        "created_by": note.get_str("updated_by").unwrap(), "created_at": note.get("updated_at").unwrap().clone(),
+        "updated_by": note.get_str("updated_by").unwrap(), "updated_at": Bson::Null}
     };
     let info = |t: &str, i: &str, source: &str| {
         json!({"project_id": "project-a", "chip_id": "64Q", "target_type": t, "target_id": i,
@@ -1062,9 +1257,15 @@ fn model(data: &Data) -> Model {
     };
     let mut comments: std::collections::BTreeMap<(String, String), Vec<Bson>> = Default::default();
     for note in c.get_mut("target_note").unwrap() {
-        let (t, i) = (note.get_str("target_type").unwrap().to_string(), note.get_str("target_id").unwrap().to_string());
+        let (t, i) = (
+            note.get_str("target_type").unwrap().to_string(),
+            note.get_str("target_id").unwrap().to_string(),
+        );
         let id = format!("legacy-target-note-{t}-cooldown:cd-2");
-        comments.entry((t.clone(), i.clone())).or_default().push(comment(id, note.get_document("note").unwrap()).into());
+        comments
+            .entry((t.clone(), i.clone()))
+            .or_default()
+            .push(comment(id, note.get_document("note").unwrap()).into());
         note.insert("note", empty());
         targets.push(info(&t, &i, "target_note"));
     }
@@ -1076,18 +1277,26 @@ fn model(data: &Data) -> Model {
             }
             let i = d.get_str("qid").unwrap().to_string();
             let id = format!("legacy-{t}-{t}-cooldown:cd-2");
-            comments.get_mut(&(t.to_string(), i.clone())).unwrap().push(comment(id, note).into());
+            comments
+                .get_mut(&(t.to_string(), i.clone()))
+                .unwrap()
+                .push(comment(id, note).into());
             d.insert("note", empty());
             targets.push(info(t, &i, t));
         }
     }
     for note in c.get_mut("target_note").unwrap() {
-        let key = (note.get_str("target_type").unwrap().to_string(), note.get_str("target_id").unwrap().to_string());
+        let key = (
+            note.get_str("target_type").unwrap().to_string(),
+            note.get_str("target_id").unwrap().to_string(),
+        );
         note.insert("comments", comments.remove(&key).unwrap());
     }
     let n = targets.len();
-    figures.push(json!({"legacy_notes_found": n, "comments_created": n, "comments_relocated": 0, "notes_cleared": n,
-        "notes_skipped_already_migrated": 0, "targets": targets}));
+    figures.push(
+        json!({"legacy_notes_found": n, "comments_created": n, "comments_relocated": 0, "notes_cleared": n,
+        "notes_skipped_already_migrated": 0, "targets": targets}),
+    );
     // Its preview sees the data as generated: cd-2's summary of qubit 5, and
     // qubit 6's pinned note, whose target note would be created.
     let mut dry = figures.clone();
@@ -1108,7 +1317,10 @@ fn model(data: &Data) -> Model {
 /// order, and the ones 1.8.25 inserted have `_id`s godwit derived.
 fn unordered(step: usize, mut figures: serde_json::Value) -> serde_json::Value {
     if CHAIN[step].0 == "qdash-legacy-target-notes-to-comments" {
-        figures["targets"].as_array_mut().unwrap().sort_by_key(|v| v.to_string());
+        figures["targets"]
+            .as_array_mut()
+            .unwrap()
+            .sort_by_key(|v| v.to_string());
     }
     figures
 }
@@ -1143,7 +1355,11 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
 
     let out = crate::support::godwit(&["plan", "--no-cache", dir]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("chain of 11 plugins is consistent"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("chain of 11 plugins is consistent"),
+        "{}",
+        stdout(&out)
+    );
 
     init(&db, journal.path(), "1.5.2");
     let snapshot = db.dump();
@@ -1155,7 +1371,12 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     assert_eq!(dry.len(), CHAIN.len());
     for (i, step) in dry.iter().enumerate() {
         assert_eq!(step["version"], CHAIN[i].1, "{step:#}");
-        assert_eq!(narrow(i, figures(step)), unordered(i, m.dry[i].clone()), "dry run of {}", CHAIN[i].0);
+        assert_eq!(
+            narrow(i, figures(step)),
+            unordered(i, m.dry[i].clone()),
+            "dry run of {}",
+            CHAIN[i].0
+        );
     }
     assert_eq!(db.dump(), snapshot, "a dry upgrade writes nothing");
 
@@ -1182,7 +1403,12 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     assert_eq!(exec[0]["resumed"], true);
     for (i, step) in exec.iter().enumerate() {
         assert_eq!(step["stamped_version"], CHAIN[i].1, "{step:#}");
-        assert_eq!(narrow(i, figures(step)), unordered(i, m.figures[i].clone()), "execute of {}", CHAIN[i].0);
+        assert_eq!(
+            narrow(i, figures(step)),
+            unordered(i, m.figures[i].clone()),
+            "execute of {}",
+            CHAIN[i].0
+        );
         eprintln!("{} {}: {}", CHAIN[i].0, CHAIN[i].1, figures(step));
     }
 
@@ -1200,9 +1426,17 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
             // system_info at the run's start; so does the updated one.
             for note in &mut found {
                 let info = note.remove("system_info").unwrap();
-                let at = info.as_document().unwrap().get_datetime("updated_at").unwrap().timestamp_millis();
+                let at = info
+                    .as_document()
+                    .unwrap()
+                    .get_datetime("updated_at")
+                    .unwrap()
+                    .timestamp_millis();
                 let age = bson::DateTime::now().timestamp_millis() - at;
-                assert!((0..600_000).contains(&age), "system_info.updated_at is the run's start, {age} ms ago");
+                assert!(
+                    (0..600_000).contains(&age),
+                    "system_info.updated_at is the run's start, {age} ms ago"
+                );
                 if note.get_object_id("_id").unwrap() != oid_n(950) {
                     note.remove("_id");
                 }
@@ -1217,11 +1451,24 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
         }
         if *name == "qubit" {
             // Qubit 6's system_info.updated_at is the metric notes run's start.
-            let six = found.iter_mut().find(|d| d.get_object_id("_id").unwrap() == oid_n(106)).unwrap();
-            let at = six.get_document("system_info").unwrap().get_datetime("updated_at").unwrap().timestamp_millis();
+            let six = found
+                .iter_mut()
+                .find(|d| d.get_object_id("_id").unwrap() == oid_n(106))
+                .unwrap();
+            let at = six
+                .get_document("system_info")
+                .unwrap()
+                .get_datetime("updated_at")
+                .unwrap()
+                .timestamp_millis();
             let age = bson::DateTime::now().timestamp_millis() - at;
-            assert!((0..600_000).contains(&age), "system_info.updated_at is the run's start, {age} ms ago");
-            six.get_document_mut("system_info").unwrap().insert("updated_at", day(1));
+            assert!(
+                (0..600_000).contains(&age),
+                "system_info.updated_at is the run's start, {age} ms ago"
+            );
+            six.get_document_mut("system_info")
+                .unwrap()
+                .insert("updated_at", day(1));
         }
         assert_eq!(&found, expected, "{name} after the chain");
     }
@@ -1235,8 +1482,14 @@ fn qdash_chain_upgrades_an_init_stamped_database_through_every_ported_migration(
     let mut expected = vec!["1.5.2"];
     expected.extend(CHAIN.iter().map(|(_, v)| *v));
     assert_eq!(versions, expected);
-    let out = command(&db, journal.path(), &["upgrade", dir, "--execute"]).output().unwrap();
-    assert!(stdout(&out).contains("is at version 1.8.26, the head"), "{}", stdout(&out));
+    let out = command(&db, journal.path(), &["upgrade", dir, "--execute"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("is at version 1.8.26, the head"),
+        "{}",
+        stdout(&out)
+    );
     crate::support::verify_journal(journal.path());
     eprintln!("qdash chain: 11 steps, {:.1} s", started.elapsed().as_secs_f64());
 }
