@@ -1,7 +1,10 @@
 //! QDash's migration history (upstream's `src/qdash/dbmodel/migration.py`,
 //! `oqtopus-team/qdash`) as a godwit chain (`plugins/qdash-*`): upstream's own
-//! test cases (`tests/qdash/dbmodel/test_migration.py`) with the same inputs
-//! and expected outputs, run through the real binary, then the whole chain
+//! test cases (`tests/qdash/dbmodel/test_migration.py` for the forum, and
+//! `tests/qdash/api/routers/test_note.py` for the notes migrations) with the
+//! same inputs and expected outputs, run through the real binary - where
+//! upstream executes a second time, the database is stamped past the step by
+//! then, so the repeat is the runbook's verifying dry run -, then the whole chain
 //! upgraded from an `init`-stamped database with every step's figures and
 //! every final document checked against a model computed here.
 //!
