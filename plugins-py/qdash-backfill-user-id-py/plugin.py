@@ -113,7 +113,7 @@ def pass_filter(pairs):
 class BackfillUserId:
     def manifest(self):
         m = g.Manifest(
-            "qdash-backfill-user-id", "1.8.0", requires=">=1.7.3",
+            "qdash-backfill-user-id", "1.8.0", requires=">=1.7.2, <1.8.0",
             description="QDash v1.8.0 backfill-user-id: usr_<hex> ids for users missing user_id, then the "
                         "*_user_id fields of QDash's 22 collections from the username map (upstream's "
                         "USER_ID_FIELD_MIGRATIONS); usernames are kept",

@@ -231,7 +231,10 @@ fn pass_filter(pairs: &[(&str, &str)]) -> Document {
 impl Migration for BackfillUserId {
     fn manifest() -> Manifest {
         let mut manifest = Manifest::new("qdash-backfill-user-id", "1.8.0")
-            .requires(">=1.7.3")
+            // QDash's docs say "upgraded from v1.7.3"; 1.7.3 shipped no data
+            // migration, so a database at 1.7.2 (the chain's step before this
+            // one, `qdash-remove-coupling-from-qubit`) has the same schema.
+            .requires(">=1.7.2, <1.8.0")
             .description(
                 "QDash v1.8.0 backfill-user-id: usr_<hex> ids for users missing user_id, then the *_user_id \
                  fields of QDash's 22 collections from the username map (upstream's USER_ID_FIELD_MIGRATIONS); \

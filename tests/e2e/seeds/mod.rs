@@ -10,6 +10,7 @@ mod alembic;
 mod caipe;
 mod datalab;
 mod qdash;
+mod qdash_chain;
 mod uniqc;
 
 use crate::db::TestDb;

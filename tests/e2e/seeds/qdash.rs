@@ -200,7 +200,7 @@ fn generate(db: &TestDb) {
 /// `usr_` + the first 16 bytes of sha256 over "godwit/qdash-backfill-user-id",
 /// NUL, the namespace (empty), NUL and the BSON of `{_id}`, version 8, RFC
 /// variant: the derivation the plugin documents, written down again here.
-fn expected_id(id: &Bson) -> String {
+pub(super) fn expected_id(id: &Bson) -> String {
     let mut h = Sha256::new();
     h.update(b"godwit/qdash-backfill-user-id\0\0");
     h.update(doc! {"_id": id.clone()}.to_vec().unwrap());
