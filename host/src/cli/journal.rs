@@ -135,6 +135,62 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
     json
 }
 
+/// A run's header as `journal list/show --json` print it: the CLI's own
+/// output type, so the journal's storage struct can change format without
+/// changing what scripts read (the field names are those of format 3).
+#[derive(serde::Serialize)]
+pub(super) struct HeaderJson<'a> {
+    format: u32,
+    run_id: &'a str,
+    plugin_name: &'a str,
+    plugin_version: &'a str,
+    plugin_sha256: &'a str,
+    plugin_file: &'a str,
+    params: &'a [(String, String)],
+    params_hash: &'a str,
+    database: &'a str,
+    uri: &'a str,
+    metadata_collection: &'a str,
+    mode: RunMode,
+    host_version: &'a str,
+    wasmtime_version: &'a str,
+    started_at_ms: i64,
+    status: &'a crate::journal::RunStatus,
+    finished_at_ms: Option<i64>,
+    final_entries: Option<u64>,
+    final_head: Option<&'a str>,
+    before_images: bool,
+    reverts: Option<&'a str>,
+}
+
+impl<'a> From<&'a RunHeader> for HeaderJson<'a> {
+    fn from(h: &'a RunHeader) -> Self {
+        HeaderJson {
+            format: h.format,
+            run_id: &h.run_id,
+            plugin_name: &h.plugin_name,
+            plugin_version: &h.plugin_version,
+            plugin_sha256: &h.plugin_sha256,
+            plugin_file: &h.plugin_file,
+            params: &h.params,
+            params_hash: &h.params_hash,
+            database: &h.database,
+            uri: &h.uri,
+            metadata_collection: &h.metadata_collection,
+            mode: h.mode,
+            host_version: &h.host_version,
+            wasmtime_version: &h.wasmtime_version,
+            started_at_ms: h.started_at_ms,
+            status: &h.status,
+            finished_at_ms: h.finished_at_ms,
+            final_entries: h.final_entries,
+            final_head: h.final_head.as_deref(),
+            before_images: h.before_images,
+            reverts: h.reverts.as_deref(),
+        }
+    }
+}
+
 fn print_header(h: &RunHeader) {
     let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
     outln!(
@@ -155,7 +211,7 @@ impl JournalCommand {
                 let journal = Journal::open(&journal.journal)?;
                 let runs = journal.runs()?;
                 if global.json {
-                    super::print_json(&runs)?;
+                    super::print_json(&runs.iter().map(HeaderJson::from).collect::<Vec<_>>())?;
                 } else {
                     runs.iter().for_each(print_header);
                 }
@@ -167,6 +223,7 @@ impl JournalCommand {
                 let entries = journal.entries(&run)?;
                 if global.json {
                     let entries: Vec<_> = entries.iter().map(|(e, h)| entry_json(&run, e, h, false)).collect();
+                    let header = HeaderJson::from(&header);
                     super::print_json(&serde_json::json!({"header": header, "entries": entries}))?;
                     return Ok(ExitCode::SUCCESS);
                 }

@@ -69,7 +69,7 @@ impl StatusCommand {
                         "name": p.manifest.name, "version": p.manifest.version.to_string(), "file": p.file,
                     })).collect::<Vec<_>>(),
                     "chain_problems": chain.as_ref().map(|c| &c.problems),
-                    "unfinished_runs": unfinished,
+                    "unfinished_runs": unfinished.iter().map(super::journal::HeaderJson::from).collect::<Vec<_>>(),
                     "journal": journal_note,
                     "lock": lock.map(|l| Bson::Document(l).into_relaxed_extjson()),
                 });

@@ -119,7 +119,7 @@ pub enum RunStatus {
 
 /// What a run is: who ran which plugin with which parameters against which
 /// database. Written once at start; only `status` and `finished_at_ms` change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct RunHeader {
     pub format: u32,
     pub run_id: String,

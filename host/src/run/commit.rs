@@ -32,7 +32,7 @@ pub enum Sink {
     /// Journaled as `Planned`; nothing is written to the database.
     DryRun,
     /// Journaled as `Prepared`, then written under the run's lock.
-    Execute(ActiveRun),
+    Execute(Box<ActiveRun>),
 }
 
 impl Sink {
@@ -43,7 +43,7 @@ impl Sink {
     /// Stops lease renewal and releases the lock of an execute.
     pub async fn close(self) {
         if let Sink::Execute(active) = self {
-            active.close().await;
+            (*active).close().await;
         }
     }
 }

@@ -72,10 +72,10 @@ impl Engine<'_> {
         }
 
         let mut sink = if execute {
-            Sink::Execute(
-                self.activate(&header, request, std::mem::take(&mut log.sessions))
-                    .await?,
-            )
+            let active = self
+                .activate(&header, request, std::mem::take(&mut log.sessions))
+                .await?;
+            Sink::Execute(Box::new(active))
         } else {
             Sink::DryRun
         };

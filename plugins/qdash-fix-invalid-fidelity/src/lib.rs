@@ -194,10 +194,13 @@ mod tests {
             .run_pass(
                 0,
                 vec![
-                    doc! {"_id": 1, "task_id": "t1", "name": "RandomizedBenchmarking", "qid": "3",
+                    // The pass reads completed results only (the harness applies its filter).
+                    doc! {"_id": 1, "status": "completed", "task_id": "t1", "name": "RandomizedBenchmarking", "qid": "3",
                     "output_parameters": {"average_gate_fidelity": {"value": 1.0234, "unit": ""}, "X90_Fidelity": 2, "t1": 50.0}},
-                    doc! {"_id": 2, "output_parameters": {"fidelity": {"value": 1.0}, "bell_fidelity": 0.98}},
-                    doc! {"_id": 3, "output_parameters": {}},
+                    doc! {"_id": 2, "status": "completed", "output_parameters": {"fidelity": {"value": 1.0}, "bell_fidelity": 0.98}},
+                    doc! {"_id": 3, "status": "completed", "output_parameters": {}},
+                    // Not read by the pass: failed already.
+                    doc! {"_id": 4, "status": "failed", "output_parameters": {"fidelity": 3.0}},
                 ],
             )
             .unwrap();
