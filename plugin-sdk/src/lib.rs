@@ -41,7 +41,7 @@ pub mod testing;
 
 pub use bson::{self, Bson, Document, doc};
 pub use glue_types::*;
-pub use tally::Tally;
+pub use tally::{Tally, json_string};
 
 /// What a migration plugin implements. One value of the type lives for the
 /// whole run: `begin` creates it, `process` is called once per batch, and

@@ -64,16 +64,7 @@ impl Tally {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push('"');
-            for c in name.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("string write"),
-                    c => out.push(c),
-                }
-            }
-            write!(out, "\": {}", self.counts[name]).expect("string write");
+            write!(out, "{}: {}", json_string(name), self.counts[name]).expect("string write");
         }
         out.push('}');
         out
@@ -84,6 +75,30 @@ impl Tally {
     pub fn report(&self, kind: &str, key: &str) -> Action {
         Action::report(kind, key, self.to_json())
     }
+}
+
+/// `s` as a JSON string literal, escaped exactly as Python's
+/// `json.dumps(s, ensure_ascii=False)` writes it (so a plugin's report can
+/// match its Python twin's byte for byte): `"`, `\\`, `\n`, `\r`, `\t`,
+/// `\b`, `\f` by name, other control characters as `\u00XX`, the rest as is.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("string write"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -105,7 +120,16 @@ mod tests {
     fn escapes_names() {
         let mut t = Tally::new();
         t.incr("a\"b\\c\n");
-        assert_eq!(t.to_json(), r#"{"a\"b\\c\u000a": 1}"#);
+        assert_eq!(t.to_json(), r#"{"a\"b\\c\n": 1}"#);
+    }
+
+    #[test]
+    fn json_strings_escape_as_pythons_json_dumps() {
+        assert_eq!(json_string("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(
+            json_string("\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}é"),
+            "\"\\n\\r\\t\\b\\f\\u0001\\u001f\u{7f}é\""
+        );
     }
 
     #[test]

@@ -135,27 +135,8 @@ pub fn user_id_for(id: &Bson, namespace: &str) -> String {
     out
 }
 
-/// A string as a JSON string literal, escaped exactly as Python's
-/// `json.dumps(s, ensure_ascii=False)` does (what the Python twin uses).
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("string write"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A string as a JSON string literal, as Python's `json.dumps(s, ensure_ascii=False)` writes it.
+pub use godwit_sdk::json_string as json_str;
 
 /// An `_id` in a message: ObjectId as hex, a string JSON-quoted, an integer
 /// in decimal (the forms the Python twin prints the same way).

@@ -23,29 +23,12 @@
 //! run reports 0 there).
 
 use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, doc};
-use std::fmt::Write;
 
 pub const TASK_RESULT_HISTORY: &str = "task_result_history";
 const DETAILS: usize = 10;
 
-/// A string as a JSON string literal (Python's `json.dumps(s, ensure_ascii=False)`).
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("string write"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A string as a JSON string literal, as Python's `json.dumps(s, ensure_ascii=False)` writes it.
+pub use godwit_sdk::json_string as json_str;
 
 /// A detail's `task_id`, `name` or `qid`: a string, `""` when absent, `null` otherwise.
 fn detail_text(value: Option<&Bson>) -> String {

@@ -56,149 +56,13 @@ pub const TARGET_NOTE: &str = "target_note";
 pub const MARKER: &str = "<!-- qdash:migrated-metric-notes-to-latest-cooldown -->";
 pub const TITLE: &str = "Migrated legacy metric notes";
 
-/// A string as a JSON string literal (Python's `json.dumps(s, ensure_ascii=False)`).
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("string write"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A string as a JSON string literal, as Python's `json.dumps(s, ensure_ascii=False)` writes it.
+pub use godwit_sdk::json_string as json_str;
 
-/// Python's `str.strip()`.
-pub fn py_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
-}
-
-/// Python's `datetime.isoformat()` of the naive UTC datetime pymongo decodes
-/// a BSON date into (QDash's client is not `tz_aware`).
-pub fn isoformat(value: &Bson) -> Option<String> {
-    match value {
-        Bson::DateTime(dt) => {
-            let text = dt.try_to_rfc3339_string().ok()?;
-            let base = text.get(..19)?.to_string();
-            let millis = dt.timestamp_millis().rem_euclid(1000);
-            Some(if millis == 0 {
-                base
-            } else {
-                format!("{base}.{:06}", millis * 1000)
-            })
-        }
-        Bson::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn string_field<'a>(doc: &'a Document, key: &str) -> &'a str {
-    doc.get_str(key).unwrap_or("")
-}
-
-#[derive(Debug, Clone)]
-struct MetricNote {
-    id: Bson,
-    metric_key: String,
-    scope_key: String,
-    scope_type: String,
-    content: String,
-    updated_by: String,
-    updated_at: Option<Bson>,
-    edited_ms: Option<i64>,
-}
-
-impl MetricNote {
-    fn from_document(doc: &Document) -> Option<MetricNote> {
-        let note = doc.get_document("note").ok()?;
-        let content = py_strip(note.get_str("content").ok()?);
-        if content.is_empty() {
-            return None;
-        }
-        let updated_at = note.get("updated_at").filter(|v| !matches!(v, Bson::Null)).cloned();
-        let system_updated = doc
-            .get_document("system_info")
-            .ok()
-            .and_then(|s| s.get_datetime("updated_at").ok());
-        let edited_ms = match &updated_at {
-            Some(Bson::DateTime(dt)) => Some(dt.timestamp_millis()),
-            _ => system_updated.map(|dt| dt.timestamp_millis()),
-        };
-        Some(MetricNote {
-            id: doc.get("_id")?.clone(),
-            metric_key: string_field(doc, "metric_key").to_string(),
-            scope_key: string_field(doc, "scope_key").to_string(),
-            scope_type: string_field(doc, "scope_type").to_string(),
-            content: content.to_string(),
-            updated_by: string_field(note, "updated_by").to_string(),
-            updated_at,
-            edited_ms,
-        })
-    }
-
-    fn iso(&self) -> Option<String> {
-        self.updated_at.as_ref().and_then(isoformat)
-    }
-}
-
-/// Upstream's `_format_migrated_metric_note_section`.
-fn section(notes: &[MetricNote]) -> String {
-    let mut lines = vec![MARKER.to_string(), format!("## {TITLE}")];
-    for note in notes {
-        let scope = [&note.scope_key, &note.scope_type]
-            .into_iter()
-            .find(|s| !s.is_empty())
-            .map_or("unknown scope", |s| s.as_str());
-        let by = if note.updated_by.is_empty() {
-            "unknown user"
-        } else {
-            &note.updated_by
-        };
-        let at = note.iso().unwrap_or_else(|| "unknown time".to_string());
-        lines.extend([
-            String::new(),
-            format!("### {}", note.metric_key),
-            format!("- Scope: `{scope}`"),
-            format!("- Last edited: {by} at {at}"),
-            String::new(),
-            note.content.clone(),
-        ]);
-    }
-    py_strip(&lines.join("\n")).to_string()
-}
-
-/// Upstream's `_merge_migrated_metric_notes`: `None` when already migrated.
-fn merge(existing: &str, section: &str) -> Option<String> {
-    let existing = py_strip(existing);
-    if section.is_empty() || existing.contains(MARKER) {
-        return None;
-    }
-    if existing.is_empty() {
-        return Some(section.to_string());
-    }
-    Some(format!("{existing}\n\n---\n\n{section}"))
-}
-
-/// The note with the latest edit (the first of equals, as Python's `max`).
-fn latest(notes: &[MetricNote]) -> &MetricNote {
-    let mut best = &notes[0];
-    for note in &notes[1..] {
-        if note.edited_ms > best.edited_ms {
-            best = note;
-        }
-    }
-    best
-}
-
-/// (`project_id`, `chip_id`, `target_type`, `target_id`).
-type GroupKey = (String, String, String, String);
+#[path = "../../qdash-metric-notes-to-target-notes/src/notes.rs"]
+mod notes;
+use notes::{GroupKey, MetricNote, latest, merge, section, string_field};
+pub use notes::{isoformat, py_strip};
 
 #[derive(Debug, Clone)]
 struct Cooldown {
@@ -331,7 +195,7 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
                 .as_ref()
                 .and_then(|t| t.get_document("note").ok())
                 .map_or("", |n| string_field(n, "content"));
-            let action = match merge(existing_content, &section(notes)) {
+            let action = match merge(existing_content, &section(notes, MARKER, TITLE), MARKER) {
                 None => {
                     tally.incr("targets_skipped_already_migrated");
                     "already_migrated"
