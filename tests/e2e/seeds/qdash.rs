@@ -60,9 +60,17 @@ const COLLECTIONS: &[Collection] = &[
 
 const USERS: u32 = 240;
 
-/// Documents generated per collection: the counts above times this (about
-/// 10,000 in all; the run is throttled in proportion so that it is killed midway).
-const SCALE: u32 = 3;
+/// Documents generated per collection: the counts above times this (3: about
+/// 10,000 in all; the run is throttled in proportion so that it is killed
+/// midway). `GODWIT_QDASH_SCALE` raises it (`just scenario-qdash-large`: 9,
+/// about 32,000 documents).
+fn scale() -> u32 {
+    std::env::var("GODWIT_QDASH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&s| s >= 1)
+        .unwrap_or(3)
+}
 
 /// Usernames the data references that resolve to nobody: deleted users,
 /// system authors, case variants (`User7` for `user7`, `CAROL`), a
@@ -172,7 +180,7 @@ fn generate(db: &TestDb) {
     db.insert("user", users());
     let mut n = 1_000_000;
     for (c, (collection, pairs, count)) in COLLECTIONS.iter().enumerate() {
-        let docs = (0..*count * SCALE)
+        let docs = (0..*count * scale())
             .map(|i| {
                 n += 1;
                 let k = u64::from(n);
@@ -480,7 +488,7 @@ fn scenario(component: &str, database: &str) {
             "--batch-size",
             "25",
             "--max-docs-per-sec",
-            "1200",
+            &(400 * scale()).to_string(),
             "--lease",
             "3",
         ],
