@@ -92,9 +92,11 @@ impl BatchRecord {
         }
     }
 
-    /// The journal entry recording this batch: `Planned` in a dry run,
-    /// `Prepared` before an execute writes it, `Finish` for `finish`.
-    pub fn entry(&self, execute: bool, at_ms: i64) -> Entry {
+    /// The journal entry recording this batch - `Planned` in a dry run,
+    /// `Prepared` before an execute writes it, `Finish` for `finish` - and
+    /// what the writer needs of it: the checkpoint and the actions. Moves
+    /// the inputs and actions into the entry rather than copying them.
+    pub fn into_entry(self, execute: bool, at_ms: i64) -> (Entry, Option<Bson>, Vec<ValidAction>) {
         let batch = Batch {
             pass: self.origin.pass(),
             checkpoint: self
@@ -103,18 +105,18 @@ impl BatchRecord {
                 .map(|id| doc! {"_id": id.clone()}.to_vec().expect("an _id encodes")),
             inputs_hash: self.inputs_hash,
             actions_hash: self.actions_hash,
-            counts: self.counts.clone(),
+            counts: self.counts,
             fuel: self.fuel,
-            inputs: self.inputs.clone(),
-            actions: self.encoded.clone(),
-            lookups: self.lookups.clone(),
+            inputs: self.inputs,
+            actions: self.encoded,
+            lookups: self.lookups,
         };
         let record = match (self.origin, execute) {
             (Origin::Finish, _) => Record::Finish(batch),
             (_, true) => Record::Prepared(batch),
             (_, false) => Record::Planned(batch),
         };
-        Entry::new(record, at_ms)
+        (Entry::new(record, at_ms), self.checkpoint, self.actions)
     }
 }
 
@@ -238,35 +240,38 @@ mod tests {
         assert_eq!(record.inputs_hash, hash_documents(&inputs));
         assert_eq!(record.actions_hash, hash_documents(&record.encoded));
 
-        let prepared = record.entry(true, 5);
+        let (expected, hashes) = (record.actions.clone(), (record.inputs_hash, record.actions_hash));
+        let planned = BatchRecord::build(Origin::Pass(2), inputs.clone(), expected.clone(), 7, Vec::new());
+        let (prepared, checkpoint, actions) = record.into_entry(true, 5);
+        assert_eq!(
+            (checkpoint, actions),
+            (Some(Bson::String("b".into())), expected.clone())
+        );
         assert_eq!(prepared.kind(), EntryKind::Prepared);
         let batch = prepared.batch().unwrap();
         assert_eq!(batch.pass, Some(2));
         assert_eq!(checkpoint_of(batch), Some(Bson::String("b".into())));
         assert_eq!(batch.fuel, 7);
-        assert_eq!(
-            (batch.inputs_hash, batch.actions_hash),
-            (record.inputs_hash, record.actions_hash)
-        );
-        assert_eq!(decode_actions(batch, 0).unwrap(), record.actions);
-        assert_eq!(record.entry(false, 5).kind(), EntryKind::Planned);
+        assert_eq!((batch.inputs_hash, batch.actions_hash), hashes);
+        assert_eq!(decode_actions(batch, 0).unwrap(), expected);
+        assert_eq!(planned.into_entry(false, 5).0.kind(), EntryKind::Planned);
     }
 
     #[test]
     fn finish_and_revert_batches_have_no_pass_and_no_checkpoint() {
-        let finish = BatchRecord::build(Origin::Finish, Vec::new(), vec![update(1)], 0, Vec::new());
-        let entry = finish.entry(true, 0);
+        let finish = || BatchRecord::build(Origin::Finish, Vec::new(), vec![update(1)], 0, Vec::new());
+        let entry = finish().into_entry(true, 0).0;
         let batch = entry.batch().unwrap();
         assert_eq!(
             (entry.kind(), batch.pass, batch.checkpoint.clone()),
             (EntryKind::Finish, None, None)
         );
-        assert_eq!(finish.entry(false, 0).kind(), EntryKind::Finish);
+        assert_eq!(finish().into_entry(false, 0).0.kind(), EntryKind::Finish);
         assert_eq!(batch.counts.documents, 0);
 
         // A revert counts the documents it restores: one per action.
         let revert = BatchRecord::build(Origin::Revert, Vec::new(), vec![update(1), update(2)], 0, Vec::new());
-        let entry = revert.entry(true, 0);
+        let entry = revert.into_entry(true, 0).0;
         let batch = entry.batch().unwrap();
         assert_eq!(
             (entry.kind(), batch.pass, batch.counts.documents),

@@ -59,11 +59,12 @@ pub struct PreparedBatch {
 impl PreparedBatch {
     /// Journals `record` as `Prepared` (or `Finish`) and flushes it.
     pub fn prepare(journal: &Journal, run: &str, record: BatchRecord) -> anyhow::Result<Self> {
-        let prepared = journal.prepare(run, record.entry(true, now_ms()))?;
+        let (entry, checkpoint, actions) = record.into_entry(true, now_ms());
+        let prepared = journal.prepare(run, entry)?;
         Ok(PreparedBatch {
             prepared,
-            checkpoint: record.checkpoint,
-            actions: record.actions,
+            checkpoint,
+            actions,
         })
     }
 
@@ -296,7 +297,7 @@ pub async fn write_batch(
 ) -> anyhow::Result<Option<Touched>> {
     match sink {
         Sink::DryRun => {
-            journal.record(run, record.entry(false, now_ms()))?;
+            journal.record(run, record.into_entry(false, now_ms()).0)?;
             Ok(None)
         }
         Sink::Execute(active) => {
