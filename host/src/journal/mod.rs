@@ -261,10 +261,26 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes a run's header and makes it durable (headers change rarely:
+    /// a run opened, abandoned or finished).
     pub fn put_header(&self, header: &RunHeader) -> Result<()> {
         let bytes = bincode::encode_to_vec(header, config()).expect("headers encode");
         self.runs.insert(header.run_id.as_bytes(), bytes).map_err(self.io())?;
-        Ok(())
+        self.flush()
+    }
+
+    /// Marks a run finished: everything it journaled made durable, its chain
+    /// verified, and the entry count and head recorded in its header (so a
+    /// truncated tail is caught even without the database).
+    pub fn finish_run(&self, header: &mut RunHeader, at_ms: i64) -> Result<VerifiedChain> {
+        self.flush()?;
+        let chain = self.verify(&header.run_id)?;
+        header.status = RunStatus::Finished;
+        header.finished_at_ms = Some(at_ms);
+        header.final_entries = Some(chain.entries());
+        header.final_head = Some(to_hex(&chain.head()));
+        self.put_header(header)?;
+        Ok(chain)
     }
 
     pub fn header(&self, run: &str) -> Result<RunHeader> {

@@ -13,7 +13,6 @@ use super::report::Summary;
 use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, insert_id_seed, now_ms};
 use crate::db::LockHolder;
 use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
-use crate::hash::to_hex;
 use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::PluginInstance;
 use crate::plugin::actions;
@@ -367,14 +366,7 @@ impl Engine<'_> {
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
         }
-        self.journal.flush()?;
-        let chain = self.journal.verify(&run)?;
-        header.status = RunStatus::Finished;
-        header.finished_at_ms = Some(now_ms());
-        header.final_entries = Some(chain.entries());
-        header.final_head = Some(to_hex(&chain.head()));
-        self.journal.put_header(header)?;
-        self.journal.flush()?;
+        self.journal.finish_run(header, now_ms())?;
         Ok(Outcome::Finished {
             header: header.clone(),
             summary: log.summary.clone(),

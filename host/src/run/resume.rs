@@ -131,7 +131,6 @@ impl Engine<'_> {
             reverts: None,
         };
         self.journal.put_header(&header)?;
-        self.journal.flush()?;
         Ok((header, false))
     }
 
@@ -356,8 +355,9 @@ impl Engine<'_> {
         };
         tracing::info!("run {run}: batch {seq} {note}");
         let touched = committed.touched;
+        // Made durable with the next entry the run records; if lost, the
+        // marker settles the batch again.
         active.committed(self.journal, committed, note)?;
-        self.journal.flush()?;
         log.summary.add_touched(batch.pass(), touched);
         log.committed(batch.entry())
     }

@@ -230,14 +230,7 @@ impl Revert<'_> {
                     ));
                 }
                 self.db.delete_marker(&h.run_id).await?;
-                self.journal.flush()?;
-                let chain = self.journal.verify(&h.run_id)?;
-                h.status = RunStatus::Finished;
-                h.finished_at_ms = Some(now_ms());
-                h.final_entries = Some(chain.entries());
-                h.final_head = Some(to_hex(&chain.head()));
-                self.journal.put_header(h)?;
-                self.journal.flush()?;
+                self.journal.finish_run(h, now_ms())?;
             } else if report.complete() && stamp_note.is_none() {
                 report.version_after = Some(version_after.clone());
             }
@@ -361,7 +354,6 @@ impl Revert<'_> {
             h.status = RunStatus::Abandoned;
             self.journal.put_header(&h)?;
         }
-        self.journal.flush()?;
         Ok(())
     }
 
@@ -441,8 +433,10 @@ impl Revert<'_> {
             .apply(&prepared, Some(&expect))
             .await
             .with_context(|| format!("revert {run} of run {}, batch {}", request.run, prepared.seq()))?;
+        // Not flushed on its own, like a run's: the next batch's `prepare`
+        // or the revert's end makes it durable, and a revert run again
+        // re-reads every document's state anyway.
         active.committed(self.journal, committed, "")?;
-        self.journal.flush()?;
         Ok(())
     }
 
