@@ -70,9 +70,9 @@ bench-setup:
 bench-plugin: plugins
     cargo bench -p godwit --bench plugin_call
 
-# The QDash backfill scenario on about 32,000 documents (GODWIT_QDASH_SCALE=9; the default is about 10,000).
+# The QDash backfill scenario on about 54,000 documents (GODWIT_QDASH_SCALE=15; the default is about 21,000).
 scenario-qdash-large: plugins
-    GODWIT_QDASH_SCALE=9 cargo test -p godwit --features failpoints --test e2e -- seeds::qdash:: --nocapture
+    GODWIT_QDASH_SCALE=15 cargo test -p godwit --features failpoints --test e2e -- seeds::qdash:: --nocapture
 
 # One seed scenario end to end: qdash, datalab, uniqc, caipe or alembic (README, "Scenarios").
 # With GODWIT_TEST_MONGODB_URI set (e.g. the demo's server) its databases stay there to inspect.

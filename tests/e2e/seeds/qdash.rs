@@ -60,16 +60,16 @@ const COLLECTIONS: &[Collection] = &[
 
 const USERS: u32 = 240;
 
-/// Documents generated per collection: the counts above times this (3: about
-/// 10,000 in all; the run is throttled in proportion so that it is killed
-/// midway). `GODWIT_QDASH_SCALE` raises it (`just scenario-qdash-large`: 9,
-/// about 32,000 documents).
+/// Documents generated per collection: the counts above times this (6: about
+/// 21,000 in all; the run is throttled in proportion so that it is killed
+/// midway). `GODWIT_QDASH_SCALE` sets it (`just scenario-qdash-large`: 15,
+/// about 54,000 documents).
 fn scale() -> u32 {
     std::env::var("GODWIT_QDASH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&s| s >= 1)
-        .unwrap_or(3)
+        .unwrap_or(6)
 }
 
 /// Usernames the data references that resolve to nobody: deleted users,
