@@ -126,14 +126,11 @@ impl<'a> Context<'a> {
         let page = if page == 0 { 1_000 } else { page };
         let mut all: Vec<Document> = Vec::new();
         loop {
+            // After the last `_id` in `_id` order, across BSON types: `$gt`
+            // alone would skip every `_id` of a later type.
             let paged = match all.last().and_then(|d| d.get("_id")) {
                 None => filter.clone(),
-                Some(last) if !filter.contains_key("_id") => {
-                    let mut f = filter.clone();
-                    f.insert("_id", doc! {"$gt": last.clone()});
-                    f
-                }
-                Some(last) => doc! {"$and": [filter.clone(), {"_id": {"$gt": last.clone()}}]},
+                Some(last) => doc! {"$and": [filter.clone(), godwit_policy::after_id(last)]},
             };
             let found = self.find(collection, paged, projection.clone(), page)?;
             let done = found.len() < page as usize;

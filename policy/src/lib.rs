@@ -13,6 +13,7 @@
 
 pub mod matcher;
 pub mod names;
+pub mod paging;
 pub mod query;
 pub mod raw;
 pub mod update;
@@ -20,6 +21,7 @@ pub mod update;
 use bson::Document;
 
 pub use names::check_collection;
+pub use paging::after_id;
 pub use query::{check_filter, check_projection, check_query, is_pinned};
 pub use raw::{check_structure, decode, document_id};
 pub use update::{check_document, check_update};

@@ -25,7 +25,7 @@
 use bson::{Bson, Document};
 use std::cmp::Ordering;
 
-mod order;
+pub(crate) mod order;
 mod project;
 pub use order::compare;
 use order::{Num, canonical, equal, number};

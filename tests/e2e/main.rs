@@ -10,6 +10,7 @@ mod crash;
 mod db;
 mod escape;
 mod failpoints;
+mod id_types;
 mod inspect;
 mod journal_faults;
 mod lock;

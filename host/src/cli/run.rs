@@ -258,10 +258,14 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
                 resume_hint.replace("{run}", &header.run_id)
             )
         }
+        // The run's passes are done: running the same command again resumes
+        // it and only verifies again. Say what makes progress.
         "unclean" => errln!(
-            "not stamped: the data is not clean after run {} (see the residue above); fix the cause and run again, \
-             or stamp anyway with --allow-residue",
-            header.run_id
+            "not stamped: the data is not clean after run {run} (see the residue above). Its passes are complete, so \
+             running the same command again only verifies again: fix the cause, then start a run that reads the \
+             documents again with --new-run; for a migration that never converges (an $inc counter) use \
+             --skip-verify; or stamp anyway with --allow-residue",
+            run = header.run_id
         ),
         _ => {}
     }

@@ -57,9 +57,12 @@ impl PassReader {
         })
     }
 
+    /// The pass's filter, after the checkpoint in `_id` order - across BSON
+    /// types (`godwit_policy::after_id`): `$gt` alone would skip every `_id`
+    /// of a later type than the checkpoint's.
     fn filter(pass: &ValidPass, after: Option<&Bson>) -> Document {
         match after {
-            Some(after) => doc! {"$and": [pass.filter.clone(), {"_id": {"$gt": after.clone()}}]},
+            Some(after) => doc! {"$and": [pass.filter.clone(), godwit_policy::after_id(after)]},
             None => pass.filter.clone(),
         }
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{Manifest, Pass, doc};
+use crate::{Bson, Manifest, Pass, doc};
 
 /// Builds a reference map with `find_all` in `begin`, pages of 3.
 struct Paged(Vec<Document>);
@@ -33,7 +33,43 @@ fn find_all_pages_past_the_page_size_in_id_order() {
     assert_eq!(ids, [1, 2, 4, 5, 7, 8]);
     // Two full pages and an empty one: the paging stops on a short page.
     assert_eq!(h.lookups().len(), 3);
-    assert_eq!(h.lookups()[1].1, doc! {"keep": true, "_id": {"$gt": 4}});
+    assert_eq!(
+        h.lookups()[1].1,
+        doc! {"$and": [{"keep": true}, godwit_policy::after_id(&Bson::Int32(4))]}
+    );
+}
+
+#[test]
+fn find_all_pages_across_id_types_in_id_order() {
+    // `_id`s of five types; a page boundary after the last int must not
+    // lose the strings, subdocuments, ObjectIds and dates after it.
+    let oid = crate::bson::oid::ObjectId::from_bytes([7; 12]);
+    let date = crate::bson::DateTime::from_millis(5);
+    let ids = [
+        Bson::Int32(1),
+        Bson::Int64(2),
+        Bson::String("a".into()),
+        Bson::Document(doc! {"k": 1}),
+        Bson::ObjectId(oid),
+        Bson::Boolean(true),
+        Bson::DateTime(date),
+    ];
+    let docs: Vec<Document> = ids
+        .iter()
+        .rev()
+        .map(|id| doc! {"_id": id.clone(), "keep": true})
+        .collect();
+    let mut h = Harness::<Paged>::new().collection("ref", docs);
+    h.begin().unwrap();
+    let found: Vec<Bson> = h
+        .plugin
+        .as_ref()
+        .unwrap()
+        .0
+        .iter()
+        .map(|d| d.get("_id").unwrap().clone())
+        .collect();
+    assert_eq!(found, ids);
 }
 
 /// Returns from `process` whatever the test put in `RETURN`.

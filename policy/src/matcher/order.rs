@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 /// MongoDB's canonical type order (`canonicalizeBSONType`): values of
 /// different classes compare by this, numbers are one class, and so are
 /// strings and symbols.
-pub(super) fn canonical(v: &Bson) -> i32 {
+pub(crate) fn canonical(v: &Bson) -> i32 {
     match v {
         Bson::MinKey => -1,
         Bson::Undefined => 0,
