@@ -1,59 +1,155 @@
-//! Seed 003, CAIPE `canonical_team_membership_v1`: for every team's legacy
-//! `members[]` entry, ensure an active row in `team_membership_sources` keyed
-//! by `(team_slug, lower(user_email), source_type = "manual")`, then `$unset`
-//! the legacy `members` field.
+//! Seed 003, CAIPE `canonical_team_membership_v1` on CAIPE's own data
+//! contract (upstream `scripts/migrate-canonical-team-membership.ts`, types in
+//! `ui/src/types/teams.ts` and `ui/src/types/identity-group-sync.ts`): every
+//! legacy `teams.members[]` entry (`{user_id: <e-mail>, role, added_at,
+//! added_by}`) gets an active `team_membership_sources` row unless one
+//! exists, then the team's `members` field is `$unset`.
 //!
-//! Rows are written as upserts that only set fields on insert, and only for
-//! keys the canonical store does not hold yet (looked up per batch), so a row
-//! the runtime already dual-wrote is left alone and a second apply is a no-op.
+//! Upstream's rules, kept as they are:
+//! - the e-mail is `user_id`, trimmed and lower-cased; a `user_id` that is not
+//!   a non-blank string is a warning and the entry is skipped;
+//! - `role` is trimmed and lower-cased; `owner` and `admin` become the
+//!   `relationship` `admin`, `member` stays `member`, anything else (a missing
+//!   role included) is a warning and the entry is skipped;
+//! - an entry is already migrated when an *active* row of *any* source type
+//!   has the team's slug and the e-mail (compared lower-cased): a `removed`
+//!   manual row does not count, and the upsert then revives it;
+//! - a row is upstream's `MembershipSourceRow` (`team_id`, `team_slug`,
+//!   `user_email`, `relationship`, `source_type: "manual"`, `managed: false`,
+//!   `status: "active"`, `created_by: "migration:canonical_team_membership_v1"`,
+//!   and `created_at`, `first_seen_at`, `last_seen_at`, `last_applied_at` as
+//!   one ISO-8601 string), written as `$set` of the whole row, upserted on
+//!   `(team_slug, user_email, source_type)`; `user_subject` is never written;
+//! - a team without a slug is skipped with a warning; `members: []` (or
+//!   `null`) is unset without counting as legacy members.
 //!
-//! The runbook's summary (`teamsScanned`, `teamsWithLegacyMembers`,
-//! `rowsToBackfill`, `teamsToUnset`, `skipped`, `warnings`) is the `summary`
-//! report; every skipped team and every warning is a report of its own.
+//! Where this plugin is deliberately safer than upstream:
+//! - a team whose entries could not all be migrated (no slug, or a skipped
+//!   entry) keeps its `members` array, so that the only copy of those entries
+//!   survives; the operator fixes the data and runs again. `--param
+//!   unset_skipped=true` unsets them anyway, as upstream does;
+//! - data that is not CAIPE's shape at all stops the run with an error naming
+//!   the team, before that team's batch writes anything: `members` neither an
+//!   array nor null (upstream unsets it), an entry that is not a document or
+//!   has no `user_id` field (upstream warns per entry, which would let a
+//!   migration on the wrong data skip every entry and still finish), a team
+//!   `_id` that is not an ObjectId, string or integer.
 //!
-//! One choice the runbook leaves open: a team with a member row that had to be
-//! skipped (non-string `user_id`, unrecognized role, no e-mail) keeps its
-//! `members` array. Unsetting it would destroy the only copy of that row, and
-//! the runbook's recovery is "fix the input data and re-run".
+//! The runbook's figures, with upstream's keys, are the `summary` report:
+//! `teamsScanned`, `teamsWithLegacyMembers`, `rowsToBackfill`,
+//! `teamsToUnset`, `skipped`, `warnings` and the `applied` block
+//! (`backfilled`, `unsetTeams`). As everywhere in godwit, `applied` counts
+//! the writes the plugin asks for, in a dry run too (the plugin is never told
+//! whether it runs dry). Every warning and skipped team is a report of its
+//! own with upstream's message; every team that keeps `members` is a `kept`
+//! report.
 
-use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, bson, doc};
+use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, doc, json_string};
 use std::collections::HashSet;
 
 pub const SOURCES: &str = "team_membership_sources";
 pub const MIGRATION: &str = "canonical_team_membership_v1";
-/// Roles the canonical store knows; legacy values are compared trimmed and
-/// in lower case, a missing role means `member`.
-pub const ROLES: [&str; 3] = ["owner", "admin", "member"];
+/// Upstream's `MIGRATION_ACTOR`, the rows' `created_by`.
+pub const ACTOR: &str = "migration:canonical_team_membership_v1";
+/// The summary's keys, in upstream's order.
+pub const FIGURES: [&str; 6] = [
+    "teamsScanned",
+    "teamsWithLegacyMembers",
+    "rowsToBackfill",
+    "teamsToUnset",
+    "skipped",
+    "warnings",
+];
 
 pub struct TeamMembership {
-    created_at: bson::DateTime,
-    /// Keys upserted by this run, so that two legacy entries differing only
-    /// in e-mail case become one row.
+    /// The run's start as JavaScript's `Date.toISOString()` writes it.
+    now: String,
+    /// `--param unset_skipped=true`: upstream's rule, `members` is unset on
+    /// every team that has it, whatever could be migrated.
+    unset_skipped: bool,
+    /// `(slug, e-mail)` keys upserted by earlier batches. Upstream plans from
+    /// one snapshot, so a key two teams share (slugs are unique in CAIPE, so
+    /// only on damaged data) is planned once per team; a later batch's lookup
+    /// would see the earlier batch's row in an execute but not in a dry run,
+    /// and this set keeps the two alike.
     planned: HashSet<(String, String)>,
     tally: Tally,
+    applied: Tally,
 }
 
-/// The canonical role of a legacy member entry, or why there is none.
-pub fn normalize_role(role: Option<&Bson>) -> Result<&'static str, String> {
-    match role {
-        None | Some(Bson::Null) => Ok("member"),
-        Some(Bson::String(s)) => {
-            let lower = s.trim().to_lowercase();
-            ROLES
-                .iter()
-                .find(|r| **r == lower)
-                .copied()
-                .ok_or_else(|| format!("unrecognized role {s:?} (expected one of {ROLES:?})"))
-        }
-        Some(other) => Err(format!("role is not a string: {other}")),
+/// Upstream's `asString`: a string, trimmed, if it is not blank.
+fn as_string(value: Option<&Bson>) -> Option<&str> {
+    match value {
+        Some(Bson::String(s)) if !s.trim().is_empty() => Some(s.trim()),
+        _ => None,
     }
+}
+
+/// Upstream's `normalizeRelationship`: `owner` and `admin` are `admin`,
+/// `member` is `member` (trimmed, any case); anything else is `None`.
+pub fn normalize_relationship(role: Option<&Bson>) -> Option<&'static str> {
+    match as_string(role)?.to_lowercase().as_str() {
+        "admin" | "owner" => Some("admin"),
+        "member" => Some("member"),
+        _ => None,
+    }
+}
+
+/// JavaScript's `String(value)` for the values a role can hold, for
+/// upstream's warning text (`unknown role "undefined"`).
+fn js_string(value: Option<&Bson>) -> String {
+    match value {
+        None => "undefined".into(),
+        Some(Bson::Null) => "null".into(),
+        Some(Bson::String(s)) => s.clone(),
+        Some(Bson::Boolean(b)) => b.to_string(),
+        Some(Bson::Int32(n)) => n.to_string(),
+        Some(Bson::Int64(n)) => n.to_string(),
+        Some(Bson::Double(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Some(Bson::Double(f)) => f.to_string(),
+        Some(Bson::Document(_)) => "[object Object]".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Upstream's `String(team._id)`: the hex of an ObjectId, a string as it
+/// is, an integer in decimal. Other types are not CAIPE's.
+fn team_id(id: &Bson) -> Option<String> {
+    match id {
+        Bson::ObjectId(oid) => Some(oid.to_hex()),
+        Bson::String(s) => Some(s.clone()),
+        Bson::Int32(n) => Some(n.to_string()),
+        Bson::Int64(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `Date.prototype.toISOString()`: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn iso_string(at: godwit_sdk::bson::DateTime) -> Result<String, Error> {
+    let text = at
+        .try_to_rfc3339_string()
+        .map_err(|e| Error::new(format!("run start {at} has no ISO-8601 form: {e}")))?;
+    let seconds = text
+        .get(..19)
+        .ok_or_else(|| Error::new(format!("run start {text} is not YYYY-MM-DDTHH:MM:SS")))?;
+    Ok(format!("{seconds}.{:03}Z", at.timestamp_millis().rem_euclid(1000)))
+}
+
+/// What became of one legacy entry.
+enum Entry {
+    /// A new row to upsert, and its key.
+    Row(Box<Action>, (String, String)),
+    /// An active row already holds it (or an earlier batch upserted it).
+    Present,
+    /// Skipped, with upstream's warning.
+    Warning(String),
 }
 
 impl Migration for TeamMembership {
     fn manifest() -> Manifest {
-        Manifest::new("caipe-team-membership", "1.0.0")
+        Manifest::new("caipe-team-membership", "1.1.0")
             .description(
-                "canonical_team_membership_v1: teams.members[] -> team_membership_sources, then $unset members",
+                "canonical_team_membership_v1: teams.members[] -> team_membership_sources (CAIPE's rows), then $unset members",
             )
             .pass(
                 Pass::new("teams", "teams")
@@ -65,252 +161,219 @@ impl Migration for TeamMembership {
             )
     }
 
-    fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
+    fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error> {
+        let unset_skipped = params.parse_or("unset_skipped", false)?;
         let mut tally = Tally::new();
-        for name in [
-            "teamsScanned",
-            "teamsWithLegacyMembers",
-            "rowsToBackfill",
-            "teamsToUnset",
-            "skipped",
-            "warnings",
-        ] {
+        for name in FIGURES {
             tally.touch(name);
         }
+        let mut applied = Tally::new();
+        applied.touch("backfilled");
+        applied.touch("unsetTeams");
         Ok(TeamMembership {
-            created_at: cx.run().started_at(),
+            now: iso_string(cx.run().started_at())?,
+            unset_skipped,
             planned: HashSet::new(),
             tally,
+            applied,
         })
     }
 
     fn process(&mut self, cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
-        // One lookup per batch: the canonical rows of the batch's teams.
-        let slugs: Vec<&str> = batch
-            .iter()
-            .filter(|t| t.contains_key("members"))
-            .filter_map(|t| t.get_str("slug").ok())
-            .collect();
-        let mut existing = HashSet::new();
-        if !slugs.is_empty() {
-            let rows = cx.find_all(
-                SOURCES,
-                doc! {"team_slug": {"$in": slugs}, "source_type": "manual"},
-                Some(doc! {"team_slug": 1, "user_email": 1}),
-                5_000,
-            )?;
-            for row in rows {
-                if let (Ok(slug), Ok(email)) = (row.get_str("team_slug"), row.get_str("user_email")) {
-                    existing.insert((slug.to_string(), email.to_lowercase()));
-                }
-            }
-        }
-
+        let existing = existing_keys(cx, &batch)?;
         let mut actions = Vec::new();
+        let mut upserted = Vec::new();
         for team in &batch {
             let id = team.get("_id").cloned().ok_or_else(|| Error::new("team without _id"))?;
+            let tid = team_id(&id).ok_or_else(|| {
+                Error::new(format!(
+                    "team _id {id} is neither an ObjectId, a string nor an integer: not CAIPE's teams"
+                ))
+                .for_document(id.clone())
+            })?;
             self.tally.incr("teamsScanned");
             let members = match team.get("members") {
                 None => continue,
                 Some(Bson::Array(members)) => members,
+                // A defunct field with nothing in it: unset, as upstream does.
+                Some(Bson::Null) => {
+                    self.unset(&mut actions, id);
+                    continue;
+                }
                 Some(other) => {
-                    return Err(Error::new(format!("members is not an array: {other}")).for_document(id));
+                    return Err(Error::new(format!(
+                        "team {tid}: members is neither an array nor null ({other}): not CAIPE's legacy members, \
+                         nothing of this batch written"
+                    ))
+                    .for_document(id));
                 }
             };
-            if !members.is_empty() {
-                self.tally.incr("teamsWithLegacyMembers");
+            if members.is_empty() {
+                self.unset(&mut actions, id);
+                continue;
             }
-            let Some(slug) = team.get_str("slug").ok().filter(|s| !s.trim().is_empty()) else {
+            self.tally.incr("teamsWithLegacyMembers");
+            let Some(slug) = as_string(team.get("slug")) else {
                 self.tally.incr("skipped");
-                actions.push(Action::report(
-                    "skipped",
-                    id.to_string(),
-                    format!(
-                        "team {id} has no slug: its {} legacy members cannot be keyed; set a slug and re-run",
-                        members.len()
-                    ),
-                ));
+                actions.push(Action::report("skipped", &tid, "team has no slug"));
+                self.warn(
+                    &mut actions,
+                    tid.clone(),
+                    format!("team {tid}: no slug; skipping {} legacy member(s)", members.len()),
+                );
+                self.unset_or_keep(&mut actions, id, &tid, "no slug");
                 continue;
             };
             let mut clean = true;
             for (i, member) in members.iter().enumerate() {
-                match self.row(slug, member, &existing) {
-                    Ok(Some(row)) => {
+                match self.entry(slug, &tid, member, &existing)? {
+                    Entry::Row(row, key) => {
                         self.tally.incr("rowsToBackfill");
-                        actions.push(row);
+                        self.applied.incr("backfilled");
+                        actions.push(*row);
+                        upserted.push(key);
                     }
-                    Ok(None) => {}
-                    Err(why) => {
+                    Entry::Present => {}
+                    Entry::Warning(message) => {
                         clean = false;
-                        self.tally.incr("warnings");
-                        actions.push(Action::report(
-                            "warning",
-                            format!("{slug}/members[{i}]"),
-                            format!("team {slug} ({id}) members[{i}]: {why}; row skipped, members kept"),
-                        ));
+                        self.warn(&mut actions, format!("{slug}/members[{i}]"), message);
                     }
                 }
             }
             if clean {
-                self.tally.incr("teamsToUnset");
-                actions.push(Action::unset("teams", id, ["members"]));
+                self.unset(&mut actions, id);
+            } else {
+                self.unset_or_keep(&mut actions, id, &tid, "skipped member(s)");
             }
         }
+        self.planned.extend(upserted);
         Ok(actions)
     }
 
     fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
-        Ok(vec![self.tally.report("summary", MIGRATION)])
+        // Upstream prints the plan's summary and then `{"applied": {...}}`;
+        // one JSON object here: the Tally's figures, then the nested block.
+        let figures = self.tally.to_json();
+        let message = format!(
+            "{}, {}: {}}}",
+            &figures[..figures.len() - 1],
+            json_string("applied"),
+            self.applied.to_json()
+        );
+        Ok(vec![Action::report("summary", MIGRATION, message)])
     }
 }
 
+/// Upstream's `fetchExistingSources`, for the slugs of one batch's teams
+/// with legacy members: `(trim(team_slug), lower(trim(user_email)))` of every
+/// active row, whatever its source type.
+fn existing_keys(cx: &mut Context, batch: &[Document]) -> Result<HashSet<(String, String)>, Error> {
+    let slugs: Vec<&str> = batch
+        .iter()
+        .filter(|t| matches!(t.get("members"), Some(Bson::Array(m)) if !m.is_empty()))
+        .filter_map(|t| as_string(t.get("slug")))
+        .collect();
+    let mut existing = HashSet::new();
+    if slugs.is_empty() {
+        return Ok(existing);
+    }
+    let rows = cx.find_all(
+        SOURCES,
+        doc! {"team_slug": {"$in": slugs}, "status": "active"},
+        Some(doc! {"team_slug": 1, "user_email": 1}),
+        5_000,
+    )?;
+    for row in rows {
+        if let (Some(slug), Some(email)) = (as_string(row.get("team_slug")), as_string(row.get("user_email"))) {
+            existing.insert((slug.to_string(), email.to_lowercase()));
+        }
+    }
+    Ok(existing)
+}
+
 impl TeamMembership {
-    /// The upsert for one legacy entry (`None`: the row exists or is planned),
-    /// or why the entry is skipped.
-    fn row(
-        &mut self,
+    fn warn(&mut self, actions: &mut Vec<Action>, key: String, message: String) {
+        self.tally.incr("warnings");
+        actions.push(Action::report("warning", key, message));
+    }
+
+    fn unset(&mut self, actions: &mut Vec<Action>, id: Bson) {
+        self.tally.incr("teamsToUnset");
+        self.applied.incr("unsetTeams");
+        actions.push(Action::unset("teams", id, ["members"]));
+    }
+
+    /// A team some of whose entries were not migrated: upstream unsets it
+    /// anyway; by default it keeps `members`.
+    fn unset_or_keep(&mut self, actions: &mut Vec<Action>, id: Bson, tid: &str, why: &str) {
+        if self.unset_skipped {
+            self.unset(actions, id);
+        } else {
+            actions.push(Action::report(
+                "kept",
+                tid,
+                format!(
+                    "team {tid}: members kept ({why}): unsetting it would lose the entries not migrated; fix them and \
+                     run again, or pass --param unset_skipped=true to unset it as upstream does"
+                ),
+            ));
+        }
+    }
+
+    /// Upstream's planning of one legacy entry.
+    fn entry(
+        &self,
         slug: &str,
+        tid: &str,
         member: &Bson,
         existing: &HashSet<(String, String)>,
-    ) -> Result<Option<Action>, String> {
-        let Bson::Document(member) = member else {
-            return Err(format!("entry is not a document: {member}"));
+    ) -> Result<Entry, Error> {
+        let Some(member) = member.as_document().filter(|m| m.contains_key("user_id")) else {
+            return Err(Error::new(format!(
+                "team {slug} ({tid}): members[] entry {member} is not CAIPE's {{user_id, role, added_at, added_by}}: \
+                 nothing of this batch written"
+            )));
         };
-        let email = match member.get("user_email").or_else(|| member.get("email")) {
-            Some(Bson::String(e)) if !e.trim().is_empty() => e.trim().to_lowercase(),
-            _ => return Err("no user_email".to_string()),
+        let Some(email) = as_string(member.get("user_id")).map(str::to_lowercase) else {
+            return Ok(Entry::Warning(format!(
+                "team {slug} ({tid}): skipping member with non-string user_id"
+            )));
         };
-        let subject = match member.get("user_id") {
-            None | Some(Bson::Null) => None,
-            Some(Bson::String(s)) => Some(s.clone()),
-            Some(other) => return Err(format!("user_id is not a string: {other}")),
+        let Some(relationship) = normalize_relationship(member.get("role")) else {
+            return Ok(Entry::Warning(format!(
+                "team {slug} ({tid}): skipping {email} with unknown role \"{}\"",
+                js_string(member.get("role"))
+            )));
         };
-        let role = normalize_role(member.get("role"))?;
-        let key = (slug.to_string(), email.clone());
-        if existing.contains(&key) || !self.planned.insert(key) {
-            return Ok(None);
+        let key = (slug.to_string(), email);
+        if existing.contains(&key) || self.planned.contains(&key) {
+            return Ok(Entry::Present);
         }
-        let mut fields = doc! {"role": role, "status": "active", "created_at": self.created_at, "created_by": format!("migration:{MIGRATION}")};
-        if let Some(subject) = subject {
-            fields.insert("user_subject", subject);
-        }
-        Ok(Some(Action::upsert(
+        let (slug, email) = key.clone();
+        let now = self.now.as_str();
+        let row = Action::upsert(
             SOURCES,
-            doc! {"team_slug": slug, "user_email": email, "source_type": "manual"},
-            doc! {"$setOnInsert": fields},
-        )))
+            doc! {"team_slug": &slug, "user_email": &email, "source_type": "manual"},
+            doc! {"$set": {
+                "team_id": tid,
+                "team_slug": slug,
+                "user_email": email,
+                "relationship": relationship,
+                "source_type": "manual",
+                "managed": false,
+                "status": "active",
+                "created_by": ACTOR,
+                "created_at": now,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "last_applied_at": now,
+            }},
+        );
+        Ok(Entry::Row(Box::new(row), key))
     }
 }
 
 godwit_sdk::export!(TeamMembership);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use godwit_sdk::testing::Harness;
-
-    fn kinds(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .map(|a| match a {
-                Action::Report(r) => format!("{}:{}", r.kind, r.key),
-                Action::Update {
-                    collection,
-                    upsert: true,
-                    filter,
-                    ..
-                } => {
-                    format!("upsert:{collection}:{}", filter.get_str("user_email").unwrap())
-                }
-                Action::Update { collection, .. } => format!("update:{collection}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    fn summary(h: &mut Harness<TeamMembership>) -> String {
-        match &h.finish().unwrap()[0] {
-            Action::Report(r) => r.message.clone(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn roles_are_normalized_and_unknown_ones_refused() {
-        assert_eq!(normalize_role(Some(&" Admin ".into())), Ok("admin"));
-        assert_eq!(normalize_role(None), Ok("member"));
-        assert!(
-            normalize_role(Some(&"superuser".into()))
-                .unwrap_err()
-                .contains("unrecognized role")
-        );
-        assert!(normalize_role(Some(&Bson::Int32(1))).is_err());
-    }
-
-    #[test]
-    fn backfills_missing_rows_dedupes_case_and_unsets_members() {
-        let mut h = Harness::<TeamMembership>::new().collection(
-            SOURCES,
-            vec![doc! {"_id": 1, "team_slug": "infra", "user_email": "ada@x.io", "source_type": "manual"}],
-        );
-        let team = doc! {"_id": 7, "slug": "infra", "members": [
-            {"user_email": "Ada@X.io", "role": "admin"},
-            {"user_email": "bob@x.io", "user_id": "sub-1", "role": "member"},
-            {"user_email": "BOB@x.io"},
-        ]};
-        let actions = h.process(0, vec![team]).unwrap();
-        assert_eq!(
-            kinds(&actions),
-            ["upsert:team_membership_sources:bob@x.io", "update:teams"]
-        );
-        assert_eq!(
-            actions[0],
-            Action::upsert(
-                SOURCES,
-                doc! {"team_slug": "infra", "user_email": "bob@x.io", "source_type": "manual"},
-                doc! {"$setOnInsert": {"role": "member", "status": "active", "created_at": bson::DateTime::from_millis(1_767_225_600_000), "created_by": "migration:canonical_team_membership_v1", "user_subject": "sub-1"}}
-            )
-        );
-        assert_eq!(actions[1], Action::unset("teams", 7, ["members"]));
-        assert_eq!(
-            summary(&mut h),
-            r#"{"teamsScanned": 1, "teamsWithLegacyMembers": 1, "rowsToBackfill": 1, "teamsToUnset": 1, "skipped": 0, "warnings": 0}"#
-        );
-    }
-
-    #[test]
-    fn teams_without_slug_are_skipped_and_bad_rows_keep_members() {
-        let mut h = Harness::<TeamMembership>::new();
-        let no_slug = doc! {"_id": 1, "name": "legacy", "members": [{"user_email": "a@x.io"}]};
-        let bad = doc! {"_id": 2, "slug": "ml", "members": [{"user_email": "a@x.io", "user_id": 42}, {"user_email": "b@x.io", "role": "wizard"}, {"user_email": "c@x.io"}]};
-        let empty = doc! {"_id": 3, "slug": "ops", "members": []};
-        let none = doc! {"_id": 4, "slug": "web"};
-        let actions = h.process(0, vec![no_slug, bad, empty, none]).unwrap();
-        assert_eq!(
-            kinds(&actions),
-            [
-                "skipped:1",
-                "warning:ml/members[0]",
-                "warning:ml/members[1]",
-                "upsert:team_membership_sources:c@x.io",
-                "update:teams"
-            ]
-        );
-        assert_eq!(
-            actions[4],
-            Action::unset("teams", 3, ["members"]),
-            "an empty array is unset too"
-        );
-        assert_eq!(
-            summary(&mut h),
-            r#"{"teamsScanned": 4, "teamsWithLegacyMembers": 2, "rowsToBackfill": 1, "teamsToUnset": 1, "skipped": 1, "warnings": 2}"#
-        );
-    }
-
-    #[test]
-    fn no_teams_no_actions() {
-        let mut h = Harness::<TeamMembership>::new();
-        assert!(h.process(0, vec![]).unwrap().is_empty());
-        assert!(h.lookups().is_empty(), "no lookup without legacy members");
-    }
-}
+mod tests;
