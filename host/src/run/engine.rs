@@ -1,20 +1,21 @@
 //! `Engine::run`: one run from start (or resume) to its stamp. The steps
 //! live in their own modules - reading the run's log (`log.rs`), binding
-//! and restoring a resumed run (`resume.rs`), the batch builder
-//! (`batch.rs`), the commit protocol (`commit.rs`), verification and the
-//! stamp (`finish.rs`); this file is the order they run in.
+//! and restoring a resumed run (`resume.rs`), the plugin call (`stage.rs`),
+//! the batch builder (`batch.rs`), the commit protocol (`commit.rs`),
+//! verification and the stamp (`finish.rs`); this file is the order they
+//! run in.
 
-use super::batch::{BatchRecord, Origin, id_of, id_text};
+use super::batch::{id_of, id_text};
 use super::commit::{ActiveRun, Sink, write_batch};
 use super::log::RunLog;
 use super::lookup::Recorded;
 use super::plan::Plan;
 use super::report::Summary;
-use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, insert_id_seed, now_ms};
+use super::stage::PluginStage;
+use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, now_ms};
 use crate::db::LockHolder;
 use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
 use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus};
-use crate::plugin::PluginInstance;
 use crate::plugin::actions;
 use anyhow::Context;
 
@@ -158,11 +159,17 @@ impl Engine<'_> {
             }
         }
 
-        let recorded = Recorded::default();
-        let mut instance: Option<PluginInstance> = None;
+        let mut stage: Option<PluginStage> = None;
         let all_passes_done = log.done_passes.len() == manifest.passes.len();
         if !(all_passes_done && log.finished) {
-            instance = Some(self.begin(header, bound, request, &recorded, log, resumed)?);
+            let recorded = Recorded::default();
+            let instance = self.begin(header, bound, request, &recorded, log, resumed)?;
+            stage = Some(PluginStage::new(
+                instance,
+                recorded,
+                &bound.identity.run_id,
+                &manifest.name,
+            ));
         }
 
         let mut throttle = request.max_docs_per_sec.map(Throttle::new);
@@ -243,16 +250,8 @@ impl Engine<'_> {
                         pass.name
                     )
                 };
-                let plugin = instance.as_mut().expect("instance exists while passes remain");
-                let raw = tokio::task::block_in_place(|| plugin.process(index, &batch)).with_context(where_)?;
-                failpoint!("plugin-called");
-                let mut valid = actions::validate(&allowed, raw)
-                    .with_context(|| format!("{}: plugin {} returned an invalid action", where_(), manifest.name))?;
-                actions::assign_insert_ids(&mut valid, || {
-                    insert_id_seed(&bound.identity.run_id, Some(index), &batch)
-                });
-                let record =
-                    BatchRecord::build(Origin::Pass(index), batch, valid, plugin.fuel_used(), recorded.drain());
+                let plugin = stage.as_mut().expect("the plugin is live while passes remain");
+                let record = plugin.process(index, &allowed, batch, where_)?;
                 if let Some(plan) = bound.plan.as_mut() {
                     let first = record.inputs.first().map(|d| id_text(d)).unwrap_or_default();
                     let at = format!(
@@ -296,13 +295,9 @@ impl Engine<'_> {
             if self.stop.requested() {
                 return Ok(self.interrupted(header, &log.summary));
             }
-            let plugin = instance.as_mut().expect("instance exists until finish");
-            let raw = tokio::task::block_in_place(|| plugin.finish()).with_context(|| format!("run {run}: finish"))?;
+            let plugin = stage.as_mut().expect("the plugin is live until finish");
             let scope = actions::finish_scope(&manifest).with_policy(self.policy());
-            let mut valid = actions::validate(&scope, raw)
-                .with_context(|| format!("run {run}, finish: plugin {} returned an invalid action", manifest.name))?;
-            actions::assign_insert_ids(&mut valid, || insert_id_seed(&bound.identity.run_id, None, &[]));
-            let record = BatchRecord::build(Origin::Finish, Vec::new(), valid, plugin.fuel_used(), recorded.drain());
+            let record = plugin.finish(&scope, &format!("run {run}"))?;
             if let Some(plan) = bound.plan.as_mut() {
                 let checked = plan.check_finish(self.journal, &record.actions_hash, &record.encoded, "finish");
                 log.summary.plan = Some(Box::new(plan.check().clone()));

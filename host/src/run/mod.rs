@@ -31,6 +31,7 @@ mod errors;
 mod finish;
 mod log;
 mod resume;
+mod stage;
 
 pub use errors::{NothingToMigrate, ResumeError, VersionError};
 

@@ -285,7 +285,7 @@ fn generate(db: &TestDb) -> (Vec<Document>, Vec<Document>) {
                     if m.is_multiple_of(3) {
                         // Dual-written by the runtime (manual), or synced from
                         // Okta: active rows of any source type count.
-                        let source_type = if m % 6 == 0 { "manual" } else { "okta" };
+                        let source_type = if m.is_multiple_of(6) { "manual" } else { "okta" };
                         let mut r = row(source_type, "active", "member");
                         if source_type == "okta" {
                             r.insert("provider_id", "okta-main");

@@ -1,0 +1,70 @@
+//! The plugin stage: one guarded call into the plugin (`process` for a
+//! batch, or `finish`) and what the host makes of its answer before anything
+//! is journaled - the actions validated against the call's scope (the plugin
+//! policy), `_id`s given to inserts that have none, and the call's fuel and
+//! journaled lookups - as a [`BatchRecord`].
+
+use super::batch::{BatchRecord, Origin};
+use super::insert_id_seed;
+use super::lookup::Recorded;
+use crate::plugin::PluginInstance;
+use crate::plugin::actions::{self, Scope};
+use anyhow::Context;
+
+/// A live plugin instance with the lookups its calls make.
+pub struct PluginStage {
+    instance: PluginInstance,
+    recorded: Recorded,
+    /// The run id the plugin runs as (its own, or the reviewed dry run's):
+    /// the seed of the `_id`s given to its inserts.
+    identity_run: String,
+    plugin: String,
+}
+
+impl PluginStage {
+    pub fn new(instance: PluginInstance, recorded: Recorded, identity_run: &str, plugin: &str) -> Self {
+        PluginStage {
+            instance,
+            recorded,
+            identity_run: identity_run.to_string(),
+            plugin: plugin.to_string(),
+        }
+    }
+
+    /// `process` on a batch of pass `pass`; `at` names the batch in errors.
+    pub fn process(
+        &mut self,
+        pass: u32,
+        scope: &Scope,
+        batch: Vec<Vec<u8>>,
+        at: impl Fn() -> String,
+    ) -> anyhow::Result<BatchRecord> {
+        let raw = tokio::task::block_in_place(|| self.instance.process(pass, &batch)).with_context(&at)?;
+        failpoint!("plugin-called");
+        let mut valid = actions::validate(scope, raw)
+            .with_context(|| format!("{}: plugin {} returned an invalid action", at(), self.plugin))?;
+        actions::assign_insert_ids(&mut valid, || insert_id_seed(&self.identity_run, Some(pass), &batch));
+        Ok(BatchRecord::build(
+            Origin::Pass(pass),
+            batch,
+            valid,
+            self.instance.fuel_used(),
+            self.recorded.drain(),
+        ))
+    }
+
+    /// `finish`; `at` names the run in errors.
+    pub fn finish(&mut self, scope: &Scope, at: &str) -> anyhow::Result<BatchRecord> {
+        let raw = tokio::task::block_in_place(|| self.instance.finish()).with_context(|| format!("{at}: finish"))?;
+        let mut valid = actions::validate(scope, raw)
+            .with_context(|| format!("{at}, finish: plugin {} returned an invalid action", self.plugin))?;
+        actions::assign_insert_ids(&mut valid, || insert_id_seed(&self.identity_run, None, &[]));
+        Ok(BatchRecord::build(
+            Origin::Finish,
+            Vec::new(),
+            valid,
+            self.instance.fuel_used(),
+            self.recorded.drain(),
+        ))
+    }
+}
