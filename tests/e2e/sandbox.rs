@@ -299,7 +299,8 @@ fn an_action_list_far_larger_than_the_batch_is_refused() {
         Err(e @ CallError::TooManyActions { .. }) => assert_eq!(
             e.to_string(),
             "plugin hostile returned 300 actions from process (pass 0 \"things\") for a batch of 3 documents, \
-             more than the limit of 10 per document (raise --max-actions-per-document if this is intended)"
+             more than the limit of 10 per document (rule action-count; raise --max-actions-per-document if this is \
+             intended)"
         ),
         other => panic!("expected too many actions, got {other:?}"),
     }

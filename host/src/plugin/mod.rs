@@ -100,7 +100,8 @@ pub enum CallError {
     Discarded { plugin: String, call: String },
     #[error(
         "plugin {plugin} returned {actions} actions from {call} for a batch of {documents} documents, \
-         more than the limit of {per_document} per document (raise --max-actions-per-document if this is intended)"
+         more than the limit of {per_document} per document (rule action-count; raise --max-actions-per-document \
+         if this is intended)"
     )]
     TooManyActions {
         plugin: String,
