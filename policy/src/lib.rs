@@ -71,9 +71,12 @@ pub struct Context<'a> {
 }
 
 impl Context<'static> {
-    /// Loading a plugin: no run, no metadata collection name yet.
+    /// Loading a plugin (`plugin inspect`, `plan`, a run before it knows its
+    /// metadata collection): the default metadata collection name is
+    /// already out of reach, so a manifest naming it is refused on sight;
+    /// a run checks again with the name it actually uses.
     pub const LOAD: Context<'static> = Context {
-        metadata_collection: None,
+        metadata_collection: Some(DEFAULT_METADATA_COLLECTION),
         database: None,
     };
 }
@@ -492,8 +495,11 @@ mod tests {
         let e = check_pass(&CX, "users", &all, None, &writes(&["godwit_metadata"])).unwrap_err();
         assert_eq!(e.rule, Rule::Collection);
         assert!(e.detail.starts_with("writes: collection `godwit_metadata`"), "{e}");
-        // At load the metadata collection's name is not known yet.
-        assert!(check_pass(&Context::LOAD, "users", &all, None, &writes(&["godwit_metadata"])).is_ok());
+        // At load the default metadata collection is refused already (a run
+        // checks again with the name it uses); another name passes until then.
+        let e = check_pass(&Context::LOAD, "users", &all, None, &writes(&["godwit_metadata"])).unwrap_err();
+        assert_eq!(e.rule, Rule::Collection);
+        assert!(check_pass(&Context::LOAD, "users", &all, None, &writes(&["gw_meta"])).is_ok());
         let e = check_pass(&CX, "godwit_metadata", &all, None, &[]).unwrap_err();
         assert!(e.detail.starts_with("collection: "), "{e}");
         let e = check_pass(&CX, "users", &b(doc! {"$where": "1"}), None, &[]).unwrap_err();

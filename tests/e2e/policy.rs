@@ -86,6 +86,22 @@ fn writes_to_the_metadata_collection_are_refused_when_the_run_starts() {
     }
 }
 
+/// A manifest naming godwit's (default) metadata collection is refused on
+/// sight: by `plugin inspect`, before any run, with the rule named.
+#[test]
+fn inspect_refuses_a_manifest_naming_the_metadata_collection() {
+    for name in ["hostile-policy-metadata-writes", "hostile-policy-metadata-reads"] {
+        let file = plugin(name);
+        let out = godwit(&["plugin", "inspect", file.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "plugin inspect {name}: {err}");
+        assert!(
+            err.contains("collection `godwit_metadata` is godwit's metadata collection") && err.contains("(rule "),
+            "{name}: {err}"
+        );
+    }
+}
+
 #[test]
 fn a_pass_reading_the_metadata_collection_is_refused() {
     refused(
