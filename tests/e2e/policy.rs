@@ -153,6 +153,35 @@ fn server_side_javascript_in_a_pass_filter_is_refused() {
     );
 }
 
+/// A pass filter the server refuses: one error line with the server's
+/// message (code, name, text), exit 8 - never the raw reply bytes the
+/// driver's own error text appends.
+#[test]
+fn a_query_the_server_refuses_is_reported_with_its_message_not_its_raw_reply() {
+    let db = seeded(25);
+    let before = db.dump();
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("hostile-policy-server-refused");
+    let out = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    let line = errors[0];
+    assert!(
+        line.contains("pass 0 (things)") && line.contains("Command failed"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("server response") && !line.contains("RawDocumentBuf"),
+        "raw reply in: {line}"
+    );
+    assert!(line.len() < 600, "{} bytes: {line}", line.len());
+    assert_eq!(db.dump(), before);
+}
+
 #[test]
 fn current_date_is_refused_as_nondeterministic() {
     action(

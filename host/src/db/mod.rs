@@ -54,10 +54,13 @@ pub enum DbError {
         seconds: u64,
         reason: String,
     },
-    #[error("{context}: {source}")]
+    /// Not `source`: the driver's error, as its error source, would be
+    /// printed in full - raw server reply bytes included - by every error
+    /// chain; its readable part is in this message already.
+    #[error("{context}: {}", describe(error))]
     Mongo {
         context: String,
-        source: mongodb::error::Error,
+        error: mongodb::error::Error,
     },
     #[error(
         "{collection}: document _id {id} changed while it was being reverted (expected sha256 {expected}, found \
@@ -116,9 +119,26 @@ pub enum DbError {
 
 pub type Result<T> = std::result::Result<T, DbError>;
 
+/// A driver error as one readable line: its kind (for a server error, the
+/// code, its name and the server's message) and its labels - never the
+/// server's raw reply, which the driver's own `Display` appends as bytes
+/// (kilobytes of hex for a write conflict).
+pub fn describe(error: &mongodb::error::Error) -> String {
+    let mut labels: Vec<&String> = error.labels().iter().collect();
+    labels.sort();
+    match labels.is_empty() {
+        true => error.kind.to_string(),
+        false => format!(
+            "{} (labels: {})",
+            error.kind,
+            labels.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> DbError {
     let context = context.into();
-    move |source| DbError::Mongo { context, source }
+    move |error| DbError::Mongo { context, error }
 }
 
 /// The connection string with any password replaced by `****`.

@@ -170,7 +170,8 @@ impl PassReader {
 
 /// A pass's query cut off by the server at `--query-timeout` without
 /// returning a document becomes an error naming the pass and the bound
-/// (exit 8, like any failed query); other errors pass through.
+/// (exit 8, like any failed query); other errors are `DbError::Mongo` too
+/// (the server's message, never its raw reply).
 fn query_error(e: mongodb::error::Error, label: &str, query_timeout: Duration) -> anyhow::Error {
     if is_max_time_expired(&e) {
         DbError::Mongo {
@@ -179,11 +180,15 @@ fn query_error(e: mongodb::error::Error, label: &str, query_timeout: Duration) -
                  document; its filter is too slow for this collection (narrow or index it, or raise --query-timeout)",
                 query_timeout.as_secs_f64()
             ),
-            source: e,
+            error: e,
         }
         .into()
     } else {
-        e.into()
+        DbError::Mongo {
+            context: "the pass's query".into(),
+            error: e,
+        }
+        .into()
     }
 }
 

@@ -110,7 +110,7 @@ impl Db {
                             maybe_committed = true;
                             Err(DbError::Mongo {
                                 context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
-                                source: mongodb::error::Error::custom("the commit reply was lost (failpoint)"),
+                                error: mongodb::error::Error::custom("the commit reply was lost (failpoint)"),
                             })
                         }
                         Ok(()) => Ok(applied),
@@ -119,7 +119,7 @@ impl Db {
                             maybe_committed = is_outage(&e);
                             Err(DbError::Mongo {
                                 context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
-                                source: e,
+                                error: e,
                             })
                         }
                     },
@@ -135,7 +135,7 @@ impl Db {
                 Err(e) => e,
             };
             let (retry, outage) = match &error {
-                DbError::Mongo { source, .. } => (
+                DbError::Mongo { error: source, .. } => (
                     maybe_committed
                         || source.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
                         || is_outage(source),
@@ -148,7 +148,7 @@ impl Db {
             }
             if started.elapsed() > self.retry_for {
                 return Err(match (outage, error) {
-                    (true, DbError::Mongo { context, source }) => DbError::Outage {
+                    (true, DbError::Mongo { context, error: source }) => DbError::Outage {
                         context,
                         seconds: started.elapsed().as_secs(),
                         reason: source.kind.to_string(),

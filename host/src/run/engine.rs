@@ -13,8 +13,8 @@ use super::plan::Plan;
 use super::report::Summary;
 use super::stage::PluginStage;
 use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, now_ms};
-use crate::db::LockHolder;
 use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
+use crate::db::{DbError, LockHolder};
 use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::actions;
 use anyhow::Context;
@@ -208,7 +208,13 @@ impl Engine<'_> {
                         tracing::warn!("{label}: counting the pass's documents ran past --query-timeout; no total");
                         None
                     }
-                    Err(e) => return Err(e).with_context(|| label.clone()),
+                    Err(source) => {
+                        return Err(DbError::Mongo {
+                            context: format!("{label}: counting the pass's documents"),
+                            error: source,
+                        }
+                        .into());
+                    }
                 }
             } else {
                 None

@@ -189,7 +189,9 @@ impl MongoLookup {
         self.handle.block_on(find).map_err(|e| match e {
             FindError::TimedOut => LookupError::TimedOut,
             FindError::TooBig { bytes } => LookupError::TooBig { bytes },
-            FindError::Failed(e) => LookupError::Failed(format!("find on {collection} failed: {e}")),
+            FindError::Failed(e) => {
+                LookupError::Failed(format!("find on {collection} failed: {}", crate::db::describe(&e)))
+            }
         })
     }
 }

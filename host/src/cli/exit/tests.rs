@@ -189,7 +189,7 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
         (
             db(DbError::Mongo {
                 context: s("c"),
-                source: mongodb::error::Error::custom("r"),
+                error: mongodb::error::Error::custom("r"),
             }),
             DATABASE,
         ),

@@ -24,6 +24,8 @@ enum Variant {
     JsFilter,
     /// Batches of 2^31-1 documents.
     HugeBatch,
+    /// A pass filter the server refuses (`$type: 99`).
+    ServerRefused,
 }
 
 /// Levels of nesting in the deep filters and documents: ~48 KB of bytes,
@@ -199,6 +201,10 @@ impl Guest for HostilePolicy {
             Variant::JsFilter => (
                 "hostile-policy-js-filter",
                 things(doc! {"$where": "sleep(100) || true"}.to_vec().unwrap(), &["things"]),
+            ),
+            Variant::ServerRefused => (
+                "hostile-policy-server-refused",
+                things(doc! {"n": {"$type": 99}}.to_vec().unwrap(), &["things"]),
             ),
             Variant::HugeBatch => (
                 "hostile-policy-huge-batch",
