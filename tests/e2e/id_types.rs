@@ -39,64 +39,76 @@ fn counters(db: &TestDb) {
     db.insert("counters", docs);
 }
 
-/// An execute run of the `$inc` plugin over mixed `_id` types, SIGKILLed at
-/// random at least ten times and resumed each time: every document is
+/// Execute runs of the `$inc` plugin over mixed `_id` types, SIGKILLed at
+/// random - ten times in all, at most four times per round - and resumed
+/// until the last process of the round finishes: every document is
 /// incremented exactly once and the last process exits 0 (verified clean,
-/// stamped).
+/// stamped). Throttled so that every process dies mid-run, whatever the
+/// machine's speed; a round that finished starts over on fresh data.
 #[test]
 fn every_id_type_is_migrated_exactly_once_through_ten_kills() {
-    let db = TestDb::new(server(), "id_types");
-    counters(&db);
-    let journal = tempfile::tempdir().unwrap();
     let file = plugin("increment");
     let file = file.to_str().unwrap();
-    let args = ["run", file, "--execute", "--batch-size", "7", "--lease", "3"];
+    let args = [
+        "run",
+        file,
+        "--execute",
+        "--batch-size",
+        "7",
+        "--lease",
+        "3",
+        "--max-docs-per-sec",
+        "200",
+    ];
     let mut rng = rand::rng();
-    let (mut kills, mut attempts) = (0, 0);
-    let last = loop {
-        attempts += 1;
-        assert!(attempts < 200, "ten kills did not happen in 200 attempts");
-        let mut child = command(&db, journal.path(), &args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if kills < 10 {
-            std::thread::sleep(Duration::from_millis(rng.random_range(50..500)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
+    let (mut kills, mut rounds, mut processes) = (0, 0, 0);
+    while kills < 10 {
+        rounds += 1;
+        assert!(rounds <= 20, "ten kills did not happen in 20 rounds");
+        let db = TestDb::new(server(), "id_types");
+        counters(&db);
+        let journal = tempfile::tempdir().unwrap();
+        let mut killed_this_round = 0;
+        let last = loop {
+            processes += 1;
+            let mut child = command(&db, journal.path(), &args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            if kills < 10 && killed_this_round < 4 {
+                std::thread::sleep(Duration::from_millis(rng.random_range(100..900)));
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    kills += 1;
+                    killed_this_round += 1;
+                    continue;
+                }
             }
-        }
-        let out = child.wait_with_output().unwrap();
-        if kills >= 10 {
-            break out;
-        }
-        // Finished before it could be killed (the next run finds nothing
-        // left, and is killed or finishes in turn).
-        assert!(out.status.success(), "run failed: {}", stderr(&out));
-    };
-    assert!(
-        last.status.success(),
-        "the last run must end clean and stamped: {}",
-        stderr(&last)
-    );
-    let docs = db.find_all("counters");
-    assert_eq!(docs.len(), mixed_ids().len());
-    let wrong: Vec<&Document> = docs.iter().filter(|d| d.get_i64("n").ok() != Some(1)).collect();
-    assert!(
-        wrong.is_empty(),
-        "{} documents not incremented exactly once: {wrong:?}",
-        wrong.len()
-    );
-    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).expect("stamped");
-    assert_eq!(schema.get_str("version").unwrap(), "2.0.0");
-    verify_journal(journal.path());
+            break child.wait_with_output().unwrap();
+        };
+        assert!(
+            last.status.success(),
+            "the last run must end clean and stamped: {}",
+            stderr(&last)
+        );
+        let docs = db.find_all("counters");
+        assert_eq!(docs.len(), mixed_ids().len());
+        let wrong: Vec<&Document> = docs.iter().filter(|d| d.get_i64("n").ok() != Some(1)).collect();
+        assert!(
+            wrong.is_empty(),
+            "{} documents not incremented exactly once: {wrong:?}",
+            wrong.len()
+        );
+        let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).expect("stamped");
+        assert_eq!(schema.get_str("version").unwrap(), "2.0.0");
+        verify_journal(journal.path());
+    }
     eprintln!(
-        "id types: {kills} SIGKILLs over {attempts} processes; {} documents of 8 _id types done once",
-        docs.len()
+        "id types: {kills} SIGKILLs over {processes} processes in {rounds} rounds; each round {} documents of 8 _id \
+         types incremented exactly once",
+        mixed_ids().len()
     );
 }
 
