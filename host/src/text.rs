@@ -100,6 +100,15 @@ fn needs_escape_in_json(c: char) -> bool {
     needs_escape(c) && !matches!(c, '\n' | '\r' | '\t')
 }
 
+/// A time for people: RFC 3339 in UTC to the second (`2026-12-01T18:57:31Z`),
+/// the one format every human-readable line uses (`--json` keeps its own).
+pub fn time(at: bson::DateTime) -> String {
+    let ms = at.timestamp_millis();
+    bson::DateTime::from_millis(ms - ms.rem_euclid(1000))
+        .try_to_rfc3339_string()
+        .unwrap_or_else(|_| at.to_string())
+}
+
 /// `println!` for human-readable output: the whole line is formatted, then
 /// escaped, so no argument can break out of it.
 macro_rules! outln {
@@ -116,6 +125,13 @@ pub(crate) use errln;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_is_rfc3339_utc_to_the_second() {
+        let at = bson::DateTime::from_millis(1_796_151_451_789);
+        assert_eq!(time(at), "2026-12-01T18:57:31Z");
+        assert_eq!(time(bson::DateTime::from_millis(-1)), "1969-12-31T23:59:59Z");
+    }
 
     #[track_caller]
     fn check(input: &str, expect: &str) {

@@ -5,6 +5,7 @@
 
 mod auditor;
 mod badinput;
+mod build;
 mod chain;
 mod crash;
 mod db;

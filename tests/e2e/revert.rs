@@ -338,3 +338,49 @@ fn an_interrupted_revert_exits_130_and_finishes_when_run_again() {
     );
     assert_eq!(user_data(&db), before);
 }
+
+/// True if `s` starts with an RFC 3339 UTC time to the second (`2026-12-01T18:57:31Z`).
+fn starts_with_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b[..20].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// Issue 20 item 9: `-q` printed the run summary, times printed as
+/// `+00:00:00`, and `status` did not show that a history entry is a revert.
+#[test]
+fn quiet_run_prints_nothing_times_are_rfc3339_and_status_shows_the_revert() {
+    let db = orders_db();
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("reshape");
+    let out = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "-q prints nothing on success");
+
+    let journal_arg = journal.path().to_str().unwrap();
+    let list = godwit(&["journal", "list", "--journal", journal_arg]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let list = stdout(&list);
+    let started = list.split("started ").nth(1).expect("journal list shows the start");
+    assert!(starts_with_rfc3339_utc(started), "{list}");
+    let run = list.split_whitespace().next().unwrap().to_string();
+
+    let (code, _, err) = revert(&db, journal.path(), &[&run, "--execute"]);
+    assert_eq!(code, 0, "{err}");
+    let status = command(&db, journal.path(), &["status"]).output().unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status = stdout(&status);
+    assert!(status.contains(&format!("reverts: {run}")), "{status}");
+    assert!(!status.contains("+00:00"), "{status}");
+    let finished: Vec<&str> = status.split("  finished ").skip(1).collect();
+    assert_eq!(finished.len(), 3, "init, the run, its revert: {status}");
+    assert!(finished.iter().all(|f| starts_with_rfc3339_utc(f)), "{status}");
+}

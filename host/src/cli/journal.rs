@@ -200,7 +200,7 @@ fn print_header(h: &RunHeader) {
         h.plugin_version,
         h.status,
         h.database,
-        bson::DateTime::from_millis(h.started_at_ms)
+        crate::text::time(bson::DateTime::from_millis(h.started_at_ms))
     );
 }
 

@@ -44,7 +44,7 @@ pub struct GlobalArgs {
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Only errors.
+    /// Only errors: no logs or progress bars, and a successful `run` prints nothing on stdout.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
 }

@@ -3,7 +3,7 @@
 use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
-use crate::plugin::{LoadedPlugin, contract};
+use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract};
 use crate::text::outln;
 use anyhow::Context;
 use clap::Subcommand;
@@ -64,6 +64,13 @@ impl PluginCommand {
                     target_dir,
                     toolchain,
                 })?;
+                // A crate that never calls `export!` still builds - into a
+                // component that exports nothing. The loader every command
+                // uses tells, so a build that would not load is not a build.
+                let host = PluginHost::new(Limits::default(), None)?;
+                for b in &built {
+                    check_built(&host, b)?;
+                }
                 for b in &built {
                     if global.json {
                         super::print_json_line(
@@ -74,6 +81,27 @@ impl PluginCommand {
                     }
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// Loads a freshly built component as `run` would; one that is not a plugin
+/// is removed and refused with the line that fixes it.
+fn check_built(host: &PluginHost, built: &builder::Built) -> anyhow::Result<()> {
+    match host.load(&built.component) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            // Best effort: the refusal below matters more than a leftover file.
+            let _ = std::fs::remove_file(&built.component);
+            match error {
+                LoadError::NotAPlugin { .. } => anyhow::bail!(
+                    "{}: the crate {} exports no migration: add `godwit_sdk::export!(YourType);` \
+                     (YourType implements godwit_sdk::Migration)",
+                    built.lib_source.display(),
+                    built.name
+                ),
+                other => Err(other).context(format!("checking the component built from {}", built.name)),
             }
         }
     }

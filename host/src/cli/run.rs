@@ -210,6 +210,8 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             "residue": residue,
         });
         super::print_json(&json).expect("summary serializes");
+    } else if global.quiet && code == exit::OK {
+        // `-q`: success prints nothing; every other outcome still says why.
     } else {
         outln!(
             "{} run {} of {} {} on {}: {status}",

@@ -84,12 +84,13 @@ impl StatusCommand {
                 outln!("history:");
                 for h in &history {
                     outln!(
-                        "  {:>10}  {:<24} run {}  finished {}{}",
+                        "  {:>10}  {:<24} run {}  finished {}{}{}",
                         h.version.as_deref().unwrap_or("?"),
                         h.plugin.as_deref().unwrap_or("?"),
                         h.run_id.as_deref().unwrap_or("?"),
-                        h.finished_at.map(|d| d.to_string()).unwrap_or_default(),
+                        h.finished_at.map(crate::text::time).unwrap_or_default(),
                         h.verified.as_ref().map(|v| format!("  verified: {v}")).unwrap_or_default(),
+                        h.reverts.as_ref().map(|r| format!("  reverts: {r}")).unwrap_or_default(),
                     );
                 }
             }
@@ -124,7 +125,7 @@ impl StatusCommand {
                     l.get_str("plugin").unwrap_or("?"),
                     l.get_str("host").unwrap_or("?"),
                     l.get_i64("pid").unwrap_or(0),
-                    l.get_datetime("expires_at").map(ToString::to_string).unwrap_or_default()
+                    l.get_datetime("expires_at").map(|d| crate::text::time(*d)).unwrap_or_default()
                 ),
                 None => outln!("lock: free"),
             }

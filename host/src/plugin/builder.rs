@@ -74,11 +74,19 @@ pub struct BuildRequest {
 
 pub struct Built {
     pub name: String,
+    /// The crate's library source, for messages about what the component lacks.
+    pub lib_source: PathBuf,
     pub component: PathBuf,
     pub size: u64,
 }
 
 pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
+    // Every crate is checked before anything is compiled: a mistake in the
+    // last crate of a directory should not cost the build of all the others.
+    let mut packages = Vec::new();
+    for dir in &request.crates {
+        packages.push((PluginCrate::read(dir)?, dir.join("Cargo.toml")));
+    }
     let toolchain = match request.toolchain {
         Toolchain::Auto if rustup_has_wasip2() => Toolchain::Wasip2,
         Toolchain::Auto => Toolchain::Debian,
@@ -87,10 +95,6 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
     if toolchain == Toolchain::Debian {
         check_debian_toolchain()?;
     }
-    let mut packages = Vec::new();
-    for dir in &request.crates {
-        packages.push((crate_name(dir)?, dir.join("Cargo.toml")));
-    }
     std::fs::create_dir_all(&request.out_dir)
         .with_context(|| format!("creating output directory {}", request.out_dir.display()))?;
 
@@ -98,7 +102,8 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
     // (or none) buildable; cargo shares the compiled dependencies through the
     // common target directory.
     let mut built = Vec::new();
-    for (name, manifest) in &packages {
+    for (krate, manifest) in &packages {
+        let name = &krate.name;
         let target = if toolchain == Toolchain::Wasip2 {
             "wasm32-wasip2"
         } else {
@@ -167,6 +172,7 @@ pub fn build(request: &BuildRequest) -> anyhow::Result<Vec<Built>> {
         std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
         built.push(Built {
             name: name.clone(),
+            lib_source: krate.lib_source.clone(),
             component: out,
             size: component.len() as u64,
         });
@@ -208,19 +214,53 @@ fn check_debian_toolchain() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `[package] name` of the crate in `dir`.
-fn crate_name(dir: &Path) -> anyhow::Result<String> {
-    let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", manifest.display()))?;
-    match table
-        .get("package")
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-    {
-        Some(name) => Ok(name.to_string()),
-        None => bail!("{} has no [package] name", manifest.display()),
+/// What `plugin build` needs to know of a plugin crate, read from its
+/// `Cargo.toml` before anything is compiled.
+pub struct PluginCrate {
+    /// `[package] name`.
+    pub name: String,
+    /// The library's root source file (`[lib] path`, else `src/lib.rs`):
+    /// where `godwit_sdk::export!` belongs.
+    pub lib_source: PathBuf,
+}
+
+impl PluginCrate {
+    /// Reads `dir/Cargo.toml` and refuses, in one line saying what to add, a
+    /// crate cargo would not build into a wasm library: without `cdylib` in
+    /// `[lib] crate-type` cargo compiles everything and then emits no `.wasm`.
+    pub fn read(dir: &Path) -> anyhow::Result<PluginCrate> {
+        let manifest = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", manifest.display()))?;
+        let Some(name) = table
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+        else {
+            bail!("{} has no [package] name", manifest.display());
+        };
+        let lib = table.get("lib");
+        let cdylib = lib
+            .and_then(|l| l.get("crate-type"))
+            .and_then(|t| t.as_array())
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
+        if !cdylib {
+            bail!(
+                "{} is not a plugin crate: add `crate-type = [\"cdylib\", \"rlib\"]` under `[lib]` \
+                 (cdylib makes the .wasm, rlib keeps native tests)",
+                manifest.display()
+            );
+        }
+        let lib_source = dir.join(
+            lib.and_then(|l| l.get("path"))
+                .and_then(|p| p.as_str())
+                .unwrap_or("src/lib.rs"),
+        );
+        Ok(PluginCrate {
+            name: name.to_string(),
+            lib_source,
+        })
     }
 }
