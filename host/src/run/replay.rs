@@ -7,7 +7,7 @@ use super::{Engine, params_document, run_seed};
 use crate::journal::{Batch, Journal, Record};
 use crate::plugin::actions::{self, ValidAction};
 use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
-use bson::Document;
+use bson::{Bson, Document};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,14 +116,14 @@ pub(super) fn compare(
                     .or(a.get_document("document").ok())
                     .and_then(|d| d.get("_id"))
             })
-            .map(ToString::to_string);
+            .map(|id| json(id.clone()));
         Some(Divergence {
             seq,
             pass: entry.pass,
             action,
             document,
-            journaled: journaled.map(|d| d.to_string()),
-            replayed: replayed.map(|d| d.to_string()),
+            journaled: journaled.map(|d| json(Bson::Document(d))),
+            replayed: replayed.map(|d| json(Bson::Document(d))),
             error,
         })
     };
@@ -147,4 +147,28 @@ pub(super) fn compare(
     (0..len)
         .find(|&i| replayed.get(i) != journaled.get(i))
         .and_then(|i| diverged(i, None, journaled.get(i).cloned(), replayed.get(i).cloned()))
+}
+
+/// A value as relaxed Extended JSON (keys sorted): quotes and control
+/// characters inside strings come out escaped, so a divergence line cannot
+/// be misread (BSON's own `Display` prints strings between quotes without
+/// escaping them).
+fn json(value: Bson) -> String {
+    value.into_relaxed_extjson().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divergence_values_escape_quotes_and_controls() {
+        let action = bson::doc! {"op": "update", "filter": {"_id": "a\"b"}, "update": {"$set": {"x": "1\n2"}}};
+        assert_eq!(
+            json(Bson::Document(action)),
+            // serde_json's map: keys sorted.
+            r#"{"filter":{"_id":"a\"b"},"op":"update","update":{"$set":{"x":"1\n2"}}}"#
+        );
+        assert_eq!(json(Bson::Int32(0)), "0");
+    }
 }
