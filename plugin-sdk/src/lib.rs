@@ -41,7 +41,7 @@ pub mod testing;
 
 pub use bson::{self, Bson, Document, doc};
 pub use glue_types::*;
-pub use tally::{Tally, json_string};
+pub use tally::{Tally, json_string, json_string_ascii};
 
 /// What a migration plugin implements. One value of the type lives for the
 /// whole run: `begin` creates it, `process` is called once per batch, and

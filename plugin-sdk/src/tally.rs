@@ -101,6 +101,35 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
+/// `s` as a JSON string literal as Python's `json.dumps(s)` writes it with
+/// its default `ensure_ascii=True`: [`json_string`]'s escapes, and every
+/// character outside printable ASCII as `\uXXXX` (UTF-16 units, so a
+/// character above U+FFFF is a surrogate pair).
+pub fn json_string_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(out, "\\u{unit:04x}").expect("string write");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +158,14 @@ mod tests {
         assert_eq!(
             json_string("\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}é"),
             "\"\\n\\r\\t\\b\\f\\u0001\\u001f\u{7f}é\""
+        );
+    }
+
+    #[test]
+    fn ascii_json_strings_escape_everything_outside_printable_ascii() {
+        assert_eq!(
+            json_string_ascii("a\"\n\u{7f}é😀"),
+            r#""a\"\n\u007f\u00e9\ud83d\ude00""#
         );
     }
 

@@ -61,7 +61,7 @@ pub use godwit_sdk::json_string as json_str;
 
 #[path = "../../qdash-metric-notes-to-target-notes/src/notes.rs"]
 mod notes;
-use notes::{GroupKey, MetricNote, latest, merge, section, string_field};
+use notes::{GroupKey, MetricNote, group_key, latest, merge, section, string_field};
 pub use notes::{isoformat, py_strip};
 
 #[derive(Debug, Clone)]
@@ -110,12 +110,7 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
                 continue;
             };
             self.found += 1;
-            let key = (
-                string_field(&doc, "project_id").to_string(),
-                string_field(&doc, "chip_id").to_string(),
-                string_field(&doc, "target_type").to_string(),
-                string_field(&doc, "target_id").to_string(),
-            );
+            let key = group_key(&doc);
             self.groups.entry(key).or_default().push(note);
         }
         Ok(Vec::new())

@@ -52,7 +52,7 @@ const QUBITS: usize = 1;
 pub use godwit_sdk::json_string as json_str;
 
 mod notes;
-use notes::{GroupKey, string_field};
+use notes::{GroupKey, group_key, string_field};
 pub use notes::{MetricNote, isoformat, latest, merge, py_strip, section};
 
 #[derive(Debug, Default)]
@@ -105,12 +105,7 @@ impl Migration for MetricNotesToTargetNotes {
                     continue;
                 };
                 self.found += 1;
-                let key = (
-                    string_field(&doc, "project_id").to_string(),
-                    string_field(&doc, "chip_id").to_string(),
-                    string_field(&doc, "target_type").to_string(),
-                    string_field(&doc, "target_id").to_string(),
-                );
+                let key = group_key(&doc);
                 self.groups.entry(key).or_default().notes.push(note);
             }
             return Ok(actions);

@@ -126,6 +126,16 @@ pub fn merge(existing: &str, section: &str, marker: &str) -> Option<String> {
 /// (`project_id`, `chip_id`, `target_type`, `target_id`).
 pub type GroupKey = (String, String, String, String);
 
+/// The target a `metric_note` document is about: upstream's grouping key.
+pub fn group_key(doc: &Document) -> GroupKey {
+    (
+        string_field(doc, "project_id").to_string(),
+        string_field(doc, "chip_id").to_string(),
+        string_field(doc, "target_type").to_string(),
+        string_field(doc, "target_id").to_string(),
+    )
+}
+
 /// The note with the latest edit (the first of equals, as Python's `max`).
 pub fn latest(notes: &[MetricNote]) -> &MetricNote {
     let mut best = &notes[0];
