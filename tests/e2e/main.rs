@@ -14,6 +14,7 @@ mod failpoints;
 mod id_types;
 mod inspect;
 mod journal_faults;
+mod live;
 mod lock;
 mod lookups;
 mod matcher;

@@ -151,6 +151,7 @@ fn db(e: &DbError) -> u8 {
         | DbError::Outage { .. }
         | DbError::Mongo { .. }
         | DbError::Changed { .. }
+        | DbError::Conflict { .. }
         | DbError::WriteFailed { .. }
         | DbError::CorruptMarker { .. }
         | DbError::NoId { .. } => DATABASE,

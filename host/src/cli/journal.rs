@@ -344,7 +344,15 @@ impl JournalCommand {
                         );
                     }
                     match &report.divergence {
-                        None => outln!("{} of {} batches identical", report.identical, report.batches),
+                        None => outln!(
+                            "{} of {} batches identical{}",
+                            report.identical,
+                            report.batches,
+                            match report.refused {
+                                0 => String::new(),
+                                n => format!(" ({n} refused by the write guard, not replayed: nothing of them was written)"),
+                            }
+                        ),
                         Some(d) => {
                             outln!(
                                 "diverged at batch {} (journal entry {}, pass {}), action {}{}",

@@ -48,6 +48,12 @@ pub struct RunOptions {
     /// (faster, but the run cannot be reverted with `godwit revert`).
     #[arg(long)]
     pub no_before_images: bool,
+    /// Write a batch without first checking, inside its transaction, that
+    /// the documents the plugin read are unchanged (the write guard). Only
+    /// for a database no application writes to during the run: a document
+    /// written after godwit read it would be overwritten.
+    #[arg(long)]
+    pub no_write_guard: bool,
     /// Batches read from the database ahead of the one being processed and
     /// written (0: read each batch only when it is needed).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
@@ -83,6 +89,7 @@ impl RunOptions {
             },
             pause_file: Some(self.pause_file.clone()),
             before_images: !self.no_before_images,
+            write_guard: !self.no_write_guard,
             read_ahead: self.read_ahead as usize,
             plan: None,
             allow_missing_collections: self.allow_missing_collections,
@@ -312,6 +319,13 @@ pub fn print_summary(summary: &Summary, execute: bool) {
                 t.updated,
                 t.inserted,
                 t.deleted
+            );
+        }
+        if pass.conflicts > 0 {
+            outln!(
+                "    conflicts: {} documents changed by another writer after they were read; processed again in \
+                 their new state, never overwritten",
+                pass.conflicts
             );
         }
         for (collection, n) in &pass.writes_by_collection {

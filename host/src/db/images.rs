@@ -4,6 +4,7 @@
 //! `Committed` journal entry was lost in a crash still has them when the
 //! resume settles it by the marker.
 
+use mongodb::action::Action as _;
 use super::{ClientSession, Db, DbError, Result, mongo};
 use crate::hash::sha256;
 use crate::journal::Image;
@@ -62,6 +63,11 @@ fn id_of_key(key: &[u8]) -> Option<Bson> {
     Document::from_reader(key).ok()?.remove("_id")
 }
 
+/// An `{_id}` key as `_id <value>`, for messages.
+pub fn key_text(key: &[u8]) -> String {
+    id_of_key(key).map_or_else(|| "_id ?".into(), |id| format!("_id {id}"))
+}
+
 /// The value of a filter that is exactly `{_id: <plain value>}`.
 fn plain_id(filter: &Document) -> Option<&Bson> {
     if filter.len() != 1 {
@@ -73,7 +79,7 @@ fn plain_id(filter: &Document) -> Option<&Bson> {
     }
 }
 
-fn raw_id(doc: &RawDocumentBuf) -> Option<Bson> {
+pub(super) fn raw_id(doc: &RawDocumentBuf) -> Option<Bson> {
     doc.get("_id").ok().flatten().and_then(|v| Bson::try_from(v).ok())
 }
 
@@ -86,12 +92,25 @@ impl Db {
         session: Option<&mut ClientSession>,
         what: &str,
     ) -> Result<Vec<RawDocumentBuf>> {
+        self.find_projected(collection, filter, None, session, what).await
+    }
+
+    /// [`Db::find_raw`] with a projection.
+    pub async fn find_projected(
+        &self,
+        collection: &str,
+        filter: Document,
+        projection: Option<&Document>,
+        session: Option<&mut ClientSession>,
+        what: &str,
+    ) -> Result<Vec<RawDocumentBuf>> {
         let coll = self.db.collection::<RawDocumentBuf>(collection);
         let context = || format!("reading {what} in {}.{collection}", self.name);
         match session {
             Some(session) => {
                 let mut cursor = coll
                     .find(filter)
+                    .optional(projection, |find, p| find.projection(p.clone()))
                     .session(&mut *session)
                     .await
                     .map_err(mongo(context()))?;
@@ -103,6 +122,7 @@ impl Db {
             }
             None => coll
                 .find(filter)
+                .optional(projection, |find, p| find.projection(p.clone()))
                 .await
                 .map_err(mongo(context()))?
                 .try_collect()

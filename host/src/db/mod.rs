@@ -5,13 +5,15 @@
 //! pass (`reader.rs`). **Invariant:** no other module talks to MongoDB
 //! (lookups go through `run/lookup.rs`'s seam, served by a `Db`'s handle).
 
+mod guard;
 mod images;
 mod lock;
 pub mod reader;
 mod schema;
 mod writer;
 
-pub use images::id_key;
+pub use guard::{Guard, input_id};
+pub use images::{id_key, key_text};
 pub use lock::{Lock, LockHolder};
 pub use schema::{HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts};
 pub use writer::{Applied, BatchWrite, Expectations, WriteCounts};
@@ -115,6 +117,15 @@ pub enum DbError {
          (godwit keeps before-images by _id); give it an _id, or run with --no-before-images"
     )]
     NoId { collection: String },
+    /// The write guard refused a batch: `changed` (`{_id}` documents, BSON)
+    /// are no longer what the plugin saw. Nothing of the batch was written.
+    #[error(
+        "{collection}: {} document(s) changed since the plugin read them (first {}); nothing of the batch was \
+         written, and the documents are processed again",
+        changed.len(),
+        changed.first().map(|k| crate::db::images::key_text(k)).unwrap_or_default()
+    )]
+    Conflict { collection: String, changed: Vec<Vec<u8>> },
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;

@@ -89,6 +89,25 @@ impl PassReader {
         find.await
     }
 
+    /// The documents `changed` names (`{_id}` BSON) as they are now, if they
+    /// still match the pass, projected as the pass reads them: what the
+    /// plugin is given again after the write guard refused their batch.
+    pub async fn reread(db: &Db, pass: &ValidPass, changed: &[Vec<u8>]) -> super::Result<Vec<RawDocumentBuf>> {
+        let ids: Vec<Bson> = changed
+            .iter()
+            .filter_map(|key| Document::from_reader(key.as_slice()).ok()?.remove("_id"))
+            .collect();
+        let filter = doc! {"$and": [pass.filter.clone(), {"_id": {"$in": ids}}]};
+        db.find_projected(
+            &pass.collection,
+            filter,
+            pass.projection.as_ref(),
+            None,
+            "documents changed since they were read",
+        )
+        .await
+    }
+
     /// Documents the pass still has to read.
     pub async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> mongodb::error::Result<u64> {
         db.db

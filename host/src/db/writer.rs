@@ -173,8 +173,14 @@ impl Db {
         }
     }
 
-    /// The body of a batch: before-images, writes, after-images, marker.
+    /// The body of a batch: the write guard, before-images, writes,
+    /// after-images, marker.
     async fn write_batch(&self, batch: &BatchWrite<'_>, mut session: Option<&mut ClientSession>) -> Result<Applied> {
+        // Without a transaction the check and the writes are two steps: an
+        // application write between them is still possible, only unlikely.
+        if let Some(guard) = &batch.guard {
+            self.check_guard(guard, session.as_deref_mut()).await?;
+        }
         let before = if batch.capture_images {
             Some(self.read_before(batch.actions, session.as_deref_mut()).await?)
         } else {
@@ -422,6 +428,9 @@ pub struct BatchWrite<'a> {
     /// the transaction, as expected (sha256 of their BSON; `None`: absent).
     /// Needs `capture_images`.
     pub expect: Option<&'a Expectations>,
+    /// Write only if the documents the plugin read are still as it saw them
+    /// (the write guard; checked inside the transaction).
+    pub guard: Option<super::Guard<'a>>,
 }
 
 pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;

@@ -19,6 +19,7 @@ pub enum EntryKind {
     Verify,
     Stamp,
     Session,
+    Conflict,
 }
 
 /// One record in a run's hash chain. `append` fills `format`, `seq` and
@@ -61,6 +62,15 @@ pub enum Record {
     /// A process attached to the run: its server session id (`lsid`, BSON),
     /// so that a later process can end the session's orphaned transaction.
     Session { lsid: Vec<u8> },
+    /// The write guard refused the `Prepared` batch `batch_seq`: documents
+    /// it read changed (an application wrote them) between the read and the
+    /// commit. Nothing of it was written; its documents are read again and
+    /// processed as a new batch. `changed`: their `{"_id": ...}` as BSON.
+    Conflict {
+        batch_seq: u64,
+        pass: u32,
+        changed: Vec<Vec<u8>>,
+    },
 }
 
 /// A plugin's `begin` call.
@@ -164,6 +174,7 @@ impl Entry {
             Record::Verify { .. } => EntryKind::Verify,
             Record::Stamp { .. } => EntryKind::Stamp,
             Record::Session { .. } => EntryKind::Session,
+            Record::Conflict { .. } => EntryKind::Conflict,
         }
     }
 

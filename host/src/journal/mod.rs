@@ -21,7 +21,7 @@ mod entry;
 pub use entry::{Batch, Call, Commit, Counts, Entry, EntryKind, Image, LookupRecord, Record};
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Encoded entries up to this size stay in sled; larger ones go to the run's
 /// body file. A run's small entries (commits, pass ends, stamps) are a few
@@ -172,6 +172,10 @@ impl Prepared {
 
     pub fn seq(&self) -> u64 {
         self.entry.seq
+    }
+
+    pub fn into_entry(self) -> Entry {
+        self.entry
     }
 }
 

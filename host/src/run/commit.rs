@@ -19,9 +19,10 @@
 use super::batch::{self, BatchRecord, committed_entry, touched_of};
 use super::now_ms;
 use super::report::Touched;
-use crate::db::{Applied, BatchWrite, Db, DbError, Expectations, Lock, LockHolder};
+use crate::db::{Applied, BatchWrite, Db, DbError, Expectations, Guard, Lock, LockHolder};
 use crate::journal::{Entry, Image, Journal, Prepared, Record};
 use crate::plugin::actions::ValidAction;
+use crate::plugin::contract::ValidPass;
 use bson::{Bson, Document};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +93,14 @@ impl PreparedBatch {
     pub fn entry(&self) -> &Entry {
         self.prepared.entry()
     }
+
+    /// The documents the plugin was given (moved out of the entry).
+    fn into_inputs(self) -> Vec<Vec<u8>> {
+        match self.prepared.into_entry().record {
+            Record::Prepared(batch) | Record::Finish(batch) => batch.inputs,
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A batch the database committed (with its progress marker).
@@ -139,6 +148,9 @@ pub struct ActiveRun {
     lease_lost: Arc<AtomicBool>,
     renewal: tokio::task::JoinHandle<()>,
     capture_images: bool,
+    /// The passes whose batches are written only if the documents the
+    /// plugin read are unchanged (the write guard); empty: no guard.
+    guarded: Vec<ValidPass>,
     released: bool,
 }
 
@@ -190,8 +202,18 @@ impl ActiveRun {
             lease_lost,
             renewal,
             capture_images,
+            guarded: Vec::new(),
             released: false,
         })
+    }
+
+    /// Guards the batches of `passes`: each applies only if the documents
+    /// its plugin call read are still, inside the batch's transaction, what
+    /// the plugin saw; otherwise [`ActiveRun::apply`] fails with
+    /// [`DbError::Conflict`] and writes nothing.
+    pub fn guard(mut self, passes: &[ValidPass]) -> Self {
+        self.guarded = passes.to_vec();
+        self
     }
 
     pub fn run(&self) -> &str {
@@ -211,12 +233,21 @@ impl ActiveRun {
 
     /// Writes a prepared batch and moves the progress marker, in one
     /// transaction fenced by the lock; with `expect`, only if every document
-    /// it names is still as expected.
+    /// it names is still as expected; for a guarded pass, only if the
+    /// documents the plugin read are unchanged.
     pub async fn apply(
         &mut self,
         batch: &PreparedBatch,
         expect: Option<&Expectations>,
     ) -> Result<CommittedBatch, DbError> {
+        let guard = match (batch.pass(), batch.entry().batch()) {
+            (Some(pass), Some(journaled)) => self.guarded.get(pass as usize).map(|p| Guard {
+                collection: &p.collection,
+                projection: p.projection.as_ref(),
+                inputs: &journaled.inputs,
+            }),
+            _ => None,
+        };
         let write = BatchWrite {
             run_id: &self.run,
             seq: batch.seq(),
@@ -226,6 +257,7 @@ impl ActiveRun {
             lock: Some(&self.lock),
             capture_images: self.capture_images,
             expect,
+            guard,
         };
         let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
         Ok(CommittedBatch::of(batch, applied))
@@ -286,27 +318,70 @@ fn spawn_renewal(db: Db, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> 
     })
 }
 
+/// What became of a batch given to [`write_batch`].
+#[derive(Debug)]
+pub enum Written {
+    /// A dry run journaled it.
+    Planned,
+    /// The database committed batch `seq`.
+    Committed { seq: u64, touched: Touched },
+    /// The write guard refused batch `seq` (journaled as a `Conflict`):
+    /// `changed` (`{_id}` BSON) were written by someone else since they were
+    /// read; nothing of the batch was written. `inputs`: the batch's
+    /// documents as the plugin saw them.
+    Conflict {
+        seq: u64,
+        changed: Vec<Vec<u8>>,
+        inputs: Vec<Vec<u8>>,
+    },
+}
+
 /// Applies one batch through `sink`: a dry run journals it as `Planned`
-/// (flushed) and returns `None`; an execute prepares, applies and journals
-/// the commit, and returns what the server said the writes touched.
+/// (flushed); an execute prepares, applies and journals the commit - or,
+/// when the write guard refuses the batch, journals the conflict. Gives the
+/// batch's actions back (for the summary).
 pub async fn write_batch(
     sink: &mut Sink,
     journal: &Journal,
     run: &str,
     record: BatchRecord,
-) -> anyhow::Result<Option<Touched>> {
+) -> anyhow::Result<(Written, Vec<ValidAction>)> {
     match sink {
         Sink::DryRun => {
-            journal.record(run, record.into_entry(false, now_ms()).0)?;
-            Ok(None)
+            let (entry, _, actions) = record.into_entry(false, now_ms());
+            journal.record(run, entry)?;
+            Ok((Written::Planned, actions))
         }
         Sink::Execute(active) => {
-            let prepared = PreparedBatch::prepare(journal, run, record)?;
-            let committed = active.apply(&prepared, None).await?;
-            failpoint!("committed-before-journal");
-            let touched = committed.touched;
-            active.committed(journal, committed, "")?;
-            Ok(Some(touched))
+            let mut prepared = PreparedBatch::prepare(journal, run, record)?;
+            let seq = prepared.seq();
+            match active.apply(&prepared, None).await {
+                Ok(committed) => {
+                    failpoint!("committed-before-journal");
+                    let touched = committed.touched;
+                    active.committed(journal, committed, "")?;
+                    Ok((Written::Committed { seq, touched }, std::mem::take(&mut prepared.actions)))
+                }
+                Err(DbError::Conflict { changed, .. }) => {
+                    conflicted(journal, run, &prepared, &changed)?;
+                    let actions = std::mem::take(&mut prepared.actions);
+                    let inputs = prepared.into_inputs();
+                    Ok((Written::Conflict { seq, changed, inputs }, actions))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
     }
+}
+
+/// Journals (flushed) that the guard refused `batch`: a resume must not
+/// apply it again.
+pub fn conflicted(journal: &Journal, run: &str, batch: &PreparedBatch, changed: &[Vec<u8>]) -> anyhow::Result<()> {
+    let record = Record::Conflict {
+        batch_seq: batch.seq(),
+        pass: batch.pass().unwrap_or_default(),
+        changed: changed.to_vec(),
+    };
+    journal.record(run, Entry::new(record, now_ms()))?;
+    Ok(())
 }

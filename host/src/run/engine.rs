@@ -6,7 +6,7 @@
 //! run in.
 
 use super::batch::{id_of, id_text};
-use super::commit::{ActiveRun, Sink, write_batch};
+use super::commit::{ActiveRun, Sink, Written, write_batch};
 use super::log::RunLog;
 use super::lookup::Recorded;
 use super::plan::Plan;
@@ -120,6 +120,30 @@ impl Engine<'_> {
             header.before_images,
         )
         .await
+        .map(|active| match request.write_guard {
+            true => active.guard(&self.plugin.manifest.passes),
+            false => active,
+        })
+    }
+
+    /// A fresh plugin instance fed the batches the run wrote so far (not
+    /// the ones the write guard refused): the state an instance has that
+    /// never saw the refused batches.
+    fn restart_plugin(
+        &self,
+        header: &RunHeader,
+        bound: &Bound,
+        request: &RunRequest,
+        log: &mut RunLog,
+    ) -> anyhow::Result<PluginStage> {
+        let recorded = Recorded::default();
+        let instance = self.begin(header, bound, request, &recorded, log, true)?;
+        Ok(PluginStage::new(
+            instance,
+            recorded,
+            &bound.identity.run_id,
+            &self.plugin.manifest.name,
+        ))
     }
 
     async fn drive(
@@ -228,6 +252,10 @@ impl Engine<'_> {
             );
             let allowed = actions::allowed(pass).with_policy(self.policy());
             let mut batch_no = log.summary.passes[index as usize].batches;
+            // Documents read but not yet processed: what the write guard
+            // refused, read again, waiting for their next attempt.
+            let mut carried: Vec<Vec<u8>> = Vec::new();
+            let mut conflicts = ConflictStreak::default();
             loop {
                 if self.stop.requested() {
                     return Ok(self.interrupted(header, &log.summary));
@@ -239,7 +267,12 @@ impl Engine<'_> {
                 if self.stop.requested() {
                     return Ok(self.interrupted(header, &log.summary));
                 }
-                let batch = reader.next_batch().await?;
+                let batch = if carried.is_empty() {
+                    reader.next_batch().await?
+                } else {
+                    let n = conflicts.attempt_size(batch_size as usize).min(carried.len());
+                    carried.drain(..n).collect()
+                };
                 failpoint!("batch-read");
                 if batch.is_empty() {
                     self.observer.pass_finished(index);
@@ -276,24 +309,46 @@ impl Engine<'_> {
                     checked.with_context(|| format!("run {run}"))?;
                 }
                 let documents = record.counts.documents;
-                let actions = record.actions.len();
-                log.summary.add(Some(index), documents, &record.actions);
                 let touched = match sink {
                     Sink::DryRun => Some(self.dry_touched(&record.actions).await.with_context(where_)?),
                     Sink::Execute(_) => None,
                 };
-                let written = write_batch(sink, self.journal, &run, record)
+                let (written, actions) = write_batch(sink, self.journal, &run, record)
                     .await
                     .with_context(where_)?;
+                let touched = match written {
+                    Written::Planned => touched.expect("counted"),
+                    Written::Committed { seq, touched } => {
+                        log.applied.insert(seq);
+                        touched
+                    }
+                    Written::Conflict { seq, changed, inputs } => {
+                        log.summary.add_conflicts(index, changed.len() as u64);
+                        conflicts.record(&where_(), seq, &changed, self.db.retry_for)?;
+                        // The plugin saw documents whose actions were not
+                        // written: it restarts from the batches that were.
+                        stage = Some(self.restart_plugin(header, bound, request, log)?);
+                        let fresh = PassReader::reread(self.db, pass, &changed)
+                            .await
+                            .with_context(where_)?;
+                        carried = merge_reread(inputs, &changed, fresh, std::mem::take(&mut carried));
+                        conflicts.pause().await;
+                        continue;
+                    }
+                };
+                conflicts = ConflictStreak::default();
+                log.summary.add(Some(index), documents, &actions);
                 log.checkpoints.insert(index, last_id);
-                log.summary
-                    .add_touched(Some(index), written.or(touched).expect("counted or written"));
+                log.summary.add_touched(Some(index), touched);
                 if let Some(throttle) = throttle.as_mut() {
                     throttle.pace(documents, &self.stop).await;
                 }
                 self.observer.batch_done(index, documents);
                 batch_no += 1;
-                tracing::debug!("run {run}: pass {index} batch {batch_no}: {documents} documents, {actions} actions");
+                tracing::debug!(
+                    "run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions",
+                    actions.len()
+                );
             }
         }
 
@@ -310,7 +365,6 @@ impl Engine<'_> {
                 checked.with_context(|| format!("run {run}"))?;
             }
             let empty = record.actions.is_empty();
-            log.summary.add(None, 0, &record.actions);
             let touched = match sink {
                 Sink::DryRun => Some(
                     self.dry_touched(&record.actions)
@@ -319,11 +373,16 @@ impl Engine<'_> {
                 ),
                 Sink::Execute(_) => None,
             };
-            let written = write_batch(sink, self.journal, &run, record)
+            let (written, actions) = write_batch(sink, self.journal, &run, record)
                 .await
                 .with_context(|| format!("run {run}, finish"))?;
-            log.summary
-                .add_touched(None, written.or(touched).expect("counted or written"));
+            let touched = match written {
+                Written::Planned => touched.expect("counted"),
+                Written::Committed { touched, .. } => touched,
+                Written::Conflict { .. } => unreachable!("finish reads no documents: nothing to guard"),
+            };
+            log.summary.add(None, 0, &actions);
+            log.summary.add_touched(None, touched);
             if empty {
                 log.summary.finish.batches -= 1;
             }
@@ -406,5 +465,131 @@ impl Engine<'_> {
             metadata_collection: Some(&self.db.metadata),
             database: Some(&self.db.name),
         }
+    }
+}
+
+/// Consecutive refusals of the write guard in one pass: how long they have
+/// lasted, how large the next attempt may be, how long to wait before it.
+#[derive(Debug, Default)]
+struct ConflictStreak {
+    count: u32,
+    since: Option<std::time::Instant>,
+}
+
+impl ConflictStreak {
+    /// Documents the next attempt may take: the whole batch again (read
+    /// afresh, it rarely conflicts twice), then half as many after each
+    /// further refusal, down to one - under a steady application write rate
+    /// a smaller batch spends less time between its read and its commit.
+    fn attempt_size(&self, batch_size: usize) -> usize {
+        (batch_size >> self.count.saturating_sub(1).min(31)).max(1)
+    }
+
+    /// Counts a refusal; gives up when refusals have gone on for longer than
+    /// the database's retry time (`--retry-for`) - the document changes
+    /// faster than the plugin can process it.
+    fn record(&mut self, at: &str, seq: u64, changed: &[Vec<u8>], retry_for: std::time::Duration) -> anyhow::Result<()> {
+        self.count += 1;
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        tracing::info!(
+            "{at}: batch {seq} not written: {} document(s) changed since they were read (first {}); processing them \
+             again",
+            changed.len(),
+            changed.first().map(|k| crate::db::key_text(k)).unwrap_or_default()
+        );
+        if self.count > 3 && since.elapsed() > retry_for {
+            anyhow::bail!(
+                "{at}: another writer changed {} between every read and commit for {} s ({} attempts); nothing of \
+                 those attempts was written. Run the same command again when the application writes less, or raise \
+                 --retry-for",
+                changed.first().map(|k| crate::db::key_text(k)).unwrap_or_default(),
+                since.elapsed().as_secs(),
+                self.count
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits before the next attempt: not after the first refusal, then
+    /// 20 ms doubling up to 1 s.
+    async fn pause(&self) {
+        if self.count > 1 {
+            let ms = 20u64 << (self.count - 2).min(6);
+            tokio::time::sleep(std::time::Duration::from_millis(ms.min(1000))).await;
+        }
+    }
+}
+
+/// The documents of a refused batch for their next attempt, in `_id` order:
+/// unchanged ones as they were (the guard just read them so), changed ones
+/// as read again - or left out when they no longer match the pass - then
+/// whatever was still waiting.
+fn merge_reread(
+    inputs: Vec<Vec<u8>>,
+    changed: &[Vec<u8>],
+    fresh: Vec<bson::RawDocumentBuf>,
+    waiting: Vec<Vec<u8>>,
+) -> Vec<Vec<u8>> {
+    let changed: std::collections::HashSet<&[u8]> = changed.iter().map(Vec::as_slice).collect();
+    let mut fresh: std::collections::HashMap<Vec<u8>, Vec<u8>> = fresh
+        .into_iter()
+        .filter_map(|d| {
+            let key = crate::db::id_key(&id_of(d.as_bytes())?);
+            Some((key, d.into_bytes()))
+        })
+        .collect();
+    let mut merged = Vec::with_capacity(inputs.len() + waiting.len());
+    for input in inputs {
+        let Some(key) = id_of(&input).map(|id| crate::db::id_key(&id)) else {
+            continue;
+        };
+        if changed.contains(key.as_slice()) {
+            merged.extend(fresh.remove(&key));
+        } else {
+            merged.push(input);
+        }
+    }
+    merged.extend(waiting);
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{RawDocumentBuf, doc};
+
+    fn raw(d: bson::Document) -> Vec<u8> {
+        d.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_refused_batch_keeps_unchanged_documents_and_takes_changed_ones_as_read_again() {
+        let inputs = vec![
+            raw(doc! {"_id": 1, "v": "a"}),
+            raw(doc! {"_id": 2, "v": "b"}),
+            raw(doc! {"_id": 3, "v": "c"}),
+        ];
+        let changed = vec![raw(doc! {"_id": 2}), raw(doc! {"_id": 3})];
+        // _id 2 was rewritten; _id 3 no longer matches the pass.
+        let fresh = vec![RawDocumentBuf::from_document(&doc! {"_id": 2, "v": "B"}).unwrap()];
+        let waiting = vec![raw(doc! {"_id": 4, "v": "d"})];
+        let merged = merge_reread(inputs, &changed, fresh, waiting);
+        let ids: Vec<_> = merged.iter().map(|d| bson::Document::from_reader(d.as_slice()).unwrap()).collect();
+        assert_eq!(
+            ids,
+            vec![doc! {"_id": 1, "v": "a"}, doc! {"_id": 2, "v": "B"}, doc! {"_id": 4, "v": "d"}]
+        );
+    }
+
+    #[test]
+    fn attempts_shrink_after_repeated_refusals_down_to_one_document() {
+        let mut streak = ConflictStreak::default();
+        assert_eq!(streak.attempt_size(500), 500);
+        streak.count = 1;
+        assert_eq!(streak.attempt_size(500), 500);
+        streak.count = 2;
+        assert_eq!(streak.attempt_size(500), 250);
+        streak.count = 40;
+        assert_eq!(streak.attempt_size(500), 1);
     }
 }

@@ -126,6 +126,16 @@ impl RunLog {
                 self.begun = true;
             }
             Record::Verify { .. } => {}
+            // Refused by the write guard: nothing of it was written, and its
+            // documents were (or will be) read again.
+            Record::Conflict {
+                batch_seq,
+                pass,
+                ref changed,
+            } => {
+                self.pending.take_if(|p| p.seq == batch_seq);
+                self.summary.add_conflicts(pass, changed.len() as u64);
+            }
         }
         Ok(())
     }

@@ -75,6 +75,9 @@ pub struct RunRequest {
     pub pause_file: Option<PathBuf>,
     /// Execute: journal before-images (what `godwit revert` restores).
     pub before_images: bool,
+    /// Execute: write a batch only if the documents its plugin call read are
+    /// unchanged inside the batch's transaction (the write guard).
+    pub write_guard: bool,
     /// Batches read ahead of the one in the plugin and the database (0: none).
     pub read_ahead: usize,
     /// Execute: the reviewed dry run this run is bound to (`--plan RUN`).

@@ -4,7 +4,7 @@
 
 use super::lookup::Replay;
 use super::{Engine, params_document, run_seed};
-use crate::journal::{Batch, Journal, Record};
+use crate::journal::{Batch, Entry, Journal, Record};
 use crate::plugin::actions::{self, ValidAction};
 use crate::plugin::{InstanceOptions, LoadedPlugin, PluginInstance};
 use bson::{Bson, Document};
@@ -19,6 +19,9 @@ pub struct ReplayReport {
     pub same_plugin: bool,
     pub batches: u64,
     pub identical: u64,
+    /// Batches the write guard refused (nothing of them was written): not
+    /// replayed, as the run went on from a plugin that had not seen them.
+    pub refused: u64,
     pub divergence: Option<Divergence>,
 }
 
@@ -50,8 +53,18 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
         same_plugin: header.plugin_sha256 == plugin.sha256_hex(),
         batches: 0,
         identical: 0,
+        refused: 0,
         divergence: None,
     };
+    // After a batch the write guard refused, the run restarted its plugin
+    // from the batches it had written: replay feeds it those only.
+    let mut refused = std::collections::BTreeSet::new();
+    for item in journal.iter_entries(run)? {
+        if let (Entry { record: Record::Conflict { batch_seq, .. }, .. }, _) = item? {
+            refused.insert(batch_seq);
+        }
+    }
+    report.refused = refused.len() as u64;
     // A run bound to a reviewed dry run (`--plan`) ran its plugin as that run.
     let identity = super::Identity::journaled(journal, &header)?;
     let mut instance = plugin.instantiate(InstanceOptions {
@@ -70,6 +83,7 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
                 replay.stop();
                 begun = true;
             }
+            Record::Prepared(_) if refused.contains(&entry.seq) => {}
             Record::Planned(batch) | Record::Prepared(batch) | Record::Finish(batch) => {
                 report.batches += 1;
                 match compare(&mut instance, plugin, &replay, &identity.run_id, entry.seq, batch) {

@@ -34,6 +34,10 @@ pub struct PassSummary {
     /// execute run, an upper bound in a dry run. One action can touch many
     /// documents, so the action counts alone would understate a run.
     pub touched: Touched,
+    /// Documents the write guard found changed by another writer between
+    /// their read and their batch's commit: read and processed again, never
+    /// overwritten. Each time counts.
+    pub conflicts: u64,
     /// Write actions per target collection.
     pub writes_by_collection: BTreeMap<String, u64>,
     pub reports: BTreeMap<String, ReportKind>,
@@ -186,6 +190,18 @@ impl Summary {
 
     pub fn documents(&self) -> u64 {
         self.passes.iter().map(|p| p.documents).sum()
+    }
+
+    /// Counts documents of pass `pass` the write guard found changed.
+    pub fn add_conflicts(&mut self, pass: u32, documents: u64) {
+        if let Some(p) = self.passes.get_mut(pass as usize) {
+            p.conflicts += documents;
+        }
+    }
+
+    /// Documents the write guard found changed, over the whole run.
+    pub fn conflicts(&self) -> u64 {
+        self.passes.iter().map(|p| p.conflicts).sum()
     }
 
     /// Adds documents touched to a pass (`None`: finish).

@@ -13,6 +13,7 @@ use super::{
     Bound, Engine, Identity, ResumeChoice, ResumeError, RunRequest, mode_name, now_ms, params_document, params_text,
     run_seed,
 };
+use crate::db::DbError;
 use crate::hash::{sha256, to_hex};
 use crate::journal::{Call, Entry, Record, RunHeader, RunMode, RunStatus};
 use crate::plugin::contract::{Mode, RunContext};
@@ -241,7 +242,7 @@ impl Engine<'_> {
         bound: &Bound,
         request: &RunRequest,
         recorded: &Recorded,
-        log: &RunLog,
+        log: &mut RunLog,
         resumed: bool,
     ) -> anyhow::Result<PluginInstance> {
         let run = &header.run_id;
@@ -264,6 +265,9 @@ impl Engine<'_> {
         let record = if resumed {
             Record::Resume(call)
         } else {
+            // A restart within this process (after the write guard refused
+            // a batch) shows `begin` what it saw here.
+            log.begin_lookups = call.lookups.clone();
             Record::Begin(call)
         };
         self.journal.record(run, Entry::new(record, now_ms()))?;
@@ -347,11 +351,24 @@ impl Engine<'_> {
             let committed = CommittedBatch::settled(&batch, counts, images);
             (committed, "settled on resume: the progress marker shows it committed")
         } else {
-            let committed = active
-                .apply(&batch, None)
-                .await
-                .with_context(|| format!("run {run}: re-applying journaled batch {seq}"))?;
-            (committed, "settled on resume: re-applied from the journal")
+            match active.apply(&batch, None).await {
+                Ok(committed) => (committed, "settled on resume: re-applied from the journal"),
+                // Its documents changed since they were read: the pass reads
+                // them again from its checkpoint, which this batch never moved.
+                Err(DbError::Conflict { changed, .. }) => {
+                    tracing::info!(
+                        "run {run}: batch {seq} not applied on resume: {} of its documents changed since they were \
+                         read; they are processed again",
+                        changed.len()
+                    );
+                    super::commit::conflicted(self.journal, run, &batch, &changed)?;
+                    log.summary.add_conflicts(batch.pass().unwrap_or_default(), changed.len() as u64);
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("run {run}: re-applying journaled batch {seq}")));
+                }
+            }
         };
         tracing::info!("run {run}: batch {seq} {note}");
         let touched = committed.touched;
