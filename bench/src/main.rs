@@ -9,7 +9,8 @@
 //! - (p) (b) with the same backfill as a Python plugin (`bench/plugin-py/bench-backfill-py`);
 //! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
-//! - (e) `godwit run` dry run.
+//! - (e) `godwit run` dry run;
+//! - (u) (b) and (v) (c) with `--no-write-guard`: what the write guard costs.
 //!
 //! Longer than our ~600-line rule on purpose: the contestants' runners and the report
 //! writer share the measuring code (rounds, medians, spreads, peak RSS), and one file lets
@@ -69,7 +70,7 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         docs: u64,
         /// Contestants to run, by letter: a, b, c, d, D (d'), e.
-        #[arg(long, default_value = "a,b,c,p,e,D,d")]
+        #[arg(long, default_value = "a,b,u,c,v,p,e,D,d")]
         only: String,
         /// Run the contestant list this many times (interleaved); the table shows medians.
         #[arg(long, default_value_t = 1)]
@@ -140,6 +141,10 @@ enum Contestant {
     PymongoPerDocument,
     PymongoBulk,
     DryRun,
+    /// (b) without the write guard.
+    GodwitUnguarded,
+    /// (c) without the write guard.
+    GodwitImagesUnguarded,
 }
 
 impl Contestant {
@@ -152,7 +157,9 @@ impl Contestant {
             "d" => Contestant::PymongoPerDocument,
             "D" | "d'" => Contestant::PymongoBulk,
             "e" => Contestant::DryRun,
-            other => bail!("unknown contestant {other:?} (a, b, c, p, d, D, e)"),
+            "u" => Contestant::GodwitUnguarded,
+            "v" => Contestant::GodwitImagesUnguarded,
+            other => bail!("unknown contestant {other:?} (a, b, c, p, d, D, e, u, v)"),
         })
     }
 
@@ -165,6 +172,8 @@ impl Contestant {
             Contestant::PymongoPerDocument => "(d) pymongo, one update_one per document (the seeds' way)",
             Contestant::PymongoBulk => "(d') pymongo, bulk_write of UpdateOne per batch",
             Contestant::DryRun => "(e) godwit run (dry run)",
+            Contestant::GodwitUnguarded => "(u) = (b) with --no-write-guard",
+            Contestant::GodwitImagesUnguarded => "(v) = (c) with --no-write-guard",
         }
     }
 
@@ -177,6 +186,8 @@ impl Contestant {
             Contestant::PymongoPerDocument => "d",
             Contestant::PymongoBulk => "d2",
             Contestant::DryRun => "e",
+            Contestant::GodwitUnguarded => "u",
+            Contestant::GodwitImagesUnguarded => "v",
         }
     }
 
@@ -304,7 +315,11 @@ impl Bench {
             }
             if matches!(
                 contestant,
-                Contestant::Godwit | Contestant::GodwitImages | Contestant::GodwitPython
+                Contestant::Godwit
+                    | Contestant::GodwitImages
+                    | Contestant::GodwitPython
+                    | Contestant::GodwitUnguarded
+                    | Contestant::GodwitImagesUnguarded
             ) {
                 let report = godwit_report(&measured.stdout)?;
                 if report.status != "finished" || report.stamped.is_none() {
@@ -356,7 +371,12 @@ impl Bench {
                 cmd.args(["driver-loop", "--uri", uri, "--db", db, "--batch", &batch]);
                 cmd
             }
-            Contestant::Godwit | Contestant::GodwitImages | Contestant::GodwitPython | Contestant::DryRun => {
+            Contestant::Godwit
+            | Contestant::GodwitImages
+            | Contestant::GodwitPython
+            | Contestant::DryRun
+            | Contestant::GodwitUnguarded
+            | Contestant::GodwitImagesUnguarded => {
                 let mut cmd = Command::new(&c.godwit);
                 cmd.arg("--json")
                     .arg("run")
@@ -378,8 +398,17 @@ impl Bench {
                 if let Some(n) = self.read_ahead {
                     cmd.args(["--read-ahead", &n.to_string()]);
                 }
-                if matches!(contestant, Contestant::Godwit | Contestant::GodwitPython) {
+                if matches!(
+                    contestant,
+                    Contestant::Godwit | Contestant::GodwitPython | Contestant::GodwitUnguarded
+                ) {
                     cmd.arg("--no-before-images");
+                }
+                if matches!(
+                    contestant,
+                    Contestant::GodwitUnguarded | Contestant::GodwitImagesUnguarded
+                ) {
+                    cmd.arg("--no-write-guard");
                 }
                 cmd
             }
@@ -582,6 +611,16 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
     }
     if let (Some(b), Some(d)) = (find(Contestant::Godwit), find(Contestant::PymongoBulk)) {
         let _ = writeln!(text, "- for reference, (b) vs (d'): {:.2}x", b / d);
+    }
+    // The write guard (issue 23): at most 5% of (b) and of (c).
+    for (guarded, unguarded, name) in [
+        (Contestant::Godwit, Contestant::GodwitUnguarded, "(b) vs (u)"),
+        (Contestant::GodwitImages, Contestant::GodwitImagesUnguarded, "(c) vs (v)"),
+    ] {
+        if let (Some(g), Some(u)) = (find(guarded), find(unguarded)) {
+            let r = g / u;
+            let _ = writeln!(text, "- write guard, {name} >= 0.95x: **{r:.2}x** - {}", verdict(r >= 0.95));
+        }
     }
     if rounds > 1 {
         let _ = writeln!(

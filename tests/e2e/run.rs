@@ -385,6 +385,7 @@ fn dry_run_json_report_for_a_known_dataset() {
             "inserts": 0,
             "deletes": 0,
             "touched": {"updated": 2, "inserted": 0, "deleted": 0},
+            "conflicts": 0,
             "writes_by_collection": {"users": 2},
             "reports": {
                 "conflict": {
@@ -398,7 +399,8 @@ fn dry_run_json_report_for_a_known_dataset() {
         }],
         "finish": {
             "name": "finish", "collection": "", "documents": 0, "batches": 0, "updates": 0, "inserts": 0,
-            "deletes": 0, "touched": {"updated": 0, "inserted": 0, "deleted": 0}, "writes_by_collection": {},
+            "deletes": 0, "touched": {"updated": 0, "inserted": 0, "deleted": 0}, "conflicts": 0,
+            "writes_by_collection": {},
             "reports": {},
         },
     });

@@ -571,7 +571,7 @@ mod tests {
         ];
         let changed = vec![raw(doc! {"_id": 2}), raw(doc! {"_id": 3})];
         // _id 2 was rewritten; _id 3 no longer matches the pass.
-        let fresh = vec![RawDocumentBuf::from_document(&doc! {"_id": 2, "v": "B"}).unwrap()];
+        let fresh = vec![RawDocumentBuf::from_bytes(raw(doc! {"_id": 2, "v": "B"})).unwrap()];
         let waiting = vec![raw(doc! {"_id": 4, "v": "d"})];
         let merged = merge_reread(inputs, &changed, fresh, waiting);
         let ids: Vec<_> = merged.iter().map(|d| bson::Document::from_reader(d.as_slice()).unwrap()).collect();
