@@ -1,5 +1,5 @@
-//! `godwit journal list | show | verify | export | replay`: what the local
-//! journal holds, whether its hash chains are intact (and match the heads the
+//! `godwit journal list | show | reports | verify | export | replay`: what
+//! the local journal holds (every report of a run included), whether its hash chains are intact (and match the heads the
 //! database's history recorded), and whether a plugin reproduces a run.
 
 use super::{GlobalArgs, SandboxArgs, exit};
@@ -52,6 +52,17 @@ pub enum JournalCommand {
         run: String,
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
+        #[command(flatten)]
+        journal: JournalArg,
+    },
+    /// List every report a run's plugin returned (the run summary shows only
+    /// the first few of each kind), in journal order; with --json one JSON
+    /// object per line.
+    Reports {
+        run: String,
+        /// Only the reports of this kind.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
         #[command(flatten)]
         journal: JournalArg,
     },
@@ -264,6 +275,36 @@ impl JournalCommand {
                         "{}",
                         crate::text::json(&serde_json::to_string(&entry_json(&run, &entry, &hash, true))?)
                     )?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JournalCommand::Reports { run, kind, journal } => {
+                let journal = Journal::open(&journal.journal)?;
+                let mut count = 0u64;
+                for report in crate::run::reports::stream(&journal, &run, kind.as_deref())? {
+                    let report = report?;
+                    count += 1;
+                    if global.json {
+                        super::print_json_line(&serde_json::json!({
+                            "run_id": run, "seq": report.seq, "pass": report.pass, "kind": report.kind,
+                            "key": report.key, "message": report.message, "pending": report.pending,
+                        }))?;
+                    } else {
+                        // Plugin text: `outln!` escapes the whole line.
+                        outln!(
+                            "{:>6}  {:<8} {}  {}: {}{}",
+                            report.seq,
+                            report.pass.map_or("finish".into(), |p| format!("pass {p}")),
+                            report.kind,
+                            report.key,
+                            report.message,
+                            if report.pending { "  (batch not committed yet)" } else { "" }
+                        );
+                    }
+                }
+                if !global.json {
+                    let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
+                    outln!("{count} reports{of_kind} in run {run}");
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -135,7 +135,7 @@ enum Command {
     /// Put back what an execute run wrote, from its journaled before-images
     /// (dry run by default); sets the version back to the one before it.
     Revert(Box<revert::RevertCommand>),
-    /// List, show, verify, export and replay the local run journal.
+    /// List, show, verify, export and replay the local run journal; list a run's reports.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
     /// Inspect or build plugins.

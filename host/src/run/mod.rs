@@ -22,6 +22,7 @@ pub mod lookup;
 pub mod plan;
 pub mod replay;
 pub mod report;
+pub mod reports;
 pub mod revert;
 
 mod batch;
