@@ -3,7 +3,7 @@
 //! typed errors to them. Each error enum is matched without a wildcard, so a
 //! new variant does not compile until it has a code here.
 
-use crate::chain::ChainError;
+use crate::chain::{ChainError, DriftError};
 use crate::db::DbError;
 use crate::journal::JournalError;
 use crate::plugin::actions::ActionError;
@@ -55,6 +55,10 @@ pub const REVERT_INCOMPLETE: u8 = 15;
 /// An execute run found none of its passes' collections: not stamped
 /// (`--allow-missing-collections` stamps anyway).
 pub const NOTHING_TO_MIGRATE: u8 = 16;
+/// `upgrade` (or `plan` against a database): the plugin file of a version
+/// the database applied is not the one that ran (`--allow-drift` upgrades
+/// anyway).
+pub const DRIFT: u8 = 17;
 /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
 pub const INTERRUPTED: u8 = 130;
 
@@ -77,6 +81,7 @@ pub const ALL: &[u8] = &[
     REVERT_REFUSED,
     REVERT_INCOMPLETE,
     NOTHING_TO_MIGRATE,
+    DRIFT,
     INTERRUPTED,
 ];
 
@@ -110,6 +115,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         PlanError => plan,
         JournalError => journal,
         ChainError => |_: &ChainError| CHAIN,
+        DriftError => |_: &DriftError| DRIFT,
         NothingToMigrate => |_: &NothingToMigrate| NOTHING_TO_MIGRATE,
         VersionError => version,
         RevertError => revert,

@@ -445,6 +445,20 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             CHAIN,
         ),
         (
+            anyhow::Error::new(crate::chain::DriftError {
+                dir: PathBuf::from("migrations"),
+                db: s("app"),
+                drift: vec![crate::chain::Drift::Changed {
+                    version: s("1.0.0"),
+                    file: file(),
+                    run_id: run(),
+                    recorded: s("aa"),
+                    found: s("bb"),
+                }],
+            }),
+            DRIFT,
+        ),
+        (
             anyhow::Error::new(NothingToMigrate {
                 run: run(),
                 plugin: s("p"),
