@@ -10,6 +10,7 @@ use crate::plugin::actions::ActionError;
 use crate::plugin::{CallError, LoadError};
 use crate::run::plan::PlanError;
 use crate::run::revert::RevertError;
+use crate::run::trial::InputError;
 use crate::run::{NothingToMigrate, ResumeError, VersionError};
 
 use super::{UnknownDatabase, UsageError};
@@ -106,6 +107,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     }
     table! {
         UsageError => |_: &UsageError| USAGE,
+        InputError => |_: &InputError| USAGE,
         UnknownDatabase => |_: &UnknownDatabase| UNKNOWN_DATABASE,
         LoadError => load,
         CallError => call,

@@ -24,6 +24,7 @@ pub mod replay;
 pub mod report;
 pub mod reports;
 pub mod revert;
+pub mod trial;
 
 mod batch;
 mod commit;
