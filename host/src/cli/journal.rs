@@ -202,6 +202,43 @@ impl<'a> From<&'a RunHeader> for HeaderJson<'a> {
     }
 }
 
+/// `journal reports`: one line per report, streamed (a run may hold
+/// millions); plugin text escaped (`text::escape`, or `text::json`).
+fn print_reports(journal: &Journal, run: &str, kind: Option<&str>, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut count = 0u64;
+    for report in crate::run::reports::stream(journal, run, kind)? {
+        let report = report?;
+        count += 1;
+        let line = if json {
+            crate::text::json(&serde_json::to_string(&serde_json::json!({
+                "run_id": run, "seq": report.seq, "pass": report.pass, "kind": report.kind,
+                "key": report.key, "message": report.message, "pending": report.pending,
+            }))?)
+            .into_owned()
+        } else {
+            crate::text::escape(&format!(
+                "{:>6}  {:<8} {}  {}: {}{}",
+                report.seq,
+                report.pass.map_or("finish".into(), |p| format!("pass {p}")),
+                report.kind,
+                report.key,
+                report.message,
+                if report.pending { "  (batch not committed yet)" } else { "" }
+            ))
+            .into_owned()
+        };
+        writeln!(out, "{line}")?;
+    }
+    if !json {
+        let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
+        writeln!(out, "{}", crate::text::escape(&format!("{count} reports{of_kind} in run {run}")))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn print_header(h: &RunHeader) {
     let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
     outln!(
@@ -280,31 +317,11 @@ impl JournalCommand {
             }
             JournalCommand::Reports { run, kind, journal } => {
                 let journal = Journal::open(&journal.journal)?;
-                let mut count = 0u64;
-                for report in crate::run::reports::stream(&journal, &run, kind.as_deref())? {
-                    let report = report?;
-                    count += 1;
-                    if global.json {
-                        super::print_json_line(&serde_json::json!({
-                            "run_id": run, "seq": report.seq, "pass": report.pass, "kind": report.kind,
-                            "key": report.key, "message": report.message, "pending": report.pending,
-                        }))?;
-                    } else {
-                        // Plugin text: `outln!` escapes the whole line.
-                        outln!(
-                            "{:>6}  {:<8} {}  {}: {}{}",
-                            report.seq,
-                            report.pass.map_or("finish".into(), |p| format!("pass {p}")),
-                            report.kind,
-                            report.key,
-                            report.message,
-                            if report.pending { "  (batch not committed yet)" } else { "" }
-                        );
-                    }
-                }
-                if !global.json {
-                    let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
-                    outln!("{count} reports{of_kind} in run {run}");
+                match print_reports(&journal, &run, kind.as_deref(), global.json) {
+                    // Piped into `head`: the reader has what it wanted.
+                    Err(e) if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                        == Some(std::io::ErrorKind::BrokenPipe) => {}
+                    other => other?,
                 }
                 Ok(ExitCode::SUCCESS)
             }
