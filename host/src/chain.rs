@@ -346,7 +346,10 @@ mod tests {
             .iter()
             .zip(&versions)
             .map(|((_, file, sha), v)| (v, Path::new(*file), sha.to_string()));
-        let got: Vec<String> = drift(found, &applied(&history)).iter().map(ToString::to_string).collect();
+        let got: Vec<String> = drift(found, &applied(&history))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(got, expect);
     }
 

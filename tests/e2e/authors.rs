@@ -123,14 +123,22 @@ fn plugin_run_returns_what_a_dry_run_of_the_same_documents_journals() {
     let journaled = journaled_actions(journal.path(), run);
     let writes: Vec<_> = journaled.iter().filter(|a| a["op"] != "report").cloned().collect();
     let reports: Vec<_> = journaled.iter().filter(|a| a["op"] == "report").collect();
-    let tried_writes: Vec<_> = tried["process"]["actions"].as_array().unwrap().iter().map(canonical).collect();
+    let tried_writes: Vec<_> = tried["process"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(canonical)
+        .collect();
     assert_eq!(tried_writes, writes, "the same write actions, in the same order");
     assert_eq!(tried["process"]["counts"]["updates"], 2);
     let tried_reports = tried["process"]["reports"].as_array().unwrap();
     assert_eq!(tried_reports.len(), reports.len());
     assert_eq!(tried_reports.len(), 2, "two collisions: {tried_reports:?}");
     for (t, j) in tried_reports.iter().zip(&reports) {
-        assert_eq!((&t["kind"], &t["key"], &t["message"]), (&j["kind"], &j["key"], &j["message"]));
+        assert_eq!(
+            (&t["kind"], &t["key"], &t["message"]),
+            (&j["kind"], &j["key"], &j["message"])
+        );
     }
     assert_eq!(tried["finish"]["counts"]["updates"], 0);
 
@@ -173,9 +181,16 @@ fn plugin_run_refuses_bad_input_and_lookups_in_one_line() {
         path
     };
 
-    let bad = write("bad.jsonl", "{\"_id\": 1, \"email\": \"a@b\"}\n\n{\"_id\": 2, \"email\": \n");
+    let bad = write(
+        "bad.jsonl",
+        "{\"_id\": 1, \"email\": \"a@b\"}\n\n{\"_id\": 2, \"email\": \n",
+    );
     let out = plugin_run(&wasm, &bad, &[]);
-    assert_one_error_line(&out, 2, &[&format!("{}:3: not an Extended JSON document", bad.display())]);
+    assert_one_error_line(
+        &out,
+        2,
+        &[&format!("{}:3: not an Extended JSON document", bad.display())],
+    );
 
     let not_object = write("array.jsonl", "[1, 2]\n");
     let out = plugin_run(&wasm, &not_object, &[]);
@@ -189,7 +204,10 @@ fn plugin_run_refuses_bad_input_and_lookups_in_one_line() {
     let out = plugin_run(&wasm, &no_id, &[]);
     assert_one_error_line(&out, 2, &[&format!("{}:1: the document has no _id", no_id.display())]);
 
-    let twice = write("twice.jsonl", "{\"_id\": 1, \"email\": \"a@b\"}\n{\"_id\": 1.0, \"email\": \"c@d\"}\n");
+    let twice = write(
+        "twice.jsonl",
+        "{\"_id\": 1, \"email\": \"a@b\"}\n{\"_id\": 1.0, \"email\": \"c@d\"}\n",
+    );
     let out = plugin_run(&wasm, &twice, &[]);
     assert_one_error_line(&out, 2, &[&format!("{}:2: _id", twice.display()), "line 1"]);
 
@@ -205,11 +223,19 @@ fn plugin_run_refuses_bad_input_and_lookups_in_one_line() {
     assert_one_error_line(
         &out,
         4,
-        &["trapped in begin", "looked up `user`", "`godwit plugin run` has no database"],
+        &[
+            "trapped in begin",
+            "looked up `user`",
+            "`godwit plugin run` has no database",
+        ],
     );
 
     // Actions are checked as in a run: a policy violation is refused (exit 4).
-    let out = plugin_run(&plugin("hostile-policy"), &good, &["--param", "behaviour=where-filter", "--as-given"]);
+    let out = plugin_run(
+        &plugin("hostile-policy"),
+        &good,
+        &["--param", "behaviour=where-filter", "--as-given"],
+    );
     assert_one_error_line(&out, 4, &["returned an invalid action", "$where"]);
 }
 
@@ -228,7 +254,10 @@ fn plugin_run_output_is_escaped_json_that_decodes_to_the_plugins_strings() {
     let tried = json(&out);
     assert_eq!(tried["input"]["given"], 1, "the filter leaves out the touched document");
     let report = &tried["process"]["reports"][0];
-    assert_eq!((report["kind"].as_str(), report["key"].as_str()), (Some(KIND), Some(KEY)));
+    assert_eq!(
+        (report["kind"].as_str(), report["key"].as_str()),
+        (Some(KIND), Some(KEY))
+    );
     assert_eq!(report["message"], MESSAGE);
 }
 
@@ -257,7 +286,9 @@ fn journal_reports_lists_every_report_the_summary_only_samples() {
     let journal = tempfile::tempdir().unwrap();
     let wasm = plugin("normalize-emails");
     let wasm = wasm.to_str().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"]).output().unwrap();
+    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
     assert!(init.status.success(), "{}", stderr(&init));
     let args = ["run", wasm, "--execute", "--batch-size", "4", "--skip-verify"];
     let out = command(&db, journal.path(), &args).output().unwrap();
@@ -268,7 +299,11 @@ fn journal_reports_lists_every_report_the_summary_only_samples() {
         text.contains(&format!("all 11: godwit journal reports {run} --kind conflict")),
         "the summary names the command:\n{text}"
     );
-    assert_eq!(text.matches("ada@example.com: user").count(), 5, "five samples:\n{text}");
+    assert_eq!(
+        text.matches("ada@example.com: user").count(),
+        5,
+        "five samples:\n{text}"
+    );
 
     let out = reports(journal.path(), &run, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -278,7 +313,10 @@ fn journal_reports_lists_every_report_the_summary_only_samples() {
     for (i, line) in lines[..11].iter().enumerate() {
         assert!(line.contains("pass 0"), "{line}");
         assert!(
-            line.ends_with(&format!("conflict  ada@example.com: user {} has the same address as user 0 once normalized", i + 1)),
+            line.ends_with(&format!(
+                "conflict  ada@example.com: user {} has the same address as user 0 once normalized",
+                i + 1
+            )),
             "{line}"
         );
     }
@@ -289,7 +327,10 @@ fn journal_reports_lists_every_report_the_summary_only_samples() {
     assert_eq!(rows.len(), 11);
     let batches: std::collections::BTreeSet<u64> = rows.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(batches.len(), 3, "reports of three batches: {rows:?}");
-    assert!(rows.iter().all(|r| r["run_id"] == run.as_str() && r["kind"] == "conflict" && r["pass"] == 0));
+    assert!(
+        rows.iter()
+            .all(|r| r["run_id"] == run.as_str() && r["kind"] == "conflict" && r["pass"] == 0)
+    );
 
     let out = reports(journal.path(), &run, &["--kind", "other"]);
     assert_eq!(stdout(&out).trim(), format!("0 reports of kind other in run {run}"));
@@ -313,14 +354,18 @@ fn journal_reports_and_the_summary_hint_escape_plugin_text() {
     db.insert("things", (0..60).map(|i| doc! {"_id": i}).collect());
     let journal = tempfile::tempdir().unwrap();
     let wasm = plugin("hostile-escape");
-    let out = command(&db, journal.path(), &["run", wasm.to_str().unwrap()]).output().unwrap();
+    let out = command(&db, journal.path(), &["run", wasm.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_terminal_safe(&out);
     let text = stdout(&out);
     let run = text.split_whitespace().nth(2).unwrap().to_string();
     // The kind is quoted for the shell, and escaped for the terminal.
     assert!(
-        text.contains(&format!("all 6: godwit journal reports {run} --kind 'kind\\u{{1b}}[1m'")),
+        text.contains(&format!(
+            "all 6: godwit journal reports {run} --kind 'kind\\u{{1b}}[1m'"
+        )),
         "{text}"
     );
 
@@ -328,7 +373,11 @@ fn journal_reports_and_the_summary_hint_escape_plugin_text() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_terminal_safe(&out);
     assert_eq!(stdout(&out).lines().count(), 7);
-    assert!(stdout(&out).contains("\\nerror: forged report line"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("\\nerror: forged report line"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = reports(journal.path(), &run, &["--kind", KIND, "--json"]);
     assert_terminal_safe(&out);
@@ -352,7 +401,11 @@ fn chain_dir(names: &[&str]) -> tempfile::TempDir {
 }
 
 fn sha256_of(file: &Path) -> String {
-    let out = godwit().args(["plugin", "inspect", "--json"]).arg(file).output().unwrap();
+    let out = godwit()
+        .args(["plugin", "inspect", "--json"])
+        .arg(file)
+        .output()
+        .unwrap();
     json(&out)["sha256"].as_str().unwrap().to_string()
 }
 
@@ -402,7 +455,11 @@ fn chain_drift_is_named_by_plan_and_status_and_refused_by_upgrade() {
 
     let out = run(&["plan", dir]);
     assert_eq!(out.status.code(), Some(17), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("drift: {drift_line}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("drift: {drift_line}")),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["plan", dir, "--json"]);
     assert_eq!(out.status.code(), Some(17), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -415,7 +472,11 @@ fn chain_drift_is_named_by_plan_and_status_and_refused_by_upgrade() {
 
     let out = run(&["status", "--plugins", dir]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(&format!("drift: {drift_line}")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("drift: {drift_line}")),
+        "{}",
+        stdout(&out)
+    );
 
     // Upgrade refuses before anything runs, naming the flag.
     let before = db.dump();
@@ -424,8 +485,16 @@ fn chain_drift_is_named_by_plan_and_status_and_refused_by_upgrade() {
     assert_eq!(db.dump(), before, "nothing written");
     let out = run(&["upgrade", dir, "--execute", "--allow-drift"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("drift allowed (--allow-drift): {drift_line}")), "{}", stderr(&out));
-    assert!(stdout(&out).contains("is at version 1.2.0, the head"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("drift allowed (--allow-drift): {drift_line}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("is at version 1.2.0, the head"),
+        "{}",
+        stdout(&out)
+    );
 
     // An applied version without its plugin is named, not refused.
     std::fs::copy(plugin("chain-b"), &b).unwrap();
@@ -444,5 +513,9 @@ fn chain_drift_is_named_by_plan_and_status_and_refused_by_upgrade() {
     assert!(stdout(&out).contains(&format!("note: {missing}")), "{}", stdout(&out));
     let out = run(&["upgrade", dir, "--execute"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("warning: {missing}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("warning: {missing}")),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -79,7 +79,9 @@ impl PlanCommand {
                 outln!("chain of {} plugins is consistent", chain.plugins.len());
             }
             if let (Some(_), Some(db), false) = (&drift, &self.connection.db, drifted) {
-                outln!("no drift: every plugin in the directory for a version database {db} applied is the file that ran");
+                outln!(
+                    "no drift: every plugin in the directory for a version database {db} applied is the file that ran"
+                );
             }
         }
         Ok(ExitCode::from(if !chain.problems.is_empty() {
@@ -147,7 +149,11 @@ impl UpgradeCommand {
                 });
             }
             for d in &drift {
-                let allowed = if d.refuses() { "drift allowed (--allow-drift): " } else { "" };
+                let allowed = if d.refuses() {
+                    "drift allowed (--allow-drift): "
+                } else {
+                    ""
+                };
                 errln!("warning: {allowed}{d}");
             }
             let pending: Vec<_> = plugins

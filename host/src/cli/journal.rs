@@ -225,7 +225,11 @@ fn print_reports(journal: &Journal, run: &str, kind: Option<&str>, json: bool) -
                 report.kind,
                 report.key,
                 report.message,
-                if report.pending { "  (batch not committed yet)" } else { "" }
+                if report.pending {
+                    "  (batch not committed yet)"
+                } else {
+                    ""
+                }
             ))
             .into_owned()
         };
@@ -233,7 +237,11 @@ fn print_reports(journal: &Journal, run: &str, kind: Option<&str>, json: bool) -
     }
     if !json {
         let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
-        writeln!(out, "{}", crate::text::escape(&format!("{count} reports{of_kind} in run {run}")))?;
+        writeln!(
+            out,
+            "{}",
+            crate::text::escape(&format!("{count} reports{of_kind} in run {run}"))
+        )?;
     }
     out.flush()?;
     Ok(())
@@ -319,8 +327,9 @@ impl JournalCommand {
                 let journal = Journal::open(&journal.journal)?;
                 match print_reports(&journal, &run, kind.as_deref(), global.json) {
                     // Piped into `head`: the reader has what it wanted.
-                    Err(e) if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
-                        == Some(std::io::ErrorKind::BrokenPipe) => {}
+                    Err(e)
+                        if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                            == Some(std::io::ErrorKind::BrokenPipe) => {}
                     other => other?,
                 }
                 Ok(ExitCode::SUCCESS)

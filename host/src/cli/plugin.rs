@@ -2,8 +2,8 @@
 
 use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
-use crate::plugin::builder::{self, BuildRequest, Toolchain};
 use crate::plugin::actions::ValidAction;
+use crate::plugin::builder::{self, BuildRequest, Toolchain};
 use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract};
 use crate::run::trial;
 use crate::text::outln;
@@ -111,7 +111,11 @@ impl PluginCommand {
                             super::UsageError(format!(
                                 "plugin {} has no pass {name:?} (its passes: {})",
                                 plugin.manifest.name,
-                                passes.iter().map(|p| format!("{:?}", p.name)).collect::<Vec<_>>().join(", ")
+                                passes
+                                    .iter()
+                                    .map(|p| format!("{:?}", p.name))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                         })?,
                 };
@@ -196,8 +200,10 @@ impl PluginCommand {
 /// relaxed Extended JSON documents (as `journal export` shows actions), the
 /// reports apart, and counts.
 fn call_json(call: &trial::CallResult) -> serde_json::Value {
-    let (reports, writes): (Vec<&ValidAction>, Vec<&ValidAction>) =
-        call.actions.iter().partition(|a| matches!(a, ValidAction::Report { .. }));
+    let (reports, writes): (Vec<&ValidAction>, Vec<&ValidAction>) = call
+        .actions
+        .iter()
+        .partition(|a| matches!(a, ValidAction::Report { .. }));
     let count = |op: &str| {
         writes
             .iter()

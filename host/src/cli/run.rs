@@ -328,7 +328,11 @@ pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
             if let Some(run) = run
                 && report.count > report.samples.len() as u64
             {
-                outln!("      all {}: godwit journal reports {run} --kind {}", report.count, shell_word(kind));
+                outln!(
+                    "      all {}: godwit journal reports {run} --kind {}",
+                    report.count,
+                    shell_word(kind)
+                );
             }
         }
     }

@@ -131,7 +131,8 @@ impl Iterator for Reports<'_> {
                 None => {
                     self.done = true;
                     if let Some((_, reports)) = self.pending.take() {
-                        self.ready.extend(reports.into_iter().map(|r| JournaledReport { pending: true, ..r }));
+                        self.ready
+                            .extend(reports.into_iter().map(|r| JournaledReport { pending: true, ..r }));
                     }
                 }
             }

@@ -300,7 +300,11 @@ impl Trial<'_> {
         })?;
         let pass = &manifest.passes[self.pass as usize];
         // The pass's batch size as a run without --batch-size reads it.
-        let requested = if pass.batch_size > 0 { pass.batch_size } else { super::DEFAULT_BATCH_SIZE };
+        let requested = if pass.batch_size > 0 {
+            pass.batch_size
+        } else {
+            super::DEFAULT_BATCH_SIZE
+        };
         let batch_size = godwit_policy::clamp_batch_size(requested).0.max(1);
         if self.documents.len() > batch_size as usize {
             return Err(InputError(format!(
@@ -393,7 +397,7 @@ mod tests {
         check(
             r#"{"_id": 1, "n": {"$numberLong": "5"}, "big": 3000000000, "x": 1.5, "at": {"$date": "2026-01-01T00:00:00Z"}}"#,
             Ok(doc! {"_id": 1, "n": 5i64, "big": 3_000_000_000i64, "x": 1.5,
-                "at": bson::DateTime::parse_rfc3339_str("2026-01-01T00:00:00Z").unwrap()}),
+            "at": bson::DateTime::parse_rfc3339_str("2026-01-01T00:00:00Z").unwrap()}),
         );
         check(
             r#"{"_id": 2, "sub": {"b": 1, "a": [{"y": null, "x": true}]}}"#,

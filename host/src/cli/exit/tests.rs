@@ -33,7 +33,9 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
         (anyhow::anyhow!("something else"), ERROR),
         (anyhow::Error::new(UsageError(s("no database given"))), USAGE),
         (
-            anyhow::Error::new(crate::run::trial::InputError(s("docs.jsonl:3: not an Extended JSON document"))),
+            anyhow::Error::new(crate::run::trial::InputError(s(
+                "docs.jsonl:3: not an Extended JSON document",
+            ))),
             USAGE,
         ),
         (
