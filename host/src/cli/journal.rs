@@ -59,6 +59,7 @@ pub enum JournalCommand {
     /// the first few of each kind), in journal order; with --json one JSON
     /// object per line.
     Reports {
+        /// The run (its id, as `journal list` shows it).
         run: String,
         /// Only the reports of this kind.
         #[arg(long, value_name = "KIND")]

@@ -33,7 +33,7 @@ pub enum PluginCommand {
         /// Plugin component (.wasm).
         file: PathBuf,
         /// Documents, one Extended JSON object per line (`-`: standard input).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "DOCS")]
         input: PathBuf,
         /// A parameter for the plugin's `begin` (repeatable).
         #[arg(long = "param", value_name = "KEY=VALUE")]
