@@ -4,6 +4,7 @@
 //! exercise.
 
 mod auditor;
+mod authors;
 mod badinput;
 mod build;
 mod chain;

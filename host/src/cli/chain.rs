@@ -1,8 +1,8 @@
 //! `godwit plan DIR` and `godwit upgrade DIR`: a plugin directory as a version chain.
 
 use super::run::{RunOptions, print_outcome};
-use super::{GlobalArgs, SandboxArgs, exit};
-use crate::chain::Chain;
+use super::{ConnectionArgs, GlobalArgs, SandboxArgs, exit};
+use crate::chain::{Chain, Drift, DriftError, drift_of};
 use crate::journal::Journal;
 use crate::run::{Engine, Outcome, ResumeChoice, StopSignal};
 use crate::text::{errln, outln};
@@ -11,6 +11,9 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `godwit plan DIR`; with a database (`--db` and a URI: flag, environment or
+/// config) it also compares every version the database applied with the
+/// directory's plugin file for it (drift, exit 17).
 #[derive(Args)]
 pub struct PlanCommand {
     /// Directory of plugin components (*.wasm).
@@ -18,12 +21,27 @@ pub struct PlanCommand {
     dir: PathBuf,
     #[command(flatten)]
     sandbox: SandboxArgs,
+    #[command(flatten)]
+    connection: ConnectionArgs,
 }
 
 impl PlanCommand {
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let host = self.sandbox.plugin_host()?;
         let chain = Chain::load(&host, &self.dir)?;
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        // Without a database there is no history to compare with: the
+        // directory alone is checked.
+        let drift = if given(&self.connection.uri) && given(&self.connection.db) {
+            let history = super::runtime()?.block_on(async {
+                let db = self.connection.connect().await?;
+                anyhow::Ok(db.history().await?)
+            })?;
+            Some(drift_of(&chain.plugins, &history))
+        } else {
+            None
+        };
+        let drifted = drift.iter().flatten().any(Drift::refuses);
         if global.json {
             let plugins: Vec<_> = chain
                 .plugins
@@ -35,7 +53,7 @@ impl PlanCommand {
                     })
                 })
                 .collect();
-            super::print_json(&serde_json::json!({"chain": plugins, "problems": chain.problems}))?;
+            super::print_json(&serde_json::json!({"chain": plugins, "problems": chain.problems, "drift": drift}))?;
         } else {
             for p in &chain.plugins {
                 let requires = p
@@ -54,14 +72,24 @@ impl PlanCommand {
             for problem in &chain.problems {
                 errln!("problem: {problem}");
             }
+            for d in drift.iter().flatten() {
+                errln!("{}: {d}", if d.refuses() { "drift" } else { "note" });
+            }
             if chain.problems.is_empty() {
                 outln!("chain of {} plugins is consistent", chain.plugins.len());
             }
+            if let (Some(_), Some(db), false) = (&drift, &self.connection.db, drifted) {
+                outln!(
+                    "no drift: every plugin in the directory for a version database {db} applied is the file that ran"
+                );
+            }
         }
-        Ok(ExitCode::from(if chain.problems.is_empty() {
-            exit::OK
-        } else {
+        Ok(ExitCode::from(if !chain.problems.is_empty() {
             exit::CHAIN
+        } else if drifted {
+            exit::DRIFT
+        } else {
+            exit::OK
         }))
     }
 }
@@ -71,6 +99,10 @@ pub struct UpgradeCommand {
     /// Directory of plugin components (*.wasm), a version chain.
     #[arg(env = "GODWIT_PLUGINS")]
     dir: PathBuf,
+    /// Upgrade even if the plugin file of a version the database applied is
+    /// not the one that ran (its sha256 differs from the history's).
+    #[arg(long)]
+    allow_drift: bool,
     #[command(flatten)]
     options: RunOptions,
 }
@@ -106,6 +138,24 @@ impl UpgradeCommand {
                     None
                 }
             };
+            // The schema is trusted (checked above): compare what it applied
+            // with the directory before any step runs.
+            let drift = drift_of(&plugins, &db.history().await?);
+            if !self.allow_drift && drift.iter().any(Drift::refuses) {
+                bail!(DriftError {
+                    dir: self.dir.clone(),
+                    db: db.name.clone(),
+                    drift,
+                });
+            }
+            for d in &drift {
+                let allowed = if d.refuses() {
+                    "drift allowed (--allow-drift): "
+                } else {
+                    ""
+                };
+                errln!("warning: {allowed}{d}");
+            }
             let pending: Vec<_> = plugins
                 .iter()
                 .filter(|p| current.as_ref().is_none_or(|c| p.manifest.version > *c))

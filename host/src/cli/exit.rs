@@ -3,13 +3,14 @@
 //! typed errors to them. Each error enum is matched without a wildcard, so a
 //! new variant does not compile until it has a code here.
 
-use crate::chain::ChainError;
+use crate::chain::{ChainError, DriftError};
 use crate::db::DbError;
 use crate::journal::JournalError;
 use crate::plugin::actions::ActionError;
 use crate::plugin::{CallError, LoadError};
 use crate::run::plan::PlanError;
 use crate::run::revert::RevertError;
+use crate::run::trial::InputError;
 use crate::run::{NothingToMigrate, ResumeError, VersionError};
 
 use super::{UnknownDatabase, UsageError};
@@ -55,6 +56,10 @@ pub const REVERT_INCOMPLETE: u8 = 15;
 /// An execute run found none of its passes' collections: not stamped
 /// (`--allow-missing-collections` stamps anyway).
 pub const NOTHING_TO_MIGRATE: u8 = 16;
+/// `upgrade` (or `plan` against a database): the plugin file of a version
+/// the database applied is not the one that ran (`--allow-drift` upgrades
+/// anyway).
+pub const DRIFT: u8 = 17;
 /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
 pub const INTERRUPTED: u8 = 130;
 
@@ -77,6 +82,7 @@ pub const ALL: &[u8] = &[
     REVERT_REFUSED,
     REVERT_INCOMPLETE,
     NOTHING_TO_MIGRATE,
+    DRIFT,
     INTERRUPTED,
 ];
 
@@ -101,6 +107,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     }
     table! {
         UsageError => |_: &UsageError| USAGE,
+        InputError => |_: &InputError| USAGE,
         UnknownDatabase => |_: &UnknownDatabase| UNKNOWN_DATABASE,
         LoadError => load,
         CallError => call,
@@ -110,6 +117,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         PlanError => plan,
         JournalError => journal,
         ChainError => |_: &ChainError| CHAIN,
+        DriftError => |_: &DriftError| DRIFT,
         NothingToMigrate => |_: &NothingToMigrate| NOTHING_TO_MIGRATE,
         VersionError => version,
         RevertError => revert,

@@ -1,5 +1,5 @@
-//! `godwit journal list | show | verify | export | replay`: what the local
-//! journal holds, whether its hash chains are intact (and match the heads the
+//! `godwit journal list | show | reports | verify | export | replay`: what
+//! the local journal holds (every report of a run included), whether its hash chains are intact (and match the heads the
 //! database's history recorded), and whether a plugin reproduces a run.
 
 use super::{GlobalArgs, SandboxArgs, exit};
@@ -52,6 +52,18 @@ pub enum JournalCommand {
         run: String,
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
+        #[command(flatten)]
+        journal: JournalArg,
+    },
+    /// List every report a run's plugin returned (the run summary shows only
+    /// the first few of each kind), in journal order; with --json one JSON
+    /// object per line.
+    Reports {
+        /// The run (its id, as `journal list` shows it).
+        run: String,
+        /// Only the reports of this kind.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
         #[command(flatten)]
         journal: JournalArg,
     },
@@ -191,6 +203,51 @@ impl<'a> From<&'a RunHeader> for HeaderJson<'a> {
     }
 }
 
+/// `journal reports`: one line per report, streamed (a run may hold
+/// millions); plugin text escaped (`text::escape`, or `text::json`).
+fn print_reports(journal: &Journal, run: &str, kind: Option<&str>, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut count = 0u64;
+    for report in crate::run::reports::stream(journal, run, kind)? {
+        let report = report?;
+        count += 1;
+        let line = if json {
+            crate::text::json(&serde_json::to_string(&serde_json::json!({
+                "run_id": run, "seq": report.seq, "pass": report.pass, "kind": report.kind,
+                "key": report.key, "message": report.message, "pending": report.pending,
+            }))?)
+            .into_owned()
+        } else {
+            crate::text::escape(&format!(
+                "{:>6}  {:<8} {}  {}: {}{}",
+                report.seq,
+                report.pass.map_or("finish".into(), |p| format!("pass {p}")),
+                report.kind,
+                report.key,
+                report.message,
+                if report.pending {
+                    "  (batch not committed yet)"
+                } else {
+                    ""
+                }
+            ))
+            .into_owned()
+        };
+        writeln!(out, "{line}")?;
+    }
+    if !json {
+        let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
+        writeln!(
+            out,
+            "{}",
+            crate::text::escape(&format!("{count} reports{of_kind} in run {run}"))
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn print_header(h: &RunHeader) {
     let mode = if h.mode == RunMode::Execute { "execute" } else { "dry" };
     outln!(
@@ -264,6 +321,17 @@ impl JournalCommand {
                         "{}",
                         crate::text::json(&serde_json::to_string(&entry_json(&run, &entry, &hash, true))?)
                     )?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JournalCommand::Reports { run, kind, journal } => {
+                let journal = Journal::open(&journal.journal)?;
+                match print_reports(&journal, &run, kind.as_deref(), global.json) {
+                    // Piped into `head`: the reader has what it wanted.
+                    Err(e)
+                        if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                            == Some(std::io::ErrorKind::BrokenPipe) => {}
+                    other => other?,
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -124,21 +124,22 @@ pub struct ConnectionArgs {
 enum Command {
     /// Run a migration plugin (dry run unless --execute).
     Run(Box<run::RunCommand>),
-    /// Show a plugin directory's version chain and its problems.
+    /// Show a plugin directory's version chain and its problems; with a
+    /// database (--db and a URI), also its drift from what the database applied.
     Plan(chain::PlanCommand),
     /// Run the pending plugins of a chain in order, stamping after each.
     Upgrade(Box<chain::UpgradeCommand>),
-    /// Version, history, pending plugins, unfinished runs, lock holder.
+    /// Version, history, pending plugins and drift, unfinished runs, lock holder.
     Status(Box<status::StatusCommand>),
     /// Stamp the schema version of an existing database.
     Init(init::InitCommand),
     /// Put back what an execute run wrote, from its journaled before-images
     /// (dry run by default); sets the version back to the one before it.
     Revert(Box<revert::RevertCommand>),
-    /// List, show, verify, export and replay the local run journal.
+    /// List, show, verify, export and replay the local run journal; list a run's reports.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
-    /// Inspect or build plugins.
+    /// Inspect, build or try plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }

@@ -1,9 +1,11 @@
-//! `godwit plugin inspect` and `godwit plugin build`.
+//! `godwit plugin inspect`, `godwit plugin build` and `godwit plugin run`.
 
 use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
+use crate::plugin::actions::ValidAction;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
 use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract};
+use crate::run::trial;
 use crate::text::outln;
 use anyhow::Context;
 use clap::Subcommand;
@@ -16,6 +18,42 @@ pub enum PluginCommand {
     Inspect {
         /// Plugin component (.wasm); a core wasip1 module is componentized on load.
         file: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Call a plugin once without a database: documents from a file as one
+    /// batch of a pass, then `finish`; prints the actions and reports as JSON.
+    ///
+    /// The documents (Extended JSON, one per line) are filtered, put in `_id`
+    /// order and projected as the pass would read them from a collection
+    /// (unless --as-given). The plugin is set up, limited and checked as in
+    /// `godwit run`; nothing is written or journaled. A lookup fails the call:
+    /// there is no database to serve it.
+    Run {
+        /// Plugin component (.wasm).
+        file: PathBuf,
+        /// Documents, one Extended JSON object per line (`-`: standard input).
+        #[arg(long, value_name = "DOCS")]
+        input: PathBuf,
+        /// A parameter for the plugin's `begin` (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// The pass whose batch the documents are, by name or index [default: the first].
+        #[arg(long, value_name = "NAME")]
+        pass: Option<String>,
+        /// Give the plugin the documents as they are, in the file's order,
+        /// without the pass's filter and projection.
+        #[arg(long)]
+        as_given: bool,
+        /// Do not call `finish` after the batch.
+        #[arg(long)]
+        no_finish: bool,
+        /// The database name the plugin is told (nothing connects to it).
+        #[arg(long, value_name = "NAME", default_value = "test")]
+        db: String,
+        /// godwit's metadata collection, out of reach of the plugin's actions as in a run.
+        #[arg(long, default_value = godwit_policy::DEFAULT_METADATA_COLLECTION)]
+        metadata_collection: String,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -46,6 +84,78 @@ impl PluginCommand {
                 } else {
                     print_inspect(&plugin);
                 }
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginCommand::Run {
+                file,
+                input,
+                params,
+                pass,
+                as_given,
+                no_finish,
+                db,
+                metadata_collection,
+                sandbox,
+            } => {
+                // Everything local is checked before the plugin runs.
+                let params = super::run::parse_params(&params)?;
+                let plugin = sandbox.plugin_host()?.load(&file)?;
+                let passes = &plugin.manifest.passes;
+                let index = match &pass {
+                    None => 0,
+                    Some(name) => passes
+                        .iter()
+                        .position(|p| p.name == *name)
+                        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < passes.len()))
+                        .ok_or_else(|| {
+                            super::UsageError(format!(
+                                "plugin {} has no pass {name:?} (its passes: {})",
+                                plugin.manifest.name,
+                                passes
+                                    .iter()
+                                    .map(|p| format!("{:?}", p.name))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        })?,
+                };
+                let Some(spec) = passes.get(index) else {
+                    anyhow::bail!(super::UsageError(format!(
+                        "plugin {} has no passes: there is no batch to give it",
+                        plugin.manifest.name
+                    )));
+                };
+                let name = if input == Path::new("-") {
+                    "standard input".to_string()
+                } else {
+                    input.display().to_string()
+                };
+                let read = trial::read_input(&input)?;
+                let read_count = read.len();
+                let documents = trial::select(spec, read, as_given, &name)?;
+                let matched = documents.len();
+                let outcome = trial::Trial {
+                    plugin: &plugin,
+                    params: &params,
+                    pass: index as u32,
+                    documents,
+                    database: &db,
+                    metadata_collection: &metadata_collection,
+                    finish: !no_finish,
+                }
+                .run()?;
+                super::print_json(&serde_json::json!({
+                    "plugin": plugin.manifest.name,
+                    "version": plugin.manifest.version.to_string(),
+                    "sha256": plugin.sha256_hex(),
+                    "run_id": outcome.identity.run_id,
+                    "started_at": crate::text::time(bson::DateTime::from_millis(outcome.identity.started_at_ms)),
+                    "params": params.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "pass": {"index": index, "name": spec.name, "collection": spec.collection},
+                    "input": {"file": name, "documents": read_count, "given": matched, "as_given": as_given},
+                    "process": call_json(&outcome.process),
+                    "finish": outcome.finish.as_ref().map(call_json),
+                }))?;
                 Ok(ExitCode::SUCCESS)
             }
             PluginCommand::Build {
@@ -84,6 +194,31 @@ impl PluginCommand {
             }
         }
     }
+}
+
+/// One call's answer as `plugin run` prints it: the write actions as
+/// relaxed Extended JSON documents (as `journal export` shows actions), the
+/// reports apart, and counts.
+fn call_json(call: &trial::CallResult) -> serde_json::Value {
+    let (reports, writes): (Vec<&ValidAction>, Vec<&ValidAction>) = call
+        .actions
+        .iter()
+        .partition(|a| matches!(a, ValidAction::Report { .. }));
+    let count = |op: &str| {
+        writes
+            .iter()
+            .filter(|a| a.to_document().get_str("op").is_ok_and(|o| o == op))
+            .count()
+    };
+    serde_json::json!({
+        "counts": {"updates": count("update"), "inserts": count("insert"), "deletes": count("delete"), "reports": reports.len()},
+        "actions": writes.iter().map(|a| bson::Bson::Document(a.to_document()).into_relaxed_extjson()).collect::<Vec<_>>(),
+        "reports": reports.iter().filter_map(|a| match a {
+            ValidAction::Report { kind, key, message } => Some(serde_json::json!({"kind": kind, "key": key, "message": message})),
+            _ => None,
+        }).collect::<Vec<_>>(),
+        "fuel": call.fuel,
+    })
 }
 
 /// Loads a freshly built component as `run` would. One that exports no

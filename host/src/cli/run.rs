@@ -228,7 +228,7 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             header.plugin_version,
             header.database
         );
-        print_summary(summary, execute);
+        print_summary(summary, execute, Some(&header.run_id));
         if let Some(plan) = &summary.plan {
             outln!(
                 "plan: {} batches as reviewed in dry run {}, {} with inputs the dry run did not see{}",
@@ -257,7 +257,7 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
                 "verification: the passes, re-run dry, still want {} write actions:",
                 residue.write_actions()
             );
-            print_summary(residue, false);
+            print_summary(residue, false, None);
         }
     }
     match status {
@@ -281,7 +281,10 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
     ExitCode::from(code)
 }
 
-pub fn print_summary(summary: &Summary, execute: bool) {
+/// `run`: the journaled run the summary is of, whose reports `godwit journal
+/// reports` lists in full (`None`: the summary of what is not journaled, a
+/// verification's residue).
+pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
     let verb = if execute { "" } else { "would " };
     for (i, pass) in summary
         .passes
@@ -336,7 +339,27 @@ pub fn print_summary(summary: &Summary, execute: bool) {
             for sample in &report.samples {
                 outln!("      {}: {}", sample.key, sample.message);
             }
+            if let Some(run) = run
+                && report.count > report.samples.len() as u64
+            {
+                outln!(
+                    "      all {}: godwit journal reports {run} --kind {}",
+                    report.count,
+                    shell_word(kind)
+                );
+            }
         }
+    }
+}
+
+/// `word` as one shell word: as it is when it needs no quoting, else in
+/// single quotes (a plugin picks its report kinds).
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -382,7 +405,16 @@ impl ConnectionArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_params;
+    use super::{parse_params, shell_word};
+
+    #[test]
+    fn report_kinds_as_shell_words() {
+        assert_eq!(shell_word("conflict"), "conflict");
+        assert_eq!(shell_word("upgrade_action"), "upgrade_action");
+        assert_eq!(shell_word("two words"), "'two words'");
+        assert_eq!(shell_word("it's $HOME"), r"'it'\''s $HOME'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn params() {

@@ -1,4 +1,5 @@
-//! `godwit status`: the database's version and history, the pending chain,
+//! `godwit status`: the database's version and history, the pending chain
+//! and its drift from what the database applied,
 //! unfinished runs in the journal, and the lock holder.
 
 use super::{ConnectionArgs, GlobalArgs, SandboxArgs};
@@ -52,6 +53,8 @@ impl StatusCommand {
             let schema_problem = schema.as_ref().and_then(|s| db.check_schema(s).err()).map(|e| e.to_string());
             let version = schema.as_ref().and_then(|s| s.get_str("version").ok()).map(str::to_string);
             let history = schema.as_ref().map(Recorded::all).unwrap_or_default();
+            // Each applied version's plugin file against the one that ran.
+            let drift = chain.as_ref().map(|c| crate::chain::drift_of(&c.plugins, &history));
             let lock = db.lock_document().await?;
             let current = version.as_deref().and_then(|v| semver::Version::parse(v).ok());
             let pending: Vec<_> = chain
@@ -69,6 +72,7 @@ impl StatusCommand {
                         "name": p.manifest.name, "version": p.manifest.version.to_string(), "file": p.file,
                     })).collect::<Vec<_>>(),
                     "chain_problems": chain.as_ref().map(|c| &c.problems),
+                    "drift": drift,
                     "unfinished_runs": unfinished.iter().map(super::journal::HeaderJson::from).collect::<Vec<_>>(),
                     "journal": journal_note,
                     "lock": lock.map(|l| Bson::Document(l).into_relaxed_extjson()),
@@ -105,6 +109,13 @@ impl StatusCommand {
                 }
                 for problem in &chain.problems {
                     outln!("chain problem: {problem}");
+                }
+                for d in drift.iter().flatten() {
+                    if d.refuses() {
+                        outln!("drift: {d} (upgrade refuses it without --allow-drift)");
+                    } else {
+                        outln!("note: {d}");
+                    }
                 }
             }
             match journal_note {

@@ -307,6 +307,8 @@ pub struct Recorded {
     pub run_id: Option<String>,
     pub plugin: Option<String>,
     pub version: Option<String>,
+    /// For a run: the sha256 (hex) of the plugin file that ran.
+    pub sha256: Option<String>,
     pub journal_head: Option<String>,
     /// For a revert: the run it reverts.
     pub reverts: Option<String>,
@@ -331,6 +333,7 @@ impl Recorded {
             run_id: text("run_id"),
             plugin: text("plugin"),
             version: text("version"),
+            sha256: text("sha256"),
             journal_head: text("journal_head"),
             reverts: text("reverts"),
             verified: text("verified"),
@@ -385,6 +388,7 @@ mod tests {
         assert_eq!(read.run_id.as_deref(), Some("r1"));
         assert_eq!(read.version.as_deref(), Some("1.2.0"));
         assert_eq!(read.journal_head.as_deref(), Some("cd"));
+        assert_eq!(read.sha256.as_deref(), Some("ab"));
         assert_eq!(read.verified.as_deref(), Some("clean"));
 
         // A revert to no version writes `version: null`, which reads as none.

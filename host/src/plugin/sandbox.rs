@@ -52,6 +52,10 @@ pub enum LookupError {
     TimedOut,
     /// The answer grew past its `max_bytes`: the call fails.
     TooBig { bytes: usize },
+    /// Nothing can serve lookups here (`godwit plugin run` has no
+    /// database): the call fails with this reason rather than let the
+    /// plugin go on with an answer a run would never give it.
+    Unavailable(String),
 }
 
 /// Most documents one lookup may return. A lookup that asks for no limit (0)
@@ -355,6 +359,7 @@ impl contract::godwit::migration::host::Host for State {
                 return Err(wasmtime::Error::new(Refused(self.timed_out(&collection, true))));
             }
             Err(LookupError::TooBig { bytes }) => return Err(self.too_big(&collection, bytes, max_bytes)),
+            Err(LookupError::Unavailable(reason)) => return Err(wasmtime::Error::new(Refused(reason))),
         };
         let bytes: usize = docs.iter().map(Vec::len).sum();
         if bytes > max_bytes {

@@ -116,7 +116,9 @@ impl Lookup for MongoLookup {
         }
         let result = match self.run(query, limit) {
             // The call fails; nothing of it is journaled.
-            Err(e @ (LookupError::TimedOut | LookupError::TooBig { .. })) => return Err(e),
+            Err(e @ (LookupError::TimedOut | LookupError::TooBig { .. } | LookupError::Unavailable(_))) => {
+                return Err(e);
+            }
             Err(LookupError::Failed(message)) => Err(message),
             Ok(docs) => Ok(docs),
         };

@@ -22,7 +22,9 @@ pub mod lookup;
 pub mod plan;
 pub mod replay;
 pub mod report;
+pub mod reports;
 pub mod revert;
+pub mod trial;
 
 mod batch;
 mod commit;

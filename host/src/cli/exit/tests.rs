@@ -33,6 +33,12 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
         (anyhow::anyhow!("something else"), ERROR),
         (anyhow::Error::new(UsageError(s("no database given"))), USAGE),
         (
+            anyhow::Error::new(crate::run::trial::InputError(s(
+                "docs.jsonl:3: not an Extended JSON document",
+            ))),
+            USAGE,
+        ),
+        (
             anyhow::Error::new(UnknownDatabase {
                 db: s("app"),
                 uri: s("mongodb://h"),
@@ -443,6 +449,20 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
                 }],
             }),
             CHAIN,
+        ),
+        (
+            anyhow::Error::new(crate::chain::DriftError {
+                dir: PathBuf::from("migrations"),
+                db: s("app"),
+                drift: vec![crate::chain::Drift::Changed {
+                    version: s("1.0.0"),
+                    file: file(),
+                    run_id: run(),
+                    recorded: s("aa"),
+                    found: s("bb"),
+                }],
+            }),
+            DRIFT,
         ),
         (
             anyhow::Error::new(NothingToMigrate {
