@@ -100,6 +100,10 @@ impl Reports<'_> {
                     self.ready.extend(reports);
                 }
             }
+            // Refused by the write guard: nothing of it was written.
+            Record::Conflict { batch_seq, .. } => {
+                self.pending.take_if(|(seq, _)| seq == batch_seq);
+            }
             _ => {}
         }
         Ok(())
