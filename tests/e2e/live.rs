@@ -199,3 +199,57 @@ fn application_writes_survive_an_execute_killed_twenty_times() {
          writes lost"
     );
 }
+
+/// Pacing on the database's health: with a commit-latency target every
+/// commit exceeds (1 ms), the run waits after each slow commit and still
+/// finishes; the summary and `--json` give the figures. A replication-lag
+/// target on a server that reports no secondary never waits.
+#[test]
+fn a_run_paced_on_commit_latency_waits_and_finishes() {
+    let db = TestDb::new(server(), "live_paced");
+    let users: Vec<Document> = (0..200).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect();
+    db.insert("users", users);
+    let journal = tempfile::tempdir().unwrap();
+    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    let file = plugin("normalize-emails");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--batch-size",
+        "20",
+        "--max-commit-ms",
+        "1",
+        "--max-lag-ms",
+        "1",
+    ];
+    let out = command(&db, journal.path(), &args).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pacing = &report["summary"]["pacing"];
+    assert_eq!(pacing["slow_commits"], 10, "every one of the 10 commits is slower than 1 ms: {pacing}");
+    assert!(pacing["waited_ms"].as_u64().unwrap() > 0, "{pacing}");
+    assert!(pacing["slowest_commit_ms"].as_u64().unwrap() >= 1, "{pacing}");
+    assert_eq!(pacing["lag_waits"], 0, "the test server has no secondary: {pacing}");
+    let normalized = db
+        .find_all("users")
+        .iter()
+        .filter(|u| u.get_str("email").unwrap() == u.get_str("email").unwrap().trim().to_lowercase())
+        .count();
+    assert_eq!(normalized, 200);
+    // The terminal summary says it too.
+    let journal = tempfile::tempdir().unwrap();
+    let db = TestDb::new(server(), "live_paced_text");
+    db.insert("users", (0..40).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect());
+    command(&db, journal.path(), &["init", "--version", "1.0.0"]).output().unwrap();
+    let out = command(&db, journal.path(), &args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("paced: waited") && text.contains("2 times after a commit over --max-commit-ms"),
+        "{text}"
+    );
+}

@@ -403,6 +403,7 @@ fn dry_run_json_report_for_a_known_dataset() {
             "writes_by_collection": {},
             "reports": {},
         },
+        "pacing": {"slow_commits": 0, "lag_waits": 0, "waited_ms": 0, "slowest_commit_ms": 0, "highest_lag_ms": null},
     });
     assert_eq!(report["summary"], expected);
 }

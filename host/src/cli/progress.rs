@@ -63,6 +63,12 @@ impl Observer for Bars {
         }
     }
 
+    fn health(&self, text: &str) {
+        for bar in self.bars.lock().unwrap().values() {
+            bar.set_message(text.to_string());
+        }
+    }
+
     fn paused(&self, paused: bool) {
         for bar in self.bars.lock().unwrap().values() {
             bar.set_message(if paused { "paused" } else { "" });

@@ -54,6 +54,16 @@ pub struct RunOptions {
     /// written after godwit read it would be overwritten.
     #[arg(long)]
     pub no_write_guard: bool,
+    /// Execute: after a batch whose commit took longer than this, wait
+    /// before the next one (as long as the commit overran, doubling while
+    /// commits stay slow, at most 10 s); the progress line says so.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_commit_ms: Option<u64>,
+    /// Wait while the replica set reports a secondary more than this far
+    /// behind the primary (read every 0.5 s; a standalone server or a
+    /// one-member set reports none).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lag_ms: Option<u64>,
     /// Batches read from the database ahead of the one being processed and
     /// written (0: read each batch only when it is needed).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
@@ -90,6 +100,8 @@ impl RunOptions {
             pause_file: Some(self.pause_file.clone()),
             before_images: !self.no_before_images,
             write_guard: !self.no_write_guard,
+            max_commit: self.max_commit_ms.map(Duration::from_millis),
+            max_lag: self.max_lag_ms.map(Duration::from_millis),
             read_ahead: self.read_ahead as usize,
             plan: None,
             allow_missing_collections: self.allow_missing_collections,
@@ -286,6 +298,17 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
 /// verification's residue).
 pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
     let verb = if execute { "" } else { "would " };
+    let pacing = summary.pacing;
+    if pacing.slow_commits + pacing.lag_waits > 0 {
+        outln!(
+            "  paced: waited {:.1} s ({} times after a commit over --max-commit-ms, {} times for replication lag over \
+             --max-lag-ms); slowest commit {} ms",
+            pacing.waited_ms as f64 / 1000.0,
+            pacing.slow_commits,
+            pacing.lag_waits,
+            pacing.slowest_commit_ms
+        );
+    }
     for (i, pass) in summary
         .passes
         .iter()

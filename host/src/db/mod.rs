@@ -271,6 +271,26 @@ impl Db {
         self.db.collection(&self.metadata)
     }
 
+    /// How far the slowest secondary is behind the primary, from
+    /// `replSetGetStatus`; `None` when the server reports no secondary (a
+    /// standalone server, a one-member set) or does not say.
+    pub async fn replication_lag(&self) -> Result<Option<Duration>> {
+        let status = self
+            .client
+            .database("admin")
+            .run_command(doc! {"replSetGetStatus": 1})
+            .await;
+        match status {
+            Ok(status) => Ok(lag_of(&status)),
+            // A standalone server has no replica set to ask about.
+            Err(e) if matches!(&*e.kind, mongodb::error::ErrorKind::Command(_)) => Ok(None),
+            Err(e) => Err(DbError::Mongo {
+                context: format!("reading the replication lag of database {}", self.name),
+                error: e,
+            }),
+        }
+    }
+
     /// Whether the database has `collection`.
     pub async fn collection_exists(&self, collection: &str) -> Result<bool> {
         let names = self
@@ -358,5 +378,41 @@ mod tests {
             "mongodb://u:p@h/?authSource=admin",
             "mongodb://u:****@h/?authSource=admin",
         );
+    }
+}
+
+/// The largest lag of a secondary behind the primary in a
+/// `replSetGetStatus` reply; `None` without a primary or secondaries.
+fn lag_of(status: &bson::Document) -> Option<Duration> {
+    let members = status.get_array("members").ok()?;
+    let optime = |m: &bson::Document| m.get_datetime("optimeDate").ok().map(|d| d.timestamp_millis());
+    let state = |m: &bson::Document| m.get_i32("state").ok();
+    let docs: Vec<&bson::Document> = members.iter().filter_map(bson::Bson::as_document).collect();
+    let primary = docs.iter().find(|m| state(m) == Some(1)).and_then(|m| optime(m))?;
+    docs.iter()
+        .filter(|m| state(m) == Some(2))
+        .filter_map(|m| optime(m))
+        .map(|secondary| Duration::from_millis((primary - secondary).max(0) as u64))
+        .max()
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+    use bson::DateTime;
+
+    #[test]
+    fn lag_is_the_primary_optime_minus_the_slowest_secondary() {
+        let at = DateTime::from_millis;
+        let status = doc! {"members": [
+            {"state": 2, "optimeDate": at(9_000)},
+            {"state": 1, "optimeDate": at(10_000)},
+            {"state": 2, "optimeDate": at(7_500)},
+            {"state": 7, "optimeDate": at(1_000)},
+        ]};
+        assert_eq!(lag_of(&status), Some(Duration::from_millis(2_500)));
+        let alone = doc! {"members": [{"state": 1, "optimeDate": at(10_000)}]};
+        assert_eq!(lag_of(&alone), None);
+        assert_eq!(lag_of(&doc! {"ok": 1}), None);
     }
 }

@@ -323,8 +323,12 @@ fn spawn_renewal(db: Db, lock: Lock, lease: Duration, lost: Arc<AtomicBool>) -> 
 pub enum Written {
     /// A dry run journaled it.
     Planned,
-    /// The database committed batch `seq`.
-    Committed { seq: u64, touched: Touched },
+    /// The database committed batch `seq`; its transaction took `took`.
+    Committed {
+        seq: u64,
+        touched: Touched,
+        took: std::time::Duration,
+    },
     /// The write guard refused batch `seq` (journaled as a `Conflict`):
     /// `changed` (`{_id}` BSON) were written by someone else since they were
     /// read; nothing of the batch was written. `inputs`: the batch's
@@ -355,12 +359,15 @@ pub async fn write_batch(
         Sink::Execute(active) => {
             let mut prepared = PreparedBatch::prepare(journal, run, record)?;
             let seq = prepared.seq();
+            let started = std::time::Instant::now();
             match active.apply(&prepared, None).await {
                 Ok(committed) => {
+                    let took = started.elapsed();
                     failpoint!("committed-before-journal");
                     let touched = committed.touched;
                     active.committed(journal, committed, "")?;
-                    Ok((Written::Committed { seq, touched }, std::mem::take(&mut prepared.actions)))
+                    let written = Written::Committed { seq, touched, took };
+                    Ok((written, std::mem::take(&mut prepared.actions)))
                 }
                 Err(DbError::Conflict { changed, .. }) => {
                     conflicted(journal, run, &prepared, &changed)?;

@@ -9,6 +9,7 @@ use super::batch::{id_of, id_text};
 use super::commit::{ActiveRun, Sink, Written, write_batch};
 use super::log::RunLog;
 use super::lookup::Recorded;
+use super::pace::Pacer;
 use super::plan::Plan;
 use super::report::Summary;
 use super::stage::PluginStage;
@@ -197,6 +198,7 @@ impl Engine<'_> {
         }
 
         let mut throttle = request.max_docs_per_sec.map(Throttle::new);
+        let mut pacer = Pacer::new(request.max_commit, request.max_lag);
         for (index, pass) in manifest.passes.iter().enumerate() {
             let index = index as u32;
             if log.done_passes.contains(&index) {
@@ -318,8 +320,10 @@ impl Engine<'_> {
                     .with_context(where_)?;
                 let touched = match written {
                     Written::Planned => touched.expect("counted"),
-                    Written::Committed { seq, touched } => {
+                    Written::Committed { seq, touched, took } => {
                         log.applied.insert(seq);
+                        pacer.after_commit(self.db, took, &self.stop, self.observer).await;
+                        log.summary.pacing = pacer.figures;
                         touched
                     }
                     Written::Conflict { seq, changed, inputs } => {

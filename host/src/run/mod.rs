@@ -19,6 +19,7 @@
 //! What a run's journal says is read by one interpreter, `log.rs`.
 
 pub mod lookup;
+pub mod pace;
 pub mod plan;
 pub mod replay;
 pub mod report;
@@ -80,6 +81,10 @@ pub struct RunRequest {
     /// Execute: write a batch only if the documents its plugin call read are
     /// unchanged inside the batch's transaction (the write guard).
     pub write_guard: bool,
+    /// Execute: wait after a batch whose commit took longer than this.
+    pub max_commit: Option<Duration>,
+    /// Wait while a secondary lags the primary by more than this.
+    pub max_lag: Option<Duration>,
     /// Batches read ahead of the one in the plugin and the database (0: none).
     pub read_ahead: usize,
     /// Execute: the reviewed dry run this run is bound to (`--plan RUN`).
@@ -159,6 +164,8 @@ pub trait Observer: Sync {
     fn batch_done(&self, _pass: u32, _documents: u64) {}
     fn pass_finished(&self, _pass: u32) {}
     fn paused(&self, _paused: bool) {}
+    /// Pacing on the database's health: why the run waits (empty: it does not).
+    fn health(&self, _text: &str) {}
 }
 
 /// Observes nothing.

@@ -13,6 +13,9 @@ pub const SAMPLES: usize = 5;
 pub struct Summary {
     pub passes: Vec<PassSummary>,
     pub finish: PassSummary,
+    /// Pacing on the database's health in this process (`--max-commit-ms`,
+    /// `--max-lag-ms`).
+    pub pacing: super::pace::Pacing,
     /// An execute bound to a reviewed dry run (`--plan`): how it compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Box<super::plan::PlanCheck>>,
@@ -146,6 +149,7 @@ impl Summary {
                 name: "finish".into(),
                 ..Default::default()
             },
+            pacing: Default::default(),
             plan: None,
         }
     }
