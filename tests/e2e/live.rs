@@ -253,3 +253,68 @@ fn a_run_paced_on_commit_latency_waits_and_finishes() {
         "{text}"
     );
 }
+
+/// The resume path of the guard: a run killed inside its first batch's
+/// transaction leaves that batch journaled as prepared; an application then
+/// changes one of its documents. The resume must not apply the journaled
+/// actions (computed from the old value): the guard refuses the batch, the
+/// journal records the refusal, the document is processed in its new state,
+/// and `journal replay` replays the written batches only, saying so.
+#[test]
+fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
+    let db = TestDb::new(server(), "live_resume");
+    let users: Vec<Document> = (0..30).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect();
+    db.insert("users", users);
+    let journal = tempfile::tempdir().unwrap();
+    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    let file = plugin("normalize-emails");
+    let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"];
+    let killed = command(&db, journal.path(), &args)
+        .env("FAILPOINTS", "txn-before-commit=return")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed by the failpoint: {}", stderr(&killed));
+    assert_eq!(db.find_one("users", doc! {"_id": 3}).unwrap().get_str("email").unwrap(), address(3, 0));
+    // The application writes user 3 while the run is down.
+    crate::db::block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        client
+            .database(&db.name)
+            .collection::<Document>("users")
+            .update_one(doc! {"_id": 3}, doc! {"$set": {"email": address(3, 7)}})
+            .await
+            .unwrap();
+    });
+    let out = command(&db, journal.path(), &args).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["passes"][0]["conflicts"], 1, "{report}");
+    assert_eq!(
+        db.find_one("users", doc! {"_id": 3}).unwrap().get_str("email").unwrap(),
+        address(3, 7).trim().to_lowercase(),
+        "the application's address, normalized - not the one computed before it"
+    );
+    let run = report["run_id"].as_str().unwrap();
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["journal", "export", run, "--journal"])
+        .arg(journal.path())
+        .output()
+        .unwrap();
+    let conflicts = String::from_utf8_lossy(&export.stdout).matches("\"Conflict\"").count();
+    assert_eq!(conflicts, 1, "{}", String::from_utf8_lossy(&export.stdout));
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["journal", "replay", run, "--no-cache", "--plugin", file.to_str().unwrap(), "--journal"])
+        .arg(journal.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{text}{}", stderr(&replay));
+    assert!(
+        text.contains("3 of 3 batches identical (1 refused by the write guard, not replayed"),
+        "{text}"
+    );
+    verify_journal(journal.path());
+}
