@@ -35,13 +35,17 @@
 //! `#[global_allocator]` depends on `godwit-sdk` with `default-features = false`.
 
 pub mod allocator;
+mod fields;
 mod glue_types;
 mod tally;
 pub mod testing;
+mod update;
 
 pub use bson::{self, Bson, Document, doc};
+pub use fields::DocumentExt;
 pub use glue_types::*;
 pub use tally::{Tally, json_string, json_string_ascii};
+pub use update::Update;
 
 /// What a migration plugin implements. One value of the type lives for the
 /// whole run: `begin` creates it, `process` is called once per batch, and
