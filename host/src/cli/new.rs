@@ -6,17 +6,13 @@
 //! package and the contract (`wit/`) componentize-py builds from.
 
 use super::{GlobalArgs, UsageError};
+use crate::sdk as embedded;
 use crate::text::outln;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The SDKs' sources as `(path in the project, contents)`: `RUST_SDK`,
-/// `PYTHON_SDK` and `WIT` (see `build.rs`).
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/embedded_sdk.rs"));
-}
 
 /// Templates as `(path in the project, contents)`; `{{name}}`, `{{type}}`,
 /// `{{sdk_version}}` and `{{godwit_version}}` are filled in.
