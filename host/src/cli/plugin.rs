@@ -3,6 +3,7 @@
 use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
+use crate::plugin::cache::CompileCache;
 use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract, python_builder};
 use crate::text::outln;
 use anyhow::Context;
@@ -77,7 +78,11 @@ impl PluginCommand {
                 // A crate that never calls `export!` still builds - into a
                 // component that exports nothing. The loader every command
                 // uses tells, so a build that would not load is not a build.
-                let host = PluginHost::new(Limits::default(), None)?;
+                // Through the compile cache, so that an unchanged component
+                // (a Python one takes ~20 s to compile) loads at once, and the
+                // first run of a new one does not compile it again.
+                let cache = CompileCache::default_dir().map(CompileCache::new);
+                let host = PluginHost::new(Limits::default(), cache)?;
                 for b in &built {
                     check_built(&host, b)?;
                 }
