@@ -47,6 +47,11 @@ pub use glue_types::*;
 pub use tally::{Tally, json_string, json_string_ascii};
 pub use update::Update;
 
+/// The SDK's README (`plugin-sdk/README.md`): the API at a glance and
+/// recipes, each compiled and run as a doc-test.
+#[doc = include_str!("../README.md")]
+pub mod guide {}
+
 /// What a migration plugin implements. One value of the type lives for the
 /// whole run: `begin` creates it, `process` is called once per batch, and
 /// `finish` once after the last pass.
