@@ -72,6 +72,23 @@ fn new_rust_project_builds_loads_and_passes_its_tests_outside_the_repository() {
     let report = stdout(&test);
     assert!(test.status.success(), "cargo test: {report}{}", stderr(&test));
     assert!(report.contains("test result: ok. 4 passed"), "{report}");
+
+    // The README's "Writing a plugin" example compiles in such a project.
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Writing a plugin").expect("README has `## Writing a plugin`")..];
+    let example = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a rust block in `## Writing a plugin`");
+    std::fs::write(dir.join("src/lib.rs"), example).unwrap();
+    let check = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--offline", "--lib"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", target().join("new-projects"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "README example: {}", stderr(&check));
 }
 
 #[test]
