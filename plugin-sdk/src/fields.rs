@@ -151,9 +151,18 @@ mod tests {
             "i32": 1, "i64": 2i64, "f": 1.5, "b": true, "s": "x", "d": {"k": 1}, "l": [1], "t": when, "o": oid,
             "n": Bson::Null,
         };
-        assert_eq!((d.i64_at("i32"), d.i64_at("i64"), d.i64_at("f"), d.i64_at("s")), (Some(1), Some(2), None, None));
-        assert_eq!((d.f64_at("f"), d.f64_at("i32"), d.f64_at("i64"), d.f64_at("b")), (Some(1.5), Some(1.0), Some(2.0), None));
-        assert_eq!((d.bool_at("b"), d.str_at("s"), d.str_at("b")), (Some(true), Some("x"), None));
+        assert_eq!(
+            (d.i64_at("i32"), d.i64_at("i64"), d.i64_at("f"), d.i64_at("s")),
+            (Some(1), Some(2), None, None)
+        );
+        assert_eq!(
+            (d.f64_at("f"), d.f64_at("i32"), d.f64_at("i64"), d.f64_at("b")),
+            (Some(1.5), Some(1.0), Some(2.0), None)
+        );
+        assert_eq!(
+            (d.bool_at("b"), d.str_at("s"), d.str_at("b")),
+            (Some(true), Some("x"), None)
+        );
         assert_eq!(d.doc_at("d"), Some(&doc! {"k": 1}));
         assert_eq!(d.array_at("l"), Some(&vec![Bson::Int32(1)]));
         assert_eq!((d.datetime_at("t"), d.object_id_at("o")), (Some(when), Some(oid)));

@@ -257,7 +257,11 @@ mod tests {
             names
         };
         let copy = sdk.join("wit");
-        assert_eq!(names(&copy), names(&original), "plugin-sdk/wit/ and wit/ hold different files");
+        assert_eq!(
+            names(&copy),
+            names(&original),
+            "plugin-sdk/wit/ and wit/ hold different files"
+        );
         for name in names(&original) {
             assert!(
                 std::fs::read(copy.join(&name)).unwrap() == std::fs::read(original.join(&name)).unwrap(),

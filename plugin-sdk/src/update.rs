@@ -45,7 +45,9 @@ impl Update {
 
     /// Every field of `fields` under `$set`.
     pub fn set_all(self, fields: Document) -> Self {
-        fields.into_iter().fold(self, |update, (field, value)| update.set(field, value))
+        fields
+            .into_iter()
+            .fold(self, |update, (field, value)| update.set(field, value))
     }
 
     /// `{"$unset": {field: ""}}`.
@@ -145,7 +147,10 @@ mod tests {
     #[test]
     fn operators_group_their_fields() {
         check(Update::new(), doc! {});
-        check(Update::new().set("a", 1).set("b.c", "x"), doc! {"$set": {"a": 1, "b.c": "x"}});
+        check(
+            Update::new().set("a", 1).set("b.c", "x"),
+            doc! {"$set": {"a": 1, "b.c": "x"}},
+        );
         check(
             Update::new().unset("a").inc("n", -2i64).unset("b"),
             doc! {"$unset": {"a": "", "b": ""}, "$inc": {"n": -2i64}},
@@ -156,7 +161,11 @@ mod tests {
             doc! {"$set": {"a": 1, "b": 2}, "$rename": {"c": "d"}},
         );
         check(
-            Update::new().push("l", 1).add_to_set("s", "x").set_on_insert("created", true).op("$max", "hi", 9),
+            Update::new()
+                .push("l", 1)
+                .add_to_set("s", "x")
+                .set_on_insert("created", true)
+                .op("$max", "hi", 9),
             doc! {"$push": {"l": 1}, "$addToSet": {"s": "x"}, "$setOnInsert": {"created": true}, "$max": {"hi": 9}},
         );
     }
@@ -166,10 +175,22 @@ mod tests {
         let update = || Update::new().inc("n", 1);
         assert!(Update::new().is_empty());
         assert!(!update().is_empty());
-        assert_eq!(update().by_id("c", "k"), Action::update_one("c", doc! {"_id": "k"}, doc! {"$inc": {"n": 1}}));
-        assert_eq!(update().one("c", doc! {"a": 1}), Action::update_one("c", doc! {"a": 1}, doc! {"$inc": {"n": 1}}));
-        assert_eq!(update().many("c", doc! {"a": 1}), Action::update_many("c", doc! {"a": 1}, doc! {"$inc": {"n": 1}}));
-        assert_eq!(update().upsert("c", doc! {"a": 1}), Action::upsert("c", doc! {"a": 1}, doc! {"$inc": {"n": 1}}));
+        assert_eq!(
+            update().by_id("c", "k"),
+            Action::update_one("c", doc! {"_id": "k"}, doc! {"$inc": {"n": 1}})
+        );
+        assert_eq!(
+            update().one("c", doc! {"a": 1}),
+            Action::update_one("c", doc! {"a": 1}, doc! {"$inc": {"n": 1}})
+        );
+        assert_eq!(
+            update().many("c", doc! {"a": 1}),
+            Action::update_many("c", doc! {"a": 1}, doc! {"$inc": {"n": 1}})
+        );
+        assert_eq!(
+            update().upsert("c", doc! {"a": 1}),
+            Action::upsert("c", doc! {"a": 1}, doc! {"$inc": {"n": 1}})
+        );
         assert_eq!(Document::from(update()), doc! {"$inc": {"n": 1}});
         assert_eq!(Action::inc("c", "k", doc! {"n": 1}), update().by_id("c", "k"));
     }

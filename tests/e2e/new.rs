@@ -42,7 +42,10 @@ fn new_rust_project_builds_loads_and_passes_its_tests_outside_the_repository() {
     let dir = tmp.path().join("my-plugin");
     new(&["my-plugin", "--dir", dir.to_str().unwrap()]);
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains(r#"godwit-sdk = { path = "vendor/plugin-sdk" }"#), "{manifest}");
+    assert!(
+        manifest.contains(r#"godwit-sdk = { path = "vendor/plugin-sdk" }"#),
+        "{manifest}"
+    );
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("godwit plugin build ."), "{readme}");
     assert!(dir.join("vendor/plugin-sdk/wit/migration.wit").is_file());
@@ -75,7 +78,9 @@ fn new_rust_project_builds_loads_and_passes_its_tests_outside_the_repository() {
 
     // The README's "Writing a plugin" example compiles in such a project.
     let readme = include_str!("../../README.md");
-    let section = &readme[readme.find("## Writing a plugin").expect("README has `## Writing a plugin`")..];
+    let section = &readme[readme
+        .find("## Writing a plugin")
+        .expect("README has `## Writing a plugin`")..];
     let example = section
         .split("```rust\n")
         .nth(1)
@@ -96,7 +101,13 @@ fn new_python_project_passes_its_tests_and_builds() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("my-py-plugin");
     new(&["my-py-plugin", "--lang", "python", "--dir", dir.to_str().unwrap()]);
-    for file in ["plugin.py", "test_plugin.py", "README.md", "godwit_sdk/__init__.py", "wit/migration.wit"] {
+    for file in [
+        "plugin.py",
+        "test_plugin.py",
+        "README.md",
+        "godwit_sdk/__init__.py",
+        "wit/migration.wit",
+    ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
     let pytest = Command::new("python3")

@@ -13,7 +13,6 @@ use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-
 /// Templates as `(path in the project, contents)`; `{{name}}`, `{{type}}`,
 /// `{{sdk_version}}` and `{{godwit_version}}` are filled in.
 const RUST_TEMPLATE: &[(&str, &str)] = &[
@@ -25,7 +24,10 @@ const RUST_TEMPLATE: &[(&str, &str)] = &[
 
 const PYTHON_TEMPLATE: &[(&str, &str)] = &[
     ("plugin.py", include_str!("../../templates/python/plugin.py.tmpl")),
-    ("test_plugin.py", include_str!("../../templates/python/test_plugin.py.tmpl")),
+    (
+        "test_plugin.py",
+        include_str!("../../templates/python/test_plugin.py.tmpl"),
+    ),
     ("README.md", include_str!("../../templates/python/README.md.tmpl")),
     (".gitignore", include_str!("../../templates/python/gitignore.tmpl")),
 ];
@@ -78,11 +80,17 @@ impl NewCommand {
         match self.lang {
             Lang::Rust => {
                 outln!("  cargo test                      # native tests");
-                outln!("  godwit plugin build .           # -> target/plugins/{}.wasm", self.name);
+                outln!(
+                    "  godwit plugin build .           # -> target/plugins/{}.wasm",
+                    self.name
+                );
             }
             Lang::Python => {
                 outln!("  python3 -m pytest -q            # native tests");
-                outln!("  godwit plugin build .           # -> target/plugins/{}.wasm", self.name);
+                outln!(
+                    "  godwit plugin build .           # -> target/plugins/{}.wasm",
+                    self.name
+                );
             }
         }
         outln!(
@@ -162,7 +170,11 @@ fn type_name(name: &str) -> String {
     name.split(['-', '_'])
         .flat_map(|word| {
             let mut chars = word.chars();
-            chars.next().map(|first| first.to_ascii_uppercase()).into_iter().chain(chars)
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
         })
         .collect()
 }
@@ -232,7 +244,12 @@ mod tests {
     fn python_project_vendors_the_sdk_and_the_contract() {
         let files = project_files("x", Lang::Python);
         let has = |p: &str| files.iter().any(|(path, _)| path == p);
-        for p in ["plugin.py", "test_plugin.py", "godwit_sdk/__init__.py", "wit/migration.wit"] {
+        for p in [
+            "plugin.py",
+            "test_plugin.py",
+            "godwit_sdk/__init__.py",
+            "wit/migration.wit",
+        ] {
             assert!(has(p), "{p} missing");
         }
     }

@@ -38,9 +38,8 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
     if dirs.is_empty() {
         return Ok(Vec::new());
     }
-    let version = tool_output(Command::new("componentize-py").arg("--version")).context(
-        "componentize-py is missing: `pip install componentize-py pymongo` (0.25.x) builds Python plugins",
-    )?;
+    let version = tool_output(Command::new("componentize-py").arg("--version"))
+        .context("componentize-py is missing: `pip install componentize-py pymongo` (0.25.x) builds Python plugins")?;
     let bson = tool_output(Command::new("python3").args([
         "-c",
         "import bson.codec_options, os; print(os.path.dirname(bson.__file__))",
@@ -123,7 +122,9 @@ fn stage_plugin(dir: &Path, bson: &Path, stage: &Path) -> anyhow::Result<()> {
     })?;
     for (own, embedded) in [("godwit_sdk", crate::sdk::PYTHON_SDK), ("wit", crate::sdk::WIT)] {
         if dir.join(own).is_dir() {
-            copy_tree(&dir.join(own), &stage.join(own), &|name| name.ends_with(".py") || name.ends_with(".wit"))?;
+            copy_tree(&dir.join(own), &stage.join(own), &|name| {
+                name.ends_with(".py") || name.ends_with(".wit")
+            })?;
         } else {
             for (path, text) in embedded {
                 let to = stage.join(path);
