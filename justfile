@@ -26,12 +26,12 @@ plugin-py DIR: setup
 
 # Native tests of the Python plugins (pytest, no wasm).
 test-py: setup
-    python3 -m pytest -q plugins-py
+    python3 -m pytest -q plugin-sdk/python plugins-py
 
 # Unit tests and end-to-end tests (real components, real server), then the Python plugins' pytest.
 test: plugins
     cargo test --workspace --features godwit/failpoints
-    python3 -m pytest -q plugins-py
+    python3 -m pytest -q plugin-sdk/python plugins-py
 
 # Crash test with 500 random SIGKILLs during execute and resume (slow, several minutes).
 test-slow: plugins

@@ -39,6 +39,7 @@ pub mod hash;
 pub mod journal;
 pub mod plugin;
 pub mod run;
+pub mod sdk;
 pub mod text;
 
 /// The wasmtime release embedded in this build (recorded in run headers).

@@ -130,6 +130,11 @@ impl Action {
         Self::update_one(collection, doc! {"_id": id.into()}, doc! {"$unset": fields})
     }
 
+    /// `$inc` of `fields` (field -> amount) on the document whose `_id` is `id`.
+    pub fn inc(collection: impl Into<String>, id: impl Into<Bson>, fields: Document) -> Self {
+        Self::update_one(collection, doc! {"_id": id.into()}, doc! {"$inc": fields})
+    }
+
     pub fn update_one(collection: impl Into<String>, filter: Document, update: Document) -> Self {
         Action::Update {
             collection: collection.into(),

@@ -35,13 +35,22 @@
 //! `#[global_allocator]` depends on `godwit-sdk` with `default-features = false`.
 
 pub mod allocator;
+mod fields;
 mod glue_types;
 mod tally;
 pub mod testing;
+mod update;
 
 pub use bson::{self, Bson, Document, doc};
+pub use fields::DocumentExt;
 pub use glue_types::*;
 pub use tally::{Tally, json_string, json_string_ascii};
+pub use update::Update;
+
+/// The SDK's README (`plugin-sdk/README.md`): the API at a glance and
+/// recipes, each compiled and run as a doc-test.
+#[doc = include_str!("../README.md")]
+pub mod guide {}
 
 /// What a migration plugin implements. One value of the type lives for the
 /// whole run: `begin` creates it, `process` is called once per batch, and
@@ -196,11 +205,16 @@ macro_rules! export {
     };
 }
 
-/// Bindings generated from `wit/` (the contract). Not part of the SDK's API.
+/// Bindings generated from the contract. Not part of the SDK's API.
+///
+/// The SDK reads its own copy, `plugin-sdk/wit/`, not the repository's
+/// `wit/`: `godwit new` vendors the SDK into projects outside this
+/// repository, where no `../wit` exists. The test below keeps the copy equal
+/// to the original.
 #[doc(hidden)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "godwit:migration/plugin",
         pub_export_macro: true,
         export_macro_name: "__export_godwit_plugin",
@@ -219,3 +233,42 @@ pub mod __glue;
 #[global_allocator]
 static ALLOCATOR: allocator::Allocator<talc::wasm::WasmDynamicTalc> =
     allocator::Allocator::new(talc::wasm::new_wasm_dynamic_allocator());
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The SDK's copy of the contract is the repository's `wit/`, file for
+    /// file. In a copy of the SDK outside the repository (a `godwit new`
+    /// project's `vendor/`) there is no original to compare with.
+    #[test]
+    fn wit_copy_matches_the_repositorys_contract() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let original = sdk.join("../wit");
+        if !original.join("migration.wit").is_file() {
+            return;
+        }
+        let names = |dir: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let copy = sdk.join("wit");
+        assert_eq!(
+            names(&copy),
+            names(&original),
+            "plugin-sdk/wit/ and wit/ hold different files"
+        );
+        for name in names(&original) {
+            assert!(
+                std::fs::read(copy.join(&name)).unwrap() == std::fs::read(original.join(&name)).unwrap(),
+                "plugin-sdk/wit/{} differs from wit/{}: copy the contract (cp wit/* plugin-sdk/wit/)",
+                name.to_string_lossy(),
+                name.to_string_lossy()
+            );
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod lock;
 mod lookups;
 mod matcher;
 mod memory_cap;
+mod new;
 mod operator;
 mod outage;
 mod policy;

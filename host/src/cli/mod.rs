@@ -7,6 +7,7 @@ mod config;
 pub mod exit;
 mod init;
 mod journal;
+mod new;
 mod plugin;
 mod progress;
 mod revert;
@@ -142,6 +143,8 @@ enum Command {
     /// Inspect, build or try plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Create a plugin project (Rust or Python) with the SDK vendored, tests and a README.
+    New(new::NewCommand),
 }
 
 /// A bad command-line value found after clap's own checks (exit code 2).
@@ -222,6 +225,7 @@ pub fn main() -> ExitCode {
         Command::Revert(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
+        Command::New(command) => command.run(&cli.global),
     };
     match result {
         Ok(code) => code,

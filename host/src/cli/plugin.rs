@@ -4,7 +4,8 @@ use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
 use crate::plugin::actions::ValidAction;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
-use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract};
+use crate::plugin::cache::CompileCache;
+use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract, python_builder};
 use crate::run::trial;
 use crate::text::outln;
 use anyhow::Context;
@@ -57,9 +58,9 @@ pub enum PluginCommand {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
-    /// Build plugin crates into components (`<out>/<crate-name>.wasm`).
+    /// Build plugin crates (and Python plugins: a directory with a plugin.py) into components (`<out>/<name>.wasm`).
     Build {
-        /// A plugin crate, or a directory whose subdirectories are plugin crates.
+        /// A plugin crate or Python plugin, or a directory whose subdirectories are.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         /// Output directory of the components.
@@ -164,20 +165,34 @@ impl PluginCommand {
                 target_dir,
                 toolchain,
             } => {
-                let mut crates = Vec::new();
+                let (mut crates, mut python) = (Vec::new(), Vec::new());
                 for dir in &dirs {
-                    crates.extend(plugin_crates(dir)?);
+                    // Python plugins (a `plugin.py`) build with componentize-py.
+                    let py = python_builder::plugin_dirs(dir);
+                    match plugin_crates(dir) {
+                        Err(_) if !py.is_empty() => {}
+                        found => crates.extend(found?),
+                    }
+                    python.extend(py);
                 }
-                let built = builder::build(&BuildRequest {
-                    crates,
-                    out_dir: out,
-                    target_dir,
-                    toolchain,
-                })?;
+                let mut built = Vec::new();
+                if !crates.is_empty() || python.is_empty() {
+                    built = builder::build(&BuildRequest {
+                        crates,
+                        out_dir: out.clone(),
+                        target_dir: target_dir.clone(),
+                        toolchain,
+                    })?;
+                }
+                built.extend(python_builder::build(&python, &out, &target_dir)?);
                 // A crate that never calls `export!` still builds - into a
                 // component that exports nothing. The loader every command
                 // uses tells, so a build that would not load is not a build.
-                let host = PluginHost::new(Limits::default(), None)?;
+                // Through the compile cache, so that an unchanged component
+                // (a Python one takes ~20 s to compile) loads at once, and the
+                // first run of a new one does not compile it again.
+                let cache = CompileCache::default_dir().map(CompileCache::new);
+                let host = PluginHost::new(Limits::default(), cache)?;
                 for b in &built {
                     check_built(&host, b)?;
                 }

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod builder;
 pub mod cache;
 pub mod contract;
+pub mod python_builder;
 pub mod sandbox;
 
 use crate::hash::{Sha256Hash, sha256, to_hex};

@@ -40,6 +40,7 @@ __all__ = [
     "Manifest", "Pass", "Update", "Insert", "Delete", "Report", "PluginError",
     "Params", "RunContext", "Tally", "export", "update", "set_fields", "unset_fields",
     "insert", "delete", "report", "find", "find_all", "log", "run", "encode", "decode",
+    "inc_fields", "UpdateBuilder", "id_of", "id_filter", "get_path",
 ]
 
 # Decoding keeps every BSON type's identity so that a document written back is
@@ -136,6 +137,89 @@ def set_fields(collection: str, _id: Any, fields: Dict[str, Any]) -> Update:
 def unset_fields(collection: str, _id: Any, fields: List[str]) -> Update:
     """``$unset`` of ``fields`` on the document whose ``_id`` is ``_id``."""
     return Update(collection, {"_id": _id}, {"$unset": {f: "" for f in fields}})
+
+
+def inc_fields(collection: str, _id: Any, fields: Dict[str, Any]) -> Update:
+    """``$inc`` of ``fields`` (field -> amount) on the document whose ``_id`` is ``_id``."""
+    return Update(collection, {"_id": _id}, {"$inc": fields})
+
+
+class UpdateBuilder:
+    """An update document built one field at a time (the Rust SDK's ``Update``)::
+
+        UpdateBuilder().set("a.b", 1).unset("old").inc("n", 1).by_id("users", doc["_id"])
+
+    Operators appear in the order first used; a field added twice to one
+    operator keeps the last value. ``is_empty()``: nothing to write."""
+
+    def __init__(self):
+        self.update: Dict[str, Dict[str, Any]] = {}
+
+    def op(self, operator: str, field: str, value: Any) -> "UpdateBuilder":
+        self.update.setdefault(operator, {})[field] = value
+        return self
+
+    def set(self, field: str, value: Any) -> "UpdateBuilder":
+        return self.op("$set", field, value)
+
+    def unset(self, field: str) -> "UpdateBuilder":
+        return self.op("$unset", field, "")
+
+    def inc(self, field: str, by: Any) -> "UpdateBuilder":
+        return self.op("$inc", field, by)
+
+    def rename(self, field: str, to: str) -> "UpdateBuilder":
+        return self.op("$rename", field, to)
+
+    def push(self, field: str, value: Any) -> "UpdateBuilder":
+        return self.op("$push", field, value)
+
+    def is_empty(self) -> bool:
+        return not self.update
+
+    def by_id(self, collection: str, _id: Any) -> Update:
+        return Update(collection, {"_id": _id}, self.update)
+
+    def one(self, collection: str, filter: Dict[str, Any]) -> Update:
+        return Update(collection, filter, self.update)
+
+    def many(self, collection: str, filter: Dict[str, Any]) -> Update:
+        return Update(collection, filter, self.update, multi=True)
+
+    def upsert(self, collection: str, filter: Dict[str, Any]) -> Update:
+        return Update(collection, filter, self.update, upsert=True)
+
+
+_MISSING = object()
+
+
+def get_path(doc: Dict[str, Any], path: str, default: Any = None) -> Any:
+    """The value at a dotted path (``"a.b.0.c"``: field names, and indexes
+    into lists), ``default`` if any segment is missing. Like the Rust SDK's
+    ``get_path``, it does not fan out over a list's elements."""
+    value: Any = doc
+    for segment in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(segment, _MISSING)
+        elif isinstance(value, list) and segment.isdigit() and int(segment) < len(value):
+            value = value[int(segment)]
+        else:
+            return default
+        if value is _MISSING:
+            return default
+    return value
+
+
+def id_of(doc: Dict[str, Any]) -> Any:
+    """The document's ``_id``; a :class:`PluginError` if it has none."""
+    if "_id" not in doc:
+        raise PluginError("a document came without _id (a pass's projection must keep _id)")
+    return doc["_id"]
+
+
+def id_filter(doc: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"_id": ...}``: the filter that addresses exactly this document."""
+    return {"_id": id_of(doc)}
 
 
 def insert(collection: str, document: Dict[str, Any]) -> Insert:

@@ -1,0 +1,48 @@
+"""Unit tests of the Python SDK's helpers (`python3 -m pytest -q plugin-sdk/python`)."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import godwit_sdk as g  # noqa: E402
+
+
+def test_update_builder_groups_fields_by_operator():
+    u = g.UpdateBuilder().set("a", 1).unset("old").inc("n", -2).set("b.c", "x").set("a", 2)
+    assert u.update == {"$set": {"a": 2, "b.c": "x"}, "$unset": {"old": ""}, "$inc": {"n": -2}}
+    assert g.UpdateBuilder().is_empty() and not u.is_empty()
+    assert g.UpdateBuilder().rename("x", "y").push("l", 1).op("$max", "hi", 9).update == {
+        "$rename": {"x": "y"}, "$push": {"l": 1}, "$max": {"hi": 9}}
+
+
+def test_update_builder_actions():
+    u = lambda: g.UpdateBuilder().inc("n", 1)  # noqa: E731
+    assert u().by_id("c", 7) == g.update("c", {"_id": 7}, {"$inc": {"n": 1}})
+    assert u().by_id("c", 7) == g.inc_fields("c", 7, {"n": 1})
+    assert u().one("c", {"a": 1}) == g.update("c", {"a": 1}, {"$inc": {"n": 1}})
+    assert u().many("c", {"a": 1}) == g.update("c", {"a": 1}, {"$inc": {"n": 1}}, multi=True)
+    assert u().upsert("c", {"a": 1}) == g.update("c", {"a": 1}, {"$inc": {"n": 1}}, upsert=True)
+
+
+@pytest.mark.parametrize("path,expect", [
+    ("a.b.c", 1), ("a.b", {"c": 1}), ("a.x.c", None), ("n", None), ("list.0.k", "x"), ("list.1", 2),
+    ("list.2", None), ("list.k", None), ("list.-1", None), ("s.0", None), ("dotted.key", None), ("", None),
+])
+def test_get_path(path, expect):
+    d = {"a": {"b": {"c": 1}}, "n": None, "list": [{"k": "x"}, 2], "dotted.key": 3, "s": "t"}
+    assert g.get_path(d, path) == expect
+
+
+def test_get_path_default_tells_missing_from_null():
+    assert g.get_path({"n": None}, "n", "missing") is None
+    assert g.get_path({}, "n", "missing") == "missing"
+
+
+def test_id_helpers():
+    assert g.id_of({"_id": "k"}) == "k"
+    assert g.id_filter({"_id": "k", "v": 1}) == {"_id": "k"}
+    with pytest.raises(g.PluginError, match="without _id"):
+        g.id_of({"v": 1})
