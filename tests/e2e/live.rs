@@ -273,7 +273,7 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
     let file = plugin("normalize-emails");
     let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"];
     let killed = command(&db, journal.path(), &args)
-        .env("FAILPOINTS", "txn-before-commit=return")
+        .env("FAILPOINTS", "guard-before-read=return")
         .output()
         .unwrap();
     assert_eq!(killed.status.code(), None, "killed by the failpoint: {}", stderr(&killed));
@@ -313,7 +313,7 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
     let text = String::from_utf8_lossy(&replay.stdout);
     assert!(replay.status.success(), "{text}{}", stderr(&replay));
     assert!(
-        text.contains("3 of 3 batches identical (1 refused by the write guard, not replayed"),
+        text.contains("4 of 4 batches identical (1 refused by the write guard, not replayed"),
         "{text}"
     );
     verify_journal(journal.path());
