@@ -273,7 +273,7 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
     let file = plugin("normalize-emails");
     let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"];
     let killed = command(&db, journal.path(), &args)
-        .env("FAILPOINTS", "guard-before-read=return")
+        .env("FAILPOINTS", "batch-before-writes=return")
         .output()
         .unwrap();
     assert_eq!(killed.status.code(), None, "killed by the failpoint: {}", stderr(&killed));

@@ -160,6 +160,7 @@ fn db(e: &DbError) -> u8 {
         | DbError::Mongo { .. }
         | DbError::Changed { .. }
         | DbError::Conflict { .. }
+        | DbError::GuardMissed
         | DbError::WriteFailed { .. }
         | DbError::CorruptMarker { .. }
         | DbError::NoId { .. } => DATABASE,

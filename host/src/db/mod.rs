@@ -12,7 +12,7 @@ pub mod reader;
 mod schema;
 mod writer;
 
-pub use guard::{Guard, input_id};
+pub use guard::{Guard, Pinned, input_id};
 pub use images::{id_key, key_text};
 pub use lock::{Lock, LockHolder};
 pub use schema::{HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts};
@@ -126,6 +126,11 @@ pub enum DbError {
         changed.first().map(|k| crate::db::images::key_text(k)).unwrap_or_default()
     )]
     Conflict { collection: String, changed: Vec<Vec<u8>> },
+    /// A write carrying the guard in its filter matched nothing: a document
+    /// changed. Internal: the batch is tried again with the read-and-compare
+    /// guard, which names the documents ([`DbError::Conflict`]).
+    #[error("a guarded write matched nothing: a document of the batch changed since it was read")]
+    GuardMissed,
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;

@@ -74,8 +74,19 @@ impl Db {
             None => None,
         };
         let Some(session) = session else {
-            return self.write_batch(batch, None).await;
+            return match self.write_batch(batch, false, None).await {
+                // Without a transaction the guarded writes that matched are
+                // applied (at least once, as this mode promises); the
+                // comparison names the rest - and those just written - to be
+                // read and processed again.
+                Err(DbError::GuardMissed) => {
+                    let guard = batch.guard.as_ref().expect("a guarded batch");
+                    self.check_guard(guard, None).await.map(|()| Applied::default())
+                }
+                other => other,
+            };
         };
+        let mut full_guard = false;
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
         // A commit whose outcome is unknown (the connection dropped) may have
@@ -101,7 +112,7 @@ impl Db {
                     .start_transaction()
                     .await
                     .map_err(mongo("starting a transaction"))?;
-                let outcome = self.write_batch(batch, Some(&mut *session)).await;
+                let outcome = self.write_batch(batch, full_guard, Some(&mut *session)).await;
                 failpoint!("txn-before-commit");
                 match outcome {
                     Ok(applied) => match commit(session).await {
@@ -132,6 +143,15 @@ impl Db {
             .await;
             let error = match attempt {
                 Ok(applied) => return Ok(applied),
+                Err(DbError::GuardMissed) if !full_guard => {
+                    tracing::debug!(
+                        "batch {} of run {}: a guarded write matched nothing; comparing the batch's documents",
+                        batch.seq,
+                        batch.run_id
+                    );
+                    full_guard = true;
+                    continue;
+                }
                 Err(e) => e,
             };
             let (retry, outage) = match &error {
@@ -175,10 +195,22 @@ impl Db {
 
     /// The body of a batch: the write guard, before-images, writes,
     /// after-images, marker.
-    async fn write_batch(&self, batch: &BatchWrite<'_>, mut session: Option<&mut ClientSession>) -> Result<Applied> {
-        // Without a transaction the check and the writes are two steps: an
-        // application write between them is still possible, only unlikely.
-        if let Some(guard) = &batch.guard {
+    async fn write_batch(
+        &self,
+        batch: &BatchWrite<'_>,
+        full_guard: bool,
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<Applied> {
+        failpoint!("batch-before-writes");
+        // The guard in the writes' own filters where the batch allows it,
+        // else a read of the batch's documents compared with the inputs
+        // (without a transaction the check and the writes are then two
+        // steps: an application write between them is still possible).
+        let pinned = match &batch.guard {
+            Some(guard) if !full_guard => guard.pin(batch.actions),
+            _ => None,
+        };
+        if let (Some(guard), None) = (&batch.guard, &pinned) {
             self.check_guard(guard, session.as_deref_mut()).await?;
         }
         let before = if batch.capture_images {
@@ -189,7 +221,15 @@ impl Db {
         if let (Some(before), Some(expect)) = (&before, batch.expect) {
             before.check(expect)?;
         }
-        let (counts, upserted) = self.write_actions(batch.actions, session.as_deref_mut()).await?;
+        let writes = pinned.as_ref().map_or(batch.actions, |p| p.actions.as_slice());
+        let (counts, upserted) = self.write_actions(writes, session.as_deref_mut()).await?;
+        if let Some(pinned) = &pinned
+            && (counts.matched < pinned.updates || counts.deleted < pinned.deletes)
+        {
+            // A document changed: which one, the read-and-compare guard
+            // says - in a new transaction (this one's writes are undone).
+            return Err(DbError::GuardMissed);
+        }
         let images = match before {
             Some(before) => self.read_after(before, upserted, session.as_deref_mut()).await?,
             None => Vec::new(),

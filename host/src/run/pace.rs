@@ -54,6 +54,10 @@ impl Pacer {
 
     /// After a batch committed in `took`: waits if the database is slow.
     pub async fn after_commit(&mut self, db: &Db, took: Duration, stop: &StopSignal, observer: &dyn Observer) {
+        // Without a target there is nothing to pace, nor figures to report.
+        if self.max_commit.is_none() && self.max_lag.is_none() {
+            return;
+        }
         self.figures.slowest_commit_ms = self.figures.slowest_commit_ms.max(took.as_millis() as u64);
         if let Some(max) = self.max_commit {
             self.wait = next_wait(took, max, self.wait);
