@@ -276,14 +276,15 @@ mod tests {
             collection: "users".into(),
             document: doc! {"_id": 9},
         };
-        let upsert = ValidAction::Update {
-            upsert: true,
-            ..set(1)
+        let update = |collection: &str, upsert: bool| ValidAction::Update {
+            collection: collection.into(),
+            filter: doc! {"_id": 1},
+            update: doc! {"$set": {"x": 1}},
+            upsert,
+            multi: false,
         };
-        let elsewhere = ValidAction::Update {
-            collection: "teams".into(),
-            ..set(1)
-        };
+        let upsert = update("users", true);
+        let elsewhere = update("teams", false);
         let not_an_input = set(7);
         for actions in [vec![insert], vec![upsert], vec![elsewhere], vec![not_an_input]] {
             assert!(guard.pin(&actions).is_none(), "{actions:?}");
