@@ -65,7 +65,9 @@ fn plugin_test_data_passes_a_converging_plugin_and_drops_its_database() {
     let component = component.to_str().unwrap();
     let data_dir = data.path().to_str().unwrap();
 
-    let out = output(plugin_test(&[component, "--data", data_dir, "--uri", &server().uri, "--json"]).env_remove("MONGODB_URI"));
+    let out = output(
+        plugin_test(&[component, "--data", data_dir, "--uri", &server().uri, "--json"]).env_remove("MONGODB_URI"),
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let report = json(&out);
     assert_eq!(report["ok"], true, "{report:#}");
@@ -75,7 +77,10 @@ fn plugin_test_data_passes_a_converging_plugin_and_drops_its_database() {
     let steps = report["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(names, ["dry run", "execute", "second dry run", "journal replay"]);
-    let writes: Vec<u64> = steps[..3].iter().map(|s| s["write_actions"].as_u64().unwrap()).collect();
+    let writes: Vec<u64> = steps[..3]
+        .iter()
+        .map(|s| s["write_actions"].as_u64().unwrap())
+        .collect();
     // Alice and Carol change; the second dry run finds nothing left.
     assert_eq!(writes, [2, 2, 0], "{report:#}");
     assert_eq!(steps[3]["report"]["divergence"], serde_json::Value::Null);
@@ -99,7 +104,10 @@ fn plugin_test_data_passes_a_converging_plugin_and_drops_its_database() {
         .collect();
     assert!(emails.contains(&"\"alice@example.com\"".to_string()), "{emails:?}");
     assert!(emails.contains(&"\"carol@x.org\"".to_string()), "{emails:?}");
-    assert!(emails.contains(&"\"ALICE@example.com\"".to_string()), "a collision is reported, not merged: {emails:?}");
+    assert!(
+        emails.contains(&"\"ALICE@example.com\"".to_string()),
+        "a collision is reported, not merged: {emails:?}"
+    );
 
     // Without --uri, a throwaway server of its own (secantusd-py is on PATH
     // for the tests); the text report shows each step and one verdict.
@@ -159,7 +167,10 @@ fn plugin_test_data_catches_a_projection_that_misses_the_field_the_plugin_writes
         .map(|s| s["write_actions"].as_u64().unwrap())
         .collect();
     assert_eq!(writes, [3, 3, 3]);
-    assert!(collections_of(&report).is_empty(), "a failed test drops its database too");
+    assert!(
+        collections_of(&report).is_empty(),
+        "a failed test drops its database too"
+    );
 
     // The same verdict from its crate directory (built first), in text.
     let out = output(&mut plugin_test(&[
@@ -176,7 +187,10 @@ fn plugin_test_data_catches_a_projection_that_misses_the_field_the_plugin_writes
     ]));
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     let last = stderr(&out).trim_end().lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("plugin test failed: second dry run: 3 write actions remain"), "{last}");
+    assert!(
+        last.starts_with("plugin test failed: second dry run: 3 write actions remain"),
+        "{last}"
+    );
     assert!(stdout(&out).contains("step 3 second dry run"), "{}", stdout(&out));
 }
 
@@ -204,9 +218,8 @@ fn plugin_test_data_refuses_in_one_line_before_any_database() {
     assert!(stderr(&out).contains("users.jsonl:2:"), "{}", stderr(&out));
 
     // --keep with a server godwit would start and stop itself.
-    let out = output(
-        plugin_test(&[component, "--data", good.path().to_str().unwrap(), "--keep"]).env_remove("MONGODB_URI"),
-    );
+    let out =
+        output(plugin_test(&[component, "--data", good.path().to_str().unwrap(), "--keep"]).env_remove("MONGODB_URI"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--keep needs --uri"), "{}", stderr(&out));
 
@@ -268,12 +281,22 @@ fn plugin_test_runs_a_new_rust_projects_tests_and_fails_when_one_fails() {
 fn plugin_test_runs_a_new_python_projects_tests_and_fails_when_one_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("my-py-plugin");
-    let new = crate::support::godwit(&["new", "my-py-plugin", "--lang", "python", "--dir", dir.to_str().unwrap()]);
+    let new = crate::support::godwit(&[
+        "new",
+        "my-py-plugin",
+        "--lang",
+        "python",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
     assert!(new.status.success(), "{}", stderr(&new));
     let out = output(&mut plugin_test(&[dir.to_str().unwrap()]));
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains(": 4 passed"), "{}", stdout(&out));
-    assert!(!dir.join(".pytest_cache").exists(), "pytest left its cache in the project");
+    assert!(
+        !dir.join(".pytest_cache").exists(),
+        "pytest left its cache in the project"
+    );
 
     let test = dir.join("test_plugin.py");
     let source = std::fs::read_to_string(&test).unwrap();

@@ -59,11 +59,18 @@ pub enum PluginCommand {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
-    /// Test a plugin: without --data, its project's own tests (`cargo test`
-    /// in a crate, `python3 -m pytest` in a Python plugin directory); with
-    /// --data FIXTURES, the component through the real run engine on a
-    /// throwaway database: dry run, execute, a second dry run that must find
-    /// nothing to write, and `journal replay` of the execute.
+    /// Test a plugin: its project's own tests, or with --data the component on
+    /// fixtures in a throwaway database.
+    ///
+    /// Without --data: `cargo test` in a crate, `python3 -m pytest` in a Python
+    /// plugin directory; one line, exit 1 when a test fails (or there are none).
+    ///
+    /// With --data FIXTURES (a DIR is built first): loads the fixtures into a
+    /// fresh database, stamps the version the plugin `requires`, then runs it
+    /// with `godwit run`'s engine and a temporary journal - a dry run, an
+    /// execute, a second dry run that must find nothing to write (else exit
+    /// 10) - and replays the execute as `journal replay` does (else exit 12).
+    /// One verdict line names the step that failed; the database is dropped.
     Test(Box<super::plugin_test::TestCommand>),
     /// Build plugin crates (and Python plugins: a directory with a plugin.py) into components (`<out>/<name>.wasm`).
     Build {

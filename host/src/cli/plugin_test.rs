@@ -73,6 +73,7 @@ pub struct TestCommand {
     /// Building a DIR: Cargo target directory for the wasm build.
     #[arg(long, default_value = "target/wasm")]
     target_dir: PathBuf,
+    /// Building a DIR: the wasm toolchain.
     #[arg(long, value_enum, default_value_t = Toolchain::Auto)]
     toolchain: Toolchain,
     #[command(flatten)]
@@ -147,7 +148,9 @@ impl TestCommand {
             Some(program) => Some(LocalServer::start(program)?),
             None => None,
         };
-        let uri = uri.or_else(|| server.as_ref().map(|s| s.uri.clone())).expect("a uri or a server");
+        let uri = uri
+            .or_else(|| server.as_ref().map(|s| s.uri.clone()))
+            .expect("a uri or a server");
         let database = database_name(&plugin.manifest.name);
         let plan = Plan {
             plugin: &plugin,
@@ -168,7 +171,11 @@ impl TestCommand {
             .await?;
             // The name is fresh; a database that has it anyway is someone
             // else's and is neither written nor dropped.
-            let existing = db.db.list_collection_names().await.context("listing the test database")?;
+            let existing = db
+                .db
+                .list_collection_names()
+                .await
+                .context("listing the test database")?;
             if !existing.is_empty() {
                 anyhow::bail!("database {database} already exists on {}: not touching it", db.uri);
             }
@@ -181,7 +188,10 @@ impl TestCommand {
                     outln!("kept database {database} on {}", db.uri);
                 }
             } else if let Err(e) = db.db.drop().await {
-                errln!("warning: could not drop the test database {database} on {}: {e}", db.uri);
+                errln!(
+                    "warning: could not drop the test database {database} on {}: {e}",
+                    db.uri
+                );
             }
             steps.map(|steps| (steps, db.uri.clone()))
         });
@@ -227,7 +237,12 @@ impl NativeRunner {
     }
 
     fn command_line(&self) -> String {
-        [self.program].iter().chain(self.args).copied().collect::<Vec<_>>().join(" ")
+        [self.program]
+            .iter()
+            .chain(self.args)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -245,7 +260,12 @@ impl Tally {
         let lines: Vec<&str> = if cargo {
             output.lines().filter(|l| l.starts_with("test result:")).collect()
         } else {
-            output.lines().rev().find(|l| !l.trim().is_empty()).into_iter().collect()
+            output
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .into_iter()
+                .collect()
         };
         let mut tally = Tally::default();
         for line in lines {
@@ -294,7 +314,14 @@ fn native_tests(dir: &Path, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let none = tally.passed + tally.failed == 0;
     let passed = output.status.success() && !none;
     if global.json {
-        let tail: Vec<&str> = stdout.lines().rev().take(50).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = stdout
+            .lines()
+            .rev()
+            .take(50)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         super::print_json(&serde_json::json!({
             "step": "native tests",
             "dir": dir,
@@ -326,7 +353,11 @@ fn native_tests(dir: &Path, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("native tests failed: `{command}` in {}: {why}", dir.display());
     }
     if !global.json && !global.quiet {
-        outln!("native tests passed: `{command}` in {}: {}", dir.display(), tally.text());
+        outln!(
+            "native tests passed: `{command}` in {}: {}",
+            dir.display(),
+            tally.text()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -470,7 +501,13 @@ fn lowest_satisfying(req: &semver::VersionReq) -> Option<semver::Version> {
 fn database_name(plugin: &str) -> String {
     let plugin: String = plugin
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(20)
         .collect();
     format!("godwit_test_{plugin}_{}", bson::oid::ObjectId::new().to_hex())
@@ -506,7 +543,14 @@ impl LocalServer {
             .port();
         let mut command = Command::new(program);
         command
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "WARNING",
+            ])
             .arg("--storage-path")
             .arg(storage.path())
             .stdin(Stdio::null())
@@ -601,7 +645,10 @@ impl Report {
                     "the plugin did not reproduce the execute run's batch at journal entry {}{} - it is not \
                      deterministic (same inputs and lookups, other actions)",
                     d.seq,
-                    d.document.as_ref().map(|id| format!(", document _id {id}")).unwrap_or_default()
+                    d.document
+                        .as_ref()
+                        .map(|id| format!(", document _id {id}"))
+                        .unwrap_or_default()
                 ),
                 exit::REPLAY_DIVERGED,
             ));
@@ -707,7 +754,9 @@ impl Plan<'_> {
                 // second dry run reads the data under the same conditions
                 // as the first (it would only warn otherwise).
                 let now = db.current_version().await?;
-                stamp(db, version, now.as_deref()).await.context("init before the second dry run")?;
+                stamp(db, version, now.as_deref())
+                    .await
+                    .context("init before the second dry run")?;
             }
             let outcome = engine.run(&self.request(mode)).await.context(name)?;
             let (header, summary) = match outcome {
