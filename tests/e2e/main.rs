@@ -23,6 +23,7 @@ mod memory_cap;
 mod new;
 mod operator;
 mod outage;
+mod plugin_test;
 mod policy;
 mod revert;
 mod run;

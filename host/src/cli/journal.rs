@@ -403,43 +403,7 @@ impl JournalCommand {
                 if global.json {
                     super::print_json(&report)?;
                 } else {
-                    if !report.same_plugin {
-                        outln!(
-                            "note: {} (sha256 {}) is not the plugin the run used (sha256 {}); replaying anyway",
-                            plugin.file.display(),
-                            report.plugin_sha256,
-                            report.journaled_sha256
-                        );
-                    }
-                    match &report.divergence {
-                        None => outln!(
-                            "{} of {} batches identical{}",
-                            report.identical,
-                            report.batches,
-                            match report.refused {
-                                0 => String::new(),
-                                n => format!(" ({n} refused by the write guard, not replayed: nothing of them was written)"),
-                            }
-                        ),
-                        Some(d) => {
-                            outln!(
-                                "diverged at batch {} (journal entry {}, pass {}), action {}{}",
-                                report.batches,
-                                d.seq,
-                                d.pass.map_or("finish".into(), |p| p.to_string()),
-                                d.action,
-                                d.document
-                                    .as_ref()
-                                    .map(|id| format!(", document _id {id}"))
-                                    .unwrap_or_default()
-                            );
-                            if let Some(e) = &d.error {
-                                outln!("  replay failed: {e}");
-                            }
-                            outln!("  journaled: {}", d.journaled.as_deref().unwrap_or("(none)"));
-                            outln!("  replayed:  {}", d.replayed.as_deref().unwrap_or("(none)"));
-                        }
-                    }
+                    print_replay(&report, &plugin);
                 }
                 Ok(ExitCode::from(if report.divergence.is_none() {
                     exit::OK
@@ -447,6 +411,48 @@ impl JournalCommand {
                     exit::REPLAY_DIVERGED
                 }))
             }
+        }
+    }
+}
+
+/// A replay's result in text: one line when the plugin reproduced every
+/// batch, else where it diverged (`journal replay`, `plugin test`).
+pub(super) fn print_replay(report: &crate::run::replay::ReplayReport, plugin: &crate::plugin::LoadedPlugin) {
+    if !report.same_plugin {
+        outln!(
+            "note: {} (sha256 {}) is not the plugin the run used (sha256 {}); replaying anyway",
+            plugin.file.display(),
+            report.plugin_sha256,
+            report.journaled_sha256
+        );
+    }
+    match &report.divergence {
+        None => outln!(
+            "{} of {} batches identical{}",
+            report.identical,
+            report.batches,
+            match report.refused {
+                0 => String::new(),
+                n => format!(" ({n} refused by the write guard, not replayed: nothing of them was written)"),
+            }
+        ),
+        Some(d) => {
+            outln!(
+                "diverged at batch {} (journal entry {}, pass {}), action {}{}",
+                report.batches,
+                d.seq,
+                d.pass.map_or("finish".into(), |p| p.to_string()),
+                d.action,
+                d.document
+                    .as_ref()
+                    .map(|id| format!(", document _id {id}"))
+                    .unwrap_or_default()
+            );
+            if let Some(e) = &d.error {
+                outln!("  replay failed: {e}");
+            }
+            outln!("  journaled: {}", d.journaled.as_deref().unwrap_or("(none)"));
+            outln!("  replayed:  {}", d.replayed.as_deref().unwrap_or("(none)"));
         }
     }
 }

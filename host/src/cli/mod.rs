@@ -9,6 +9,7 @@ mod init;
 mod journal;
 mod new;
 mod plugin;
+mod plugin_test;
 mod progress;
 mod revert;
 mod run;

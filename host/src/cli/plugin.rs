@@ -1,4 +1,5 @@
-//! `godwit plugin inspect`, `godwit plugin build` and `godwit plugin run`.
+//! `godwit plugin inspect`, `godwit plugin build` and `godwit plugin run`;
+//! `godwit plugin test` lives in `plugin_test.rs`.
 
 use super::{GlobalArgs, SandboxArgs};
 use crate::hash::to_hex;
@@ -58,6 +59,19 @@ pub enum PluginCommand {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+    /// Test a plugin: its project's own tests, or with --data the component on
+    /// fixtures in a throwaway database.
+    ///
+    /// Without --data: `cargo test` in a crate, `python3 -m pytest` in a Python
+    /// plugin directory; one line, exit 1 when a test fails (or there are none).
+    ///
+    /// With --data FIXTURES (a DIR is built first): loads the fixtures into a
+    /// fresh database, stamps the version the plugin `requires`, then runs it
+    /// with `godwit run`'s engine and a temporary journal - a dry run, an
+    /// execute, a second dry run that must find nothing to write (else exit
+    /// 10) - and replays the execute as `journal replay` does (else exit 12).
+    /// One verdict line names the step that failed; the database is dropped.
+    Test(Box<super::plugin_test::TestCommand>),
     /// Build plugin crates (and Python plugins: a directory with a plugin.py) into components (`<out>/<name>.wasm`).
     Build {
         /// A plugin crate or Python plugin, or a directory whose subdirectories are.
@@ -159,43 +173,14 @@ impl PluginCommand {
                 }))?;
                 Ok(ExitCode::SUCCESS)
             }
+            PluginCommand::Test(command) => command.run(global),
             PluginCommand::Build {
                 dirs,
                 out,
                 target_dir,
                 toolchain,
             } => {
-                let (mut crates, mut python) = (Vec::new(), Vec::new());
-                for dir in &dirs {
-                    // Python plugins (a `plugin.py`) build with componentize-py.
-                    let py = python_builder::plugin_dirs(dir);
-                    match plugin_crates(dir) {
-                        Err(_) if !py.is_empty() => {}
-                        found => crates.extend(found?),
-                    }
-                    python.extend(py);
-                }
-                let mut built = Vec::new();
-                if !crates.is_empty() || python.is_empty() {
-                    built = builder::build(&BuildRequest {
-                        crates,
-                        out_dir: out.clone(),
-                        target_dir: target_dir.clone(),
-                        toolchain,
-                    })?;
-                }
-                built.extend(python_builder::build(&python, &out, &target_dir)?);
-                // A crate that never calls `export!` still builds - into a
-                // component that exports nothing. The loader every command
-                // uses tells, so a build that would not load is not a build.
-                // Through the compile cache, so that an unchanged component
-                // (a Python one takes ~20 s to compile) loads at once, and the
-                // first run of a new one does not compile it again.
-                let cache = CompileCache::default_dir().map(CompileCache::new);
-                let host = PluginHost::new(Limits::default(), cache)?;
-                for b in &built {
-                    check_built(&host, b)?;
-                }
+                let built = build(&dirs, &out, &target_dir, toolchain)?;
                 for b in &built {
                     if global.json {
                         super::print_json_line(
@@ -234,6 +219,48 @@ fn call_json(call: &trial::CallResult) -> serde_json::Value {
         }).collect::<Vec<_>>(),
         "fuel": call.fuel,
     })
+}
+
+/// Builds the plugin crates and Python plugins in `dirs` (each one, or a
+/// directory of them) into `out`, and loads each component as `run` would
+/// (see [`check_built`]). `plugin build` and `plugin test DIR --data` share it.
+pub(super) fn build(
+    dirs: &[PathBuf],
+    out: &Path,
+    target_dir: &Path,
+    toolchain: Toolchain,
+) -> anyhow::Result<Vec<builder::Built>> {
+    let (mut crates, mut python) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        // Python plugins (a `plugin.py`) build with componentize-py.
+        let py = python_builder::plugin_dirs(dir);
+        match plugin_crates(dir) {
+            Err(_) if !py.is_empty() => {}
+            found => crates.extend(found?),
+        }
+        python.extend(py);
+    }
+    let mut built = Vec::new();
+    if !crates.is_empty() || python.is_empty() {
+        built = builder::build(&BuildRequest {
+            crates,
+            out_dir: out.to_path_buf(),
+            target_dir: target_dir.to_path_buf(),
+            toolchain,
+        })?;
+    }
+    built.extend(python_builder::build(&python, out, target_dir)?);
+    // A crate that never calls `export!` still builds - into a component
+    // that exports nothing. The loader every command uses tells, so a build
+    // that would not load is not a build. Through the compile cache, so that
+    // an unchanged component (a Python one takes ~20 s to compile) loads at
+    // once, and the first run of a new one does not compile it again.
+    let cache = CompileCache::default_dir().map(CompileCache::new);
+    let host = PluginHost::new(Limits::default(), cache)?;
+    for b in &built {
+        check_built(&host, b)?;
+    }
+    Ok(built)
 }
 
 /// Loads a freshly built component as `run` would. One that exports no
