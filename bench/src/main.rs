@@ -615,11 +615,19 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
     // The write guard (issue 23): at most 5% of (b) and of (c).
     for (guarded, unguarded, name) in [
         (Contestant::Godwit, Contestant::GodwitUnguarded, "(b) vs (u)"),
-        (Contestant::GodwitImages, Contestant::GodwitImagesUnguarded, "(c) vs (v)"),
+        (
+            Contestant::GodwitImages,
+            Contestant::GodwitImagesUnguarded,
+            "(c) vs (v)",
+        ),
     ] {
         if let (Some(g), Some(u)) = (find(guarded), find(unguarded)) {
             let r = g / u;
-            let _ = writeln!(text, "- write guard, {name} >= 0.95x: **{r:.2}x** - {}", verdict(r >= 0.95));
+            let _ = writeln!(
+                text,
+                "- write guard, {name} >= 0.95x: **{r:.2}x** - {}",
+                verdict(r >= 0.95)
+            );
         }
     }
     if rounds > 1 {

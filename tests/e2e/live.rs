@@ -230,7 +230,10 @@ fn a_run_paced_on_commit_latency_waits_and_finishes() {
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pacing = &report["summary"]["pacing"];
-    assert_eq!(pacing["slow_commits"], 10, "every one of the 10 commits is slower than 1 ms: {pacing}");
+    assert_eq!(
+        pacing["slow_commits"], 10,
+        "every one of the 10 commits is slower than 1 ms: {pacing}"
+    );
     assert!(pacing["waited_ms"].as_u64().unwrap() > 0, "{pacing}");
     assert!(pacing["slowest_commit_ms"].as_u64().unwrap() >= 1, "{pacing}");
     assert_eq!(pacing["lag_waits"], 0, "the test server has no secondary: {pacing}");
@@ -243,8 +246,13 @@ fn a_run_paced_on_commit_latency_waits_and_finishes() {
     // The terminal summary says it too.
     let journal = tempfile::tempdir().unwrap();
     let db = TestDb::new(server(), "live_paced_text");
-    db.insert("users", (0..40).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect());
-    command(&db, journal.path(), &["init", "--version", "1.0.0"]).output().unwrap();
+    db.insert(
+        "users",
+        (0..40).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect(),
+    );
+    command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
     let out = command(&db, journal.path(), &args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -276,8 +284,16 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
         .env("FAILPOINTS", "batch-before-writes=return")
         .output()
         .unwrap();
-    assert_eq!(killed.status.code(), None, "killed by the failpoint: {}", stderr(&killed));
-    assert_eq!(db.find_one("users", doc! {"_id": 3}).unwrap().get_str("email").unwrap(), address(3, 0));
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "killed by the failpoint: {}",
+        stderr(&killed)
+    );
+    assert_eq!(
+        db.find_one("users", doc! {"_id": 3}).unwrap().get_str("email").unwrap(),
+        address(3, 0)
+    );
     // The application writes user 3 while the run is down.
     crate::db::block_on(async {
         let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
@@ -306,7 +322,15 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
     let conflicts = String::from_utf8_lossy(&export.stdout).matches("\"Conflict\"").count();
     assert_eq!(conflicts, 1, "{}", String::from_utf8_lossy(&export.stdout));
     let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args(["journal", "replay", run, "--no-cache", "--plugin", file.to_str().unwrap(), "--journal"])
+        .args([
+            "journal",
+            "replay",
+            run,
+            "--no-cache",
+            "--plugin",
+            file.to_str().unwrap(),
+            "--journal",
+        ])
         .arg(journal.path())
         .output()
         .unwrap();

@@ -79,14 +79,14 @@ impl NewCommand {
         outln!("next: cd {} and read README.md; in short:", dir.display());
         match self.lang {
             Lang::Rust => {
-                outln!("  cargo test                      # native tests");
+                outln!("  godwit plugin test .            # native tests (cargo test)");
                 outln!(
                     "  godwit plugin build .           # -> target/plugins/{}.wasm",
                     self.name
                 );
             }
             Lang::Python => {
-                outln!("  python3 -m pytest -q            # native tests");
+                outln!("  godwit plugin test .            # native tests (pytest)");
                 outln!(
                     "  godwit plugin build .           # -> target/plugins/{}.wasm",
                     self.name

@@ -4,13 +4,13 @@
 //! `Committed` journal entry was lost in a crash still has them when the
 //! resume settles it by the marker.
 
-use mongodb::action::Action as _;
 use super::{ClientSession, Db, DbError, Result, mongo};
 use crate::hash::sha256;
 use crate::journal::Image;
 use crate::plugin::actions::ValidAction;
 use bson::{Binary, Bson, Document, RawDocumentBuf, doc, spec::BinarySubtype};
 use futures_util::TryStreamExt;
+use mongodb::action::Action as _;
 use std::collections::HashMap;
 
 /// `(collection, {"_id": value} as BSON)`: one document.

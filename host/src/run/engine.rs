@@ -332,9 +332,7 @@ impl Engine<'_> {
                         // The plugin saw documents whose actions were not
                         // written: it restarts from the batches that were.
                         stage = Some(self.restart_plugin(header, bound, request, log)?);
-                        let fresh = PassReader::reread(self.db, pass, &changed)
-                            .await
-                            .with_context(where_)?;
+                        let fresh = PassReader::reread(self.db, pass, &changed).await.with_context(where_)?;
                         carried = merge_reread(inputs, &changed, fresh, std::mem::take(&mut carried));
                         conflicts.pause().await;
                         continue;
@@ -492,7 +490,13 @@ impl ConflictStreak {
     /// Counts a refusal; gives up when refusals have gone on for longer than
     /// the database's retry time (`--retry-for`) - the document changes
     /// faster than the plugin can process it.
-    fn record(&mut self, at: &str, seq: u64, changed: &[Vec<u8>], retry_for: std::time::Duration) -> anyhow::Result<()> {
+    fn record(
+        &mut self,
+        at: &str,
+        seq: u64,
+        changed: &[Vec<u8>],
+        retry_for: std::time::Duration,
+    ) -> anyhow::Result<()> {
         self.count += 1;
         let since = *self.since.get_or_insert_with(std::time::Instant::now);
         tracing::info!(
@@ -578,10 +582,17 @@ mod tests {
         let fresh = vec![RawDocumentBuf::from_bytes(raw(doc! {"_id": 2, "v": "B"})).unwrap()];
         let waiting = vec![raw(doc! {"_id": 4, "v": "d"})];
         let merged = merge_reread(inputs, &changed, fresh, waiting);
-        let ids: Vec<_> = merged.iter().map(|d| bson::Document::from_reader(d.as_slice()).unwrap()).collect();
+        let ids: Vec<_> = merged
+            .iter()
+            .map(|d| bson::Document::from_reader(d.as_slice()).unwrap())
+            .collect();
         assert_eq!(
             ids,
-            vec![doc! {"_id": 1, "v": "a"}, doc! {"_id": 2, "v": "B"}, doc! {"_id": 4, "v": "d"}]
+            vec![
+                doc! {"_id": 1, "v": "a"},
+                doc! {"_id": 2, "v": "B"},
+                doc! {"_id": 4, "v": "d"}
+            ]
         );
     }
 

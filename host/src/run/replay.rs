@@ -60,7 +60,14 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
     // from the batches it had written: replay feeds it those only.
     let mut refused = std::collections::BTreeSet::new();
     for item in journal.iter_entries(run)? {
-        if let (Entry { record: Record::Conflict { batch_seq, .. }, .. }, _) = item? {
+        if let (
+            Entry {
+                record: Record::Conflict { batch_seq, .. },
+                ..
+            },
+            _,
+        ) = item?
+        {
             refused.insert(batch_seq);
         }
     }

@@ -362,7 +362,8 @@ impl Engine<'_> {
                         changed.len()
                     );
                     super::commit::conflicted(self.journal, run, &batch, &changed)?;
-                    log.summary.add_conflicts(batch.pass().unwrap_or_default(), changed.len() as u64);
+                    log.summary
+                        .add_conflicts(batch.pass().unwrap_or_default(), changed.len() as u64);
                     return Ok(());
                 }
                 Err(e) => {
