@@ -23,6 +23,22 @@ fn address(id: i32, version: i64) -> String {
     format!("  User{id}.V{version}@Example.COM")
 }
 
+/// A database of `n` users holding an application's addresses, stamped at
+/// the version `normalize-emails` requires, and its journal directory.
+fn users(prefix: &str, n: i32) -> (TestDb, tempfile::TempDir) {
+    let db = TestDb::new(server(), prefix);
+    let users: Vec<Document> = (0..n)
+        .map(|id| doc! {"_id": id, "email": address(id, 0), "writes": 0_i64})
+        .collect();
+    db.insert("users", users);
+    let journal = tempfile::tempdir().unwrap();
+    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    (db, journal)
+}
+
 /// Application writers: each owns the users whose `_id % WRITERS` is its
 /// number and keeps giving one of them a new address (`$set`) and counting
 /// the write (`$inc`), recording every write the server acknowledged.
@@ -123,16 +139,7 @@ fn application_writes_survive_an_execute_killed_twenty_times() {
     while kills < 20 {
         rounds += 1;
         assert!(rounds <= 10, "20 kills did not land in 10 rounds");
-        let db = TestDb::new(server(), "live");
-        let users: Vec<Document> = (0..USERS)
-            .map(|id| doc! {"_id": id, "email": address(id, 0), "writes": 0_i64})
-            .collect();
-        db.insert("users", users);
-        let journal = tempfile::tempdir().unwrap();
-        let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "{}", stderr(&init));
+        let (db, journal) = users("live", USERS);
         let writers = Writers::start(&db);
         let mut killed_this_round = 0;
         let last = loop {
@@ -206,14 +213,7 @@ fn application_writes_survive_an_execute_killed_twenty_times() {
 /// target on a server that reports no secondary never waits.
 #[test]
 fn a_run_paced_on_commit_latency_waits_and_finishes() {
-    let db = TestDb::new(server(), "live_paced");
-    let users: Vec<Document> = (0..200).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect();
-    db.insert("users", users);
-    let journal = tempfile::tempdir().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
+    let (db, journal) = users("live_paced", 200);
     let file = plugin("normalize-emails");
     let args = [
         "run",
@@ -244,15 +244,7 @@ fn a_run_paced_on_commit_latency_waits_and_finishes() {
         .count();
     assert_eq!(normalized, 200);
     // The terminal summary says it too.
-    let journal = tempfile::tempdir().unwrap();
-    let db = TestDb::new(server(), "live_paced_text");
-    db.insert(
-        "users",
-        (0..40).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect(),
-    );
-    command(&db, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
+    let (db, journal) = users("live_paced_text", 40);
     let out = command(&db, journal.path(), &args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -270,14 +262,7 @@ fn a_run_paced_on_commit_latency_waits_and_finishes() {
 /// and `journal replay` replays the written batches only, saying so.
 #[test]
 fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
-    let db = TestDb::new(server(), "live_resume");
-    let users: Vec<Document> = (0..30).map(|id| doc! {"_id": id, "email": address(id, 0)}).collect();
-    db.insert("users", users);
-    let journal = tempfile::tempdir().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
+    let (db, journal) = users("live_resume", 30);
     let file = plugin("normalize-emails");
     let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"];
     let killed = command(&db, journal.path(), &args)

@@ -81,7 +81,10 @@ impl Db {
                 // read and processed again.
                 Err(DbError::GuardMissed) => {
                     let guard = batch.guard.as_ref().expect("a guarded batch");
-                    self.check_guard(guard, None).await.map(|()| Applied::default())
+                    self.check_guard(guard, None).await?;
+                    // Changed and changed back since: the run stops
+                    // (resumable) rather than count the batch as written.
+                    Err(DbError::GuardMissed)
                 }
                 other => other,
             };

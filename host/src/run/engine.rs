@@ -414,7 +414,7 @@ impl Engine<'_> {
                     return Ok(Outcome::Unclean {
                         header: header.clone(),
                         summary: log.summary.clone(),
-                        residue: residue.expect("verified"),
+                        residue: Box::new(residue.expect("verified")),
                     });
                 }
                 let verified = match (request.verify, residue_actions) {

@@ -141,7 +141,7 @@ pub enum Outcome {
     Unclean {
         header: RunHeader,
         summary: Summary,
-        residue: Summary,
+        residue: Box<Summary>,
     },
 }
 
