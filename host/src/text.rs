@@ -112,7 +112,22 @@ pub fn time(at: bson::DateTime) -> String {
 /// `println!` for human-readable output: the whole line is formatted, then
 /// escaped, so no argument can break out of it.
 macro_rules! outln {
-    ($($arg:tt)*) => { println!("{}", $crate::text::escape(&format!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::text::stdout_line(&$crate::text::escape(&format!($($arg)*))) };
+}
+
+/// Writes one line to stdout. A reader that closed the pipe (`godwit status
+/// | head -3`) has what it wanted: the rest of the output is dropped and the
+/// command goes on to its end (a run still stamps, a lock is still
+/// released) - where `println!` would panic. Other write errors panic as
+/// `println!` does.
+pub fn stdout_line(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => panic!("failed printing to stdout: {e}"),
+    }
 }
 pub(crate) use outln;
 

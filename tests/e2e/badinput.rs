@@ -271,3 +271,40 @@ fn each_bad_input_is_one_line_with_its_exit_code_and_leaves_no_journal() {
             .join(", ")
     );
 }
+
+/// A reader that closes the pipe before godwit prints (`godwit plugin
+/// inspect FILE | head -0`, `godwit run ... --json | true`) is no error:
+/// the output is dropped, the command ends as it would have (exit 0), and
+/// no panic or backtrace reaches stderr. `println!` used to panic there.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let file = plugin("normalize-emails");
+    let db = TestDb::new(server(), "closed_pipe");
+    db.insert("users", vec![bson::doc! {"_id": 1, "email": "A@B.C"}]);
+    let journal = tempfile::tempdir().unwrap();
+    let commands: [Vec<&str>; 3] = [
+        vec!["plugin", "inspect", file.to_str().unwrap()],
+        vec!["run", file.to_str().unwrap()],
+        vec!["--json", "run", file.to_str().unwrap()],
+    ];
+    for args in commands {
+        let mut command = match args[0] {
+            "plugin" => {
+                let mut plain = Command::new(env!("CARGO_BIN_EXE_godwit"));
+                plain.args(&args);
+                plain
+            }
+            _ => crate::support::command(&db, journal.path(), &args),
+        };
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before godwit has loaded the plugin, let alone printed.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}: {}", stderr(&out));
+    }
+}

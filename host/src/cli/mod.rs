@@ -166,13 +166,13 @@ pub struct UnknownDatabase {
 /// Prints one value as pretty JSON (`--json`), terminal-safe but decoding to
 /// the exact original strings (see [`crate::text::json`]).
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<()> {
-    println!("{}", crate::text::json(&serde_json::to_string_pretty(value)?));
+    crate::text::stdout_line(&crate::text::json(&serde_json::to_string_pretty(value)?));
     Ok(())
 }
 
 /// [`print_json`] on one line (JSON lines output).
 pub fn print_json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<()> {
-    println!("{}", crate::text::json(&serde_json::to_string(value)?));
+    crate::text::stdout_line(&crate::text::json(&serde_json::to_string(value)?));
     Ok(())
 }
 
