@@ -163,7 +163,10 @@ fn db(e: &DbError) -> u8 {
         | DbError::GuardMissed
         | DbError::WriteFailed { .. }
         | DbError::CorruptMarker { .. }
-        | DbError::NoId { .. } => DATABASE,
+        | DbError::NoId { .. }
+        | DbError::HistoryLost { .. }
+        | DbError::CorruptPosition { .. }
+        | DbError::NoStream { .. } => DATABASE,
     }
 }
 

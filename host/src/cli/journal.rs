@@ -87,6 +87,37 @@ fn ext(bytes: &[u8]) -> serde_json::Value {
     }
 }
 
+/// The follow phase's entries: stream positions (resume tokens), windows
+/// and the proof; a window's documents only in full.
+fn follow_json(entry: &Entry, full: bool) -> Option<serde_json::Value> {
+    let time = |ms: Option<i64>| ms.and_then(|ms| bson::DateTime::from_millis(ms).try_to_rfc3339_string().ok());
+    match &entry.record {
+        Record::FollowFrom { position } => Some(serde_json::json!({"from": ext(position)})),
+        Record::FollowWindow(w) => {
+            let mut json = serde_json::json!({
+                "window": w.number, "from": ext(&w.from), "to": ext(&w.to), "events": w.events,
+                "documents": w.documents.len(), "last_event_at": time(w.last_event_ms), "cutover": w.cutover,
+            });
+            if full {
+                json["ids"] = w
+                    .documents
+                    .iter()
+                    .map(|(collection, id)| {
+                        let id = ext(id);
+                        serde_json::json!({"collection": collection, "_id": id.get("_id").cloned().unwrap_or(id)})
+                    })
+                    .collect();
+            }
+            Some(json)
+        }
+        Record::FollowDone(d) => Some(serde_json::json!({
+            "from": ext(&d.from), "to": ext(&d.to), "windows": d.windows, "documents": d.documents,
+            "cutover_at": time(d.cutover_ms),
+        })),
+        _ => None,
+    }
+}
+
 fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_json::Value {
     let batch = entry.batch();
     let batch_seq = match &entry.record {
@@ -110,6 +141,9 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
         "prev_hash": to_hex(&entry.prev_hash),
         "hash": to_hex(hash),
     });
+    if let Some(follow) = follow_json(entry, full) {
+        json["follow"] = follow;
+    }
     if full {
         let (inputs, actions) = batch.map_or((&[][..], &[][..]), |b| (&b.inputs[..], &b.actions[..]));
         json["inputs"] = inputs.iter().map(|d| ext(d)).collect();

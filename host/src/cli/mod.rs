@@ -4,6 +4,7 @@
 
 mod chain;
 mod config;
+mod cutover;
 pub mod exit;
 mod init;
 mod journal;
@@ -135,6 +136,9 @@ enum Command {
     Status(Box<status::StatusCommand>),
     /// Stamp the schema version of an existing database.
     Init(init::InitCommand),
+    /// End the follow phase of a `--follow` run: it processes the changes
+    /// made up to now, then verifies and stamps.
+    Cutover(cutover::CutoverCommand),
     /// Put back what an execute run wrote, from its journaled before-images
     /// (dry run by default); sets the version back to the one before it.
     Revert(Box<revert::RevertCommand>),
@@ -224,6 +228,7 @@ pub fn main() -> ExitCode {
         Command::Status(command) => command.run(&cli.global),
         Command::Init(command) => command.run(&cli.global),
         Command::Revert(command) => command.run(&cli.global),
+        Command::Cutover(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
         Command::New(command) => command.run(&cli.global),

@@ -683,6 +683,7 @@ impl Plan<'_> {
             plan: None,
             allow_missing_collections: false,
             query_timeout: crate::run::DEFAULT_QUERY_TIMEOUT,
+            follow: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! and never with `--json` or `-q`.
 
 use super::GlobalArgs;
-use crate::run::Observer;
+use crate::run::{FollowProgress, Observer};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -12,6 +12,8 @@ pub struct Bars {
     enabled: bool,
     multi: MultiProgress,
     bars: Mutex<BTreeMap<u32, ProgressBar>>,
+    /// The follow phase's line, once it started.
+    follow: Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
@@ -26,6 +28,7 @@ impl Bars {
             enabled,
             multi: MultiProgress::with_draw_target(target),
             bars: Mutex::default(),
+            follow: Mutex::default(),
         }
     }
 }
@@ -67,6 +70,32 @@ impl Observer for Bars {
         for bar in self.bars.lock().unwrap().values() {
             bar.set_message(text.to_string());
         }
+    }
+
+    fn follow(&self, progress: &FollowProgress) {
+        if !self.enabled {
+            return;
+        }
+        let mut line = self.follow.lock().unwrap();
+        let bar = line.get_or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("{prefix:>16} {spinner} {msg}").expect("valid template"));
+            bar.set_prefix("follow");
+            bar.enable_steady_tick(std::time::Duration::from_millis(250));
+            bar
+        });
+        let lag = progress.lag.map_or_else(
+            || "caught up".to_string(),
+            |lag| format!("lag {:.1} s", lag.as_secs_f64()),
+        );
+        let state = match progress.cutting_over {
+            true => "cutting over",
+            false => "until `godwit cutover`",
+        };
+        bar.set_message(format!(
+            "{} docs in {} windows, {} pending, {lag}, {state}",
+            progress.documents, progress.windows, progress.pending
+        ));
     }
 
     fn paused(&self, paused: bool) {

@@ -106,6 +106,7 @@ impl RunOptions {
             plan: None,
             allow_missing_collections: self.allow_missing_collections,
             query_timeout: Duration::from_secs(self.query_timeout),
+            follow: None,
         }
     }
 }
@@ -130,6 +131,15 @@ pub struct RunCommand {
     /// 12), and batches it did not see are named in the summary.
     #[arg(long, value_name = "RUN", requires = "execute")]
     plan: Option<String>,
+    /// Execute, on a live database: after the passes, keep processing the
+    /// documents other writers insert or change (from a change stream opened
+    /// before the first batch) until the cutover - `godwit cutover RUN`, or
+    /// --follow-until-idle; then verify and stamp. Needs a replica set.
+    #[arg(long, requires = "execute", conflicts_with = "plan")]
+    follow: bool,
+    /// With --follow: cut over by itself once no document has changed for this long.
+    #[arg(long, value_name = "SECONDS", requires = "follow", value_parser = clap::value_parser!(u64).range(1..))]
+    follow_until_idle: Option<u64>,
     #[command(flatten)]
     options: RunOptions,
 }
@@ -168,6 +178,9 @@ impl RunCommand {
         };
         let mut request = options.request(params, resume);
         request.plan = self.plan.clone();
+        request.follow = self.follow.then(|| crate::run::FollowRequest {
+            until_idle: self.follow_until_idle.map(Duration::from_secs),
+        });
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
             let db = options.connection.connect().await?;
@@ -298,6 +311,19 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
 /// verification's residue).
 pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
     let verb = if execute { "" } else { "would " };
+    if let Some(follow) = &summary.follow {
+        let end = match (&follow.cutover_at, follow.done) {
+            (Some(at), true) => format!("cut over at {at}; every change up to it processed"),
+            (_, true) => "done".to_string(),
+            (_, false) => format!("{} pending, not cut over yet", follow.pending),
+        };
+        outln!(
+            "  followed: {} changes naming {} documents, in {} windows after the passes; {end}",
+            follow.events,
+            follow.documents,
+            follow.windows
+        );
+    }
     let pacing = summary.pacing;
     if pacing.slow_commits + pacing.lag_waits > 0 {
         outln!(

@@ -5,6 +5,7 @@
 //! pass (`reader.rs`). **Invariant:** no other module talks to MongoDB
 //! (lookups go through `run/lookup.rs`'s seam, served by a `Db`'s handle).
 
+mod follow;
 mod guard;
 mod images;
 mod lock;
@@ -12,6 +13,7 @@ pub mod reader;
 mod schema;
 mod writer;
 
+pub use follow::{Changes, Position, Window, cutover_id};
 pub use guard::{Guard, Pinned, input_id};
 pub use images::{id_key, key_text};
 pub use lock::{Lock, LockHolder};
@@ -131,6 +133,18 @@ pub enum DbError {
     /// guard, which names the documents ([`DbError::Conflict`]).
     #[error("a guarded write matched nothing: a document of the batch changed since it was read")]
     GuardMissed,
+    /// The change stream cannot resume from the run's position: the server
+    /// no longer holds that history (its oplog rolled over).
+    #[error(
+        "run {run}: the server no longer holds the changes since the run's last change-stream position ({reason}); \
+         the follow phase cannot prove that every change was processed. Start the run again with --new-run, on a \
+         server whose oplog covers the whole run (a larger oplog, or a shorter run)"
+    )]
+    HistoryLost { run: String, reason: String },
+    #[error("{what}: {reason}; it was changed outside godwit. Start the run again with --new-run")]
+    CorruptPosition { what: String, reason: String },
+    #[error("{what}: this server cannot be followed; run without --follow")]
+    NoStream { what: String },
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;

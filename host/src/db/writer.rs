@@ -265,13 +265,17 @@ impl Db {
         // image chunks. Each statement matches or upserts exactly one
         // document, so `n` short of the statement count means the fence
         // missed: the write only counts while this run holds the lock.
+        let mut set = doc! {
+            "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
+            "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
+            "counts": counts.to_document(),
+        };
+        if let Some(position) = batch.follow.and_then(|p| Document::from_reader(p).ok()) {
+            set.insert("follow", position);
+        }
         let mut statements = vec![doc! {
             "q": {"_id": format!("progress:{}", batch.run_id)},
-            "u": {"$set": {
-                "seq": batch.seq as i64, "pass": batch.pass.map(i64::from), "checkpoint": batch.checkpoint.clone(),
-                "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
-                "counts": counts.to_document(),
-            }},
+            "u": {"$set": set},
             "upsert": true,
         }];
         if let Some(lock) = batch.lock {
@@ -474,6 +478,8 @@ pub struct BatchWrite<'a> {
     /// Write only if the documents the plugin read are still as it saw them
     /// (the write guard; checked inside the transaction).
     pub guard: Option<super::Guard<'a>>,
+    /// The follow phase's change-stream position, kept with the marker.
+    pub follow: Option<&'a [u8]>,
 }
 
 pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;

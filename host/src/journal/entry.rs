@@ -20,6 +20,9 @@ pub enum EntryKind {
     Stamp,
     Session,
     Conflict,
+    FollowFrom,
+    FollowWindow,
+    FollowDone,
 }
 
 /// One record in a run's hash chain. `append` fills `format`, `seq` and
@@ -71,6 +74,45 @@ pub enum Record {
         pass: u32,
         changed: Vec<Vec<u8>>,
     },
+    /// `--follow`: where the run's change stream starts (a resume token, as
+    /// BSON), taken before the run read its first document.
+    FollowFrom { position: Vec<u8> },
+    /// Changes the stream delivered after the snapshot passes, processed
+    /// next (pass by pass, in the `Prepared` batches that follow).
+    FollowWindow(FollowWindow),
+    /// The follow phase's proof: every change from `from` up to the
+    /// operator's cutover was read, in windows that follow each other
+    /// without a gap, and processed.
+    FollowDone(FollowDone),
+}
+
+/// One window of the follow phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct FollowWindow {
+    /// 1, 2, ... in the run.
+    pub number: u64,
+    /// The stream positions it lies between: `from` is the previous
+    /// window's `to` (the first: the run's `FollowFrom`).
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+    /// The documents its events named: collection and `{"_id": ...}` BSON.
+    pub documents: Vec<(String, Vec<u8>)>,
+    pub events: u64,
+    /// Server time of its last event (ms since the epoch).
+    pub last_event_ms: Option<i64>,
+    /// It ends at the cutover: the last window.
+    pub cutover: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct FollowDone {
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+    pub windows: u64,
+    /// Documents the windows named.
+    pub documents: u64,
+    /// Server time of the cutover.
+    pub cutover_ms: Option<i64>,
 }
 
 /// A plugin's `begin` call.
@@ -175,6 +217,9 @@ impl Entry {
             Record::Stamp { .. } => EntryKind::Stamp,
             Record::Session { .. } => EntryKind::Session,
             Record::Conflict { .. } => EntryKind::Conflict,
+            Record::FollowFrom { .. } => EntryKind::FollowFrom,
+            Record::FollowWindow(_) => EntryKind::FollowWindow,
+            Record::FollowDone(_) => EntryKind::FollowDone,
         }
     }
 

@@ -151,6 +151,8 @@ pub struct ActiveRun {
     /// The passes whose batches are written only if the documents the
     /// plugin read are unchanged (the write guard); empty: no guard.
     guarded: Vec<ValidPass>,
+    /// The follow phase's change-stream position, written with the marker.
+    follow: Option<Vec<u8>>,
     released: bool,
 }
 
@@ -203,6 +205,7 @@ impl ActiveRun {
             renewal,
             capture_images,
             guarded: Vec::new(),
+            follow: None,
             released: false,
         })
     }
@@ -218,6 +221,17 @@ impl ActiveRun {
 
     pub fn run(&self) -> &str {
         &self.run
+    }
+
+    /// The server session the run writes in (its `lsid`), if any.
+    pub fn lsid(&self) -> Option<Document> {
+        self.session.as_ref().map(|s| s.id().clone())
+    }
+
+    /// From now on the progress marker also says where the follow phase's
+    /// change stream stands.
+    pub fn follow_at(&mut self, position: &[u8]) {
+        self.follow = Some(position.to_vec());
     }
 
     /// Fails once another runner has taken the lock over (the lease expired).
@@ -258,6 +272,7 @@ impl ActiveRun {
             capture_images: self.capture_images,
             expect,
             guard,
+            follow: self.follow.as_deref(),
         };
         let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
         Ok(CommittedBatch::of(batch, applied))

@@ -73,9 +73,7 @@ impl Engine<'_> {
         }
 
         let mut sink = if execute {
-            let active = self
-                .activate(&header, request, std::mem::take(&mut log.sessions))
-                .await?;
+            let active = self.activate(&header, request, log.sessions.clone()).await?;
             Sink::Execute(Box::new(active))
         } else {
             Sink::DryRun
@@ -197,8 +195,14 @@ impl Engine<'_> {
             ));
         }
 
-        let mut throttle = request.max_docs_per_sec.map(Throttle::new);
-        let mut pacer = Pacer::new(request.max_commit, request.max_lag);
+        let mut driving = Driving {
+            stage,
+            pacer: Pacer::new(request.max_commit, request.max_lag),
+            throttle: request.max_docs_per_sec.map(Throttle::new),
+        };
+        if request.follow.is_some() {
+            self.start_following(header, log, sink).await?;
+        }
         for (index, pass) in manifest.passes.iter().enumerate() {
             let index = index as u32;
             if log.done_passes.contains(&index) {
@@ -252,107 +256,31 @@ impl Engine<'_> {
                 remaining,
                 log.summary.passes[index as usize].documents,
             );
-            let allowed = actions::allowed(pass).with_policy(self.policy());
-            let mut batch_no = log.summary.passes[index as usize].batches;
-            // Documents read but not yet processed: what the write guard
-            // refused, read again, waiting for their next attempt.
-            let mut carried: Vec<Vec<u8>> = Vec::new();
-            let mut conflicts = ConflictStreak::default();
-            loop {
-                if self.stop.requested() {
-                    return Ok(self.interrupted(header, &log.summary));
-                }
-                if let Sink::Execute(active) = sink {
-                    active.check_lease()?;
-                }
-                self.wait_while_paused(request).await;
-                if self.stop.requested() {
-                    return Ok(self.interrupted(header, &log.summary));
-                }
-                let batch = if carried.is_empty() {
-                    reader.next_batch().await?
-                } else {
-                    let n = conflicts.attempt_size(batch_size as usize).min(carried.len());
-                    carried.drain(..n).collect()
-                };
-                failpoint!("batch-read");
-                if batch.is_empty() {
-                    self.observer.pass_finished(index);
-                    self.journal
-                        .record(&run, Entry::new(Record::PassDone { pass: index }, now_ms()))?;
-                    log.done_passes.insert(index);
-                    break;
-                }
-                let last_id = id_of(batch.last().expect("not empty"))
-                    .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))?;
-                let where_ = || {
-                    format!(
-                        "run {run}, pass {index} ({}), batch {batch_no} (documents up to _id {last_id})",
-                        pass.name
-                    )
-                };
-                let plugin = stage.as_mut().expect("the plugin is live while passes remain");
-                let record = plugin.process(index, &allowed, batch, where_)?;
-                if let Some(plan) = bound.plan.as_mut() {
-                    let first = record.inputs.first().map(|d| id_text(d)).unwrap_or_default();
-                    let at = format!(
-                        "pass {index} ({}), batch {batch_no} (_id {first} to {last_id})",
-                        pass.name
-                    );
-                    let checked = plan.check_batch(
-                        self.journal,
-                        index,
-                        &record.inputs_hash,
-                        &record.actions_hash,
-                        &record.encoded,
-                        &at,
-                    );
-                    log.summary.plan = Some(Box::new(plan.check().clone()));
-                    checked.with_context(|| format!("run {run}"))?;
-                }
-                let documents = record.counts.documents;
-                let touched = match sink {
-                    Sink::DryRun => Some(self.dry_touched(&record.actions).await.with_context(where_)?),
-                    Sink::Execute(_) => None,
-                };
-                let (written, actions) = write_batch(sink, self.journal, &run, record)
-                    .await
-                    .with_context(where_)?;
-                let touched = match written {
-                    Written::Planned => touched.expect("counted"),
-                    Written::Committed { seq, touched, took } => {
-                        log.applied.insert(seq);
-                        pacer.after_commit(self.db, took, &self.stop, self.observer).await;
-                        log.summary.pacing = pacer.figures;
-                        touched
-                    }
-                    Written::Conflict { seq, changed, inputs } => {
-                        log.summary.add_conflicts(index, changed.len() as u64);
-                        conflicts.record(&where_(), seq, &changed, self.db.retry_for)?;
-                        // The plugin saw documents whose actions were not
-                        // written: it restarts from the batches that were.
-                        stage = Some(self.restart_plugin(header, bound, request, log)?);
-                        let fresh = PassReader::reread(self.db, pass, &changed).await.with_context(where_)?;
-                        carried = merge_reread(inputs, &changed, fresh, std::mem::take(&mut carried));
-                        conflicts.pause().await;
-                        continue;
-                    }
-                };
-                conflicts = ConflictStreak::default();
-                log.summary.add(Some(index), documents, &actions);
-                log.checkpoints.insert(index, last_id);
-                log.summary.add_touched(Some(index), touched);
-                if let Some(throttle) = throttle.as_mut() {
-                    throttle.pace(documents, &self.stop).await;
-                }
-                self.observer.batch_done(index, documents);
-                batch_no += 1;
-                tracing::debug!(
-                    "run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions",
-                    actions.len()
-                );
+            let mut source = Source::Snapshot(&mut reader);
+            let mut step = Step {
+                request,
+                header,
+                bound: &mut *bound,
+                index,
+                pass,
+                batch_size,
+                window: None,
+            };
+            if self.process(&mut step, log, sink, &mut driving, &mut source).await? == Flow::Stopped {
+                return Ok(self.interrupted(header, &log.summary));
+            }
+            self.observer.pass_finished(index);
+            self.journal
+                .record(&run, Entry::new(Record::PassDone { pass: index }, now_ms()))?;
+            log.done_passes.insert(index);
+        }
+        if request.follow.is_some() || log.follow.from.is_some() {
+            match self.follow(request, header, log, bound, sink, &mut driving).await? {
+                Flow::Stopped => return Ok(self.interrupted(header, &log.summary)),
+                Flow::Done => {}
             }
         }
+        let mut stage = driving.stage;
 
         if !log.finished {
             if self.stop.requested() {
@@ -437,6 +365,130 @@ impl Engine<'_> {
         })
     }
 
+    /// Processes documents of one pass from `source` batch by batch: the
+    /// plugin call, the plan check, the write (or the dry run's record) and,
+    /// when the write guard refuses a batch, the changed documents read
+    /// again and processed anew. `Flow::Stopped` when a stop was requested.
+    pub(super) async fn process(
+        &self,
+        step: &mut Step<'_>,
+        log: &mut RunLog,
+        sink: &mut Sink,
+        driving: &mut Driving,
+        source: &mut Source<'_>,
+    ) -> anyhow::Result<Flow> {
+        let (run, index, pass) = (&step.header.run_id, step.index, step.pass);
+        let allowed = actions::allowed(pass).with_policy(self.policy());
+        let mut batch_no = log.summary.passes[index as usize].batches;
+        // Documents read but not yet processed: what the write guard
+        // refused, read again, waiting for their next attempt.
+        let mut carried: Vec<Vec<u8>> = Vec::new();
+        let mut conflicts = ConflictStreak::default();
+        loop {
+            if self.stop.requested() {
+                return Ok(Flow::Stopped);
+            }
+            if let Sink::Execute(active) = sink {
+                active.check_lease()?;
+            }
+            self.wait_while_paused(step.request).await;
+            if self.stop.requested() {
+                return Ok(Flow::Stopped);
+            }
+            let batch = if carried.is_empty() {
+                source.next_batch(step.batch_size as usize).await?
+            } else {
+                let n = conflicts.attempt_size(step.batch_size as usize).min(carried.len());
+                carried.drain(..n).collect()
+            };
+            failpoint!("batch-read");
+            if batch.is_empty() {
+                return Ok(Flow::Done);
+            }
+            let last_id = id_of(batch.last().expect("not empty"))
+                .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))?;
+            let phase = match step.window {
+                Some(window) => format!("follow window {window}, "),
+                None => String::new(),
+            };
+            let where_ = || {
+                format!(
+                    "run {run}, pass {index} ({}), {phase}batch {batch_no} (documents up to _id {last_id})",
+                    pass.name
+                )
+            };
+            let plugin = driving.stage.as_mut().expect("the plugin is live while passes remain");
+            let mut record = plugin.process(index, &allowed, batch, where_)?;
+            if step.window.is_some() {
+                // The pass's own checkpoint is where its snapshot ended.
+                record.checkpoint = None;
+            }
+            if let Some(plan) = step.bound.plan.as_mut() {
+                let first = record.inputs.first().map(|d| id_text(d)).unwrap_or_default();
+                let at = format!(
+                    "pass {index} ({}), batch {batch_no} (_id {first} to {last_id})",
+                    pass.name
+                );
+                let checked = plan.check_batch(
+                    self.journal,
+                    index,
+                    &record.inputs_hash,
+                    &record.actions_hash,
+                    &record.encoded,
+                    &at,
+                );
+                log.summary.plan = Some(Box::new(plan.check().clone()));
+                checked.with_context(|| format!("run {run}"))?;
+            }
+            let documents = record.counts.documents;
+            let touched = match sink {
+                Sink::DryRun => Some(self.dry_touched(&record.actions).await.with_context(where_)?),
+                Sink::Execute(_) => None,
+            };
+            let (written, actions) = write_batch(sink, self.journal, run, record)
+                .await
+                .with_context(where_)?;
+            let touched = match written {
+                Written::Planned => touched.expect("counted"),
+                Written::Committed { seq, touched, took } => {
+                    log.applied.insert(seq);
+                    driving
+                        .pacer
+                        .after_commit(self.db, took, &self.stop, self.observer)
+                        .await;
+                    log.summary.pacing = driving.pacer.figures;
+                    touched
+                }
+                Written::Conflict { seq, changed, inputs } => {
+                    log.summary.add_conflicts(index, changed.len() as u64);
+                    conflicts.record(&where_(), seq, &changed, self.db.retry_for)?;
+                    // The plugin saw documents whose actions were not
+                    // written: it restarts from the batches that were.
+                    driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
+                    let fresh = PassReader::reread(self.db, pass, &changed).await.with_context(where_)?;
+                    carried = merge_reread(inputs, &changed, fresh, std::mem::take(&mut carried));
+                    conflicts.pause().await;
+                    continue;
+                }
+            };
+            conflicts = ConflictStreak::default();
+            log.summary.add(Some(index), documents, &actions);
+            if step.window.is_none() {
+                log.checkpoints.insert(index, last_id);
+            }
+            log.summary.add_touched(Some(index), touched);
+            if let Some(throttle) = driving.throttle.as_mut() {
+                throttle.pace(documents, &self.stop).await;
+            }
+            self.observer.batch_done(index, documents);
+            batch_no += 1;
+            tracing::debug!(
+                "run {run}: pass {index} batch {batch_no}: {documents} documents, {} actions",
+                actions.len()
+            );
+        }
+    }
+
     /// Every batch is journaled (and flushed) before it is written, so a
     /// progress marker beyond the journal means the journal lost its tail.
     async fn check_journal_not_behind(&self, run: &str, log: &RunLog) -> anyhow::Result<()> {
@@ -468,6 +520,49 @@ impl Engine<'_> {
             database: Some(&self.db.name),
         }
     }
+}
+
+/// What `drive` carries from batch to batch and pass to pass.
+pub(super) struct Driving {
+    /// The plugin instance; `None` once nothing is left for it to do.
+    pub stage: Option<PluginStage>,
+    pub pacer: Pacer,
+    pub throttle: Option<Throttle>,
+}
+
+/// One pass's documents being processed: what a batch needs to know.
+pub(super) struct Step<'a> {
+    pub request: &'a RunRequest,
+    pub header: &'a RunHeader,
+    pub bound: &'a mut Bound,
+    pub index: u32,
+    pub pass: &'a crate::plugin::contract::ValidPass,
+    pub batch_size: u32,
+    /// The follow window the documents come from; `None`: the snapshot.
+    pub window: Option<u64>,
+}
+
+/// Where a pass's documents come from: its snapshot read in `_id` order,
+/// or documents the follow phase read again.
+pub(super) enum Source<'a> {
+    Snapshot(&'a mut ReadAhead),
+    Given(std::vec::IntoIter<Vec<u8>>),
+}
+
+impl Source<'_> {
+    async fn next_batch(&mut self, size: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+        match self {
+            Source::Snapshot(reader) => reader.next_batch().await,
+            Source::Given(documents) => Ok(documents.by_ref().take(size).collect()),
+        }
+    }
+}
+
+/// Whether processing went to its end or stopped on request (Ctrl-C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    Done,
+    Stopped,
 }
 
 /// Consecutive refusals of the write guard in one pass: how long they have

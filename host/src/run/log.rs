@@ -2,11 +2,11 @@
 //! say about its progress, used to resume a run, bind it to its plan and
 //! restore its plugin's state. Pure: it reads entries, nothing else.
 
-use super::batch::{checkpoint_of, committed_touched, decode_actions};
+use super::batch::{checkpoint_of, committed_touched, decode_actions, id_of};
 use super::plan::Plan;
 use super::report::{Summary, Touched};
 use crate::hash::Sha256Hash;
-use crate::journal::{Entry, LookupRecord, Record};
+use crate::journal::{Entry, FollowWindow, LookupRecord, Record};
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, Document};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +46,41 @@ pub struct RunLog {
     /// Actions of recorded dry-run batches whose documents touched only the
     /// database can count (an unpinned `multi` update or delete).
     pub uncounted: Vec<(Option<u32>, ValidAction)>,
+    /// The follow phase (`--follow`) so far.
+    pub follow: FollowLog,
     begin_seen: bool,
+}
+
+/// What a run's journal says of its follow phase.
+#[derive(Debug, Default)]
+pub struct FollowLog {
+    /// Where the run's change stream starts (`FollowFrom`): a follow run.
+    pub from: Option<Vec<u8>>,
+    /// The last window, unless the phase is done.
+    pub window: Option<OpenWindow>,
+    pub windows: u64,
+    /// Documents the windows named.
+    pub documents: u64,
+    /// `FollowDone`: the proof is journaled.
+    pub done: bool,
+}
+
+/// The last window of a follow phase and, per pass over a collection it
+/// names documents of, those no applied batch has processed yet.
+#[derive(Debug)]
+pub struct OpenWindow {
+    pub window: FollowWindow,
+    pub remaining: BTreeMap<u32, BTreeSet<Vec<u8>>>,
+}
+
+impl FollowLog {
+    /// Where the stream goes on from: after the last window, else its start.
+    pub fn position(&self) -> Option<&[u8]> {
+        self.window
+            .as_ref()
+            .map(|w| w.window.to.as_slice())
+            .or(self.from.as_deref())
+    }
 }
 
 impl RunLog {
@@ -78,7 +112,8 @@ impl RunLog {
         Ok(log)
     }
 
-    fn push(&mut self, entry: Entry) -> anyhow::Result<()> {
+    /// Interprets one more entry (the engine's own, just journaled, too).
+    pub fn push(&mut self, entry: Entry) -> anyhow::Result<()> {
         let seq = entry.seq;
         match entry.record {
             Record::Planned(ref batch) => {
@@ -126,6 +161,44 @@ impl RunLog {
                 self.begun = true;
             }
             Record::Verify { .. } => {}
+            Record::FollowFrom { position } => {
+                self.follow.from = Some(position);
+                self.summary.follow.get_or_insert_default();
+            }
+            Record::FollowWindow(window) => {
+                let remaining = self
+                    .summary
+                    .passes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, pass)| {
+                        let ids: BTreeSet<Vec<u8>> = window
+                            .documents
+                            .iter()
+                            .filter(|(collection, _)| *collection == pass.collection)
+                            .map(|(_, id)| id.clone())
+                            .collect();
+                        (!ids.is_empty()).then_some((index as u32, ids))
+                    })
+                    .collect();
+                self.follow.windows = window.number;
+                self.follow.documents += window.documents.len() as u64;
+                let figures = self.summary.follow.get_or_insert_default();
+                figures.windows = window.number;
+                figures.events += window.events;
+                figures.documents += window.documents.len() as u64;
+                if window.cutover {
+                    figures.cutover_at = window
+                        .last_event_ms
+                        .and_then(|ms| bson::DateTime::from_millis(ms).try_to_rfc3339_string().ok());
+                }
+                self.follow.window = Some(OpenWindow { window, remaining });
+            }
+            Record::FollowDone(_) => {
+                self.follow.done = true;
+                self.follow.window = None;
+                self.summary.follow.get_or_insert_default().done = true;
+            }
             // Refused by the write guard: nothing of it was written, and its
             // documents were (or will be) read again.
             Record::Conflict {
@@ -151,6 +224,16 @@ impl RunLog {
         if let Record::Finish(_) = entry.record {
             self.finished = true;
         } else {
+            // A batch of the follow phase: its documents of the window are done.
+            if let (Some(pass), Some(open)) = (batch.pass, self.follow.window.as_mut())
+                && let Some(remaining) = open.remaining.get_mut(&pass)
+            {
+                for input in &batch.inputs {
+                    if let Some(id) = id_of(input) {
+                        remaining.remove(&crate::db::id_key(&id));
+                    }
+                }
+            }
             self.summary
                 .add(batch.pass, batch.counts.documents, &decode_actions(batch, entry.seq)?);
         }

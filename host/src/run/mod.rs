@@ -32,6 +32,8 @@ mod commit;
 mod engine;
 mod errors;
 mod finish;
+mod follow;
+pub use follow::FollowProgress;
 mod log;
 mod resume;
 mod stage;
@@ -94,6 +96,17 @@ pub struct RunRequest {
     /// Server time (`maxTimeMS`) a pass's query may take without returning a
     /// document: a pass filter is plugin input too.
     pub query_timeout: Duration,
+    /// Execute: after the snapshot passes, process what other writers
+    /// change until the cutover (`--follow`).
+    pub follow: Option<FollowRequest>,
+}
+
+/// `--follow`: how the follow phase ends besides `godwit cutover RUN`.
+#[derive(Debug, Clone, Default)]
+pub struct FollowRequest {
+    /// Cut over once the change stream has named no document for this long
+    /// (`--follow-until-idle SECONDS`).
+    pub until_idle: Option<Duration>,
 }
 
 /// Default of [`RunRequest::query_timeout`]: a healthy server answers a
@@ -166,6 +179,8 @@ pub trait Observer: Sync {
     fn paused(&self, _paused: bool) {}
     /// Pacing on the database's health: why the run waits (empty: it does not).
     fn health(&self, _text: &str) {}
+    /// The follow phase (`--follow`): where it stands.
+    fn follow(&self, _progress: &FollowProgress) {}
 }
 
 /// Observes nothing.

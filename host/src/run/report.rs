@@ -19,6 +19,32 @@ pub struct Summary {
     /// An execute bound to a reviewed dry run (`--plan`): how it compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Box<super::plan::PlanCheck>>,
+    /// The follow phase (`--follow`), when the run has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowSummary>,
+}
+
+/// What the follow phase did: the change stream's windows after the
+/// snapshot passes, the documents they named (each read again and, if it
+/// still matched a pass, processed), and the cutover.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FollowSummary {
+    pub windows: u64,
+    /// Change events read (godwit's own writes are not among them).
+    pub events: u64,
+    /// Documents the events named, once per window.
+    pub documents: u64,
+    /// Documents named but not processed yet.
+    pub pending: u64,
+    /// How far behind the database's latest change the last processed
+    /// window was when it was done, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// When the operator's cutover reached the database (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutover_at: Option<String>,
+    /// The proof is journaled: every change up to the cutover was processed.
+    pub done: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -151,6 +177,7 @@ impl Summary {
             },
             pacing: Default::default(),
             plan: None,
+            follow: None,
         }
     }
 
