@@ -327,3 +327,55 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
     );
     verify_journal(journal.path());
 }
+
+/// The guard in the writes' filters uses MongoDB's equality, under which
+/// `{name: {$eq: "Ann"}}` also matches `name: ["Ann", "Bob"]`: an
+/// application that turns a value the plugin read into an array holding it
+/// must still be seen. The run is killed inside its first batch's
+/// transaction (before any write); the application then makes account 3's
+/// name an array; the resume must refuse the journaled batch (computed
+/// from the plain name) and process account 3 as it is now.
+#[test]
+fn a_value_turned_into_an_array_holding_it_is_a_change() {
+    let db = TestDb::new(server(), "live_array");
+    let accounts: Vec<Document> = (0..30_i64)
+        .map(|id| doc! {"_id": id, "name": format!("Ann{id}"), "schema": 1})
+        .collect();
+    db.insert("accounts", accounts);
+    let journal = tempfile::tempdir().unwrap();
+    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    let file = plugin("follow-shape");
+    let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"];
+    let killed = command(&db, journal.path(), &args)
+        .env("FAILPOINTS", "batch-before-writes=return")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed by the failpoint: {}", stderr(&killed));
+    crate::db::block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        client
+            .database(&db.name)
+            .collection::<Document>("accounts")
+            .update_one(doc! {"_id": 3_i64}, doc! {"$set": {"name": ["Ann3", "Bob"]}})
+            .await
+            .unwrap();
+    });
+    let out = command(&db, journal.path(), &args).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["summary"]["passes"][0]["conflicts"], 1,
+        "the array was not seen as a change: {report}"
+    );
+    let account = db.find_one("accounts", doc! {"_id": 3_i64}).unwrap();
+    assert_eq!(
+        account.get_str("handle").unwrap(),
+        "",
+        "processed as it is now (a name that is no string gives an empty handle), not from the old name: {account}"
+    );
+    assert_eq!(account.get_array("name").unwrap().len(), 2, "the application's write kept");
+    verify_journal(journal.path());
+}

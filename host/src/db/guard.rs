@@ -136,9 +136,11 @@ fn top_level_fields(projection: &Document) -> Option<Vec<String>> {
 }
 
 /// `{_id: id, <field>: <condition>...}` matching the document only while
-/// each of `fields` is as the plugin saw it in `input`: `{$eq: value}` for
-/// a scalar (MongoDB's equality: an int and a double of the same value are
-/// equal), `{$type: "null"}` for null, `{$exists: false}` where it was
+/// each of `fields` is as the plugin saw it in `input`: `{$eq: value, $not:
+/// {$type: "array"}}` for a scalar (MongoDB's equality: an int and a double
+/// of the same value are equal; and `$eq` alone also matches an array that
+/// holds the value, so an application that turned `"a"` into `["a", "b"]`
+/// would go unseen), `{$type: "null"}` for null, `{$exists: false}` where it was
 /// missing. `None` when a value is a document, an array or a regular
 /// expression (query equality on those has other meanings: array elements,
 /// patterns): the batch then takes the read-and-compare guard. Plain
@@ -150,7 +152,7 @@ fn guarded_filter(id: &Bson, input: &Document, fields: &[String]) -> Option<Docu
             None => doc! {"$exists": false},
             Some(Bson::Null) => doc! {"$type": "null"},
             Some(Bson::Document(_) | Bson::Array(_) | Bson::RegularExpression(_)) => return None,
-            Some(value) => doc! {"$eq": value.clone()},
+            Some(value) => doc! {"$eq": value.clone(), "$not": {"$type": "array"}},
         };
         filter.insert(field.clone(), condition);
     }
@@ -256,7 +258,7 @@ mod tests {
         assert_eq!(
             filters,
             [
-                &doc! {"_id": 1, "email": {"$eq": "$a"}},
+                &doc! {"_id": 1, "email": {"$eq": "$a", "$not": {"$type": "array"}}},
                 &doc! {"_id": 2, "email": {"$exists": false}},
                 &doc! {"_id": 3, "email": {"$type": "null"}},
             ]
