@@ -160,6 +160,38 @@ pub struct Outcome {
     pub backfilled: u64,
     /// Executions with a wrong `owner_user_id`, or one where none belongs.
     pub wrong: u64,
+    /// Executions whose `username` names a user that exists (what a
+    /// complete backfill sets; the old application's writes change it).
+    pub resolvable: u64,
+}
+
+/// The old version of the application during a live run (contestant (w)):
+/// it saves executions the way an ODM's `save()` does - the whole document
+/// replaced, here under another existing user - knowing nothing of
+/// `owner_user_id`, so a replaced execution needs the backfill again.
+/// Writes until `stop`; returns the writes the server acknowledged.
+pub async fn old_application(
+    db: Database,
+    docs: u64,
+    writer: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<u64> {
+    let coll = db.collection::<Document>(EXECUTIONS);
+    let mut written = 0u64;
+    let mut i = writer;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let n = mix(i ^ 0x5EED) % docs;
+        let mut replaced = execution(n);
+        replaced.insert("username", username(mix(i) % USER_COUNT));
+        // A write that meets a godwit transaction fails (write conflict) and
+        // is not acknowledged; the application would retry it later.
+        if coll.replace_one(doc! {"_id": execution_id(n)}, replaced).await.is_ok() {
+            written += 1;
+        }
+        i += 4;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    Ok(written)
 }
 
 /// Reads every execution back and compares it with the expected backfill.
@@ -175,9 +207,11 @@ pub async fn check(db: &Database) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome {
         backfilled: 0,
         wrong: 0,
+        resolvable: 0,
     };
     while let Some(d) = cursor.try_next().await? {
         let name = d.get_str("username").unwrap_or_default();
+        outcome.resolvable += u64::from(ids.contains_key(name));
         let found = d.get_str("owner_user_id").ok();
         match (ids.get(name).map(String::as_str), found) {
             (Some(want), Some(got)) if want == got => outcome.backfilled += 1,

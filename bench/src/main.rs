@@ -10,7 +10,9 @@
 //! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
 //! - (e) `godwit run` dry run;
-//! - (u) (b) and (v) (c) with `--no-write-guard`: what the write guard costs.
+//! - (u) (b) and (v) (c) with `--no-write-guard`: what the write guard costs;
+//! - (w) (c) with `--follow --follow-until-idle 1` while four writers of the old application
+//!   replace executions for the first `--writers-for` seconds: a live database.
 //!
 //! Longer than our ~600-line rule on purpose: the contestants' runners and the report
 //! writer share the measuring code (rounds, medians, spreads, peak RSS), and one file lets
@@ -61,6 +63,9 @@ struct Common {
     script: PathBuf,
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Contestant (w): how long the old application's writers write, from the run's start.
+    #[arg(long, default_value_t = 8)]
+    writers_for: u64,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +150,8 @@ enum Contestant {
     GodwitUnguarded,
     /// (c) without the write guard.
     GodwitImagesUnguarded,
+    /// (c) with --follow, on a database the old application keeps writing.
+    GodwitLive,
 }
 
 impl Contestant {
@@ -159,7 +166,8 @@ impl Contestant {
             "e" => Contestant::DryRun,
             "u" => Contestant::GodwitUnguarded,
             "v" => Contestant::GodwitImagesUnguarded,
-            other => bail!("unknown contestant {other:?} (a, b, c, p, d, D, e, u, v)"),
+            "w" => Contestant::GodwitLive,
+            other => bail!("unknown contestant {other:?} (a, b, c, p, d, D, e, u, v, w)"),
         })
     }
 
@@ -174,6 +182,9 @@ impl Contestant {
             Contestant::DryRun => "(e) godwit run (dry run)",
             Contestant::GodwitUnguarded => "(u) = (b) with --no-write-guard",
             Contestant::GodwitImagesUnguarded => "(v) = (c) with --no-write-guard",
+            Contestant::GodwitLive => {
+                "(w) = (c) with --follow --follow-until-idle 1, 4 writers replacing executions meanwhile"
+            }
         }
     }
 
@@ -188,6 +199,7 @@ impl Contestant {
             Contestant::DryRun => "e",
             Contestant::GodwitUnguarded => "u",
             Contestant::GodwitImagesUnguarded => "v",
+            Contestant::GodwitLive => "w",
         }
     }
 
@@ -296,14 +308,38 @@ impl Bench {
         let log = self.work.path().join(format!("{name}.log"));
         let command = self.command(contestant, &name, &journal)?;
         let server_before = self.server.cpu();
-        let measured = tokio::task::spawn_blocking(move || child::measure(command, &log)).await??;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = match contestant {
+            Contestant::GodwitLive => (0..4)
+                .map(|w| tokio::spawn(data::old_application(db.clone(), docs, w, stop.clone())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !writers.is_empty() {
+            let (stop, seconds) = (stop.clone(), self.common.writers_for);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let measured = tokio::task::spawn_blocking(move || child::measure(command, &log)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut app_writes = 0;
+        for writer in writers {
+            app_writes += writer.await??;
+        }
+        let measured = measured??;
         let server_cpu = self
             .server
             .cpu()
             .zip(server_before)
             .map(|(after, before)| after.saturating_sub(before));
         let outcome = data::check(&db).await?;
-        let expected = data::expected_updates(docs);
+        let expected = match contestant {
+            // The old application moved executions between users.
+            Contestant::GodwitLive => outcome.resolvable,
+            _ => data::expected_updates(docs),
+        };
         let result = if contestant.writes() {
             if outcome.backfilled != expected || outcome.wrong != 0 {
                 bail!(
@@ -320,10 +356,31 @@ impl Bench {
                     | Contestant::GodwitPython
                     | Contestant::GodwitUnguarded
                     | Contestant::GodwitImagesUnguarded
+                    | Contestant::GodwitLive
             ) {
                 let report = godwit_report(&measured.stdout)?;
                 if report.status != "finished" || report.stamped.is_none() {
                     bail!("godwit did not finish and stamp: {}", measured.stdout);
+                }
+                if contestant == Contestant::GodwitLive {
+                    return self
+                        .finish_row(
+                            contestant,
+                            docs,
+                            measured,
+                            server_cpu,
+                            format!(
+                                "{} backfilled; {} application writes in {} s, {} refused by the guard, {} followed",
+                                thousands(outcome.backfilled),
+                                thousands(app_writes),
+                                self.common.writers_for,
+                                thousands(report.conflicts),
+                                thousands(report.followed)
+                            ),
+                            &journal,
+                            &db,
+                        )
+                        .await;
                 }
             }
             format!("{} backfilled", thousands(outcome.backfilled))
@@ -338,8 +395,24 @@ impl Bench {
             }
             format!("{} updates planned, none written", thousands(report.updates))
         };
-        let journal_bytes = journal.exists().then(|| dir_size(&journal));
-        let _ = std::fs::remove_dir_all(&journal);
+        self.finish_row(contestant, docs, measured, server_cpu, result, &journal, &db)
+            .await
+    }
+
+    /// The row of a checked run; its journal and database removed.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_row(
+        &self,
+        contestant: Contestant,
+        docs: u64,
+        measured: child::Measured,
+        server_cpu: Option<Duration>,
+        result: String,
+        journal: &Path,
+        db: &mongodb::Database,
+    ) -> anyhow::Result<Row> {
+        let journal_bytes = journal.exists().then(|| dir_size(journal));
+        let _ = std::fs::remove_dir_all(journal);
         db.drop().await?;
         let row = Row {
             contestant,
@@ -376,7 +449,8 @@ impl Bench {
             | Contestant::GodwitPython
             | Contestant::DryRun
             | Contestant::GodwitUnguarded
-            | Contestant::GodwitImagesUnguarded => {
+            | Contestant::GodwitImagesUnguarded
+            | Contestant::GodwitLive => {
                 let mut cmd = Command::new(&c.godwit);
                 cmd.arg("--json")
                     .arg("run")
@@ -410,6 +484,9 @@ impl Bench {
                 ) {
                     cmd.arg("--no-write-guard");
                 }
+                if contestant == Contestant::GodwitLive {
+                    cmd.args(["--follow", "--follow-until-idle", "1"]);
+                }
                 cmd
             }
             Contestant::PymongoPerDocument | Contestant::PymongoBulk => {
@@ -428,6 +505,10 @@ struct GodwitReport {
     status: String,
     stamped: Option<String>,
     updates: u64,
+    /// Documents the write guard refused (processed again).
+    conflicts: u64,
+    /// Documents the follow phase's windows named.
+    followed: u64,
 }
 
 fn godwit_report(stdout: &str) -> anyhow::Result<GodwitReport> {
@@ -437,10 +518,16 @@ fn godwit_report(stdout: &str) -> anyhow::Result<GodwitReport> {
         .as_array()
         .map(|passes| passes.iter().filter_map(|p| p["updates"].as_u64()).sum())
         .unwrap_or(0);
+    let conflicts = json["summary"]["passes"]
+        .as_array()
+        .map(|passes| passes.iter().filter_map(|p| p["conflicts"].as_u64()).sum())
+        .unwrap_or(0);
     Ok(GodwitReport {
         status: json["status"].as_str().unwrap_or("?").to_string(),
         stamped: json["stamped_version"].as_str().map(str::to_string),
         updates,
+        conflicts,
+        followed: json["summary"]["follow"]["documents"].as_u64().unwrap_or(0),
     })
 }
 

@@ -353,7 +353,12 @@ fn a_value_turned_into_an_array_holding_it_is_a_change() {
         .env("FAILPOINTS", "batch-before-writes=return")
         .output()
         .unwrap();
-    assert_eq!(killed.status.code(), None, "killed by the failpoint: {}", stderr(&killed));
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "killed by the failpoint: {}",
+        stderr(&killed)
+    );
     crate::db::block_on(async {
         let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
         client
@@ -376,6 +381,10 @@ fn a_value_turned_into_an_array_holding_it_is_a_change() {
         "",
         "processed as it is now (a name that is no string gives an empty handle), not from the old name: {account}"
     );
-    assert_eq!(account.get_array("name").unwrap().len(), 2, "the application's write kept");
+    assert_eq!(
+        account.get_array("name").unwrap().len(),
+        2,
+        "the application's write kept"
+    );
     verify_journal(journal.path());
 }
