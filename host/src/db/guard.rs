@@ -112,6 +112,97 @@ impl Guard<'_> {
     }
 }
 
+impl Guard<'_> {
+    /// Whether the guard can be checked on the batch's before-images: every
+    /// write is one update or delete of one input document by plain `_id`
+    /// (no upsert, no `multi`, on the pass's collection) and the pass reads
+    /// whole documents or top-level fields. Such a batch's before-images -
+    /// read inside its transaction, before its writes, anyway - hold every
+    /// document it writes as it is now.
+    pub(super) fn fits_images(&self, actions: &[ValidAction]) -> bool {
+        if self.projection.is_some_and(|p| top_level_fields(p).is_none()) {
+            return false;
+        }
+        let inputs: std::collections::HashSet<Vec<u8>> =
+            self.inputs.iter().filter_map(|i| Some(id_key(&input_id(i)?))).collect();
+        actions.iter().all(|action| match action {
+            ValidAction::Update {
+                collection,
+                filter,
+                upsert: false,
+                multi: false,
+                ..
+            }
+            | ValidAction::Delete {
+                collection,
+                filter,
+                multi: false,
+            } => collection == self.collection && plain_input(filter).is_some_and(|key| inputs.contains(&key)),
+            ValidAction::Report { .. } => true,
+            _ => false,
+        })
+    }
+
+    /// The guard checked on before-images (see [`Guard::fits_images`]): each
+    /// written input document, cut to the pass's fields, must be byte for
+    /// byte what the plugin was given. A difference is `GuardMissed`: the
+    /// batch is tried again with the read-and-compare guard, which has the
+    /// server project the documents and names the ones that changed.
+    pub(super) fn check_images(&self, actions: &[ValidAction], before: &super::images::Before) -> Result<()> {
+        let fields = self.projection.and_then(top_level_fields);
+        let inputs: HashMap<Vec<u8>, &Vec<u8>> = self
+            .inputs
+            .iter()
+            .filter_map(|input| Some((id_key(&input_id(input)?), input)))
+            .collect();
+        for action in actions {
+            let (ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. }) = action else {
+                continue;
+            };
+            let Some(key) = plain_input(filter) else {
+                return Err(DbError::GuardMissed);
+            };
+            let (Some(input), Some(Some(now))) = (inputs.get(&key), before.image(self.collection, &key)) else {
+                return Err(DbError::GuardMissed);
+            };
+            let same = match &fields {
+                None => now == input.as_slice(),
+                Some(fields) => cut(now, fields).is_some_and(|cut| cut.as_bytes() == input.as_slice()),
+            };
+            if !same {
+                return Err(DbError::GuardMissed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `{_id}` key of a filter that is exactly `{_id: <plain value>}`.
+fn plain_input(filter: &Document) -> Option<Vec<u8>> {
+    if filter.len() != 1 {
+        return None;
+    }
+    match filter.get("_id")? {
+        Bson::Document(d) if d.keys().any(|k| k.starts_with('$')) => None,
+        Bson::RegularExpression(_) => None,
+        id => Some(id_key(id)),
+    }
+}
+
+/// A document cut to `_id` and `fields`, in the document's own order - what
+/// the server returns for an inclusion projection of top-level fields.
+fn cut(document: &[u8], fields: &[String]) -> Option<bson::RawDocumentBuf> {
+    let raw = RawDocument::from_bytes(document).ok()?;
+    let mut out = bson::RawDocumentBuf::new();
+    for element in raw {
+        let (key, value) = element.ok()?;
+        if key.as_str() == "_id" || fields.iter().any(|f| f == key.as_str()) {
+            out.append(key, value);
+        }
+    }
+    Some(out)
+}
+
 /// The fields an inclusion projection of top-level fields keeps (`_id`
 /// aside); `None` for any other projection.
 fn top_level_fields(projection: &Document) -> Option<Vec<String>> {
@@ -307,5 +398,54 @@ mod tests {
             ..guard
         };
         assert!(whole.pin(&[set(1)]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    #[test]
+    fn a_document_cut_to_the_pass_fields_is_what_the_server_projects() {
+        let full = doc! {"_id": 7, "b": 2, "email": "x@y", "a": {"n": 1}, "z": [1, 2]}
+            .to_vec()
+            .unwrap();
+        let fields = vec!["email".to_string(), "z".to_string()];
+        let projected = doc! {"_id": 7, "email": "x@y", "z": [1, 2]}.to_vec().unwrap();
+        assert_eq!(cut(&full, &fields).unwrap().as_bytes(), projected.as_slice());
+        let missing = vec!["nope".to_string()];
+        assert_eq!(
+            cut(&full, &missing).unwrap().as_bytes(),
+            doc! {"_id": 7}.to_vec().unwrap().as_slice()
+        );
+    }
+
+    #[test]
+    fn only_writes_of_input_documents_by_id_fit_the_images() {
+        let inputs = vec![doc! {"_id": 1, "s": "a"}.to_vec().unwrap()];
+        let projection = doc! {"s": 1};
+        let guard = Guard {
+            collection: "c",
+            projection: Some(&projection),
+            inputs: &inputs,
+        };
+        let update = |id: i32, multi: bool| ValidAction::Update {
+            collection: "c".into(),
+            filter: doc! {"_id": id},
+            update: doc! {"$set": {"t": 1}},
+            upsert: false,
+            multi,
+        };
+        assert!(guard.fits_images(&[update(1, false)]));
+        assert!(!guard.fits_images(&[update(2, false)]), "not an input");
+        assert!(!guard.fits_images(&[update(1, true)]), "multi");
+        let dotted = doc! {"s.t": 1};
+        assert!(
+            !Guard {
+                projection: Some(&dotted),
+                ..guard
+            }
+            .fits_images(&[update(1, false)])
+        );
     }
 }

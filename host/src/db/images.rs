@@ -47,6 +47,14 @@ impl Before {
         Ok(())
     }
 
+    /// The document `key` of `collection` as read: `None` if the batch's
+    /// writes did not name it, `Some(None)` if it did not exist.
+    pub(super) fn image(&self, collection: &str, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.before
+            .get(&(collection.to_string(), key.to_vec()))
+            .map(|b| b.as_deref())
+    }
+
     fn touch(&mut self, key: Key, before: Option<Vec<u8>>) {
         if !self.before.contains_key(&key) {
             self.order.push(key.clone());

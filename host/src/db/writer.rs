@@ -209,11 +209,17 @@ impl Db {
         // else a read of the batch's documents compared with the inputs
         // (without a transaction the check and the writes are then two
         // steps: an application write between them is still possible).
+        // With before-images, a batch whose writes are all of its own
+        // documents by `_id` checks the guard on the images it reads anyway.
+        let on_images = match &batch.guard {
+            Some(guard) => !full_guard && batch.capture_images && session.is_some() && guard.fits_images(batch.actions),
+            None => false,
+        };
         let pinned = match &batch.guard {
-            Some(guard) if !full_guard => guard.pin(batch.actions),
+            Some(guard) if !full_guard && !on_images => guard.pin(batch.actions),
             _ => None,
         };
-        if let (Some(guard), None) = (&batch.guard, &pinned) {
+        if let (Some(guard), None, false) = (&batch.guard, &pinned, on_images) {
             self.check_guard(guard, session.as_deref_mut()).await?;
         }
         let before = if batch.capture_images {
@@ -221,6 +227,9 @@ impl Db {
         } else {
             None
         };
+        if let (Some(guard), Some(before), true) = (&batch.guard, &before, on_images) {
+            guard.check_images(batch.actions, before)?;
+        }
         if let (Some(before), Some(expect)) = (&before, batch.expect) {
             before.check(expect)?;
         }
