@@ -267,7 +267,16 @@ impl Bench {
         if !ok {
             bail!("{} cannot import pymongo (scripts/setup.sh installs it)", common.python);
         }
-        let work = tempfile::Builder::new().prefix("godwit-bench-").tempdir()?;
+        // GODWIT_BENCH_KEEP=1 keeps the scratch directory: every contestant's
+        // log (godwit's at info level), for looking into a figure afterwards.
+        let keep = std::env::var_os("GODWIT_BENCH_KEEP").is_some();
+        let work = tempfile::Builder::new()
+            .prefix("godwit-bench-")
+            .disable_cleanup(keep)
+            .tempdir()?;
+        if keep {
+            eprintln!("keeping {}", work.path().display());
+        }
         let server = match &common.uri {
             Some(uri) => server::existing(uri).await?,
             None => server::start(work.path()).await?,

@@ -48,6 +48,12 @@ pub async fn start(dir: &Path) -> anyhow::Result<Server> {
             &port.to_string(),
             "--log-level",
             "WARNING",
+            // Contestant (w) follows a change stream from its start: the
+            // oplog must hold the whole run (its default cap is 100,000
+            // entries; a 200k backfill writes more), as an operator sizes a
+            // production oplog for the longest run.
+            "--oplog-max-entries",
+            "10000000",
             "--storage-path",
         ])
         .arg(&storage)

@@ -74,15 +74,8 @@ fn jsonl(docs: &[Document]) -> String {
 
 /// The actions a run journaled, batch by batch (`journal export`).
 fn journaled_actions(journal: &Path, run: &str) -> Vec<serde_json::Value> {
-    let out = godwit()
-        .args(["journal", "export", run, "--journal"])
-        .arg(journal)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    crate::support::journal_export(journal, run)
+        .into_iter()
         .filter(|e| e["kind"] == "Planned")
         .flat_map(|e| e["actions"].as_array().unwrap().clone())
         .collect()

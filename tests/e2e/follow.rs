@@ -7,7 +7,7 @@
 //! journaled, processing no change twice.
 
 use crate::db::{TestDb, server, standalone};
-use crate::support::{command, plugin, stderr, stdout, verify_journal};
+use crate::support::{command, journal_export, plugin, stderr, stdout, verify_journal};
 use bson::{Document, doc};
 use rand::RngExt;
 use std::collections::{HashMap, HashSet};
@@ -163,20 +163,6 @@ fn wait(child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The run's journal as exported (JSON lines).
-fn export(journal: &std::path::Path, run: &str) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args(["journal", "export", run, "--journal"])
-        .arg(journal)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// What the journal proves of the follow phase: it starts at `FollowFrom`,
 /// each window begins where the one before ended (no stretch of the stream
 /// skipped or read twice, across every resume), the last window is the
@@ -303,7 +289,7 @@ fn follow_migrates_what_the_application_writes_until_the_cutover() {
         "an account was processed twice in one state: {report}"
     );
     assert_all_migrated(&db, &names, EXISTING);
-    let (windows, named) = check_follow_proof(&export(journal.path(), &run));
+    let (windows, named) = check_follow_proof(&journal_export(journal.path(), &run));
     assert_eq!(follow["windows"].as_u64(), Some(windows));
     assert_eq!(follow["documents"].as_u64(), Some(named));
     assert!(
@@ -355,7 +341,7 @@ fn own_writes_are_not_followed_and_an_idle_run_cuts_over_by_itself() {
     assert_eq!(follow["done"], true);
     assert_eq!(report["stamped_version"], "2.0.0");
     let run = report["run_id"].as_str().unwrap();
-    check_follow_proof(&export(journal.path(), run));
+    check_follow_proof(&journal_export(journal.path(), run));
 
     let dry = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--follow"])
         .output()
@@ -463,7 +449,7 @@ fn a_follow_run_killed_again_and_again_resumes_from_its_stream_position() {
     );
     assert_all_migrated(&db, &names, EXISTING);
     assert_eq!(report["run_id"].as_str(), Some(run.as_str()));
-    let entries = export(journal.path(), &run);
+    let entries = journal_export(journal.path(), &run);
     let (windows, named) = check_follow_proof(&entries);
     let first_window = entries.iter().position(|e| e["kind"] == "FollowWindow").unwrap();
     let resumed_in_follow = entries[first_window..]

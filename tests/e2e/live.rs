@@ -7,7 +7,7 @@
 //! and processed again, never overwritten.
 
 use crate::db::{TestDb, server};
-use crate::support::{command, plugin, stderr, verify_journal};
+use crate::support::{command, journal_export, plugin, stderr, verify_journal};
 use bson::{Document, doc};
 use rand::RngExt;
 use std::collections::HashMap;
@@ -299,13 +299,9 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
         "the application's address, normalized - not the one computed before it"
     );
     let run = report["run_id"].as_str().unwrap();
-    let export = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args(["journal", "export", run, "--journal"])
-        .arg(journal.path())
-        .output()
-        .unwrap();
-    let conflicts = String::from_utf8_lossy(&export.stdout).matches("\"Conflict\"").count();
-    assert_eq!(conflicts, 1, "{}", String::from_utf8_lossy(&export.stdout));
+    let entries = journal_export(journal.path(), run);
+    let conflicts = entries.iter().filter(|e| e["kind"] == "Conflict").count();
+    assert_eq!(conflicts, 1, "{entries:?}");
     let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
         .args([
             "journal",

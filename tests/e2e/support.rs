@@ -71,6 +71,20 @@ pub fn verify_journal(journal: &std::path::Path) -> String {
     stdout(&out)
 }
 
+/// A run's journal entries as `journal export` gives them (JSON lines).
+pub fn journal_export(journal: &std::path::Path, run: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["journal", "export", run, "--journal"])
+        .arg(journal)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "journal export failed: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
 /// A recursive copy of a directory (a journal, before it is tampered with).
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -256,7 +256,18 @@ impl Engine<'_> {
                 remaining,
                 log.summary.passes[index as usize].documents,
             );
-            let mut source = Source::Snapshot(&mut reader);
+            let mut source = Source::Snapshot {
+                reader: &mut reader,
+                last: checkpoint.cloned(),
+                reopen: Reopen {
+                    db: self.db,
+                    pass,
+                    batch_size,
+                    label: label.clone(),
+                    query_timeout: request.query_timeout,
+                    read_ahead: request.read_ahead,
+                },
+            };
             let mut step = Step {
                 request,
                 header,
@@ -467,6 +478,7 @@ impl Engine<'_> {
                     driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
                     let fresh = PassReader::reread(self.db, pass, &changed).await.with_context(where_)?;
                     carried = merge_reread(inputs, &changed, fresh, std::mem::take(&mut carried));
+                    source.refresh().await.with_context(where_)?;
                     conflicts.pause().await;
                     continue;
                 }
@@ -545,16 +557,58 @@ pub(super) struct Step<'a> {
 /// Where a pass's documents come from: its snapshot read in `_id` order,
 /// or documents the follow phase read again.
 pub(super) enum Source<'a> {
-    Snapshot(&'a mut ReadAhead),
+    Snapshot {
+        reader: &'a mut ReadAhead,
+        /// The `_id` of the last document handed out (else the checkpoint).
+        last: Option<bson::Bson>,
+        reopen: Reopen<'a>,
+    },
     Given(std::vec::IntoIter<Vec<u8>>),
+}
+
+/// What reopening a pass's reader takes.
+pub(super) struct Reopen<'a> {
+    pub db: &'a crate::db::Db,
+    pub pass: &'a crate::plugin::contract::ValidPass,
+    pub batch_size: u32,
+    pub label: String,
+    pub query_timeout: std::time::Duration,
+    pub read_ahead: usize,
 }
 
 impl Source<'_> {
     async fn next_batch(&mut self, size: usize) -> anyhow::Result<Vec<Vec<u8>>> {
         match self {
-            Source::Snapshot(reader) => reader.next_batch().await,
+            Source::Snapshot { reader, last, .. } => {
+                let batch = reader.next_batch().await?;
+                if let Some(id) = batch.last().and_then(|d| id_of(d)) {
+                    *last = Some(id);
+                }
+                Ok(batch)
+            }
             Source::Given(documents) => Ok(documents.by_ref().take(size).collect()),
         }
+    }
+
+    /// After the write guard refused a batch, the batches read ahead are
+    /// as old as it was, and a server may hold a cursor to the point in
+    /// time it was opened (SecantusDB does; under a steady write rate every
+    /// later batch would then be refused once): the reader is opened again
+    /// after the last document handed out, its read-ahead dropped.
+    async fn refresh(&mut self) -> anyhow::Result<()> {
+        if let Source::Snapshot { reader, last, reopen } = self {
+            let fresh = PassReader::open(
+                reopen.db,
+                reopen.pass,
+                last.as_ref(),
+                reopen.batch_size,
+                reopen.label.clone(),
+                reopen.query_timeout,
+            )
+            .await?;
+            **reader = ReadAhead::new(fresh, reopen.read_ahead);
+        }
+        Ok(())
     }
 }
 
