@@ -124,7 +124,7 @@ fn a_plugin_for_another_contract_version_is_refused_naming_both_versions() {
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
     assert!(
-        err.contains("future-contract.wasm was built for contract godwit:migration@0.2.0"),
+        err.contains("future-contract.wasm was built for contract godwit:migration@0.3.0"),
         "{err}"
     );
     assert!(err.contains("this godwit runs godwit:migration@0.1.0"), "{err}");
