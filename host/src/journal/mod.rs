@@ -18,10 +18,12 @@ use std::path::{Path, PathBuf};
 mod bodies;
 mod entry;
 
-pub use entry::{Batch, Call, Commit, Counts, Entry, EntryKind, Image, LookupRecord, Record};
+pub use entry::{
+    Batch, Call, Commit, Counts, Entry, EntryKind, Image, LookupRecord, Record, SchemaIntent, SchemaPhase, SchemaPlan, Undo,
+};
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Encoded entries up to this size stay in sled; larger ones go to the run's
 /// body file. A run's small entries (commits, pass ends, stamps) are a few
