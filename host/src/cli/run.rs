@@ -309,6 +309,7 @@ pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
             pacing.slowest_commit_ms
         );
     }
+    print_schema(summary, "begin");
     for (i, pass) in summary
         .passes
         .iter()
@@ -371,6 +372,19 @@ pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
                     shell_word(kind)
                 );
             }
+        }
+    }
+    print_schema(summary, "finish");
+}
+
+/// The schema operations of one phase: each, what it affects, and in an
+/// execute what was done. Operation lines hold plugin-chosen names, escaped
+/// by `outln!`.
+fn print_schema(summary: &Summary, phase: &str) {
+    for line in summary.schema.iter().filter(|l| l.phase == phase) {
+        match &line.outcome {
+            Some(outcome) => outln!("  schema ({phase}): {}: {outcome}; {}", line.op, line.effect),
+            None => outln!("  schema ({phase}): would {}: {}", line.op, line.effect),
         }
     }
 }

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What a run's journal says, entry by entry.
 #[derive(Debug, Default)]
 pub struct RunLog {
+    /// Schema operations the latest `begin` call returned (not read from
+    /// the journal: `run::schema` compares them with the journaled ones).
+    pub begin_schema: Option<Vec<godwit_policy::SchemaOp>>,
     /// Passes that read their last batch.
     pub done_passes: BTreeSet<u32>,
     /// Per pass, the `_id` of the last applied document.

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod report;
 pub mod reports;
 pub mod revert;
+pub mod schema;
 pub mod trial;
 
 mod batch;
@@ -37,6 +38,7 @@ mod resume;
 mod stage;
 
 pub use errors::{NothingToMigrate, ResumeError, VersionError};
+pub use schema::SchemaError;
 
 use crate::db::Db;
 use crate::hash::sha256;
