@@ -22,7 +22,7 @@ use super::commit::{ActiveRun, PreparedBatch};
 use super::now_ms;
 use crate::db::{Db, Expectations, HistoryEntry, LockHolder, RevertCounts, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
-use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus};
+use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus, SchemaPhase};
 use crate::plugin::actions::ValidAction;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
@@ -107,11 +107,19 @@ pub struct RevertReport {
     pub version_after: Option<Option<String>>,
     /// Why the version was not set back, if it was not.
     pub version_note: Option<String>,
+    /// The run's schema operations, last first: undone, or why not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<super::schema::SchemaUndo>,
 }
 
 impl RevertReport {
     pub fn complete(&self) -> bool {
-        self.forced || self.conflicts == 0
+        self.forced || (self.conflicts == 0 && self.schema_left() == 0)
+    }
+
+    /// Schema operations the revert cannot undo.
+    pub fn schema_left(&self) -> usize {
+        self.schema.iter().filter(|s| !s.possible).count()
     }
 }
 
@@ -189,6 +197,10 @@ impl Revert<'_> {
         }
 
         let result = async {
+            // What `finish` changed in the schema is undone first, what
+            // `begin` changed last: the documents are restored in between,
+            // into the collections and under the indexes they were written with.
+            self.undo_schema(run, SchemaPhase::Finish, &mut report).await?;
             let mut pending = Vec::new();
             for item in self.journal.iter_entries(run)? {
                 let (entry, _) = item?;
@@ -217,11 +229,18 @@ impl Revert<'_> {
                 }
             }
             self.batch(pending, request, active.as_mut(), &mut report).await?;
+            self.undo_schema(run, SchemaPhase::Begin, &mut report).await?;
             if let Some(h) = header.as_mut() {
                 if report.complete() && stamp_note.is_none() {
                     self.stamp(h, &target, version_after.clone(), history_note.as_deref(), &report)
                         .await?;
                     report.version_after = Some(version_after.clone());
+                } else if !report.complete() && report.schema_left() > 0 {
+                    report.version_note = Some(format!(
+                        "{} schema operations of the run cannot be undone (see above); the version stays (--force \
+                         sets it back anyway)",
+                        report.schema_left()
+                    ));
                 } else if !report.complete() {
                     report.version_note = Some(format!(
                         "{} documents changed since the run were left as they are; the version stays until the revert \
@@ -243,6 +262,17 @@ impl Revert<'_> {
         }
         result?;
         Ok(report)
+    }
+
+    /// Undoes the schema operations `phase` of the run applied, last first.
+    async fn undo_schema(&self, run: &str, phase: SchemaPhase, report: &mut RevertReport) -> anyhow::Result<()> {
+        for intent in super::schema::undo_list(self.journal, run, phase)? {
+            let undone = super::schema::undo(self.db, &intent, report.execute)
+                .await
+                .with_context(|| format!("revert of run {run}: undoing a schema operation"))?;
+            report.schema.push(undone);
+        }
+        Ok(())
     }
 
     /// The run to revert, if it can be.

@@ -269,10 +269,10 @@ impl Engine<'_> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SchemaUndo {
     pub op: String,
-    /// "undone", "nothing to undo: ...", "cannot undo: ...".
+    /// "undone: ...", "would undo: ...", "nothing to undo: ...", "cannot undo: ...".
     pub outcome: String,
-    /// Whether the database is as before the operation.
-    pub undone: bool,
+    /// Whether it can be (or was) undone; false: the revert says why not.
+    pub possible: bool,
 }
 
 /// The schema operations of a run that a revert has to undo, in the order
@@ -291,10 +291,10 @@ pub fn undo_list(journal: &Journal, run: &str, phase: SchemaPhase) -> anyhow::Re
 pub async fn undo(db: &Db, intent: &SchemaIntent, execute: bool) -> anyhow::Result<SchemaUndo> {
     let op = decode_op(&intent.op)?;
     let described = op.describe();
-    let done = |outcome: String, undone: bool| SchemaUndo {
+    let done = |outcome: String, possible: bool| SchemaUndo {
         op: described.clone(),
         outcome,
-        undone,
+        possible,
     };
     let ops = match &intent.undo {
         Undo::Nothing { why } => return Ok(done(format!("nothing to undo: {why}"), true)),
@@ -306,7 +306,10 @@ pub async fn undo(db: &Db, intent: &SchemaIntent, execute: bool) -> anyhow::Resu
     // A collection the run created is dropped only if empty: documents in
     // it now are not the run's (the run's own were removed by the
     // document restores before this step).
-    if let (SchemaOp::CreateCollection { collection, .. }, [SchemaOp::DropCollection { .. }]) = (&op, ops.as_slice()) {
+    // (A dry revert restores nothing, so it cannot tell yet.)
+    if let (SchemaOp::CreateCollection { collection, .. }, [SchemaOp::DropCollection { .. }]) = (&op, ops.as_slice())
+        && execute
+    {
         let n = db.count_documents(collection).await?;
         if n > 0 {
             return Ok(done(
@@ -333,7 +336,7 @@ pub async fn undo(db: &Db, intent: &SchemaIntent, execute: bool) -> anyhow::Resu
                 if execute { "re-created" } else { "would re-create" },
                 documents.len()
             ),
-            execute,
+            true,
         ));
     }
     let mut lines = Vec::new();
@@ -353,6 +356,6 @@ pub async fn undo(db: &Db, intent: &SchemaIntent, execute: bool) -> anyhow::Resu
     }
     Ok(done(
         format!("{}: {}", if execute { "undone" } else { "would undo" }, lines.join("; ")),
-        execute,
+        true,
     ))
 }

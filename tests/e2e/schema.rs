@@ -1,0 +1,360 @@
+//! Schema operations (contract 0.2) on the real server, through the real
+//! binary and real components (`schema-ops`, `schema-undeclared`,
+//! `contract-0-1`): each kind through dry run, execute SIGKILLed at a
+//! failpoint of the schema step (`schema-prepared`: journaled, not sent;
+//! `schema-sent`: sent, its `SchemaApplied` not journaled), resume, and
+//! revert; a unique index over duplicates refused in the dry run with
+//! samples; undeclared operations refused before anything is sent; a 0.1
+//! plugin still running.
+
+#![cfg_attr(not(feature = "failpoints"), allow(dead_code, unused_imports))]
+
+use crate::db::{TestDb, server};
+use crate::support::{command, godwit, plugin, stderr, stdout, verify_journal};
+use bson::{Document, doc};
+use std::os::unix::process::ExitStatusExt;
+
+const USERS: i64 = 40;
+
+/// `users` (with an index `old_idx`), `legacy` and `scratch` (with an
+/// index and a validator): what every operation of `schema-ops` works on.
+fn fixture() -> TestDb {
+    let db = TestDb::new(server(), "schema");
+    db.insert(
+        "users",
+        (0..USERS)
+            .map(|i| match i % 10 {
+                // Some users without an email: the validator change fails them.
+                9 => doc! {"_id": i, "name": format!("u{i}")},
+                _ => doc! {"_id": i, "name": format!("u{i}"), "email": format!("U{i}@example.com")},
+            })
+            .collect(),
+    );
+    db.command(doc! {"createIndexes": "users", "indexes": [{"key": {"name": 1}, "name": "old_idx"}]});
+    db.insert("legacy", (0..5).map(|i| doc! {"_id": i, "v": i}).collect());
+    db.command(doc! {"createIndexes": "legacy", "indexes": [{"key": {"v": -1}, "name": "v_desc"}]});
+    db.command(doc! {"create": "scratch", "validator": {"n": {"$type": "int"}}});
+    db.insert("scratch", (0..7).map(|i| doc! {"_id": format!("s{i}"), "n": i as i32}).collect());
+    db.command(doc! {"createIndexes": "scratch", "indexes": [{"key": {"n": 1}, "name": "n_1", "unique": true}]});
+    db
+}
+
+/// Everything a schema operation or its revert can change: collections,
+/// their documents, indexes and validators (godwit's metadata aside).
+fn state(db: &TestDb) -> Vec<(String, Vec<Vec<u8>>, Vec<(String, Document, bool)>, Option<Document>)> {
+    db.dump()
+        .into_iter()
+        .filter(|(name, _)| name != "godwit_metadata")
+        .map(|(name, docs)| {
+            let indexes = db.indexes(&name);
+            let validator = db.validator(&name);
+            (name, docs, indexes, validator)
+        })
+        .collect()
+}
+
+fn args<'a>(op: &'a str, phase: &'a str) -> Vec<String> {
+    ["run", plugin("schema-ops").to_str().unwrap(), "--param"]
+        .into_iter()
+        .map(String::from)
+        .chain([format!("op={op}"), "--param".into(), format!("phase={phase}")])
+        .collect()
+}
+
+fn run_json(db: &TestDb, journal: &std::path::Path, args: &[String], extra: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(extra.iter().copied()).collect();
+    let out = command(db, journal, &args).arg("--json").output().unwrap();
+    assert!(out.status.success(), "godwit {args:?}: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+}
+
+fn run_id(journal: &std::path::Path) -> String {
+    let list = godwit(&["journal", "list", "--json", "--journal", journal.to_str().unwrap()]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["mode"] == "Execute")
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// One operation through the whole life: dry run (writes nothing, says
+/// what it affects), execute killed at `point`'s `hit`-th hit, resume,
+/// `check` on the result, a second execute refused as already stamped,
+/// then revert back to the fixture's state.
+#[cfg(feature = "failpoints")]
+fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: impl Fn(&TestDb)) {
+    let db = fixture();
+    let before = state(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let args = args(op, phase);
+
+    let dry = run_json(&db, journal.path(), &args, &[]);
+    let lines = dry["summary"]["schema"].as_array().unwrap_or_else(|| panic!("{dry:#}"));
+    assert!(!lines.is_empty(), "{dry:#}");
+    let effects: Vec<&str> = lines.iter().map(|l| l["effect"].as_str().unwrap()).collect();
+    assert!(
+        effects.iter().any(|e| e.contains(effect)),
+        "{op}: dry-run effects {effects:?} do not say {effect:?}"
+    );
+    assert!(lines.iter().all(|l| l["phase"] == phase), "{lines:?}");
+    assert_eq!(state(&db), before, "{op}: a dry run changes nothing");
+
+    // Killed inside the schema step.
+    let armed = match hit {
+        1 => format!("{point}=return"),
+        n => format!("{point}={}*off->return", n - 1),
+    };
+    let exec: Vec<&str> = args.iter().map(String::as_str).chain(["--execute"]).collect();
+    let out = command(&db, journal.path(), &exec).env("FAILPOINTS", &armed).output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{op} {armed}: expected a kill, got {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    // Resumed: the same command.
+    let done = run_json(&db, journal.path(), &exec.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &[]);
+    assert_eq!(done["resumed"], true, "{done:#}");
+    let outcomes: Vec<&str> = done["summary"]["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap_or("none"))
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o.starts_with("settled on resume")),
+        "{op} {armed}: the interrupted operation is settled on resume: {outcomes:?}"
+    );
+    check(&db);
+    verify_journal(journal.path());
+
+    // Revert: the database as before the run.
+    let run = run_id(journal.path());
+    let out = command(&db, journal.path(), &["revert", &run, "--execute", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{op}: revert: {}{}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        report["schema"].as_array().unwrap().iter().all(|s| s["possible"] == true),
+        "{report:#}"
+    );
+    assert_eq!(state(&db), before, "{op}: the revert puts the schema back");
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn create_index_with_partial_filter_and_collation_killed_before_sending_is_sent_on_resume_and_reverted() {
+    lifecycle("create-index", "begin", "schema-prepared", 1, "on 36 documents", |db| {
+        let idx = db.indexes("users");
+        assert!(idx.iter().any(|i| i.0 == "email_ci" && i.1 == doc! {"email": 1}), "{idx:?}");
+    });
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn unique_index_killed_after_the_build_is_not_built_again_and_reverted() {
+    lifecycle(
+        "unique-index",
+        "begin",
+        "schema-sent",
+        1,
+        "on 36 documents (unique: no duplicates)",
+        |db| {
+            let idx = db.indexes("users");
+            assert!(idx.iter().any(|i| i.0 == "email_unique" && i.2), "{idx:?}");
+        },
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn ttl_index_from_finish_killed_and_resumed() {
+    lifecycle("ttl-index", "finish", "schema-prepared", 1, "builds index `seen_ttl`", |db| {
+        assert!(db.indexes("users").iter().any(|i| i.0 == "seen_ttl"));
+        let reply = db.command(doc! {"listIndexes": "users"});
+        let ttl = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap().iter().any(|i| {
+            let i = i.as_document().unwrap();
+            i.get_str("name") == Ok("seen_ttl") && i.get("expireAfterSeconds").is_some()
+        });
+        assert!(ttl, "expireAfterSeconds set: {reply}");
+    });
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn drop_index_is_re_created_from_its_journaled_spec_on_revert() {
+    lifecycle("drop-index", "finish", "schema-sent", 1, "drops index `old_idx`", |db| {
+        assert!(!db.indexes("users").iter().any(|i| i.0 == "old_idx"));
+    });
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn create_collection_with_validator_killed_and_resumed_then_dropped_on_revert() {
+    lifecycle("create-collection", "begin", "schema-sent", 1, "creates collection `audit`", |db| {
+        assert!(db.collections().contains(&"audit".to_string()));
+        assert!(db.validator("audit").unwrap().contains_key("$jsonSchema"));
+    });
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn modify_validator_counts_failing_documents_and_revert_restores_none() {
+    lifecycle(
+        "modify-validator",
+        "finish",
+        "schema-prepared",
+        1,
+        "4 of 40 documents fail it",
+        |db| {
+            assert_eq!(
+                db.validator("users").unwrap(),
+                doc! {"$jsonSchema": {"required": ["email"]}}
+            );
+        },
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn rename_collection_killed_after_the_rename_is_settled_and_renamed_back() {
+    lifecycle(
+        "rename-collection",
+        "begin",
+        "schema-sent",
+        1,
+        "renames `legacy` (5 documents, 2 indexes) to `legacy_renamed`",
+        |db| {
+            let names = db.collections();
+            assert!(names.contains(&"legacy_renamed".to_string()) && !names.contains(&"legacy".to_string()));
+            assert_eq!(db.find_all("legacy_renamed").len(), 5);
+        },
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn drop_collection_comes_back_with_documents_indexes_and_validator_from_before_images() {
+    lifecycle(
+        "drop-collection",
+        "finish",
+        "schema-sent",
+        1,
+        "drops `scratch`: 7 documents, 2 indexes",
+        |db| assert!(!db.collections().contains(&"scratch".to_string())),
+    );
+}
+
+/// Every kind in one phase, killed at a random operation (of six) at a
+/// random one of the two failpoints; `GODWIT_SCHEMA_SEED` repeats a run.
+#[cfg(feature = "failpoints")]
+#[test]
+fn all_six_kinds_killed_at_a_random_point_resume_and_revert() {
+    let seed: u64 = std::env::var("GODWIT_SCHEMA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        });
+    let point = ["schema-prepared", "schema-sent"][(seed % 2) as usize];
+    let hit = (seed / 2 % 6) as u32 + 1;
+    let phase = ["begin", "finish"][(seed / 12 % 2) as usize];
+    eprintln!("schema kill: GODWIT_SCHEMA_SEED={seed} ({phase}, {point} hit {hit})");
+    lifecycle("all", phase, point, hit, "creates collection `audit`", |db| {
+        let names = db.collections();
+        assert!(names.contains(&"audit".to_string()), "{names:?}");
+        assert!(names.contains(&"legacy_renamed".to_string()), "{names:?}");
+        assert!(!names.contains(&"scratch".to_string()), "{names:?}");
+        let idx: Vec<String> = db.indexes("users").into_iter().map(|i| i.0).collect();
+        assert_eq!(idx, ["_id_", "email_ci"], "{idx:?}");
+    });
+}
+
+#[test]
+fn a_unique_index_over_duplicates_is_refused_in_the_dry_run_with_samples() {
+    let db = TestDb::new(server(), "schema_dup");
+    db.insert(
+        "users",
+        (0..30)
+            .map(|i| doc! {"_id": i, "email": format!("user{}@example.com", if i % 10 == 3 { 3 } else { i })})
+            .collect(),
+    );
+    let before = state(&db);
+    let journal = tempfile::tempdir().unwrap();
+    for mode in [&[][..], &["--execute"][..]] {
+        let args: Vec<String> = args("unique-index", "begin");
+        let args: Vec<&str> = args.iter().map(String::as_str).chain(mode.iter().copied()).collect();
+        let out = command(&db, journal.path(), &args).output().unwrap();
+        assert_eq!(out.status.code(), Some(18), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let line = err
+            .lines()
+            .find(|l| l.contains("duplicate keys"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(line.contains("plugin \"schema-ops\""), "{line}");
+        assert!(line.contains("create-index `email_unique` on `users`"), "{line}");
+        assert!(line.contains("1 duplicate keys over 3 documents"), "{line}");
+        assert!(line.contains(r#"{ "email": "user3@example.com" } x3 (_id 3, 13, 23)"#), "{line}");
+        assert!(line.contains("remove the duplicates"), "{line}");
+        assert!(line.contains("nothing of this step was sent"), "{line}");
+    }
+    assert_eq!(state(&db), before, "nothing built, nothing stamped");
+    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none());
+}
+
+#[test]
+fn a_plugin_declaring_no_schema_operations_is_refused_before_anything_is_sent() {
+    let db = TestDb::new(server(), "schema_undeclared");
+    db.insert("users", (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect());
+    let before = state(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("schema-undeclared");
+    for from in ["setup", "process"] {
+        for mode in [&[][..], &["--execute"][..]] {
+            let param = format!("from={from}");
+            let args: Vec<&str> = ["run", file.to_str().unwrap(), "--param", &param]
+                .into_iter()
+                .chain(mode.iter().copied())
+                .collect();
+            let out = command(&db, journal.path(), &args).output().unwrap();
+            assert_eq!(out.status.code(), Some(4), "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            let want = match from {
+                "setup" => "create-index on `users` is not declared in the manifest's schema []",
+                _ => "create-index returned from process",
+            };
+            let line = err.lines().find(|l| l.contains(want)).unwrap_or_else(|| panic!("{err}"));
+            assert!(line.contains("schema-undeclared"), "{line}");
+            assert!(line.contains("rule schema-operations"), "{line}");
+        }
+    }
+    assert_eq!(state(&db), before, "no index, no write");
+    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none());
+}
+
+#[test]
+fn a_plugin_built_for_contract_0_1_still_runs() {
+    let db = TestDb::new(server(), "schema_v01");
+    db.insert("items", (0..12).map(|i| doc! {"_id": i}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("contract-0-1");
+    let info = godwit(&["plugin", "inspect", file.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&info)).unwrap();
+    assert_eq!(info["contract"], "godwit:migration@0.1.0");
+    let out = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items = db.find_all("items");
+    assert!(items.iter().all(|d| d.get_bool("v1") == Ok(true)), "{items:?}");
+}
