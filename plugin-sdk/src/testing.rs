@@ -325,7 +325,7 @@ fn check(source: Source, allowed: &[String], actions: &[Action]) -> Result<(), S
             Action::Schema(op) => {
                 // From process: refused (begin and finish take them out first).
                 godwit_policy::check_schema_op(&POLICY, &[], godwit_policy::SchemaSource::Process, op)
-                    .map_err(|v| format!("action {index} ({}): {v}", op.kind().name()))?;
+                    .map_err(|v| format!("action {index} ({} on `{}`): {v}", op.kind().name(), op.collection()))?;
                 continue;
             }
         };

@@ -186,7 +186,13 @@ impl SchemaOp {
                 "create-collection `{collection}`{}",
                 if validation.validator.is_some() { " with a validator" } else { "" }
             ),
-            SchemaOp::ModifyValidator { collection, .. } => format!("modify-validator of `{collection}`"),
+            SchemaOp::ModifyValidator { collection, validation } => format!(
+                "modify-validator of `{collection}` to {}",
+                match &validation.validator {
+                    Some(v) if !v.is_empty() => Bson::Document(v.clone()).to_string(),
+                    _ => "none".to_string(),
+                }
+            ),
             SchemaOp::RenameCollection { collection, to } => format!("rename-collection `{collection}` to `{to}`"),
             SchemaOp::DropCollection { collection } => format!("drop-collection `{collection}`"),
         }

@@ -181,7 +181,7 @@ fn ttl_index_from_finish_killed_and_resumed() {
         let reply = db.command(doc! {"listIndexes": "users"});
         let ttl = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap().iter().any(|i| {
             let i = i.as_document().unwrap();
-            i.get_str("name") == Ok("seen_ttl") && i.get("expireAfterSeconds").is_some()
+            i.get_str("name").ok() == Some("seen_ttl") && i.get("expireAfterSeconds").is_some()
         });
         assert!(ttl, "expireAfterSeconds set: {reply}");
     });
@@ -317,9 +317,9 @@ fn a_plugin_declaring_no_schema_operations_is_refused_before_anything_is_sent() 
     let db = TestDb::new(server(), "schema_undeclared");
     db.insert("users", (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect());
     let before = state(&db);
-    let journal = tempfile::tempdir().unwrap();
     let file = plugin("schema-undeclared");
     for from in ["setup", "process"] {
+        let journal = tempfile::tempdir().unwrap();
         for mode in [&[][..], &["--execute"][..]] {
             let param = format!("from={from}");
             let args: Vec<&str> = ["run", file.to_str().unwrap(), "--param", &param]
@@ -356,5 +356,5 @@ fn a_plugin_built_for_contract_0_1_still_runs() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let items = db.find_all("items");
-    assert!(items.iter().all(|d| d.get_bool("v1") == Ok(true)), "{items:?}");
+    assert!(items.iter().all(|d| d.get_bool("v1").ok() == Some(true)), "{items:?}");
 }

@@ -264,10 +264,13 @@ impl Db {
                 for (i, field) in fields.iter().enumerate() {
                     shown.insert(field.as_str(), key.get(format!("k{i}")).cloned().unwrap_or(Bson::Null));
                 }
-                let ids: Vec<String> = g
+                let mut ids: Vec<String> = g
                     .get_array("ids")
                     .map(|a| a.iter().take(SAMPLES).map(|id| id.to_string()).collect())
                     .unwrap_or_default();
+                if n > ids.len() as u64 {
+                    ids.push("...".into());
+                }
                 found
                     .samples
                     .push(format!("{} x{n} (_id {})", Bson::Document(shown), ids.join(", ")));

@@ -581,6 +581,20 @@ mod tests {
                 multi: *multi,
             }),
             godwit_sdk::Action::Report(_) => unreachable!("reports break no rule"),
+            godwit_sdk::Action::Schema(godwit_policy::SchemaOp::CreateIndex { collection, index }) => {
+                Action::Schema(crate::plugin::contract::SchemaOp::CreateIndex(crate::plugin::contract::CreateIndex {
+                    collection: collection.clone(),
+                    index: crate::plugin::contract::IndexSpec {
+                        keys: b(&index.keys),
+                        name: index.name.clone(),
+                        unique: index.unique,
+                        partial_filter: index.partial_filter.as_ref().map(b),
+                        collation: index.collation.as_ref().map(b),
+                        expire_after_seconds: index.expire_after_seconds,
+                    },
+                }))
+            }
+            godwit_sdk::Action::Schema(_) => unreachable!("the cases use create-index"),
         }
     }
 
@@ -640,6 +654,10 @@ mod tests {
             (Rule::Unpinned, Sdk::delete_many("users", doc! {"status": "old"})),
             (Rule::Empty, Sdk::update_one("users", doc! {"_id": 1}, doc! {})),
             (Rule::Empty, Sdk::delete_one("users", doc! {})),
+            (
+                Rule::Schema,
+                Sdk::create_index("users", godwit_sdk::Index::new("email_1", doc! {"email": 1})),
+            ),
         ];
         let scope = Scope {
             writes: vec!["users"],
