@@ -367,4 +367,10 @@ fn print_inspect(plugin: &LoadedPlugin) {
         };
         outln!("     batch size {batch}, writes [{}]", p.writes.join(", "));
     }
+    if !m.schema.is_empty() {
+        outln!("schema operations it may return");
+        for g in &m.schema {
+            outln!("  {} on {}", g.kind.name(), g.collection);
+        }
+    }
 }
