@@ -30,6 +30,7 @@ pub fn manifest<M: Migration>() -> WitManifest {
         description,
         passes,
         schema,
+        idempotent,
     } = M::manifest();
     WitManifest {
         name,
@@ -54,6 +55,7 @@ pub fn manifest<M: Migration>() -> WitManifest {
                 collection: g.collection,
             })
             .collect(),
+        idempotent,
     }
 }
 

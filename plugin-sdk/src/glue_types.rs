@@ -16,6 +16,8 @@ pub struct Manifest {
     pub passes: Vec<Pass>,
     /// Schema operations the plugin may return (see [`Manifest::schema`]).
     pub schema: Vec<Grant>,
+    /// False: see [`Manifest::not_idempotent`].
+    pub idempotent: bool,
 }
 
 impl Manifest {
@@ -27,7 +29,17 @@ impl Manifest {
             description: String::new(),
             passes: Vec::new(),
             schema: Vec::new(),
+            idempotent: true,
         }
+    }
+
+    /// Declares that applying the plugin's actions to the same documents
+    /// twice is wrong (an `$inc`, a `$push`): godwit then refuses to run it
+    /// where a batch may be applied again - a server without transactions -
+    /// unless the operator passes `--allow-at-least-once`.
+    pub fn not_idempotent(mut self) -> Self {
+        self.idempotent = false;
+        self
     }
 
     /// Allows schema operations of `kind` on `collection`, the way a pass's

@@ -367,6 +367,9 @@ fn print_inspect(plugin: &LoadedPlugin) {
         };
         outln!("     batch size {batch}, writes [{}]", p.writes.join(", "));
     }
+    if !m.idempotent {
+        outln!("idempotent   no: its actions must not be applied twice (refused without transactions)");
+    }
     if !m.schema.is_empty() {
         outln!("schema operations it may return");
         for g in &m.schema {

@@ -45,6 +45,7 @@ pub mod v0_1 {
                 })
                 .collect(),
             schema: Vec::new(),
+            idempotent: true,
         }
     }
 
@@ -175,6 +176,9 @@ pub struct ValidManifest {
     /// Schema operations the plugin may return (contract 0.2; none for 0.1).
     #[serde(serialize_with = "grants_json")]
     pub schema: Vec<godwit_policy::Grant>,
+    /// False: the plugin's actions must not be applied twice (see
+    /// `run::errors::NotIdempotent`).
+    pub idempotent: bool,
 }
 
 fn grants_json<S: serde::Serializer>(grants: &[godwit_policy::Grant], s: S) -> Result<S::Ok, S::Error> {
@@ -276,6 +280,7 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
         description: raw.description,
         passes,
         schema,
+        idempotent: raw.idempotent,
     })
 }
 
@@ -333,6 +338,7 @@ mod tests {
                 writes: vec!["c".into()],
             }],
             schema: vec![],
+            idempotent: true,
         }
     }
 

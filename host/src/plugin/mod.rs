@@ -312,6 +312,7 @@ fn placeholder_manifest(name: &str) -> ValidManifest {
         description: String::new(),
         passes: Vec::new(),
         schema: Vec::new(),
+        idempotent: true,
     }
 }
 

@@ -52,6 +52,18 @@ impl Engine<'_> {
             )?),
             _ => None,
         };
+        // Refused before a run is opened: its batches could be applied twice.
+        if request.mode == RunMode::Execute
+            && !self.db.transactions
+            && !manifest.idempotent
+            && !request.allow_at_least_once
+        {
+            return Err(super::NotIdempotent {
+                plugin: manifest.name.clone(),
+                db: self.db.name.clone(),
+            }
+            .into());
+        }
         let (mut header, resumed) = self.open_run(request)?;
         let execute = header.mode == RunMode::Execute;
 

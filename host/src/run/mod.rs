@@ -37,7 +37,7 @@ mod log;
 mod resume;
 mod stage;
 
-pub use errors::{NothingToMigrate, ResumeError, VersionError};
+pub use errors::{NotIdempotent, NothingToMigrate, ResumeError, VersionError};
 pub use schema::SchemaError;
 
 use crate::db::Db;
@@ -93,6 +93,9 @@ pub struct RunRequest {
     pub plan: Option<String>,
     /// Stamp even if none of the passes' collections exists.
     pub allow_missing_collections: bool,
+    /// Run a plugin that is not idempotent where batches are applied at
+    /// least once (a server without transactions).
+    pub allow_at_least_once: bool,
     /// Server time (`maxTimeMS`) a pass's query may take without returning a
     /// document: a pass filter is plugin input too.
     pub query_timeout: Duration,

@@ -92,6 +92,10 @@ class Manifest:
     #: Schema operations the plugin may return: ``(kind, collection)`` pairs,
     #: kinds as in ``SCHEMA_KINDS`` (contract 0.2).
     schema: List[Tuple[str, str]] = field(default_factory=list)
+    #: False: applying the plugin's actions twice is wrong (``$inc``): godwit
+    #: refuses to run it where a batch may be applied again (no transactions)
+    #: unless the operator passes ``--allow-at-least-once``.
+    idempotent: bool = True
 
     def pass_(self, p: Pass) -> "Manifest":
         """Appends a pass; returns the manifest for chaining."""

@@ -112,7 +112,8 @@ class Migration(exports.Migration):
             [types.Pass(p.name, p.collection, g.encode(p.filter),
                         None if p.projection is None else g.encode(p.projection),
                         p.batch_size, list(p.writes)) for p in m.passes],
-            [types.SchemaGrant(_KINDS[k], c) for (k, c) in m.schema])
+            [types.SchemaGrant(_KINDS[k], c) for (k, c) in m.schema],
+            bool(m.idempotent))
 
     def begin(self, params, context):
         try:

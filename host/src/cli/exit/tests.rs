@@ -491,6 +491,13 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             SCHEMA_BLOCKED,
         ),
         (
+            anyhow::Error::new(crate::run::NotIdempotent {
+                plugin: s("increment"),
+                db: s("app"),
+            }),
+            USAGE,
+        ),
+        (
             anyhow::Error::new(NothingToMigrate {
                 run: run(),
                 plugin: s("p"),

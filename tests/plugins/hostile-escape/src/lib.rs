@@ -50,6 +50,7 @@ impl Guest for HostileEscape {
                 writes: vec!["things".into()],
             }],
             schema: vec![],
+            idempotent: true,
         }
     }
 

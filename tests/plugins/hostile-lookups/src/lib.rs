@@ -93,6 +93,7 @@ impl Guest for HostileLookups {
                 writes: vec!["things".into()],
             }],
             schema: vec![],
+            idempotent: true,
         }
     }
 

@@ -221,6 +221,7 @@ impl Guest for HostilePolicy {
             description: "asks for what the plugin policy forbids".into(),
             passes: vec![pass],
             schema: vec![],
+            idempotent: true,
         }
     }
 

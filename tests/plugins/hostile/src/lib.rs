@@ -82,6 +82,7 @@ impl Guest for Hostile {
                 writes: vec!["things".into()],
             }],
             schema: vec![],
+            idempotent: true,
         }
     }
 
