@@ -191,7 +191,8 @@ macro_rules! export {
                 fn begin(
                     params: ::std::vec::Vec<u8>,
                     context: $crate::__glue::WitRunContext,
-                ) -> ::std::result::Result<::std::vec::Vec<$crate::__glue::WitAction>, $crate::__glue::WitError> {
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::__glue::WitAction>, $crate::__glue::WitError>
+                {
                     $crate::__glue::begin::<$ty>(params, context)
                 }
                 fn process(
@@ -208,8 +209,8 @@ macro_rules! export {
             }
             // Native builds (unit tests) skip the wasm export symbols, whose names
             // (`godwit:migration/migration@0.2.0#process`) native linkers reject.
-            #[cfg(target_arch = "wasm32")]
-    $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
+    #[cfg(target_arch = "wasm32")]
+            $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
         };
     };
 }

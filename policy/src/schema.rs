@@ -182,9 +182,15 @@ impl SchemaOp {
                 if index.unique { " (unique)" } else { "" }
             ),
             SchemaOp::DropIndex { collection, name } => format!("drop-index `{name}` on `{collection}`"),
-            SchemaOp::CreateCollection { collection, validation, .. } => format!(
+            SchemaOp::CreateCollection {
+                collection, validation, ..
+            } => format!(
                 "create-collection `{collection}`{}",
-                if validation.validator.is_some() { " with a validator" } else { "" }
+                if validation.validator.is_some() {
+                    " with a validator"
+                } else {
+                    ""
+                }
             ),
             SchemaOp::ModifyValidator { collection, validation } => format!(
                 "modify-validator of `{collection}` to {}",
@@ -271,7 +277,10 @@ impl SchemaOp {
                 collection,
                 validation: validation(),
             },
-            SchemaKind::RenameCollection => SchemaOp::RenameCollection { collection, to: s("to")? },
+            SchemaKind::RenameCollection => SchemaOp::RenameCollection {
+                collection,
+                to: s("to")?,
+            },
             SchemaKind::DropCollection => SchemaOp::DropCollection { collection },
         })
     }
@@ -376,9 +385,7 @@ pub fn check_schema_op(cx: &Context, grants: &[Grant], source: SchemaSource, op:
             }
         }
         SchemaOp::CreateCollection {
-            validation,
-            collation,
-            ..
+            validation, collation, ..
         } => {
             check_validation(validation)?;
             if let Some(c) = collation {
@@ -459,7 +466,10 @@ fn check_validation(v: &Validation) -> Result<(), Violation> {
     let mut query = validator.clone();
     if let Some(schema) = query.remove("$jsonSchema") {
         let Bson::Document(schema) = schema else {
-            return Err(Violation::new(Rule::SchemaSpec, "validator: $jsonSchema is not a document"));
+            return Err(Violation::new(
+                Rule::SchemaSpec,
+                "validator: $jsonSchema is not a document",
+            ));
         };
         no_operator_keys(&schema)?;
     }
@@ -560,7 +570,9 @@ mod tests {
         check(
             Process,
             ci("users", index(doc! {"email": 1})),
-            Err("returned from process (a schema operation is applied once, before or after the passes) (rule schema-operations"),
+            Err(
+                "returned from process (a schema operation is applied once, before or after the passes) (rule schema-operations",
+            ),
         );
         check(
             Finish,
@@ -581,7 +593,11 @@ mod tests {
         check(Begin, ci("users", index(doc! {"a": "hashed", "b": -1})), Ok(()));
         let mut partial = index(doc! {"a": 1});
         partial.partial_filter = Some(doc! {"$where": "1"});
-        check(Begin, ci("users", partial), Err("partial filter: `$where` runs JavaScript"));
+        check(
+            Begin,
+            ci("users", partial),
+            Err("partial filter: `$where` runs JavaScript"),
+        );
         let mut ttl = index(doc! {"a": 1, "b": 1});
         ttl.expire_after_seconds = Some(60);
         check(Begin, ci("users", ttl), Err("exactly one key"));
@@ -601,7 +617,9 @@ mod tests {
             SchemaOp::CreateCollection {
                 collection: "archive".into(),
                 validation: Validation {
-                    validator: Some(doc! {"$jsonSchema": {"required": ["a"], "properties": {"a": {"bsonType": "string"}}}}),
+                    validator: Some(
+                        doc! {"$jsonSchema": {"required": ["a"], "properties": {"a": {"bsonType": "string"}}}},
+                    ),
                     level: Some("moderate".into()),
                     action: None,
                 },

@@ -127,7 +127,10 @@ fn a_plugin_for_another_contract_version_is_refused_naming_both_versions() {
         err.contains("future-contract.wasm was built for contract godwit:migration@0.3.0"),
         "{err}"
     );
-    assert!(err.contains("this godwit runs godwit:migration@0.2.0 (and 0.1.0)"), "{err}");
+    assert!(
+        err.contains("this godwit runs godwit:migration@0.2.0 (and 0.1.0)"),
+        "{err}"
+    );
 }
 
 #[test]

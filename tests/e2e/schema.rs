@@ -34,14 +34,20 @@ fn fixture() -> TestDb {
     db.insert("legacy", (0..5).map(|i| doc! {"_id": i, "v": i}).collect());
     db.command(doc! {"createIndexes": "legacy", "indexes": [{"key": {"v": -1}, "name": "v_desc"}]});
     db.command(doc! {"create": "scratch", "validator": {"n": {"$type": "int"}}});
-    db.insert("scratch", (0..7).map(|i| doc! {"_id": format!("s{i}"), "n": i as i32}).collect());
+    db.insert(
+        "scratch",
+        (0..7).map(|i| doc! {"_id": format!("s{i}"), "n": i}).collect(),
+    );
     db.command(doc! {"createIndexes": "scratch", "indexes": [{"key": {"n": 1}, "name": "n_1", "unique": true}]});
     db
 }
 
+/// One collection: name, documents, indexes (name, key, unique), validator.
+type Collection = (String, Vec<Vec<u8>>, Vec<(String, Document, bool)>, Option<Document>);
+
 /// Everything a schema operation or its revert can change: collections,
 /// their documents, indexes and validators (godwit's metadata aside).
-fn state(db: &TestDb) -> Vec<(String, Vec<Vec<u8>>, Vec<(String, Document, bool)>, Option<Document>)> {
+fn state(db: &TestDb) -> Vec<Collection> {
     db.dump()
         .into_iter()
         .filter(|(name, _)| name != "godwit_metadata")
@@ -110,7 +116,10 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
         n => format!("{point}={}*off->return", n - 1),
     };
     let exec: Vec<&str> = args.iter().map(String::as_str).chain(["--execute"]).collect();
-    let out = command(&db, journal.path(), &exec).env("FAILPOINTS", &armed).output().unwrap();
+    let out = command(&db, journal.path(), &exec)
+        .env("FAILPOINTS", &armed)
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.signal(),
         Some(libc::SIGKILL),
@@ -119,7 +128,12 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
         stderr(&out)
     );
     // Resumed: the same command.
-    let done = run_json(&db, journal.path(), &exec.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &[]);
+    let done = run_json(
+        &db,
+        journal.path(),
+        &exec.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        &[],
+    );
     assert_eq!(done["resumed"], true, "{done:#}");
     let outcomes: Vec<&str> = done["summary"]["schema"]
         .as_array()
@@ -142,7 +156,11 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
     assert!(out.status.success(), "{op}: revert: {}{}", stdout(&out), stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(
-        report["schema"].as_array().unwrap().iter().all(|s| s["possible"] == true),
+        report["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["possible"] == true),
         "{report:#}"
     );
     assert_eq!(state(&db), before, "{op}: the revert puts the schema back");
@@ -153,7 +171,10 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
 fn create_index_with_partial_filter_and_collation_killed_before_sending_is_sent_on_resume_and_reverted() {
     lifecycle("create-index", "begin", "schema-prepared", 1, "on 36 documents", |db| {
         let idx = db.indexes("users");
-        assert!(idx.iter().any(|i| i.0 == "email_ci" && i.1 == doc! {"email": 1}), "{idx:?}");
+        assert!(
+            idx.iter().any(|i| i.0 == "email_ci" && i.1 == doc! {"email": 1}),
+            "{idx:?}"
+        );
     });
 }
 
@@ -176,32 +197,59 @@ fn unique_index_killed_after_the_build_is_not_built_again_and_reverted() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn ttl_index_from_finish_killed_and_resumed() {
-    lifecycle("ttl-index", "finish", "schema-prepared", 1, "builds index `seen_ttl`", |db| {
-        assert!(db.indexes("users").iter().any(|i| i.0 == "seen_ttl"));
-        let reply = db.command(doc! {"listIndexes": "users"});
-        let ttl = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap().iter().any(|i| {
-            let i = i.as_document().unwrap();
-            i.get_str("name").ok() == Some("seen_ttl") && i.get("expireAfterSeconds").is_some()
-        });
-        assert!(ttl, "expireAfterSeconds set: {reply}");
-    });
+    lifecycle(
+        "ttl-index",
+        "finish",
+        "schema-prepared",
+        1,
+        "builds index `seen_ttl`",
+        |db| {
+            assert!(db.indexes("users").iter().any(|i| i.0 == "seen_ttl"));
+            let reply = db.command(doc! {"listIndexes": "users"});
+            let ttl = reply
+                .get_document("cursor")
+                .unwrap()
+                .get_array("firstBatch")
+                .unwrap()
+                .iter()
+                .any(|i| {
+                    let i = i.as_document().unwrap();
+                    i.get_str("name").ok() == Some("seen_ttl") && i.get("expireAfterSeconds").is_some()
+                });
+            assert!(ttl, "expireAfterSeconds set: {reply}");
+        },
+    );
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn drop_index_is_re_created_from_its_journaled_spec_on_revert() {
-    lifecycle("drop-index", "finish", "schema-sent", 1, "drops index `old_idx`", |db| {
-        assert!(!db.indexes("users").iter().any(|i| i.0 == "old_idx"));
-    });
+    lifecycle(
+        "drop-index",
+        "finish",
+        "schema-sent",
+        1,
+        "drops index `old_idx`",
+        |db| {
+            assert!(!db.indexes("users").iter().any(|i| i.0 == "old_idx"));
+        },
+    );
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn create_collection_with_validator_killed_and_resumed_then_dropped_on_revert() {
-    lifecycle("create-collection", "begin", "schema-sent", 1, "creates collection `audit`", |db| {
-        assert!(db.collections().contains(&"audit".to_string()));
-        assert!(db.validator("audit").unwrap().contains_key("$jsonSchema"));
-    });
+    lifecycle(
+        "create-collection",
+        "begin",
+        "schema-sent",
+        1,
+        "creates collection `audit`",
+        |db| {
+            assert!(db.collections().contains(&"audit".to_string()));
+            assert!(db.validator("audit").unwrap().contains_key("$jsonSchema"));
+        },
+    );
 }
 
 #[cfg(feature = "failpoints")]
@@ -304,7 +352,10 @@ fn a_unique_index_over_duplicates_is_refused_in_the_dry_run_with_samples() {
         assert!(line.contains("plugin \"schema-ops\""), "{line}");
         assert!(line.contains("create-index `email_unique` on `users`"), "{line}");
         assert!(line.contains("1 duplicate keys over 3 documents"), "{line}");
-        assert!(line.contains(r#"{ "email": "user3@example.com" } x3 (_id 3, 13, 23)"#), "{line}");
+        assert!(
+            line.contains(r#"{ "email": "user3@example.com" } x3 (_id 3, 13, 23)"#),
+            "{line}"
+        );
         assert!(line.contains("remove the duplicates"), "{line}");
         assert!(line.contains("nothing of this step was sent"), "{line}");
     }
@@ -315,7 +366,10 @@ fn a_unique_index_over_duplicates_is_refused_in_the_dry_run_with_samples() {
 #[test]
 fn a_plugin_declaring_no_schema_operations_is_refused_before_anything_is_sent() {
     let db = TestDb::new(server(), "schema_undeclared");
-    db.insert("users", (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect());
+    db.insert(
+        "users",
+        (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect(),
+    );
     let before = state(&db);
     let file = plugin("schema-undeclared");
     for from in ["setup", "process"] {
@@ -333,7 +387,10 @@ fn a_plugin_declaring_no_schema_operations_is_refused_before_anything_is_sent() 
                 "setup" => "create-index on `users` is not declared in the manifest's schema []",
                 _ => "create-index returned from process",
             };
-            let line = err.lines().find(|l| l.contains(want)).unwrap_or_else(|| panic!("{err}"));
+            let line = err
+                .lines()
+                .find(|l| l.contains(want))
+                .unwrap_or_else(|| panic!("{err}"));
             assert!(line.contains("schema-undeclared"), "{line}");
             assert!(line.contains("rule schema-operations"), "{line}");
         }

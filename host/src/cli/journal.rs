@@ -472,7 +472,9 @@ fn note(entry: &crate::journal::Entry) -> String {
             plan.phase.name(),
             plan.ops.iter().map(|o| describe(o)).collect::<Vec<_>>().join("; ")
         ),
-        Record::SchemaPrepared(intent) => format!("{} #{}: {}", intent.phase.name(), intent.index, describe(&intent.op)),
+        Record::SchemaPrepared(intent) => {
+            format!("{} #{}: {}", intent.phase.name(), intent.index, describe(&intent.op))
+        }
         _ => entry.note().to_string(),
     }
 }

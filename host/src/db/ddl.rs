@@ -30,7 +30,10 @@ pub enum Undoing {
     Nothing(String),
     Ops(Vec<SchemaOp>),
     /// A collection about to be dropped: what re-creates it, and its documents.
-    Collection { ops: Vec<SchemaOp>, documents: Vec<Vec<u8>> },
+    Collection {
+        ops: Vec<SchemaOp>,
+        documents: Vec<Vec<u8>>,
+    },
     Impossible(String),
 }
 
@@ -113,7 +116,10 @@ impl Db {
         Ok(match op {
             SchemaOp::CreateIndex { collection, index } => {
                 let existing = self.list_indexes(collection).await?;
-                if let Some(found) = existing.iter().find(|i| i.get_str("name").ok() == Some(index.name.as_str())) {
+                if let Some(found) = existing
+                    .iter()
+                    .find(|i| i.get_str("name").ok() == Some(index.name.as_str()))
+                {
                     return Ok(match same_index(found, index) {
                         true => line(format!("index `{}` exists already: nothing to do", index.name)),
                         false => blocked(
@@ -128,7 +134,11 @@ impl Db {
                 }
                 let scope = index.partial_filter.clone().unwrap_or_default();
                 let n = self.count_all(collection, scope).await?;
-                let mut text = format!("builds index `{}` {} on {n} documents", index.name, Bson::Document(index.keys.clone()));
+                let mut text = format!(
+                    "builds index `{}` {} on {n} documents",
+                    index.name,
+                    Bson::Document(index.keys.clone())
+                );
                 if index.unique {
                     let dups = self.duplicates(collection, index).await?;
                     if dups.groups > 0 {
@@ -155,7 +165,9 @@ impl Db {
                     None => line(format!("index `{name}` does not exist: nothing to do")),
                 }
             }
-            SchemaOp::CreateCollection { collection, validation, .. } => {
+            SchemaOp::CreateCollection {
+                collection, validation, ..
+            } => {
                 if self.collection_exists(collection).await? {
                     blocked(
                         format!("collection `{collection}` exists already"),
@@ -292,12 +304,12 @@ impl Db {
                 .projection(doc! {"_id": 1})
                 .limit(SAMPLES as i64)
                 .await
-                .map_err(mongo(format!("sampling the documents of {collection} that fail the validator")))?;
-            while let Some(d) = cursor
-                .try_next()
-                .await
-                .map_err(mongo(format!("sampling the documents of {collection} that fail the validator")))?
-            {
+                .map_err(mongo(format!(
+                    "sampling the documents of {collection} that fail the validator"
+                )))?;
+            while let Some(d) = cursor.try_next().await.map_err(mongo(format!(
+                "sampling the documents of {collection} that fail the validator"
+            )))? {
                 samples.push(d.get("_id").map(ToString::to_string).unwrap_or_default());
             }
         }
@@ -311,7 +323,10 @@ impl Db {
         Ok(match op {
             SchemaOp::CreateIndex { collection, index } => {
                 let existing = self.list_indexes(collection).await?;
-                if existing.iter().any(|i| i.get_str("name").ok() == Some(index.name.as_str())) {
+                if existing
+                    .iter()
+                    .any(|i| i.get_str("name").ok() == Some(index.name.as_str()))
+                {
                     Undoing::Nothing(format!("index `{}` existed before the run", index.name))
                 } else {
                     Undoing::Ops(vec![SchemaOp::DropIndex {
@@ -387,12 +402,12 @@ impl Db {
                     .find(doc! {})
                     .sort(doc! {"_id": 1})
                     .await
-                    .map_err(mongo(format!("reading the documents of {collection} before dropping it")))?;
-                while let Some(d) = cursor
-                    .try_next()
-                    .await
-                    .map_err(mongo(format!("reading the documents of {collection} before dropping it")))?
-                {
+                    .map_err(mongo(format!(
+                        "reading the documents of {collection} before dropping it"
+                    )))?;
+                while let Some(d) = cursor.try_next().await.map_err(mongo(format!(
+                    "reading the documents of {collection} before dropping it"
+                )))? {
                     bytes += d.as_bytes().len();
                     if bytes > MAX_DROP_IMAGE_BYTES {
                         return Ok(Undoing::Impossible(format!(
@@ -414,7 +429,10 @@ impl Db {
         match op {
             SchemaOp::CreateIndex { collection, index } => {
                 let existing = self.list_indexes(collection).await?;
-                if let Some(found) = existing.iter().find(|i| i.get_str("name").ok() == Some(index.name.as_str())) {
+                if let Some(found) = existing
+                    .iter()
+                    .find(|i| i.get_str("name").ok() == Some(index.name.as_str()))
+                {
                     return match same_index(found, index) {
                         true => Ok(Ensured::AlreadyThere),
                         false => Err(refuse(format!(
@@ -425,15 +443,19 @@ impl Db {
                 }
                 // Asked again after a kill, the server finishes (or restarts)
                 // a build it had not completed.
-                self.command(doc! {"createIndexes": collection, "indexes": [index.to_command()]}, &what)
-                    .await?;
+                self.command(
+                    doc! {"createIndexes": collection, "indexes": [index.to_command()]},
+                    &what,
+                )
+                .await?;
             }
             SchemaOp::DropIndex { collection, name } => {
                 let existing = self.list_indexes(collection).await?;
                 if !existing.iter().any(|i| i.get_str("name").ok() == Some(name.as_str())) {
                     return Ok(Ensured::AlreadyThere);
                 }
-                self.command(doc! {"dropIndexes": collection, "index": name}, &what).await?;
+                self.command(doc! {"dropIndexes": collection, "index": name}, &what)
+                    .await?;
             }
             SchemaOp::CreateCollection {
                 collection,

@@ -19,7 +19,8 @@ mod bodies;
 mod entry;
 
 pub use entry::{
-    Batch, Call, Commit, Counts, Entry, EntryKind, Image, LookupRecord, Record, SchemaIntent, SchemaPhase, SchemaPlan, Undo,
+    Batch, Call, Commit, Counts, Entry, EntryKind, Image, LookupRecord, Record, SchemaIntent, SchemaPhase, SchemaPlan,
+    Undo,
 };
 
 /// Version of the encoding of headers and entries. Bumped on any change.

@@ -581,8 +581,8 @@ mod tests {
                 multi: *multi,
             }),
             godwit_sdk::Action::Report(_) => unreachable!("reports break no rule"),
-            godwit_sdk::Action::Schema(godwit_policy::SchemaOp::CreateIndex { collection, index }) => {
-                Action::Schema(crate::plugin::contract::SchemaOp::CreateIndex(crate::plugin::contract::CreateIndex {
+            godwit_sdk::Action::Schema(godwit_policy::SchemaOp::CreateIndex { collection, index }) => Action::Schema(
+                crate::plugin::contract::SchemaOp::CreateIndex(crate::plugin::contract::CreateIndex {
                     collection: collection.clone(),
                     index: crate::plugin::contract::IndexSpec {
                         keys: b(&index.keys),
@@ -592,8 +592,8 @@ mod tests {
                         collation: index.collation.as_ref().map(b),
                         expire_after_seconds: index.expire_after_seconds,
                     },
-                }))
-            }
+                }),
+            ),
             godwit_sdk::Action::Schema(_) => unreachable!("the cases use create-index"),
         }
     }

@@ -293,8 +293,13 @@ pub fn check_for_run(manifest: &ValidManifest, cx: &godwit_policy::Context) -> R
             .map_err(|v| ManifestError(format!("pass {index} ({:?}): {v}", pass.name)))?;
     }
     for grant in &manifest.schema {
-        godwit_policy::check_collection(cx, &grant.collection)
-            .map_err(|v| ManifestError(format!("schema grant {} {:?}: {v}", grant.kind.name(), grant.collection)))?;
+        godwit_policy::check_collection(cx, &grant.collection).map_err(|v| {
+            ManifestError(format!(
+                "schema grant {} {:?}: {v}",
+                grant.kind.name(),
+                grant.collection
+            ))
+        })?;
     }
     Ok(())
 }
@@ -307,7 +312,10 @@ mod tests {
     fn contract_versions() {
         let check = |names: &[&str], expect: ContractMatch| assert_eq!(match_contract(names.iter().copied()), expect);
         check(&["godwit:migration/migration@0.2.0"], ContractMatch::Supported(VERSION));
-        check(&["godwit:migration/migration@0.1.0"], ContractMatch::Supported(PREVIOUS));
+        check(
+            &["godwit:migration/migration@0.1.0"],
+            ContractMatch::Supported(PREVIOUS),
+        );
         check(
             &["godwit:migration/migration@0.1.3"],
             ContractMatch::Supported(semver::Version::new(0, 1, 3)),

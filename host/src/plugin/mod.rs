@@ -559,10 +559,8 @@ impl PluginInstance {
     }
 }
 
-type V0_1Actions = Result<
-    Vec<contract::v0_1::godwit::migration::types::Action>,
-    contract::v0_1::godwit::migration::types::Error,
->;
+type V0_1Actions =
+    Result<Vec<contract::v0_1::godwit::migration::types::Action>, contract::v0_1::godwit::migration::types::Error>;
 
 fn v0_1_actions(result: V0_1Actions) -> Result<Vec<Action>, contract::PluginReportedError> {
     result

@@ -129,7 +129,10 @@ impl RunLog {
                 self.begun = true;
             }
             // Schema operations: `run::schema` reads them from the journal itself.
-            Record::Verify { .. } | Record::SchemaPlan(_) | Record::SchemaPrepared(_) | Record::SchemaApplied { .. } => {}
+            Record::Verify { .. }
+            | Record::SchemaPlan(_)
+            | Record::SchemaPrepared(_)
+            | Record::SchemaApplied { .. } => {}
             // Refused by the write guard: nothing of it was written, and its
             // documents were (or will be) read again.
             Record::Conflict {

@@ -130,7 +130,11 @@ impl Engine<'_> {
         let run = &header.run_id;
         let plugin = &self.plugin.manifest.name;
         if let Some(plan) = Journaled::read(self.journal, run, phase)?.plan {
-            let ops = plan.ops.iter().map(|b| decode_op(b)).collect::<anyhow::Result<Vec<_>>>()?;
+            let ops = plan
+                .ops
+                .iter()
+                .map(|b| decode_op(b))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             if returned != ops {
                 return Err(SchemaError::Diverged {
                     run: run.clone(),
@@ -165,7 +169,8 @@ impl Engine<'_> {
             ops: returned.iter().map(encode_op).collect(),
             effects,
         };
-        self.journal.record(run, Entry::new(Record::SchemaPlan(plan), now_ms()))?;
+        self.journal
+            .record(run, Entry::new(Record::SchemaPlan(plan), now_ms()))?;
         Ok(())
     }
 
@@ -185,7 +190,11 @@ impl Engine<'_> {
         let Some(plan) = &journaled.plan else {
             return Ok(());
         };
-        let ops = plan.ops.iter().map(|b| decode_op(b)).collect::<anyhow::Result<Vec<_>>>()?;
+        let ops = plan
+            .ops
+            .iter()
+            .map(|b| decode_op(b))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let effects = &plan.effects;
         let first = summary.schema.len();
         for (op, effect) in ops.iter().zip(effects.iter()) {
@@ -201,12 +210,22 @@ impl Engine<'_> {
         };
         for (index, op) in ops.iter().enumerate() {
             active.check_lease()?;
-            let at = || format!("run {run}, {} schema operation {index} ({})", phase.name(), op.describe());
+            let at = || {
+                format!(
+                    "run {run}, {} schema operation {index} ({})",
+                    phase.name(),
+                    op.describe()
+                )
+            };
             let outcome = match journaled.intents.get(&(index as u32)) {
                 Some((seq, _)) if journaled.applied.contains(seq) => "applied earlier".to_string(),
                 Some((seq, _)) => {
                     // Prepared, then interrupted: the server says how far it got.
-                    let ensured = self.db.ensure(op).await.map_err(|e| anyhow::Error::new(e).context(at()))?;
+                    let ensured = self
+                        .db
+                        .ensure(op)
+                        .await
+                        .map_err(|e| anyhow::Error::new(e).context(at()))?;
                     let note = match ensured {
                         Ensured::AlreadyThere => "settled on resume: the server had applied it",
                         Ensured::Sent => "settled on resume: sent again (it had not been applied, or not completed)",
@@ -240,7 +259,11 @@ impl Engine<'_> {
                         .journal
                         .record(run, Entry::new(Record::SchemaPrepared(intent), now_ms()))?;
                     failpoint!("schema-prepared");
-                    let ensured = self.db.ensure(op).await.map_err(|e| anyhow::Error::new(e).context(at()))?;
+                    let ensured = self
+                        .db
+                        .ensure(op)
+                        .await
+                        .map_err(|e| anyhow::Error::new(e).context(at()))?;
                     failpoint!("schema-sent");
                     let note = match ensured {
                         Ensured::AlreadyThere => "already there",
@@ -282,7 +305,12 @@ pub fn undo_list(journal: &Journal, run: &str, phase: SchemaPhase) -> anyhow::Re
     // A prepared operation may have reached the server before a kill: its
     // undo is wanted as much as an applied one's (each undo checks the
     // server first).
-    Ok(journaled.intents.into_values().rev().map(|(_, intent)| intent).collect())
+    Ok(journaled
+        .intents
+        .into_values()
+        .rev()
+        .map(|(_, intent)| intent)
+        .collect())
 }
 
 /// Undoes one journaled schema operation (`execute`) or says what undoing
@@ -355,7 +383,11 @@ pub async fn undo(db: &Db, intent: &SchemaIntent, execute: bool) -> anyhow::Resu
         }
     }
     Ok(done(
-        format!("{}: {}", if execute { "undone" } else { "would undo" }, lines.join("; ")),
+        format!(
+            "{}: {}",
+            if execute { "undone" } else { "would undo" },
+            lines.join("; ")
+        ),
         true,
     ))
 }

@@ -65,7 +65,10 @@ impl Migration for ArchiveTasks {
     fn setup(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
         let mut actions = vec![Action::create_collection("archived_tasks", None)];
         for (name, field) in ARCHIVE_INDEXES {
-            actions.push(Action::create_index("archived_tasks", Index::new(name, doc! {field: 1})));
+            actions.push(Action::create_index(
+                "archived_tasks",
+                Index::new(name, doc! {field: 1}),
+            ));
         }
         Ok(actions)
     }
@@ -109,7 +112,10 @@ mod tests {
         assert_eq!(setup[0], Action::create_collection("archived_tasks", None));
         assert_eq!(
             setup[3],
-            Action::create_index("archived_tasks", Index::new("archived_submit_time_idx", doc! {"submit_time": 1}))
+            Action::create_index(
+                "archived_tasks",
+                Index::new("archived_submit_time_idx", doc! {"submit_time": 1})
+            )
         );
     }
 

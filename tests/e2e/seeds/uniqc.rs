@@ -107,13 +107,21 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         .as_array()
         .unwrap_or_else(|| panic!("{:#}", steps[0]))
         .iter()
-        .map(|l| (l["op"].as_str().unwrap().to_string(), l["effect"].as_str().unwrap().to_string()))
+        .map(|l| {
+            (
+                l["op"].as_str().unwrap().to_string(),
+                l["effect"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(schema.len(), 4, "{schema:?}");
     assert_eq!(schema[0].0, "create-collection `archived_tasks`");
     assert_eq!(schema[0].1, "creates collection `archived_tasks`");
     for (line, (name, field)) in schema[1..].iter().zip(INDEXES) {
-        assert_eq!(line.0, format!("create-index `{name}` on `archived_tasks` {{ \"{field}\": 1 }}"));
+        assert_eq!(
+            line.0,
+            format!("create-index `{name}` on `archived_tasks` {{ \"{field}\": 1 }}")
+        );
         assert!(line.1.ends_with("on 0 documents"), "{line:?}");
     }
     assert_eq!(db.dump(), snapshot, "a dry upgrade writes nothing");
@@ -136,7 +144,10 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         let marker = kill_midway(&db, journal.path(), &args, |m| m.get_i64("seq").unwrap_or(0) >= at);
         eprintln!("uniqc upgrade killed at {marker}");
         // The schema step ran before the first batch.
-        assert_eq!(archive_indexes(&db), INDEXES.map(|(n, f)| (n.to_string(), f.to_string())));
+        assert_eq!(
+            archive_indexes(&db),
+            INDEXES.map(|(n, f)| (n.to_string(), f.to_string()))
+        );
         // Between kills: every task is in exactly one collection.
         let (hot, cold) = (db.find_all("tasks"), db.find_all("archived_tasks"));
         assert_eq!(hot.len() + cold.len(), TASKS as usize, "no task lost or duplicated");
@@ -191,7 +202,10 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         }
     }
 
-    assert_eq!(archive_indexes(&db), INDEXES.map(|(n, f)| (n.to_string(), f.to_string())));
+    assert_eq!(
+        archive_indexes(&db),
+        INDEXES.map(|(n, f)| (n.to_string(), f.to_string()))
+    );
     let lines = exec[0]["summary"]["schema"].as_array().unwrap();
     assert!(
         lines.iter().all(|l| l["outcome"] == "applied earlier"),
