@@ -310,7 +310,7 @@ impl Engine<'_> {
             let Some(batch) = entry.batch() else { continue };
             let Some(pass) = batch.pass else { continue };
             let diverged = tokio::task::block_in_place(|| {
-                super::replay::compare(instance, self.plugin, replay, identity_run, entry.seq, batch)
+                super::replay::compare(instance, self.plugin, replay, identity_run, entry.seq, batch, &[])
             });
             if let Some(d) = diverged {
                 return Err(ResumeError::NotDeterministic {

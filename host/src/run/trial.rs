@@ -331,7 +331,11 @@ impl Trial<'_> {
             started_at_ms: identity.started_at_ms,
             database: self.database.to_string(),
         };
-        instance.begin(&params_document(self.params), &context)?;
+        let returned = instance.begin(&params_document(self.params), &context)?;
+        // Schema operations are checked as a run checks them; `plugin run`
+        // has no database to show their effect on.
+        actions::split_schema(&manifest.schema, godwit_policy::SchemaSource::Begin, &policy, returned)
+            .with_context(|| format!("begin: plugin {} returned an invalid action", manifest.name))?;
         let batch: Vec<Vec<u8>> = self
             .documents
             .iter()
@@ -349,6 +353,9 @@ impl Trial<'_> {
         };
         let finish = if self.finish {
             let raw = instance.finish()?;
+            let (raw, _) =
+                actions::split_schema(&manifest.schema, godwit_policy::SchemaSource::Finish, &policy, raw)
+                    .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
             let scope = actions::finish_scope(manifest).with_policy(policy);
             let mut valid = actions::validate(&scope, raw)
                 .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
