@@ -448,3 +448,32 @@ fn a_plugin_built_for_contract_0_1_still_runs() {
     let items = db.find_all("items");
     assert!(items.iter().all(|d| d.get_bool("v1").ok() == Some(true)), "{items:?}");
 }
+
+/// An execute bound to a reviewed dry run (`--plan`) runs the schema
+/// operations that dry run showed, or none: a plugin that decides them from
+/// data that changed since the review is refused before anything is sent.
+#[test]
+fn an_execute_bound_to_a_reviewed_dry_run_refuses_schema_operations_the_review_did_not_show() {
+    let db = TestDb::new(server(), "schema_plan");
+    db.insert("users", (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let args = args("when-flagged", "begin");
+    let dry = run_json(&db, journal.path(), &args, &[]);
+    assert!(dry["summary"]["schema"].is_null(), "no operation reviewed: {dry:#}");
+    let reviewed = dry["run_id"].as_str().unwrap().to_string();
+    // The data the plugin looks up changes after the review.
+    db.insert("users", vec![doc! {"_id": 99, "flag": true}]);
+    let before = state(&db);
+    let exec: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(["--execute", "--plan", &reviewed])
+        .collect();
+    let out = command(&db, journal.path(), &exec).output().unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("begin's schema operations"), "{err}");
+    assert!(err.contains(&format!("reviewed dry run {reviewed}")), "{err}");
+    assert!(err.contains("1 schema operations now (create-index `email_ci` on `users`"), "{err}");
+    assert_eq!(state(&db), before, "nothing sent");
+}

@@ -209,7 +209,9 @@ impl Engine<'_> {
             ));
             // Schema operations `begin` returned: before the first pass.
             let returned = log.begin_schema.take().unwrap_or_default();
-            self.schema_plan(SchemaPhase::Begin, returned, header).await?;
+            let reviewed = bound.plan.as_ref().map(|p| p.run_id.clone());
+            self.schema_plan(SchemaPhase::Begin, returned, header, reviewed.as_deref())
+                .await?;
             self.schema_apply(SchemaPhase::Begin, sink, header, &mut log.summary)
                 .await?;
         }
@@ -380,7 +382,9 @@ impl Engine<'_> {
             let (record, schema) = plugin.finish(&scope, &manifest.schema, &format!("run {run}"))?;
             // Journaled before finish's batch: a resume after that batch
             // applies them from the journal.
-            self.schema_plan(SchemaPhase::Finish, schema, header).await?;
+            let reviewed = bound.plan.as_ref().map(|p| p.run_id.clone());
+            self.schema_plan(SchemaPhase::Finish, schema, header, reviewed.as_deref())
+                .await?;
             if let Some(plan) = bound.plan.as_mut() {
                 let checked = plan.check_finish(self.journal, &record.actions_hash, &record.encoded, "finish");
                 log.summary.plan = Some(Box::new(plan.check().clone()));

@@ -69,6 +69,8 @@ pub enum SchemaError {
 #[derive(Debug, Default)]
 pub struct Journaled {
     pub plan: Option<SchemaPlan>,
+    /// The seq of the `SchemaPlan` entry.
+    pub plan_seq: u64,
     /// Index in the plan -> (seq of its `SchemaPrepared`, the intent).
     pub intents: BTreeMap<u32, (u64, SchemaIntent)>,
     /// `SchemaPrepared` seqs that have their `SchemaApplied`.
@@ -81,7 +83,10 @@ impl Journaled {
         for item in journal.iter_entries(run)? {
             let (entry, _) = item?;
             match entry.record {
-                Record::SchemaPlan(plan) if plan.phase == phase && found.plan.is_none() => found.plan = Some(plan),
+                Record::SchemaPlan(plan) if plan.phase == phase && found.plan.is_none() => {
+                    found.plan = Some(plan);
+                    found.plan_seq = entry.seq;
+                }
                 Record::SchemaPrepared(intent) if intent.phase == phase => {
                     found.intents.insert(intent.index, (entry.seq, intent));
                 }
@@ -121,14 +126,38 @@ impl Engine<'_> {
     /// (checked against the database first: a phase the database would
     /// refuse is refused whole), or, if the run journaled them already,
     /// checks that the plugin returned the same ones.
+    /// `reviewed`: the dry run an execute is bound to (`--plan`): the
+    /// operations must be the ones it showed.
     pub(super) async fn schema_plan(
         &self,
         phase: SchemaPhase,
         returned: Vec<SchemaOp>,
         header: &RunHeader,
+        reviewed: Option<&str>,
     ) -> anyhow::Result<()> {
         let run = &header.run_id;
         let plugin = &self.plugin.manifest.name;
+        if let Some(dry) = reviewed {
+            let planned = Journaled::read(self.journal, dry, phase)?;
+            let ops = match &planned.plan {
+                Some(plan) => plan.ops.iter().map(|b| decode_op(b)).collect::<anyhow::Result<Vec<_>>>()?,
+                None => Vec::new(),
+            };
+            if ops != returned {
+                return Err(super::plan::PlanError::Diverged {
+                    at: format!("run {run}, {}'s schema operations", phase.name()),
+                    plan: dry.to_string(),
+                    planned_seq: planned.plan_seq,
+                    detail: format!(
+                        "{} schema operations now ({}), {} in the review",
+                        returned.len(),
+                        returned.iter().map(SchemaOp::describe).collect::<Vec<_>>().join("; "),
+                        ops.len()
+                    ),
+                }
+                .into());
+            }
+        }
         if let Some(plan) = Journaled::read(self.journal, run, phase)?.plan {
             let ops = plan
                 .ops

@@ -8,6 +8,9 @@ use godwit_sdk::{Action, Context, Document, Error, Index, Manifest, Migration, P
 pub struct SchemaOps {
     ops: Vec<Action>,
     in_finish: bool,
+    /// `op=when-flagged`: a create-index only if some user has `flag: true`
+    /// (a plugin whose operations depend on the data it looks up).
+    when_flagged: bool,
 }
 
 /// The operations `op` names.
@@ -53,6 +56,8 @@ pub fn ops(op: &str) -> Result<Vec<Action>, Error> {
         .map(ops)
         .collect::<Result<Vec<_>, _>>()?
         .concat(),
+        // Decided in `setup` from the data: see `SchemaOps::setup`.
+        "when-flagged" => Vec::new(),
         other => return Err(Error::new(format!("unknown op {other:?}"))),
     })
 }
@@ -75,10 +80,14 @@ impl Migration for SchemaOps {
         Ok(SchemaOps {
             ops: ops(params.get("op").unwrap_or("all"))?,
             in_finish: params.get("phase") == Some("finish"),
+            when_flagged: params.get("op") == Some("when-flagged"),
         })
     }
 
-    fn setup(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
+    fn setup(&mut self, cx: &mut Context) -> Result<Vec<Action>, Error> {
+        if self.when_flagged && !cx.find("users", doc! {"flag": true}, None, 1)?.is_empty() {
+            return ops("create-index");
+        }
         Ok(if self.in_finish { Vec::new() } else { self.ops.clone() })
     }
 
