@@ -477,3 +477,35 @@ fn an_execute_bound_to_a_reviewed_dry_run_refuses_schema_operations_the_review_d
     assert!(err.contains("1 schema operations now (create-index `email_ci` on `users`"), "{err}");
     assert_eq!(state(&db), before, "nothing sent");
 }
+
+/// The Python SDK's schema operations through a componentize-py component:
+/// `setup`'s before the pass, `finish`'s after it, all undone by revert.
+#[test]
+fn python_plugin_schema_operations_run_and_revert() {
+    let db = fixture();
+    let before = state(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("schema-ops-py");
+    let run = ["run", file.to_str().unwrap()];
+    let dry = run_json(&db, journal.path(), &run.map(String::from), &[]);
+    let phases: Vec<&str> = dry["summary"]["schema"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{dry:#}"))
+        .iter()
+        .map(|l| l["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["begin", "begin", "begin", "finish", "finish", "finish", "finish"]);
+    assert_eq!(state(&db), before);
+    run_json(&db, journal.path(), &run.map(String::from), &["--execute"]);
+    let names = db.collections();
+    assert!(names.contains(&"audit".to_string()) && names.contains(&"legacy_renamed".to_string()));
+    assert!(!names.contains(&"scratch".to_string()), "{names:?}");
+    let idx: Vec<String> = db.indexes("users").into_iter().map(|i| i.0).collect();
+    assert_eq!(idx, ["_id_", "email_ci", "seen_ttl"]);
+    assert_eq!(db.validator("users").unwrap(), doc! {"$jsonSchema": {"required": ["email"]}});
+    let out = command(&db, journal.path(), &["revert", &run_id(journal.path()), "--execute"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(state(&db), before, "the revert puts the schema back");
+}
