@@ -197,6 +197,13 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
         "{report:#}"
     );
     assert_eq!(state(&db), before, "{op}: the revert puts the schema back");
+    // The revert journaled each undo in its own run.
+    let revert = report["run_id"].as_str().unwrap();
+    let shown = godwit(&["journal", "show", revert, "--journal", journal.path().to_str().unwrap()]);
+    let shown = stdout(&shown);
+    let undone = report["schema"].as_array().unwrap().len();
+    assert_eq!(shown.matches("SchemaApplied").count(), undone, "{shown}");
+    verify_journal(journal.path());
 }
 
 #[cfg(feature = "failpoints")]

@@ -200,7 +200,9 @@ impl Revert<'_> {
             // What `finish` changed in the schema is undone first, what
             // `begin` changed last: the documents are restored in between,
             // into the collections and under the indexes they were written with.
-            self.undo_schema(run, SchemaPhase::Finish, &mut report).await?;
+            let revert_run = header.as_ref().map(|h| h.run_id.clone());
+            self.undo_schema(run, revert_run.as_deref(), SchemaPhase::Finish, &mut report)
+                .await?;
             let mut pending = Vec::new();
             for item in self.journal.iter_entries(run)? {
                 let (entry, _) = item?;
@@ -229,7 +231,8 @@ impl Revert<'_> {
                 }
             }
             self.batch(pending, request, active.as_mut(), &mut report).await?;
-            self.undo_schema(run, SchemaPhase::Begin, &mut report).await?;
+            self.undo_schema(run, revert_run.as_deref(), SchemaPhase::Begin, &mut report)
+                .await?;
             if let Some(h) = header.as_mut() {
                 if report.complete() && stamp_note.is_none() {
                     self.stamp(h, &target, version_after.clone(), history_note.as_deref(), &report)
@@ -265,11 +268,41 @@ impl Revert<'_> {
     }
 
     /// Undoes the schema operations `phase` of the run applied, last first.
-    async fn undo_schema(&self, run: &str, phase: SchemaPhase, report: &mut RevertReport) -> anyhow::Result<()> {
+    /// An execute journals each in the revert's own run (`revert_run`)
+    /// before and after it is undone; undoing is idempotent, so a revert
+    /// killed midway is run again.
+    async fn undo_schema(
+        &self,
+        run: &str,
+        revert_run: Option<&str>,
+        phase: SchemaPhase,
+        report: &mut RevertReport,
+    ) -> anyhow::Result<()> {
         for intent in super::schema::undo_list(self.journal, run, phase)? {
+            let prepared = match revert_run {
+                Some(revert_run) => {
+                    let record = Record::SchemaPrepared(crate::journal::SchemaIntent {
+                        phase: SchemaPhase::Revert,
+                        index: report.schema.len() as u32,
+                        op: intent.op.clone(),
+                        undo: crate::journal::Undo::Nothing {
+                            why: format!("undoes a {} operation of run {run}", phase.name()),
+                        },
+                    });
+                    Some(self.journal.record(revert_run, Entry::new(record, now_ms()))?.seq)
+                }
+                None => None,
+            };
             let undone = super::schema::undo(self.db, &intent, report.execute)
                 .await
                 .with_context(|| format!("revert of run {run}: undoing a schema operation"))?;
+            if let (Some(revert_run), Some(intent_seq)) = (revert_run, prepared) {
+                let record = Record::SchemaApplied {
+                    intent_seq,
+                    note: undone.outcome.clone(),
+                };
+                self.journal.record(revert_run, Entry::new(record, now_ms()))?;
+            }
             report.schema.push(undone);
         }
         Ok(())
