@@ -209,8 +209,8 @@ macro_rules! export {
             }
             // Native builds (unit tests) skip the wasm export symbols, whose names
             // (`godwit:migration/migration@0.2.0#process`) native linkers reject.
-    #[cfg(target_arch = "wasm32")]
-            $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
+            #[cfg(target_arch = "wasm32")]
+    $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
         };
     };
 }

@@ -176,7 +176,9 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
     ]);
     let other: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
     assert!(
-        other["divergence"]["error"].as_str().is_some_and(|e| e.contains("begin")),
+        other["divergence"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("begin")),
         "{op}: {}{}",
         stdout(&out),
         stderr(&out)
@@ -462,7 +464,10 @@ fn a_plugin_built_for_contract_0_1_still_runs() {
 #[test]
 fn an_execute_bound_to_a_reviewed_dry_run_refuses_schema_operations_the_review_did_not_show() {
     let db = TestDb::new(server(), "schema_plan");
-    db.insert("users", (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect());
+    db.insert(
+        "users",
+        (0..5).map(|i| doc! {"_id": i, "email": format!("{i}@x")}).collect(),
+    );
     let journal = tempfile::tempdir().unwrap();
     let args = args("when-flagged", "begin");
     let dry = run_json(&db, journal.path(), &args, &[]);
@@ -481,7 +486,10 @@ fn an_execute_bound_to_a_reviewed_dry_run_refuses_schema_operations_the_review_d
     let err = stderr(&out);
     assert!(err.contains("begin's schema operations"), "{err}");
     assert!(err.contains(&format!("reviewed dry run {reviewed}")), "{err}");
-    assert!(err.contains("1 schema operations now (create-index `email_ci` on `users`"), "{err}");
+    assert!(
+        err.contains("1 schema operations now (create-index `email_ci` on `users`"),
+        "{err}"
+    );
     assert_eq!(state(&db), before, "nothing sent");
 }
 
@@ -501,7 +509,10 @@ fn python_plugin_schema_operations_run_and_revert() {
         .iter()
         .map(|l| l["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(phases, ["begin", "begin", "begin", "finish", "finish", "finish", "finish"]);
+    assert_eq!(
+        phases,
+        ["begin", "begin", "begin", "finish", "finish", "finish", "finish"]
+    );
     assert_eq!(state(&db), before);
     run_json(&db, journal.path(), &run.map(String::from), &["--execute"]);
     let names = db.collections();
@@ -509,10 +520,65 @@ fn python_plugin_schema_operations_run_and_revert() {
     assert!(!names.contains(&"scratch".to_string()), "{names:?}");
     let idx: Vec<String> = db.indexes("users").into_iter().map(|i| i.0).collect();
     assert_eq!(idx, ["_id_", "email_ci", "seen_ttl"]);
-    assert_eq!(db.validator("users").unwrap(), doc! {"$jsonSchema": {"required": ["email"]}});
+    assert_eq!(
+        db.validator("users").unwrap(),
+        doc! {"$jsonSchema": {"required": ["email"]}}
+    );
     let out = command(&db, journal.path(), &["revert", &run_id(journal.path()), "--execute"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(state(&db), before, "the revert puts the schema back");
+}
+
+/// What a revert cannot undo it lists, one line each, and the version stays
+/// (exit 15): here a created collection that holds documents the run did
+/// not write. A run without before-images (whose dropped collection could
+/// not come back) is refused whole, as any such run is (exit 14).
+#[test]
+fn revert_says_what_it_cannot_undo_and_keeps_the_version() {
+    let db = fixture();
+    let journal = tempfile::tempdir().unwrap();
+    run_json(
+        &db,
+        journal.path(),
+        &args("create-collection", "finish"),
+        &["--execute"],
+    );
+    db.insert("audit", vec![doc! {"_id": 1, "who": "app"}]);
+    let run = run_id(journal.path());
+    let out = command(&db, journal.path(), &["revert", &run, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(15), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("cannot undo"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(
+            "create-collection `audit` with a validator: cannot undo: `audit` holds 1 documents the run did not write"
+        ),
+        "{line}"
+    );
+    assert!(text.contains("schema operations of the run cannot be undone"), "{text}");
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    assert_eq!(schema.get_str("version").unwrap(), "1.0.0", "the version stays");
+    assert_eq!(db.find_all("audit").len(), 1, "the application's document stays");
+
+    let db = fixture();
+    let journal = tempfile::tempdir().unwrap();
+    run_json(
+        &db,
+        journal.path(),
+        &args("drop-collection", "finish"),
+        &["--execute", "--no-before-images"],
+    );
+    let run = run_id(journal.path());
+    let out = command(&db, journal.path(), &["revert", &run, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(14), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("no before-images"), "{}", stderr(&out));
 }

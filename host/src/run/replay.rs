@@ -84,7 +84,9 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
     let journaled_schema = |phase| -> anyhow::Result<Vec<godwit_policy::SchemaOp>> {
         super::schema::Journaled::read(journal, run, phase)?
             .plan
-            .map_or(Ok(Vec::new()), |p| p.ops.iter().map(|o| super::schema::decode_op(o)).collect())
+            .map_or(Ok(Vec::new()), |p| {
+                p.ops.iter().map(|o| super::schema::decode_op(o)).collect()
+            })
     };
     let begin_schema = journaled_schema(crate::journal::SchemaPhase::Begin)?;
     let finish_schema = journaled_schema(crate::journal::SchemaPhase::Finish)?;

@@ -140,7 +140,11 @@ impl Engine<'_> {
         if let Some(dry) = reviewed {
             let planned = Journaled::read(self.journal, dry, phase)?;
             let ops = match &planned.plan {
-                Some(plan) => plan.ops.iter().map(|b| decode_op(b)).collect::<anyhow::Result<Vec<_>>>()?,
+                Some(plan) => plan
+                    .ops
+                    .iter()
+                    .map(|b| decode_op(b))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
                 None => Vec::new(),
             };
             if ops != returned {

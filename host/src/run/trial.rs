@@ -353,9 +353,8 @@ impl Trial<'_> {
         };
         let finish = if self.finish {
             let raw = instance.finish()?;
-            let (raw, _) =
-                actions::split_schema(&manifest.schema, godwit_policy::SchemaSource::Finish, &policy, raw)
-                    .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
+            let (raw, _) = actions::split_schema(&manifest.schema, godwit_policy::SchemaSource::Finish, &policy, raw)
+                .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
             let scope = actions::finish_scope(manifest).with_policy(policy);
             let mut valid = actions::validate(&scope, raw)
                 .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
