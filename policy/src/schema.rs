@@ -416,8 +416,8 @@ fn check_index_name(name: &str) -> Result<(), Violation> {
     if name == "*" {
         return bad("drops every index (name one index)");
     }
-    if name.contains('\0') {
-        return bad("contains a NUL byte");
+    if name.chars().any(char::is_control) {
+        return bad("contains a control character");
     }
     if name.len() > MAX_INDEX_NAME {
         return bad("is longer than 127 bytes");
@@ -588,6 +588,9 @@ mod tests {
         named.name = String::new();
         check(Begin, ci("users", named), Err("index name \"\" is empty"));
         check(Begin, ci("users", index(doc! {})), Err("index keys are empty"));
+        let mut escape = index(doc! {"email": 1});
+        escape.name = "\u{1b}[31mred".into();
+        check(Begin, ci("users", escape), Err("contains a control character"));
         check(Begin, ci("users", index(doc! {"$x": 1})), Err("is not a field path"));
         check(Begin, ci("users", index(doc! {"a": 2})), Err("is not 1, -1"));
         check(Begin, ci("users", index(doc! {"a": "hashed", "b": -1})), Ok(()));

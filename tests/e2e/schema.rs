@@ -147,6 +147,15 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
     );
     check(&db);
     verify_journal(journal.path());
+    // A dry run now finds every operation done (as a second dry run after
+    // an execute should: `plugin test --data` runs one).
+    let again = run_json(&db, journal.path(), &args, &[]);
+    for line in again["summary"]["schema"].as_array().unwrap() {
+        assert!(
+            line["effect"].as_str().unwrap().contains("nothing to do"),
+            "{op}: {line}"
+        );
+    }
     // The run replays from its journal: the same schema operations, the same batches.
     let run = run_id(journal.path());
     let out = godwit(&[

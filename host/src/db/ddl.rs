@@ -168,13 +168,22 @@ impl Db {
             SchemaOp::CreateCollection {
                 collection, validation, ..
             } => {
-                if self.collection_exists(collection).await? {
-                    blocked(
-                        format!("collection `{collection}` exists already"),
-                        format!(
-                            "collection `{collection}` exists already; use modify-validator to change its validator, or drop it first"
-                        ),
-                    )
+                if let Some(options) = self.collection_options(collection).await? {
+                    // As `CREATE TABLE IF NOT EXISTS`: the same collection is
+                    // there (a dry run after the execute, a step run again).
+                    if validation_matches(&options, validation) {
+                        line(format!(
+                            "collection `{collection}` exists already as asked: nothing to do"
+                        ))
+                    } else {
+                        blocked(
+                            format!("collection `{collection}` exists already with another validator"),
+                            format!(
+                                "collection `{collection}` exists already with another validator; use modify-validator \
+                                 to change it, or drop the collection first"
+                            ),
+                        )
+                    }
                 } else {
                     line(format!(
                         "creates collection `{collection}`{}",
@@ -192,6 +201,13 @@ impl Db {
                         format!("collection `{collection}` does not exist"),
                         format!("collection `{collection}` does not exist; create it first (create-collection)"),
                     ));
+                }
+                if let Some(options) = self.collection_options(collection).await?
+                    && validation_matches(&options, validation)
+                {
+                    return Ok(line(format!(
+                        "the validator of `{collection}` is already as asked: nothing to do"
+                    )));
                 }
                 let validator = validation.validator.clone().unwrap_or_default();
                 let total = self.count_all(collection, Document::new()).await?;
@@ -462,8 +478,13 @@ impl Db {
                 validation,
                 collation,
             } => {
-                if self.collection_exists(collection).await? {
-                    return Ok(Ensured::AlreadyThere);
+                if let Some(options) = self.collection_options(collection).await? {
+                    return match validation_matches(&options, validation) {
+                        true => Ok(Ensured::AlreadyThere),
+                        false => Err(refuse(format!(
+                            "collection `{collection}` exists with another validator"
+                        ))),
+                    };
                 }
                 let mut command = doc! {"create": collection};
                 add_validation(&mut command, validation);
