@@ -229,4 +229,38 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         stdout(&out)
     );
     verify_journal(journal.path());
+
+    // Reverted, v3 then v2: every task back in `tasks` as it was, and
+    // `archived_tasks` with its indexes gone.
+    let list = crate::support::godwit(&[
+        "journal",
+        "list",
+        "--json",
+        "--journal",
+        journal.path().to_str().unwrap(),
+    ]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let executed = |name: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["plugin_name"] == name && r["mode"] == "Execute" && r["status"] == "Finished")
+            .unwrap_or_else(|| panic!("{name}: {runs:#}"))["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for name in ["uniqc-compiled-circuit", "uniqc-archive-tasks"] {
+        // v2 comes after v3's revert in the history: `revert` asks for
+        // --force to go past it (nothing changed since, so it overwrites nothing).
+        let run = executed(name);
+        let mut args = vec!["revert", &run, "--execute"];
+        if name == "uniqc-archive-tasks" {
+            args.push("--force");
+        }
+        let out = command(&db, journal.path(), &args).output().unwrap();
+        assert!(out.status.success(), "{name}: {}{}", stdout(&out), stderr(&out));
+    }
+    assert_eq!(db.find_all("tasks"), original, "every task back as it was");
+    assert!(!db.collections().contains(&"archived_tasks".to_string()));
 }
