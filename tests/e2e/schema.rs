@@ -591,3 +591,42 @@ fn revert_says_what_it_cannot_undo_and_keeps_the_version() {
     assert_eq!(out.status.code(), Some(14), "{}{}", stdout(&out), stderr(&out));
     assert!(stderr(&out).contains("no before-images"), "{}", stderr(&out));
 }
+
+/// A resume compares a prepared operation with the server: an index of the
+/// same name but another definition, created while the run was down, stops
+/// the resume in one line saying what to do (exit 18), nothing overwritten.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_resume_finding_another_index_of_the_same_name_stops_and_says_what_to_do() {
+    let db = fixture();
+    let journal = tempfile::tempdir().unwrap();
+    let args = args("create-index", "begin");
+    let exec: Vec<&str> = args.iter().map(String::as_str).chain(["--execute"]).collect();
+    let out = command(&db, journal.path(), &exec)
+        .env("FAILPOINTS", "schema-prepared=return")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", stderr(&out));
+    db.command(doc! {"createIndexes": "users", "indexes": [{"key": {"name": -1}, "name": "email_ci"}]});
+    let out = command(&db, journal.path(), &exec).output().unwrap();
+    assert_eq!(out.status.code(), Some(18), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("plugin \"schema-ops\", begin schema operation 0 (create-index `email_ci`"),
+        "{line}"
+    );
+    assert!(line.contains("exists with another definition"), "{line}");
+    assert!(
+        line.contains("drop it (drop-index) or name this one differently"),
+        "{line}"
+    );
+    let idx = db.indexes("users");
+    assert!(
+        idx.iter().any(|i| i.0 == "email_ci" && i.1 == doc! {"name": -1}),
+        "left as it was: {idx:?}"
+    );
+}

@@ -239,7 +239,7 @@ impl Db {
                     ),
                     (false, false) => blocked(
                         format!("`{collection}` does not exist"),
-                        format!("collection `{collection}` does not exist"),
+                        format!("collection `{collection}` does not exist: nothing to rename"),
                     ),
                 }
             }
@@ -452,7 +452,8 @@ impl Db {
                     return match same_index(found, index) {
                         true => Ok(Ensured::AlreadyThere),
                         false => Err(refuse(format!(
-                            "an index of that name exists with another definition: {}",
+                            "an index of that name exists with another definition: {}; drop it (drop-index) or name \
+                             this one differently",
                             Bson::Document(found.clone())
                         ))),
                     };
@@ -482,7 +483,7 @@ impl Db {
                     return match validation_matches(&options, validation) {
                         true => Ok(Ensured::AlreadyThere),
                         false => Err(refuse(format!(
-                            "collection `{collection}` exists with another validator"
+                            "collection `{collection}` exists with another validator; change it with modify-validator"
                         ))),
                     };
                 }
@@ -495,7 +496,9 @@ impl Db {
             }
             SchemaOp::ModifyValidator { collection, validation } => {
                 let Some(options) = self.collection_options(collection).await? else {
-                    return Err(refuse(format!("collection `{collection}` does not exist")));
+                    return Err(refuse(format!(
+                        "collection `{collection}` does not exist; create it first (create-collection)"
+                    )));
                 };
                 if validation_matches(&options, validation) {
                     return Ok(Ensured::AlreadyThere);
@@ -512,8 +515,16 @@ impl Db {
                 let target = self.collection_exists(to).await?;
                 match (from, target) {
                     (false, true) => return Ok(Ensured::AlreadyThere),
-                    (true, true) => return Err(refuse(format!("the target `{to}` exists already"))),
-                    (false, false) => return Err(refuse(format!("neither `{collection}` nor `{to}` exists"))),
+                    (true, true) => {
+                        return Err(refuse(format!(
+                            "the target `{to}` exists already; drop it first (a rename never overwrites)"
+                        )));
+                    }
+                    (false, false) => {
+                        return Err(refuse(format!(
+                            "neither `{collection}` nor `{to}` exists: nothing to rename"
+                        )));
+                    }
                     (true, false) => {}
                 }
                 let command = doc! {

@@ -245,7 +245,8 @@ impl Engine<'_> {
             active.check_lease()?;
             let at = || {
                 format!(
-                    "run {run}, {} schema operation {index} ({})",
+                    "run {run}, plugin {:?}, {} schema operation {index} ({})",
+                    self.plugin.manifest.name,
                     phase.name(),
                     op.describe()
                 )
