@@ -630,3 +630,62 @@ fn a_resume_finding_another_index_of_the_same_name_stops_and_says_what_to_do() {
         "left as it was: {idx:?}"
     );
 }
+
+/// `plugin run` (no database) checks a plugin's schema operations as a run
+/// does and lists them, as the journal stores them.
+#[test]
+fn plugin_run_lists_the_schema_operations_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("users.jsonl");
+    std::fs::write(&input, "{\"_id\": 1, \"email\": \"a@x\"}\n").unwrap();
+    let file = plugin("schema-ops");
+    let run = |params: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "run",
+            file.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ];
+        args.extend(params);
+        godwit(&args)
+    };
+    let out = run(&["--param", "op=all", "--param", "phase=finish"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let kinds = |phase: &str| -> Vec<String> {
+        json["schema"][phase]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["op"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(kinds("begin").is_empty(), "{json:#}");
+    assert_eq!(
+        kinds("finish"),
+        [
+            "create-collection",
+            "create-index",
+            "drop-index",
+            "modify-validator",
+            "rename-collection",
+            "drop-collection"
+        ]
+    );
+    assert_eq!(json["schema"]["finish"][1]["index"]["name"], "email_ci");
+    // An undeclared one is refused as a run refuses it.
+    let out = godwit(&[
+        "plugin",
+        "run",
+        plugin("schema-undeclared").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not declared in the manifest's schema"),
+        "{}",
+        stderr(&out)
+    );
+}
