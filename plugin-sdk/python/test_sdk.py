@@ -46,3 +46,35 @@ def test_id_helpers():
     assert g.id_filter({"_id": "k", "v": 1}) == {"_id": "k"}
     with pytest.raises(g.PluginError, match="without _id"):
         g.id_of({"v": 1})
+
+
+def test_schema_operations_from_setup_are_declared_or_refused():
+    from godwit_sdk.testing import Harness
+
+    class Indexes:
+        def manifest(self):
+            return (g.Manifest("indexes", "1.0.0")
+                    .pass_(g.Pass("users", "users"))
+                    .allow("create-collection", "audit")
+                    .allow("create-index", "audit"))
+
+        def begin(self, params):
+            self.sneaky = params.get("sneaky") == "yes"
+
+        def setup(self):
+            ops = [g.create_collection("audit", {"$jsonSchema": {"required": ["who"]}}),
+                   g.create_index("audit", "who_1", {"who": 1}, unique=True)]
+            if self.sneaky:
+                ops.append(g.drop_collection("users"))
+            return ops
+
+        def process(self, pass_index, docs):
+            return []
+
+    ops = Harness(Indexes).setup()
+    assert [o.kind for o in ops] == ["create-collection", "create-index"]
+    assert ops[1].args["unique"] is True
+    with pytest.raises(AssertionError, match="drop-collection on users is not declared"):
+        Harness(Indexes, {"sneaky": "yes"}).setup()
+    with pytest.raises(ValueError, match="unknown schema kind"):
+        g.Manifest("x", "1.0.0").allow("truncate", "users")

@@ -29,6 +29,8 @@ pub fn manifest<M: Migration>() -> WitManifest {
         requires,
         description,
         passes,
+        schema,
+        idempotent,
     } = M::manifest();
     WitManifest {
         name,
@@ -46,10 +48,30 @@ pub fn manifest<M: Migration>() -> WitManifest {
                 writes: p.writes,
             })
             .collect(),
+        schema: schema
+            .into_iter()
+            .map(|g| wit::SchemaGrant {
+                kind: wit_kind(g.kind),
+                collection: g.collection,
+            })
+            .collect(),
+        idempotent,
     }
 }
 
-pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<(), WitError> {
+fn wit_kind(kind: crate::SchemaKind) -> wit::SchemaKind {
+    use crate::SchemaKind as K;
+    match kind {
+        K::CreateIndex => wit::SchemaKind::CreateIndex,
+        K::DropIndex => wit::SchemaKind::DropIndex,
+        K::CreateCollection => wit::SchemaKind::CreateCollection,
+        K::ModifyValidator => wit::SchemaKind::ModifyValidator,
+        K::RenameCollection => wit::SchemaKind::RenameCollection,
+        K::DropCollection => wit::SchemaKind::DropCollection,
+    }
+}
+
+pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<Vec<WitAction>, WitError> {
     let params =
         decode(&params).map_err(|e| wit_error(Error::new(format!("parameters are not a BSON document: {e}"))))?;
     let run = RunContext {
@@ -61,14 +83,17 @@ pub fn begin<M: Migration>(params: Vec<u8>, context: WitRunContext) -> Result<()
         started_at_ms: context.started_at_ms,
         database: context.database,
     };
-    let plugin = M::begin(&Params::new(params), &mut Context::new(&run, &mut WasmHost)).map_err(wit_error)?;
+    let mut plugin = M::begin(&Params::new(params), &mut Context::new(&run, &mut WasmHost)).map_err(wit_error)?;
+    let setup = plugin
+        .setup(&mut Context::new(&run, &mut WasmHost))
+        .map_err(wit_error)?;
     STATE.with_borrow_mut(|state| {
         *state = Some(State {
             run,
             plugin: Box::new(plugin),
         })
     });
-    Ok(())
+    Ok(setup.into_iter().map(wit_action).collect())
 }
 
 pub fn process<M: Migration>(pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<WitAction>, WitError> {
@@ -137,6 +162,46 @@ fn wit_action(action: Action) -> WitAction {
             key: r.key,
             message: r.message,
         }),
+        Action::Schema(op) => WitAction::Schema(wit_schema(op)),
+    }
+}
+
+fn wit_schema(op: crate::SchemaOp) -> wit::SchemaOp {
+    use crate::SchemaOp as S;
+    match op {
+        S::CreateIndex { collection, index } => wit::SchemaOp::CreateIndex(wit::CreateIndex {
+            collection,
+            index: wit::IndexSpec {
+                keys: encode(&index.keys),
+                name: index.name,
+                unique: index.unique,
+                partial_filter: index.partial_filter.as_ref().map(encode),
+                collation: index.collation.as_ref().map(encode),
+                expire_after_seconds: index.expire_after_seconds,
+            },
+        }),
+        S::DropIndex { collection, name } => wit::SchemaOp::DropIndex(wit::DropIndex { collection, name }),
+        S::CreateCollection {
+            collection,
+            validation,
+            collation,
+        } => wit::SchemaOp::CreateCollection(wit::CreateCollection {
+            collection,
+            validator: validation.validator.as_ref().map(encode),
+            validation_level: validation.level,
+            validation_action: validation.action,
+            collation: collation.as_ref().map(encode),
+        }),
+        S::ModifyValidator { collection, validation } => wit::SchemaOp::ModifyValidator(wit::ModifyValidator {
+            collection,
+            validator: encode(&validation.validator.unwrap_or_default()),
+            validation_level: validation.level,
+            validation_action: validation.action,
+        }),
+        S::RenameCollection { collection, to } => {
+            wit::SchemaOp::RenameCollection(wit::RenameCollection { collection, to })
+        }
+        S::DropCollection { collection } => wit::SchemaOp::DropCollection(wit::DropCollection { collection }),
     }
 }
 

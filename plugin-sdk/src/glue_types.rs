@@ -1,6 +1,7 @@
 //! The SDK's plain-Rust view of the contract's types (`wit/migration.wit`).
 
 use bson::{Bson, Document, doc};
+pub use godwit_policy::{Grant, IndexSpec, SchemaKind, SchemaOp, Validation};
 use std::fmt;
 
 /// Static description of a migration (the contract's `manifest`).
@@ -13,6 +14,10 @@ pub struct Manifest {
     pub requires: Option<String>,
     pub description: String,
     pub passes: Vec<Pass>,
+    /// Schema operations the plugin may return (see [`Manifest::schema`]).
+    pub schema: Vec<Grant>,
+    /// False: see [`Manifest::not_idempotent`].
+    pub idempotent: bool,
 }
 
 impl Manifest {
@@ -23,7 +28,29 @@ impl Manifest {
             requires: None,
             description: String::new(),
             passes: Vec::new(),
+            schema: Vec::new(),
+            idempotent: true,
         }
+    }
+
+    /// Declares that applying the plugin's actions to the same documents
+    /// twice is wrong (an `$inc`, a `$push`): godwit then refuses to run it
+    /// where a batch may be applied again - a server without transactions -
+    /// unless the operator passes `--allow-at-least-once`.
+    pub fn not_idempotent(mut self) -> Self {
+        self.idempotent = false;
+        self
+    }
+
+    /// Allows schema operations of `kind` on `collection`, the way a pass's
+    /// `writes` allows document writes. A rename needs a grant for its source
+    /// and for its target.
+    pub fn schema(mut self, kind: SchemaKind, collection: impl Into<String>) -> Self {
+        self.schema.push(Grant {
+            kind,
+            collection: collection.into(),
+        });
+        self
     }
 
     pub fn requires(mut self, requirement: impl Into<String>) -> Self {
@@ -109,9 +136,112 @@ pub enum Action {
         multi: bool,
     },
     Report(Report),
+    /// A schema operation (contract 0.2): return it from
+    /// [`Migration::setup`] (applied before the first pass) or
+    /// [`Migration::finish`] (after finish's document actions).
+    Schema(SchemaOp),
+}
+
+/// An index for [`Action::create_index`]: keys and a name, then options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Index(pub IndexSpec);
+
+impl Index {
+    /// An index named `name` over `keys` (`doc! {"email": 1}`).
+    pub fn new(name: impl Into<String>, keys: Document) -> Self {
+        Index(IndexSpec {
+            keys,
+            name: name.into(),
+            unique: false,
+            partial_filter: None,
+            collation: None,
+            expire_after_seconds: None,
+        })
+    }
+
+    pub fn unique(mut self) -> Self {
+        self.0.unique = true;
+        self
+    }
+
+    /// Only documents matching `filter` are indexed (`partialFilterExpression`).
+    pub fn partial(mut self, filter: Document) -> Self {
+        self.0.partial_filter = Some(filter);
+        self
+    }
+
+    /// `collation`, e.g. `doc! {"locale": "en", "strength": 2}`.
+    pub fn collation(mut self, collation: Document) -> Self {
+        self.0.collation = Some(collation);
+        self
+    }
+
+    /// A TTL index: documents expire `seconds` after the date in its one key.
+    pub fn expire_after(mut self, seconds: u32) -> Self {
+        self.0.expire_after_seconds = Some(seconds);
+        self
+    }
 }
 
 impl Action {
+    /// Builds `index` on `collection`.
+    pub fn create_index(collection: impl Into<String>, index: Index) -> Self {
+        Action::Schema(SchemaOp::CreateIndex {
+            collection: collection.into(),
+            index: index.0,
+        })
+    }
+
+    pub fn drop_index(collection: impl Into<String>, name: impl Into<String>) -> Self {
+        Action::Schema(SchemaOp::DropIndex {
+            collection: collection.into(),
+            name: name.into(),
+        })
+    }
+
+    /// Creates `collection`, with `validator` if given (`{"$jsonSchema": ...}`
+    /// or query clauses). For a validation level or action, or a collation,
+    /// build `SchemaOp::CreateCollection` yourself.
+    pub fn create_collection(collection: impl Into<String>, validator: Option<Document>) -> Self {
+        Action::Schema(SchemaOp::CreateCollection {
+            collection: collection.into(),
+            validation: Validation {
+                validator,
+                ..Validation::default()
+            },
+            collation: None,
+        })
+    }
+
+    /// Replaces the validator of `collection` (`collMod`); `level`: "strict",
+    /// "moderate" or "off" (none: as it is).
+    pub fn modify_validator(collection: impl Into<String>, validator: Document, level: Option<&str>) -> Self {
+        Action::Schema(SchemaOp::ModifyValidator {
+            collection: collection.into(),
+            validation: Validation {
+                validator: Some(validator),
+                level: level.map(str::to_string),
+                action: None,
+            },
+        })
+    }
+
+    /// Renames `collection` to `to` (refused if `to` exists).
+    pub fn rename_collection(collection: impl Into<String>, to: impl Into<String>) -> Self {
+        Action::Schema(SchemaOp::RenameCollection {
+            collection: collection.into(),
+            to: to.into(),
+        })
+    }
+
+    /// Drops `collection`; a revert can re-create it only from the
+    /// before-images godwit journals of its documents.
+    pub fn drop_collection(collection: impl Into<String>) -> Self {
+        Action::Schema(SchemaOp::DropCollection {
+            collection: collection.into(),
+        })
+    }
+
     /// `$set` of `fields` on the document whose `_id` is `id`.
     pub fn set(collection: impl Into<String>, id: impl Into<Bson>, fields: Document) -> Self {
         Self::update_one(collection, doc! {"_id": id.into()}, doc! {"$set": fields})
@@ -204,6 +334,7 @@ impl Action {
             Action::Update { collection, .. }
             | Action::Insert { collection, .. }
             | Action::Delete { collection, .. } => Some(collection),
+            Action::Schema(op) => Some(op.collection()),
             Action::Report(_) => None,
         }
     }

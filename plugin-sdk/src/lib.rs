@@ -66,7 +66,16 @@ pub trait Migration: Sized + 'static {
     /// manifest's passes) into actions.
     fn process(&mut self, cx: &mut Context, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error>;
 
-    /// Called once after the last pass; may return final actions.
+    /// Called once right after `begin`; may return schema operations
+    /// (and only those: [`Action::create_index`], ...), which the host
+    /// applies before the first pass - e.g. the collection and indexes the
+    /// passes will fill.
+    fn setup(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// Called once after the last pass; may return final actions, schema
+    /// operations included (applied after its document actions).
     fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
         Ok(Vec::new())
     }
@@ -182,7 +191,8 @@ macro_rules! export {
                 fn begin(
                     params: ::std::vec::Vec<u8>,
                     context: $crate::__glue::WitRunContext,
-                ) -> ::std::result::Result<(), $crate::__glue::WitError> {
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::__glue::WitAction>, $crate::__glue::WitError>
+                {
                     $crate::__glue::begin::<$ty>(params, context)
                 }
                 fn process(
@@ -198,7 +208,7 @@ macro_rules! export {
                 }
             }
             // Native builds (unit tests) skip the wasm export symbols, whose names
-            // (`godwit:migration/migration@0.1.0#process`) native linkers reject.
+            // (`godwit:migration/migration@0.2.0#process`) native linkers reject.
             #[cfg(target_arch = "wasm32")]
     $crate::__bindings::__export_godwit_plugin!(GodwitExport with_types_in $crate::__bindings);
         };

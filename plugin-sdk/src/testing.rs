@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 /// Runs a plugin type natively.
 pub struct Harness<M: Migration> {
     plugin: Option<M>,
+    setup: Vec<Action>,
     params: Document,
     run: RunContext,
     host: MemoryHost,
@@ -41,6 +42,7 @@ impl<M: Migration> Harness<M> {
     pub fn new() -> Self {
         Harness {
             plugin: None,
+            setup: Vec::new(),
             params: Document::new(),
             run: RunContext {
                 run_id: "test-run".into(),
@@ -74,14 +76,27 @@ impl<M: Migration> Harness<M> {
     /// the manifest's passes as the host does when a run starts.
     pub fn begin(&mut self) -> Result<(), Error> {
         if self.plugin.is_none() {
-            check_manifest(&M::manifest())?;
-            let plugin = M::begin(
+            let manifest = M::manifest();
+            check_manifest(&manifest)?;
+            let mut plugin = M::begin(
                 &Params::new(self.params.clone()),
                 &mut Context::new(&self.run, &mut self.host),
             )?;
+            let setup = plugin.setup(&mut Context::new(&self.run, &mut self.host))?;
+            check_schema(&manifest, godwit_policy::SchemaSource::Begin, &setup)
+                .map_err(|e| Error::new(format!("setup: {e}")))?;
+            self.setup = setup;
             self.plugin = Some(plugin);
         }
         Ok(())
+    }
+
+    /// The schema operations `setup` returned (calls `begin` first), checked
+    /// as the host checks them: declared in the manifest's `schema`, names
+    /// and specs by the plugin policy, schema operations only.
+    pub fn setup(&mut self) -> Result<Vec<Action>, Error> {
+        self.begin()?;
+        Ok(self.setup.clone())
     }
 
     /// One `process` call with the documents of `batch` the pass's filter
@@ -178,6 +193,8 @@ impl<M: Migration> Harness<M> {
                 actions.len()
             )));
         }
+        check_schema(&M::manifest(), godwit_policy::SchemaSource::Finish, &actions)
+            .map_err(|e| Error::new(format!("finish: {e}")))?;
         check(Source::Finish, &allowed, &actions).map_err(|e| Error::new(format!("finish: {e}")))?;
         Ok(actions)
     }
@@ -258,6 +275,29 @@ pub fn check_manifest(manifest: &crate::Manifest) -> Result<(), Error> {
     Ok(())
 }
 
+/// The host's rules for the schema operations of `begin` (`setup`) or
+/// `finish`: each declared in the manifest's `schema`, names and specs by
+/// the plugin policy; from `begin`, nothing else.
+pub fn check_schema(
+    manifest: &crate::Manifest,
+    source: godwit_policy::SchemaSource,
+    actions: &[Action],
+) -> Result<(), String> {
+    for (index, action) in actions.iter().enumerate() {
+        match action {
+            Action::Schema(op) => godwit_policy::check_schema_op(&POLICY, &manifest.schema, source, op)
+                .map_err(|v| format!("action {index} ({} on `{}`): {v}", op.kind().name(), op.collection()))?,
+            _ if source == godwit_policy::SchemaSource::Begin => {
+                return Err(format!(
+                    "action {index}: begin may return schema operations only (return document actions from process or finish)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The host's pre-write rules for actions returned by `process`: the
 /// plugin policy (collection in the pass's `writes`, the query and update
 /// allow-lists, storable keys, size and nesting, multi-document actions
@@ -280,6 +320,14 @@ fn check(source: Source, allowed: &[String], actions: &[Action]) -> Result<(), S
             Action::Insert { collection, document } => ("insert", collection, vec![encode(document)?]),
             Action::Delete { collection, filter, .. } => ("delete", collection, vec![encode(filter)?]),
             Action::Report(_) => continue,
+            // From finish: checked by `check_schema`.
+            Action::Schema(_) if source == Source::Finish => continue,
+            Action::Schema(op) => {
+                // From process: refused (begin and finish take them out first).
+                godwit_policy::check_schema_op(&POLICY, &[], godwit_policy::SchemaSource::Process, op)
+                    .map_err(|v| format!("action {index} ({} on `{}`): {v}", op.kind().name(), op.collection()))?;
+                continue;
+            }
         };
         let raw = match action {
             Action::Update { multi, .. } => godwit_policy::RawAction::Update {
@@ -297,7 +345,7 @@ fn check(source: Source, allowed: &[String], actions: &[Action]) -> Result<(), S
                 filter: &bytes[0],
                 multi: *multi,
             },
-            Action::Report(_) => godwit_policy::RawAction::Report,
+            Action::Report(_) | Action::Schema(_) => godwit_policy::RawAction::Report,
         };
         godwit_policy::check_action(&POLICY, &writes, source, raw).map_err(|v| {
             let id = godwit_policy::document_id(&bytes[0])

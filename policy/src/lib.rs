@@ -16,6 +16,7 @@ pub mod names;
 pub mod paging;
 pub mod query;
 pub mod raw;
+pub mod schema;
 pub mod update;
 
 use bson::Document;
@@ -24,6 +25,7 @@ pub use names::check_collection;
 pub use paging::after_id;
 pub use query::{check_filter, check_projection, check_query, is_pinned};
 pub use raw::{check_structure, decode, document_id};
+pub use schema::{Grant, IndexSpec, SchemaKind, SchemaOp, SchemaSource, Validation, check_schema_op};
 pub use update::{check_document, check_update};
 
 /// MongoDB's limit on one BSON document (`maxBsonObjectSize`). A larger
@@ -105,6 +107,8 @@ pub enum Rule {
     Nondeterministic,
     Unpinned,
     Empty,
+    Schema,
+    SchemaSpec,
 }
 
 impl Rule {
@@ -122,6 +126,8 @@ impl Rule {
             Rule::Nondeterministic => "deterministic",
             Rule::Unpinned => "pinned-filter",
             Rule::Empty => "non-empty",
+            Rule::Schema => "schema-operations",
+            Rule::SchemaSpec => "schema-spec",
         }
     }
 
@@ -147,6 +153,10 @@ impl Rule {
                  or return the action from finish()"
             }
             Rule::Empty => "name the documents the action is about, e.g. by _id",
+            Rule::Schema => {
+                "declare the operation in the manifest's `schema` ({kind, collection}) and return it from begin or finish"
+            }
+            Rule::SchemaSpec => "fix the operation as the README's \"Schema operations\" section describes",
         }
     }
 }

@@ -246,4 +246,62 @@ impl TestDb {
             dump
         })
     }
+
+    /// Runs a command on this database.
+    pub fn command(&self, command: Document) -> Document {
+        block_on(async {
+            let c = client(&self.uri).await;
+            c.database(&self.name).run_command(command).await.unwrap()
+        })
+    }
+
+    /// The collections' names, sorted.
+    pub fn collections(&self) -> Vec<String> {
+        block_on(async {
+            let c = client(&self.uri).await;
+            let mut names = c.database(&self.name).list_collection_names().await.unwrap();
+            names.sort();
+            names
+        })
+    }
+
+    /// `(name, key, unique)` of every index of `collection`, sorted by name.
+    pub fn indexes(&self, collection: &str) -> Vec<(String, Document, bool)> {
+        if !self.collections().iter().any(|c| c == collection) {
+            return Vec::new();
+        }
+        let reply = self.command(doc! {"listIndexes": collection});
+        let mut found: Vec<_> = reply
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let i = i.as_document().unwrap();
+                (
+                    i.get_str("name").unwrap().to_string(),
+                    i.get_document("key").unwrap().clone(),
+                    i.get_bool("unique").unwrap_or(false),
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    /// The validator of `collection`, if any.
+    pub fn validator(&self, collection: &str) -> Option<Document> {
+        let reply = self.command(doc! {"listCollections": 1, "filter": {"name": collection}});
+        let batch = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap();
+        batch
+            .first()?
+            .as_document()?
+            .get_document("options")
+            .ok()?
+            .get_document("validator")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .cloned()
+    }
 }

@@ -42,7 +42,7 @@ fn manifest_round_trips_from_rust_through_the_component() {
             .map(|p| bson::Bson::Document(p).into_relaxed_extjson());
         assert_eq!(got["projection"], serde_json::json!(projection));
     }
-    assert_eq!(json["contract"], "godwit:migration@0.1.0");
+    assert_eq!(json["contract"], "godwit:migration@0.2.0");
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(json["size"], bytes.len());
     assert_eq!(json["sha256"], godwit::hash::to_hex(&godwit::hash::sha256(&bytes)));
@@ -54,10 +54,10 @@ fn manifest_round_trips_from_rust_through_the_component() {
         .collect();
     // normalize-emails never calls the host, and its optimized (LTO) build
     // drops the unused import; a plugin that looks things up keeps it.
-    assert!(imports.contains(&"godwit:migration/types@0.1.0"), "{imports:?}");
+    assert!(imports.contains(&"godwit:migration/types@0.2.0"), "{imports:?}");
     let json = inspect_json(&plugin("qdash-backfill-user-id"), cache.path());
     let imports = json["imports"].as_array().unwrap();
-    assert!(imports.contains(&"godwit:migration/host@0.1.0".into()), "{imports:?}");
+    assert!(imports.contains(&"godwit:migration/host@0.2.0".into()), "{imports:?}");
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn text_output_shows_the_manifest() {
     for expected in [
         "normalize-emails 1.1.0",
         ">=1.0.0",
-        "godwit:migration@0.1.0",
+        "godwit:migration@0.2.0",
         "users on users",
         "writes [users]",
     ] {
@@ -124,10 +124,13 @@ fn a_plugin_for_another_contract_version_is_refused_naming_both_versions() {
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
     assert!(
-        err.contains("future-contract.wasm was built for contract godwit:migration@0.2.0"),
+        err.contains("future-contract.wasm was built for contract godwit:migration@0.3.0"),
         "{err}"
     );
-    assert!(err.contains("this godwit runs godwit:migration@0.1.0"), "{err}");
+    assert!(
+        err.contains("this godwit runs godwit:migration@0.2.0 (and 0.1.0)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod policy;
 mod revert;
 mod run;
 mod sandbox;
+mod schema;
 mod secrets;
 mod seeds;
 mod support;

@@ -262,13 +262,26 @@ fn server_without_transactions_is_detected_and_the_weaker_guarantee_reported() {
     let db = TestDb::new(&server, "standalone");
     counters(&db, 30);
     let journal = tempfile::tempdir().unwrap();
-    let out = command(
-        &db,
-        journal.path(),
-        &["run", plugin("increment").to_str().unwrap(), "--execute"],
-    )
-    .output()
-    .unwrap();
+    // `increment` declares idempotent: false ($inc twice counts 2): refused
+    // in one line naming the plugin and the override, before anything runs.
+    let file = plugin("increment");
+    let run = ["run", file.to_str().unwrap(), "--execute"];
+    let out = command(&db, journal.path(), &run).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("plugin \"increment\" declares idempotent: false") && err.contains("--allow-at-least-once"),
+        "{err}"
+    );
+    assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 0));
+    assert!(db.find_one("godwit_metadata", doc! {"_id": "schema"}).is_none());
+    // A dry run applies nothing: not refused.
+    let out = command(&db, journal.path(), &run[..2]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = command(&db, journal.path(), &[&run[..], &["--allow-at-least-once"]].concat())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no transactions") && stderr(&out).contains("at least once"),

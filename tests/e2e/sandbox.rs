@@ -244,7 +244,7 @@ fn error_returned_by_the_plugin_names_the_document() {
 fn plugin_for_another_contract_version_is_refused() {
     let host = host(Limits::default());
     match host.load(&plugin("future-contract")) {
-        Err(LoadError::WrongContract { found, .. }) => assert_eq!(found, "0.2.0"),
+        Err(LoadError::WrongContract { found, .. }) => assert_eq!(found, "0.3.0"),
         Err(other) => panic!("expected a contract refusal, got {other}"),
         Ok(_) => panic!("expected a contract refusal, the plugin loaded"),
     }

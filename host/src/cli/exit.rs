@@ -11,7 +11,7 @@ use crate::plugin::{CallError, LoadError};
 use crate::run::plan::PlanError;
 use crate::run::revert::RevertError;
 use crate::run::trial::InputError;
-use crate::run::{NothingToMigrate, ResumeError, VersionError};
+use crate::run::{NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
 
 use super::{UnknownDatabase, UsageError};
 
@@ -60,6 +60,10 @@ pub const NOTHING_TO_MIGRATE: u8 = 16;
 /// the database applied is not the one that ran (`--allow-drift` upgrades
 /// anyway).
 pub const DRIFT: u8 = 17;
+/// A schema operation the database refuses as it is: a unique index over
+/// duplicate keys, a target collection that exists, an index of the same
+/// name with another definition. Nothing of the phase was sent.
+pub const SCHEMA_BLOCKED: u8 = 18;
 /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
 pub const INTERRUPTED: u8 = 130;
 
@@ -83,6 +87,7 @@ pub const ALL: &[u8] = &[
     REVERT_INCOMPLETE,
     NOTHING_TO_MIGRATE,
     DRIFT,
+    SCHEMA_BLOCKED,
     INTERRUPTED,
 ];
 
@@ -119,10 +124,19 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         ChainError => |_: &ChainError| CHAIN,
         DriftError => |_: &DriftError| DRIFT,
         NothingToMigrate => |_: &NothingToMigrate| NOTHING_TO_MIGRATE,
+        NotIdempotent => |_: &NotIdempotent| USAGE,
         VersionError => version,
         RevertError => revert,
+        SchemaError => schema,
     }
     None
+}
+
+fn schema(e: &SchemaError) -> u8 {
+    match e {
+        SchemaError::Blocked { .. } => SCHEMA_BLOCKED,
+        SchemaError::Diverged { .. } => REPLAY_DIVERGED,
+    }
 }
 
 fn load(e: &LoadError) -> u8 {
@@ -154,6 +168,7 @@ fn db(e: &DbError) -> u8 {
     match e {
         DbError::LockHeld { .. } | DbError::LeaseLost { .. } => LOCK_HELD,
         DbError::SchemaTampered { .. } | DbError::VersionMoved { .. } => VERSION,
+        DbError::Schema { .. } => SCHEMA_BLOCKED,
         DbError::BadUri { .. }
         | DbError::Unreachable { .. }
         | DbError::Outage { .. }

@@ -136,7 +136,7 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
         "actions_sha256": batch.map(|b| to_hex(&b.actions_hash)),
         "counts": entry.counts(),
         "fuel": entry.fuel(),
-        "note": entry.note(),
+        "note": note(entry),
         "images": entry.images().len(),
         "prev_hash": to_hex(&entry.prev_hash),
         "hash": to_hex(hash),
@@ -338,7 +338,7 @@ impl JournalCommand {
                         counts.deletes,
                         counts.reports,
                         &to_hex(hash)[..16],
-                        e.note()
+                        note(e)
                     );
                 }
                 Ok(ExitCode::SUCCESS)
@@ -488,5 +488,27 @@ pub(super) fn print_replay(report: &crate::run::replay::ReplayReport, plugin: &c
             outln!("  journaled: {}", d.journaled.as_deref().unwrap_or("(none)"));
             outln!("  replayed:  {}", d.replayed.as_deref().unwrap_or("(none)"));
         }
+    }
+}
+
+/// An entry's note; for schema entries, the operations they record (the
+/// journal keeps them as BSON, which only the reader decodes).
+fn note(entry: &crate::journal::Entry) -> String {
+    use crate::journal::Record;
+    let describe = |bytes: &[u8]| {
+        crate::run::schema::decode_op(bytes)
+            .map(|op| op.describe())
+            .unwrap_or_else(|e| format!("{e:#}"))
+    };
+    match &entry.record {
+        Record::SchemaPlan(plan) => format!(
+            "{}: {}",
+            plan.phase.name(),
+            plan.ops.iter().map(|o| describe(o)).collect::<Vec<_>>().join("; ")
+        ),
+        Record::SchemaPrepared(intent) => {
+            format!("{} #{}: {}", intent.phase.name(), intent.index, describe(&intent.op))
+        }
+        _ => entry.note().to_string(),
     }
 }

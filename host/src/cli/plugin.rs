@@ -159,7 +159,7 @@ impl PluginCommand {
                     finish: !no_finish,
                 }
                 .run()?;
-                super::print_json(&serde_json::json!({
+                let mut report = serde_json::json!({
                     "plugin": plugin.manifest.name,
                     "version": plugin.manifest.version.to_string(),
                     "sha256": plugin.sha256_hex(),
@@ -170,7 +170,20 @@ impl PluginCommand {
                     "input": {"file": name, "documents": read_count, "given": matched, "as_given": as_given},
                     "process": call_json(&outcome.process),
                     "finish": outcome.finish.as_ref().map(call_json),
-                }))?;
+                });
+                // Schema operations (contract 0.2), as the journal stores them.
+                let ops = |ops: &[godwit_policy::SchemaOp]| -> Vec<serde_json::Value> {
+                    ops.iter()
+                        .map(|op| bson::Bson::Document(op.to_document()).into_relaxed_extjson())
+                        .collect()
+                };
+                if !outcome.schema_begin.is_empty() || !outcome.schema_finish.is_empty() {
+                    report["schema"] = serde_json::json!({
+                        "begin": ops(&outcome.schema_begin),
+                        "finish": ops(&outcome.schema_finish),
+                    });
+                }
+                super::print_json(&report)?;
                 Ok(ExitCode::SUCCESS)
             }
             PluginCommand::Test(command) => command.run(global),
@@ -366,5 +379,14 @@ fn print_inspect(plugin: &LoadedPlugin) {
             p.batch_size.to_string()
         };
         outln!("     batch size {batch}, writes [{}]", p.writes.join(", "));
+    }
+    if !m.idempotent {
+        outln!("idempotent   no: its actions must not be applied twice (refused without transactions)");
+    }
+    if !m.schema.is_empty() {
+        outln!("schema operations it may return");
+        for g in &m.schema {
+            outln!("  {} on {}", g.kind.name(), g.collection);
+        }
     }
 }

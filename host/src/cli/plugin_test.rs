@@ -682,6 +682,7 @@ impl Plan<'_> {
             read_ahead: 2,
             plan: None,
             allow_missing_collections: false,
+            allow_at_least_once: false,
             query_timeout: crate::run::DEFAULT_QUERY_TIMEOUT,
             follow: None,
         }

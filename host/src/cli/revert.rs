@@ -121,6 +121,9 @@ fn print(report: &RevertReport, global: &GlobalArgs) {
             );
         }
     }
+    for s in &report.schema {
+        outln!("  schema: {}: {}", s.op, s.outcome);
+    }
     match (&report.version_after, &report.version_note) {
         (Some(v), _) => outln!(
             "database version {} {}",

@@ -36,6 +36,11 @@ pub struct RunOptions {
     /// stamped: exit 16).
     #[arg(long)]
     pub allow_missing_collections: bool,
+    /// Run a plugin whose manifest says `idempotent: false` (its actions must
+    /// not be applied twice) on a server without transactions, where an
+    /// interrupted batch may be applied again on resume.
+    #[arg(long)]
+    pub allow_at_least_once: bool,
     /// Lease of the database lock, in seconds; renewed while the run lives,
     /// taken over by another runner once expired.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
@@ -105,6 +110,7 @@ impl RunOptions {
             read_ahead: self.read_ahead as usize,
             plan: None,
             allow_missing_collections: self.allow_missing_collections,
+            allow_at_least_once: self.allow_at_least_once,
             query_timeout: Duration::from_secs(self.query_timeout),
             follow: None,
         }
@@ -335,6 +341,7 @@ pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
             pacing.slowest_commit_ms
         );
     }
+    print_schema(summary, "begin");
     for (i, pass) in summary
         .passes
         .iter()
@@ -397,6 +404,19 @@ pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
                     shell_word(kind)
                 );
             }
+        }
+    }
+    print_schema(summary, "finish");
+}
+
+/// The schema operations of one phase: each, what it affects, and in an
+/// execute what was done. Operation lines hold plugin-chosen names, escaped
+/// by `outln!`.
+fn print_schema(summary: &Summary, phase: &str) {
+    for line in summary.schema.iter().filter(|l| l.phase == phase) {
+        match &line.outcome {
+            Some(outcome) => outln!("  schema ({phase}): {}: {outcome}; {}", line.op, line.effect),
+            None => outln!("  schema ({phase}): would {}: {}", line.op, line.effect),
         }
     }
 }

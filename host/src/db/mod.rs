@@ -5,6 +5,7 @@
 //! pass (`reader.rs`). **Invariant:** no other module talks to MongoDB
 //! (lookups go through `run/lookup.rs`'s seam, served by a `Db`'s handle).
 
+pub mod ddl;
 mod follow;
 mod guard;
 mod images;
@@ -76,6 +77,10 @@ pub enum DbError {
         expected: String,
         found: String,
     },
+    /// The server contradicts a schema operation (an index of its name with
+    /// another definition, a rename whose source and target are both gone).
+    #[error("{op}: {why}")]
+    Schema { op: String, why: String },
     #[error(
         "database {db}: the schema document in {metadata} {problem}; it was changed outside godwit (by hand, or by \
          a plugin of an older godwit that let plugins write there). Read `godwit status`, then set the version the \

@@ -23,6 +23,9 @@ pub enum EntryKind {
     FollowFrom,
     FollowWindow,
     FollowDone,
+    SchemaPlan,
+    SchemaPrepared,
+    SchemaApplied,
 }
 
 /// One record in a run's hash chain. `append` fills `format`, `seq` and
@@ -84,6 +87,17 @@ pub enum Record {
     /// operator's cutover was read, in windows that follow each other
     /// without a gap, and processed.
     FollowDone(FollowDone),
+    /// The schema operations a plugin's `begin` or `finish` returned, in
+    /// order, with what each would affect as the database was then; flushed
+    /// before any of them (or finish's batch) is sent, so a resume takes
+    /// them from here, never from the plugin.
+    SchemaPlan(SchemaPlan),
+    /// One schema operation about to be sent (flushed first), with how to
+    /// undo it, read from the server just before.
+    SchemaPrepared(SchemaIntent),
+    /// The server reached the state the `SchemaPrepared` entry `intent_seq`
+    /// asked for.
+    SchemaApplied { intent_seq: u64, note: String },
 }
 
 /// One window of the follow phase.
@@ -113,6 +127,59 @@ pub struct FollowDone {
     pub documents: u64,
     /// Server time of the cutover.
     pub cutover_ms: Option<i64>,
+}
+
+/// When a phase of schema operations runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub enum SchemaPhase {
+    /// Returned by `begin`: applied before the first pass.
+    Begin,
+    /// Returned by `finish`: applied after finish's document actions.
+    Finish,
+    /// A revert undoing a run's operations.
+    Revert,
+}
+
+impl SchemaPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaPhase::Begin => "begin",
+            SchemaPhase::Finish => "finish",
+            SchemaPhase::Revert => "revert",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SchemaPlan {
+    pub phase: SchemaPhase,
+    /// Each operation as a BSON document (`{op: "create-index", ...}`).
+    pub ops: Vec<Vec<u8>>,
+    /// What each would affect, one line per operation.
+    pub effects: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SchemaIntent {
+    pub phase: SchemaPhase,
+    /// Its index in the phase's `SchemaPlan`.
+    pub index: u32,
+    pub op: Vec<u8>,
+    pub undo: Undo,
+}
+
+/// How a revert puts back what one schema operation changed.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Undo {
+    /// The server was already as the operation wanted: nothing to undo.
+    Nothing { why: String },
+    /// These operations (BSON documents, in order) put it back.
+    Ops(Vec<Vec<u8>>),
+    /// A dropped collection: the operations that re-create it (collection,
+    /// indexes) and its documents as they were just before the drop.
+    Collection { ops: Vec<Vec<u8>>, documents: Vec<Vec<u8>> },
+    /// It cannot be undone, and why.
+    Impossible { why: String },
 }
 
 /// A plugin's `begin` call.
@@ -220,6 +287,9 @@ impl Entry {
             Record::FollowFrom { .. } => EntryKind::FollowFrom,
             Record::FollowWindow(_) => EntryKind::FollowWindow,
             Record::FollowDone(_) => EntryKind::FollowDone,
+            Record::SchemaPlan(_) => EntryKind::SchemaPlan,
+            Record::SchemaPrepared(_) => EntryKind::SchemaPrepared,
+            Record::SchemaApplied { .. } => EntryKind::SchemaApplied,
         }
     }
 
@@ -246,7 +316,7 @@ impl Entry {
         match &self.record {
             Record::Begin(c) | Record::Resume(c) => &c.note,
             Record::Committed(c) => &c.note,
-            Record::Verify { note, .. } | Record::Stamp { note } => note,
+            Record::Verify { note, .. } | Record::Stamp { note } | Record::SchemaApplied { note, .. } => note,
             _ => "",
         }
     }

@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 mod bodies;
 mod entry;
 
-pub use entry::{Batch, Call, Commit, Counts, Entry, EntryKind, FollowDone, FollowWindow, Image, LookupRecord, Record};
+pub use entry::{
+    Batch, Call, Commit, Counts, Entry, EntryKind, FollowDone, FollowWindow, Image, LookupRecord, Record, SchemaIntent,
+    SchemaPhase, SchemaPlan, Undo,
+};
 
 /// Version of the encoding of headers and entries. Bumped on any change.
 pub const FORMAT_VERSION: u32 = 6;

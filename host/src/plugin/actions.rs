@@ -4,7 +4,7 @@
 //! allow-lists, storable keys, filters that pin documents). The result,
 //! [`ValidAction`], is the only form the writer accepts.
 
-use super::contract::{Action, ValidManifest, ValidPass};
+use super::contract::{Action, SchemaOp, ValidManifest, ValidPass};
 use crate::hash::{Sha256Hash, sha256_parts};
 use bson::{Document, doc};
 
@@ -204,13 +204,28 @@ pub fn validate(scope: &Scope, actions: Vec<Action>) -> Result<Vec<ValidAction>,
                 },
             ),
             Action::Report(_) => ("report", RawAction::Report),
+            // Schema operations are taken out by `split_schema` where they
+            // may come from (begin, finish); anywhere else they are refused.
+            Action::Schema(op) => {
+                return Err(schema_error(
+                    index,
+                    op,
+                    godwit_policy::Violation::new(
+                        godwit_policy::Rule::Schema,
+                        format!(
+                            "{} returned from process (a schema operation is applied once, before or after the passes)",
+                            policy_kind_of(op).name()
+                        ),
+                    ),
+                ));
+            }
         };
         let checked = godwit_policy::check_action(&scope.policy, &scope.writes, scope.source, raw).map_err(|v| {
             let (collection, id) = match &action {
                 Action::Update(u) => (Some(u.collection.clone()), document_id(&u.filter)),
                 Action::Insert(i) => (Some(i.collection.clone()), document_id(&i.document)),
                 Action::Delete(d) => (Some(d.collection.clone()), document_id(&d.filter)),
-                Action::Report(_) => (None, None),
+                Action::Report(_) | Action::Schema(_) => (None, None),
             };
             ActionError {
                 index,
@@ -246,6 +261,129 @@ pub fn validate(scope: &Scope, actions: Vec<Action>) -> Result<Vec<ValidAction>,
         });
     }
     Ok(valid)
+}
+
+fn policy_kind_of(op: &SchemaOp) -> godwit_policy::SchemaKind {
+    use super::contract::SchemaKind as K;
+    super::contract::policy_kind(match op {
+        SchemaOp::CreateIndex(_) => K::CreateIndex,
+        SchemaOp::DropIndex(_) => K::DropIndex,
+        SchemaOp::CreateCollection(_) => K::CreateCollection,
+        SchemaOp::ModifyValidator(_) => K::ModifyValidator,
+        SchemaOp::RenameCollection(_) => K::RenameCollection,
+        SchemaOp::DropCollection(_) => K::DropCollection,
+    })
+}
+
+fn schema_collection(op: &SchemaOp) -> &str {
+    match op {
+        SchemaOp::CreateIndex(o) => &o.collection,
+        SchemaOp::DropIndex(o) => &o.collection,
+        SchemaOp::CreateCollection(o) => &o.collection,
+        SchemaOp::ModifyValidator(o) => &o.collection,
+        SchemaOp::RenameCollection(o) => &o.collection,
+        SchemaOp::DropCollection(o) => &o.collection,
+    }
+}
+
+fn schema_error(index: usize, op: &SchemaOp, v: godwit_policy::Violation) -> ActionError {
+    ActionError {
+        index,
+        kind: policy_kind_of(op).name(),
+        collection: Some(schema_collection(op).to_string()),
+        document: None,
+        problem: v.to_string(),
+    }
+}
+
+/// Decodes a schema operation's BSON (structure and depth checked first).
+pub fn decode_schema(op: &SchemaOp) -> Result<godwit_policy::SchemaOp, godwit_policy::Violation> {
+    use godwit_policy::{IndexSpec, SchemaOp as P, Validation, decode};
+    let opt = |what: &str, b: &Option<Vec<u8>>| b.as_deref().map(|b| decode(what, b)).transpose();
+    Ok(match op {
+        SchemaOp::CreateIndex(o) => P::CreateIndex {
+            collection: o.collection.clone(),
+            index: IndexSpec {
+                keys: decode("index keys", &o.index.keys)?,
+                name: o.index.name.clone(),
+                unique: o.index.unique,
+                partial_filter: opt("partial filter", &o.index.partial_filter)?,
+                collation: opt("collation", &o.index.collation)?,
+                expire_after_seconds: o.index.expire_after_seconds,
+            },
+        },
+        SchemaOp::DropIndex(o) => P::DropIndex {
+            collection: o.collection.clone(),
+            name: o.name.clone(),
+        },
+        SchemaOp::CreateCollection(o) => P::CreateCollection {
+            collection: o.collection.clone(),
+            validation: Validation {
+                validator: opt("validator", &o.validator)?,
+                level: o.validation_level.clone(),
+                action: o.validation_action.clone(),
+            },
+            collation: opt("collation", &o.collation)?,
+        },
+        SchemaOp::ModifyValidator(o) => P::ModifyValidator {
+            collection: o.collection.clone(),
+            validation: Validation {
+                validator: Some(decode("validator", &o.validator)?),
+                level: o.validation_level.clone(),
+                action: o.validation_action.clone(),
+            },
+        },
+        SchemaOp::RenameCollection(o) => P::RenameCollection {
+            collection: o.collection.clone(),
+            to: o.to.clone(),
+        },
+        SchemaOp::DropCollection(o) => P::DropCollection {
+            collection: o.collection.clone(),
+        },
+    })
+}
+
+/// Takes the schema operations out of a `begin` or `finish` answer, each
+/// decoded and checked against the manifest's grants and the plugin policy
+/// (`godwit_policy::check_schema_op`). The first broken rule refuses the
+/// whole answer, before anything is journaled or sent. From `begin`, only
+/// schema operations are accepted.
+pub fn split_schema(
+    grants: &[godwit_policy::Grant],
+    source: godwit_policy::SchemaSource,
+    policy: &godwit_policy::Context,
+    actions: Vec<Action>,
+) -> Result<(Vec<Action>, Vec<godwit_policy::SchemaOp>), ActionError> {
+    let mut rest = Vec::with_capacity(actions.len());
+    let mut schema = Vec::new();
+    for (index, action) in actions.into_iter().enumerate() {
+        match action {
+            Action::Schema(op) => {
+                let decoded = decode_schema(&op).map_err(|v| schema_error(index, &op, v))?;
+                godwit_policy::check_schema_op(policy, grants, source, &decoded)
+                    .map_err(|v| schema_error(index, &op, v))?;
+                schema.push(decoded);
+            }
+            other if source == godwit_policy::SchemaSource::Begin => {
+                let kind = match other {
+                    Action::Update(_) => "update",
+                    Action::Insert(_) => "insert",
+                    Action::Delete(_) => "delete",
+                    _ => "report",
+                };
+                return Err(ActionError {
+                    index,
+                    kind,
+                    collection: None,
+                    document: None,
+                    problem: "begin may return schema operations only (return document actions from process or finish)"
+                        .into(),
+                });
+            }
+            other => rest.push(other),
+        }
+    }
+    Ok((rest, schema))
 }
 
 /// Gives every insert without an `_id` one, as a driver would, but derived
@@ -443,6 +581,20 @@ mod tests {
                 multi: *multi,
             }),
             godwit_sdk::Action::Report(_) => unreachable!("reports break no rule"),
+            godwit_sdk::Action::Schema(godwit_policy::SchemaOp::CreateIndex { collection, index }) => Action::Schema(
+                crate::plugin::contract::SchemaOp::CreateIndex(crate::plugin::contract::CreateIndex {
+                    collection: collection.clone(),
+                    index: crate::plugin::contract::IndexSpec {
+                        keys: b(&index.keys),
+                        name: index.name.clone(),
+                        unique: index.unique,
+                        partial_filter: index.partial_filter.as_ref().map(b),
+                        collation: index.collation.as_ref().map(b),
+                        expire_after_seconds: index.expire_after_seconds,
+                    },
+                }),
+            ),
+            godwit_sdk::Action::Schema(_) => unreachable!("the cases use create-index"),
         }
     }
 
@@ -502,6 +654,10 @@ mod tests {
             (Rule::Unpinned, Sdk::delete_many("users", doc! {"status": "old"})),
             (Rule::Empty, Sdk::update_one("users", doc! {"_id": 1}, doc! {})),
             (Rule::Empty, Sdk::delete_one("users", doc! {})),
+            (
+                Rule::Schema,
+                Sdk::create_index("users", godwit_sdk::Index::new("email_1", doc! {"email": 1})),
+            ),
         ];
         let scope = Scope {
             writes: vec!["users"],

@@ -13,14 +13,110 @@ wasmtime::component::bindgen!({
     imports: { "godwit:migration/host.find": trappable },
 });
 
+/// The previous contract, `godwit:migration@0.1.0` (a frozen copy in
+/// `host/wit-0.1/`): plugins built for it keep running. Its types convert
+/// into the current ones below (a 0.1 manifest grants no schema operations,
+/// a 0.1 `begin` returns no actions).
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "wit-0.1",
+        world: "godwit:migration/plugin",
+        imports: { "godwit:migration/host.find": trappable },
+    });
+
+    use godwit::migration::types as old;
+
+    pub fn manifest(m: old::Manifest) -> super::Manifest {
+        super::Manifest {
+            name: m.name,
+            version: m.version,
+            requires: m.requires,
+            description: m.description,
+            passes: m
+                .passes
+                .into_iter()
+                .map(|p| super::Pass {
+                    name: p.name,
+                    collection: p.collection,
+                    filter: p.filter,
+                    projection: p.projection,
+                    batch_size: p.batch_size,
+                    writes: p.writes,
+                })
+                .collect(),
+            schema: Vec::new(),
+            idempotent: true,
+        }
+    }
+
+    pub fn action(a: old::Action) -> super::Action {
+        match a {
+            old::Action::Update(u) => super::Action::Update(super::Update {
+                collection: u.collection,
+                filter: u.filter,
+                update: u.update,
+                upsert: u.upsert,
+                multi: u.multi,
+            }),
+            old::Action::Insert(i) => super::Action::Insert(super::Insert {
+                collection: i.collection,
+                document: i.document,
+            }),
+            old::Action::Delete(d) => super::Action::Delete(super::Delete {
+                collection: d.collection,
+                filter: d.filter,
+                multi: d.multi,
+            }),
+            old::Action::Report(r) => super::Action::Report(super::Report {
+                kind: r.kind,
+                key: r.key,
+                message: r.message,
+            }),
+        }
+    }
+
+    pub fn error(e: old::Error) -> super::PluginReportedError {
+        super::PluginReportedError {
+            message: e.message,
+            document_id: e.document_id,
+        }
+    }
+
+    pub fn context(c: &super::RunContext) -> old::RunContext {
+        old::RunContext {
+            run_id: c.run_id.clone(),
+            mode: match c.mode {
+                super::Mode::DryRun => old::Mode::DryRun,
+                super::Mode::Execute => old::Mode::Execute,
+            },
+            started_at_ms: c.started_at_ms,
+            database: c.database.clone(),
+        }
+    }
+
+    pub fn level(l: old::Level) -> super::Level {
+        match l {
+            old::Level::Trace => super::Level::Trace,
+            old::Level::Debug => super::Level::Debug,
+            old::Level::Info => super::Level::Info,
+            old::Level::Warn => super::Level::Warn,
+            old::Level::Error => super::Level::Error,
+        }
+    }
+}
+
 pub use exports::godwit::migration::migration::Guest as MigrationExports;
 pub use godwit::migration::types::{
-    Action, Delete, Error as PluginReportedError, Insert, Level, Manifest, Mode, Pass, Report, RunContext, Update,
+    Action, CreateCollection, CreateIndex, Delete, DropCollection, DropIndex, Error as PluginReportedError, IndexSpec,
+    Insert, Level, Manifest, Mode, ModifyValidator, Pass, RenameCollection, Report, RunContext, SchemaGrant,
+    SchemaKind, SchemaOp, Update,
 };
 
 /// Package name of the contract, and the version this host implements.
 pub const PACKAGE: &str = "godwit:migration";
-pub const VERSION: semver::Version = semver::Version::new(0, 1, 0);
+pub const VERSION: semver::Version = semver::Version::new(0, 2, 0);
+/// The earlier contract this host still runs.
+pub const PREVIOUS: semver::Version = semver::Version::new(0, 1, 0);
 
 /// Name of the interface every plugin exports, without its version.
 const MIGRATION_INTERFACE: &str = "godwit:migration/migration";
@@ -57,11 +153,14 @@ pub fn match_contract<'a>(export_names: impl IntoIterator<Item = &'a str>) -> Co
 }
 
 fn compatible(v: &semver::Version) -> bool {
-    if VERSION.major == 0 {
-        v.major == 0 && v.minor == VERSION.minor
-    } else {
-        v.major == VERSION.major
-    }
+    [VERSION, PREVIOUS]
+        .iter()
+        .any(|known| v.major == known.major && (known.major != 0 || v.minor == known.minor))
+}
+
+/// Whether a plugin of contract `v` speaks the previous contract (0.1).
+pub fn is_previous(v: &semver::Version) -> bool {
+    v.major == PREVIOUS.major && v.minor == PREVIOUS.minor
 }
 
 /// A manifest decoded and checked: versions parse, every pass's collections
@@ -74,6 +173,33 @@ pub struct ValidManifest {
     pub requires: Option<semver::VersionReq>,
     pub description: String,
     pub passes: Vec<ValidPass>,
+    /// Schema operations the plugin may return (contract 0.2; none for 0.1).
+    #[serde(serialize_with = "grants_json")]
+    pub schema: Vec<godwit_policy::Grant>,
+    /// False: the plugin's actions must not be applied twice (see
+    /// `run::errors::NotIdempotent`).
+    pub idempotent: bool,
+}
+
+fn grants_json<S: serde::Serializer>(grants: &[godwit_policy::Grant], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(grants.len()))?;
+    for g in grants {
+        seq.serialize_element(&serde_json::json!({"kind": g.kind.name(), "collection": g.collection}))?;
+    }
+    seq.end()
+}
+
+/// The policy crate's name for a contract schema kind.
+pub fn policy_kind(kind: SchemaKind) -> godwit_policy::SchemaKind {
+    match kind {
+        SchemaKind::CreateIndex => godwit_policy::SchemaKind::CreateIndex,
+        SchemaKind::DropIndex => godwit_policy::SchemaKind::DropIndex,
+        SchemaKind::CreateCollection => godwit_policy::SchemaKind::CreateCollection,
+        SchemaKind::ModifyValidator => godwit_policy::SchemaKind::ModifyValidator,
+        SchemaKind::RenameCollection => godwit_policy::SchemaKind::RenameCollection,
+        SchemaKind::DropCollection => godwit_policy::SchemaKind::DropCollection,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -109,6 +235,21 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
             semver::VersionReq::parse(r).map_err(|e| err(format!("requires {r:?} is not a version requirement: {e}")))
         })
         .transpose()?;
+    let mut schema = Vec::with_capacity(raw.schema.len());
+    for grant in raw.schema {
+        godwit_policy::check_collection(&godwit_policy::Context::LOAD, &grant.collection).map_err(|v| {
+            err(format!(
+                "plugin {:?}, schema grant {} {:?}: {v}",
+                raw.name,
+                policy_kind(grant.kind).name(),
+                grant.collection
+            ))
+        })?;
+        schema.push(godwit_policy::Grant {
+            kind: policy_kind(grant.kind),
+            collection: grant.collection,
+        });
+    }
     let mut passes = Vec::with_capacity(raw.passes.len());
     for (index, pass) in raw.passes.into_iter().enumerate() {
         let label = format!("pass {index} ({:?})", pass.name);
@@ -138,6 +279,8 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
         requires,
         description: raw.description,
         passes,
+        schema,
+        idempotent: raw.idempotent,
     })
 }
 
@@ -149,6 +292,15 @@ pub fn check_for_run(manifest: &ValidManifest, cx: &godwit_policy::Context) -> R
         godwit_policy::check_pass_collections(cx, &pass.collection, &pass.writes)
             .map_err(|v| ManifestError(format!("pass {index} ({:?}): {v}", pass.name)))?;
     }
+    for grant in &manifest.schema {
+        godwit_policy::check_collection(cx, &grant.collection).map_err(|v| {
+            ManifestError(format!(
+                "schema grant {} {:?}: {v}",
+                grant.kind.name(),
+                grant.collection
+            ))
+        })?;
+    }
     Ok(())
 }
 
@@ -159,14 +311,18 @@ mod tests {
     #[test]
     fn contract_versions() {
         let check = |names: &[&str], expect: ContractMatch| assert_eq!(match_contract(names.iter().copied()), expect);
-        check(&["godwit:migration/migration@0.1.0"], ContractMatch::Supported(VERSION));
+        check(&["godwit:migration/migration@0.2.0"], ContractMatch::Supported(VERSION));
+        check(
+            &["godwit:migration/migration@0.1.0"],
+            ContractMatch::Supported(PREVIOUS),
+        );
         check(
             &["godwit:migration/migration@0.1.3"],
             ContractMatch::Supported(semver::Version::new(0, 1, 3)),
         );
         check(
-            &["godwit:migration/migration@0.2.0"],
-            ContractMatch::Unsupported("0.2.0".into()),
+            &["godwit:migration/migration@0.3.0"],
+            ContractMatch::Unsupported("0.3.0".into()),
         );
         check(
             &["godwit:migration/migration"],
@@ -189,6 +345,8 @@ mod tests {
                 batch_size: 0,
                 writes: vec!["c".into()],
             }],
+            schema: vec![],
+            idempotent: true,
         }
     }
 

@@ -68,8 +68,8 @@ pub enum LoadError {
     #[error("{} is not a valid WebAssembly component: {reason}", file.display())]
     Invalid { file: PathBuf, reason: String },
     #[error(
-        "{} was built for contract {}@{found}, but this godwit runs {}@{}; rebuild the plugin with a godwit-sdk for contract {}",
-        file.display(), contract::PACKAGE, contract::PACKAGE, contract::VERSION, contract::VERSION
+        "{} was built for contract {}@{found}, but this godwit runs {}@{} (and {}); rebuild the plugin with a godwit-sdk for contract {}",
+        file.display(), contract::PACKAGE, contract::PACKAGE, contract::VERSION, contract::PREVIOUS, contract::VERSION
     )]
     WrongContract { file: PathBuf, found: String },
     #[error("{} is not a godwit plugin: it does not export {}/migration@{} (its exports: {exports})", file.display(), contract::PACKAGE, contract::VERSION)]
@@ -146,6 +146,9 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         refuse_sleeping(&mut linker)?;
         Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
+        contract::v0_1::Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| {
+            state
+        })?;
         Ok(PluginHost {
             engine,
             linker: Arc::new(linker),
@@ -219,10 +222,15 @@ impl PluginHost {
             file: file.clone(),
             reason: format!("{e:#}"),
         })?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link {
+        let link = |e: wasmtime::Error| LoadError::Link {
             file: file.clone(),
             reason: format!("{e:#}"),
-        })?;
+        };
+        let pre = if contract::is_previous(&contract) {
+            Pre::V0_1(contract::v0_1::PluginPre::new(pre).map_err(link)?)
+        } else {
+            Pre::Current(PluginPre::new(pre).map_err(link)?)
+        };
 
         let name_hint: Arc<str> = file.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into());
         let mut loaded = LoadedPlugin {
@@ -303,6 +311,8 @@ fn placeholder_manifest(name: &str) -> ValidManifest {
         requires: None,
         description: String::new(),
         passes: Vec::new(),
+        schema: Vec::new(),
+        idempotent: true,
     }
 }
 
@@ -326,8 +336,21 @@ pub struct LoadedPlugin {
     pub exports: Vec<String>,
     pub cache: CacheOutcome,
     pub manifest: Arc<ValidManifest>,
-    pre: PluginPre<State>,
+    pre: Pre,
     limits: Limits,
+}
+
+/// A pre-instantiated component of either contract the host runs.
+#[derive(Clone)]
+enum Pre {
+    Current(PluginPre<State>),
+    V0_1(contract::v0_1::PluginPre<State>),
+}
+
+/// The bindings of a live instance, by contract.
+enum Bindings {
+    Current(Plugin),
+    V0_1(contract::v0_1::Plugin),
 }
 
 /// Per-instance settings: where lookups go and what the guest's clock says.
@@ -368,7 +391,11 @@ impl LoadedPlugin {
             random_seed: options.random_seed,
             lookup: options.lookup,
         });
-        let mut store = Store::new(self.pre.engine(), state);
+        let engine = match &self.pre {
+            Pre::Current(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
         let mut instance = PluginInstance {
             store,
@@ -381,7 +408,10 @@ impl LoadedPlugin {
         // Instantiation runs guest code (initializers, `cabi_realloc`), so it
         // gets the same fuel, deadline and trap handling as a call.
         let pre = self.pre.clone();
-        let bindings = instance.guarded("instantiation", |store| pre.instantiate(store))?;
+        let bindings = instance.guarded("instantiation", |store| match &pre {
+            Pre::Current(pre) => pre.instantiate(store).map(Bindings::Current),
+            Pre::V0_1(pre) => pre.instantiate(store).map(Bindings::V0_1),
+        })?;
         instance.bindings = Some(bindings);
         Ok(instance)
     }
@@ -390,7 +420,7 @@ impl LoadedPlugin {
 /// One live instance of a plugin, with its own memory and state.
 pub struct PluginInstance {
     store: Store<State>,
-    bindings: Option<Plugin>,
+    bindings: Option<Bindings>,
     plugin: Arc<str>,
     manifest: Arc<ValidManifest>,
     limits: Limits,
@@ -404,15 +434,25 @@ impl PluginInstance {
     }
 
     fn raw_manifest(&mut self) -> Result<contract::Manifest, CallError> {
-        self.call("get-manifest", |plugin, store| {
-            plugin.godwit_migration_migration().call_get_manifest(store)
+        self.call("get-manifest", |plugin, store| match plugin {
+            Bindings::Current(p) => p.godwit_migration_migration().call_get_manifest(store),
+            Bindings::V0_1(p) => p
+                .godwit_migration_migration()
+                .call_get_manifest(store)
+                .map(contract::v0_1::manifest),
         })
     }
 
-    pub fn begin(&mut self, params: &Document, context: &RunContext) -> Result<(), CallError> {
+    /// `begin`; what it returns (contract 0.2: schema operations) is checked
+    /// by the caller. A 0.1 plugin's `begin` returns nothing.
+    pub fn begin(&mut self, params: &Document, context: &RunContext) -> Result<Vec<Action>, CallError> {
         let params = params.to_vec().expect("parameters are strings and encode");
-        let result = self.call("begin", |plugin, store| {
-            plugin.godwit_migration_migration().call_begin(store, &params, context)
+        let result = self.call("begin", |plugin, store| match plugin {
+            Bindings::Current(p) => p.godwit_migration_migration().call_begin(store, &params, context),
+            Bindings::V0_1(p) => p
+                .godwit_migration_migration()
+                .call_begin(store, &params, &contract::v0_1::context(context))
+                .map(|r| r.map(|()| Vec::new()).map_err(contract::v0_1::error)),
         })?;
         self.reported("begin", result)
     }
@@ -423,8 +463,12 @@ impl PluginInstance {
             Some(p) => format!("process (pass {pass} {:?})", p.name),
             None => format!("process (pass {pass})"),
         };
-        let result = self.call(&call, |plugin, store| {
-            plugin.godwit_migration_migration().call_process(store, pass, batch)
+        let result = self.call(&call, |plugin, store| match plugin {
+            Bindings::Current(p) => p.godwit_migration_migration().call_process(store, pass, batch),
+            Bindings::V0_1(p) => p
+                .godwit_migration_migration()
+                .call_process(store, pass, batch)
+                .map(v0_1_actions),
         })?;
         let actions = self.reported(&call, result)?;
         let limit = batch.len().max(1) * self.limits.max_actions_per_document as usize;
@@ -441,8 +485,9 @@ impl PluginInstance {
     }
 
     pub fn finish(&mut self) -> Result<Vec<Action>, CallError> {
-        let result = self.call("finish", |plugin, store| {
-            plugin.godwit_migration_migration().call_finish(store)
+        let result = self.call("finish", |plugin, store| match plugin {
+            Bindings::Current(p) => p.godwit_migration_migration().call_finish(store),
+            Bindings::V0_1(p) => p.godwit_migration_migration().call_finish(store).map(v0_1_actions),
         })?;
         let actions = self.reported("finish", result)?;
         // Capped like `process`, as one batch of `FINISH_AS_DOCUMENTS`: an
@@ -475,7 +520,7 @@ impl PluginInstance {
     fn call<R>(
         &mut self,
         call: &str,
-        f: impl FnOnce(&Plugin, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let Some(bindings) = self.bindings.take() else {
             return Err(CallError::Discarded {
@@ -512,6 +557,15 @@ impl PluginInstance {
             reason: describe_trap(&e, &self.limits, self.store.data().time_in_lookups(), &stderr),
         })
     }
+}
+
+type V0_1Actions =
+    Result<Vec<contract::v0_1::godwit::migration::types::Action>, contract::v0_1::godwit::migration::types::Error>;
+
+fn v0_1_actions(result: V0_1Actions) -> Result<Vec<Action>, contract::PluginReportedError> {
+    result
+        .map(|actions| actions.into_iter().map(contract::v0_1::action).collect())
+        .map_err(contract::v0_1::error)
 }
 
 fn describe_trap(error: &wasmtime::Error, limits: &Limits, in_lookups: Duration, stderr: &[String]) -> String {

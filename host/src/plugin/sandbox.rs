@@ -305,6 +305,25 @@ impl WasiView for State {
 
 impl contract::godwit::migration::types::Host for State {}
 
+// A 0.1 plugin's imports: the same two functions, served by the ones below.
+impl contract::v0_1::godwit::migration::types::Host for State {}
+
+impl contract::v0_1::godwit::migration::host::Host for State {
+    fn log(&mut self, level: contract::v0_1::godwit::migration::types::Level, message: String) {
+        contract::godwit::migration::host::Host::log(self, contract::v0_1::level(level), message)
+    }
+
+    fn find(
+        &mut self,
+        collection: String,
+        filter: Vec<u8>,
+        projection: Option<Vec<u8>>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<Vec<u8>>, String>> {
+        contract::godwit::migration::host::Host::find(self, collection, filter, projection, limit)
+    }
+}
+
 impl contract::godwit::migration::host::Host for State {
     fn log(&mut self, level: Level, message: String) {
         // The plugin's text, escaped: a newline would forge a log line of

@@ -16,7 +16,7 @@ use super::stage::PluginStage;
 use super::{Bound, Engine, Outcome, RunRequest, Throttle, VerifyPolicy, batch_size_for, now_ms};
 use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
 use crate::db::{DbError, LockHolder};
-use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus};
+use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus, SchemaPhase};
 use crate::plugin::actions;
 use anyhow::Context;
 
@@ -52,6 +52,18 @@ impl Engine<'_> {
             )?),
             _ => None,
         };
+        // Refused before a run is opened: its batches could be applied twice.
+        if request.mode == RunMode::Execute
+            && !self.db.transactions
+            && !manifest.idempotent
+            && !request.allow_at_least_once
+        {
+            return Err(super::NotIdempotent {
+                plugin: manifest.name.clone(),
+                db: self.db.name.clone(),
+            }
+            .into());
+        }
         let (mut header, resumed) = self.open_run(request)?;
         let execute = header.mode == RunMode::Execute;
 
@@ -193,6 +205,13 @@ impl Engine<'_> {
                 &bound.identity.run_id,
                 &manifest.name,
             ));
+            // Schema operations `begin` returned: before the first pass.
+            let returned = log.begin_schema.take().unwrap_or_default();
+            let reviewed = bound.plan.as_ref().map(|p| p.run_id.clone());
+            self.schema_plan(SchemaPhase::Begin, returned, header, reviewed.as_deref())
+                .await?;
+            self.schema_apply(SchemaPhase::Begin, sink, header, &mut log.summary)
+                .await?;
         }
 
         let mut driving = Driving {
@@ -299,7 +318,12 @@ impl Engine<'_> {
             }
             let plugin = stage.as_mut().expect("the plugin is live until finish");
             let scope = actions::finish_scope(&manifest).with_policy(self.policy());
-            let record = plugin.finish(&scope, &format!("run {run}"))?;
+            let (record, schema) = plugin.finish(&scope, &manifest.schema, &format!("run {run}"))?;
+            // Journaled before finish's batch: a resume after that batch
+            // applies them from the journal.
+            let reviewed = bound.plan.as_ref().map(|p| p.run_id.clone());
+            self.schema_plan(SchemaPhase::Finish, schema, header, reviewed.as_deref())
+                .await?;
             if let Some(plan) = bound.plan.as_mut() {
                 let checked = plan.check_finish(self.journal, &record.actions_hash, &record.encoded, "finish");
                 log.summary.plan = Some(Box::new(plan.check().clone()));
@@ -328,6 +352,9 @@ impl Engine<'_> {
                 log.summary.finish.batches -= 1;
             }
         }
+        // Schema operations `finish` returned: after its document actions.
+        self.schema_apply(SchemaPhase::Finish, sink, header, &mut log.summary)
+            .await?;
 
         let mut stamped = None;
         if execute {

@@ -5,6 +5,19 @@
 
 use std::path::PathBuf;
 
+/// A plugin whose actions must not be applied twice, on a server where a
+/// batch may be applied again (no transactions: at least once).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "plugin {plugin:?} declares idempotent: false (applying its actions twice is wrong), but database {db} has no \
+     transactions, so an interrupted batch may be applied again on resume; run it on a replica set, or pass \
+     --allow-at-least-once to accept that"
+)]
+pub struct NotIdempotent {
+    pub plugin: String,
+    pub db: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     #[error(

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What a run's journal says, entry by entry.
 #[derive(Debug, Default)]
 pub struct RunLog {
+    /// Schema operations the latest `begin` call returned (not read from
+    /// the journal: `run::schema` compares them with the journaled ones).
+    pub begin_schema: Option<Vec<godwit_policy::SchemaOp>>,
     /// Passes that read their last batch.
     pub done_passes: BTreeSet<u32>,
     /// Per pass, the `_id` of the last applied document.
@@ -160,7 +163,11 @@ impl RunLog {
                 }
                 self.begun = true;
             }
-            Record::Verify { .. } => {}
+            // Schema operations: `run::schema` reads them from the journal itself.
+            Record::Verify { .. }
+            | Record::SchemaPlan(_)
+            | Record::SchemaPrepared(_)
+            | Record::SchemaApplied { .. } => {}
             Record::FollowFrom { position } => {
                 self.follow.from = Some(position);
                 self.summary.follow.get_or_insert_default();

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod report;
 pub mod reports;
 pub mod revert;
+pub mod schema;
 pub mod trial;
 
 mod batch;
@@ -38,7 +39,8 @@ mod log;
 mod resume;
 mod stage;
 
-pub use errors::{NothingToMigrate, ResumeError, VersionError};
+pub use errors::{NotIdempotent, NothingToMigrate, ResumeError, VersionError};
+pub use schema::SchemaError;
 
 use crate::db::Db;
 use crate::hash::sha256;
@@ -93,6 +95,9 @@ pub struct RunRequest {
     pub plan: Option<String>,
     /// Stamp even if none of the passes' collections exists.
     pub allow_missing_collections: bool,
+    /// Run a plugin that is not idempotent where batches are applied at
+    /// least once (a server without transactions).
+    pub allow_at_least_once: bool,
     /// Server time (`maxTimeMS`) a pass's query may take without returning a
     /// document: a pass filter is plugin input too.
     pub query_timeout: Duration,

@@ -79,6 +79,17 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
         started_at_ms: identity.started_at_ms,
         random_seed: run_seed(&identity.run_id),
     })?;
+    // The schema operations the run journaled for `begin` and `finish`:
+    // the replayed calls must return the same ones.
+    let journaled_schema = |phase| -> anyhow::Result<Vec<godwit_policy::SchemaOp>> {
+        super::schema::Journaled::read(journal, run, phase)?
+            .plan
+            .map_or(Ok(Vec::new()), |p| {
+                p.ops.iter().map(|o| super::schema::decode_op(o)).collect()
+            })
+    };
+    let begin_schema = journaled_schema(crate::journal::SchemaPhase::Begin)?;
+    let finish_schema = journaled_schema(crate::journal::SchemaPhase::Finish)?;
     let mut begun = false;
     for item in journal.iter_entries(run)? {
         let (entry, _) = item?;
@@ -86,14 +97,48 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
             Record::Begin(call) if !begun => {
                 replay.load(call.lookups.clone());
                 let context = Engine::context(&header, &identity);
-                instance.begin(&params_document(&header.params), &context)?;
+                let returned = instance.begin(&params_document(&header.params), &context)?;
                 replay.stop();
                 begun = true;
+                let schema = actions::split_schema(
+                    &plugin.manifest.schema,
+                    godwit_policy::SchemaSource::Begin,
+                    &godwit_policy::Context::LOAD,
+                    returned,
+                )
+                .map(|(_, schema)| schema);
+                if schema.as_ref().ok() != Some(&begin_schema) {
+                    report.divergence = Some(Divergence {
+                        seq: entry.seq,
+                        pass: None,
+                        action: 0,
+                        document: None,
+                        journaled: None,
+                        replayed: None,
+                        error: Some(match schema {
+                            Err(e) => format!("begin: {e}"),
+                            Ok(s) => format!(
+                                "begin returned {} schema operations, not the {} the run journaled",
+                                s.len(),
+                                begin_schema.len()
+                            ),
+                        }),
+                    });
+                    return Ok(report);
+                }
             }
             Record::Prepared(_) if refused.contains(&entry.seq) => {}
             Record::Planned(batch) | Record::Prepared(batch) | Record::Finish(batch) => {
                 report.batches += 1;
-                match compare(&mut instance, plugin, &replay, &identity.run_id, entry.seq, batch) {
+                match compare(
+                    &mut instance,
+                    plugin,
+                    &replay,
+                    &identity.run_id,
+                    entry.seq,
+                    batch,
+                    &finish_schema,
+                ) {
                     None => report.identical += 1,
                     Some(divergence) => {
                         report.divergence = Some(divergence);
@@ -117,6 +162,8 @@ pub(super) fn compare(
     run: &str,
     seq: u64,
     entry: &Batch,
+    // `finish`'s schema operations as the run journaled them.
+    finish_schema: &[godwit_policy::SchemaOp],
 ) -> Option<Divergence> {
     replay.load(entry.lookups.clone());
     let (raw, allowed) = match entry.pass {
@@ -148,10 +195,30 @@ pub(super) fn compare(
             error,
         })
     };
-    let valid = match raw
-        .map_err(anyhow::Error::from)
-        .and_then(|raw| Ok(actions::validate(&allowed, raw)?))
-    {
+    let valid = match raw.map_err(anyhow::Error::from).and_then(|raw| {
+        // `finish`'s schema operations: checked, compared, and not part of
+        // its batch.
+        let raw = match entry.pass {
+            Some(_) => raw,
+            None => {
+                let (rest, schema) = actions::split_schema(
+                    &plugin.manifest.schema,
+                    godwit_policy::SchemaSource::Finish,
+                    &godwit_policy::Context::LOAD,
+                    raw,
+                )?;
+                if schema != finish_schema {
+                    anyhow::bail!(
+                        "finish returned {} schema operations, not the {} the run journaled",
+                        schema.len(),
+                        finish_schema.len()
+                    );
+                }
+                rest
+            }
+        };
+        Ok(actions::validate(&allowed, raw)?)
+    }) {
         Ok(mut valid) => {
             actions::assign_insert_ids(&mut valid, || super::insert_id_seed(run, entry.pass, &entry.inputs));
             valid

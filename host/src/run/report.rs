@@ -19,6 +19,10 @@ pub struct Summary {
     /// An execute bound to a reviewed dry run (`--plan`): how it compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Box<super::plan::PlanCheck>>,
+    /// Schema operations (contract 0.2): each with what it would affect
+    /// and, in an execute run, what was done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<super::schema::SchemaLine>,
     /// The follow phase (`--follow`), when the run has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<FollowSummary>,
@@ -178,6 +182,7 @@ impl Summary {
             pacing: Default::default(),
             plan: None,
             follow: None,
+            schema: Vec::new(),
         }
     }
 

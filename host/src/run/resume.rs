@@ -255,7 +255,17 @@ impl Engine<'_> {
             // as our own writes have changed it since.
             replay.load(log.begin_lookups.clone());
         }
-        tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
+        let returned =
+            tokio::task::block_in_place(|| instance.begin(&params, &context)).with_context(|| format!("run {run}"))?;
+        let manifest = &self.plugin.manifest;
+        let (_, schema) = crate::plugin::actions::split_schema(
+            &manifest.schema,
+            godwit_policy::SchemaSource::Begin,
+            &self.policy(),
+            returned,
+        )
+        .with_context(|| format!("run {run}, begin: plugin {} returned an invalid action", manifest.name))?;
+        log.begin_schema = Some(schema);
         replay.stop();
         let call = Call {
             fuel: instance.fuel_used(),
@@ -300,7 +310,7 @@ impl Engine<'_> {
             let Some(batch) = entry.batch() else { continue };
             let Some(pass) = batch.pass else { continue };
             let diverged = tokio::task::block_in_place(|| {
-                super::replay::compare(instance, self.plugin, replay, identity_run, entry.seq, batch)
+                super::replay::compare(instance, self.plugin, replay, identity_run, entry.seq, batch, &[])
             });
             if let Some(d) = diverged {
                 return Err(ResumeError::NotDeterministic {

@@ -22,7 +22,7 @@ use super::commit::{ActiveRun, PreparedBatch};
 use super::now_ms;
 use crate::db::{Db, Expectations, HistoryEntry, LockHolder, RevertCounts, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
-use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus};
+use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus, SchemaPhase};
 use crate::plugin::actions::ValidAction;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
@@ -107,11 +107,19 @@ pub struct RevertReport {
     pub version_after: Option<Option<String>>,
     /// Why the version was not set back, if it was not.
     pub version_note: Option<String>,
+    /// The run's schema operations, last first: undone, or why not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<super::schema::SchemaUndo>,
 }
 
 impl RevertReport {
     pub fn complete(&self) -> bool {
-        self.forced || self.conflicts == 0
+        self.forced || (self.conflicts == 0 && self.schema_left() == 0)
+    }
+
+    /// Schema operations the revert cannot undo.
+    pub fn schema_left(&self) -> usize {
+        self.schema.iter().filter(|s| !s.possible).count()
     }
 }
 
@@ -189,6 +197,12 @@ impl Revert<'_> {
         }
 
         let result = async {
+            // What `finish` changed in the schema is undone first, what
+            // `begin` changed last: the documents are restored in between,
+            // into the collections and under the indexes they were written with.
+            let revert_run = header.as_ref().map(|h| h.run_id.clone());
+            self.undo_schema(run, revert_run.as_deref(), SchemaPhase::Finish, &mut report)
+                .await?;
             let mut pending = Vec::new();
             for item in self.journal.iter_entries(run)? {
                 let (entry, _) = item?;
@@ -217,11 +231,19 @@ impl Revert<'_> {
                 }
             }
             self.batch(pending, request, active.as_mut(), &mut report).await?;
+            self.undo_schema(run, revert_run.as_deref(), SchemaPhase::Begin, &mut report)
+                .await?;
             if let Some(h) = header.as_mut() {
                 if report.complete() && stamp_note.is_none() {
                     self.stamp(h, &target, version_after.clone(), history_note.as_deref(), &report)
                         .await?;
                     report.version_after = Some(version_after.clone());
+                } else if !report.complete() && report.schema_left() > 0 {
+                    report.version_note = Some(format!(
+                        "{} schema operations of the run cannot be undone (see above); the version stays (--force \
+                         sets it back anyway)",
+                        report.schema_left()
+                    ));
                 } else if !report.complete() {
                     report.version_note = Some(format!(
                         "{} documents changed since the run were left as they are; the version stays until the revert \
@@ -243,6 +265,47 @@ impl Revert<'_> {
         }
         result?;
         Ok(report)
+    }
+
+    /// Undoes the schema operations `phase` of the run applied, last first.
+    /// An execute journals each in the revert's own run (`revert_run`)
+    /// before and after it is undone; undoing is idempotent, so a revert
+    /// killed midway is run again.
+    async fn undo_schema(
+        &self,
+        run: &str,
+        revert_run: Option<&str>,
+        phase: SchemaPhase,
+        report: &mut RevertReport,
+    ) -> anyhow::Result<()> {
+        for intent in super::schema::undo_list(self.journal, run, phase)? {
+            let prepared = match revert_run {
+                Some(revert_run) => {
+                    let record = Record::SchemaPrepared(crate::journal::SchemaIntent {
+                        phase: SchemaPhase::Revert,
+                        index: report.schema.len() as u32,
+                        op: intent.op.clone(),
+                        undo: crate::journal::Undo::Nothing {
+                            why: format!("undoes a {} operation of run {run}", phase.name()),
+                        },
+                    });
+                    Some(self.journal.record(revert_run, Entry::new(record, now_ms()))?.seq)
+                }
+                None => None,
+            };
+            let undone = super::schema::undo(self.db, &intent, report.execute)
+                .await
+                .with_context(|| format!("revert of run {run}: undoing a schema operation"))?;
+            if let (Some(revert_run), Some(intent_seq)) = (revert_run, prepared) {
+                let record = Record::SchemaApplied {
+                    intent_seq,
+                    note: undone.outcome.clone(),
+                };
+                self.journal.record(revert_run, Entry::new(record, now_ms()))?;
+            }
+            report.schema.push(undone);
+        }
+        Ok(())
     }
 
     /// The run to revert, if it can be.

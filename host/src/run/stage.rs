@@ -53,18 +53,27 @@ impl PluginStage {
         ))
     }
 
-    /// `finish`; `at` names the run in errors.
-    pub fn finish(&mut self, scope: &Scope, at: &str) -> anyhow::Result<BatchRecord> {
+    /// `finish`; `at` names the run in errors. Its schema operations
+    /// (checked against the manifest's `grants`) come back apart.
+    pub fn finish(
+        &mut self,
+        scope: &Scope,
+        grants: &[godwit_policy::Grant],
+        at: &str,
+    ) -> anyhow::Result<(BatchRecord, Vec<godwit_policy::SchemaOp>)> {
         let raw = tokio::task::block_in_place(|| self.instance.finish()).with_context(|| format!("{at}: finish"))?;
+        let (raw, schema) = actions::split_schema(grants, godwit_policy::SchemaSource::Finish, &scope.policy, raw)
+            .with_context(|| format!("{at}, finish: plugin {} returned an invalid action", self.plugin))?;
         let mut valid = actions::validate(scope, raw)
             .with_context(|| format!("{at}, finish: plugin {} returned an invalid action", self.plugin))?;
         actions::assign_insert_ids(&mut valid, || insert_id_seed(&self.identity_run, None, &[]));
-        Ok(BatchRecord::build(
+        let record = BatchRecord::build(
             Origin::Finish,
             Vec::new(),
             valid,
             self.instance.fuel_used(),
             self.recorded.drain(),
-        ))
+        );
+        Ok((record, schema))
     }
 }

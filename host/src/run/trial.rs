@@ -271,6 +271,10 @@ pub struct TrialOutcome {
     pub identity: Identity,
     pub process: CallResult,
     pub finish: Option<CallResult>,
+    /// Schema operations `begin` and `finish` returned, checked as a run
+    /// checks them (no database: nothing says what they would affect).
+    pub schema_begin: Vec<godwit_policy::SchemaOp>,
+    pub schema_finish: Vec<godwit_policy::SchemaOp>,
 }
 
 /// Lookups in `godwit plugin run`: there is no database.
@@ -331,7 +335,13 @@ impl Trial<'_> {
             started_at_ms: identity.started_at_ms,
             database: self.database.to_string(),
         };
-        instance.begin(&params_document(self.params), &context)?;
+        let returned = instance.begin(&params_document(self.params), &context)?;
+        // Schema operations are checked as a run checks them; `plugin run`
+        // has no database to show their effect on.
+        let (_, schema_begin) =
+            actions::split_schema(&manifest.schema, godwit_policy::SchemaSource::Begin, &policy, returned)
+                .with_context(|| format!("begin: plugin {} returned an invalid action", manifest.name))?;
+        let mut schema_finish = Vec::new();
         let batch: Vec<Vec<u8>> = self
             .documents
             .iter()
@@ -349,6 +359,10 @@ impl Trial<'_> {
         };
         let finish = if self.finish {
             let raw = instance.finish()?;
+            let (raw, schema) =
+                actions::split_schema(&manifest.schema, godwit_policy::SchemaSource::Finish, &policy, raw)
+                    .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
+            schema_finish = schema;
             let scope = actions::finish_scope(manifest).with_policy(policy);
             let mut valid = actions::validate(&scope, raw)
                 .with_context(|| format!("finish: plugin {} returned an invalid action", manifest.name))?;
@@ -364,6 +378,8 @@ impl Trial<'_> {
             identity,
             process,
             finish,
+            schema_begin,
+            schema_finish,
         })
     }
 }

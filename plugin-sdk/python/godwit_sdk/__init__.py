@@ -31,7 +31,7 @@ lives in ``godwit_sdk._component``, which the build's entry module imports.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
@@ -41,6 +41,8 @@ __all__ = [
     "Params", "RunContext", "Tally", "export", "update", "set_fields", "unset_fields",
     "insert", "delete", "report", "find", "find_all", "log", "run", "encode", "decode",
     "inc_fields", "UpdateBuilder", "id_of", "id_filter", "get_path",
+    "Schema", "SCHEMA_KINDS", "create_index", "drop_index", "create_collection",
+    "modify_validator", "rename_collection", "drop_collection",
 ]
 
 # Decoding keeps every BSON type's identity so that a document written back is
@@ -87,11 +89,90 @@ class Manifest:
     requires: Optional[str] = None
     description: str = ""
     passes: List[Pass] = field(default_factory=list)
+    #: Schema operations the plugin may return: ``(kind, collection)`` pairs,
+    #: kinds as in ``SCHEMA_KINDS`` (contract 0.2).
+    schema: List[Tuple[str, str]] = field(default_factory=list)
+    #: False: applying the plugin's actions twice is wrong (``$inc``): godwit
+    #: refuses to run it where a batch may be applied again (no transactions)
+    #: unless the operator passes ``--allow-at-least-once``.
+    idempotent: bool = True
 
     def pass_(self, p: Pass) -> "Manifest":
         """Appends a pass; returns the manifest for chaining."""
         self.passes.append(p)
         return self
+
+    def allow(self, kind: str, collection: str) -> "Manifest":
+        """Allows schema operations of ``kind`` on ``collection`` (a rename:
+        declare both names); returns the manifest for chaining."""
+        if kind not in SCHEMA_KINDS:
+            raise ValueError(f"unknown schema kind {kind!r} (one of {', '.join(SCHEMA_KINDS)})")
+        self.schema.append((kind, collection))
+        return self
+
+
+#: The kinds of schema operation a manifest may allow.
+SCHEMA_KINDS = ("create-index", "drop-index", "create-collection", "modify-validator",
+                "rename-collection", "drop-collection")
+
+
+@dataclass
+class Schema:
+    """A schema operation (contract 0.2): return it from ``setup()`` (applied
+    before the first pass) or ``finish()``. Build it with ``create_index``,
+    ``drop_index``, ``create_collection``, ``modify_validator``,
+    ``rename_collection`` or ``drop_collection``."""
+    kind: str
+    collection: str
+    #: Per kind: ``keys``, ``name``, ``unique``, ``partial_filter``,
+    #: ``collation``, ``expire_after_seconds`` (create-index); ``name``
+    #: (drop-index); ``validator``, ``validation_level``,
+    #: ``validation_action``, ``collation`` (create-collection,
+    #: modify-validator); ``to`` (rename-collection).
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+def create_index(collection: str, name: str, keys: Dict[str, Any], *, unique: bool = False,
+                 partial_filter: Optional[Dict[str, Any]] = None,
+                 collation: Optional[Dict[str, Any]] = None,
+                 expire_after_seconds: Optional[int] = None) -> Schema:
+    """Builds index ``name`` over ``keys`` (``{"email": 1}``) on ``collection``."""
+    return Schema("create-index", collection, dict(
+        keys=keys, name=name, unique=unique, partial_filter=partial_filter,
+        collation=collation, expire_after_seconds=expire_after_seconds))
+
+
+def drop_index(collection: str, name: str) -> Schema:
+    return Schema("drop-index", collection, dict(name=name))
+
+
+def create_collection(collection: str, validator: Optional[Dict[str, Any]] = None, *,
+                      validation_level: Optional[str] = None,
+                      validation_action: Optional[str] = None,
+                      collation: Optional[Dict[str, Any]] = None) -> Schema:
+    return Schema("create-collection", collection, dict(
+        validator=validator, validation_level=validation_level,
+        validation_action=validation_action, collation=collation))
+
+
+def modify_validator(collection: str, validator: Dict[str, Any], *,
+                     validation_level: Optional[str] = None,
+                     validation_action: Optional[str] = None) -> Schema:
+    """Replaces the validator of ``collection`` (``collMod``)."""
+    return Schema("modify-validator", collection, dict(
+        validator=validator, validation_level=validation_level,
+        validation_action=validation_action))
+
+
+def rename_collection(collection: str, to: str) -> Schema:
+    """Renames ``collection`` to ``to`` (refused if ``to`` exists)."""
+    return Schema("rename-collection", collection, dict(to=to))
+
+
+def drop_collection(collection: str) -> Schema:
+    """Drops ``collection``; a revert re-creates it only from the
+    before-images godwit journals of its documents."""
+    return Schema("drop-collection", collection, {})
 
 
 @dataclass

@@ -57,7 +57,46 @@ def _wit_action(a):
         return types.Action_Delete(types.Delete(a.collection, g.encode(a.filter), a.multi))
     if isinstance(a, g.Report):
         return types.Action_Report(types.Report(a.kind, a.key, a.message))
+    if isinstance(a, g.Schema):
+        return types.Action_Schema(_wit_schema(a))
     raise g.PluginError(f"not an action: {a!r} (build actions with godwit_sdk.update/insert/delete/report)")
+
+
+def _opt(d):
+    return None if d is None else g.encode(d)
+
+
+def _wit_schema(s):
+    x = s.args
+    if s.kind == "create-index":
+        spec = types.IndexSpec(g.encode(x["keys"]), x["name"], bool(x.get("unique")),
+                               _opt(x.get("partial_filter")), _opt(x.get("collation")),
+                               x.get("expire_after_seconds"))
+        return types.SchemaOp_CreateIndex(types.CreateIndex(s.collection, spec))
+    if s.kind == "drop-index":
+        return types.SchemaOp_DropIndex(types.DropIndex(s.collection, x["name"]))
+    if s.kind == "create-collection":
+        return types.SchemaOp_CreateCollection(types.CreateCollection(
+            s.collection, _opt(x.get("validator")), x.get("validation_level"),
+            x.get("validation_action"), _opt(x.get("collation"))))
+    if s.kind == "modify-validator":
+        return types.SchemaOp_ModifyValidator(types.ModifyValidator(
+            s.collection, g.encode(x["validator"]), x.get("validation_level"), x.get("validation_action")))
+    if s.kind == "rename-collection":
+        return types.SchemaOp_RenameCollection(types.RenameCollection(s.collection, x["to"]))
+    if s.kind == "drop-collection":
+        return types.SchemaOp_DropCollection(types.DropCollection(s.collection))
+    raise g.PluginError(f"unknown schema operation {s.kind!r}")
+
+
+_KINDS = {
+    "create-index": types.SchemaKind.CREATE_INDEX,
+    "drop-index": types.SchemaKind.DROP_INDEX,
+    "create-collection": types.SchemaKind.CREATE_COLLECTION,
+    "modify-validator": types.SchemaKind.MODIFY_VALIDATOR,
+    "rename-collection": types.SchemaKind.RENAME_COLLECTION,
+    "drop-collection": types.SchemaKind.DROP_COLLECTION,
+}
 
 
 # componentize-py makes a new `Migration` object for every exported call, so
@@ -72,7 +111,9 @@ class Migration(exports.Migration):
             m.name, m.version, m.requires, m.description,
             [types.Pass(p.name, p.collection, g.encode(p.filter),
                         None if p.projection is None else g.encode(p.projection),
-                        p.batch_size, list(p.writes)) for p in m.passes])
+                        p.batch_size, list(p.writes)) for p in m.passes],
+            [types.SchemaGrant(_KINDS[k], c) for (k, c) in m.schema],
+            bool(m.idempotent))
 
     def begin(self, params, context):
         try:
@@ -83,6 +124,9 @@ class Migration(exports.Migration):
             global _plugin
             _plugin = _plugin_class()()
             _plugin.begin(g.Params(g.decode(params)))
+            setup = getattr(_plugin, "setup", None)
+            actions = setup() if setup else []
+            return [_wit_action(a) for a in actions or []]
         except BaseException as e:
             raise _error(e)
 

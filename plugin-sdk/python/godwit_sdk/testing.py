@@ -79,7 +79,33 @@ class Harness:
             g._run = g.RunContext("test-run", "execute", 1_767_225_600_000, "test")
             self.plugin = self.cls()
             self.plugin.begin(g.Params(self.params))
+            setup = getattr(self.plugin, "setup", None)
+            self.setup_actions = (setup() if setup else []) or []
+            for a in self.setup_actions:
+                if not isinstance(a, g.Schema):
+                    raise AssertionError(f"setup may return schema operations only, not {a!r}")
+            self._check_schema(self.setup_actions)
         return self.plugin
+
+    def setup(self):
+        """The schema operations ``setup()`` returned (calls ``begin``),
+        checked against the manifest's ``schema``."""
+        self.begin()
+        return list(self.setup_actions)
+
+    def _check_schema(self, actions):
+        allowed = set(self.manifest().schema)
+        for a in actions:
+            if not isinstance(a, g.Schema):
+                continue
+            names = [a.collection] + ([a.args["to"]] if a.kind == "rename-collection" else [])
+            for name in names:
+                if (a.kind, name) not in allowed:
+                    raise AssertionError(f"{a.kind} on {name} is not declared in the manifest's schema")
+                if name.startswith("system.") or name == "godwit_metadata":
+                    raise AssertionError(f"{a.kind} on {name}: out of reach")
+            if a.kind in ("create-index", "drop-index") and not a.args.get("name"):
+                raise AssertionError(f"{a!r}: name every index")
 
     def process(self, pass_index, docs):
         """One ``process`` call; the actions are checked against the pass's rules."""
@@ -89,6 +115,9 @@ class Harness:
         self.begin()
         g._host = self.host
         actions = self.plugin.process(pass_index, [g.decode(g.encode(d)) for d in docs]) or []
+        for a in actions:
+            if isinstance(a, g.Schema):
+                raise AssertionError(f"{a!r} returned from process: schema operations come from setup or finish")
         self._check(actions, passes[pass_index].writes)
         return actions
 
@@ -97,7 +126,9 @@ class Harness:
         g._host = self.host
         fin = getattr(self.plugin, "finish", None)
         actions = (fin() if fin else []) or []
-        self._check(actions, [p for ps in self.manifest().passes for p in ps.writes])
+        self._check_schema(actions)
+        self._check([a for a in actions if not isinstance(a, g.Schema)],
+                    [p for ps in self.manifest().passes for p in ps.writes])
         return actions
 
     @staticmethod

@@ -1,6 +1,9 @@
-//! Seed 002, uniqc schema v2 "archive support": completed and failed tasks
-//! move from `tasks` to `archived_tasks` with every field plus `archived_at`
-//! (ISO-8601 UTC), keeping the hot `tasks` collection small.
+//! Seed 002, uniqc schema v2 "archive support": `archived_tasks` is created
+//! with uniqc's three indexes (`archived_backend_idx`, `archived_status_idx`,
+//! `archived_submit_time_idx`: schema operations returned by `setup`, applied
+//! before the first pass), then completed and failed tasks move from `tasks`
+//! to it with every field plus `archived_at` (ISO-8601 UTC), keeping the hot
+//! `tasks` collection small.
 //!
 //! Each task's insert and delete are actions of the same batch, and the host
 //! applies a batch in one transaction with its progress marker: a run killed
@@ -11,10 +14,18 @@
 //! freezes it). Every task of one run is stamped alike, also after a resume,
 //! which makes the value reproducible by `journal replay`.
 
-use godwit_sdk::{Action, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, doc};
+use godwit_sdk::{Action, Context, Document, Error, Index, Manifest, Migration, Params, Pass, SchemaKind, Tally, doc};
 
 /// Statuses that leave the hot path (uniqc's archive rule).
 pub const ARCHIVED_STATUSES: [&str; 2] = ["completed", "failed"];
+
+/// uniqc v2's `CREATE INDEX IF NOT EXISTS` statements on `archived_tasks`:
+/// name and column.
+pub const ARCHIVE_INDEXES: [(&str, &str); 3] = [
+    ("archived_backend_idx", "backend"),
+    ("archived_status_idx", "status"),
+    ("archived_submit_time_idx", "submit_time"),
+];
 
 pub struct ArchiveTasks {
     archived_at: String,
@@ -31,6 +42,8 @@ impl Migration for ArchiveTasks {
                     .filter(doc! {"status": {"$in": ARCHIVED_STATUSES.to_vec()}})
                     .writes(["archived_tasks", "tasks"]),
             )
+            .schema(SchemaKind::CreateCollection, "archived_tasks")
+            .schema(SchemaKind::CreateIndex, "archived_tasks")
     }
 
     fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
@@ -45,6 +58,19 @@ impl Migration for ArchiveTasks {
             tally.touch(status);
         }
         Ok(ArchiveTasks { archived_at, tally })
+    }
+
+    /// `CREATE TABLE archived_tasks` and its indexes, before any task moves.
+    /// (The `_id` is uniqc's `task_id` primary key.)
+    fn setup(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
+        let mut actions = vec![Action::create_collection("archived_tasks", None)];
+        for (name, field) in ARCHIVE_INDEXES {
+            actions.push(Action::create_index(
+                "archived_tasks",
+                Index::new(name, doc! {field: 1}),
+            ));
+        }
+        Ok(actions)
     }
 
     fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
@@ -77,6 +103,21 @@ godwit_sdk::export!(ArchiveTasks);
 mod tests {
     use super::*;
     use godwit_sdk::testing::Harness;
+
+    #[test]
+    fn creates_archived_tasks_and_its_three_indexes_first() {
+        let mut h = Harness::<ArchiveTasks>::new();
+        let setup = h.setup().unwrap();
+        assert_eq!(setup.len(), 4);
+        assert_eq!(setup[0], Action::create_collection("archived_tasks", None));
+        assert_eq!(
+            setup[3],
+            Action::create_index(
+                "archived_tasks",
+                Index::new("archived_submit_time_idx", doc! {"submit_time": 1})
+            )
+        );
+    }
 
     #[test]
     fn moves_each_task_with_archived_at_from_the_run_start() {

@@ -1,6 +1,8 @@
 //! Seed 002, uniqc's schema history as a godwit chain: v1 is the baseline
-//! stamp, v2 moves completed and failed tasks to `archived_tasks` (insert and
-//! delete in one transaction, so exactly once even when killed), v3 adds
+//! stamp, v2 creates `archived_tasks` with its three indexes (schema
+//! operations before the first pass) and moves completed and failed tasks
+//! there (insert and delete in one transaction, so exactly once even when
+//! killed), v3 adds
 //! `compiled_circuit_json` with its default to every task.
 
 use super::{figures, init, json_documents, kill_midway, run_steps};
@@ -22,6 +24,27 @@ const STATUSES: [&str; 10] = [
     "cancelled",
     "completed",
 ];
+
+/// uniqc v2's `CREATE INDEX` statements on `archived_tasks`: name, column.
+const INDEXES: [(&str, &str); 3] = [
+    ("archived_backend_idx", "backend"),
+    ("archived_status_idx", "status"),
+    ("archived_submit_time_idx", "submit_time"),
+];
+
+/// The indexes of `archived_tasks` but `_id_`: name and its one field.
+fn archive_indexes(db: &TestDb) -> [(String, String); 3] {
+    let found: Vec<(String, String)> = db
+        .indexes("archived_tasks")
+        .into_iter()
+        .filter(|i| i.0 != "_id_")
+        .map(|(name, key, _)| {
+            assert_eq!(key.len(), 1, "{name}: {key}");
+            (name, key.keys().next().unwrap().clone())
+        })
+        .collect();
+    found.try_into().unwrap_or_else(|f| panic!("three indexes: {f:?}"))
+}
 
 fn generate(db: &TestDb) -> Vec<Document> {
     let tasks: Vec<Document> = (0..TASKS)
@@ -79,7 +102,30 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         steps[1]["summary"]["passes"][0]["updates"], TASKS,
         "previewed before v2 moved anything"
     );
+    // v2's schema step, previewed: the collection, then its three indexes.
+    let schema: Vec<(String, String)> = steps[0]["summary"]["schema"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:#}", steps[0]))
+        .iter()
+        .map(|l| {
+            (
+                l["op"].as_str().unwrap().to_string(),
+                l["effect"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(schema.len(), 4, "{schema:?}");
+    assert_eq!(schema[0].0, "create-collection `archived_tasks`");
+    assert_eq!(schema[0].1, "creates collection `archived_tasks`");
+    for (line, (name, field)) in schema[1..].iter().zip(INDEXES) {
+        assert_eq!(
+            line.0,
+            format!("create-index `{name}` on `archived_tasks` {{ \"{field}\": 1 }}")
+        );
+        assert!(line.1.ends_with("on 0 documents"), "{line:?}");
+    }
     assert_eq!(db.dump(), snapshot, "a dry upgrade writes nothing");
+    assert!(db.indexes("archived_tasks").is_empty(), "nor creates anything");
     eprintln!("uniqc dry upgrade: {}", figures(&steps[0]));
 
     // Execute, SIGKILLed twice in the middle of the archive step.
@@ -97,6 +143,11 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
     for at in [8, 30] {
         let marker = kill_midway(&db, journal.path(), &args, |m| m.get_i64("seq").unwrap_or(0) >= at);
         eprintln!("uniqc upgrade killed at {marker}");
+        // The schema step ran before the first batch.
+        assert_eq!(
+            archive_indexes(&db),
+            INDEXES.map(|(n, f)| (n.to_string(), f.to_string()))
+        );
         // Between kills: every task is in exactly one collection.
         let (hot, cold) = (db.find_all("tasks"), db.find_all("archived_tasks"));
         assert_eq!(hot.len() + cold.len(), TASKS as usize, "no task lost or duplicated");
@@ -151,6 +202,15 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         }
     }
 
+    assert_eq!(
+        archive_indexes(&db),
+        INDEXES.map(|(n, f)| (n.to_string(), f.to_string()))
+    );
+    let lines = exec[0]["summary"]["schema"].as_array().unwrap();
+    assert!(
+        lines.iter().all(|l| l["outcome"] == "applied earlier"),
+        "the resumed run does not apply the schema step again: {lines:?}"
+    );
     let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
     assert_eq!(schema.get_str("version").unwrap(), "3.0.0");
     let versions: Vec<&str> = schema
@@ -169,4 +229,38 @@ fn uniqc_archive_then_add_column_chain_killed_twice_moves_every_task_once() {
         stdout(&out)
     );
     verify_journal(journal.path());
+
+    // Reverted, v3 then v2: every task back in `tasks` as it was, and
+    // `archived_tasks` with its indexes gone.
+    let list = crate::support::godwit(&[
+        "journal",
+        "list",
+        "--json",
+        "--journal",
+        journal.path().to_str().unwrap(),
+    ]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let executed = |name: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["plugin_name"] == name && r["mode"] == "Execute" && r["status"] == "Finished")
+            .unwrap_or_else(|| panic!("{name}: {runs:#}"))["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for name in ["uniqc-compiled-circuit", "uniqc-archive-tasks"] {
+        // v2 comes after v3's revert in the history: `revert` asks for
+        // --force to go past it (nothing changed since, so it overwrites nothing).
+        let run = executed(name);
+        let mut args = vec!["revert", &run, "--execute"];
+        if name == "uniqc-archive-tasks" {
+            args.push("--force");
+        }
+        let out = command(&db, journal.path(), &args).output().unwrap();
+        assert!(out.status.success(), "{name}: {}{}", stdout(&out), stderr(&out));
+    }
+    assert_eq!(db.find_all("tasks"), original, "every task back as it was");
+    assert!(!db.collections().contains(&"archived_tasks".to_string()));
 }

@@ -465,6 +465,39 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             DRIFT,
         ),
         (
+            anyhow::Error::new(crate::run::SchemaError::Blocked {
+                run: run(),
+                plugin: s("p"),
+                op: s("create-index `email_1` on `users`"),
+                why: s("duplicates"),
+            }),
+            SCHEMA_BLOCKED,
+        ),
+        (
+            anyhow::Error::new(crate::run::SchemaError::Diverged {
+                run: run(),
+                plugin: s("p"),
+                phase: "begin",
+                journaled: 1,
+                found: 2,
+            }),
+            REPLAY_DIVERGED,
+        ),
+        (
+            anyhow::Error::new(crate::db::DbError::Schema {
+                op: s("create-index"),
+                why: s("exists"),
+            }),
+            SCHEMA_BLOCKED,
+        ),
+        (
+            anyhow::Error::new(crate::run::NotIdempotent {
+                plugin: s("increment"),
+                db: s("app"),
+            }),
+            USAGE,
+        ),
+        (
             anyhow::Error::new(NothingToMigrate {
                 run: run(),
                 plugin: s("p"),

@@ -1,4 +1,4 @@
-//! A plugin built against `godwit:migration@0.2.0` (a copy of the contract
+//! A plugin built against `godwit:migration@0.3.0` (a copy of the contract
 //! with only the version changed), which this host must refuse by name.
 
 wit_bindgen::generate!({ path: "wit", world: "godwit:migration/plugin" });

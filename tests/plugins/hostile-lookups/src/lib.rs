@@ -92,13 +92,15 @@ impl Guest for HostileLookups {
                 batch_size: 10,
                 writes: vec!["things".into()],
             }],
+            schema: vec![],
+            idempotent: true,
         }
     }
 
-    fn begin(params: Vec<u8>, _context: RunContext) -> Result<(), Error> {
+    fn begin(params: Vec<u8>, _context: RunContext) -> Result<Vec<Action>, Error> {
         let params = bson::Document::from_reader(params.as_slice()).map_err(|e| error(e.to_string()))?;
         PARAMS.with_borrow_mut(|p| *p = params);
-        Ok(())
+        Ok(vec![])
     }
 
     fn process(_pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<Action>, Error> {

@@ -220,17 +220,19 @@ impl Guest for HostilePolicy {
             requires: None,
             description: "asks for what the plugin policy forbids".into(),
             passes: vec![pass],
+            schema: vec![],
+            idempotent: true,
         }
     }
 
-    fn begin(params: Vec<u8>, _context: RunContext) -> Result<(), Error> {
+    fn begin(params: Vec<u8>, _context: RunContext) -> Result<Vec<Action>, Error> {
         let params = Document::from_reader(params.as_slice()).map_err(|e| Error {
             message: e.to_string(),
             document_id: None,
         })?;
         let behaviour = params.get_str("behaviour").unwrap_or("touch").to_string();
         BEHAVIOUR.with_borrow_mut(|b| *b = behaviour);
-        Ok(())
+        Ok(vec![])
     }
 
     fn process(_pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<Action>, Error> {

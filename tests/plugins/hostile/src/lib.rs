@@ -81,10 +81,12 @@ impl Guest for Hostile {
                 batch_size: 10,
                 writes: vec!["things".into()],
             }],
+            schema: vec![],
+            idempotent: true,
         }
     }
 
-    fn begin(params: Vec<u8>, _context: RunContext) -> Result<(), Error> {
+    fn begin(params: Vec<u8>, _context: RunContext) -> Result<Vec<Action>, Error> {
         let params = bson::Document::from_reader(params.as_slice()).map_err(|e| Error {
             message: e.to_string(),
             document_id: None,
@@ -99,7 +101,7 @@ impl Guest for Hostile {
             _ => {}
         }
         BEHAVIOUR.with_borrow_mut(|b| *b = behaviour);
-        Ok(())
+        Ok(vec![])
     }
 
     fn process(_pass: u32, batch: Vec<Vec<u8>>) -> Result<Vec<Action>, Error> {

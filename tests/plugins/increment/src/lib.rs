@@ -9,6 +9,8 @@ impl Migration for Increment {
     fn manifest() -> Manifest {
         Manifest::new("increment", "2.0.0")
             .description("$inc counters.n by one")
+            // Applied twice, a document would count 2.
+            .not_idempotent()
             // Only documents not yet incremented, so that the verification
             // after the run (the pass re-run dry) finds nothing left to do.
             .pass(
