@@ -31,10 +31,7 @@ fn accounts(prefix: &str, n: i64) -> (TestDb, tempfile::TempDir) {
         .collect();
     db.insert("accounts", docs);
     let journal = tempfile::tempdir().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
+    crate::support::stamp(&db, journal.path(), "1.0.0");
     (db, journal)
 }
 
@@ -353,10 +350,7 @@ fn own_writes_are_not_followed_and_an_idle_run_cuts_over_by_itself() {
     let alone = TestDb::new(&server, "follow_standalone");
     alone.insert("accounts", vec![doc! {"_id": 1_i64, "name": "A", "schema": 1}]);
     let journal = tempfile::tempdir().unwrap();
-    let init = command(&alone, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
+    crate::support::stamp(&alone, journal.path(), "1.0.0");
     let refused = command(
         &alone,
         journal.path(),

@@ -32,10 +32,7 @@ fn users(prefix: &str, n: i32) -> (TestDb, tempfile::TempDir) {
         .collect();
     db.insert("users", users);
     let journal = tempfile::tempdir().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
+    crate::support::stamp(&db, journal.path(), "1.0.0");
     (db, journal)
 }
 
@@ -347,10 +344,7 @@ fn array_change_is_seen(images: bool) {
         .collect();
     db.insert("accounts", accounts);
     let journal = tempfile::tempdir().unwrap();
-    let init = command(&db, journal.path(), &["init", "--version", "1.0.0"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
+    crate::support::stamp(&db, journal.path(), "1.0.0");
     let file = plugin("follow-shape");
     let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"];
     let killed = command(&db, journal.path(), &args)

@@ -71,6 +71,12 @@ pub fn verify_journal(journal: &std::path::Path) -> String {
     stdout(&out)
 }
 
+/// Stamps `db` at `version` (`godwit init`) with the journal directory `journal`.
+pub fn stamp(db: &crate::db::TestDb, journal: &std::path::Path, version: &str) {
+    let init = command(db, journal, &["init", "--version", version]).output().unwrap();
+    assert!(init.status.success(), "godwit init failed: {}", stderr(&init));
+}
+
 /// A run's journal entries as `journal export` gives them (JSON lines).
 pub fn journal_export(journal: &std::path::Path, run: &str) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_godwit"))

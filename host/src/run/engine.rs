@@ -423,14 +423,7 @@ impl Engine<'_> {
         let mut carried: Vec<Vec<u8>> = Vec::new();
         let mut conflicts = ConflictStreak::default();
         loop {
-            if self.stop.requested() {
-                return Ok(Flow::Stopped);
-            }
-            if let Sink::Execute(active) = sink {
-                active.check_lease()?;
-            }
-            self.wait_while_paused(step.request).await;
-            if self.stop.requested() {
+            if !self.between_batches(step.request, sink).await? {
                 return Ok(Flow::Stopped);
             }
             let batch = if carried.is_empty() {
@@ -526,6 +519,19 @@ impl Engine<'_> {
                 actions.len()
             );
         }
+    }
+
+    /// Between two batches: fails once another runner took the lease over,
+    /// waits while the run is paused; `false` once a stop was requested.
+    pub(super) async fn between_batches(&self, request: &RunRequest, sink: &Sink) -> anyhow::Result<bool> {
+        if self.stop.requested() {
+            return Ok(false);
+        }
+        if let Sink::Execute(active) = sink {
+            active.check_lease()?;
+        }
+        self.wait_while_paused(request).await;
+        Ok(!self.stop.requested())
     }
 
     /// Every batch is journaled (and flushed) before it is written, so a

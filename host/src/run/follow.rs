@@ -166,13 +166,9 @@ impl Engine<'_> {
         let mut cutover_requested = false;
         let mut last_said = Instant::now();
         loop {
-            if self.stop.requested() {
+            if !self.between_batches(request, sink).await? {
                 return Ok(Flow::Stopped);
             }
-            if let Sink::Execute(active) = sink {
-                active.check_lease()?;
-            }
-            self.wait_while_paused(request).await;
             let window = changes.next_window(window_max, QUIET, &run).await?;
             if window.documents.is_empty() && !window.cutover {
                 progress.lag = None;
