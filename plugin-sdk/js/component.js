@@ -82,21 +82,12 @@ function toActions(actions, call) {
   return actions.map(toAction);
 }
 
-/** The plugin's manifest, whether the module exports it as an object or a function. */
-export function manifestOf(plugin) {
-  const m = typeof plugin.manifest === 'function' ? plugin.manifest() : plugin.manifest;
-  if (m == null || typeof m !== 'object') {
-    throw new g.PluginError('the plugin module exports no `manifest` (an object, or a function returning one)');
-  }
-  return m instanceof g.Manifest ? m : new g.Manifest(m.name, m.version, m);
-}
-
 /** The `migration` interface's functions over `plugin` (the author's module namespace). */
 export function exportsFor(plugin) {
   let begun = false;
   return {
     getManifest() {
-      const m = manifestOf(plugin);
+      const m = g.manifestOf(plugin);
       return {
         name: m.name,
         version: m.version,

@@ -84,6 +84,15 @@ export class Manifest {
   }
 }
 
+/** A plugin module's manifest, whether it exports it as an object or as a function returning one. */
+export function manifestOf(plugin) {
+  const m = typeof plugin.manifest === 'function' ? plugin.manifest() : plugin.manifest;
+  if (m == null || typeof m !== 'object') {
+    throw new PluginError('the plugin module exports no `manifest` (an object, or a function returning one)');
+  }
+  return m instanceof Manifest ? m : new Manifest(m.name, m.version, m);
+}
+
 export class Update {
   constructor(collection, filter, update, upsert = false, multi = false) {
     this.collection = collection;

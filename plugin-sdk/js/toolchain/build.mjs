@@ -3,7 +3,11 @@
 // with esbuild into one ES module, then makes the component with
 // componentize-js, without AOT (weval downloads a binary at run time).
 //
-//   node build.mjs ENTRY OUT_BUNDLE OUT_WASM WIT_DIR SDK_DIR BSON_DIR PRELUDE [NODE_PATH...]
+//   node build.mjs ENTRY OUT_BUNDLE OUT_WASM WIT_DIR SDK_DIR BSON_DIR PRELUDE STAMP [NODE_PATH...]
+//
+// The component is made again only when the bundle, the contract or the
+// toolchain changed (STAMP holds the sha256 of them): an unchanged plugin
+// keeps its sha256, so a run stays resumable and its compile stays cached.
 //
 // Run from the toolchain directory (its node_modules hold esbuild and
 // componentize-js). `godwit-sdk` and `bson` are aliased to one copy each,
@@ -11,9 +15,12 @@
 // and one bson (its classes).
 import { build } from 'esbuild';
 import { componentize } from '@bytecodealliance/componentize-js';
-import { readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
-const [entry, bundleOut, wasmOut, witDir, sdkDir, bsonDir, prelude, ...nodePaths] = process.argv.slice(2);
+const [entry, bundleOut, wasmOut, witDir, sdkDir, bsonDir, prelude, stamp, ...nodePaths] = process.argv.slice(2);
 
 const bundled = await build({
   entryPoints: [entry],
@@ -36,6 +43,16 @@ const bundled = await build({
 });
 const inputs = Object.keys(bundled.metafile.inputs);
 
+const hash = createHash('sha256');
+hash.update(await readFile(bundleOut));
+for (const file of (await readdir(witDir)).sort()) hash.update(file).update(await readFile(join(witDir, file)));
+hash.update(await readFile(new URL('./package.json', import.meta.url)));
+const digest = hash.digest('hex');
+if (existsSync(wasmOut) && existsSync(stamp) && (await readFile(stamp, 'utf8')).trim() === digest) {
+  console.log(JSON.stringify({ upToDate: true, inputs }));
+  process.exit(0);
+}
+
 const { component } = await componentize({
   sourcePath: bundleOut,
   witPath: witDir,
@@ -46,5 +63,8 @@ const { component } = await componentize({
   disableFeatures: ['http', 'fetch-event'],
   enableAot: false,
 });
-await writeFile(wasmOut, component);
+// Written whole or not at all: a half-written component must not pass for the plugin.
+await writeFile(`${wasmOut}.tmp`, component);
+await rename(`${wasmOut}.tmp`, wasmOut);
+await writeFile(stamp, digest);
 console.log(JSON.stringify({ bundle: (await readFile(bundleOut)).length, component: component.length, inputs }));
