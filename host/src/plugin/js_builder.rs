@@ -91,6 +91,13 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
             .with_context(|| format!("{} has no usable directory name", dir.display()))?
             .to_string();
         install_plugin_dependencies(&dir)?;
+        // A `file:` dependency on the SDK (as in this repository) is a
+        // symlink whose own dependencies (bson) npm does not install.
+        if let Ok(linked) = dir.join("node_modules").join("godwit-sdk").canonicalize()
+            && !linked.starts_with(&dir)
+        {
+            install_plugin_dependencies(&linked)?;
+        }
         // One SDK and one bson for the plugin and the glue: the plugin's own
         // (its package.json's) if it has them, else this godwit's.
         let own = |package: &str| Some(dir.join("node_modules").join(package)).filter(|p| p.is_dir());
