@@ -28,6 +28,7 @@ mod policy;
 mod revert;
 mod run;
 mod sandbox;
+mod sandbox_js;
 mod secrets;
 mod seeds;
 mod support;
