@@ -90,14 +90,7 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
             .and_then(|n| n.to_str())
             .with_context(|| format!("{} has no usable directory name", dir.display()))?
             .to_string();
-        install_plugin_dependencies(&dir)?;
-        // A `file:` dependency on the SDK (as in this repository) is a
-        // symlink whose own dependencies (bson) npm does not install.
-        if let Ok(linked) = dir.join("node_modules").join("godwit-sdk").canonicalize()
-            && !linked.starts_with(&dir)
-        {
-            install_plugin_dependencies(&linked)?;
-        }
+        install_dependencies(&dir)?;
         // One SDK and one bson for the plugin and the glue: the plugin's own
         // (its package.json's) if it has them, else this godwit's.
         let own = |package: &str| Some(dir.join("node_modules").join(package)).filter(|p| p.is_dir());
@@ -157,6 +150,21 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
         });
     }
     Ok(built)
+}
+
+/// Installs a JavaScript plugin's npm dependencies when they are missing or
+/// older than its package.json (for a build, and for its native tests).
+pub fn install_dependencies(dir: &Path) -> anyhow::Result<()> {
+    install_plugin_dependencies(dir)?;
+    // A `file:` dependency on the SDK (as in this repository) is a symlink
+    // whose own dependencies (bson) npm does not install.
+    if let Ok(linked) = dir.join("node_modules").join("godwit-sdk").canonicalize()
+        && let Ok(dir) = dir.canonicalize()
+        && !linked.starts_with(&dir)
+    {
+        install_plugin_dependencies(&linked)?;
+    }
+    Ok(())
 }
 
 /// The toolchain directory with esbuild, componentize-js and bson
