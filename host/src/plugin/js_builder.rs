@@ -101,13 +101,13 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
         let stage = js.join(&name);
         std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
         let entry_module = stage.join("entry.js");
+        // Resolved from the plugin's directory (build.mjs gives it to esbuild as stdin there).
         std::fs::write(
             &entry_module,
             format!(
-                "import * as plugin from {};\n\
+                "import * as plugin from './{ENTRY}';\n\
                  import {{ exportsFor }} from 'godwit-sdk/component.js';\n\
-                 export const migration = exportsFor(plugin);\n",
-                serde_json::to_string(&entry.to_string_lossy())?
+                 export const migration = exportsFor(plugin);\n"
             ),
         )
         .with_context(|| format!("writing {}", entry_module.display()))?;
@@ -123,6 +123,7 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
             .arg(&bson)
             .arg(plugin_sdk.join("prelude.js"))
             .arg(stage.join("inputs"))
+            .arg(&dir)
             .arg(dir.join("node_modules"))
             .arg(toolchain.join("node_modules"))
             .current_dir(&toolchain)

@@ -3,7 +3,7 @@
 // with esbuild into one ES module, then makes the component with
 // componentize-js, without AOT (weval downloads a binary at run time).
 //
-//   node build.mjs ENTRY OUT_BUNDLE OUT_WASM WIT_DIR SDK_DIR BSON_DIR PRELUDE STAMP [NODE_PATH...]
+//   node build.mjs ENTRY OUT_BUNDLE OUT_WASM WIT_DIR SDK_DIR BSON_DIR PRELUDE STAMP PLUGIN_DIR [NODE_PATH...]
 //
 // The component is made again only when the bundle, the contract or the
 // toolchain changed (STAMP holds the sha256 of them): an unchanged plugin
@@ -20,10 +20,16 @@ import { readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-const [entry, bundleOut, wasmOut, witDir, sdkDir, bsonDir, prelude, stamp, ...nodePaths] = process.argv.slice(2);
 
+const [entry, bundleOut, wasmOut, witDir, sdkDir, bsonDir, prelude, stamp, pluginDir, ...nodePaths] = process.argv.slice(2);
+
+// The entry module goes in as stdin, resolved from the plugin's directory,
+// which is also the working directory: the paths esbuild writes into the
+// bundle's comments are then relative to the plugin, so the same plugin
+// bundles to the same bytes wherever it is checked out or built.
 const bundled = await build({
-  entryPoints: [entry],
+  stdin: { contents: await readFile(entry, 'utf8'), resolveDir: pluginDir, sourcefile: 'godwit-entry.js', loader: 'js' },
+  absWorkingDir: pluginDir,
   bundle: true,
   format: 'esm',
   platform: 'neutral',
