@@ -51,7 +51,11 @@ fn batch() -> Vec<Vec<u8>> {
 #[track_caller]
 fn trap_reason(result: Result<Vec<Action>, CallError>, call: &str) -> String {
     match result {
-        Err(CallError::Trap { plugin, call: c, reason }) => {
+        Err(CallError::Trap {
+            plugin,
+            call: c,
+            reason,
+        }) => {
             assert_eq!(plugin, PLUGIN);
             assert_eq!(c, call);
             reason
@@ -91,7 +95,11 @@ fn js_endless_loop_is_stopped_by_fuel() {
     let started = Instant::now();
     let reason = trap_reason(instance.process(0, &batch()), PROCESS);
     assert!(reason.contains("used up its fuel budget of 200000000"), "{reason}");
-    assert!(started.elapsed() < Duration::from_secs(30), "the loop ran for {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the loop ran for {:?}",
+        started.elapsed()
+    );
     assert_discarded_and_host_usable(&host, instance);
 }
 
@@ -146,7 +154,12 @@ fn js_exception_is_the_calls_error_with_its_stack_and_plugin_error_names_the_doc
     let host = host(Limits::default());
     let mut instance = begun(&host, "throw");
     match instance.process(0, &batch()) {
-        Err(CallError::Failed { plugin, call, message, document_id }) => {
+        Err(CallError::Failed {
+            plugin,
+            call,
+            message,
+            document_id,
+        }) => {
             assert_eq!((plugin.as_str(), call.as_str()), (PLUGIN, PROCESS));
             assert!(
                 message.starts_with("javascript exception: TypeError: hostile plugin throws on purpose (batch of 3)"),
@@ -158,14 +171,19 @@ fn js_exception_is_the_calls_error_with_its_stack_and_plugin_error_names_the_doc
     }
     let mut instance = begun(&host, "error");
     match instance.process(0, &batch()) {
-        Err(CallError::Failed { message, document_id, .. }) => {
+        Err(CallError::Failed {
+            message, document_id, ..
+        }) => {
             assert_eq!(message, "refusing on purpose");
             assert_eq!(document_id, Some(doc! {"_id": 42}));
         }
         other => panic!("expected the plugin's error, got {other:?}"),
     }
     // A returned error is not a trap: the instance stays usable.
-    assert!(!matches!(instance.process(0, &batch()), Err(CallError::Discarded { .. })));
+    assert!(!matches!(
+        instance.process(0, &batch()),
+        Err(CallError::Discarded { .. })
+    ));
 }
 
 #[test]

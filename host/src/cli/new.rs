@@ -287,7 +287,11 @@ mod tests {
         ] {
             assert!(has(p), "{p} missing");
         }
-        assert!(!files.iter().any(|(path, text)| !path.starts_with("godwit-sdk/") && text.contains("{{")));
+        assert!(
+            !files
+                .iter()
+                .any(|(path, text)| !path.starts_with("godwit-sdk/") && text.contains("{{"))
+        );
     }
 
     #[test]

@@ -944,7 +944,12 @@ mod tests {
         check_tally("....\n4 passed in 0.05s\n", "python3", 4, 0);
         check_tally("F...\n1 failed, 3 passed in 0.12s\n\n", "python3", 3, 1);
         check_tally("E\n1 error in 0.12s\n", "python3", 0, 1);
-        check_tally("ok 1 - a\nnot ok 2 - b\n1..2\n# tests 2\n# pass 1\n# fail 1\n", "node", 1, 1);
+        check_tally(
+            "ok 1 - a\nnot ok 2 - b\n1..2\n# tests 2\n# pass 1\n# fail 1\n",
+            "node",
+            1,
+            1,
+        );
         check_tally("1..0\n# tests 0\n# pass 0\n# fail 0\n", "node", 0, 0);
     }
 

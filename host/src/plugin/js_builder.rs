@@ -27,9 +27,8 @@ pub const ENTRY: &str = "migration.js";
 /// `dir` itself if it is a JavaScript plugin (a `migration.js`, no
 /// `Cargo.toml` or `plugin.py`), else its subdirectories that are.
 pub fn plugin_dirs(dir: &Path) -> Vec<PathBuf> {
-    let is_plugin = |d: &Path| {
-        d.join(ENTRY).is_file() && !d.join("Cargo.toml").is_file() && !d.join("plugin.py").is_file()
-    };
+    let is_plugin =
+        |d: &Path| d.join(ENTRY).is_file() && !d.join("Cargo.toml").is_file() && !d.join("plugin.py").is_file();
     if is_plugin(dir) {
         return vec![dir.to_path_buf()];
     }
@@ -130,6 +129,10 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running node for {}", entry.display()))?;
+        if output.status.code() == Some(2) {
+            // build.mjs refused the module itself, in one line saying what to add.
+            bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
+        }
         if !output.status.success() {
             bail!(
                 "building {} failed ({}):\n{}\nfix the module (`node --check {}` shows syntax errors), then run \
@@ -189,7 +192,10 @@ fn install_toolchain(js: &Path, first: &Path) -> anyhow::Result<PathBuf> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == wanted) {
         return Ok(toolchain);
     }
-    tracing::info!("installing the JavaScript build toolchain into {} (npm)", toolchain.display());
+    tracing::info!(
+        "installing the JavaScript build toolchain into {} (npm)",
+        toolchain.display()
+    );
     npm_install(&toolchain).with_context(|| {
         format!(
             "installing esbuild and componentize-js for {} into {}: npm's registry must be reachable the first time \

@@ -15,6 +15,8 @@
 // and one bson (its classes).
 import { build } from 'esbuild';
 import { componentize } from '@bytecodealliance/componentize-js';
+// es-module-lexer comes with componentize-js (it reads exports the same way).
+import * as lexer from 'es-module-lexer';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -28,6 +30,7 @@ const [entry, bundleOut, wasmOut, witDir, sdkDir, bsonDir, prelude, stamp, plugi
 // bundle's comments are then relative to the plugin, so the same plugin
 // bundles to the same bytes wherever it is checked out or built.
 const bundled = await build({
+  logLevel: 'silent',
   stdin: { contents: await readFile(entry, 'utf8'), resolveDir: pluginDir, sourcefile: 'godwit-entry.js', loader: 'js' },
   absWorkingDir: pluginDir,
   bundle: true,
@@ -41,12 +44,51 @@ const bundled = await build({
   alias: { 'godwit-sdk': sdkDir, bson: bsonDir },
   nodePaths,
   outfile: bundleOut,
-  logLevel: 'error',
   legalComments: 'none',
   // Same input, same bytes: the bundle is part of the plugin's identity.
   sourcemap: false,
   metafile: true,
+}).catch((e) => {
+  // esbuild's own errors (syntax, an import it cannot resolve) as
+  // `file:line:column: text`, one line, the file named from here.
+  if (!Array.isArray(e.errors) || e.errors.length === 0) throw e;
+  const where = (l) => (l ? `${join(pluginDir, l.file)}:${l.line}:${l.column}: ` : `${join(pluginDir, 'migration.js')}: `);
+  console.error(
+    `${e.errors.map((m) => `${where(m.location)}${m.text}`).join('; ')}; fix the module, then run \`godwit plugin build\` again`,
+  );
+  process.exit(2);
 });
+// A module without `manifest` or `process` bundles (esbuild has refused
+// syntax errors, naming line and column) and would make a component that
+// fails only when run: refuse it here, saying what to add.
+// (A module that re-exports with `export *` is left to the run.)
+{
+  const file = join(pluginDir, 'migration.js');
+  await lexer.init;
+  let exported;
+  try {
+    const [, exports] = lexer.parse(await readFile(file, 'utf8'));
+    exported = exports.map((e) => e.n);
+  } catch (e) {
+    // esbuild parsed it above; a module the lexer cannot read is left to the run.
+  }
+  const reexports = /^\s*export\s*\*/m.test(await readFile(file, 'utf8'));
+  if (exported && !reexports) {
+    const missing = [
+      ['manifest', 'export const manifest = new Manifest(name, version, {...}).pass(...)'],
+      ['process', 'export function process(passIndex, docs) { return [/* actions */]; }'],
+    ].filter(([name]) => !exported.includes(name));
+    if (missing.length > 0) {
+      console.error(
+        `${file} exports no ${missing.map(([n]) => '`' + n + '`').join(' and no ')}: add ${missing
+          .map(([, how]) => `\`${how}\``)
+          .join(' and ')} (see godwit-sdk's README), then run \`godwit plugin build\` again`,
+      );
+      process.exit(2);
+    }
+  }
+}
+
 const inputs = Object.keys(bundled.metafile.inputs);
 
 const hash = createHash('sha256');
