@@ -270,8 +270,8 @@ impl Tally {
             let count = |prefix: &str| {
                 output
                     .lines()
-                    .filter_map(|l| l.strip_prefix(prefix)?.trim().parse::<u64>().ok())
-                    .last()
+                    .rev()
+                    .find_map(|l| l.strip_prefix(prefix)?.trim().parse::<u64>().ok())
                     .unwrap_or(0)
             };
             return Tally {
