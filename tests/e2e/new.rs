@@ -161,6 +161,25 @@ fn new_js_project_passes_its_tests_and_builds() {
     let test = godwit(&["plugin", "test", dir.to_str().unwrap()]);
     assert!(test.status.success(), "plugin test: {}{}", stdout(&test), stderr(&test));
     assert!(stdout(&test).contains("2 passed"), "{}", stdout(&test));
+    // A failing test fails the command, with node's count.
+    let tests = dir.join("test/migration.test.js");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    std::fs::write(&tests, text.replace("'{\"normalized\": 0, \"conflicts\": 1}'", "'{}'")).unwrap();
+    let failing = godwit(&["plugin", "test", dir.to_str().unwrap()]);
+    assert_eq!(
+        failing.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&failing),
+        stderr(&failing)
+    );
+    assert!(
+        stderr(&failing).contains("1 failed, 1 passed"),
+        "{}{}",
+        stdout(&failing),
+        stderr(&failing)
+    );
+    std::fs::write(&tests, text).unwrap();
 
     // The toolchain (esbuild, componentize-js) is the one `just plugins`
     // installed into target/wasm; the bundle does not depend on where the
