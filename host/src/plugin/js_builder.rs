@@ -61,19 +61,20 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
     })?;
     let js = absolute(&target_dir.join("js"))?;
     let toolchain = install_toolchain(&js, &first)?;
-    // The contract and the SDK: this godwit's own copies, staged once per build.
+    // The contract and the SDK: this godwit's own copies. A file is written
+    // only when it differs, never removed first: another build sharing the
+    // target directory may be bundling from it at this moment.
     let wit = js.join("wit");
     let sdk = js.join("sdk").join("godwit-sdk");
     for (dir, files) in [(&wit, crate::sdk::WIT), (&sdk, crate::sdk::JS_SDK)] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
         for (path, text) in files {
             // The tables' paths start with `wit/` and `godwit-sdk/`.
             let relative = path.split_once('/').map_or(*path, |(_, rest)| rest);
             let to = dir.join(relative);
-            std::fs::create_dir_all(to.parent().expect("a staged file has a parent"))?;
-            std::fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;
+            if std::fs::read_to_string(&to).ok().as_deref() != Some(*text) {
+                std::fs::create_dir_all(to.parent().expect("a staged file has a parent"))?;
+                std::fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;
+            }
         }
     }
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating output directory {}", out_dir.display()))?;
