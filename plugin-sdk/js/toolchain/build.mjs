@@ -95,6 +95,8 @@ const hash = createHash('sha256');
 hash.update(await readFile(bundleOut));
 for (const file of (await readdir(witDir)).sort()) hash.update(file).update(await readFile(join(witDir, file)));
 hash.update(await readFile(new URL('./package.json', import.meta.url)));
+// And where the component goes: the stamp is per plugin, the output is not.
+hash.update(wasmOut);
 const digest = hash.digest('hex');
 if (existsSync(wasmOut) && existsSync(stamp) && (await readFile(stamp, 'utf8')).trim() === digest) {
   console.log(JSON.stringify({ upToDate: true, inputs }));
