@@ -5,8 +5,9 @@
 //
 //   node build.mjs ENTRY OUT_BUNDLE OUT_WASM WIT_DIR SDK_DIR BSON_DIR PRELUDE STAMP PLUGIN_DIR [NODE_PATH...]
 //
-// The component is made again only when the bundle, the contract or the
-// toolchain changed (STAMP holds the sha256 of them): an unchanged plugin
+// The component is made again only when the bundle, the contract, the
+// toolchain, this script or the output path changed (STAMP holds the sha256
+// of them; componentize-js's output is not reproducible): an unchanged plugin
 // keeps its sha256, so a run stays resumable and its compile stays cached.
 //
 // Run from the toolchain directory (its node_modules hold esbuild and
@@ -95,6 +96,8 @@ const hash = createHash('sha256');
 hash.update(await readFile(bundleOut));
 for (const file of (await readdir(witDir)).sort()) hash.update(file).update(await readFile(join(witDir, file)));
 hash.update(await readFile(new URL('./package.json', import.meta.url)));
+// This script's own options (features, AOT) shape the component too.
+hash.update(await readFile(new URL(import.meta.url)));
 // And where the component goes: the stamp is per plugin, the output is not.
 hash.update(wasmOut);
 const digest = hash.digest('hex');
