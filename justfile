@@ -15,9 +15,9 @@ setup:
 build:
     cargo build -p godwit --bin godwit
 
-# Build every plugin crate (plugins/, tests/plugins/) and Python plugin (plugins-py/) into target/plugins/<name>.wasm.
+# Build every plugin crate (plugins/, tests/plugins/), Python plugin (plugins-py/) and JavaScript plugin (plugins-js/, tests/plugins-js/) into target/plugins/<name>.wasm.
 plugins: setup build
-    {{godwit}} plugin build plugins tests/plugins
+    {{godwit}} plugin build plugins tests/plugins plugins-js tests/plugins-js
     for dir in plugins-py/*/; do scripts/build-python-plugin.sh "$dir"; done
 
 # Build one Python plugin directory (plugin.py, see plugin-sdk/python/README.md) into target/plugins/<dir name>.wasm.
@@ -28,10 +28,15 @@ plugin-py DIR: setup
 test-py: setup
     python3 -m pytest -q plugin-sdk/python plugins-py
 
-# Unit tests and end-to-end tests (real components, real server), then the Python plugins' pytest.
+# Native tests of the JavaScript SDK and plugins (node --test, no wasm).
+test-js: setup
+    scripts/test-js.sh
+
+# Unit tests and end-to-end tests (real components, real server), then the Python plugins' pytest and the JavaScript plugins' node --test.
 test: plugins
     cargo test --workspace --features godwit/failpoints
     python3 -m pytest -q plugin-sdk/python plugins-py
+    scripts/test-js.sh
 
 # Crash test with 500 random SIGKILLs during execute and resume (slow, several minutes).
 test-slow: plugins

@@ -58,7 +58,35 @@ fn embed_sdks(root: &Path) {
         ],
     );
     table("PYTHON_SDK", &[("plugin-sdk/python/godwit_sdk", "godwit_sdk/")]);
+    // The JavaScript SDK file by file: its directory also holds the author's
+    // node_modules, its tests and the build toolchain, none of which a
+    // plugin build stages.
+    let js: Vec<(String, String)> = [
+        "package.json",
+        "index.js",
+        "index.d.ts",
+        "component.js",
+        "prelude.js",
+        "testing.js",
+        "testing.d.ts",
+        "README.md",
+    ]
+    .iter()
+    .map(|f| (format!("plugin-sdk/js/{f}"), format!("godwit-sdk/{f}")))
+    .collect();
+    let js: Vec<(&str, &str)> = js.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    table("JS_SDK", &js);
+    table(
+        "JS_TOOLCHAIN",
+        &[
+            ("plugin-sdk/js/toolchain/package.json", "toolchain/package.json"),
+            ("plugin-sdk/js/toolchain/build.mjs", "toolchain/build.mjs"),
+        ],
+    );
     table("WIT", &[("wit", "wit/")]);
+    // The JavaScript SDK is written against contract 0.1 (the host keeps
+    // running 0.1 plugins): its builds take that contract's WIT.
+    table("WIT_0_1", &[("host/wit-0.1", "wit/")]);
     let path = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded_sdk.rs");
     std::fs::write(path, out).unwrap();
 }

@@ -5,6 +5,8 @@
 #     Debian's rustc-web + rust-web-src + wasi-libc (+ lld for rust-lld)
 #   - SecantusDB, the MongoDB-compatible server the tests start (PyPI)
 #   - componentize-py, pymongo (its pure-Python bson) and pytest for Python plugins (PyPI)
+#   - Node.js and npm for JavaScript plugins (Debian); `godwit plugin build`
+#     installs esbuild and componentize-js from npm itself
 set -euo pipefail
 
 SUDO=""
@@ -24,6 +26,9 @@ if ! have_wasip2; then
       dpkg -s "$pkg" >/dev/null 2>&1 || apt_missing+=("$pkg")
     done
   fi
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_missing+=(nodejs npm)
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${apt_missing[*]}"

@@ -79,3 +79,54 @@ fn build_without_export_is_refused_naming_the_source() {
     // No non-plugin is left where plugins are looked for.
     assert!(!out_dir.join("my-plugin.wasm").exists());
 }
+
+/// A JavaScript plugin without `process` is refused before anything is made
+/// of it, naming the file and what to add; one with a syntax error is
+/// refused with esbuild's line and column. Both build no component. (The
+/// toolchain is the one `just plugins` installed into target/wasm.)
+#[test]
+fn js_build_refuses_a_module_without_process_and_one_that_does_not_parse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm");
+    let out = tmp.path().join("out");
+    let dir = tmp.path().join("no-process");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("migration.js"),
+        "export const manifest = { name: 'x', version: '1.0.0', passes: [] };\nexport function begin() {}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let output = build(&dir, &out, &target);
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} exports no `process`: add `export function process(passIndex, docs)",
+            dir.join("migration.js").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("then run `godwit plugin build` again"), "{err}");
+    assert!(!out.join("no-process.wasm").exists());
+
+    let dir = tmp.path().join("broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("migration.js"),
+        "export function process(passIndex, docs) {\n  return [;\n}\n",
+    )
+    .unwrap();
+    let output = build(&dir, &out, &target);
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:10: Unexpected \";\"; fix the module, then run `godwit plugin build` again",
+            dir.join("migration.js").display()
+        )),
+        "esbuild's line and column: {err}"
+    );
+    assert!(!out.join("broken.wasm").exists());
+    assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+}

@@ -30,6 +30,7 @@ mod revert;
 mod run;
 mod sandbox;
 mod schema;
+mod sandbox_js;
 mod secrets;
 mod seeds;
 mod support;

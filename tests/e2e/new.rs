@@ -142,6 +142,64 @@ fn new_python_project_passes_its_tests_and_builds() {
 }
 
 #[test]
+fn new_js_project_passes_its_tests_and_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("my-js-plugin");
+    new(&["my-js-plugin", "--lang", "js", "--dir", dir.to_str().unwrap()]);
+    for file in [
+        "migration.js",
+        "test/migration.test.js",
+        "package.json",
+        "README.md",
+        "godwit-sdk/index.js",
+        "godwit-sdk/index.d.ts",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    // `plugin test DIR` installs the project's npm dependencies (godwit-sdk
+    // from its vendored copy, bson from the registry), then runs node --test.
+    let test = godwit(&["plugin", "test", dir.to_str().unwrap()]);
+    assert!(test.status.success(), "plugin test: {}{}", stdout(&test), stderr(&test));
+    assert!(stdout(&test).contains("2 passed"), "{}", stdout(&test));
+    // A failing test fails the command, with node's count.
+    let tests = dir.join("test/migration.test.js");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    std::fs::write(&tests, text.replace("'{\"normalized\": 0, \"conflicts\": 1}'", "'{}'")).unwrap();
+    let failing = godwit(&["plugin", "test", dir.to_str().unwrap()]);
+    assert_eq!(
+        failing.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&failing),
+        stderr(&failing)
+    );
+    assert!(
+        stderr(&failing).contains("1 failed, 1 passed"),
+        "{}{}",
+        stdout(&failing),
+        stderr(&failing)
+    );
+    std::fs::write(&tests, text).unwrap();
+
+    // The toolchain (esbuild, componentize-js) is the one `just plugins`
+    // installed into target/wasm; the bundle does not depend on where the
+    // project is, so an unchanged template is not made into a component again.
+    let shared = target().join("new-projects");
+    let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["plugin", "build"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(shared.join("plugins"))
+        .arg("--target-dir")
+        .arg(target().join("wasm"))
+        .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "plugin build: {}", stderr(&build));
+    assert_eq!(manifest_name(&shared.join("plugins/my-js-plugin.wasm")), "my-js-plugin");
+}
+
+#[test]
 fn new_refuses_a_non_empty_directory_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();

@@ -148,7 +148,7 @@ enum Command {
     /// Inspect, build or try plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
-    /// Create a plugin project (Rust or Python) with the SDK vendored, tests and a README.
+    /// Create a plugin project (Rust, Python or JavaScript) with the SDK vendored, tests and a README.
     New(new::NewCommand),
 }
 

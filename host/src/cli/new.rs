@@ -1,9 +1,10 @@
-//! `godwit new NAME`: a plugin project, in Rust or Python, that builds and
+//! `godwit new NAME`: a plugin project, in Rust, Python or JavaScript, that builds and
 //! tests wherever it is written, offline. The SDK is not published on a
 //! registry, so this binary carries its sources (embedded by `build.rs`) and
 //! writes them into the project: Rust projects get `vendor/plugin-sdk` and
 //! `vendor/policy` as path dependencies, Python projects the `godwit_sdk`
-//! package and the contract (`wit/`) componentize-py builds from.
+//! package and the contract (`wit/`) componentize-py builds from, JavaScript
+//! projects the `godwit-sdk` package as a `file:` dependency.
 
 use super::{GlobalArgs, UsageError};
 use crate::sdk as embedded;
@@ -32,10 +33,24 @@ const PYTHON_TEMPLATE: &[(&str, &str)] = &[
     (".gitignore", include_str!("../../templates/python/gitignore.tmpl")),
 ];
 
+const JS_TEMPLATE: &[(&str, &str)] = &[
+    ("migration.js", include_str!("../../templates/js/migration.js.tmpl")),
+    (
+        "test/migration.test.js",
+        include_str!("../../templates/js/test/migration.test.js.tmpl"),
+    ),
+    ("package.json", include_str!("../../templates/js/package.json.tmpl")),
+    ("README.md", include_str!("../../templates/js/README.md.tmpl")),
+    (".gitignore", include_str!("../../templates/js/gitignore.tmpl")),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Lang {
     Rust,
     Python,
+    /// JavaScript (built with esbuild and componentize-js).
+    #[value(alias = "javascript")]
+    Js,
 }
 
 #[derive(Args)]
@@ -67,6 +82,7 @@ impl NewCommand {
         let lang = match self.lang {
             Lang::Rust => "rust",
             Lang::Python => "python",
+            Lang::Js => "js",
         };
         if global.json {
             super::print_json_line(&serde_json::json!({
@@ -80,6 +96,14 @@ impl NewCommand {
         match self.lang {
             Lang::Rust => {
                 outln!("  godwit plugin test .            # native tests (cargo test)");
+                outln!(
+                    "  godwit plugin build .           # -> target/plugins/{}.wasm",
+                    self.name
+                );
+            }
+            Lang::Js => {
+                outln!("  npm install                     # godwit-sdk (vendored) and bson");
+                outln!("  godwit plugin test .            # native tests (node --test)");
                 outln!(
                     "  godwit plugin build .           # -> target/plugins/{}.wasm",
                     self.name
@@ -149,6 +173,13 @@ fn project_files(name: &str, lang: Lang) -> Vec<(String, String)> {
                 .map(|(path, text)| (path.to_string(), *text))
                 .collect(),
         ),
+        Lang::Js => (
+            JS_TEMPLATE,
+            embedded::JS_SDK
+                .iter()
+                .map(|(path, text)| (path.to_string(), *text))
+                .collect(),
+        ),
     };
     let type_name = type_name(name);
     let sdk_version = sdk_version(lang);
@@ -180,7 +211,7 @@ fn type_name(name: &str) -> String {
 }
 
 /// The vendored SDK's version: the Rust SDK's `Cargo.toml` version; the
-/// Python SDK is versioned with godwit.
+/// Python and JavaScript SDKs are versioned with godwit.
 fn sdk_version(lang: Lang) -> String {
     let manifest = embedded::RUST_SDK
         .iter()
@@ -193,7 +224,7 @@ fn sdk_version(lang: Lang) -> String {
             .ok()
             .and_then(|t| t.get("package")?.get("version")?.as_str().map(str::to_string))
             .unwrap_or_else(|| "unknown".into()),
-        Lang::Python => env!("CARGO_PKG_VERSION").to_string(),
+        Lang::Python | Lang::Js => env!("CARGO_PKG_VERSION").to_string(),
     }
 }
 
@@ -238,6 +269,29 @@ mod tests {
             "a placeholder left unfilled"
         );
         assert_eq!(sdk_version(Lang::Rust), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn js_project_vendors_the_sdk() {
+        let files = project_files("x", Lang::Js);
+        let has = |p: &str| files.iter().any(|(path, _)| path == p);
+        for p in [
+            "migration.js",
+            "test/migration.test.js",
+            "package.json",
+            "godwit-sdk/package.json",
+            "godwit-sdk/index.js",
+            "godwit-sdk/index.d.ts",
+            "godwit-sdk/component.js",
+            "godwit-sdk/testing.js",
+        ] {
+            assert!(has(p), "{p} missing");
+        }
+        assert!(
+            !files
+                .iter()
+                .any(|(path, text)| !path.starts_with("godwit-sdk/") && text.contains("{{"))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::hash::to_hex;
 use crate::plugin::actions::ValidAction;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
 use crate::plugin::cache::CompileCache;
-use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract, python_builder};
+use crate::plugin::{Limits, LoadError, LoadedPlugin, PluginHost, contract, js_builder, python_builder};
 use crate::run::trial;
 use crate::text::outln;
 use anyhow::Context;
@@ -72,7 +72,7 @@ pub enum PluginCommand {
     /// 10) - and replays the execute as `journal replay` does (else exit 12).
     /// One verdict line names the step that failed; the database is dropped.
     Test(Box<super::plugin_test::TestCommand>),
-    /// Build plugin crates (and Python plugins: a directory with a plugin.py) into components (`<out>/<name>.wasm`).
+    /// Build plugin crates (and Python plugins: a directory with a plugin.py; JavaScript plugins: a directory with a migration.js) into components (`<out>/<name>.wasm`).
     Build {
         /// A plugin crate or Python plugin, or a directory whose subdirectories are.
         #[arg(required = true)]
@@ -243,18 +243,21 @@ pub(super) fn build(
     target_dir: &Path,
     toolchain: Toolchain,
 ) -> anyhow::Result<Vec<builder::Built>> {
-    let (mut crates, mut python) = (Vec::new(), Vec::new());
+    let (mut crates, mut python, mut javascript) = (Vec::new(), Vec::new(), Vec::new());
     for dir in dirs {
-        // Python plugins (a `plugin.py`) build with componentize-py.
+        // Python plugins (a `plugin.py`) build with componentize-py,
+        // JavaScript plugins (a `migration.js`) with esbuild and componentize-js.
         let py = python_builder::plugin_dirs(dir);
+        let js = js_builder::plugin_dirs(dir);
         match plugin_crates(dir) {
-            Err(_) if !py.is_empty() => {}
+            Err(_) if !py.is_empty() || !js.is_empty() => {}
             found => crates.extend(found?),
         }
         python.extend(py);
+        javascript.extend(js);
     }
     let mut built = Vec::new();
-    if !crates.is_empty() || python.is_empty() {
+    if !crates.is_empty() || (python.is_empty() && javascript.is_empty()) {
         built = builder::build(&BuildRequest {
             crates,
             out_dir: out.to_path_buf(),
@@ -263,6 +266,7 @@ pub(super) fn build(
         })?;
     }
     built.extend(python_builder::build(&python, out, target_dir)?);
+    built.extend(js_builder::build(&javascript, out, target_dir)?);
     // A crate that never calls `export!` still builds - into a component
     // that exports nothing. The loader every command uses tells, so a build
     // that would not load is not a build. Through the compile cache, so that
@@ -318,7 +322,8 @@ fn plugin_crates(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     crates.sort();
     if crates.is_empty() {
         anyhow::bail!(
-            "{} is neither a plugin crate nor a directory of plugin crates",
+            "{} is not a plugin (a crate, a Python plugin with plugin.py, a JavaScript plugin with migration.js) \
+             nor a directory of them: give `godwit plugin build` such a directory",
             dir.display()
         );
     }

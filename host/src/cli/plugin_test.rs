@@ -222,6 +222,13 @@ impl NativeRunner {
                 program: "python3",
                 args: &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
             })
+        } else if dir.join(crate::plugin::js_builder::ENTRY).is_file() {
+            // The TAP reporter's `# pass N` / `# fail N` lines are what the
+            // tally reads, whatever Node's default reporter is.
+            Ok(NativeRunner {
+                program: "node",
+                args: &["--test", "--test-reporter=tap"],
+            })
         } else if dir.is_file() {
             Err(UsageError(format!(
                 "{} is a file: without --data, `plugin test` runs a project's own tests; give the project's \
@@ -230,7 +237,8 @@ impl NativeRunner {
             )))
         } else {
             Err(UsageError(format!(
-                "{} is neither a plugin crate (Cargo.toml) nor a Python plugin directory (plugin.py)",
+                "{} is neither a plugin crate (Cargo.toml), a Python plugin directory (plugin.py) nor a JavaScript \
+                 plugin directory (migration.js): give `plugin test` the project's directory",
                 dir.display()
             )))
         }
@@ -254,10 +262,24 @@ struct Tally {
 }
 
 impl Tally {
-    /// Sums the counts of `cargo test`'s `test result:` lines, or reads
-    /// pytest's last summary line (`1 failed, 3 passed in 0.1s`).
-    fn of(output: &str, cargo: bool) -> Tally {
-        let lines: Vec<&str> = if cargo {
+    /// Sums the counts of `cargo test`'s `test result:` lines, reads
+    /// pytest's last summary line (`1 failed, 3 passed in 0.1s`), or
+    /// node's TAP summary (`# pass 3`, `# fail 1`).
+    fn of(output: &str, program: &str) -> Tally {
+        if program == "node" {
+            let count = |prefix: &str| {
+                output
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix(prefix)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            return Tally {
+                passed: count("# pass "),
+                failed: count("# fail "),
+            };
+        }
+        let lines: Vec<&str> = if program == "cargo" {
             output.lines().filter(|l| l.starts_with("test result:")).collect()
         } else {
             output
@@ -295,6 +317,10 @@ impl Tally {
 /// shown only when they fail, and summed up in one line.
 fn native_tests(dir: &Path, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let runner = NativeRunner::for_dir(dir)?;
+    if runner.program == "node" {
+        // The tests import the project's dependencies (godwit-sdk, bson).
+        crate::plugin::js_builder::install_dependencies(dir)?;
+    }
     let command = runner.command_line();
     let output = Command::new(runner.program)
         .args(runner.args)
@@ -308,7 +334,7 @@ fn native_tests(dir: &Path, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .output()
         .with_context(|| format!("native tests: cannot start `{command}` in {}", dir.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let tally = Tally::of(&stdout, runner.program == "cargo");
+    let tally = Tally::of(&stdout, runner.program);
     // A project without tests passes nothing: pytest says so itself (exit
     // 5), `cargo test` would call zero tests a success.
     let none = tally.passed + tally.failed == 0;
@@ -898,8 +924,8 @@ mod tests {
     }
 
     #[track_caller]
-    fn check_tally(output: &str, cargo: bool, passed: u64, failed: u64) {
-        assert_eq!(Tally::of(output, cargo), Tally { passed, failed }, "{output}");
+    fn check_tally(output: &str, program: &str, passed: u64, failed: u64) {
+        assert_eq!(Tally::of(output, program), Tally { passed, failed }, "{output}");
     }
 
     #[test]
@@ -907,19 +933,26 @@ mod tests {
         check_tally(
             "running 4 tests\ntest a ... ok\n\ntest result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
              \ntest result: ok. 0 passed; 0 failed; 0 ignored\n",
-            true,
+            "cargo",
             4,
             0,
         );
         check_tally(
             "test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n",
-            true,
+            "cargo",
             3,
             1,
         );
-        check_tally("....\n4 passed in 0.05s\n", false, 4, 0);
-        check_tally("F...\n1 failed, 3 passed in 0.12s\n\n", false, 3, 1);
-        check_tally("E\n1 error in 0.12s\n", false, 0, 1);
+        check_tally("....\n4 passed in 0.05s\n", "python3", 4, 0);
+        check_tally("F...\n1 failed, 3 passed in 0.12s\n\n", "python3", 3, 1);
+        check_tally("E\n1 error in 0.12s\n", "python3", 0, 1);
+        check_tally(
+            "ok 1 - a\nnot ok 2 - b\n1..2\n# tests 2\n# pass 1\n# fail 1\n",
+            "node",
+            1,
+            1,
+        );
+        check_tally("1..0\n# tests 0\n# pass 0\n# fail 0\n", "node", 0, 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod builder;
 pub mod cache;
 pub mod contract;
+pub mod js_builder;
 pub mod python_builder;
 pub mod sandbox;
 

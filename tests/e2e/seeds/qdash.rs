@@ -406,6 +406,15 @@ fn qdash_backfill_user_id_in_python_dry_run_execute_interrupted_then_clean() {
     scenario("qdash-backfill-user-id-py", "seed_qdash_py");
 }
 
+/// The same migration written in JavaScript (`plugins-js/qdash-backfill-user-id-js`,
+/// built with esbuild and componentize-js by `godwit plugin build`) passes
+/// the same scenario, kill and resume included, and its dry-run report is
+/// the Rust plugin's, byte for byte.
+#[test]
+fn qdash_backfill_user_id_in_javascript_dry_run_execute_interrupted_then_clean() {
+    scenario("qdash-backfill-user-id-js", "seed_qdash_js");
+}
+
 /// The reference implementation, `plugins/qdash-backfill-user-id`.
 const RUST: &str = "qdash-backfill-user-id";
 
@@ -449,7 +458,7 @@ fn scenario(component: &str, database: &str) {
         );
         // Beyond the report's samples: every action of every batch (each
         // write and each report's key and message), replayed through the
-        // Rust plugin on the Python run's journaled inputs, is the same.
+        // Rust plugin on the other run's journaled inputs, is the same.
         let run = dry["run_id"].as_str().unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
             .args([
