@@ -36,7 +36,9 @@ impl Manifest {
     /// Declares that applying the plugin's actions to the same documents
     /// twice is wrong (an `$inc`, a `$push`): godwit then refuses to run it
     /// where a batch may be applied again - a server without transactions -
-    /// unless the operator passes `--allow-at-least-once`.
+    /// unless the operator passes `--allow-at-least-once`, stamps it without
+    /// the verification (recorded in the history), and refuses a second
+    /// execute of the same version on a database unless `--allow-repeat`.
     pub fn not_idempotent(mut self) -> Self {
         self.idempotent = false;
         self

@@ -21,9 +21,10 @@ fn check_invariants(db: &TestDb, journal: &std::path::Path) {
     assert!(wrong.is_empty(), "documents not incremented exactly once: {wrong:?}");
     let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).expect("stamped");
     assert_eq!(schema.get_str("version").unwrap(), "2.0.0");
-    // A kill after the stamp but before the process exited makes the test start
-    // a new run, which finds nothing to do and is stamped too. What must hold:
-    // no run is stamped twice, and the history accounts for every increment once.
+    // A kill after the run finished but before the process exited makes the
+    // test start a new run, which is refused (the plugin is not idempotent).
+    // What must hold: no run is stamped twice, and the history accounts for
+    // every increment once.
     let history: Vec<bson::Document> = schema
         .get_array("history")
         .unwrap()
@@ -80,6 +81,7 @@ fn killed_at_random_points_every_document_is_incremented_exactly_once() {
     let file = file.to_str().unwrap();
     let mut rng = rand::rng();
     let (mut fresh_kills, mut resume_kills, mut rounds, mut resumes_finished) = (0, 0, 0, 0);
+    let mut repeats_refused = 0;
     let started = std::time::Instant::now();
     while fresh_kills + resume_kills < target {
         rounds += 1;
@@ -113,7 +115,19 @@ fn killed_at_random_points_every_document_is_incremented_exactly_once() {
                 }
                 _ => {
                     let out = child.wait_with_output().unwrap();
-                    assert!(out.status.success(), "run failed: {}", stderr(&out));
+                    let err = stderr(&out);
+                    // The process killed last had finished the run (stamp and
+                    // journal) before it died: the plugin is not idempotent,
+                    // so this new run of it is refused, naming the override.
+                    if !resuming && killed_this_round > 0 && out.status.code() == Some(2) {
+                        assert!(
+                            err.contains("declares idempotent: false") && err.contains("--allow-repeat"),
+                            "refused without saying why: {err}"
+                        );
+                        repeats_refused += 1;
+                        break;
+                    }
+                    assert!(out.status.success(), "run failed: {err}");
                     resumes_finished += usize::from(resuming);
                     break;
                 }
@@ -123,8 +137,8 @@ fn killed_at_random_points_every_document_is_incremented_exactly_once() {
     }
     eprintln!(
         "crash test: {} SIGKILLs survived ({fresh_kills} during a fresh execute run, {resume_kills} during a resumed run) \
-         over {rounds} runs of {DOCS} documents, {resumes_finished} finished by a resume; every document incremented \
-         exactly once, every journal verified ({:.0} s)",
+         over {rounds} runs of {DOCS} documents, {resumes_finished} finished by a resume, {repeats_refused} new runs \
+         after a finished one refused; every document incremented exactly once, every journal verified ({:.0} s)",
         fresh_kills + resume_kills,
         started.elapsed().as_secs_f64()
     );

@@ -128,6 +128,38 @@ fn plugin_test_data_passes_a_converging_plugin_and_drops_its_database() {
     assert!(text.contains("would update 0"), "the second dry run is clean: {text}");
 }
 
+/// A plugin declaring `idempotent: false` wants every write again by
+/// design: its second dry run is skipped (and said so), not failed.
+#[test]
+fn plugin_test_data_skips_the_second_dry_run_of_a_plugin_that_does_not_converge() {
+    let data = fixtures(&[(
+        "pages.jsonl",
+        &[r#"{"_id": 1, "visits": 0}"#, r#"{"_id": 2, "visits": 5}"#],
+    )]);
+    let component = plugin("count-visits");
+    let component = component.to_str().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let out = output(&mut plugin_test(&[component, "--data", data_dir, "--json"]));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report = json(&out);
+    let names: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dry run", "execute", "journal replay"], "{report:#}");
+    let out = output(&mut plugin_test(&[component, "--data", data_dir]));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for line in [
+        "step 3 second dry run: skipped: the plugin declares idempotent: false",
+        "plugin test passed: count-visits 1.0.0: dry run, execute, second dry run skipped (idempotent: false), replay identical",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+}
+
 #[test]
 fn plugin_test_data_catches_a_projection_that_misses_the_field_the_plugin_writes() {
     let data = fixtures(&[(

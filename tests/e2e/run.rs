@@ -291,6 +291,110 @@ fn server_without_transactions_is_detected_and_the_weaker_guarantee_reported() {
     assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 1));
 }
 
+/// The `$inc` migration issue 20 found without a home: `count-visits` adds
+/// a visit to every page and declares `idempotent: false`. Its execute is
+/// stamped without the verification (a dry re-run would want every write
+/// again), the history says so, and a second execute - a new run, or
+/// `--new-run` over an unfinished one - is refused in one line naming the
+/// earlier run and `--allow-repeat`, until a revert undoes the run.
+#[test]
+fn a_migration_that_does_not_converge_is_stamped_unverified_and_never_applied_twice() {
+    const PAGES: i64 = 60;
+    let db = TestDb::new(server(), "visits");
+    db.insert("pages", (0..PAGES).map(|i| doc! {"_id": i, "visits": i % 3}).collect());
+    let visits = |db: &TestDb| -> Vec<i64> {
+        db.find_all("pages")
+            .iter()
+            .map(|d| {
+                d.get_i64("visits")
+                    .or_else(|_| d.get_i32("visits").map(i64::from))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let start: Vec<i64> = visits(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("count-visits");
+    let execute = ["run", file.to_str().unwrap(), "--execute"];
+
+    // 1. Execute: applied once, stamped, verification skipped and recorded.
+    let out = command(&db, journal.path(), &execute).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("verification: skipped: the plugin declares idempotent: false"),
+        "{}",
+        stdout(&out)
+    );
+    let once: Vec<i64> = start.iter().map(|v| v + 1).collect();
+    assert_eq!(visits(&db), once);
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).expect("stamped");
+    assert_eq!(schema.get_str("version").unwrap(), "1.0.0");
+    let history = schema.get_array("history").unwrap();
+    assert_eq!(history.len(), 1);
+    let first = history[0].as_document().unwrap();
+    assert_eq!(
+        first.get_str("verified").unwrap(),
+        "skipped: the plugin declares idempotent: false"
+    );
+    let run1 = first.get_str("run_id").unwrap().to_string();
+
+    // 2. The same command again, and with --new-run: refused, nothing written.
+    let state = db.dump();
+    for args in [&execute[..], &[&execute[..], &["--new-run"]].concat()] {
+        let out = command(&db, journal.path(), args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("plugin \"count-visits\" 1.0.0 declares idempotent: false")
+                && err.contains(&format!("its run {run1} was already applied to database {}", db.name))
+                && err.contains("--allow-repeat")
+                && err.contains("godwit revert"),
+            "{err}"
+        );
+        assert_eq!(db.dump(), state, "{args:?}: a refused run writes nothing");
+    }
+    // A dry run applies nothing: it runs, and warns that execute would be refused.
+    let out = command(&db, journal.path(), &execute[..2]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--execute would be refused"), "{}", stderr(&out));
+    assert_eq!(db.dump(), state);
+
+    // 3. Reverted, the run no longer counts: a new execute is no repeat.
+    let out = command(&db, journal.path(), &["revert", &run1, "--execute"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "revert {run1}: {}", stderr(&out));
+    assert_eq!(visits(&db), start);
+    let out = command(&db, journal.path(), &execute).output().unwrap();
+    assert!(out.status.success(), "after the revert: {}", stderr(&out));
+    assert_eq!(visits(&db), once);
+
+    // 4. An unfinished execute (killed after its second batch committed):
+    // resuming it is no repeat; --new-run, abandoning its applied batches, is.
+    let repeat = [&execute[..], &["--allow-repeat", "--batch-size", "20"]].concat();
+    let out = command(&db, journal.path(), &repeat)
+        .env("FAILPOINTS", "committed-before-journal=1*off->return")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failpoint stops the run");
+    let out = command(&db, journal.path(), &[&execute[..], &["--new-run"]].concat())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unfinished run") && err.contains("resume it instead") && err.contains("--allow-repeat"),
+        "{err}"
+    );
+    // Resumed (no flag needed): every page has had exactly one more visit.
+    let out = command(&db, journal.path(), &execute).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let twice: Vec<i64> = start.iter().map(|v| v + 2).collect();
+    assert_eq!(visits(&db), twice, "the resumed run applied each page once");
+    verify_journal(journal.path());
+}
+
 #[test]
 fn resumed_run_restores_plugin_state_and_reports_what_an_uninterrupted_run_would() {
     let db = TestDb::new(server(), "state");

@@ -11,7 +11,7 @@ use crate::plugin::{CallError, LoadError};
 use crate::run::plan::PlanError;
 use crate::run::revert::RevertError;
 use crate::run::trial::InputError;
-use crate::run::{NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
+use crate::run::{AlreadyApplied, NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
 
 use super::{UnknownDatabase, UsageError};
 
@@ -125,6 +125,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         DriftError => |_: &DriftError| DRIFT,
         NothingToMigrate => |_: &NothingToMigrate| NOTHING_TO_MIGRATE,
         NotIdempotent => |_: &NotIdempotent| USAGE,
+        AlreadyApplied => |_: &AlreadyApplied| USAGE,
         VersionError => version,
         RevertError => revert,
         SchemaError => schema,

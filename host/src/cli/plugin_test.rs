@@ -709,6 +709,7 @@ impl Plan<'_> {
             plan: None,
             allow_missing_collections: false,
             allow_at_least_once: false,
+            allow_repeat: false,
             query_timeout: crate::run::DEFAULT_QUERY_TIMEOUT,
             follow: None,
         }
@@ -775,6 +776,14 @@ impl Plan<'_> {
         .into_iter()
         .enumerate()
         {
+            if name == SECOND_DRY_RUN && !self.plugin.manifest.idempotent {
+                // It does not converge by design: its second dry run would
+                // want every action again.
+                if text {
+                    outln!("step {} {name}: skipped: the plugin declares idempotent: false", i + 1);
+                }
+                continue;
+            }
             if name == SECOND_DRY_RUN
                 && let Some(version) = &from_version
             {
@@ -882,9 +891,14 @@ fn verdict(
         None => {
             if !global.json && !global.quiet {
                 outln!(
-                    "plugin test passed: {} {}: dry run, execute, second dry run clean, replay identical ({} batches)",
+                    "plugin test passed: {} {}: dry run, execute, second dry run {}, replay identical ({} batches)",
                     m.name,
                     m.version,
+                    if m.idempotent {
+                        "clean"
+                    } else {
+                        "skipped (idempotent: false)"
+                    },
                     report.replay.identical
                 );
             }

@@ -41,6 +41,12 @@ pub struct RunOptions {
     /// interrupted batch may be applied again on resume.
     #[arg(long)]
     pub allow_at_least_once: bool,
+    /// Execute a plugin whose manifest says `idempotent: false` although an
+    /// earlier run of the same version already changed this database (a
+    /// finished run the history records, or an unfinished one `--new-run`
+    /// would abandon): its actions are applied again.
+    #[arg(long)]
+    pub allow_repeat: bool,
     /// Lease of the database lock, in seconds; renewed while the run lives,
     /// taken over by another runner once expired.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
@@ -111,6 +117,7 @@ impl RunOptions {
             plan: None,
             allow_missing_collections: self.allow_missing_collections,
             allow_at_least_once: self.allow_at_least_once,
+            allow_repeat: self.allow_repeat,
             query_timeout: Duration::from_secs(self.query_timeout),
             follow: None,
         }
@@ -229,9 +236,9 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
         } => (header, summary, "unclean", exit::RESIDUE, Some(residue)),
     };
     let execute = header.mode == RunMode::Execute;
-    let stamped = match outcome {
-        Outcome::Finished { stamped, .. } => stamped.clone(),
-        _ => None,
+    let (stamped, verified) = match outcome {
+        Outcome::Finished { stamped, verified, .. } => (stamped.clone(), verified.clone()),
+        _ => (None, None),
     };
     if global.json {
         let json = serde_json::json!({
@@ -244,6 +251,7 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             "status": status,
             "resumed": matches!(outcome, Outcome::Finished { resumed: true, .. }),
             "stamped_version": stamped,
+            "verified": verified,
             "summary": summary,
             "residue": residue,
         });
@@ -277,7 +285,12 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             }
         }
         match (&stamped, status) {
-            (Some(v), _) => outln!("database {} stamped at version {v}", header.database),
+            (Some(v), _) => {
+                outln!("database {} stamped at version {v}", header.database);
+                if let Some(verified) = verified.as_deref().filter(|v| *v != "clean") {
+                    outln!("verification: {verified} (recorded in the history)");
+                }
+            }
             (None, "finished") if !execute => {
                 outln!("dry run: nothing was written; run again with --execute to apply")
             }

@@ -64,6 +64,7 @@ impl Engine<'_> {
             }
             .into());
         }
+        self.check_repeat(request).await?;
         let (mut header, resumed) = self.open_run(request)?;
         let execute = header.mode == RunMode::Execute;
 
@@ -357,10 +358,17 @@ impl Engine<'_> {
             .await?;
 
         let mut stamped = None;
+        let mut verification = None;
         if execute {
             if !log.stamped {
                 self.refuse_if_nothing_to_migrate(header, request).await?;
-                let residue = match request.verify {
+                // A dry re-run of a plugin that does not converge by design
+                // would want its actions again: it is not verified.
+                let verify = match manifest.idempotent {
+                    true => request.verify,
+                    false => VerifyPolicy::Skip,
+                };
+                let residue = match verify {
                     VerifyPolicy::Skip => None,
                     _ => match self.verify_clean(header, &bound.identity, request).await? {
                         Some(residue) => Some(residue),
@@ -376,20 +384,24 @@ impl Engine<'_> {
                     };
                     self.journal.record(&run, Entry::new(verified, now_ms()))?;
                 }
-                if residue_actions > 0 && request.verify == VerifyPolicy::Require {
+                if residue_actions > 0 && verify == VerifyPolicy::Require {
                     return Ok(Outcome::Unclean {
                         header: header.clone(),
                         summary: log.summary.clone(),
                         residue: Box::new(residue.expect("verified")),
                     });
                 }
-                let verified = match (request.verify, residue_actions) {
+                let verified = match (verify, residue_actions) {
+                    (VerifyPolicy::Skip, _) if !manifest.idempotent => {
+                        "skipped: the plugin declares idempotent: false".to_string()
+                    }
                     (VerifyPolicy::Skip, _) => "skipped".to_string(),
                     (_, 0) => "clean".to_string(),
                     (_, n) => format!("residue of {n} write actions allowed (--allow-residue)"),
                 };
                 self.stamp(header, &log.summary, &verified, checked_version.as_deref())
                     .await?;
+                verification = Some(verified);
             }
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
@@ -400,6 +412,7 @@ impl Engine<'_> {
             summary: log.summary.clone(),
             resumed,
             stamped,
+            verified: verification,
         })
     }
 

@@ -18,6 +18,22 @@ pub struct NotIdempotent {
     pub db: String,
 }
 
+/// A second execute of a plugin that declares `idempotent: false`, over
+/// what an earlier run of it already applied to the database.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "plugin {plugin:?} {version} declares idempotent: false (applying its actions twice is wrong), and {earlier}; \
+     a new execute would apply its actions again. Revert that run first (godwit revert), or pass --allow-repeat \
+     to apply them again anyway"
+)]
+pub struct AlreadyApplied {
+    pub plugin: String,
+    pub version: String,
+    /// What the database or the journal holds, e.g. "run R was applied to
+    /// database D and stamped (history)".
+    pub earlier: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     #[error(

@@ -228,6 +228,11 @@ impl Engine<'_> {
             host_version: header.host_version.clone(),
             verified: verified.to_string(),
         };
+        // The head the entry names must survive a crash: the entries since
+        // the last flush (finish's batch, with --skip-verify or a plugin
+        // that is not idempotent no verification record) are made durable
+        // before the database can hold a head the journal lost.
+        self.journal.flush()?;
         failpoint!("stamp-before-db");
         if !self.db.stamp(&history, previous).await? {
             // Stamped before a crash: trusted only if it is this run's.

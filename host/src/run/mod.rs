@@ -39,7 +39,7 @@ mod log;
 mod resume;
 mod stage;
 
-pub use errors::{NotIdempotent, NothingToMigrate, ResumeError, VersionError};
+pub use errors::{AlreadyApplied, NotIdempotent, NothingToMigrate, ResumeError, VersionError};
 pub use schema::SchemaError;
 
 use crate::db::Db;
@@ -98,6 +98,9 @@ pub struct RunRequest {
     /// Run a plugin that is not idempotent where batches are applied at
     /// least once (a server without transactions).
     pub allow_at_least_once: bool,
+    /// Execute a plugin that is not idempotent again over a database its
+    /// earlier run already changed (`--allow-repeat`).
+    pub allow_repeat: bool,
     /// Server time (`maxTimeMS`) a pass's query may take without returning a
     /// document: a pass filter is plugin input too.
     pub query_timeout: Duration,
@@ -127,6 +130,8 @@ pub enum VerifyPolicy {
     /// Verify and report, but stamp even with residue (recorded in history).
     AllowResidue,
     /// Stamp without verifying (for plugins that never converge; recorded).
+    /// A plugin declaring `idempotent: false` is never verified: a dry
+    /// re-run would want its actions again by design.
     Skip,
 }
 
@@ -150,6 +155,9 @@ pub enum Outcome {
         summary: Summary,
         resumed: bool,
         stamped: Option<String>,
+        /// What the stamp's history entry says of verification ("clean",
+        /// "skipped: ...", the residue allowed), when this process stamped.
+        verified: Option<String>,
     },
     Interrupted {
         header: RunHeader,

@@ -135,6 +135,84 @@ impl Engine<'_> {
         Ok((header, false))
     }
 
+    /// A plugin declaring `idempotent: false` is executed at most once per
+    /// database and version: a new run (not a resume) is refused while the
+    /// database's history holds a run of this version that no revert undid,
+    /// or while an unfinished run of it - which `--new-run` would abandon,
+    /// its applied batches staying applied - is in the journal. A dry run
+    /// only warns. `--allow-repeat` lifts it.
+    pub(super) async fn check_repeat(&self, request: &RunRequest) -> anyhow::Result<()> {
+        let manifest = &self.plugin.manifest;
+        if manifest.idempotent || request.allow_repeat {
+            return Ok(());
+        }
+        let unfinished: Vec<RunHeader> = self
+            .journal
+            .runs()?
+            .into_iter()
+            .filter(|h| {
+                h.status == RunStatus::Running
+                    && h.plugin_name == manifest.name
+                    && h.database == self.db.name
+                    && h.mode == RunMode::Execute
+            })
+            .collect();
+        let earlier = match &request.resume {
+            // Resuming continues the same run: nothing is applied twice.
+            ResumeChoice::Run(_) => return Ok(()),
+            ResumeChoice::Auto if request.mode == RunMode::Execute && !unfinished.is_empty() => return Ok(()),
+            ResumeChoice::New if request.mode == RunMode::Execute && !unfinished.is_empty() => Some(format!(
+                "its unfinished run {} may already have applied batches to database {} (--new-run would abandon \
+                 it with those batches applied; resume it instead: the same command without --new-run)",
+                unfinished
+                    .iter()
+                    .map(|h| h.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.db.name
+            )),
+            _ => None,
+        };
+        let earlier = match earlier {
+            Some(e) => Some(e),
+            None => {
+                let history = self.db.history().await?;
+                let undone = |run: &str| history.iter().any(|h| h.reverts.as_deref() == Some(run));
+                history
+                    .iter()
+                    .rev()
+                    .filter(|h| h.reverts.is_none())
+                    .find(|h| {
+                        h.plugin.as_deref() == Some(manifest.name.as_str())
+                            && h.version.as_deref() == Some(manifest.version.to_string().as_str())
+                            && h.run_id.as_deref().is_some_and(|r| !undone(r))
+                    })
+                    .map(|h| {
+                        format!(
+                            "its run {} was already applied to database {} (the history in {} records it{})",
+                            h.run_id.as_deref().unwrap_or_default(),
+                            self.db.name,
+                            self.db.metadata,
+                            h.finished_at
+                                .map(|t| format!(", finished {}", crate::text::time(t)))
+                                .unwrap_or_default()
+                        )
+                    })
+            }
+        };
+        let Some(earlier) = earlier else { return Ok(()) };
+        let refusal = super::AlreadyApplied {
+            plugin: manifest.name.clone(),
+            version: manifest.version.to_string(),
+            earlier,
+        };
+        if request.mode == RunMode::Execute {
+            return Err(refusal.into());
+        }
+        tracing::warn!("{refusal}; this dry run goes on, but --execute would be refused");
+        Ok(())
+    }
+
     /// Binds an execute run to the reviewed dry run `--plan` names - or, on
     /// resume, to the one its journal recorded - and counts the batches an
     /// earlier process of the run already checked against it.

@@ -498,6 +498,14 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             USAGE,
         ),
         (
+            anyhow::Error::new(crate::run::AlreadyApplied {
+                plugin: s("increment"),
+                version: s("2.0.0"),
+                earlier: s("its run r1 was already applied to database app"),
+            }),
+            USAGE,
+        ),
+        (
             anyhow::Error::new(NothingToMigrate {
                 run: run(),
                 plugin: s("p"),
