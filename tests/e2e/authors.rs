@@ -288,9 +288,24 @@ fn journal_reports_lists_every_report_the_summary_only_samples() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let run = text.split_whitespace().nth(2).unwrap().to_string();
+    // The command names the journal the run used (not the default one).
+    let hint = format!(
+        "godwit journal reports {run} --journal {} --kind conflict",
+        journal.path().display()
+    );
     assert!(
-        text.contains(&format!("all 11: godwit journal reports {run} --kind conflict")),
+        text.contains(&format!("all 11: {hint}")),
         "the summary names the command:\n{text}"
+    );
+    // Typed as printed, without GODWIT_JOURNAL, it lists all eleven.
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    let listed = godwit().args(&words[1..]).arg("--json").output().unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(
+        stdout(&listed).matches("\"conflict\"").count(),
+        11,
+        "{}",
+        stdout(&listed)
     );
     assert_eq!(
         text.matches("ada@example.com: user").count(),
@@ -357,7 +372,8 @@ fn journal_reports_and_the_summary_hint_escape_plugin_text() {
     // The kind is quoted for the shell, and escaped for the terminal.
     assert!(
         text.contains(&format!(
-            "all 6: godwit journal reports {run} --kind 'kind\\u{{1b}}[1m'"
+            "all 6: godwit journal reports {run} --journal {} --kind 'kind\\u{{1b}}[1m'",
+            journal.path().display()
         )),
         "{text}"
     );

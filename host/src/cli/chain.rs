@@ -189,12 +189,14 @@ impl UpgradeCommand {
                     stop: stop.clone(),
                 };
                 let outcome = engine.run(&options.request(Vec::new(), ResumeChoice::Auto)).await?;
+                let journal_dir = &options.connection.journal;
                 let hint = format!(
-                    "godwit upgrade {}{}",
+                    "godwit upgrade {}{}{}",
                     self.dir.display(),
-                    if options.execute { " --execute" } else { "" }
+                    if options.execute { " --execute" } else { "" },
+                    super::run::journal_flag(journal_dir)
                 );
-                let code = print_outcome(&outcome, global, &hint);
+                let code = print_outcome(&outcome, global, &hint, journal_dir);
                 if !matches!(outcome, Outcome::Finished { .. }) {
                     return Ok(code);
                 }

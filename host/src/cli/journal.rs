@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[derive(Args)]
 pub struct JournalArg {
     /// Journal directory (a sled database).
-    #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
+    #[arg(long, env = "GODWIT_JOURNAL", default_value = super::DEFAULT_JOURNAL)]
     journal: PathBuf,
 }
 

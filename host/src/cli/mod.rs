@@ -26,6 +26,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tracing_subscriber::field::MakeExt;
 
+/// Where the journal lives unless `--journal` or `GODWIT_JOURNAL` says otherwise.
+pub const DEFAULT_JOURNAL: &str = ".godwit/journal";
+
 #[derive(Parser)]
 #[command(
     name = "godwit",
@@ -119,7 +122,7 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = crate::db::DEFAULT_RETRY_FOR.as_secs())]
     retry_for: u64,
     /// Journal directory (a sled database).
-    #[arg(long, env = "GODWIT_JOURNAL", default_value = ".godwit/journal")]
+    #[arg(long, env = "GODWIT_JOURNAL", default_value = DEFAULT_JOURNAL)]
     journal: PathBuf,
 }
 

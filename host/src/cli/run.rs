@@ -217,15 +217,30 @@ impl RunCommand {
             engine.run(&request).await
         })?;
         let resume_hint = format!(
-            "godwit run {} --resume {{run}}{}",
+            "godwit run {} --resume {{run}}{}{}",
             self.plugin.display(),
-            if options.execute { " --execute" } else { "" }
+            if options.execute { " --execute" } else { "" },
+            journal_flag(&options.connection.journal)
         );
-        Ok(print_outcome(&outcome, global, &resume_hint))
+        Ok(print_outcome(
+            &outcome,
+            global,
+            &resume_hint,
+            &options.connection.journal,
+        ))
     }
 }
 
-pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) -> ExitCode {
+/// ` --journal PATH` when the journal is not the default one, so that a
+/// command the output suggests finds the same journal.
+pub fn journal_flag(journal: &std::path::Path) -> String {
+    match journal == std::path::Path::new(super::DEFAULT_JOURNAL) {
+        true => String::new(),
+        false => format!(" --journal {}", shell_word(&journal.to_string_lossy())),
+    }
+}
+
+pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str, journal: &std::path::Path) -> ExitCode {
     let (header, summary, status, code, residue) = match outcome {
         Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK, None),
         Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED, None),
@@ -267,7 +282,8 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
             header.plugin_version,
             header.database
         );
-        print_summary(summary, execute, Some(&header.run_id));
+        let reports = format!("godwit journal reports {}{}", header.run_id, journal_flag(journal));
+        print_summary(summary, execute, Some(&reports));
         if let Some(plan) = &summary.plan {
             outln!(
                 "plan: {} batches as reviewed in dry run {}, {} with inputs the dry run did not see{}",
@@ -316,8 +332,8 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
         "unclean" => errln!(
             "not stamped: the data is not clean after run {run} (see the residue above). Its passes are complete, so \
              running the same command again only verifies again: fix the cause, then start a run that reads the \
-             documents again with --new-run; for a migration that never converges (an $inc counter) use \
-             --skip-verify; or stamp anyway with --allow-residue",
+             documents again with --new-run; for a migration that never converges (an $inc counter) declare \
+             idempotent: false in its manifest, or use --skip-verify; or stamp anyway with --allow-residue",
             run = header.run_id
         ),
         _ => {}
@@ -325,10 +341,10 @@ pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str) 
     ExitCode::from(code)
 }
 
-/// `run`: the journaled run the summary is of, whose reports `godwit journal
-/// reports` lists in full (`None`: the summary of what is not journaled, a
-/// verification's residue).
-pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
+/// `reports`: the command that lists every report of the journaled run the
+/// summary is of (`godwit journal reports RUN [--journal PATH]`; `None`:
+/// the summary of what is not journaled, a verification's residue).
+pub fn print_summary(summary: &Summary, execute: bool, reports: Option<&str>) {
     let verb = if execute { "" } else { "would " };
     if let Some(follow) = &summary.follow {
         let end = match (&follow.cutover_at, follow.done) {
@@ -408,14 +424,10 @@ pub fn print_summary(summary: &Summary, execute: bool, run: Option<&str>) {
             for sample in &report.samples {
                 outln!("      {}: {}", sample.key, sample.message);
             }
-            if let Some(run) = run
+            if let Some(command) = reports
                 && report.count > report.samples.len() as u64
             {
-                outln!(
-                    "      all {}: godwit journal reports {run} --kind {}",
-                    report.count,
-                    shell_word(kind)
-                );
+                outln!("      all {}: {command} --kind {}", report.count, shell_word(kind));
             }
         }
     }
