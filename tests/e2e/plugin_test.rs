@@ -128,6 +128,39 @@ fn plugin_test_data_passes_a_converging_plugin_and_drops_its_database() {
     assert!(text.contains("would update 0"), "the second dry run is clean: {text}");
 }
 
+/// A Python component goes through the same steps as a Rust one: the real
+/// engine, its projection applied, the second dry run clean, the replay
+/// identical (componentize-py's interpreter is deterministic too).
+#[test]
+fn plugin_test_data_runs_a_python_component_through_the_same_steps() {
+    let data = fixtures(&[(
+        "items.jsonl",
+        &[
+            r#"{"_id": 1, "name": "a"}"#,
+            r#"{"_id": 2, "name": "b", "hello": "py"}"#,
+            r#"{"_id": {"$oid": "65a000000000000000000009"}, "hello": "js"}"#,
+        ],
+    )]);
+    let component = plugin("hello-py");
+    let out = output(&mut plugin_test(&[
+        component.to_str().unwrap(),
+        "--data",
+        data.path().to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report = json(&out);
+    let steps = report["steps"].as_array().unwrap();
+    let writes: Vec<u64> = steps[..3]
+        .iter()
+        .map(|s| s["write_actions"].as_u64().unwrap())
+        .collect();
+    // Documents 1 and the ObjectId one are tagged; the second dry run is clean.
+    assert_eq!(writes, [2, 2, 0], "{report:#}");
+    assert_eq!(steps[3]["report"]["divergence"], serde_json::Value::Null, "{report:#}");
+    assert!(collections_of(&report).is_empty(), "the test database was not dropped");
+}
+
 /// A plugin declaring `idempotent: false` wants every write again by
 /// design: its second dry run is skipped (and said so), not failed.
 #[test]
