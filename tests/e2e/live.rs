@@ -297,8 +297,22 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
     );
     let run = report["run_id"].as_str().unwrap();
     let entries = journal_export(journal.path(), run);
-    let conflicts = entries.iter().filter(|e| e["kind"] == "Conflict").count();
-    assert_eq!(conflicts, 1, "{entries:?}");
+    let conflicts: Vec<&serde_json::Value> = entries.iter().filter(|e| e["kind"] == "Conflict").collect();
+    assert_eq!(conflicts.len(), 1, "{entries:?}");
+    // The export names the refused batch and the document that changed.
+    let refused = conflicts[0]["batch_seq"].as_u64().expect("the refused batch");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["seq"].as_u64() == Some(refused) && e["kind"] == "Prepared"),
+        "batch_seq {refused} is a Prepared entry: {entries:?}"
+    );
+    assert_eq!(
+        (&conflicts[0]["changed"], &conflicts[0]["pass"]),
+        (&serde_json::json!([{"$numberInt": "3"}]), &serde_json::json!(0)),
+        "{:?}",
+        conflicts[0]
+    );
     let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
         .args([
             "journal",

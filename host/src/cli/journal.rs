@@ -122,6 +122,7 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
     let batch = entry.batch();
     let batch_seq = match &entry.record {
         Record::Committed(commit) => Some(commit.batch_seq),
+        Record::Conflict { batch_seq, .. } => Some(*batch_seq),
         _ => None,
     };
     let mut json = serde_json::json!({
@@ -143,6 +144,16 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
     });
     if let Some(follow) = follow_json(entry, full) {
         json["follow"] = follow;
+    }
+    // The write guard's refusal: which documents another writer changed.
+    if let Record::Conflict { changed, .. } = &entry.record {
+        json["changed"] = changed
+            .iter()
+            .map(|key| {
+                let id = ext(key);
+                id.get("_id").cloned().unwrap_or(id)
+            })
+            .collect();
     }
     if full {
         let (inputs, actions) = batch.map_or((&[][..], &[][..]), |b| (&b.inputs[..], &b.actions[..]));
@@ -328,7 +339,7 @@ impl JournalCommand {
                     };
                     let counts = e.counts();
                     outln!(
-                        "{:>6}  {:<9} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}{images}",
+                        "{:>6}  {:<14} pass {:<4} docs {:>6}  upd {:>6} ins {:>6} del {:>6} rep {:>5}  {}  {}{images}",
                         e.seq,
                         format!("{:?}", e.kind()),
                         e.pass().map_or("-".into(), |p| p.to_string()),

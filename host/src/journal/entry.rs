@@ -306,7 +306,7 @@ impl Entry {
         match &self.record {
             Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.pass,
             Record::Committed(c) => c.pass,
-            Record::PassDone { pass } => Some(*pass),
+            Record::PassDone { pass } | Record::Conflict { pass, .. } => Some(*pass),
             _ => None,
         }
     }
