@@ -92,9 +92,15 @@ impl Migration for LegacyTaskIds {
             .requires("^4.0")
             .description("uniqc v5: legacy platform-id tasks become uqt_* tasks with one shard each");
         for (table, shards) in TABLES {
-            // No filter: "does not start with uqt_" is a regular expression,
-            // which the SDK's harness cannot evaluate; `process` skips them.
-            manifest = manifest.pass(Pass::new(table, table).writes([table, shards]));
+            // Upstream skips ids starting with `uqt_`: the strings in
+            // ["uqt_", "uqt`") (a range, not a regular expression, so that
+            // the SDK's harness evaluates it too). The pass must not see the
+            // tasks it re-inserts under their new ids.
+            manifest = manifest.pass(
+                Pass::new(table, table)
+                    .filter(doc! {"_id": {"$not": {"$gte": PREFIX, "$lt": "uqt`"}}})
+                    .writes([table, shards]),
+            );
         }
         manifest
     }
@@ -104,7 +110,6 @@ impl Migration for LegacyTaskIds {
         for name in [
             "tasks_migrated",
             "archived_tasks_migrated",
-            "already_uniqc",
             "metadata_object",
             "metadata_empty",
             "metadata_unparsable",
@@ -125,8 +130,7 @@ impl Migration for LegacyTaskIds {
                 return Err(Error::new(format!("{table}: task_id is TEXT in uniqc, found {id}")).for_document(id));
             };
             if old_id.starts_with(PREFIX) {
-                self.tally.incr("already_uniqc");
-                continue;
+                continue; // the filter keeps them out; never migrate one twice
             }
             let fail = |m: String| Error::new(format!("{table} {old_id}: {m}")).for_document(id.clone());
             let column = |name: &str, required: bool| match task.get(name) {
@@ -230,7 +234,12 @@ mod tests {
             "result_json": Bson::Null, "metadata_json": "{}", "error_message": "bad chip",
         };
         let new_id = uniqc_id("tasks", "d3f0c1");
-        let actions = h.process(0, vec![task, doc! {"_id": "uqt_0123", "status": "success"}]).unwrap();
+        let uniqc = doc! {"_id": "uqt_0123", "status": "success"};
+        let err = Harness::<LegacyTaskIds>::new()
+            .process(0, vec![uniqc.clone(), doc! {"_id": "uqt`"}])
+            .unwrap_err();
+        assert!(err.message.contains("uqt`: no backend"), "past the range: {}", err.message);
+        let actions = h.process(0, vec![task, uniqc]).unwrap();
         assert_eq!(
             actions,
             vec![
@@ -261,7 +270,7 @@ mod tests {
             vec![Action::report(
                 "summary",
                 "legacy_task_ids",
-                r#"{"tasks_migrated": 1, "archived_tasks_migrated": 0, "already_uniqc": 1, "metadata_object": 1, "metadata_empty": 0, "metadata_unparsable": 0, "metadata_not_object": 0}"#
+                r#"{"tasks_migrated": 1, "archived_tasks_migrated": 0, "metadata_object": 1, "metadata_empty": 0, "metadata_unparsable": 0, "metadata_not_object": 0}"#
             )]
         );
     }
