@@ -29,7 +29,7 @@
 //! transaction with the progress marker: a kill anywhere leaves each task and
 //! its shards in exactly one place.
 
-use godwit_sdk::{Action, Bson, bson, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, doc};
+use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, Tally, bson, doc};
 
 pub const TERMINAL_STATUSES: [&str; 3] = ["success", "failed", "cancelled"];
 const HOUR_MS: i64 = 3_600_000;
@@ -45,8 +45,15 @@ impl Migration for ArchiveExpired {
     fn manifest() -> Manifest {
         Manifest::new("uniqc-archive-expired", "5.1.0")
             .requires("^5.0")
-            .description("uniqc archive-expired: terminal tasks older than 72 hours move to the archive with their shards")
-            .pass(Pass::new("tasks", "tasks").writes(["tasks", "archived_tasks", "task_shards", "archived_task_shards"]))
+            .description(
+                "uniqc archive-expired: terminal tasks older than 72 hours move to the archive with their shards",
+            )
+            .pass(Pass::new("tasks", "tasks").writes([
+                "tasks",
+                "archived_tasks",
+                "task_shards",
+                "archived_task_shards",
+            ]))
     }
 
     fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error> {
@@ -136,7 +143,9 @@ pub fn parse_time_ms(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let s = b.get(from..from + len)?;
-        s.iter().all(u8::is_ascii_digit).then(|| std::str::from_utf8(s).ok()?.parse().ok())?
+        s.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(s).ok()?.parse().ok())?
     };
     let (y, m, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&m) || d < 1 {
@@ -202,9 +211,15 @@ pub fn python_isoformat(ms: i64) -> Result<String, Error> {
     let rfc = bson::DateTime::from_millis(ms.div_euclid(1000) * 1000)
         .try_to_rfc3339_string()
         .map_err(|e| Error::new(format!("run start is not a representable date: {e}")))?;
-    let seconds = rfc.get(..19).ok_or_else(|| Error::new(format!("unexpected time {rfc}")))?;
+    let seconds = rfc
+        .get(..19)
+        .ok_or_else(|| Error::new(format!("unexpected time {rfc}")))?;
     let micros = ms.rem_euclid(1000) * 1000;
-    Ok(if micros == 0 { format!("{seconds}+00:00") } else { format!("{seconds}.{micros:06}+00:00") })
+    Ok(if micros == 0 {
+        format!("{seconds}+00:00")
+    } else {
+        format!("{seconds}.{micros:06}+00:00")
+    })
 }
 
 #[cfg(test)]

@@ -61,8 +61,8 @@ fn terminal_tasks_72_hours_old_move_with_their_shards() {
     let shards = vec![shard("uqt_a", 0), shard("uqt_a", 1), shard("uqt_keep", 0)];
     let mut h = Harness::<ArchiveExpired>::new().collection("task_shards", shards.clone());
     let batch = vec![
-        task("uqt_a", "success", "2025-12-29T00:00:00+00:00"),    // exactly 72 h
-        task("ok-failed", "failed", "2025-12-01T00:00:00Z"),       // older
+        task("uqt_a", "success", "2025-12-29T00:00:00+00:00"), // exactly 72 h
+        task("ok-failed", "failed", "2025-12-01T00:00:00Z"),   // older
         task("uqt_keep", "cancelled", "2025-12-29T00:00:01+00:00"), // 71:59:59
         task("run", "running", "2025-01-01T00:00:00Z"),
         task("wait", "pending", "2025-01-01T00:00:00Z"),

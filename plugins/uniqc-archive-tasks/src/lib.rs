@@ -45,7 +45,12 @@ impl Migration for ArchiveTable {
         Ok(actions)
     }
 
-    fn process(&mut self, _cx: &mut Context, pass: usize, _batch: Vec<godwit_sdk::Document>) -> Result<Vec<Action>, Error> {
+    fn process(
+        &mut self,
+        _cx: &mut Context,
+        pass: usize,
+        _batch: Vec<godwit_sdk::Document>,
+    ) -> Result<Vec<Action>, Error> {
         Err(Error::new(format!("uniqc v2 has no pass, got a batch for pass {pass}")))
     }
 }

@@ -125,7 +125,10 @@ impl Migration for LegacyTaskIds {
         let archived = pass == 1;
         let mut actions = Vec::new();
         for task in batch {
-            let id = task.get("_id").cloned().ok_or_else(|| Error::new(format!("{table} document without _id")))?;
+            let id = task
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| Error::new(format!("{table} document without _id")))?;
             let Bson::String(old_id) = &id else {
                 return Err(Error::new(format!("{table}: task_id is TEXT in uniqc, found {id}")).for_document(id));
             };
@@ -180,7 +183,11 @@ impl Migration for LegacyTaskIds {
             actions.push(Action::insert(table, parent));
             actions.push(Action::insert(shard_table, shard));
             actions.push(Action::delete_one(table, doc! {"_id": id.clone()}));
-            self.tally.incr(if archived { "archived_tasks_migrated" } else { "tasks_migrated" });
+            self.tally.incr(if archived {
+                "archived_tasks_migrated"
+            } else {
+                "tasks_migrated"
+            });
         }
         Ok(actions)
     }
@@ -203,7 +210,11 @@ mod tests {
     fn ids_have_upstreams_format_and_depend_on_table_and_old_id() {
         let id = uniqc_id("tasks", "ABC123DEADBEEF");
         assert!(id.starts_with("uqt_") && id.len() == "uqt_".len() + 32, "{id}");
-        assert!(id[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(&id[16..17], "8", "a version-8 UUID");
         assert_eq!(id, uniqc_id("tasks", "ABC123DEADBEEF"));
         assert_ne!(id, uniqc_id("archived_tasks", "ABC123DEADBEEF"));
@@ -216,10 +227,26 @@ mod tests {
             (None, r#"{"legacy_platform_id": "p1"}"#, "metadata_empty"),
             (Some(""), r#"{"legacy_platform_id": "p1"}"#, "metadata_empty"),
             (Some("{oops"), r#"{"legacy_platform_id": "p1"}"#, "metadata_unparsable"),
-            (Some("[1,2]"), r#"{"legacy_metadata_raw": [1, 2], "legacy_platform_id": "p1"}"#, "metadata_not_object"),
-            (Some(r#""note""#), r#"{"legacy_metadata_raw": "note", "legacy_platform_id": "p1"}"#, "metadata_not_object"),
-            (Some(r#"{"submitted_by": "test"}"#), r#"{"submitted_by": "test", "legacy_platform_id": "p1"}"#, "metadata_object"),
-            (Some(r#"{"legacy_platform_id": "x", "k": "é"}"#), r#"{"legacy_platform_id": "p1", "k": "é"}"#, "metadata_object"),
+            (
+                Some("[1,2]"),
+                r#"{"legacy_metadata_raw": [1, 2], "legacy_platform_id": "p1"}"#,
+                "metadata_not_object",
+            ),
+            (
+                Some(r#""note""#),
+                r#"{"legacy_metadata_raw": "note", "legacy_platform_id": "p1"}"#,
+                "metadata_not_object",
+            ),
+            (
+                Some(r#"{"submitted_by": "test"}"#),
+                r#"{"submitted_by": "test", "legacy_platform_id": "p1"}"#,
+                "metadata_object",
+            ),
+            (
+                Some(r#"{"legacy_platform_id": "x", "k": "é"}"#),
+                r#"{"legacy_platform_id": "p1", "k": "é"}"#,
+                "metadata_object",
+            ),
         ] {
             assert_eq!(stamped_metadata(old, "p1"), (want.to_string(), read), "{old:?}");
         }
@@ -238,7 +265,11 @@ mod tests {
         let err = Harness::<LegacyTaskIds>::new()
             .process(0, vec![uniqc.clone(), doc! {"_id": "uqt`"}])
             .unwrap_err();
-        assert!(err.message.contains("uqt`: no backend"), "past the range: {}", err.message);
+        assert!(
+            err.message.contains("uqt`: no backend"),
+            "past the range: {}",
+            err.message
+        );
         let actions = h.process(0, vec![task, uniqc]).unwrap();
         assert_eq!(
             actions,
@@ -285,11 +316,22 @@ mod tests {
         };
         let actions = h.process(1, vec![task]).unwrap();
         let new_id = uniqc_id("archived_tasks", "job-1");
-        let Action::Insert { collection, document } = &actions[0] else { panic!("{actions:?}") };
-        assert_eq!((collection.as_str(), document.get_str("_id").unwrap()), ("archived_tasks", new_id.as_str()));
-        assert_eq!(document.get("error_message"), Some(&Bson::Null), "no error_message: null");
+        let Action::Insert { collection, document } = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            (collection.as_str(), document.get_str("_id").unwrap()),
+            ("archived_tasks", new_id.as_str())
+        );
+        assert_eq!(
+            document.get("error_message"),
+            Some(&Bson::Null),
+            "no error_message: null"
+        );
         assert_eq!(document.get_str("archived_at").unwrap(), "2026-05-02T00:00:00+00:00");
-        let Action::Insert { collection, document } = &actions[1] else { panic!("{actions:?}") };
+        let Action::Insert { collection, document } = &actions[1] else {
+            panic!("{actions:?}")
+        };
         assert_eq!(collection, "archived_task_shards");
         assert_eq!(document.get_str("archived_at").unwrap(), "2026-05-02T00:00:00+00:00");
         assert_eq!(actions[2], Action::delete_one("archived_tasks", doc! {"_id": "job-1"}));

@@ -33,7 +33,10 @@ impl Value {
 
 /// `json.loads(text)`, or `None` where Python raises.
 pub fn loads(text: &str) -> Option<Value> {
-    let mut p = Parser { s: text.as_bytes(), at: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        at: 0,
+    };
     p.ws();
     let value = p.value(0)?;
     p.ws();
@@ -289,7 +292,10 @@ mod tests {
             (r#"{}"#, "{}"),
             (r#"{"a":1,"b":[true,null,"x"]}"#, r#"{"a": 1, "b": [true, null, "x"]}"#),
             (r#"{"b": 1, "a": 2, "b": 3}"#, r#"{"b": 3, "a": 2}"#),
-            (r#"[1.0, 1.50, 1e-5, 1.5e16, 0.0001, 123456789012345678901]"#, "[1.0, 1.5, 1e-05, 1.5e+16, 0.0001, 123456789012345678901]"),
+            (
+                r#"[1.0, 1.50, 1e-5, 1.5e16, 0.0001, 123456789012345678901]"#,
+                "[1.0, 1.5, 1e-05, 1.5e+16, 0.0001, 123456789012345678901]",
+            ),
             (r#""\u00e9\ud83d\ude00\n\/""#, "\"é😀\\n/\""),
             (r#" {"k": -0} "#, r#"{"k": 0}"#),
             ("NaN", "NaN"),
@@ -300,7 +306,16 @@ mod tests {
 
     #[test]
     fn refuses_what_python_refuses() {
-        for input in ["", "{", "{'a': 1}", "[1,]", "01", "not json", "{\"a\": 1} x", "\"\\ud800\""] {
+        for input in [
+            "",
+            "{",
+            "{'a': 1}",
+            "[1,]",
+            "01",
+            "not json",
+            "{\"a\": 1} x",
+            "\"\\ud800\"",
+        ] {
             assert_eq!(loads(input), None, "{input}");
         }
     }

@@ -27,7 +27,10 @@ pub const TABLES: [(&str, &[(&str, &str)]); 2] = [
             ("task_shards_status_idx", "status"),
         ],
     ),
-    (ARCHIVED_SHARDS, &[("archived_task_shards_platform_idx", "platform_task_id")]),
+    (
+        ARCHIVED_SHARDS,
+        &[("archived_task_shards_platform_idx", "platform_task_id")],
+    ),
 ];
 
 pub struct TaskShards;
@@ -88,9 +91,6 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(
-            TaskShards::manifest().requires.as_deref(),
-            Some("^3.0")
-        );
+        assert_eq!(TaskShards::manifest().requires.as_deref(), Some("^3.0"));
     }
 }

@@ -128,7 +128,11 @@ fn metadata(i: i64, id: &str) -> (&'static str, String, &'static str) {
         ),
         2 => ("", format!("{{{stamp}}}"), "metadata_empty"),
         3 => ("not json", format!("{{{stamp}}}"), "metadata_unparsable"),
-        4 => ("[1, 2]", format!(r#"{{"legacy_metadata_raw": [1, 2], {stamp}}}"#), "metadata_not_object"),
+        4 => (
+            "[1, 2]",
+            format!(r#"{{"legacy_metadata_raw": [1, 2], {stamp}}}"#),
+            "metadata_not_object",
+        ),
         _ => (
             r#"{"shots_hint":1,"label":"é"}"#,
             format!(r#"{{"shots_hint": 1, "label": "é", {stamp}}}"#),
@@ -201,7 +205,13 @@ fn v4_tasks(t0: i64) -> Vec<(Task, Vec<Document>)> {
                 "result_json": Bson::Null, "metadata_json": r#"{"circuit_count": 2}"#,
                 "error_message": if status == "failed" { Bson::String("auth".into()) } else { Bson::Null },
             };
-            (Task { doc, time: Some(updated) }, shards)
+            (
+                Task {
+                    doc,
+                    time: Some(updated),
+                },
+                shards,
+            )
         })
         .collect()
 }
@@ -232,7 +242,14 @@ fn rekeyed(table: &str, task: &Document, metadata: &str) -> (Document, Document)
     let old = task.get_str("_id").unwrap();
     let new = uniqc_id(table, old);
     let mut parent = doc! {"_id": &new};
-    for column in ["backend", "status", "shots", "submit_time", "update_time", "result_json"] {
+    for column in [
+        "backend",
+        "status",
+        "shots",
+        "submit_time",
+        "update_time",
+        "result_json",
+    ] {
         parent.insert(column, task.get(column).unwrap().clone());
     }
     parent.insert("metadata_json", metadata);
@@ -289,7 +306,12 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     let versions: Vec<&str> = steps.iter().map(|s| s["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["2.0.0", "3.0.0", "4.0.0"]);
     let ops = |s: &serde_json::Value| -> Vec<String> {
-        s["summary"]["schema"].as_array().unwrap().iter().map(|l| l["op"].as_str().unwrap().to_string()).collect()
+        s["summary"]["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["op"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(
         ops(&steps[0]),
@@ -300,7 +322,10 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
             "create-index `archived_submit_time_idx` on `archived_tasks` { \"submit_time\": 1 }",
         ]
     );
-    assert!(steps[0]["summary"]["passes"].as_array().unwrap().is_empty(), "v2 moves no task");
+    assert!(
+        steps[0]["summary"]["passes"].as_array().unwrap().is_empty(),
+        "v2 moves no task"
+    );
     assert_eq!(steps[1]["summary"]["passes"][0]["updates"], LEGACY);
     assert_eq!(ops(&steps[2]).len(), 5, "{:#}", steps[2]);
     assert_eq!(db.dump(), snapshot, "a dry upgrade writes nothing");
@@ -316,14 +341,24 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     );
     assert_eq!(
         indexes(&db, "task_shards"),
-        named(&[("task_shards_platform_idx", "platform_task_id"), ("task_shards_status_idx", "status")])
+        named(&[
+            ("task_shards_platform_idx", "platform_task_id"),
+            ("task_shards_status_idx", "status")
+        ])
     );
     assert_eq!(
         indexes(&db, "archived_task_shards"),
         named(&[("archived_task_shards_platform_idx", "platform_task_id")])
     );
-    let v3: Vec<Document> = v1.iter().map(|(t, ..)| with(t.doc.clone(), "error_message", Bson::Null)).collect();
-    assert_eq!(by_id(db.find_all("tasks")), by_id(v3.clone()), "v3: error_message null on every task");
+    let v3: Vec<Document> = v1
+        .iter()
+        .map(|(t, ..)| with(t.doc.clone(), "error_message", Bson::Null))
+        .collect();
+    assert_eq!(
+        by_id(db.find_all("tasks")),
+        by_id(v3.clone()),
+        "v3: error_message null on every task"
+    );
     assert!(db.find_all("archived_tasks").is_empty());
 
     // uniqc v4 at work: error messages on failed tasks, some terminal tasks
@@ -333,13 +368,20 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     let mut archived: Vec<(Task, String, &str)> = Vec::new();
     for ((task, want, read), mut doc) in v1.into_iter().zip(v3) {
         let i = live.len() + archived.len();
-        if doc.get_str("status").unwrap() == "failed" && i % 2 == 0 {
+        if doc.get_str("status").unwrap() == "failed" && i.is_multiple_of(2) {
             doc.insert("error_message", format!("bad chip {i}"));
         }
         let task = Task { doc, ..task };
-        if i % 10 == 0 && TERMINAL.contains(&task.doc.get_str("status").unwrap()) {
+        if i.is_multiple_of(10) && TERMINAL.contains(&task.doc.get_str("status").unwrap()) {
             let at = isoformat(task.time.unwrap_or(t0 - 2000 * HOUR) + HOUR);
-            archived.push((Task { doc: with(task.doc, "archived_at", at), ..task }, want, read));
+            archived.push((
+                Task {
+                    doc: with(task.doc, "archived_at", at),
+                    ..task
+                },
+                want,
+                read,
+            ));
         } else {
             live.push((task, want, read));
         }
@@ -350,14 +392,21 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     replace_all(
         &db,
         "tasks",
-        live.iter().map(|(t, ..)| t.doc.clone()).chain(v4_live.iter().map(|(t, _)| t.doc.clone())).collect(),
+        live.iter()
+            .map(|(t, ..)| t.doc.clone())
+            .chain(v4_live.iter().map(|(t, _)| t.doc.clone()))
+            .collect(),
     );
     db.insert(
         "archived_tasks",
         archived
             .iter()
             .map(|(t, ..)| t.doc.clone())
-            .chain(v4_archived.iter().map(|(t, _)| with(t.doc.clone(), "archived_at", app_archived_at.clone())))
+            .chain(
+                v4_archived
+                    .iter()
+                    .map(|(t, _)| with(t.doc.clone(), "archived_at", app_archived_at.clone())),
+            )
             .collect(),
     );
     db.insert("task_shards", v4_live.iter().flat_map(|(_, s)| s.clone()).collect());
@@ -365,7 +414,10 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
         "archived_task_shards",
         v4_archived
             .iter()
-            .flat_map(|(_, s)| s.iter().map(|d| with(d.clone(), "archived_at", app_archived_at.clone())))
+            .flat_map(|(_, s)| {
+                s.iter()
+                    .map(|d| with(d.clone(), "archived_at", app_archived_at.clone()))
+            })
             .collect(),
     );
 
@@ -377,7 +429,13 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     for (task, metadata, read) in &live {
         *reads.entry(read).or_default() += 1;
         let (parent, shard) = rekeyed("tasks", &task.doc, metadata);
-        want_tasks.push((Task { doc: parent, time: task.time }, vec![shard]));
+        want_tasks.push((
+            Task {
+                doc: parent,
+                time: task.time,
+            },
+            vec![shard],
+        ));
     }
     for (task, metadata, read) in &archived {
         *reads.entry(read).or_default() += 1;
@@ -388,7 +446,11 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     want_tasks.extend(v4_live.iter().cloned());
     for (task, shards) in v4_archived {
         want_archive.push(with(task.doc.clone(), "archived_at", app_archived_at.clone()));
-        want_archived_shards.extend(shards.iter().map(|d| with(d.clone(), "archived_at", app_archived_at.clone())));
+        want_archived_shards.extend(
+            shards
+                .iter()
+                .map(|d| with(d.clone(), "archived_at", app_archived_at.clone())),
+        );
     }
 
     // The rest of the chain, previewed: v5's figures.
@@ -432,7 +494,10 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
             let old = task.doc.get_str("_id").unwrap();
             let new = uniqc_id("tasks", old);
             let shard = Bson::Document(doc! {"uniqc_task_id": &new, "shard_index": 0}).to_string();
-            let (was, is) = (tasks.contains_key(&Bson::from(old).to_string()), tasks.contains_key(&Bson::from(new.as_str()).to_string()));
+            let (was, is) = (
+                tasks.contains_key(&Bson::from(old).to_string()),
+                tasks.contains_key(&Bson::from(new.as_str()).to_string()),
+            );
             assert!(was != is, "{old}: under exactly one id (old {was}, new {is})");
             assert_eq!(is, shards.contains_key(&shard), "{old}: shard iff re-keyed");
             moved += is as usize;
@@ -440,7 +505,9 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
         assert!(moved > 0 && moved < live.len(), "killed midway: {moved} re-keyed");
         assert_eq!(tasks.len(), live.len() + v4_live.len());
     }
-    let out = command(&db, journal.path(), &["upgrade", dir, "--execute", "--json"]).output().unwrap();
+    let out = command(&db, journal.path(), &["upgrade", dir, "--execute", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let exec = json_documents(&stdout(&out));
     assert_eq!(exec.len(), 2, "the resumed v5 step, then 5.1.0");
@@ -451,7 +518,8 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     let start = started_at(journal.path(), "uniqc-archive-expired");
     assert!((t0..t0 + 30 * 60_000).contains(&start), "started {start}, test at {t0}");
     let stamp = isoformat(start);
-    let mut expect = serde_json::json!({"count": 0, "shards": 0, "skipped_running": 0, "too_recent": 0, "unreadable_time": 0});
+    let mut expect =
+        serde_json::json!({"count": 0, "shards": 0, "skipped_running": 0, "too_recent": 0, "unreadable_time": 0});
     let mut count = |key: &str| *expect.get_mut(key).unwrap() = (expect[key].as_u64().unwrap() + 1).into();
     let mut final_tasks = Vec::new();
     let mut final_shards = Vec::new();
@@ -508,10 +576,20 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
         .map(|h| h.as_document().unwrap().get_str("version").unwrap())
         .collect();
     assert_eq!(history, ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0", "5.1.0"]);
-    let out = command(&db, journal.path(), &["upgrade", dir, "--execute"]).output().unwrap();
-    assert!(stdout(&out).contains("is at version 5.1.0, the head"), "{}", stdout(&out));
+    let out = command(&db, journal.path(), &["upgrade", dir, "--execute"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("is at version 5.1.0, the head"),
+        "{}",
+        stdout(&out)
+    );
     // Archive-expired again, right away: nothing is old enough any more.
-    let again = run_steps(&db, journal.path(), &["run", plugin("uniqc-archive-expired").to_str().unwrap()]);
+    let again = run_steps(
+        &db,
+        journal.path(),
+        &["run", plugin("uniqc-archive-expired").to_str().unwrap()],
+    );
     assert_eq!(figures(&again[0])["count"], 0);
     verify_journal(journal.path());
 }
@@ -546,7 +624,11 @@ fn uniqc_upstream_archive_cases() {
             make_task("a2", "success", &saved),
             make_task("ok", "success", &saved),
             make_task("bad", "failed", &saved),
-            with(make_task(uid, "pending", &saved), "backend", "dummy:local:virtual-line-2"),
+            with(
+                make_task(uid, "pending", &saved),
+                "backend",
+                "dummy:local:virtual-line-2",
+            ),
         ],
     );
     let shard = |i: i32| {
@@ -575,13 +657,19 @@ fn uniqc_upstream_archive_cases() {
 
     // hours=0: every terminal task saved before now; the pending parent stays.
     let first = archive(&["hours=0"]);
-    assert_eq!((first["count"].as_u64(), first["skipped_running"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(
+        (first["count"].as_u64(), first["skipped_running"].as_u64()),
+        (Some(4), Some(1))
+    );
     let stamp = isoformat(started_at(journal.path(), "uniqc-archive-expired"));
     let listed = by_id(db.find_all("archived_tasks"));
     let ids: Vec<&str> = listed.values().map(|d| d.get_str("_id").unwrap()).collect();
     assert_eq!(ids, ["a1", "a2", "bad", "ok"]);
     let a1 = &listed[&Bson::from("a1").to_string()];
-    assert_eq!(a1, &with(make_task("a1", "success", &saved), "archived_at", stamp.clone()));
+    assert_eq!(
+        a1,
+        &with(make_task("a1", "success", &saved), "archived_at", stamp.clone())
+    );
     assert_eq!(a1.get_str("result_json").unwrap(), r#"{"00": 50, "11": 50}"#);
     let success: Vec<&str> = listed
         .values()
@@ -596,13 +684,19 @@ fn uniqc_upstream_archive_cases() {
     // terminal_only=false: the pending parent too, its shards cascaded out
     // of the live table into the archive.
     let second = archive(&["hours=0", "terminal_only=false"]);
-    assert_eq!((second["count"].as_u64(), second["shards"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (second["count"].as_u64(), second["shards"].as_u64()),
+        (Some(1), Some(2))
+    );
     let stamp = isoformat(started_at(journal.path(), "uniqc-archive-expired"));
     assert!(db.find_all("tasks").is_empty());
     assert!(db.find_all("task_shards").is_empty(), "cascaded out of the live table");
     assert_eq!(
         db.find_all("archived_task_shards"),
-        vec![with(shard(0), "archived_at", stamp.clone()), with(shard(1), "archived_at", stamp)]
+        vec![
+            with(shard(0), "archived_at", stamp.clone()),
+            with(shard(1), "archived_at", stamp)
+        ]
     );
     let platform: Vec<&str> = vec!["p0", "p1"];
     let archived_platform: Vec<String> = db
