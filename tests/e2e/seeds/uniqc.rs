@@ -268,17 +268,21 @@ fn rekeyed(table: &str, task: &Document, metadata: &str) -> (Document, Document)
     (parent, shard)
 }
 
-/// The start of the finished execute run of `plugin`, from `journal list`.
-fn started_at(journal: &std::path::Path, plugin: &str) -> i64 {
+/// The last finished execute run of `plugin`, from `journal list`.
+fn executed(journal: &std::path::Path, plugin: &str) -> serde_json::Value {
     let list = godwit(&["journal", "list", "--json", "--journal", journal.to_str().unwrap()]);
     let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
-    let run = runs
-        .as_array()
+    runs.as_array()
         .unwrap()
         .iter()
         .rfind(|r| r["plugin_name"] == plugin && r["mode"] == "Execute" && r["status"] == "Finished")
-        .unwrap_or_else(|| panic!("{plugin}: {runs:#}"));
-    run["started_at_ms"].as_i64().unwrap()
+        .unwrap_or_else(|| panic!("{plugin}: {runs:#}"))
+        .clone()
+}
+
+/// The start of the last finished execute run of `plugin`.
+fn started_at(journal: &std::path::Path, plugin: &str) -> i64 {
+    executed(journal, plugin)["started_at_ms"].as_i64().unwrap()
 }
 
 fn chain_dir(plugins: &[&str]) -> tempfile::TempDir {
@@ -457,6 +461,8 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     let to_head = chain_dir(&CHAIN);
     let dir = to_head.path().to_str().unwrap();
     let snapshot = db.dump();
+    let collections = ["tasks", "task_shards", "archived_tasks", "archived_task_shards"];
+    let at_v4 = collections.map(|c| db.find_all(c));
     let steps = run_steps(&db, journal.path(), &["upgrade", dir]);
     let versions: Vec<&str> = steps.iter().map(|s| s["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["5.0.0", "5.1.0"]);
@@ -592,6 +598,22 @@ fn uniqc_schema_history_v1_to_v5_and_archive_expired_killed_twice_in_v5() {
     );
     assert_eq!(figures(&again[0])["count"], 0);
     verify_journal(journal.path());
+
+    // Reverted, 5.1.0 then v5: every collection back as uniqc v4 left it.
+    for name in ["uniqc-archive-expired", "uniqc-legacy-task-ids"] {
+        let run = executed(journal.path(), name)["run_id"].as_str().unwrap().to_string();
+        let mut args = vec!["revert", &run, "--execute"];
+        if name == "uniqc-legacy-task-ids" {
+            args.push("--force"); // past 5.1.0's revert in the history
+        }
+        let out = command(&db, journal.path(), &args).output().unwrap();
+        assert!(out.status.success(), "{name}: {}{}", stdout(&out), stderr(&out));
+    }
+    assert_eq!(
+        collections.map(|c| db.find_all(c)),
+        at_v4,
+        "every document back as it was"
+    );
 }
 
 /// upstream's `_make_task`: a `dummy:local:simulator` task, 100 shots,
