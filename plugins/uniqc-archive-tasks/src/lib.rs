@@ -1,23 +1,18 @@
-//! Seed 002, uniqc schema v2 "archive support": `archived_tasks` is created
-//! with uniqc's three indexes (`archived_backend_idx`, `archived_status_idx`,
-//! `archived_submit_time_idx`: schema operations returned by `setup`, applied
-//! before the first pass), then completed and failed tasks move from `tasks`
-//! to it with every field plus `archived_at` (ISO-8601 UTC), keeping the hot
-//! `tasks` collection small.
+//! Seed 002, uniqc schema v2 "archive support" (upstream
+//! `uniqc/backend_adapter/task/store.py`, `_apply_v2`): `CREATE TABLE IF NOT
+//! EXISTS archived_tasks` and its three indexes (`archived_backend_idx`,
+//! `archived_status_idx`, `archived_submit_time_idx`), and nothing else.
 //!
-//! Each task's insert and delete are actions of the same batch, and the host
-//! applies a batch in one transaction with its progress marker: a run killed
-//! at any point leaves every task in exactly one of the two collections, and
-//! a resumed run neither archives a task twice nor loses one.
-//!
-//! `archived_at` is the run's start time (the plugin has no clock: the host
-//! freezes it). Every task of one run is stamped alike, also after a resume,
-//! which makes the value reproducible by `journal replay`.
+//! Upstream's v2 moves no task: tasks are archived later by the application
+//! (`uniqc/gateway/db/archive_store.py`, per task or through the API's
+//! `archive-expired`), which `uniqc-archive-expired` rebuilds as an optional
+//! step. So this plugin has no pass: its schema operations, returned by
+//! `setup`, are the whole migration. `archived_tasks`' primary key
+//! `task_id` is the documents' `_id`, as in `tasks`.
 
-use godwit_sdk::{Action, Context, Document, Error, Index, Manifest, Migration, Params, Pass, SchemaKind, Tally, doc};
+use godwit_sdk::{Action, Context, Error, Index, Manifest, Migration, Params, SchemaKind, doc};
 
-/// Statuses that leave the hot path (uniqc's archive rule).
-pub const ARCHIVED_STATUSES: [&str; 2] = ["completed", "failed"];
+pub const ARCHIVE: &str = "archived_tasks";
 
 /// uniqc v2's `CREATE INDEX IF NOT EXISTS` statements on `archived_tasks`:
 /// name and column.
@@ -27,77 +22,40 @@ pub const ARCHIVE_INDEXES: [(&str, &str); 3] = [
     ("archived_submit_time_idx", "submit_time"),
 ];
 
-pub struct ArchiveTasks {
-    archived_at: String,
-    tally: Tally,
-}
+pub struct ArchiveTable;
 
-impl Migration for ArchiveTasks {
+impl Migration for ArchiveTable {
     fn manifest() -> Manifest {
         Manifest::new("uniqc-archive-tasks", "2.0.0")
             .requires("^1.0")
-            .description("uniqc v2: move completed and failed tasks to archived_tasks with archived_at")
-            .pass(
-                Pass::new("archive", "tasks")
-                    .filter(doc! {"status": {"$in": ARCHIVED_STATUSES.to_vec()}})
-                    .writes(["archived_tasks", "tasks"]),
-            )
-            .schema(SchemaKind::CreateCollection, "archived_tasks")
-            .schema(SchemaKind::CreateIndex, "archived_tasks")
+            .description("uniqc v2: create archived_tasks and its three indexes")
+            .schema(SchemaKind::CreateCollection, ARCHIVE)
+            .schema(SchemaKind::CreateIndex, ARCHIVE)
     }
 
-    fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
-        let archived_at = cx
-            .run()
-            .started_at()
-            .try_to_rfc3339_string()
-            .map_err(|e| Error::new(format!("run start is not a representable date: {e}")))?;
-        let mut tally = Tally::new();
-        tally.touch("archived");
-        for status in ARCHIVED_STATUSES {
-            tally.touch(status);
-        }
-        Ok(ArchiveTasks { archived_at, tally })
+    fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
+        Ok(ArchiveTable)
     }
 
-    /// `CREATE TABLE archived_tasks` and its indexes, before any task moves.
-    /// (The `_id` is uniqc's `task_id` primary key.)
     fn setup(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
-        let mut actions = vec![Action::create_collection("archived_tasks", None)];
+        let mut actions = vec![Action::create_collection(ARCHIVE, None)];
         for (name, field) in ARCHIVE_INDEXES {
-            actions.push(Action::create_index(
-                "archived_tasks",
-                Index::new(name, doc! {field: 1}),
-            ));
+            actions.push(Action::create_index(ARCHIVE, Index::new(name, doc! {field: 1})));
         }
         Ok(actions)
     }
 
-    fn process(&mut self, _cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
-        let mut actions = Vec::with_capacity(batch.len() * 2);
-        for mut task in batch {
-            let id = task.get("_id").cloned().ok_or_else(|| Error::new("task without _id"))?;
-            let status = task
-                .get_str("status")
-                .map_err(|e| Error::new(format!("task status: {e}")).for_document(id.clone()))?
-                .to_string();
-            task.insert("archived_at", self.archived_at.clone());
-            // The copy keeps the task's `_id`: were it ever inserted twice, the
-            // unique index would refuse it rather than duplicate the task.
-            actions.push(Action::insert("archived_tasks", task));
-            actions.push(Action::delete_one("tasks", doc! {"_id": id}));
-            self.tally.incr("archived");
-            self.tally.incr(&status);
-        }
-        Ok(actions)
-    }
-
-    fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
-        Ok(vec![self.tally.report("summary", "archive")])
+    fn process(
+        &mut self,
+        _cx: &mut Context,
+        pass: usize,
+        _batch: Vec<godwit_sdk::Document>,
+    ) -> Result<Vec<Action>, Error> {
+        Err(Error::new(format!("uniqc v2 has no pass, got a batch for pass {pass}")))
     }
 }
 
-godwit_sdk::export!(ArchiveTasks);
+godwit_sdk::export!(ArchiveTable);
 
 #[cfg(test)]
 mod tests {
@@ -105,53 +63,24 @@ mod tests {
     use godwit_sdk::testing::Harness;
 
     #[test]
-    fn creates_archived_tasks_and_its_three_indexes_first() {
-        let mut h = Harness::<ArchiveTasks>::new();
-        let setup = h.setup().unwrap();
-        assert_eq!(setup.len(), 4);
-        assert_eq!(setup[0], Action::create_collection("archived_tasks", None));
+    fn creates_archived_tasks_and_its_three_indexes_and_moves_nothing() {
+        let mut h = Harness::<ArchiveTable>::new();
         assert_eq!(
-            setup[3],
-            Action::create_index(
-                "archived_tasks",
-                Index::new("archived_submit_time_idx", doc! {"submit_time": 1})
-            )
-        );
-    }
-
-    #[test]
-    fn moves_each_task_with_archived_at_from_the_run_start() {
-        let mut h = Harness::<ArchiveTasks>::new();
-        let task = doc! {"_id": "t1", "status": "failed", "backend": "sim", "shots": 100};
-        let actions = h.process(0, vec![task]).unwrap();
-        assert_eq!(
-            actions,
+            h.setup().unwrap(),
             vec![
-                Action::insert(
+                Action::create_collection("archived_tasks", None),
+                Action::create_index(
                     "archived_tasks",
-                    doc! {"_id": "t1", "status": "failed", "backend": "sim", "shots": 100, "archived_at": "2026-01-01T00:00:00Z"}
+                    Index::new("archived_backend_idx", doc! {"backend": 1})
                 ),
-                Action::delete_one("tasks", doc! {"_id": "t1"}),
+                Action::create_index("archived_tasks", Index::new("archived_status_idx", doc! {"status": 1})),
+                Action::create_index(
+                    "archived_tasks",
+                    Index::new("archived_submit_time_idx", doc! {"submit_time": 1})
+                ),
             ]
         );
-        assert_eq!(
-            h.finish().unwrap(),
-            vec![Action::report(
-                "summary",
-                "archive",
-                r#"{"archived": 1, "completed": 0, "failed": 1}"#
-            )]
-        );
-    }
-
-    /// The pass's filter keeps such a task from the plugin (the harness
-    /// applies it as a run does); should one reach `process` anyway, the
-    /// error names it.
-    #[test]
-    fn a_task_without_status_is_an_error_naming_it() {
-        let mut h = Harness::<ArchiveTasks>::new();
-        assert_eq!(h.process(0, vec![doc! {"_id": "t9"}]).unwrap(), vec![]);
-        let err = h.process_as_given(0, vec![doc! {"_id": "t9"}]).unwrap_err();
-        assert_eq!(err.document_id, Some("t9".into()));
+        assert!(ArchiveTable::manifest().passes.is_empty());
+        assert_eq!(h.finish().unwrap(), vec![]);
     }
 }

@@ -1,23 +1,25 @@
-//! Seed 002, uniqc schema v3 "compiled circuit storage" (`ALTER TABLE tasks
-//! ADD COLUMN compiled_circuit_json TEXT`, same for `archived_tasks`): every
-//! task, hot or archived, gets the field with the column's default, `null`,
-//! until the submit tooling fills it. Chained after v2 by `requires`.
+//! Seed 002, uniqc schema v3 (upstream `uniqc/backend_adapter/task/store.py`,
+//! `_apply_v3`): `ALTER TABLE tasks ADD COLUMN error_message TEXT`, and the
+//! same on `archived_tasks`. SQLite gives every existing row the column's
+//! default, NULL; here every task, live or archived, that lacks the field
+//! gets `error_message: null`. Upstream tolerates a column that already
+//! exists ("duplicate column"); here a document that has the field keeps its
+//! value, so a rerun never resets what the application wrote since.
 
 use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, doc};
 
-pub const FIELD: &str = "compiled_circuit_json";
-const COLLECTIONS: [&str; 2] = ["tasks", "archived_tasks"];
+pub const FIELD: &str = "error_message";
+/// The tables upstream's `_apply_v3` alters, in its order.
+pub const COLLECTIONS: [&str; 2] = ["tasks", "archived_tasks"];
 
-pub struct CompiledCircuit;
+pub struct ErrorMessage;
 
-impl Migration for CompiledCircuit {
+impl Migration for ErrorMessage {
     fn manifest() -> Manifest {
-        let mut manifest = Manifest::new("uniqc-compiled-circuit", "3.0.0")
+        let mut manifest = Manifest::new("uniqc-error-message", "3.0.0")
             .requires("^2.0")
-            .description("uniqc v3: add compiled_circuit_json (default null) to tasks and archived_tasks");
+            .description("uniqc v3: add error_message (default null) to tasks and archived_tasks");
         for collection in COLLECTIONS {
-            // Only documents without the field: rerunning never resets a value
-            // the application has written since.
             manifest = manifest.pass(
                 Pass::new(collection, collection)
                     .filter(doc! {FIELD: {"$exists": false}})
@@ -29,7 +31,7 @@ impl Migration for CompiledCircuit {
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
-        Ok(CompiledCircuit)
+        Ok(ErrorMessage)
     }
 
     fn process(&mut self, _cx: &mut Context, pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
@@ -47,7 +49,7 @@ impl Migration for CompiledCircuit {
     }
 }
 
-godwit_sdk::export!(CompiledCircuit);
+godwit_sdk::export!(ErrorMessage);
 
 #[cfg(test)]
 mod tests {
@@ -56,7 +58,7 @@ mod tests {
 
     #[test]
     fn both_collections_get_the_null_default() {
-        let mut h = Harness::<CompiledCircuit>::new();
+        let mut h = Harness::<ErrorMessage>::new();
         assert_eq!(
             h.process(0, vec![doc! {"_id": "t1"}]).unwrap(),
             vec![Action::set("tasks", "t1", doc! {FIELD: Bson::Null})]
@@ -67,9 +69,17 @@ mod tests {
         );
     }
 
+    /// Upstream's "duplicate column" tolerance: an existing value stays.
+    #[test]
+    fn a_task_that_has_the_field_is_left_alone() {
+        let mut h = Harness::<ErrorMessage>::new();
+        let failed = doc! {"_id": "t3", "error_message": "bad chip"};
+        assert_eq!(h.process(0, vec![failed]).unwrap(), vec![]);
+    }
+
     #[test]
     fn requires_the_archive_schema() {
-        let manifest = CompiledCircuit::manifest();
+        let manifest = ErrorMessage::manifest();
         assert_eq!(
             (manifest.version.as_str(), manifest.requires.as_deref()),
             ("3.0.0", Some("^2.0"))
