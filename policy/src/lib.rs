@@ -16,6 +16,7 @@ pub mod names;
 pub mod paging;
 pub mod query;
 pub mod raw;
+pub mod reads;
 pub mod schema;
 pub mod update;
 
@@ -25,6 +26,7 @@ pub use names::check_collection;
 pub use paging::after_id;
 pub use query::{check_filter, check_projection, check_query, is_pinned};
 pub use raw::{check_structure, decode, document_id};
+pub use reads::{ReadScope, Reads, check_reads};
 pub use schema::{Grant, IndexSpec, SchemaKind, SchemaOp, SchemaSource, Validation, check_schema_op};
 pub use update::{check_document, check_update};
 
@@ -109,6 +111,7 @@ pub enum Rule {
     Empty,
     Schema,
     SchemaSpec,
+    UndeclaredRead,
 }
 
 impl Rule {
@@ -128,6 +131,7 @@ impl Rule {
             Rule::Empty => "non-empty",
             Rule::Schema => "schema-operations",
             Rule::SchemaSpec => "schema-spec",
+            Rule::UndeclaredRead => "undeclared-read",
         }
     }
 
@@ -157,6 +161,7 @@ impl Rule {
                 "declare the operation in the manifest's `schema` ({kind, collection}) and return it from begin or finish"
             }
             Rule::SchemaSpec => "fix the operation as the README's \"Schema operations\" section describes",
+            Rule::UndeclaredRead => "declare the collection in the manifest's `reads`",
         }
     }
 }
