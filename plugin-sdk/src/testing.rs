@@ -139,7 +139,9 @@ impl<M: Migration> Harness<M> {
         let plugin = self.plugin.as_mut().expect("begun");
         let documents = batch.len();
         let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch);
-        let actions = self.host.call_result(&format!("pass {pass} ({})", spec.name), actions)?;
+        let actions = self
+            .host
+            .call_result(&format!("pass {pass} ({})", spec.name), actions)?;
         let limit = documents.max(1) * godwit_policy::MAX_ACTIONS_PER_DOCUMENT as usize;
         if actions.len() > limit {
             return Err(Error::new(format!(

@@ -117,7 +117,11 @@ mod tests {
             )),
         );
         // godwit's own state: refused by the name rules, never "declare it".
-        check(&declared, "meta", Err((Rule::Collection, "godwit's metadata collection")));
+        check(
+            &declared,
+            "meta",
+            Err((Rule::Collection, "godwit's metadata collection")),
+        );
         check(&declared, "system.users", Err((Rule::Collection, "system.*")));
         let mut greedy = reads(ReadScope::Declared, &["meta", "system.users"]);
         check(&greedy, "meta", Err((Rule::Collection, "godwit's metadata collection")));
@@ -140,7 +144,11 @@ mod tests {
         check(&old, "secrets", Err((Rule::UndeclaredRead, "--allow-undeclared-reads")));
         let allowed = reads(ReadScope::Undeclared, &[]);
         check(&allowed, "secrets", Ok(()));
-        check(&allowed, "meta", Err((Rule::Collection, "godwit's metadata collection")));
+        check(
+            &allowed,
+            "meta",
+            Err((Rule::Collection, "godwit's metadata collection")),
+        );
     }
 
     #[test]
@@ -149,7 +157,10 @@ mod tests {
         assert!(check_reads(&CX, &names(&["teams", "users.archive"])).is_ok());
         for (name, text) in [
             ("meta", "reads: collection `meta` is godwit's metadata collection"),
-            ("system.users", "reads: collection \"system.users\" is a system collection"),
+            (
+                "system.users",
+                "reads: collection \"system.users\" is a system collection",
+            ),
             ("", "reads: collection \"\" is empty"),
             ("a$b", "contains `$`"),
         ] {

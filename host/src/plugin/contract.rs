@@ -460,8 +460,14 @@ mod tests {
     #[test]
     fn declared_reads_are_checked_at_load() {
         for (name, expect) in [
-            ("godwit_metadata", "plugin \"m\": reads: collection `godwit_metadata` is godwit's metadata collection"),
-            ("system.users", "plugin \"m\": reads: collection \"system.users\" is a system collection"),
+            (
+                "godwit_metadata",
+                "plugin \"m\": reads: collection `godwit_metadata` is godwit's metadata collection",
+            ),
+            (
+                "system.users",
+                "plugin \"m\": reads: collection \"system.users\" is a system collection",
+            ),
             ("", "reads: collection \"\" is empty"),
         ] {
             let mut m = manifest("1.0.0", None);
@@ -472,7 +478,10 @@ mod tests {
         let m = validate_manifest(manifest("1.0.0", None)).unwrap();
         let current = m.read_rules(&VERSION, UndeclaredReads::Allow);
         assert_eq!(current.scope, godwit_policy::ReadScope::Declared);
-        assert_eq!((current.passes, current.declared), (vec!["c".to_string()], vec!["teams".to_string()]));
+        assert_eq!(
+            (current.passes, current.declared),
+            (vec!["c".to_string()], vec!["teams".to_string()])
+        );
         let old = |u| m.read_rules(&PREVIOUS, u).scope;
         assert_eq!(old(UndeclaredReads::Refuse), godwit_policy::ReadScope::Contract0_1);
         assert_eq!(old(UndeclaredReads::Allow), godwit_policy::ReadScope::Undeclared);

@@ -343,5 +343,8 @@ fn an_undeclared_lookup_fails_the_call_as_in_the_host() {
     // Declaring godwit's own state is refused with the manifest.
     let bad = Manifest::new("m", "1.0.0").reads(["godwit_metadata"]);
     let e = check_manifest(&bad).unwrap_err().to_string();
-    assert!(e.contains("reads: collection `godwit_metadata` is godwit's metadata collection"), "{e}");
+    assert!(
+        e.contains("reads: collection `godwit_metadata` is godwit's metadata collection"),
+        "{e}"
+    );
 }

@@ -10,7 +10,12 @@ impl Migration for Snoop {
     fn manifest() -> Manifest {
         Manifest::new(NAME, "1.0.0")
             .description("copies the secrets it looks up into things")
-            .pass(Pass::new("things", "things").batch_size(10).writes(["things"]))
+            .pass(
+                Pass::new("things", "things")
+                    .filter(doc! {"leak": {"$exists": false}})
+                    .batch_size(10)
+                    .writes(["things"]),
+            )
             .reads(READS.iter().copied())
     }
 
