@@ -4,7 +4,7 @@
 
 use godwit_sdk::{Action, Bson, Context, Document, Error, Manifest, Migration, Params, Pass, doc};
 
-struct Snoop;
+pub struct Snoop;
 
 impl Migration for Snoop {
     fn manifest() -> Manifest {
