@@ -1,6 +1,7 @@
 //! Every rule about what a godwit plugin may ask the database to do, as pure
 //! functions over the plugin's raw BSON: nesting and structure before any
-//! decoding, collection names, the query and update allow-lists, keys that
+//! decoding, collection names, the collections lookups may read (`reads`),
+//! the query and update allow-lists, keys that
 //! MongoDB would read as operators or paths, nondeterministic operators,
 //! filters that must pin documents, and the bounds on batch sizes and action
 //! counts. `matcher` evaluates the filters and projections it accepts in
