@@ -78,3 +78,34 @@ def test_schema_operations_from_setup_are_declared_or_refused():
         Harness(Indexes, {"sneaky": "yes"}).setup()
     with pytest.raises(ValueError, match="unknown schema kind"):
         g.Manifest("x", "1.0.0").allow("truncate", "users")
+
+
+def test_lookups_outside_passes_and_reads_fail_the_call():
+    from godwit_sdk.testing import Harness
+
+    def snoop(reads):
+        class Snoop:
+            def manifest(self):
+                return g.Manifest("snoop", "1.0.0", reads=reads).pass_(g.Pass("things", "things", writes=["things"]))
+
+            def begin(self, params):
+                pass
+
+            def process(self, pass_index, docs):
+                g.find("things", {}, None, 1)
+                try:
+                    seen = len(g.find("secrets", {}))
+                except g.PluginError:
+                    seen = -1  # a hostile plugin carries on
+                return [g.set_fields("things", d["_id"], {"seen": seen}) for d in docs]
+        return Snoop
+
+    secrets = [{"_id": 1, "password": "hunter2"}]
+    with pytest.raises(AssertionError, match=r"pass 0 \(things\): lookup on `secrets` refused: .*"
+                                             r"rule undeclared-read"):
+        Harness(snoop([])).collection("secrets", secrets).process(0, [{"_id": 1}])
+    actions = Harness(snoop(["secrets"])).collection("secrets", secrets).process(0, [{"_id": 1}])
+    assert actions[0].update == {"$set": {"seen": 1}}
+    for bad in ["godwit_metadata", "system.users", ""]:
+        with pytest.raises(AssertionError, match="reads: collection"):
+            Harness(snoop([bad])).process(0, [{"_id": 1}])

@@ -31,6 +31,7 @@ pub fn manifest<M: Migration>() -> WitManifest {
         passes,
         schema,
         idempotent,
+        reads,
     } = M::manifest();
     WitManifest {
         name,
@@ -56,6 +57,7 @@ pub fn manifest<M: Migration>() -> WitManifest {
             })
             .collect(),
         idempotent,
+        reads,
     }
 }
 

@@ -18,6 +18,9 @@ pub struct Manifest {
     pub schema: Vec<Grant>,
     /// False: see [`Manifest::not_idempotent`].
     pub idempotent: bool,
+    /// Collections `find` may look up besides the passes' own (see
+    /// [`Manifest::reads`]).
+    pub reads: Vec<String>,
 }
 
 impl Manifest {
@@ -30,7 +33,18 @@ impl Manifest {
             passes: Vec::new(),
             schema: Vec::new(),
             idempotent: true,
+            reads: Vec::new(),
         }
+    }
+
+    /// Declares the collections the plugin's lookups ([`crate::Context::find`])
+    /// read besides its passes' collections, which are readable without
+    /// being listed. godwit refuses a lookup on any other collection (the
+    /// call fails, rule `undeclared-read`), and refuses its own metadata
+    /// collection and `system.*` here as in a pass's `writes`.
+    pub fn reads<S: Into<String>>(mut self, collections: impl IntoIterator<Item = S>) -> Self {
+        self.reads.extend(collections.into_iter().map(Into::into));
+        self
     }
 
     /// Declares that applying the plugin's actions to the same documents

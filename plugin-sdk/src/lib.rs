@@ -111,8 +111,10 @@ impl<'a> Context<'a> {
         self.run
     }
 
-    /// Read-only lookup of reference data (`limit` 0: the host's cap).
-    /// Results are journaled by the host so that a replay sees the same data.
+    /// Read-only lookup of reference data (`limit` 0: the host's cap) in a
+    /// pass's collection or one the manifest declares in
+    /// [`Manifest::reads`]; a lookup on any other collection fails the call
+    /// (rule `undeclared-read`). Results are journaled by the host so that a replay sees the same data.
     pub fn find(
         &mut self,
         collection: &str,

@@ -78,11 +78,18 @@ impl<M: Migration> Harness<M> {
         if self.plugin.is_none() {
             let manifest = M::manifest();
             check_manifest(&manifest)?;
-            let mut plugin = M::begin(
+            self.host.reads = Some(godwit_policy::Reads {
+                scope: godwit_policy::ReadScope::Declared,
+                passes: manifest.passes.iter().map(|p| p.collection.clone()).collect(),
+                declared: manifest.reads.clone(),
+            });
+            let begun = M::begin(
                 &Params::new(self.params.clone()),
                 &mut Context::new(&self.run, &mut self.host),
-            )?;
-            let setup = plugin.setup(&mut Context::new(&self.run, &mut self.host))?;
+            );
+            let mut plugin = self.host.call_result("begin", begun)?;
+            let setup = plugin.setup(&mut Context::new(&self.run, &mut self.host));
+            let setup = self.host.call_result("begin", setup)?;
             check_schema(&manifest, godwit_policy::SchemaSource::Begin, &setup)
                 .map_err(|e| Error::new(format!("setup: {e}")))?;
             self.setup = setup;
@@ -131,7 +138,10 @@ impl<M: Migration> Harness<M> {
         self.begin()?;
         let plugin = self.plugin.as_mut().expect("begun");
         let documents = batch.len();
-        let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch)?;
+        let actions = plugin.process(&mut Context::new(&self.run, &mut self.host), pass, batch);
+        let actions = self
+            .host
+            .call_result(&format!("pass {pass} ({})", spec.name), actions)?;
         let limit = documents.max(1) * godwit_policy::MAX_ACTIONS_PER_DOCUMENT as usize;
         if actions.len() > limit {
             return Err(Error::new(format!(
@@ -185,7 +195,8 @@ impl<M: Migration> Harness<M> {
         self.begin()?;
         let allowed: Vec<String> = M::manifest().passes.into_iter().flat_map(|p| p.writes).collect();
         let plugin = self.plugin.as_mut().expect("begun");
-        let actions = plugin.finish(&mut Context::new(&self.run, &mut self.host))?;
+        let actions = plugin.finish(&mut Context::new(&self.run, &mut self.host));
+        let actions = self.host.call_result("finish", actions)?;
         let limit = godwit_policy::finish_action_limit(godwit_policy::MAX_ACTIONS_PER_DOCUMENT);
         if actions.len() > limit {
             return Err(Error::new(format!(
@@ -260,6 +271,7 @@ fn sort_by_id(documents: &mut [Document]) -> Result<(), matcher::Unsupported> {
 /// The host's checks of a manifest's passes: collection names (godwit's
 /// metadata collection included), filters and projections.
 pub fn check_manifest(manifest: &crate::Manifest) -> Result<(), Error> {
+    godwit_policy::check_reads(&POLICY, &manifest.reads).map_err(|v| Error::new(v.to_string()))?;
     for (index, pass) in manifest.passes.iter().enumerate() {
         let encode = |d: &Document| d.to_vec().map_err(|e| Error::new(format!("does not encode: {e}")));
         let projection = pass.projection.as_ref().map(encode).transpose()?;
@@ -366,6 +378,22 @@ struct MemoryHost {
     collections: BTreeMap<String, Vec<Document>>,
     logs: Vec<(Level, String)>,
     lookups: Vec<(String, Document)>,
+    /// What the manifest lets lookups read (set by `begin`).
+    reads: Option<godwit_policy::Reads>,
+    /// A lookup the host would have failed the call for (an undeclared
+    /// collection): the call fails whatever the plugin did with the error.
+    refused: Option<String>,
+}
+
+impl MemoryHost {
+    /// The outcome of a plugin call as the host sees it: failed if a lookup
+    /// during the call was refused, even when the plugin carried on.
+    fn call_result<T>(&mut self, call: &str, result: Result<T, Error>) -> Result<T, Error> {
+        match self.refused.take() {
+            Some(refused) => Err(Error::new(format!("{call}: {refused}"))),
+            None => result,
+        }
+    }
 }
 
 impl Host for MemoryHost {
@@ -386,6 +414,14 @@ impl Host for MemoryHost {
                 .map_err(|e| format!("lookup on `{collection}`: does not encode: {e}"))
         };
         godwit_policy::check_collection(&POLICY, collection).map_err(refused)?;
+        // An undeclared collection fails the call in the host, as here.
+        if let Some(reads) = &self.reads
+            && let Err(v) = reads.check_declared(collection)
+        {
+            let message = refused(v);
+            self.refused.get_or_insert(message.clone());
+            return Err(message);
+        }
         godwit_policy::check_query(&encode(filter)?).map_err(refused)?;
         if let Some(p) = projection {
             let p = godwit_policy::decode("projection", &encode(p)?).map_err(refused)?;

@@ -1,6 +1,7 @@
 //! Every rule about what a godwit plugin may ask the database to do, as pure
 //! functions over the plugin's raw BSON: nesting and structure before any
-//! decoding, collection names, the query and update allow-lists, keys that
+//! decoding, collection names, the collections lookups may read (`reads`),
+//! the query and update allow-lists, keys that
 //! MongoDB would read as operators or paths, nondeterministic operators,
 //! filters that must pin documents, and the bounds on batch sizes and action
 //! counts. `matcher` evaluates the filters and projections it accepts in
@@ -16,6 +17,7 @@ pub mod names;
 pub mod paging;
 pub mod query;
 pub mod raw;
+pub mod reads;
 pub mod schema;
 pub mod update;
 
@@ -25,6 +27,7 @@ pub use names::check_collection;
 pub use paging::after_id;
 pub use query::{check_filter, check_projection, check_query, is_pinned};
 pub use raw::{check_structure, decode, document_id};
+pub use reads::{ReadScope, Reads, check_reads};
 pub use schema::{Grant, IndexSpec, SchemaKind, SchemaOp, SchemaSource, Validation, check_schema_op};
 pub use update::{check_document, check_update};
 
@@ -109,6 +112,7 @@ pub enum Rule {
     Empty,
     Schema,
     SchemaSpec,
+    UndeclaredRead,
 }
 
 impl Rule {
@@ -128,6 +132,7 @@ impl Rule {
             Rule::Empty => "non-empty",
             Rule::Schema => "schema-operations",
             Rule::SchemaSpec => "schema-spec",
+            Rule::UndeclaredRead => "undeclared-read",
         }
     }
 
@@ -157,6 +162,7 @@ impl Rule {
                 "declare the operation in the manifest's `schema` ({kind, collection}) and return it from begin or finish"
             }
             Rule::SchemaSpec => "fix the operation as the README's \"Schema operations\" section describes",
+            Rule::UndeclaredRead => "declare the collection in the manifest's `reads`",
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Plugins abusing the `find` import (`tests/plugins/hostile-lookups`) in an
 //! execute run against a real server: lookups bounded in number and bytes
 //! per call (one call per batch), cut at the call's deadline with
-//! `maxTimeMS` sent to the server, and refused on godwit's own state. Each
-//! is stopped before any write, exit 4, with one `error:` line naming the
-//! plugin, run, pass, batch and the bound, and the database unchanged.
+//! `maxTimeMS` sent to the server, refused on godwit's own state, and
+//! refused on collections the manifest does not declare in its `reads`
+//! (`tests/plugins/snoop`; contract 0.1: `contract-0-1`). Each is stopped
+//! before any write, exit 4, with one `error:` line naming the plugin, run,
+//! pass, batch and the bound, and the database unchanged.
 
 use crate::db::{Server, TestDb, block_on, server, standalone};
-use crate::support::{command, plugin, stderr};
+use crate::support::{command, plugin, stderr, stdout};
 use bson::{Document, doc};
 use futures_util::TryStreamExt;
 use std::path::Path;
@@ -83,9 +85,14 @@ struct Contained {
 /// containment: exit 4, one error line naming the plugin and `expect`, the
 /// database unchanged and no batch committed.
 fn contained(db: &TestDb, meta: &str, params: &[&str], args: &[&str], expect: &[&str]) -> Contained {
+    contained_by(PLUGIN, db, meta, params, args, expect)
+}
+
+/// [`contained`] for plugin `name`.
+fn contained_by(name: &str, db: &TestDb, meta: &str, params: &[&str], args: &[&str], expect: &[&str]) -> Contained {
     let before = state(db, meta);
     let journal = tempfile::tempdir().unwrap();
-    let file = plugin(PLUGIN);
+    let file = plugin(name);
     let mut argv = vec!["run", file.to_str().unwrap(), "--execute"];
     for p in params {
         argv.extend(["--param", p]);
@@ -97,7 +104,8 @@ fn contained(db: &TestDb, meta: &str, params: &[&str], args: &[&str], expect: &[
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "{params:?}: one error line: {err}");
     let line = errors[0];
-    for part in ["plugin hostile-lookups", "run "].iter().chain(expect) {
+    let plugin_named = format!("plugin {name}");
+    for part in [plugin_named.as_str(), "run "].iter().chain(expect) {
         assert!(line.contains(part), "{params:?}: {part:?} missing from: {line}");
     }
     wait_for_server(db);
@@ -319,4 +327,171 @@ fn lookup_filters_pass_the_plugin_policy_before_anything_is_decoded_or_sent() {
         expect.extend(["lookup on `things` refused", rule]);
         contained(&db, "godwit_metadata", &["behaviour=query", &param], &[], &expect);
     }
+}
+
+/// What `secrets` holds: text that must appear nowhere a refused lookup
+/// could have put it.
+const SECRET: &str = "hunter2-declared-reads";
+
+/// 25 things and a `secrets` collection, with the profiler on (SecantusDB
+/// records every command it receives in `system.profile`).
+fn things_and_secrets(server: &Server) -> TestDb {
+    let db = things(server, |db| {
+        db.insert("secrets", vec![doc! {"_id": 1, "password": SECRET}]);
+    });
+    block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        client
+            .database(&db.name)
+            .run_command(doc! {"profile": 2})
+            .await
+            .unwrap();
+    });
+    db
+}
+
+fn holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            holds(&e.path(), needle)
+        } else {
+            std::fs::read(e.path())
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        }
+    })
+}
+
+#[test]
+fn an_undeclared_lookup_is_refused_before_it_reaches_the_server_or_the_journal() {
+    let db = things_and_secrets(server());
+    let before = state(&db, "godwit_metadata");
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("snoop");
+    let out = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    let line = errors[0];
+    for part in [
+        "plugin snoop",
+        "run ",
+        "pass 0 (things)",
+        "batch 0 (documents up to _id 9)",
+        "lookup on `secrets` refused: collection `secrets` is neither read by a pass [things] nor in the \
+         manifest's reads []",
+        "(rule undeclared-read: declare the collection in the manifest's `reads`)",
+    ] {
+        assert!(line.contains(part), "{part:?} missing from: {line}");
+    }
+    // Nothing of `secrets` anywhere: not in the output, not in the journal,
+    // not in the database (a full dump, godwit's metadata included, is
+    // unchanged and no batch committed), and no find on it at the server.
+    assert!(!stdout(&out).contains(SECRET) && !err.contains(SECRET), "{err}");
+    assert!(
+        !holds(journal.path(), SECRET.as_bytes()),
+        "the journal holds the secret"
+    );
+    assert_eq!(state(&db, "godwit_metadata"), before, "the database changed");
+    assert!(
+        db.find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}})
+            .is_none()
+    );
+    // godwit's finds carry `maxTimeMS` (the test's own dumps do not).
+    let godwits = || doc! {"command.maxTimeMS": {"$exists": true}};
+    assert!(
+        profiled_finds(&db, "secrets", godwits()).is_empty(),
+        "a find on secrets reached the server"
+    );
+    assert!(
+        !profiled_finds(
+            &db,
+            "things",
+            doc! {"command.limit": 1, "command.maxTimeMS": {"$exists": true}}
+        )
+        .is_empty(),
+        "the lookup on the pass's own collection was served"
+    );
+    eprintln!("undeclared read: refused, exit 4: {line}");
+
+    // The same code declaring `secrets` in its reads runs (and, being what it
+    // is, copies the secret: declared reads are the operator's to review).
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("snoop-declared");
+    let out = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let things = db.find_all("things");
+    assert_eq!(things.len(), 25);
+    for thing in &things {
+        let leak = thing.get_array("leak").unwrap_or_else(|_| panic!("{thing}"));
+        assert_eq!(
+            leak[0].as_document().unwrap().get_str("password").ok(),
+            Some(SECRET),
+            "{thing}"
+        );
+        assert_eq!(thing.get_i64("things").ok(), Some(1), "{thing}");
+    }
+    assert!(!profiled_finds(&db, "secrets", godwits()).is_empty());
+}
+
+#[test]
+fn a_contract_0_1_plugin_reads_its_passes_unless_the_operator_allows_undeclared_reads() {
+    let db = TestDb::new(server(), "lookups_v01");
+    db.insert("items", (0..12).map(|i| doc! {"_id": i}).collect());
+    db.insert("owners", (0..3).map(|i| doc! {"_id": i, "name": SECRET}).collect());
+    let c = contained_by(
+        "contract-0-1",
+        &db,
+        "godwit_metadata",
+        &["lookup=owners"],
+        &[],
+        &[
+            "pass 0 (items)",
+            "batch 0 (documents up to _id 11)",
+            "lookup on `owners` refused: collection `owners` is not read by a pass [items], and the plugin was \
+             built for contract 0.1, which does not declare reads",
+            "or run it with --allow-undeclared-reads",
+            "(rule undeclared-read",
+        ],
+    );
+    assert!(!c.stderr.contains(SECRET), "{}", c.stderr);
+
+    // Its lookups on its pass's collection never needed the flag; with it,
+    // the old rule: any collection but godwit's own state.
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("contract-0-1");
+    let run = |args: &[&str]| {
+        let mut argv = vec!["run", file.to_str().unwrap(), "--execute"];
+        argv.extend(args);
+        command(&db, journal.path(), &argv).output().unwrap()
+    };
+    let out = run(&["--param", "lookup=owners", "--allow-undeclared-reads"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items = db.find_all("items");
+    assert!(
+        items
+            .iter()
+            .all(|d| d.get_bool("v1").ok() == Some(true) && d.get_i64("seen").ok() == Some(3)),
+        "{items:?}"
+    );
+
+    // The flag does not reach godwit's own state.
+    let db = TestDb::new(server(), "lookups_v01_meta");
+    db.insert("items", (0..12).map(|i| doc! {"_id": i}).collect());
+    contained_by(
+        "contract-0-1",
+        &db,
+        "godwit_metadata",
+        &["lookup=godwit_metadata"],
+        &["--allow-undeclared-reads"],
+        &["pass 0 (items)", "lookups on `godwit_metadata` are refused"],
+    );
 }

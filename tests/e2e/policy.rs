@@ -90,13 +90,44 @@ fn writes_to_the_metadata_collection_are_refused_when_the_run_starts() {
 /// sight: by `plugin inspect`, before any run, with the rule named.
 #[test]
 fn inspect_refuses_a_manifest_naming_the_metadata_collection() {
-    for name in ["hostile-policy-metadata-writes", "hostile-policy-metadata-reads"] {
+    for name in [
+        "hostile-policy-metadata-writes",
+        "hostile-policy-metadata-reads",
+        "hostile-policy-metadata-declared-reads",
+    ] {
         let file = plugin(name);
         let out = godwit(&["plugin", "inspect", file.to_str().unwrap()]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(3), "plugin inspect {name}: {err}");
         assert!(
             err.contains("collection `godwit_metadata` is godwit's metadata collection") && err.contains("(rule "),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// A manifest declaring godwit's own state in its `reads` (what its lookups
+/// may read) is refused on sight, as in `writes`, naming the list.
+#[test]
+fn inspect_refuses_declared_reads_of_godwits_own_state() {
+    for (name, expect) in [
+        (
+            "hostile-policy-metadata-declared-reads",
+            "reads: collection `godwit_metadata` is godwit's metadata collection",
+        ),
+        (
+            "hostile-policy-system-declared-reads",
+            "reads: collection \"system.users\" is a system collection (system.*)",
+        ),
+    ] {
+        let file = plugin(name);
+        let out = godwit(&["plugin", "inspect", file.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "plugin inspect {name}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{name}: one error line: {err}");
+        assert!(
+            errors[0].contains(&format!("plugin {name:?}: {expect}")) && errors[0].contains("(rule collection-name"),
             "{name}: {err}"
         );
     }

@@ -12,6 +12,7 @@ class BenchBackfill:
             "bench-backfill-py",
             "1.8.0",
             description="executions.owner_user_id from users.user_id by username (benchmark, Python)",
+            reads=["users"],
         ).pass_(
             g.Pass(
                 "executions",

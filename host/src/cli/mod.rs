@@ -17,6 +17,7 @@ mod run;
 mod status;
 
 use crate::plugin::cache::CompileCache;
+use crate::plugin::contract::UndeclaredReads;
 use crate::plugin::{Limits, PluginHost};
 use crate::text::errln;
 use clap::{Args, Parser, Subcommand};
@@ -76,6 +77,12 @@ pub struct SandboxArgs {
     /// Compile the plugin without the on-disk cache.
     #[arg(long)]
     no_cache: bool,
+    /// Let a plugin built for contract 0.1 (which declares no reads) look up
+    /// any collection but godwit's metadata collection and system.*, as
+    /// before reads were declared; without it such a plugin may look up its
+    /// passes' collections only. Plugins of contract 0.2 declare their reads.
+    #[arg(long)]
+    allow_undeclared_reads: bool,
 }
 
 impl SandboxArgs {
@@ -92,6 +99,11 @@ impl SandboxArgs {
             call_timeout: Duration::from_secs_f64(self.call_timeout),
             memory_bytes: self.memory_limit << 20,
             max_actions_per_document: self.max_actions_per_document,
+            undeclared_reads: if self.allow_undeclared_reads {
+                UndeclaredReads::Allow
+            } else {
+                UndeclaredReads::Refuse
+            },
         };
         let cache = match (&self.cache_dir, self.no_cache) {
             (_, true) => None,

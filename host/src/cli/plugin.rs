@@ -346,6 +346,9 @@ fn inspect_json(plugin: &LoadedPlugin) -> serde_json::Value {
             "batch_size": p.batch_size,
             "writes": p.writes,
         })).collect::<Vec<_>>(),
+        // Collections lookups may read besides the passes'; null: the
+        // plugin's contract (0.1) declares none.
+        "reads": (!contract::is_previous(&plugin.contract)).then_some(&m.reads),
         "sha256": to_hex(&plugin.sha256),
         "size": plugin.size,
         "kind": plugin.kind,
@@ -384,6 +387,16 @@ fn print_inspect(plugin: &LoadedPlugin) {
             p.batch_size.to_string()
         };
         outln!("     batch size {batch}, writes [{}]", p.writes.join(", "));
+    }
+    if contract::is_previous(&plugin.contract) {
+        outln!(
+            "reads        not declared (contract 0.1): lookups on its passes' collections only \
+             (any collection with --allow-undeclared-reads)"
+        );
+    } else if m.reads.is_empty() {
+        outln!("reads        none: lookups on its passes' collections only");
+    } else {
+        outln!("reads        [{}], besides its passes' collections", m.reads.join(", "));
     }
     if !m.idempotent {
         outln!("idempotent   no: its actions must not be applied twice (refused without transactions)");

@@ -46,6 +46,8 @@ pub mod v0_1 {
                 .collect(),
             schema: Vec::new(),
             idempotent: true,
+            // Contract 0.1 declares no reads: see `ValidManifest::reads`.
+            reads: Vec::new(),
         }
     }
 
@@ -179,6 +181,37 @@ pub struct ValidManifest {
     /// False: the plugin's actions must not be applied twice (see
     /// `run::errors::NotIdempotent`).
     pub idempotent: bool,
+    /// Collections the plugin's lookups may read besides its passes'
+    /// (contract 0.2; a 0.1 manifest declares none, and its plugin may look
+    /// up its passes' collections only, or any with
+    /// `--allow-undeclared-reads`: see [`ValidManifest::read_rules`]).
+    pub reads: Vec<String>,
+}
+
+/// Whether undeclared lookups of a contract 0.1 plugin are let through
+/// (`--allow-undeclared-reads`); a 0.2 plugin's reads are always declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UndeclaredReads {
+    #[default]
+    Refuse,
+    Allow,
+}
+
+impl ValidManifest {
+    /// The collections the plugin's lookups may read, for a plugin built
+    /// for contract `contract`.
+    pub fn read_rules(&self, contract: &semver::Version, undeclared: UndeclaredReads) -> godwit_policy::Reads {
+        let scope = match (is_previous(contract), undeclared) {
+            (false, _) => godwit_policy::ReadScope::Declared,
+            (true, UndeclaredReads::Refuse) => godwit_policy::ReadScope::Contract0_1,
+            (true, UndeclaredReads::Allow) => godwit_policy::ReadScope::Undeclared,
+        };
+        godwit_policy::Reads {
+            scope,
+            passes: self.passes.iter().map(|p| p.collection.clone()).collect(),
+            declared: self.reads.clone(),
+        }
+    }
 }
 
 fn grants_json<S: serde::Serializer>(grants: &[godwit_policy::Grant], s: S) -> Result<S::Ok, S::Error> {
@@ -250,6 +283,8 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
             collection: grant.collection,
         });
     }
+    godwit_policy::check_reads(&godwit_policy::Context::LOAD, &raw.reads)
+        .map_err(|v| err(format!("plugin {:?}: {v}", raw.name)))?;
     let mut passes = Vec::with_capacity(raw.passes.len());
     for (index, pass) in raw.passes.into_iter().enumerate() {
         let label = format!("pass {index} ({:?})", pass.name);
@@ -281,6 +316,7 @@ pub fn validate_manifest(raw: Manifest) -> Result<ValidManifest, ManifestError> 
         passes,
         schema,
         idempotent: raw.idempotent,
+        reads: raw.reads,
     })
 }
 
@@ -292,6 +328,7 @@ pub fn check_for_run(manifest: &ValidManifest, cx: &godwit_policy::Context) -> R
         godwit_policy::check_pass_collections(cx, &pass.collection, &pass.writes)
             .map_err(|v| ManifestError(format!("pass {index} ({:?}): {v}", pass.name)))?;
     }
+    godwit_policy::check_reads(cx, &manifest.reads).map_err(|v| ManifestError(v.to_string()))?;
     for grant in &manifest.schema {
         godwit_policy::check_collection(cx, &grant.collection).map_err(|v| {
             ManifestError(format!(
@@ -347,6 +384,7 @@ mod tests {
             }],
             schema: vec![],
             idempotent: true,
+            reads: vec!["teams".into()],
         }
     }
 
@@ -410,5 +448,42 @@ mod tests {
             "{e}"
         );
         assert!(check_for_run(&m, &godwit_policy::Context::LOAD).is_ok());
+        let mut m = validate_manifest(manifest("1.0.0", None)).unwrap();
+        m.reads.push("meta".into());
+        let e = check_for_run(&m, &run).unwrap_err();
+        assert!(
+            e.0.starts_with("reads: collection `meta` is godwit's metadata collection"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn declared_reads_are_checked_at_load() {
+        for (name, expect) in [
+            (
+                "godwit_metadata",
+                "plugin \"m\": reads: collection `godwit_metadata` is godwit's metadata collection",
+            ),
+            (
+                "system.users",
+                "plugin \"m\": reads: collection \"system.users\" is a system collection",
+            ),
+            ("", "reads: collection \"\" is empty"),
+        ] {
+            let mut m = manifest("1.0.0", None);
+            m.reads.push(name.into());
+            let e = validate_manifest(m).unwrap_err();
+            assert!(e.0.contains(expect), "{e}");
+        }
+        let m = validate_manifest(manifest("1.0.0", None)).unwrap();
+        let current = m.read_rules(&VERSION, UndeclaredReads::Allow);
+        assert_eq!(current.scope, godwit_policy::ReadScope::Declared);
+        assert_eq!(
+            (current.passes, current.declared),
+            (vec!["c".to_string()], vec!["teams".to_string()])
+        );
+        let old = |u| m.read_rules(&PREVIOUS, u).scope;
+        assert_eq!(old(UndeclaredReads::Refuse), godwit_policy::ReadScope::Contract0_1);
+        assert_eq!(old(UndeclaredReads::Allow), godwit_policy::ReadScope::Undeclared);
     }
 }

@@ -40,6 +40,9 @@ pub struct Limits {
     /// Most actions (reports included) one `process` call may return per
     /// document of its batch; more is refused as a runaway plugin.
     pub max_actions_per_document: u32,
+    /// Whether a contract 0.1 plugin may look up collections its passes do
+    /// not read (`--allow-undeclared-reads`).
+    pub undeclared_reads: contract::UndeclaredReads,
 }
 
 impl Default for Limits {
@@ -49,6 +52,7 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(60),
             memory_bytes: 512 << 20,
             max_actions_per_document: godwit_policy::MAX_ACTIONS_PER_DOCUMENT,
+            undeclared_reads: contract::UndeclaredReads::Refuse,
         }
     }
 }
@@ -314,6 +318,7 @@ fn placeholder_manifest(name: &str) -> ValidManifest {
         passes: Vec::new(),
         schema: Vec::new(),
         idempotent: true,
+        reads: Vec::new(),
     }
 }
 
@@ -361,6 +366,9 @@ pub struct InstanceOptions {
     pub started_at_ms: i64,
     /// Seed of the guest's random numbers.
     pub random_seed: u64,
+    /// godwit's metadata collection, when lookups are served from a run's
+    /// database (refused there as out of reach rather than undeclared).
+    pub metadata_collection: Option<String>,
 }
 
 impl InstanceOptions {
@@ -370,6 +378,7 @@ impl InstanceOptions {
             lookup: Box::new(sandbox::NoLookups),
             started_at_ms: 0,
             random_seed: 0,
+            metadata_collection: None,
         }
     }
 }
@@ -391,6 +400,8 @@ impl LoadedPlugin {
             wall_clock: Duration::from_millis(options.started_at_ms.max(0) as u64),
             random_seed: options.random_seed,
             lookup: options.lookup,
+            reads: self.manifest.read_rules(&self.contract, self.limits.undeclared_reads),
+            metadata_collection: options.metadata_collection,
         });
         let engine = match &self.pre {
             Pre::Current(pre) => pre.engine(),

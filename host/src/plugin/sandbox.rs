@@ -99,6 +99,10 @@ pub struct State {
     budget: LookupBudget,
     call_started: Instant,
     plugin: Arc<str>,
+    /// The collections lookups may read (the manifest's passes and reads).
+    reads: godwit_policy::Reads,
+    /// godwit's metadata collection in a run, for the order of refusals.
+    metadata_collection: Option<String>,
 }
 
 /// Settings of the sandbox that do not change between calls.
@@ -109,6 +113,10 @@ pub struct SandboxSpec {
     pub wall_clock: Duration,
     pub random_seed: u64,
     pub lookup: Box<dyn Lookup>,
+    /// The collections lookups may read; any other fails the call.
+    pub reads: godwit_policy::Reads,
+    /// godwit's metadata collection, when a run serves the lookups.
+    pub metadata_collection: Option<String>,
 }
 
 impl State {
@@ -138,6 +146,8 @@ impl State {
             budget: LookupBudget::default(),
             call_started: Instant::now(),
             plugin: spec.plugin,
+            reads: spec.reads,
+            metadata_collection: spec.metadata_collection,
         }
     }
 
@@ -351,6 +361,7 @@ impl contract::godwit::migration::host::Host for State {
         // (the database, the journal on resume), so a replay stops where the
         // run did. A lookup past a bound fails the call: nothing of the call
         // is journaled, so the journal never holds more than the bounds.
+        self.check_declared(&collection)?;
         let request = collection.len() + filter.len() + projection.as_ref().map_or(0, Vec::len);
         let Allowance { max_time, max_bytes } = self
             .budget
@@ -404,6 +415,24 @@ impl contract::godwit::migration::host::Host for State {
 }
 
 impl State {
+    /// A lookup on a collection the manifest neither reads in a pass nor
+    /// declares in `reads` fails the call, before anything of it reaches
+    /// whatever serves it (the server, the journal). A name the name rules
+    /// refuse (godwit's metadata collection, `system.*`) is left to the
+    /// lookup's own refusal, which says it is out of reach, declared or not.
+    fn check_declared(&self, collection: &str) -> wasmtime::Result<()> {
+        let cx = godwit_policy::Context {
+            metadata_collection: self.metadata_collection.as_deref(),
+            database: None,
+        };
+        match self.reads.check(&cx, collection) {
+            Err(v) if v.rule == godwit_policy::Rule::UndeclaredRead => Err(wasmtime::Error::new(Refused(format!(
+                "lookup on `{collection}` refused: {v}"
+            )))),
+            _ => Ok(()),
+        }
+    }
+
     fn too_big(&self, collection: &str, bytes: usize, max_bytes: usize) -> wasmtime::Error {
         let reason = if max_bytes == MAX_LOOKUP_BYTES {
             format!(

@@ -78,6 +78,7 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
         lookup: Box::new(replay.clone()),
         started_at_ms: identity.started_at_ms,
         random_seed: run_seed(&identity.run_id),
+        metadata_collection: Some(header.metadata_collection.clone()),
     })?;
     // The schema operations the run journaled for `begin` and `finish`:
     // the replayed calls must return the same ones.

@@ -296,6 +296,7 @@ impl Engine<'_> {
                 lookup: Box::new(lookup),
                 started_at_ms: identity.started_at_ms,
                 random_seed: run_seed(&identity.run_id),
+                metadata_collection: Some(self.db.metadata.clone()),
             })
             .with_context(|| format!("run {run}"))
     }

@@ -328,6 +328,7 @@ impl Trial<'_> {
             lookup: Box::new(NoDatabase),
             started_at_ms: identity.started_at_ms,
             random_seed: run_seed(&identity.run_id),
+            metadata_collection: Some(self.metadata_collection.to_string()),
         })?;
         let context = RunContext {
             run_id: identity.run_id.clone(),

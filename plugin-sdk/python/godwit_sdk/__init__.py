@@ -96,6 +96,11 @@ class Manifest:
     #: refuses to run it where a batch may be applied again (no transactions)
     #: unless the operator passes ``--allow-at-least-once``.
     idempotent: bool = True
+    #: Collections :func:`find` may look up besides the passes' own (a pass's
+    #: collection is readable without being listed). godwit fails the call
+    #: of a lookup on any other collection (rule ``undeclared-read``), and
+    #: refuses its metadata collection and ``system.*`` here as in ``writes``.
+    reads: List[str] = field(default_factory=list)
 
     def pass_(self, p: Pass) -> "Manifest":
         """Appends a pass; returns the manifest for chaining."""
@@ -397,7 +402,9 @@ def run() -> RunContext:
 def find(collection: str, filter: Dict[str, Any], projection: Optional[Dict[str, Any]] = None,
          limit: int = 0) -> List[Dict[str, Any]]:
     """Read-only lookup of reference data (``limit`` 0: the host's cap of
-    10,000). Journaled by the host, so a replay sees the same data."""
+    10,000) in a pass's collection or one in the manifest's ``reads`` (any
+    other fails the call). Journaled by the host, so a replay sees the same
+    data."""
     if _host is None:
         raise PluginError("find called outside a run")
     return _host.find(collection, filter, projection, limit)

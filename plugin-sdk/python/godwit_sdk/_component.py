@@ -113,7 +113,8 @@ class Migration(exports.Migration):
                         None if p.projection is None else g.encode(p.projection),
                         p.batch_size, list(p.writes)) for p in m.passes],
             [types.SchemaGrant(_KINDS[k], c) for (k, c) in m.schema],
-            bool(m.idempotent))
+            bool(m.idempotent),
+            [str(c) for c in m.reads])
 
     def begin(self, params, context):
         try:

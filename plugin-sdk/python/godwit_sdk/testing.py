@@ -1,7 +1,9 @@
 """Native test harness: runs a plugin class under pytest without wasm, feeds it
 documents (round-tripped through BSON, as in a component), serves its lookups
 from in-memory collections and checks its actions with the host's rules
-(writes only to the pass's ``writes``, non-empty filters, BSON that encodes).
+(writes only to the pass's ``writes``, non-empty filters, BSON that encodes)
+and its lookups (a pass's collection or one in the manifest's ``reads``: any
+other fails the call, as in godwit, whatever the plugin does with the error).
 
     h = Harness(MyPlugin).collection("users", [{"_id": 1, "username": "a"}])
     actions = h.process(0, [{"_id": 1}])
@@ -34,12 +36,38 @@ def _matches(doc, filter):
     return True
 
 
+def _check_collection(name, what):
+    """The host's name rules (``godwit_policy::check_collection``), in short."""
+    if not name:
+        raise AssertionError(f"{what}: collection {name!r} is empty (rule collection-name)")
+    if "\0" in name or "$" in name or name.startswith("."):
+        raise AssertionError(f"{what}: collection {name!r} is not a valid name (rule collection-name)")
+    if name.startswith("system.") or name == "godwit_metadata":
+        raise AssertionError(f"{what}: collection {name!r} is out of reach: godwit's metadata collection and "
+                             f"system.* (rule collection-name)")
+
+
 class _MemoryHost:
     def __init__(self):
         self.collections = {}
         self.logs = []
+        #: ``(pass collections, declared reads)``, set by ``begin``.
+        self.reads = None
+        #: A lookup the host would fail the call for.
+        self.refused = None
 
     def find(self, collection, filter, projection, limit):
+        if collection.startswith("system.") or collection == "godwit_metadata":
+            raise g.PluginError(f"find on {collection} failed: lookups on `{collection}` are refused")
+        if self.reads is not None:
+            passes, declared = self.reads
+            if collection not in passes and collection not in declared:
+                message = (f"lookup on `{collection}` refused: collection `{collection}` is neither read by a pass "
+                           f"[{', '.join(passes)}] nor in the manifest's reads [{', '.join(declared)}] "
+                           f"(rule undeclared-read: declare the collection in the manifest's `reads`)")
+                if self.refused is None:
+                    self.refused = message
+                raise g.PluginError(f"find on {collection} failed: {message}")
         docs = sorted(self.collections.get(collection, []), key=lambda d: d["_id"])
         out = []
         for d in docs:
@@ -73,14 +101,32 @@ class Harness:
     def manifest(self):
         return self.cls().manifest()
 
+    def _call(self, what, call):
+        """Runs one plugin call; a refused lookup fails it as in godwit."""
+        try:
+            result = call()
+        except Exception:
+            if self.host.refused is None:
+                raise
+            result = None
+        refused, self.host.refused = self.host.refused, None
+        if refused is not None:
+            raise AssertionError(f"{what}: {refused}")
+        return result
+
     def begin(self):
         if self.plugin is None:
+            manifest = self.manifest()
+            for name in manifest.reads:
+                _check_collection(name, "reads")
+            self.host.reads = ([p.collection for p in manifest.passes], list(manifest.reads))
             g._host = self.host
             g._run = g.RunContext("test-run", "execute", 1_767_225_600_000, "test")
-            self.plugin = self.cls()
-            self.plugin.begin(g.Params(self.params))
+            plugin = self.cls()
+            self._call("begin", lambda: plugin.begin(g.Params(self.params)))
+            self.plugin = plugin
             setup = getattr(self.plugin, "setup", None)
-            self.setup_actions = (setup() if setup else []) or []
+            self.setup_actions = self._call("begin", lambda: (setup() if setup else []) or [])
             for a in self.setup_actions:
                 if not isinstance(a, g.Schema):
                     raise AssertionError(f"setup may return schema operations only, not {a!r}")
@@ -114,7 +160,9 @@ class Harness:
             raise g.PluginError(f"manifest has no pass {pass_index}")
         self.begin()
         g._host = self.host
-        actions = self.plugin.process(pass_index, [g.decode(g.encode(d)) for d in docs]) or []
+        batch = [g.decode(g.encode(d)) for d in docs]
+        actions = self._call(f"pass {pass_index} ({passes[pass_index].name})",
+                             lambda: self.plugin.process(pass_index, batch) or [])
         for a in actions:
             if isinstance(a, g.Schema):
                 raise AssertionError(f"{a!r} returned from process: schema operations come from setup or finish")
@@ -125,7 +173,7 @@ class Harness:
         self.begin()
         g._host = self.host
         fin = getattr(self.plugin, "finish", None)
-        actions = (fin() if fin else []) or []
+        actions = self._call("finish", lambda: (fin() if fin else []) or [])
         self._check_schema(actions)
         self._check([a for a in actions if not isinstance(a, g.Schema)],
                     [p for ps in self.manifest().passes for p in ps.writes])

@@ -6,7 +6,7 @@ struct Paged(Vec<Document>);
 
 impl Migration for Paged {
     fn manifest() -> Manifest {
-        Manifest::new("paged", "1.0.0").pass(Pass::new("p", "c"))
+        Manifest::new("paged", "1.0.0").pass(Pass::new("p", "c")).reads(["ref"])
     }
     fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
         Ok(Paged(cx.find_all("ref", doc! {"keep": true}, None, 3)?))
@@ -294,5 +294,57 @@ fn lookups_are_checked_and_served_as_the_host_serves_them() {
         doc! {"n": {"$regex": "^1"}},
         None,
         "the test harness cannot evaluate this lookup as MongoDB would: `$regex` on `n`",
+    );
+}
+
+/// Looks up `secrets` in `process` and carries on whatever the answer, as a
+/// plugin that swallows the error would; `declared` puts it in `reads`.
+struct Snoop;
+
+thread_local! {
+    static DECLARED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Migration for Snoop {
+    fn manifest() -> Manifest {
+        let m = Manifest::new("snoop", "1.0.0").pass(Pass::new("p", "c").writes(["c"]));
+        if DECLARED.get() { m.reads(["secrets"]) } else { m }
+    }
+    fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
+        Ok(Snoop)
+    }
+    fn process(&mut self, cx: &mut Context, _pass: usize, batch: Vec<Document>) -> Result<Vec<Action>, Error> {
+        let _ = cx.find("c", doc! {}, None, 1)?;
+        let seen = cx.find("secrets", doc! {}, None, 1).map(|d| d.len()).unwrap_or(0);
+        Ok(batch
+            .iter()
+            .map(|d| Action::set("c", d.get("_id").unwrap().clone(), doc! {"seen": seen as i32}))
+            .collect())
+    }
+}
+
+#[test]
+fn an_undeclared_lookup_fails_the_call_as_in_the_host() {
+    let secrets = vec![doc! {"_id": 1, "password": "hunter2"}];
+    DECLARED.set(false);
+    let mut h = Harness::<Snoop>::new().collection("secrets", secrets.clone());
+    let e = h.process(0, vec![doc! {"_id": 1}]).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "pass 0 (p): lookup on `secrets` refused: collection `secrets` is neither read by a pass [c] nor in the \
+             manifest's reads [] (rule undeclared-read: declare the collection in the manifest's `reads`)"
+        ),
+        "{e}"
+    );
+    DECLARED.set(true);
+    let mut h = Harness::<Snoop>::new().collection("secrets", secrets);
+    let actions = h.process(0, vec![doc! {"_id": 1}]).unwrap();
+    assert_eq!(actions, vec![Action::set("c", 1, doc! {"seen": 1})]);
+    // Declaring godwit's own state is refused with the manifest.
+    let bad = Manifest::new("m", "1.0.0").reads(["godwit_metadata"]);
+    let e = check_manifest(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("reads: collection `godwit_metadata` is godwit's metadata collection"),
+        "{e}"
     );
 }

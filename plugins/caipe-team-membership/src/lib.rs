@@ -159,6 +159,8 @@ impl Migration for TeamMembership {
                     .batch_size(50)
                     .writes(["teams", SOURCES]),
             )
+            // The active rows already there, looked up per batch.
+            .reads([SOURCES])
     }
 
     fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error> {

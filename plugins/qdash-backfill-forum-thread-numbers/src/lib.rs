@@ -209,6 +209,8 @@ impl Migration for BackfillForumThreadNumbers {
                     .projection(doc! {"project_id": 1, "parent_id": 1, "number": 1, "is_deleted": 1})
                     .writes([FORUM_POST]),
             )
+            // The projects' counters, looked up before they are raised.
+            .reads([FORUM_COUNTER])
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {

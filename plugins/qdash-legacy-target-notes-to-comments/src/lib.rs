@@ -155,6 +155,8 @@ impl Migration for LegacyTargetNotesToComments {
                     .projection(projection)
                     .writes([COUPLING]),
             )
+            // The chip's cool-down is looked up for each global comment.
+            .reads(["chip", "cooldown"])
     }
 
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {

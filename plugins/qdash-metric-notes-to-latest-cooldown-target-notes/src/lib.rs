@@ -94,6 +94,9 @@ impl Migration for MetricNotesToLatestCooldownTargetNotes {
                     })
                     .writes([TARGET_NOTE, METRIC_NOTE]),
             )
+            // In `finish`: each note's target (qubit or coupling), its chip and
+            // latest cool-down, and the target note already there.
+            .reads(["qubit", "coupling", "chip", "cooldown", TARGET_NOTE])
     }
 
     fn begin(params: &Params, _cx: &mut Context) -> Result<Self, Error> {

@@ -28,6 +28,7 @@ impl Migration for BenchBackfill {
                     .projection(doc! {"username": 1})
                     .writes(["executions"]),
             )
+            .reads(["users"])
     }
 
     fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error> {

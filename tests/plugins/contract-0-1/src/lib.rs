@@ -1,16 +1,35 @@
 //! A plugin built against `godwit:migration@0.1.0` with wit-bindgen
 //! directly (the contract before schema operations): the host keeps running
 //! it. Its pass sets `v1: true` on every `items` document without it.
+//!
+//! Contract 0.1 declares no reads. Every batch looks up `items`, its pass's
+//! collection (always allowed); with `--param lookup=C` it also looks up
+//! collection `C` and sets `seen` to the number of documents found, which
+//! the host refuses unless the operator passes `--allow-undeclared-reads`.
 
 wit_bindgen::generate!({ path: "wit", world: "godwit:migration/plugin" });
 
 use exports::godwit::migration::migration::Guest;
+use godwit::migration::host::find;
 use godwit::migration::types::{Action, Error, Manifest, Pass, RunContext, Update};
+use std::cell::RefCell;
 
 struct Old;
 
+thread_local! {
+    /// The `lookup` parameter: a collection to look up in every batch.
+    static LOOKUP: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn error(message: String) -> Error {
+    Error {
+        message,
+        document_id: None,
+    }
+}
+
 /// `{"v1": {"$ne": true}}` and friends, as BSON bytes built by hand (the
-/// plugin has no BSON library).
+/// plugin was first written without a BSON library).
 fn doc_bool(key: &str, op: Option<&str>, value: bool) -> Vec<u8> {
     let mut inner = Vec::new();
     match op {
@@ -90,19 +109,38 @@ impl Guest for Old {
             }],
         }
     }
-    fn begin(_: Vec<u8>, _: RunContext) -> Result<(), Error> {
+    fn begin(params: Vec<u8>, _: RunContext) -> Result<(), Error> {
+        let params = bson::Document::from_reader(params.as_slice()).map_err(|e| error(e.to_string()))?;
+        let lookup = params.get_str("lookup").ok().map(str::to_string);
+        LOOKUP.with_borrow_mut(|l| *l = lookup);
         Ok(())
     }
     fn process(_: u32, batch: Vec<Vec<u8>>) -> Result<Vec<Action>, Error> {
+        let all = bson::doc! {}.to_vec().unwrap();
+        find("items", &all, None, 1).map_err(|e| error(format!("looking up items: {e}")))?;
+        let seen = match LOOKUP.with_borrow(Clone::clone) {
+            Some(collection) => Some(
+                find(&collection, &all, None, 0)
+                    .map_err(|e| error(format!("looking up {collection}: {e}")))?
+                    .len() as i64,
+            ),
+            None => None,
+        };
         Ok(batch
             .iter()
             .map(|d| {
-                let mut set = b"\x03$set\x00".to_vec();
-                let inner = doc_bool("v1", None, true);
-                set.extend(inner);
-                let mut update = ((set.len() + 5) as i32).to_le_bytes().to_vec();
-                update.extend(set);
-                update.push(0);
+                let update = match seen {
+                    Some(seen) => bson::doc! {"$set": {"v1": true, "seen": seen}}.to_vec().unwrap(),
+                    None => {
+                        let mut set = b"\x03$set\x00".to_vec();
+                        let inner = doc_bool("v1", None, true);
+                        set.extend(inner);
+                        let mut update = ((set.len() + 5) as i32).to_le_bytes().to_vec();
+                        update.extend(set);
+                        update.push(0);
+                        update
+                    }
+                };
                 Action::Update(Update {
                     collection: "items".into(),
                     filter: id_filter(d),

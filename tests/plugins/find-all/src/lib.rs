@@ -18,6 +18,7 @@ impl Migration for FindAll {
                     .filter(doc! {"found": {"$exists": false}})
                     .writes(["things"]),
             )
+            .reads(["refs"])
     }
 
     fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {

@@ -51,6 +51,7 @@ impl Guest for HostileEscape {
             }],
             schema: vec![],
             idempotent: true,
+            reads: vec![],
         }
     }
 

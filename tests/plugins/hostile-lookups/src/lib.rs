@@ -6,7 +6,8 @@
 //! - `fat`: lookups of the whole `blobs` collection in a loop, without end;
 //! - `slow`: one lookup whose `$regex` backtracks catastrophically on `slow`;
 //! - `read`: one lookup on the collection named by the `collection`
-//!   parameter (godwit's metadata, `system.*`).
+//!   parameter (godwit's metadata, `system.*`), which the manifest does not
+//!   declare in its `reads` (it declares `blobs` and `slow`).
 //!
 //! Like a hostile plugin would, it ignores what the host answers and then
 //! returns a valid `$set {touched: true}` for every document of the batch,
@@ -94,6 +95,9 @@ impl Guest for HostileLookups {
             }],
             schema: vec![],
             idempotent: true,
+            // What `fat` and `slow` look up; `read` looks up undeclared
+            // collections (godwit's own state) on purpose.
+            reads: vec!["blobs".into(), "slow".into()],
         }
     }
 

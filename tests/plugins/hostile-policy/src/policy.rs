@@ -26,6 +26,10 @@ enum Variant {
     HugeBatch,
     /// A pass filter the server refuses (`$type: 99`).
     ServerRefused,
+    /// Declares godwit's metadata collection in the manifest's `reads`.
+    MetadataDeclaredReads,
+    /// Declares `system.users` in the manifest's `reads`.
+    SystemDeclaredReads,
 }
 
 /// Levels of nesting in the deep filters and documents: ~48 KB of bytes,
@@ -213,6 +217,13 @@ impl Guest for HostilePolicy {
                     ..things(all, &["things"])
                 },
             ),
+            Variant::MetadataDeclaredReads => ("hostile-policy-metadata-declared-reads", things(all, &["things"])),
+            Variant::SystemDeclaredReads => ("hostile-policy-system-declared-reads", things(all, &["things"])),
+        };
+        let reads = match VARIANT {
+            Variant::MetadataDeclaredReads => vec!["teams".into(), "godwit_metadata".into()],
+            Variant::SystemDeclaredReads => vec!["teams".into(), "system.users".into()],
+            _ => Vec::new(),
         };
         Manifest {
             name: name.into(),
@@ -222,6 +233,7 @@ impl Guest for HostilePolicy {
             passes: vec![pass],
             schema: vec![],
             idempotent: true,
+            reads,
         }
     }
 

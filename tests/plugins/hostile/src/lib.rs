@@ -83,6 +83,7 @@ impl Guest for Hostile {
             }],
             schema: vec![],
             idempotent: true,
+            reads: vec!["haystack".into()],
         }
     }
 

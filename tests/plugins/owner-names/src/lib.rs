@@ -21,6 +21,7 @@ impl Migration for OwnerNames {
                     .batch_size(25)
                     .writes(["things", "audit"]),
             )
+            .reads(["owners"])
     }
 
     fn begin(_params: &Params, cx: &mut Context) -> Result<Self, Error> {
