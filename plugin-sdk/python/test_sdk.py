@@ -4,6 +4,8 @@ import os
 import sys
 
 import pytest
+from bson.int64 import Int64
+from bson.objectid import ObjectId
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -109,3 +111,74 @@ def test_lookups_outside_passes_and_reads_fail_the_call():
     for bad in ["godwit_metadata", "system.users", ""]:
         with pytest.raises(AssertionError, match="reads: collection"):
             Harness(snoop([bad])).process(0, [{"_id": 1}])
+
+
+@pytest.mark.parametrize("doc, query, expect", [
+    ({"a": 1}, {"a": 1}, True),
+    ({"a": 1}, {"a": 1.0}, True),
+    ({"a": "1"}, {"a": 1}, False),
+    ({"a": 5}, {"a": {"$gt": 3, "$lte": 5}}, True),
+    ({"a": "x"}, {"a": {"$gt": 3}}, False),  # comparisons stay within a type
+    ({}, {"a": None}, True),  # null matches a missing field
+    ({"a": None}, {"a": {"$exists": True}}, True),
+    ({}, {"a": {"$ne": None}}, False),
+    ({"a": [1, 7]}, {"a": 7}, True),  # an array holding the value
+    ({"a": [1, 7]}, {"a": [1, 7]}, True),
+    ({"a": [1, 7]}, {"a": {"$gt": 5, "$lt": 2}}, True),  # different elements may satisfy each
+    ({"a": [{"b": 2}, {"b": 9}]}, {"a.b": 9}, True),
+    ({"a": [{"b": 2}, {"b": 9}]}, {"a": {"$elemMatch": {"b": {"$gt": 5}}}}, True),
+    ({"a": {"b": {"c": "x"}}}, {"a.b.c": {"$in": ["y", "x"]}}, True),
+    ({"a": "x"}, {"a": {"$nin": ["x"]}}, False),
+    ({"a": "Ann"}, {"a": {"$regex": "^an", "$options": "i"}}, True),
+    ({"a": "Ann"}, {"a": {"$not": {"$type": "string"}}}, False),
+    ({"a": 1}, {"$or": [{"a": 2}, {"a": 1}]}, True),
+    ({"a": 1}, {"$nor": [{"a": 1}]}, False),
+    ({"a": [1, 2, 3]}, {"a": {"$size": 3, "$all": [3, 1]}}, True),
+    ({"a": Int64(3)}, {"a": {"$type": "number"}}, True),
+    ({"a": Int64(3)}, {"a": {"$type": "int"}}, False),
+])
+def test_harness_filters_match_as_the_server_does(doc, query, expect):
+    from godwit_sdk.testing import _matches
+    assert _matches(doc, query) is expect
+
+
+def test_harness_filters_name_what_they_do_not_know():
+    from godwit_sdk.testing import _matches
+    with pytest.raises(NotImplementedError, match=r"\$where.*godwit plugin test --data"):
+        _matches({"a": 1}, {"$where": "true"})
+
+
+def test_run_pass_reads_as_a_run_does():
+    """Filter, projection, `_id` order across types and the pass's batch
+    size: a plugin whose projection leaves out the field it compares sees
+    the documents without it here too, as in a real run."""
+    from godwit_sdk.testing import Harness
+    calls = []
+
+    class Lower:
+        def manifest(self):
+            return g.Manifest("lower", "1.0.0").pass_(g.Pass(
+                "users", "users", filter={"active": True}, projection={"name": 1}, batch_size=2, writes=["users"]))
+
+        def begin(self, params):
+            pass
+
+        def process(self, pass_index, docs):
+            calls.append([d["_id"] for d in docs])
+            # The bug the harness must show: `email` is not projected.
+            return [g.set_fields("users", d["_id"], {"email": (d.get("email") or "").lower()})
+                    for d in docs if d.get("email") != (d.get("email") or "").lower() or "email" not in d]
+
+    users = [
+        {"_id": "b", "active": True, "name": "B", "email": "b@x.org"},
+        {"_id": 2, "active": True, "name": "Two", "email": "two@x.org"},
+        {"_id": 1, "active": False, "name": "One", "email": "ONE@x.org"},
+        {"_id": ObjectId("65a000000000000000000001"), "active": True, "name": "O", "email": "o@x.org"},
+        {"_id": "a", "active": True, "name": "A", "email": "a@x.org"},
+    ]
+    actions = Harness(Lower).run_pass(0, users)
+    assert calls[0] == [2, "a"] and calls[1][0] == "b" and len(calls) == 2
+    # Every address is lower case already, yet every document gets a write:
+    # the field is missing from what the plugin was given.
+    assert len(actions) == 4
+    assert all(a.update == {"$set": {"email": ""}} for a in actions)

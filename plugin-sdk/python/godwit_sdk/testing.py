@@ -6,34 +6,226 @@ and its lookups (a pass's collection or one in the manifest's ``reads``: any
 other fails the call, as in godwit, whatever the plugin does with the error).
 
     h = Harness(MyPlugin).collection("users", [{"_id": 1, "username": "a"}])
-    actions = h.process(0, [{"_id": 1}])
+    actions = h.process(0, [{"_id": 1}])        # one call, these documents
+    actions = h.run_pass(0, [{"_id": 1}, ...])  # as a run reads them: the
+                                                # pass's filter, projection,
+                                                # _id order and batch size
 """
+
+import bson
 
 import godwit_sdk as g
 
 
+_MISSING = object()
+
+
+def _values(doc, path):
+    """The values ``path`` (dotted) names in ``doc``, as MongoDB's query
+    language sees them: an array on the way is searched element by element,
+    and an array at the end is both itself and its elements."""
+    head, _, rest = path.partition(".")
+    if isinstance(doc, dict):
+        value = doc.get(head, _MISSING)
+    elif isinstance(doc, list) and head.isdigit() and int(head) < len(doc):
+        value = doc[int(head)]
+    elif isinstance(doc, list):
+        return [v for item in doc if isinstance(item, dict) for v in _values(item, path)]
+    else:
+        value = _MISSING
+    if not rest:
+        if isinstance(value, list):
+            return [value] + list(value)
+        return [value]
+    if value is _MISSING:
+        return [_MISSING]
+    return _values(value, rest)
+
+
+def _kind(value):
+    """MongoDB compares only values of one kind (numbers among themselves)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float, bson.int64.Int64, bson.decimal128.Decimal128)):
+        return "number"
+    return type(value).__name__
+
+
+def _number(value):
+    return value.to_decimal() if isinstance(value, bson.decimal128.Decimal128) else value
+
+
+def _compare(op, value, arg):
+    if value is _MISSING or _kind(value) != _kind(arg):
+        return False
+    a, b = _number(value), _number(arg)
+    return {"$gt": a > b, "$gte": a >= b, "$lt": a < b, "$lte": a <= b}[op]
+
+
+def _equal(value, arg):
+    if value is _MISSING:
+        return arg is None
+    if _kind(value) != _kind(arg):
+        return False
+    return _number(value) == _number(arg)
+
+
+_TYPES = {"double": float, "string": str, "object": dict, "array": list, "bool": bool, "null": type(None),
+          "int": int, "long": bson.int64.Int64, "date": __import__("datetime").datetime,
+          "objectId": bson.objectid.ObjectId, "binData": bson.binary.Binary,
+          "decimal": bson.decimal128.Decimal128}
+
+
+def _has_type(value, names):
+    for name in names if isinstance(names, list) else [names]:
+        if name == "number":
+            if _kind(value) == "number":
+                return True
+        elif name == "int":
+            if isinstance(value, int) and not isinstance(value, (bool, bson.int64.Int64)):
+                return True
+        elif name in _TYPES:
+            if isinstance(value, _TYPES[name]) and not (name == "double" and isinstance(value, bool)):
+                return True
+        else:
+            raise NotImplementedError(f"the harness's $type knows {sorted(_TYPES)} and 'number', not {name!r}; "
+                                      f"`godwit plugin test --data` runs the real query")
+    return False
+
+
+def _condition(values, op, arg, path):
+    """One operator over the values a path names (any value may satisfy it)."""
+    present = [v for v in values if v is not _MISSING]
+    if op == "$eq":
+        return any(_equal(v, arg) for v in values)
+    if op == "$ne":
+        return not any(_equal(v, arg) for v in values)
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        return any(_compare(op, v, arg) for v in values)
+    if op == "$in":
+        return any(_equal(v, a) for v in values for a in arg)
+    if op == "$nin":
+        return not any(_equal(v, a) for v in values for a in arg)
+    if op == "$exists":
+        return bool(present) == bool(arg)
+    if op == "$type":
+        return any(_has_type(v, arg) for v in present)
+    if op == "$not":
+        return not _operators(values, arg, path)
+    if op == "$size":
+        return any(isinstance(v, list) and len(v) == arg for v in present)
+    if op == "$all":
+        return all(any(_equal(v, a) for v in values) for a in arg)
+    if op == "$elemMatch":
+        arrays = [v for v in present if isinstance(v, list)]
+        return any(_elem_matches(item, arg) for arr in arrays for item in arr)
+    if op == "$regex":
+        import re
+        return any(isinstance(v, str) and re.search(arg, v) for v in present)
+    raise NotImplementedError(f"the harness's filters do not know {op} (in {path!r}); `godwit plugin test --data` "
+                              f"runs the pass's real query on a throwaway database")
+
+
+def _elem_matches(item, cond):
+    if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
+        return _operators([item], cond, "$elemMatch")
+    return isinstance(item, dict) and _matches(item, cond)
+
+
+def _operators(values, cond, path):
+    if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
+        if "$regex" in cond:
+            import re
+            flags = re.I if "i" in cond.get("$options", "") else 0
+            pattern = re.compile(cond["$regex"], flags)
+            rest = {k: v for k, v in cond.items() if k not in ("$regex", "$options")}
+            if not any(isinstance(v, str) and pattern.search(v) for v in values):
+                return False
+            cond = rest
+        return all(_condition(values, op, arg, path) for op, arg in cond.items())
+    return any(_equal(v, cond) for v in values)
+
+
 def _matches(doc, filter):
+    """Whether ``doc`` matches the query ``filter``, as the server decides
+    for the operators a pass filter commonly uses (comparison, ``$in``,
+    ``$exists``, ``$type``, ``$not``, ``$and``/``$or``/``$nor``,
+    ``$elemMatch``, ``$size``, ``$all``, ``$regex``) on dotted paths and
+    arrays. Any other operator raises ``NotImplementedError``: run the
+    component with ``godwit plugin test --data`` for the real query."""
     for key, cond in filter.items():
         if key == "$and":
             if not all(_matches(doc, f) for f in cond):
                 return False
+        elif key == "$or":
+            if not any(_matches(doc, f) for f in cond):
+                return False
+        elif key == "$nor":
+            if any(_matches(doc, f) for f in cond):
+                return False
+        elif key == "$comment":
             continue
-        value = doc.get(key)
-        if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
-            for op, arg in cond.items():
-                if op == "$gt" and not (value is not None and value > arg):
-                    return False
-                if op == "$gte" and not (value is not None and value >= arg):
-                    return False
-                if op == "$lt" and not (value is not None and value < arg):
-                    return False
-                if op == "$in" and value not in arg:
-                    return False
-                if op not in ("$gt", "$gte", "$lt", "$in"):
-                    raise NotImplementedError(f"Harness filters support $gt/$gte/$lt/$in/$and, not {op}")
-        elif value != cond:
+        elif key.startswith("$"):
+            raise NotImplementedError(f"the harness's filters do not know {key}; `godwit plugin test --data` "
+                                      f"runs the pass's real query on a throwaway database")
+        elif not _operators(_values(doc, key), cond, key):
             return False
     return True
+
+
+def _project(doc, projection):
+    """``doc`` through a pass's projection (``_id`` always kept, as godwit
+    reads it): inclusion (``{"a": 1, "b.c": 1}``) or exclusion (``{"a": 0}``)."""
+    if not projection:
+        return doc
+    fields = {k: v for k, v in projection.items() if k != "_id"}
+    if any(isinstance(v, dict) for v in fields.values()):
+        raise NotImplementedError("the harness projects inclusion and exclusion only; `godwit plugin test --data` "
+                                  "runs the real projection")
+    include = any(bool(v) for v in fields.values())
+
+    def pick(sub, paths):
+        out = {}
+        for key, value in sub.items():
+            nested = [p.partition(".")[2] for p in paths if p.partition(".")[0] == key and "." in p]
+            if key in paths:
+                out[key] = value
+            elif nested and isinstance(value, dict):
+                out[key] = pick(value, nested)
+            elif nested and isinstance(value, list):
+                out[key] = [pick(v, nested) for v in value if isinstance(v, dict)]
+        return out
+
+    def drop(sub, paths):
+        out = {}
+        for key, value in sub.items():
+            nested = [p.partition(".")[2] for p in paths if p.partition(".")[0] == key and "." in p]
+            if key in paths:
+                continue
+            if nested and isinstance(value, dict):
+                out[key] = drop(value, nested)
+            elif nested and isinstance(value, list):
+                out[key] = [drop(v, nested) if isinstance(v, dict) else v for v in value]
+            else:
+                out[key] = value
+        return out
+
+    if include:
+        projected = pick(doc, [k for k, v in fields.items() if v])
+        return {"_id": doc["_id"], **{k: v for k, v in projected.items() if k != "_id"}} if "_id" in doc else projected
+    return drop(doc, list(fields))
+
+
+def _id_order(doc):
+    """Documents in ``_id`` order across types, as godwit reads a pass
+    (MongoDB's BSON type order: numbers, strings, documents, ObjectIds, ...)."""
+    value = doc["_id"]
+    rank = {"NoneType": 1, "number": 2, "str": 3, "dict": 4, "list": 5, "Binary": 6, "bytes": 6, "ObjectId": 7,
+            "bool": 8, "datetime": 9}.get(_kind(value), 10)
+    key = _number(value) if rank == 2 else value
+    if rank in (4, 5, 10):
+        key = bson.encode({"v": value})
+    return (rank, key)
 
 
 def _check_collection(name, what):
@@ -68,13 +260,11 @@ class _MemoryHost:
                 if self.refused is None:
                     self.refused = message
                 raise g.PluginError(f"find on {collection} failed: {message}")
-        docs = sorted(self.collections.get(collection, []), key=lambda d: d["_id"])
+        docs = sorted(self.collections.get(collection, []), key=_id_order)
         out = []
         for d in docs:
             if _matches(d, filter):
-                if projection:
-                    d = {k: v for k, v in d.items() if k == "_id" or projection.get(k)}
-                out.append(g.decode(g.encode(d)))
+                out.append(g.decode(g.encode(_project(d, projection))))
                 if limit and len(out) >= limit:
                     break
         return out
@@ -167,6 +357,24 @@ class Harness:
             if isinstance(a, g.Schema):
                 raise AssertionError(f"{a!r} returned from process: schema operations come from setup or finish")
         self._check(actions, passes[pass_index].writes)
+        return actions
+
+    def run_pass(self, pass_index, documents):
+        """Feeds ``documents`` to pass ``pass_index`` as godwit reads a
+        collection: in ``_id`` order, only those the pass's filter matches,
+        through its projection, in batches of its batch size (0: 1,000);
+        returns every action. A field the projection leaves out is not in
+        the documents the plugin sees here either."""
+        passes = self.manifest().passes
+        if pass_index >= len(passes):
+            raise g.PluginError(f"manifest has no pass {pass_index}")
+        spec = passes[pass_index]
+        docs = [d for d in sorted(documents, key=_id_order) if _matches(d, spec.filter or {})]
+        docs = [_project(d, spec.projection) for d in docs]
+        size = spec.batch_size or 1000
+        actions = []
+        for at in range(0, len(docs), size):
+            actions.extend(self.process(pass_index, docs[at:at + size]))
         return actions
 
     def finish(self):
