@@ -308,17 +308,40 @@ impl Db {
             .as_ref()
             .and_then(|s| s.get_str("version").ok())
             .map(str::to_string);
-        // A revert puts back the version before a godwit run: if the
-        // application has set another version since that run, setting the
-        // record back would overwrite the application's.
-        if history_entry.contains_key("reverts") && ours.as_deref() != previous {
-            return Err(DbError::RecordMoved {
-                db: self.name.clone(),
-                record: described.clone(),
-                run_id: run_id.to_string(),
-                was: ours.unwrap_or_else(|| "none".into()),
-                now: previous.unwrap_or("none").to_string(),
-            });
+        // A revert puts back the record's version from before the reverted
+        // run's entry there - it may not be godwit's (the application had
+        // auto-stamped, say). An application entry after the run's means the
+        // application moved on since: setting the record back would
+        // overwrite the application's version.
+        let mut record_version = version.map(str::to_string);
+        if let Ok(reverts) = history_entry.get_str("reverts") {
+            let history: Vec<&Document> = adopted
+                .as_ref()
+                .and_then(|d| d.get_array(&record.history_field).ok())
+                .map(|h| h.iter().filter_map(Bson::as_document).collect())
+                .unwrap_or_default();
+            let at = history
+                .iter()
+                .rposition(|h| h.get_str(GODWIT_RUN_ID).ok() == Some(reverts));
+            match at {
+                Some(i) if i + 1 == history.len() => {
+                    record_version = i
+                        .checked_sub(1)
+                        .and_then(|j| history[j].get_str(&record.version_field).ok())
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string);
+                }
+                _ if at.is_some() || ours.as_deref() != previous => {
+                    return Err(DbError::RecordMoved {
+                        db: self.name.clone(),
+                        record: described.clone(),
+                        run_id: run_id.to_string(),
+                        was: format!("{} (set by run {reverts})", ours.as_deref().unwrap_or("none")),
+                        now: previous.unwrap_or("none").to_string(),
+                    });
+                }
+                _ => {}
+            }
         }
         let matched = self
             .set_schema(version, ours.as_deref(), history_entry.clone(), Some(&mut *session))
@@ -337,8 +360,10 @@ impl Db {
             // Datalab's own reader treats a missing, null or empty version as none.
             None => doc! {"_id": &record.id, field: {"$in": [Bson::Null, ""]}},
         };
-        let value = version.map_or(Bson::Null, |v| Bson::String(v.to_string()));
-        let update = doc! {"$set": {field: value.clone()}, "$push": {&record.history_field: adopted_entry.clone()}};
+        let value = record_version.map_or(Bson::Null, Bson::String);
+        let mut adopted_entry = adopted_entry.clone();
+        adopted_entry.insert(field, value.clone());
+        let update = doc! {"$set": {field: value.clone()}, "$push": {&record.history_field: adopted_entry}};
         let result = collection
             .update_one(filter, update)
             .upsert(previous.is_none())
@@ -453,9 +478,12 @@ impl VersionRecord {
                 continue;
             };
             let version = entry.get_str(&self.version_field).ok();
+            // A revert's entry sets the record back to the record's own
+            // earlier version, which godwit's schema document may not share.
+            let revert = entry.contains_key("godwit_reverts");
             let recorded = ours
                 .iter()
-                .any(|h| h.run_id.as_deref() == Some(run) && h.version.as_deref() == version);
+                .any(|h| h.run_id.as_deref() == Some(run) && (revert || h.version.as_deref() == version));
             if !recorded {
                 return Some(format!(
                     "holds an entry of godwit run {run} (version {}) that godwit's schema document in {metadata} \
