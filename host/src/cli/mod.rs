@@ -170,9 +170,12 @@ enum Command {
     Plan(chain::PlanCommand),
     /// Run the pending plugins of a chain in order, stamping after each.
     Upgrade(Box<chain::UpgradeCommand>),
-    /// Version, history, pending plugins and drift, unfinished runs, lock holder.
+    /// Version, history, pending plugins and drift, unfinished runs, lock
+    /// holder; with --version-record, the adopted record's version and
+    /// history too, and why it differs from godwit's.
     Status(Box<status::StatusCommand>),
-    /// Stamp the schema version of an existing database.
+    /// Stamp the schema version of an existing database (with
+    /// --version-record, the adopted record too, as an "initialise" entry).
     Init(init::InitCommand),
     /// End the follow phase of a `--follow` run: it processes the changes
     /// made up to now, then verifies and stamps.

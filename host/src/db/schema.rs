@@ -207,61 +207,73 @@ impl Db {
         history_entry: Document,
     ) -> Result<bool> {
         let record = self.record.as_ref().expect("set_both needs a version record");
-        let described = record.describe(&self.name);
         let adopted_entry = record.entry(&history_entry);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut session = self
-                .client
-                .start_session()
-                .await
-                .map_err(mongo("starting a session to set the version"))?;
-            session
-                .start_transaction()
-                .await
-                .map_err(mongo("starting the transaction that sets the version"))?;
             let outcome = self
-                .set_both_in(
-                    &mut session,
-                    record,
-                    version,
-                    previous,
-                    run_id,
-                    &history_entry,
-                    &adopted_entry,
-                )
+                .set_both_once(record, version, previous, run_id, &history_entry, &adopted_entry)
                 .await;
-            let outcome: Result<()> = match outcome {
-                Ok(Some(done)) => match session.commit_transaction().await {
-                    Ok(()) => return Ok(done),
-                    Err(e) => Err(mongo(format!(
-                        "committing the version in {described} and {}",
-                        self.metadata
-                    ))(e)),
-                },
-                Ok(None) => {
-                    let _ = session.abort_transaction().await;
-                    return Ok(false);
-                }
-                Err(e) => {
-                    let _ = session.abort_transaction().await;
-                    Err(e)
-                }
-            };
             // A write conflict (the application wrote its document while
             // this transaction ran) is tried again: the next read sees the
             // application's version, and refuses.
             match outcome {
                 Err(DbError::Mongo { error, .. })
                     if attempts < 5 && error.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {}
-                Err(e) => return Err(e),
-                Ok(()) => unreachable!("a committed transaction returned above"),
+                outcome => return outcome,
             }
         }
     }
 
-    /// One attempt of [`set_both`] inside `session`'s transaction: `None`
+    /// One transaction of [`Db::set_both`]: committed when both documents
+    /// were set, aborted otherwise.
+    async fn set_both_once(
+        &self,
+        record: &VersionRecord,
+        version: Option<&str>,
+        previous: Option<&str>,
+        run_id: &str,
+        history_entry: &Document,
+        adopted_entry: &Document,
+    ) -> Result<bool> {
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(mongo("starting a session to set the version"))?;
+        session
+            .start_transaction()
+            .await
+            .map_err(mongo("starting the transaction that sets the version"))?;
+        let outcome = self
+            .set_both_in(
+                &mut session,
+                record,
+                version,
+                previous,
+                run_id,
+                history_entry,
+                adopted_entry,
+            )
+            .await;
+        match outcome {
+            Ok(Some(done)) => session.commit_transaction().await.map(|()| done).map_err(mongo(format!(
+                "committing the version in {} and {}",
+                record.describe(&self.name),
+                self.metadata
+            ))),
+            Ok(None) => {
+                let _ = session.abort_transaction().await;
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = session.abort_transaction().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// One attempt of [`Db::set_both`] inside `session`'s transaction: `None`
     /// when the schema document already holds `run_id` (stamped before a crash).
     #[allow(clippy::too_many_arguments)]
     async fn set_both_in(
