@@ -495,6 +495,38 @@ fn datalab_auto_stamp_during_a_run_is_not_overwritten() {
     assert!(godwit_schema(&db).is_none(), "both or neither");
 }
 
+/// Killed after both documents were stamped (one transaction) and before
+/// the journal recorded it: the same command again finds its own stamp and
+/// adds no second entry to either history.
+#[cfg(feature = "failpoints")]
+#[test]
+fn datalab_stamp_killed_before_the_journal_is_not_written_twice() {
+    let db = TestDb::new(server(), "seed_datalab_crash");
+    generate(&db);
+    datalab_writes(&db, "0.7.0", "initialise", "0.7.0");
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("datalab-pin-refcodes");
+    let args = ["run", file.to_str().unwrap(), "--execute"];
+    let killed = adopted(&db, journal.path(), &args, "0.8.0")
+        .env("FAILPOINTS", "stamp-before-journal=return")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "killed after its stamp");
+    assert_eq!(
+        get_db_version(&db).as_deref(),
+        Some("0.8.0"),
+        "both stamped before the kill"
+    );
+    let out = adopted(&db, journal.path(), &args, "0.8.0").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let actions: Vec<String> = datalab_history(&db)
+        .iter()
+        .map(|h| format!("{} {}", h.get_str("version").unwrap(), h.get_str("action").unwrap()))
+        .collect();
+    assert_eq!(actions, ["0.7.0 initialise", "0.8.0 upgrade"]);
+    assert_eq!(godwit_schema(&db).unwrap().get_array("history").unwrap().len(), 1);
+}
+
 #[test]
 fn a_godwit_entry_godwit_did_not_write_in_datalab_history_is_not_trusted() {
     let db = TestDb::new(server(), "seed_datalab_forged");
