@@ -73,6 +73,42 @@ impl Db {
         }
     }
 
+    /// With an adopted version record: refuses to revert `run` when the
+    /// record's history has an entry after the run's (the application, or
+    /// another tool, set the version since), before anything is put back.
+    /// The revert's stamp checks the same again in its transaction.
+    pub async fn check_record_revert(&self, run: &str) -> Result<()> {
+        let Some(record) = &self.record else { return Ok(()) };
+        let Some(adopted) = self.adopted().await? else {
+            return Ok(());
+        };
+        let history: Vec<&Document> = adopted
+            .get_array(&record.history_field)
+            .map(|h| h.iter().filter_map(Bson::as_document).collect())
+            .unwrap_or_default();
+        let Some(at) = history.iter().rposition(|h| h.get_str(GODWIT_RUN_ID).ok() == Some(run)) else {
+            return Ok(());
+        };
+        match history.get(at + 1..).and_then(|later| later.last()) {
+            None => Ok(()),
+            Some(later) => Err(DbError::RecordMoved {
+                db: self.name.clone(),
+                record: record.describe(&self.name),
+                run_id: run.to_string(),
+                was: format!(
+                    "{} (set by run {run})",
+                    history[at].get_str(&record.version_field).unwrap_or("none")
+                ),
+                now: format!(
+                    "{}, {} {}",
+                    record.version_of(&adopted).unwrap_or_else(|| "none".into()),
+                    record.action_field,
+                    later.get_str(&record.action_field).unwrap_or("?")
+                ),
+            }),
+        }
+    }
+
     /// Every version godwit sets goes with a history entry naming it (runs,
     /// reverts and `init` alike), so a version that is not its last history
     /// entry's was set by something else, and is not trusted: a chain must

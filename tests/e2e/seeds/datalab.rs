@@ -439,6 +439,22 @@ fn datalab_operator_adopts_datalab_version_document_upgrades_to_0_8_0_and_revert
     let again = adopted_ok(&db, journal.path(), &["upgrade", dir, "--execute"], "0.8.0").remove(0);
     assert_eq!(again["stamped_version"], "0.8.0");
     assert_eq!(get_db_version(&db).as_deref(), Some("0.8.0"));
+
+    // A datalab 0.8.1 server auto-stamps: reverting godwit's run now would
+    // overwrite datalab's version - refused before anything is put back.
+    datalab_writes(&db, "0.8.1", "auto_stamp", "0.8.1");
+    let before = db.dump();
+    let again = again["run_id"].as_str().unwrap();
+    let out = adopted(&db, journal.path(), &["revert", again, "--execute"], "0.8.0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.8.0 (set by run ") && stderr(&out).contains("now 0.8.1, action auto_stamp"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(db.dump(), before, "nothing put back, nothing stamped");
     verify_journal(journal.path());
 }
 
