@@ -509,6 +509,25 @@ fn datalab_auto_stamp_during_a_run_is_not_overwritten() {
     assert_eq!(db.find_one(METADATA, doc! {"_id": SCHEMA_VERSION_ID}).unwrap(), moved);
     assert_eq!(get_db_version(&db).as_deref(), Some("0.7.2"));
     assert!(godwit_schema(&db).is_none(), "both or neither");
+
+    // The operator reads why (status), then runs the same command again:
+    // ^0.7 still holds for 0.7.2, and the stamp follows datalab's entry.
+    let status = adopted(&db, journal.path(), &["status"], "0.8.0").output().unwrap();
+    assert!(
+        stdout(&status).contains("the application set it (action auto_stamp at"),
+        "{}",
+        stdout(&status)
+    );
+    let out = adopted(&db, journal.path(), &["run", file, "--execute"], "0.8.0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let actions: Vec<String> = datalab_history(&db)
+        .iter()
+        .map(|h| format!("{} {}", h.get_str("version").unwrap(), h.get_str("action").unwrap()))
+        .collect();
+    assert_eq!(actions, ["0.7.0 initialise", "0.7.2 auto_stamp", "0.8.0 upgrade"]);
+    assert_eq!(get_db_version(&db).as_deref(), Some("0.8.0"));
 }
 
 /// Killed after both documents were stamped (one transaction) and before
