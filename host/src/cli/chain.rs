@@ -128,6 +128,7 @@ impl UpgradeCommand {
                     let data: Vec<&String> = names
                         .iter()
                         .filter(|n| **n != db.metadata && !n.starts_with("system."))
+                        .filter(|n| db.record.as_ref().is_none_or(|r| **n != r.collection))
                         .collect();
                     if !data.is_empty() {
                         bail!(crate::run::VersionError::UnstampedData {

@@ -22,6 +22,18 @@ pub struct Config {
     pub plugins: Option<PathBuf>,
     /// Batch size (`GODWIT_BATCH_SIZE`).
     pub batch_size: Option<u32>,
+    /// Adopted version record, `COLLECTION:ID` (`GODWIT_VERSION_RECORD`).
+    pub version_record: Option<String>,
+    /// Its version field (`GODWIT_VERSION_FIELD`).
+    pub version_field: Option<String>,
+    /// Its history array (`GODWIT_HISTORY_FIELD`).
+    pub history_field: Option<String>,
+    /// Its history entries' action key (`GODWIT_HISTORY_ACTION_FIELD`).
+    pub history_action_field: Option<String>,
+    /// Its history entries' time key (`GODWIT_HISTORY_TIME_FIELD`).
+    pub history_time_field: Option<String>,
+    /// Constant `KEY=VALUE` keys of its history entries (`GODWIT_HISTORY_SET`).
+    pub history_set: Option<Vec<String>>,
 }
 
 /// The config file: `$GODWIT_CONFIG`, else `./godwit.toml` if it exists.
@@ -66,6 +78,12 @@ pub fn apply() -> anyhow::Result<()> {
         ("GODWIT_METADATA_COLLECTION", config.metadata_collection),
         ("GODWIT_PLUGINS", config.plugins.map(|p| p.display().to_string())),
         ("GODWIT_BATCH_SIZE", config.batch_size.map(|n| n.to_string())),
+        ("GODWIT_VERSION_RECORD", config.version_record),
+        ("GODWIT_VERSION_FIELD", config.version_field),
+        ("GODWIT_HISTORY_FIELD", config.history_field),
+        ("GODWIT_HISTORY_ACTION_FIELD", config.history_action_field),
+        ("GODWIT_HISTORY_TIME_FIELD", config.history_time_field),
+        ("GODWIT_HISTORY_SET", config.history_set.map(|v| v.join(","))),
     ];
     for (name, value) in pairs {
         if let Some(value) = value

@@ -168,7 +168,11 @@ fn call(e: &CallError) -> u8 {
 fn db(e: &DbError) -> u8 {
     match e {
         DbError::LockHeld { .. } | DbError::LeaseLost { .. } => LOCK_HELD,
-        DbError::SchemaTampered { .. } | DbError::VersionMoved { .. } => VERSION,
+        DbError::SchemaTampered { .. }
+        | DbError::VersionMoved { .. }
+        | DbError::RecordUntrusted { .. }
+        | DbError::RecordMoved { .. } => VERSION,
+        DbError::RecordNeedsTransactions { .. } => USAGE,
         DbError::Schema { .. } => SCHEMA_BLOCKED,
         DbError::BadUri { .. }
         | DbError::Unreachable { .. }

@@ -1,4 +1,5 @@
-//! `godwit init --version X`: stamps the schema version of an existing database once.
+//! `godwit init --version X`: stamps the schema version of an existing database once
+//! (with an adopted version record, that document too, as an "initialise" entry).
 
 use super::{ConnectionArgs, GlobalArgs};
 use crate::db::HistoryEntry;
@@ -29,17 +30,26 @@ impl InitCommand {
             // `--force` is how an operator repairs a schema document changed
             // outside godwit, so it reads the version unchecked.
             let current = if self.force {
-                db.schema()
-                    .await?
-                    .and_then(|s| s.get_str("version").ok().map(str::to_string))
+                match &db.record {
+                    Some(record) => db.adopted().await?.and_then(|d| record.version_of(&d)),
+                    None => db
+                        .schema()
+                        .await?
+                        .and_then(|s| s.get_str("version").ok().map(str::to_string)),
+                }
             } else {
                 db.current_version().await?
             };
             if let Some(current) = &current
                 && !self.force
             {
+                let place = db
+                    .record
+                    .as_ref()
+                    .map(|r| format!(" (in {})", r.describe(&db.name)))
+                    .unwrap_or_default();
                 bail!(
-                    "database {} is already stamped at version {current}; use --force to overwrite",
+                    "database {} is already stamped at version {current}{place}; use --force to overwrite",
                     db.name
                 );
             }
@@ -50,10 +60,19 @@ impl InitCommand {
                 forced: self.force,
             };
             db.stamp(&entry, current.as_deref()).await?;
+            let record = db.record.as_ref().map(|r| r.describe(&db.name));
             if global.json {
-                super::print_json_line(&serde_json::json!({"database": db.name, "version": self.version}))?;
+                super::print_json_line(
+                    &serde_json::json!({"database": db.name, "version": self.version, "version_record": record}),
+                )?;
             } else {
                 outln!("database {} stamped at version {}", db.name, self.version);
+                if let Some(record) = record {
+                    outln!(
+                        "version record {record} set to {} (action \"initialise\")",
+                        self.version
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         })

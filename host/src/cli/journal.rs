@@ -400,6 +400,7 @@ impl JournalCommand {
                             metadata_collection: &metadata_collection,
                             timeout: std::time::Duration::from_secs(10),
                             retry_for: crate::db::DEFAULT_RETRY_FOR,
+                            record: None,
                         })
                         .await?;
                         anyhow::Ok(db.history().await?)

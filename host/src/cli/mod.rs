@@ -136,6 +136,41 @@ pub struct ConnectionArgs {
     /// Journal directory (a sled database).
     #[arg(long, env = "GODWIT_JOURNAL", default_value = DEFAULT_JOURNAL)]
     journal: PathBuf,
+    /// Adopt the application's own version document (its `_id` a string):
+    /// the current version is read from it, and every stamp (run, upgrade,
+    /// init, revert) sets it and appends to its history, in the
+    /// application's shape, in the same transaction as godwit's schema
+    /// document. Needs transactions (a replica set).
+    #[arg(long, env = "GODWIT_VERSION_RECORD", value_name = "COLLECTION:ID")]
+    version_record: Option<String>,
+    /// The version record's version field (a string), in the document and in each history entry.
+    #[arg(long, env = "GODWIT_VERSION_FIELD", value_name = "FIELD", default_value = "version")]
+    version_field: String,
+    /// The version record's array of history entries.
+    #[arg(long, env = "GODWIT_HISTORY_FIELD", value_name = "FIELD", default_value = "history")]
+    history_field: String,
+    /// The key of a history entry saying what set the version: godwit writes
+    /// "upgrade" (run, upgrade), "initialise" (init) or "revert".
+    #[arg(
+        long,
+        env = "GODWIT_HISTORY_ACTION_FIELD",
+        value_name = "FIELD",
+        default_value = "action"
+    )]
+    history_action_field: String,
+    /// The key of a history entry's time (a UTC datetime).
+    #[arg(
+        long,
+        env = "GODWIT_HISTORY_TIME_FIELD",
+        value_name = "FIELD",
+        default_value = "timestamp"
+    )]
+    history_time_field: String,
+    /// A constant KEY=VALUE (string) the application's history entries carry,
+    /// added to godwit's (repeat, or separate with commas); godwit's own
+    /// figures go under `godwit_*` keys.
+    #[arg(long, env = "GODWIT_HISTORY_SET", value_name = "KEY=VALUE", value_delimiter = ',')]
+    history_set: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -147,9 +182,12 @@ enum Command {
     Plan(chain::PlanCommand),
     /// Run the pending plugins of a chain in order, stamping after each.
     Upgrade(Box<chain::UpgradeCommand>),
-    /// Version, history, pending plugins and drift, unfinished runs, lock holder.
+    /// Version, history, pending plugins and drift, unfinished runs, lock
+    /// holder; with --version-record, the adopted record's version and
+    /// history too, and why it differs from godwit's.
     Status(Box<status::StatusCommand>),
-    /// Stamp the schema version of an existing database.
+    /// Stamp the schema version of an existing database (with
+    /// --version-record, the adopted record too, as an "initialise" entry).
     Init(init::InitCommand),
     /// End the follow phase of a `--follow` run: it processes the changes
     /// made up to now, then verifies and stamps.

@@ -167,6 +167,7 @@ impl TestCommand {
                 metadata_collection: &self.metadata_collection,
                 timeout: Duration::from_secs_f64(self.connect_timeout),
                 retry_for: crate::db::DEFAULT_RETRY_FOR,
+                record: None,
             })
             .await?;
             // The name is fresh; a database that has it anyway is someone

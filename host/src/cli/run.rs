@@ -475,6 +475,27 @@ pub async fn require_existing(db: &crate::db::Db) -> anyhow::Result<()> {
 }
 
 impl ConnectionArgs {
+    /// `--version-record` and its field flags, validated (exit 2 when wrong).
+    pub fn version_record(&self) -> anyhow::Result<Option<crate::db::VersionRecord>> {
+        let Some(spec) = self.version_record.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let fields = [
+            self.version_field.as_str(),
+            self.history_field.as_str(),
+            self.history_action_field.as_str(),
+            self.history_time_field.as_str(),
+        ];
+        let record = crate::db::VersionRecord::parse(spec, fields, &self.history_set).map_err(super::UsageError)?;
+        if record.collection == self.metadata_collection {
+            return Err(super::UsageError(format!(
+                "--version-record {spec:?} names godwit's own metadata collection; adopt the application's document"
+            ))
+            .into());
+        }
+        Ok(Some(record))
+    }
+
     pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
         // Missing settings are a bad command line (exit 2), found before any
         // connection is tried.
@@ -486,12 +507,14 @@ impl ConnectionArgs {
         let db = (self.db.as_deref())
             .filter(|d| !d.is_empty())
             .ok_or_else(|| missing("no database: pass --db NAME, set GODWIT_DB, or set db in godwit.toml"))?;
+        let record = self.version_record()?;
         Ok(crate::db::Db::connect(crate::db::ConnectOptions {
             uri,
             db,
             metadata_collection: &self.metadata_collection,
             timeout: Duration::from_secs_f64(self.connect_timeout),
             retry_for: Duration::from_secs(self.retry_for),
+            record,
         })
         .await?)
     }

@@ -53,10 +53,16 @@ impl StatusCommand {
             let schema_problem = schema.as_ref().and_then(|s| db.check_schema(s).err()).map(|e| e.to_string());
             let version = schema.as_ref().and_then(|s| s.get_str("version").ok()).map(str::to_string);
             let history = schema.as_ref().map(Recorded::all).unwrap_or_default();
+            let adopted = adopted_view(&db, schema.as_ref(), version.as_deref()).await?;
             // Each applied version's plugin file against the one that ran.
             let drift = chain.as_ref().map(|c| crate::chain::drift_of(&c.plugins, &history));
             let lock = db.lock_document().await?;
-            let current = version.as_deref().and_then(|v| semver::Version::parse(v).ok());
+            // With an adopted record, pending is counted from the version the application reads.
+            let effective = match &adopted {
+                Some(a) => a.version.as_deref(),
+                None => version.as_deref(),
+            };
+            let current = effective.and_then(|v| semver::Version::parse(v).ok());
             let pending: Vec<_> = chain
                 .iter()
                 .flat_map(|c| c.plugins.iter())
@@ -67,6 +73,14 @@ impl StatusCommand {
                     "database": db.name,
                     "version": version,
                     "schema_problem": schema_problem,
+                    "version_record": adopted.as_ref().map(|a| serde_json::json!({
+                        "record": a.record,
+                        "version": a.version,
+                        "differs": a.differs,
+                        "why": a.why,
+                        "problem": a.problem,
+                        "history": a.history.iter().map(|h| Bson::Document(h.clone()).into_relaxed_extjson()).collect::<Vec<_>>(),
+                    })),
                     "history": history.iter().map(|h| Bson::Document(h.raw.clone()).into_relaxed_extjson()).collect::<Vec<_>>(),
                     "pending": pending.iter().map(|p| serde_json::json!({
                         "name": p.manifest.name, "version": p.manifest.version.to_string(), "file": p.file,
@@ -83,6 +97,25 @@ impl StatusCommand {
             outln!("database {}: {}", db.name, version.as_deref().map_or("no schema version".into(), |v| format!("version {v}")));
             if let Some(problem) = &schema_problem {
                 outln!("warning: {problem}");
+            }
+            if let Some(a) = &adopted {
+                outln!(
+                    "version record {}: {}",
+                    a.record,
+                    a.version.as_deref().map_or("no version".into(), |v| format!("version {v}"))
+                );
+                if let Some(why) = &a.why {
+                    outln!("note: the two versions differ: {why}");
+                }
+                if let Some(problem) = &a.problem {
+                    outln!("warning: {problem}");
+                }
+                if !a.history.is_empty() {
+                    outln!("version record history:");
+                    for h in &a.history {
+                        outln!("  {}", entry_line(h, &db));
+                    }
+                }
             }
             if !history.is_empty() {
                 outln!("history:");
@@ -143,4 +176,82 @@ impl StatusCommand {
             Ok(ExitCode::SUCCESS)
         })
     }
+}
+
+/// An adopted version record as `status` shows it, next to godwit's own version.
+struct AdoptedView {
+    record: String,
+    version: Option<String>,
+    differs: bool,
+    /// Why the record's version is not godwit's, when it is not.
+    why: Option<String>,
+    problem: Option<String>,
+    history: Vec<bson::Document>,
+}
+
+async fn adopted_view(
+    db: &crate::db::Db,
+    schema: Option<&bson::Document>,
+    ours: Option<&str>,
+) -> anyhow::Result<Option<AdoptedView>> {
+    let Some(record) = &db.record else { return Ok(None) };
+    let document = db.adopted().await?;
+    let version = document.as_ref().and_then(|d| record.version_of(d));
+    let history: Vec<bson::Document> = document
+        .as_ref()
+        .and_then(|d| d.get_array(&record.history_field).ok())
+        .map(|h| h.iter().filter_map(Bson::as_document).cloned().collect())
+        .unwrap_or_default();
+    let problem = document
+        .as_ref()
+        .and_then(|d| db.check_record(record, d, schema).err())
+        .map(|e| e.to_string());
+    let differs = version.as_deref() != ours;
+    let why = differs.then(|| {
+        let last = history.last();
+        let ours = ours.unwrap_or("none");
+        match last {
+            None if document.is_none() => {
+                format!("the record does not exist yet; godwit's first stamp creates it (godwit: {ours})")
+            }
+            None => format!("the record's version was set without a history entry (godwit: {ours})"),
+            Some(h) if h.contains_key(crate::db::GODWIT_RUN_ID) => format!(
+                "godwit's schema document says {ours}, the record's last entry is godwit run {}",
+                h.get_str(crate::db::GODWIT_RUN_ID).unwrap_or("?")
+            ),
+            Some(h) => format!(
+                "the application set it ({} {}{}) - godwit's own version is {ours}; godwit reads the record's",
+                record.action_field,
+                h.get_str(&record.action_field).unwrap_or("?"),
+                h.get_datetime(&record.time_field)
+                    .map(|t| format!(" at {}", crate::text::time(*t)))
+                    .unwrap_or_default()
+            ),
+        }
+    });
+    Ok(Some(AdoptedView {
+        record: record.describe(&db.name),
+        version,
+        differs,
+        why,
+        problem,
+        history,
+    }))
+}
+
+/// One adopted history entry: version, action, time, and whose it is.
+fn entry_line(h: &bson::Document, db: &crate::db::Db) -> String {
+    let record = db.record.as_ref().expect("an adopted record");
+    let by = match h.get_str(crate::db::GODWIT_RUN_ID) {
+        Ok(run) => format!("godwit run {run} ({})", h.get_str("godwit_plugin").unwrap_or("?")),
+        Err(_) => "application".to_string(),
+    };
+    format!(
+        "{:>10}  {:<12} {}  {by}",
+        h.get_str(&record.version_field).unwrap_or("?"),
+        h.get_str(&record.action_field).unwrap_or("?"),
+        h.get_datetime(&record.time_field)
+            .map(|t| crate::text::time(*t))
+            .unwrap_or_default(),
+    )
 }

@@ -18,7 +18,7 @@ pub use follow::{Changes, Position, Window, cutover_id};
 pub use guard::{Guard, Pinned, input_id};
 pub use images::{id_key, key_text};
 pub use lock::{Lock, LockHolder};
-pub use schema::{HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts};
+pub use schema::{GODWIT_RUN_ID, HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts, VersionRecord};
 pub use writer::{Applied, BatchWrite, Expectations, WriteCounts};
 
 use bson::{Document, doc};
@@ -101,6 +101,34 @@ pub enum DbError {
         was: String,
         now: String,
     },
+    #[error(
+        "database {db}: the version record {record} {problem}. godwit trusts the application's own entries there, \
+         not a version without its entry nor an entry claiming to be godwit's that godwit did not write; read \
+         `godwit status`, then repair the record (or set the version with `godwit init --version X --force`)"
+    )]
+    RecordUntrusted {
+        db: String,
+        record: String,
+        problem: String,
+    },
+    #[error(
+        "database {db}: the version in {record} changed while run {run_id} was going ({was} when it was checked, \
+         now {now}) - the application or another tool set it; not stamped, and neither it nor godwit's schema \
+         document was written. Find out who changed it (`godwit status`), then run the same command again"
+    )]
+    RecordMoved {
+        db: String,
+        record: String,
+        run_id: String,
+        was: String,
+        now: String,
+    },
+    #[error(
+        "database {db}: an adopted version record ({record}) is set in the same transaction as godwit's schema \
+         document, and {uri} has no transactions (a standalone server); use a replica set, or run without \
+         --version-record"
+    )]
+    RecordNeedsTransactions { db: String, record: String, uri: String },
     #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
     WriteFailed {
         collection: String,
@@ -224,6 +252,9 @@ pub struct Db {
     pub transactions: bool,
     /// How long a batch keeps retrying through a database outage.
     pub retry_for: Duration,
+    /// The application's version document godwit reads and sets along
+    /// with its own schema document (`--version-record`).
+    pub record: Option<VersionRecord>,
 }
 
 pub struct ConnectOptions<'a> {
@@ -233,6 +264,8 @@ pub struct ConnectOptions<'a> {
     pub timeout: Duration,
     /// How long batches keep retrying through an outage ([`DEFAULT_RETRY_FOR`]).
     pub retry_for: Duration,
+    /// An adopted version record ([`Db::record`]).
+    pub record: Option<VersionRecord>,
 }
 
 /// Default for [`ConnectOptions::retry_for`]: longer than MongoDB's default
@@ -280,6 +313,15 @@ impl Db {
                 reason: scrub(&e.kind.to_string(), opts.uri),
             })?;
         let transactions = hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+        if let Some(record) = &opts.record
+            && !transactions
+        {
+            return Err(DbError::RecordNeedsTransactions {
+                db: opts.db.to_string(),
+                record: record.describe(opts.db),
+                uri: redacted,
+            });
+        }
         Ok(Db {
             db: client.database(opts.db),
             client,
@@ -288,6 +330,7 @@ impl Db {
             metadata: opts.metadata_collection.to_string(),
             transactions,
             retry_for: opts.retry_for,
+            record: opts.record,
         })
     }
 

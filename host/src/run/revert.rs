@@ -379,6 +379,10 @@ impl Revert<'_> {
             }
             .into());
         }
+        // Before any document is put back: an application that stamped its
+        // adopted version record after this run would have its version
+        // overwritten by the revert's stamp.
+        self.db.check_record_revert(run).await?;
         let previous = index.checked_sub(1).and_then(|i| history[i].version.clone());
         Ok((
             Some(format!(

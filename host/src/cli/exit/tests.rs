@@ -226,6 +226,32 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             VERSION,
         ),
         (
+            db(DbError::RecordUntrusted {
+                db: s("app"),
+                record: s("app.database_metadata {_id: \"v\"}"),
+                problem: s("p"),
+            }),
+            VERSION,
+        ),
+        (
+            db(DbError::RecordMoved {
+                db: s("app"),
+                record: s("r"),
+                run_id: run(),
+                was: s("1.0.0"),
+                now: s("2.0.0"),
+            }),
+            VERSION,
+        ),
+        (
+            db(DbError::RecordNeedsTransactions {
+                db: s("app"),
+                record: s("r"),
+                uri: s("mongodb://h"),
+            }),
+            USAGE,
+        ),
+        (
             db(DbError::WriteFailed {
                 collection: s("users"),
                 index: 0,
