@@ -227,6 +227,7 @@ impl<M: Migration> Harness<M> {
 const POLICY: godwit_policy::Context<'static> = godwit_policy::Context {
     metadata_collection: Some(godwit_policy::DEFAULT_METADATA_COLLECTION),
     database: None,
+    version_record: None,
 };
 
 /// What a run reads of `documents` for pass `pass`: those its filter

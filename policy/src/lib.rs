@@ -73,6 +73,10 @@ pub struct Context<'a> {
     pub metadata_collection: Option<&'a str>,
     /// The database the run works on, for the namespace length limit.
     pub database: Option<&'a str>,
+    /// The collection of the application's version record the run stamps
+    /// (`--version-record`); out of reach like the metadata collection, so
+    /// that no plugin can forge the version the application reads.
+    pub version_record: Option<&'a str>,
 }
 
 impl Context<'static> {
@@ -83,6 +87,7 @@ impl Context<'static> {
     pub const LOAD: Context<'static> = Context {
         metadata_collection: Some(DEFAULT_METADATA_COLLECTION),
         database: None,
+        version_record: None,
     };
 }
 
@@ -345,6 +350,7 @@ mod tests {
     const CX: Context<'static> = Context {
         metadata_collection: Some("godwit_metadata"),
         database: Some("app"),
+        version_record: None,
     };
 
     fn b(d: Document) -> Vec<u8> {

@@ -39,6 +39,12 @@ pub fn check_collection(cx: &Context, name: &str) -> Result<(), Violation> {
             format!("collection `{name}` is godwit's metadata collection (schema version, history and lock)"),
         ));
     }
+    if cx.version_record == Some(name) {
+        return Err(Violation::new(
+            Rule::Collection,
+            format!("collection `{name}` holds the application's version record this run stamps (--version-record)"),
+        ));
+    }
     Ok(())
 }
 
@@ -63,6 +69,7 @@ mod tests {
         let run = Context {
             metadata_collection: Some("meta"),
             database: Some("app"),
+            version_record: None,
         };
         for cx in [&run, &Context::LOAD] {
             check(cx, "users", Ok(()));
@@ -79,5 +86,15 @@ mod tests {
         check(&run, "meta", Err("collection `meta` is godwit's metadata collection"));
         check(&Context::LOAD, "meta", Ok(()));
         check(&run, "godwit_metadata", Ok(()));
+        let adopted = Context {
+            version_record: Some("database_metadata"),
+            ..run
+        };
+        check(
+            &adopted,
+            "database_metadata",
+            Err("holds the application's version record"),
+        );
+        check(&adopted, "items", Ok(()));
     }
 }

@@ -79,6 +79,7 @@ mod tests {
     const CX: Context<'static> = Context {
         metadata_collection: Some("meta"),
         database: Some("app"),
+        version_record: None,
     };
 
     fn reads(scope: ReadScope, declared: &[&str]) -> Reads {

@@ -513,6 +513,7 @@ mod tests {
     const CX: Context<'static> = Context {
         metadata_collection: Some("godwit_metadata"),
         database: Some("app"),
+        version_record: None,
     };
 
     fn grants() -> Vec<Grant> {

@@ -432,6 +432,7 @@ mod tests {
             policy: godwit_policy::Context {
                 metadata_collection: Some("godwit_metadata"),
                 database: Some("app"),
+                version_record: None,
             },
         };
         match (validate(&scope, actions), expect) {
@@ -665,6 +666,7 @@ mod tests {
             policy: godwit_policy::Context {
                 metadata_collection: Some(godwit_policy::DEFAULT_METADATA_COLLECTION),
                 database: None,
+                version_record: None,
             },
         };
         for (rule, action) in cases {

@@ -441,6 +441,7 @@ mod tests {
         let run = godwit_policy::Context {
             metadata_collection: Some("meta"),
             database: Some("app"),
+            version_record: None,
         };
         let e = check_for_run(&m, &run).unwrap_err();
         assert!(

@@ -424,6 +424,7 @@ impl State {
         let cx = godwit_policy::Context {
             metadata_collection: self.metadata_collection.as_deref(),
             database: None,
+            version_record: None,
         };
         match self.reads.check(&cx, collection) {
             Err(v) if v.rule == godwit_policy::Rule::UndeclaredRead => Err(wasmtime::Error::new(Refused(format!(

@@ -576,6 +576,7 @@ impl Engine<'_> {
         godwit_policy::Context {
             metadata_collection: Some(&self.db.metadata),
             database: Some(&self.db.name),
+            version_record: self.db.record.as_ref().map(|r| r.collection.as_str()),
         }
     }
 }

@@ -159,6 +159,7 @@ impl MongoLookup {
         let cx = godwit_policy::Context {
             metadata_collection: Some(&self.metadata_collection),
             database: None,
+            version_record: None,
         };
         let refused = |v: godwit_policy::Violation| format!("lookup on `{collection}` refused: {v}");
         godwit_policy::check_collection(&cx, collection).map_err(refused)?;

@@ -297,6 +297,7 @@ impl Trial<'_> {
         let policy = godwit_policy::Context {
             metadata_collection: Some(self.metadata_collection),
             database: Some(self.database),
+            version_record: None,
         };
         crate::plugin::contract::check_for_run(manifest, &policy).map_err(|e| crate::plugin::LoadError::Manifest {
             file: plugin.file.clone(),

@@ -621,6 +621,39 @@ fn a_godwit_entry_godwit_did_not_write_in_datalab_history_is_not_trusted() {
     assert_eq!(get_db_version(&db).as_deref(), Some("0.7.9"), "not overwritten");
 }
 
+/// A plugin that declares the adopted record's collection among its writes
+/// (to set the version datalab reads) is refused when the run starts, in
+/// one line naming the rule, before anything is written; the same plugin
+/// without the record adopted is just another migration.
+#[test]
+fn a_plugin_cannot_write_the_adopted_version_record() {
+    let db = TestDb::new(server(), "seed_datalab_forge");
+    generate(&db);
+    datalab_writes(&db, "0.7.0", "initialise", "0.7.0");
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("forge-version-record");
+    let before = db.dump();
+    let out = adopted(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute"],
+        "0.8.0",
+    )
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("forge-version-record")
+            && err.contains("collection `database_metadata` holds the application's version record this run stamps")
+            && err.contains("--version-record"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(db.dump(), before, "nothing written");
+    assert_eq!(get_db_version(&db).as_deref(), Some("0.7.0"));
+}
+
 #[test]
 fn the_version_record_comes_from_godwit_toml_like_the_other_settings() {
     let db = TestDb::new(server(), "seed_datalab_config");
