@@ -48,6 +48,8 @@ impl Migration for ArchiveExpired {
             .description(
                 "uniqc archive-expired: terminal tasks older than 72 hours move to the archive with their shards",
             )
+            // A task's shards are looked up to move with it.
+            .reads(["task_shards"])
             .pass(Pass::new("tasks", "tasks").writes([
                 "tasks",
                 "archived_tasks",
