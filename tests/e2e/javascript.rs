@@ -20,7 +20,13 @@ fn inspect(name: &str) -> serde_json::Value {
 
 #[test]
 fn javascript_plugins_are_built_for_contract_0_2() {
-    for name in [PLUGIN, "normalize-emails-js", "qdash-backfill-user-id-js", "hostile-js", "schema-ops-js"] {
+    for name in [
+        PLUGIN,
+        "normalize-emails-js",
+        "qdash-backfill-user-id-js",
+        "hostile-js",
+        "schema-ops-js",
+    ] {
         let info = inspect(name);
         assert_eq!(info["contract"], "godwit:migration@0.2.0", "{name}: {info:#}");
         assert_eq!(
@@ -43,7 +49,9 @@ fn members_and_teams(name: &str) -> TestDb {
     let db = TestDb::new(server(), name);
     db.insert(
         "teams",
-        (1..=3).map(|i| doc! {"_id": team(i), "name": format!("team {i}")}).collect(),
+        (1..=3)
+            .map(|i| doc! {"_id": team(i), "name": format!("team {i}")})
+            .collect(),
     );
     let mut members: Vec<Document> = (0..20)
         .map(|i| match i % 5 {

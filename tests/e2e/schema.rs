@@ -559,9 +559,18 @@ fn sdk_schema_operations_run_and_revert(name: &str) {
         &doc! {"email": {"$exists": true}},
         "{email}"
     );
-    assert_eq!(email.get_document("collation").unwrap().get_str("locale").unwrap(), "en", "{email}");
+    assert_eq!(
+        email.get_document("collation").unwrap().get_str("locale").unwrap(),
+        "en",
+        "{email}"
+    );
     let ttl = spec("seen_ttl");
-    assert_eq!(ttl.get("expireAfterSeconds").and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))), Some(3600), "{ttl}");
+    assert_eq!(
+        ttl.get("expireAfterSeconds")
+            .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))),
+        Some(3600),
+        "{ttl}"
+    );
     assert_eq!(
         db.validator("audit").unwrap(),
         doc! {"$jsonSchema": {"required": ["who"]}}
