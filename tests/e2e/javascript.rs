@@ -3,10 +3,12 @@
 //! `godwit:migration@0.2.0`, the worked migrate-mongo port
 //! (`plugins-js/backfill-team-name-js`) runs with its declared `reads` and
 //! no operator flag, and the same code without the declaration
-//! (`tests/plugins-js/backfill-undeclared-js`) is refused before any write.
+//! (`tests/plugins-js/backfill-undeclared-js`) is refused before any write;
+//! a plugin declaring `idempotent: false` (`tests/plugins-js/increment-js`)
+//! is refused on a server without transactions.
 //! (The JavaScript schema operations are in `schema`, next to the Python ones.)
 
-use crate::db::{TestDb, server};
+use crate::db::{TestDb, server, standalone};
 use crate::support::{command, godwit, plugin, run_ok, stamp, stderr, stdout};
 use bson::{Document, doc, oid::ObjectId};
 
@@ -122,4 +124,30 @@ fn javascript_lookup_of_a_collection_not_in_reads_is_refused_before_any_write() 
     let after: Vec<_> = db.dump().into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
     let before: Vec<_> = before.into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
     assert_eq!(after, before, "nothing written");
+}
+
+#[test]
+fn javascript_plugin_declaring_idempotent_false_is_refused_without_transactions() {
+    let info = godwit(&["plugin", "inspect", plugin("increment-js").to_str().unwrap()]);
+    assert!(stdout(&info).contains("idempotent   no"), "{}", stdout(&info));
+    let server = standalone();
+    let db = TestDb::new(&server, "js_standalone");
+    db.insert("counters", (0..12).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment-js");
+    let run = ["run", file.to_str().unwrap(), "--execute"];
+    let out = command(&db, journal.path(), &run).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plugin \"increment-js\" declares idempotent: false") && err.contains("--allow-at-least-once"),
+        "{err}"
+    );
+    assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 0));
+    // With the override it runs, once per document.
+    let out = command(&db, journal.path(), &[&run[..], &["--allow-at-least-once"]].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 1));
 }
