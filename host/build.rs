@@ -83,10 +83,9 @@ fn embed_sdks(root: &Path) {
             ("plugin-sdk/js/toolchain/build.mjs", "toolchain/build.mjs"),
         ],
     );
+    // The current contract: what a Python project hands componentize-py and
+    // what a JavaScript plugin build hands componentize-js.
     table("WIT", &[("wit", "wit/")]);
-    // The JavaScript SDK is written against contract 0.1 (the host keeps
-    // running 0.1 plugins): its builds take that contract's WIT.
-    table("WIT_0_1", &[("host/wit-0.1", "wit/")]);
     let path = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded_sdk.rs");
     std::fs::write(path, out).unwrap();
 }

@@ -1,10 +1,10 @@
 // Export glue between componentize-js's bindings of the contract
-// (`wit/migration.wit`, world `plugin`) and a plugin module: BSON decoding
+// (`wit/migration.wit`, contract 0.2, world `plugin`) and a plugin module: BSON decoding
 // and encoding, action and error mapping, the run's context. Only the
 // build's entry module imports this (`godwit plugin build` writes it): the
 // `godwit:migration/host` import exists only inside a component.
 
-import { find as hostFind, log as hostLog } from 'godwit:migration/host@0.1.0';
+import { find as hostFind, log as hostLog } from 'godwit:migration/host@0.2.0';
 import * as g from './index.js';
 
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error']);
@@ -66,9 +66,79 @@ function toAction(a) {
   if (a instanceof g.Report) {
     return { tag: 'report', val: { kind: String(a.kind), key: String(a.key), message: String(a.message) } };
   }
+  if (a instanceof g.Schema) {
+    return { tag: 'schema', val: toSchemaOp(a) };
+  }
   throw new g.PluginError(
-    `not an action: ${JSON.stringify(a) ?? String(a)} (build actions with update, setFields, insert, remove or report from godwit-sdk)`,
+    `not an action: ${JSON.stringify(a) ?? String(a)} (build actions with update, setFields, insert, remove, report or a schema builder from godwit-sdk)`,
   );
+}
+
+/** An optional BSON document of the contract (`option<bson>`). */
+function opt(d) {
+  return d == null ? undefined : g.encode(d);
+}
+
+/** An optional string of the contract (`option<string>`). */
+function optString(s) {
+  return s == null ? undefined : String(s);
+}
+
+/** The contract's `schema-op` for one `g.Schema`. */
+function toSchemaOp(s) {
+  const x = s.args ?? {};
+  const collection = String(s.collection);
+  switch (s.kind) {
+    case 'create-index': {
+      const ttl = x.expireAfterSeconds;
+      if (ttl != null && !(Number.isInteger(ttl) && ttl >= 0 && ttl <= 0xffffffff)) {
+        throw new g.PluginError(`index ${x.name} on ${collection}: expireAfterSeconds ${ttl} is not a whole number of seconds`);
+      }
+      return {
+        tag: 'create-index',
+        val: {
+          collection,
+          index: {
+            keys: g.encode(x.keys ?? {}),
+            name: String(x.name ?? ''),
+            unique: !!x.unique,
+            partialFilter: opt(x.partialFilter),
+            collation: opt(x.collation),
+            expireAfterSeconds: ttl == null ? undefined : ttl,
+          },
+        },
+      };
+    }
+    case 'drop-index':
+      return { tag: 'drop-index', val: { collection, name: String(x.name ?? '') } };
+    case 'create-collection':
+      return {
+        tag: 'create-collection',
+        val: {
+          collection,
+          validator: opt(x.validator),
+          validationLevel: optString(x.validationLevel),
+          validationAction: optString(x.validationAction),
+          collation: opt(x.collation),
+        },
+      };
+    case 'modify-validator':
+      return {
+        tag: 'modify-validator',
+        val: {
+          collection,
+          validator: g.encode(x.validator ?? {}),
+          validationLevel: optString(x.validationLevel),
+          validationAction: optString(x.validationAction),
+        },
+      };
+    case 'rename-collection':
+      return { tag: 'rename-collection', val: { collection, to: String(x.to) } };
+    case 'drop-collection':
+      return { tag: 'drop-collection', val: { collection } };
+    default:
+      throw new g.PluginError(`unknown schema operation ${JSON.stringify(s.kind)} (one of ${g.SCHEMA_KINDS.join(', ')})`);
+  }
 }
 
 function toActions(actions, call) {
@@ -101,6 +171,10 @@ export function exportsFor(plugin) {
           batchSize: p.batchSize ?? 0,
           writes: [...(p.writes ?? [])],
         })),
+        // Contract 0.2: enum cases are their WIT names ('create-index', ...).
+        schema: (m.schema ?? []).map(([kind, collection]) => ({ kind, collection })),
+        idempotent: m.idempotent !== false,
+        reads: (m.reads ?? []).map(String),
       };
     },
     begin: guarded((params, context) => {
@@ -117,6 +191,9 @@ export function exportsFor(plugin) {
         plugin.begin(new g.Params(g.decode(params)));
       }
       begun = true;
+      // Contract 0.2's `begin` returns actions: `setup`'s schema operations
+      // (the host refuses anything else from begin).
+      return toActions(typeof plugin.setup === 'function' ? plugin.setup() : [], 'setup');
     }),
     process: guarded((passIndex, batch) => {
       if (!begun) throw new g.PluginError('process called before begin');

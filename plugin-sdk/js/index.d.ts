@@ -3,8 +3,9 @@
 //
 //   export const manifest: ManifestLike | (() => ManifestLike);
 //   export function begin(params: Params): void;
+//   export function setup(): Schema[];             // optional: schema operations (contract 0.2)
 //   export function process(passIndex: number, docs: Document[]): Action[];
-//   export function finish(): Action[];            // optional
+//   export function finish(): (Action | Schema)[]; // optional
 //
 // Every function is synchronous: a Promise returned is refused.
 
@@ -56,6 +57,19 @@ export interface ManifestOptions {
   requires?: string;
   description?: string;
   passes?: PassLike[];
+  /**
+   * Collections `find` may look up besides the passes' own; godwit fails a
+   * lookup on any other (rule `undeclared-read`).
+   */
+  reads?: string[];
+  /**
+   * False: applying the actions twice is wrong (`$inc`, `$push`): godwit
+   * refuses settings under which a batch may be applied again unless the
+   * operator overrides it. Default true.
+   */
+  idempotent?: boolean;
+  /** Schema operations the plugin may return: `[kind, collection]` pairs (a rename: both names). */
+  schema?: ([SchemaKind, string] | { kind: SchemaKind; collection: string })[];
 }
 
 export interface ManifestLike extends ManifestOptions {
@@ -72,9 +86,69 @@ export class Manifest {
   requires: string | undefined;
   description: string;
   passes: Pass[];
+  reads: string[];
+  idempotent: boolean;
+  schema: [SchemaKind, string][];
   /** Appends a pass; returns the manifest for chaining. */
   pass(p: Pass | PassLike): this;
+  /** Allows schema operations of `kind` on `collection` (a rename: allow both names). */
+  allow(kind: SchemaKind, collection: string): this;
 }
+
+/** The kinds of schema operation a manifest may allow (contract 0.2). */
+export type SchemaKind =
+  | 'create-index'
+  | 'drop-index'
+  | 'create-collection'
+  | 'modify-validator'
+  | 'rename-collection'
+  | 'drop-collection';
+export const SCHEMA_KINDS: readonly SchemaKind[];
+
+/**
+ * A schema operation (contract 0.2), returned from `setup()` (before the
+ * first pass) or `finish()`, never from `process`.
+ */
+export class Schema {
+  constructor(kind: SchemaKind, collection: string, args?: Document);
+  kind: SchemaKind;
+  collection: string;
+  args: Document;
+}
+
+export interface IndexOptions {
+  unique?: boolean;
+  /** `partialFilterExpression`, a query document. */
+  partialFilter?: Document;
+  /** e.g. `{ locale: 'en', strength: 2 }`. */
+  collation?: Document;
+  /** TTL on a single date field. */
+  expireAfterSeconds?: number;
+}
+
+export interface ValidatorOptions {
+  /** "strict" (default), "moderate" or "off". */
+  validationLevel?: string;
+  /** "error" (default) or "warn". */
+  validationAction?: string;
+}
+
+/** Builds index `name` over `keys` (`{ email: 1 }`) on `collection`. */
+export function createIndex(collection: string, name: string, keys: Document, options?: IndexOptions): Schema;
+/** Drops index `name` of `collection`. */
+export function dropIndex(collection: string, name: string): Schema;
+/** Creates `collection`, with a validator if given. */
+export function createCollection(
+  collection: string,
+  validator?: Document,
+  options?: ValidatorOptions & { collation?: Document },
+): Schema;
+/** Replaces the validator of `collection` (`collMod`). */
+export function modifyValidator(collection: string, validator: Document, options?: ValidatorOptions): Schema;
+/** Renames `collection` to `to` in the same database (refused if `to` exists). */
+export function renameCollection(collection: string, to: string): Schema;
+/** Drops `collection`; a revert re-creates it from journaled before-images. */
+export function dropCollection(collection: string): Schema;
 
 /** A plugin module's manifest, whether exported as an object or as a function. */
 export function manifestOf(plugin: { manifest?: ManifestLike | (() => ManifestLike) }): Manifest;
@@ -182,7 +256,10 @@ export interface RunContext {
 /** Run id, mode, start time and database of the current run (from `begin` on). */
 export function run(): RunContext;
 
-/** Read-only lookup of reference data (`limit` 0: the host's cap of 10,000); journaled. */
+/**
+ * Read-only lookup of reference data (`limit` 0: the host's cap of 10,000)
+ * in a pass's collection or one in the manifest's `reads`; journaled.
+ */
 export function find(collection: string, filter: Document, projection?: Document, limit?: number): Document[];
 /** Every matching document however many, in pages of `page` (0: 1,000) in `_id` order. */
 export function findAll(collection: string, filter: Document, projection?: Document, page?: number): Document[];

@@ -2,9 +2,11 @@
 //
 // A plugin is one ES module exporting `manifest` (an object, or a function
 // returning one), `begin(params)`, `process(passIndex, docs)` and optionally
-// `finish()`. Documents arrive as plain objects decoded from BSON (the `bson`
+// `setup()` (schema operations applied before the first pass, contract 0.2)
+// and `finish()`. Documents arrive as plain objects decoded from BSON (the `bson`
 // package, the one the MongoDB Node.js driver uses) and leave as actions
-// built with `update`, `setFields`, `insert`, `remove` and `report`:
+// built with `update`, `setFields`, `insert`, `remove` and `report` (schema
+// operations with `createIndex`, `dropIndex`, ...):
 //
 //     import * as g from 'godwit-sdk';
 //
@@ -67,14 +69,49 @@ export class Pass {
   }
 }
 
-/** Static description of a migration (the contract's `manifest`). */
+/** The kinds of schema operation a manifest may allow (contract 0.2). */
+export const SCHEMA_KINDS = Object.freeze([
+  'create-index',
+  'drop-index',
+  'create-collection',
+  'modify-validator',
+  'rename-collection',
+  'drop-collection',
+]);
+
+function schemaGrant(kind, collection) {
+  if (!SCHEMA_KINDS.includes(kind)) {
+    throw new PluginError(`unknown schema kind ${JSON.stringify(kind)} (one of ${SCHEMA_KINDS.join(', ')})`);
+  }
+  return [kind, String(collection)];
+}
+
+/**
+ * Static description of a migration (the contract's `manifest`).
+ *
+ * Contract 0.2's fields: `reads`, the collections `find` may look up besides
+ * the passes' own (godwit fails a lookup on any other: rule
+ * `undeclared-read`); `idempotent: false` when applying the actions twice
+ * is wrong (an `$inc`, a `$push`): godwit then refuses settings under which
+ * a batch may be applied again unless the operator overrides it; `schema`,
+ * the schema operations the plugin may return, as `[kind, collection]`
+ * pairs (or `{ kind, collection }`) with kinds from `SCHEMA_KINDS` - or
+ * grant them one by one with `allow(kind, collection)`.
+ */
 export class Manifest {
-  constructor(name, version, { requires = undefined, description = '', passes = [] } = {}) {
+  constructor(
+    name,
+    version,
+    { requires = undefined, description = '', passes = [], reads = [], idempotent = true, schema = [] } = {},
+  ) {
     this.name = name;
     this.version = version;
     this.requires = requires;
     this.description = description;
     this.passes = passes.map((p) => (p instanceof Pass ? p : new Pass(p.name, p.collection, p)));
+    this.reads = [...reads];
+    this.idempotent = idempotent;
+    this.schema = schema.map((s) => (Array.isArray(s) ? schemaGrant(s[0], s[1]) : schemaGrant(s.kind, s.collection)));
   }
 
   /** Appends a pass; returns the manifest for chaining. */
@@ -82,6 +119,78 @@ export class Manifest {
     this.passes.push(p instanceof Pass ? p : new Pass(p.name, p.collection, p));
     return this;
   }
+
+  /**
+   * Allows schema operations of `kind` on `collection` (a rename: allow
+   * both names); returns the manifest for chaining.
+   */
+  allow(kind, collection) {
+    this.schema.push(schemaGrant(kind, collection));
+    return this;
+  }
+}
+
+/**
+ * A schema operation (contract 0.2): return it from `setup()` (applied
+ * before the first pass) or `finish()` (after finish's document actions),
+ * never from `process`. Build it with `createIndex`, `dropIndex`,
+ * `createCollection`, `modifyValidator`, `renameCollection` or
+ * `dropCollection`; the manifest must allow its kind on its collection.
+ */
+export class Schema {
+  constructor(kind, collection, args = {}) {
+    this.kind = kind;
+    this.collection = collection;
+    /**
+     * Per kind: `keys`, `name`, `unique`, `partialFilter`, `collation`,
+     * `expireAfterSeconds` (create-index); `name` (drop-index);
+     * `validator`, `validationLevel`, `validationAction`, `collation`
+     * (create-collection, modify-validator); `to` (rename-collection).
+     */
+    this.args = args;
+  }
+}
+
+/** Builds index `name` over `keys` (`{ email: 1 }`) on `collection`. */
+export function createIndex(
+  collection,
+  name,
+  keys,
+  { unique = false, partialFilter = undefined, collation = undefined, expireAfterSeconds = undefined } = {},
+) {
+  return new Schema('create-index', collection, { keys, name, unique, partialFilter, collation, expireAfterSeconds });
+}
+
+/** Drops index `name` of `collection` (a revert builds it again from its journaled spec). */
+export function dropIndex(collection, name) {
+  return new Schema('drop-index', collection, { name });
+}
+
+/** Creates `collection`, with a validator (`{ $jsonSchema: ... }` or a query document) if given. */
+export function createCollection(
+  collection,
+  validator = undefined,
+  { validationLevel = undefined, validationAction = undefined, collation = undefined } = {},
+) {
+  return new Schema('create-collection', collection, { validator, validationLevel, validationAction, collation });
+}
+
+/** Replaces the validator of `collection` (`collMod`). */
+export function modifyValidator(collection, validator, { validationLevel = undefined, validationAction = undefined } = {}) {
+  return new Schema('modify-validator', collection, { validator, validationLevel, validationAction });
+}
+
+/** Renames `collection` to `to` in the same database (refused if `to` exists). */
+export function renameCollection(collection, to) {
+  return new Schema('rename-collection', collection, { to });
+}
+
+/**
+ * Drops `collection`; a revert re-creates it only from the before-images
+ * godwit journals of its documents.
+ */
+export function dropCollection(collection) {
+  return new Schema('drop-collection', collection, {});
 }
 
 /** A plugin module's manifest, whether it exports it as an object or as a function returning one. */
@@ -351,8 +460,10 @@ export function run() {
 }
 
 /**
- * Read-only lookup of reference data (`limit` 0: the host's cap of 10,000).
- * Journaled by the host, so a replay sees the same data.
+ * Read-only lookup of reference data (`limit` 0: the host's cap of 10,000)
+ * in a pass's collection or one in the manifest's `reads` (any other fails
+ * the call: rule `undeclared-read`). Journaled by the host, so a replay
+ * sees the same data.
  */
 export function find(collection, filter, projection = undefined, limit = 0) {
   if (host === null) {

@@ -2,7 +2,11 @@
 // wasm, feeds it documents (round-tripped through BSON, as in a component),
 // serves its lookups from in-memory collections and checks its actions with
 // the host's rules (writes only to the pass's `writes`, non-empty filters,
-// BSON that encodes). The JavaScript twin of godwit_sdk.testing (Python).
+// BSON that encodes; schema operations only from `setup` and `finish`, each
+// allowed by the manifest's `schema`) and its lookups (a pass's collection or
+// one in the manifest's `reads`: any other fails the call, as in godwit,
+// whatever the plugin does with the error). The JavaScript twin of
+// godwit_sdk.testing (Python).
 //
 //     import * as plugin from '../migration.js';
 //     const h = new Harness(plugin).collection('users', [{ _id: 1, username: 'a' }]);
@@ -47,13 +51,45 @@ function matches(doc, filter) {
   return true;
 }
 
+/** The host's name rules (`godwit_policy::check_collection`), in short. */
+function checkCollection(name, what) {
+  if (typeof name !== 'string' || name === '') {
+    throw new Error(`${what}: collection ${JSON.stringify(name)} is empty (rule collection-name)`);
+  }
+  if (name.includes('\0') || name.includes('$') || name.startsWith('.')) {
+    throw new Error(`${what}: collection ${JSON.stringify(name)} is not a valid name (rule collection-name)`);
+  }
+  if (name.startsWith('system.') || name === 'godwit_metadata') {
+    throw new Error(
+      `${what}: collection ${JSON.stringify(name)} is out of reach: godwit's metadata collection and system.* (rule collection-name)`,
+    );
+  }
+}
+
 class MemoryHost {
   constructor() {
     this.collections = new Map();
     this.logs = [];
+    // [pass collections, declared reads], set by `begin`.
+    this.reads = null;
+    // A lookup the host would fail the call for.
+    this.refused = null;
   }
 
   find(collection, filter, projection, limit) {
+    if (collection.startsWith('system.') || collection === 'godwit_metadata') {
+      throw new g.PluginError(`find on ${collection} failed: lookups on \`${collection}\` are refused`);
+    }
+    if (this.reads !== null) {
+      const [passes, declared] = this.reads;
+      if (!passes.includes(collection) && !declared.includes(collection)) {
+        const message = `lookup on \`${collection}\` refused: collection \`${collection}\` is neither read by a pass `
+          + `[${passes.join(', ')}] nor in the manifest's reads [${declared.join(', ')}] `
+          + "(rule undeclared-read: declare the collection in the manifest's `reads`)";
+        this.refused ??= message;
+        throw new g.PluginError(`find on ${collection} failed: ${message}`);
+      }
+    }
     const docs = [...(this.collections.get(collection) ?? [])].sort((a, b) => compare(a._id, b._id));
     const out = [];
     for (let d of docs) {
@@ -82,6 +118,7 @@ export class Harness {
     this.params = { ...params };
     this.host = new MemoryHost();
     this.begun = false;
+    this.setupActions = [];
   }
 
   /** Documents served to the plugin's `find` lookups on `name`. */
@@ -94,13 +131,71 @@ export class Harness {
     return g.manifestOf(this.plugin);
   }
 
-  /** Calls the plugin's `begin` (once per harness). */
+  /**
+   * Runs one plugin call; a refused lookup fails it as in godwit, even if
+   * the plugin caught the error.
+   */
+  call(what, f) {
+    g.__internal.setHost(this.host);
+    let result;
+    try {
+      result = f();
+    } catch (e) {
+      if (this.host.refused === null) throw e;
+    }
+    const refused = this.host.refused;
+    this.host.refused = null;
+    if (refused !== null) throw new Error(`${what}: ${refused}`);
+    return result;
+  }
+
+  /** Calls the plugin's `begin`, then its `setup` (once per harness). */
   begin() {
     if (!this.begun) {
-      g.__internal.setHost(this.host);
+      const manifest = this.manifest();
+      for (const name of manifest.reads) checkCollection(name, 'reads');
+      this.host.reads = [manifest.passes.map((p) => p.collection), [...manifest.reads]];
       g.__internal.setRun(Object.freeze({ runId: 'test-run', mode: 'execute', startedAtMs: 1_767_225_600_000, database: 'test' }));
-      if (typeof this.plugin.begin === 'function') this.plugin.begin(new g.Params(this.params));
+      this.call('begin', () => {
+        if (typeof this.plugin.begin === 'function') this.plugin.begin(new g.Params(this.params));
+      });
       this.begun = true;
+      this.setupActions = this.call('begin', () => (typeof this.plugin.setup === 'function' ? this.plugin.setup() : [])) ?? [];
+      for (const a of this.setupActions) {
+        if (!(a instanceof g.Schema)) {
+          throw new Error(`setup may return schema operations only, not ${describe(a)}`);
+        }
+      }
+      this.checkSchema(this.setupActions);
+    }
+  }
+
+  /** The schema operations `setup()` returned (calls `begin`), checked against the manifest's `schema`. */
+  setup() {
+    this.begin();
+    return [...this.setupActions];
+  }
+
+  checkSchema(actions) {
+    const allowed = new Set(this.manifest().schema.map(([kind, collection]) => `${kind}\0${collection}`));
+    for (const a of actions) {
+      if (!(a instanceof g.Schema)) continue;
+      if (!g.SCHEMA_KINDS.includes(a.kind)) throw new Error(`unknown schema operation ${JSON.stringify(a.kind)}`);
+      const names = a.kind === 'rename-collection' ? [a.collection, a.args.to] : [a.collection];
+      for (const name of names) {
+        if (!allowed.has(`${a.kind}\0${name}`)) {
+          throw new Error(`${a.kind} on ${name} is not declared in the manifest's schema (rule schema-operations)`);
+        }
+        if (typeof name !== 'string' || name.startsWith('system.') || name === 'godwit_metadata') {
+          throw new Error(`${a.kind} on ${name}: out of reach`);
+        }
+      }
+      if ((a.kind === 'create-index' || a.kind === 'drop-index') && !a.args.name) {
+        throw new Error(`${a.kind} on ${a.collection}: name every index`);
+      }
+      for (const key of ['keys', 'partialFilter', 'collation', 'validator']) {
+        if (a.args[key] != null) g.encode(a.args[key]);
+      }
     }
   }
 
@@ -109,18 +204,26 @@ export class Harness {
     const passes = this.manifest().passes;
     if (passIndex >= passes.length) throw new g.PluginError(`manifest has no pass ${passIndex}`);
     this.begin();
-    g.__internal.setHost(this.host);
-    const actions = this.plugin.process(passIndex, docs.map((d) => g.decode(g.encode(d)))) ?? [];
+    const batch = docs.map((d) => g.decode(g.encode(d)));
+    const actions = this.call(`pass ${passIndex} (${passes[passIndex].name})`, () => this.plugin.process(passIndex, batch)) ?? [];
+    for (const a of actions) {
+      if (a instanceof g.Schema) {
+        throw new Error(`${describe(a)} returned from process: schema operations come from setup or finish`);
+      }
+    }
     Harness.check(actions, passes[passIndex].writes);
     return actions;
   }
 
-  /** The plugin's `finish` (none: no actions), checked against every pass's writes. */
+  /** The plugin's `finish` (none: no actions), checked against every pass's writes and the manifest's schema. */
   finish() {
     this.begin();
-    g.__internal.setHost(this.host);
-    const actions = (typeof this.plugin.finish === 'function' ? this.plugin.finish() : []) ?? [];
-    Harness.check(actions, this.manifest().passes.flatMap((p) => p.writes));
+    const actions = this.call('finish', () => (typeof this.plugin.finish === 'function' ? this.plugin.finish() : [])) ?? [];
+    this.checkSchema(actions);
+    Harness.check(
+      actions.filter((a) => !(a instanceof g.Schema)),
+      this.manifest().passes.flatMap((p) => p.writes),
+    );
     return actions;
   }
 
@@ -128,7 +231,7 @@ export class Harness {
     for (const a of actions) {
       if (a instanceof g.Report) continue;
       if (!(a instanceof g.Update || a instanceof g.Insert || a instanceof g.Delete)) {
-        throw new Error(`not an action: ${JSON.stringify(a)}`);
+        throw new Error(`not an action: ${describe(a)}`);
       }
       if (!writes.includes(a.collection)) {
         throw new Error(`an action writes ${a.collection}, not in the pass's writes [${writes.join(', ')}]`);
@@ -140,4 +243,9 @@ export class Harness {
       for (const d of docs) g.encode(d);
     }
   }
+}
+
+function describe(a) {
+  if (a instanceof g.Schema) return `${a.kind} on ${a.collection}`;
+  return JSON.stringify(a, (_, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(a);
 }

@@ -6,6 +6,9 @@ import * as g from 'godwit-sdk';
 export const manifest = new g.Manifest('backfill-team-name', '1.4.0', {
   requires: '^1.3',
   description: "members.team_name from the member's team",
+  // `teams` is no pass's collection: begin's lookup of it is declared here,
+  // for the operator to review (godwit refuses undeclared lookups).
+  reads: ['teams'],
 }).pass(
   new g.Pass('members', 'members', {
     filter: { team_id: { $exists: true }, team_name: { $exists: false } },

@@ -15,6 +15,7 @@ mod failpoints;
 mod follow;
 mod id_types;
 mod inspect;
+mod javascript;
 mod journal_faults;
 mod live;
 mod lock;

@@ -23,6 +23,11 @@ fn new(args: &[&str]) -> std::process::Output {
 
 /// `godwit plugin inspect --json` of `component`: its manifest's name.
 fn manifest_name(component: &Path) -> String {
+    inspect(component)["name"].as_str().unwrap().to_string()
+}
+
+/// `godwit plugin inspect --json` of `component`.
+fn inspect(component: &Path) -> serde_json::Value {
     let out = godwit(&[
         "plugin",
         "inspect",
@@ -32,8 +37,7 @@ fn manifest_name(component: &Path) -> String {
         target().join("test-compile-cache").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "inspect: {}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    json["name"].as_str().unwrap().to_string()
+    serde_json::from_str(&stdout(&out)).unwrap()
 }
 
 #[test]
@@ -196,7 +200,11 @@ fn new_js_project_passes_its_tests_and_builds() {
         .output()
         .unwrap();
     assert!(build.status.success(), "plugin build: {}", stderr(&build));
-    assert_eq!(manifest_name(&shared.join("plugins/my-js-plugin.wasm")), "my-js-plugin");
+    let info = inspect(&shared.join("plugins/my-js-plugin.wasm"));
+    assert_eq!(info["name"], "my-js-plugin");
+    // Built against the current contract, whose manifest declares reads.
+    assert_eq!(info["contract"], "godwit:migration@0.2.0", "{info:#}");
+    assert_eq!(info["reads"], serde_json::json!([]), "{info:#}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Schema operations (contract 0.2) on the real server, through the real
 //! binary and real components (`schema-ops`, `schema-undeclared`,
-//! `contract-0-1`): each kind through dry run, execute SIGKILLed at a
+//! `contract-0-1`; the SDKs' `schema-ops-py` and `schema-ops-js`): each kind through dry run, execute SIGKILLed at a
 //! failpoint of the schema step (`schema-prepared`: journaled, not sent;
 //! `schema-sent`: sent, its `SchemaApplied` not journaled), resume, and
 //! revert; a unique index over duplicates refused in the dry run with
@@ -506,10 +506,23 @@ fn an_execute_bound_to_a_reviewed_dry_run_refuses_schema_operations_the_review_d
 /// `setup`'s before the pass, `finish`'s after it, all undone by revert.
 #[test]
 fn python_plugin_schema_operations_run_and_revert() {
+    sdk_schema_operations_run_and_revert("schema-ops-py");
+}
+
+/// The JavaScript SDK's, through a componentize-js component
+/// (`tests/plugins-js/schema-ops-js`, the same operations): the glue maps
+/// every kind and option onto contract 0.2's `schema-op`.
+#[test]
+fn javascript_plugin_schema_operations_run_and_revert() {
+    sdk_schema_operations_run_and_revert("schema-ops-js");
+}
+
+/// `name` (an SDK's `schema-ops` twin) through dry run, execute and revert.
+fn sdk_schema_operations_run_and_revert(name: &str) {
     let db = fixture();
     let before = state(&db);
     let journal = tempfile::tempdir().unwrap();
-    let file = plugin("schema-ops-py");
+    let file = plugin(name);
     let run = ["run", file.to_str().unwrap()];
     let dry = run_json(&db, journal.path(), &run.map(String::from), &[]);
     let phases: Vec<&str> = dry["summary"]["schema"]
@@ -529,6 +542,39 @@ fn python_plugin_schema_operations_run_and_revert() {
     assert!(!names.contains(&"scratch".to_string()), "{names:?}");
     let idx: Vec<String> = db.indexes("users").into_iter().map(|i| i.0).collect();
     assert_eq!(idx, ["_id_", "email_ci", "seen_ttl"]);
+    // Every option the SDK was given reached the server.
+    let listed = db.command(doc! {"listIndexes": "users"});
+    let specs = listed.get_document("cursor").unwrap().get_array("firstBatch").unwrap();
+    let spec = |n: &str| {
+        specs
+            .iter()
+            .map(|i| i.as_document().unwrap())
+            .find(|i| i.get_str("name").ok() == Some(n))
+            .unwrap_or_else(|| panic!("{n} not in {specs:?}"))
+            .clone()
+    };
+    let email = spec("email_ci");
+    assert_eq!(
+        email.get_document("partialFilterExpression").unwrap(),
+        &doc! {"email": {"$exists": true}},
+        "{email}"
+    );
+    assert_eq!(
+        email.get_document("collation").unwrap().get_str("locale").unwrap(),
+        "en",
+        "{email}"
+    );
+    let ttl = spec("seen_ttl");
+    assert_eq!(
+        ttl.get("expireAfterSeconds")
+            .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))),
+        Some(3600),
+        "{ttl}"
+    );
+    assert_eq!(
+        db.validator("audit").unwrap(),
+        doc! {"$jsonSchema": {"required": ["who"]}}
+    );
     assert_eq!(
         db.validator("users").unwrap(),
         doc! {"$jsonSchema": {"required": ["email"]}}

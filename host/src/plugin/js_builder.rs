@@ -66,8 +66,9 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
     // target directory may be bundling from it at this moment.
     let wit = js.join("wit");
     let sdk = js.join("sdk").join("godwit-sdk");
-    // The JavaScript SDK implements contract 0.1, which this host still runs.
-    for (dir, files) in [(&wit, crate::sdk::WIT_0_1), (&sdk, crate::sdk::JS_SDK)] {
+    // The current contract (`wit/`), the one the SDK's glue implements; the
+    // host still runs components built for 0.1 before the SDK moved on.
+    for (dir, files) in [(&wit, crate::sdk::WIT), (&sdk, crate::sdk::JS_SDK)] {
         for (path, text) in files {
             // The tables' paths start with `wit/` and `godwit-sdk/`.
             let relative = path.split_once('/').map_or(*path, |(_, rest)| rest);

@@ -54,7 +54,12 @@ test('Tally prints the Rust SDK\'s text', () => {
 });
 
 const plugin = {
-  manifest: { name: 'p', version: '1.0.0', passes: [{ name: 'users', collection: 'users', writes: ['users'] }] },
+  manifest: {
+    name: 'p',
+    version: '1.0.0',
+    reads: ['owners'],
+    passes: [{ name: 'users', collection: 'users', writes: ['users'] }],
+  },
   begin(params) {
     this.owners = g.findAll('owners', {}, undefined, 2);
   },
@@ -68,4 +73,98 @@ test('the harness serves findAll page by page and applies the pass rules', () =>
   assert.deepEqual(h.process(0, [{ _id: 1 }]), [g.setFields('users', 1, { n: 3 })]);
   assert.throws(() => h.process(0, [{ _id: 2, target: 'other' }]), /writes other, not in the pass's writes \[users\]/);
   assert.throws(() => h.process(1, []), /manifest has no pass 1/);
+});
+
+test('the harness fails a lookup outside the passes and reads like the host (rule undeclared-read)', () => {
+  const undeclared = { ...plugin, manifest: { ...plugin.manifest, reads: [] } };
+  assert.throws(
+    () => new Harness(undeclared).collection('owners', [{ _id: 1 }]).process(0, [{ _id: 1 }]),
+    /begin: lookup on `owners` refused: collection `owners` is neither read by a pass \[users\] nor in the manifest's reads \[\] \(rule undeclared-read/,
+  );
+  // Catching the error does not help: godwit fails the call all the same.
+  const swallowing = {
+    manifest: undeclared.manifest,
+    process(passIndex, docs) {
+      try {
+        g.find('owners', {});
+      } catch {
+        // ignored
+      }
+      return [];
+    },
+  };
+  assert.throws(() => new Harness(swallowing).process(0, []), /pass 0 \(users\): lookup on `owners` refused/);
+  // A pass's own collection needs no declaration; godwit's state is refused whatever reads says.
+  const own = { manifest: undeclared.manifest, process: () => g.find('users', {}).map((d) => g.report('seen', String(d._id), '')) };
+  assert.equal(new Harness(own).collection('users', [{ _id: 1 }]).process(0, []).length, 1);
+  const meta = { ...plugin, manifest: { ...plugin.manifest, reads: ['godwit_metadata'] } };
+  assert.throws(() => new Harness(meta).begin(), /reads: collection "godwit_metadata" is out of reach/);
+});
+
+test('schema builders mirror the Python SDK', () => {
+  assert.deepEqual(
+    g.createIndex('users', 'email_ci', { email: 1 }, { unique: true, collation: { locale: 'en', strength: 2 } }),
+    new g.Schema('create-index', 'users', {
+      keys: { email: 1 },
+      name: 'email_ci',
+      unique: true,
+      partialFilter: undefined,
+      collation: { locale: 'en', strength: 2 },
+      expireAfterSeconds: undefined,
+    }),
+  );
+  assert.deepEqual(g.dropIndex('users', 'old_idx'), new g.Schema('drop-index', 'users', { name: 'old_idx' }));
+  assert.equal(g.createCollection('audit', { n: { $type: 'int' } }, { validationAction: 'warn' }).args.validationAction, 'warn');
+  assert.deepEqual(g.modifyValidator('users', { a: 1 }).args.validator, { a: 1 });
+  assert.deepEqual(g.renameCollection('legacy', 'legacy_renamed'), new g.Schema('rename-collection', 'legacy', { to: 'legacy_renamed' }));
+  assert.deepEqual(g.dropCollection('scratch'), new g.Schema('drop-collection', 'scratch', {}));
+  const m = new g.Manifest('p', '1.0.0', { schema: [['create-index', 'users']], idempotent: false, reads: ['teams'] }).allow(
+    'drop-index',
+    'users',
+  );
+  assert.deepEqual(m.schema, [['create-index', 'users'], ['drop-index', 'users']]);
+  assert.equal(m.idempotent, false);
+  assert.deepEqual(m.reads, ['teams']);
+  assert.equal(new g.Manifest('p', '1.0.0').idempotent, true);
+  assert.throws(() => m.allow('create-view', 'users'), /unknown schema kind "create-view"/);
+});
+
+const schemaPlugin = {
+  manifest: () =>
+    new g.Manifest('s', '1.0.0', { passes: [{ name: 'users', collection: 'users', writes: ['users'] }] })
+      .allow('create-index', 'users')
+      .allow('rename-collection', 'legacy')
+      .allow('rename-collection', 'legacy_renamed'),
+  begin(params) {
+    this.op = params.get('op', 'index');
+  },
+  setup() {
+    if (this.op === 'index') return [g.createIndex('users', 'email_1', { email: 1 })];
+    if (this.op === 'undeclared') return [g.dropIndex('users', 'email_1')];
+    if (this.op === 'unnamed') return [g.createIndex('users', '', { email: 1 })];
+    if (this.op === 'rename-half') return [g.renameCollection('legacy', 'elsewhere')];
+    if (this.op === 'update') return [g.setFields('users', 1, { a: 1 })];
+    return [];
+  },
+  process(passIndex, docs) {
+    return this.op === 'from-process' ? [g.createIndex('users', 'email_1', { email: 1 })] : [];
+  },
+  finish() {
+    return [g.renameCollection('legacy', 'legacy_renamed'), g.report('done', 'k', '')];
+  },
+};
+
+test('the harness returns setup\'s schema operations and applies the schema rules', () => {
+  const h = new Harness(schemaPlugin);
+  assert.deepEqual(h.setup(), [g.createIndex('users', 'email_1', { email: 1 })]);
+  assert.equal(h.finish().length, 2);
+  const refused = (op) => () => new Harness(schemaPlugin, { op }).setup();
+  assert.throws(refused('undeclared'), /drop-index on users is not declared in the manifest's schema/);
+  assert.throws(refused('unnamed'), /create-index on users: name every index/);
+  assert.throws(refused('rename-half'), /rename-collection on elsewhere is not declared/);
+  assert.throws(refused('update'), /setup may return schema operations only/);
+  assert.throws(
+    () => new Harness(schemaPlugin, { op: 'from-process' }).process(0, []),
+    /create-index on users returned from process: schema operations come from setup or finish/,
+  );
 });

@@ -25,4 +25,5 @@ test('the pass reads only members without a team name, and writes only members',
   const m = g.manifestOf(plugin);
   assert.deepEqual(m.passes[0].filter, { team_id: { $exists: true }, team_name: { $exists: false } });
   assert.deepEqual(m.passes[0].writes, ['members']);
+  assert.deepEqual(m.reads, ['teams'], 'the lookup of teams is declared');
 });
