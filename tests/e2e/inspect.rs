@@ -55,9 +55,21 @@ fn manifest_round_trips_from_rust_through_the_component() {
     // normalize-emails never calls the host, and its optimized (LTO) build
     // drops the unused import; a plugin that looks things up keeps it.
     assert!(imports.contains(&"godwit:migration/types@0.2.0"), "{imports:?}");
+    assert_eq!(json["idempotent"], true);
+    assert_eq!(json["schema"], serde_json::json!([]));
     let json = inspect_json(&plugin("qdash-backfill-user-id"), cache.path());
     let imports = json["imports"].as_array().unwrap();
     assert!(imports.contains(&"godwit:migration/host@0.2.0".into()), "{imports:?}");
+    // What contract 0.2 added to the manifest reaches --json too.
+    assert_eq!(inspect_json(&plugin("increment"), cache.path())["idempotent"], false);
+    let schema = inspect_json(&plugin("uniqc-archive-tasks"), cache.path())["schema"].clone();
+    assert!(
+        schema
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"kind": "create-collection", "collection": "archived_tasks"})),
+        "{schema}"
+    );
 }
 
 #[test]

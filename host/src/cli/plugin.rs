@@ -349,6 +349,10 @@ fn inspect_json(plugin: &LoadedPlugin) -> serde_json::Value {
         // Collections lookups may read besides the passes'; null: the
         // plugin's contract (0.1) declares none.
         "reads": (!contract::is_previous(&plugin.contract)).then_some(&m.reads),
+        // Schema operations it may return, and whether its actions may be
+        // applied twice (contract 0.1: none, and idempotent).
+        "schema": m.schema.iter().map(|g| serde_json::json!({"kind": g.kind.name(), "collection": g.collection})).collect::<Vec<_>>(),
+        "idempotent": m.idempotent,
         "sha256": to_hex(&plugin.sha256),
         "size": plugin.size,
         "kind": plugin.kind,
