@@ -395,6 +395,43 @@ fn a_migration_that_does_not_converge_is_stamped_unverified_and_never_applied_tw
     verify_journal(journal.path());
 }
 
+/// Two runners of a plugin that does not converge, on two machines (two
+/// journals): the second passes the history check before the first has
+/// stamped (a failpoint holds it there for 10 s), then takes the lock the
+/// first has released. It is refused under the lock - the check is made
+/// again there - and its opened run is abandoned, not left to be resumed.
+#[test]
+fn a_second_runner_of_a_migration_that_does_not_converge_is_refused_under_the_lock() {
+    let db = TestDb::new(server(), "visits_race");
+    db.insert("pages", (0..40_i64).map(|i| doc! {"_id": i, "visits": 0_i64}).collect());
+    let (journal_a, journal_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = plugin("count-visits");
+    let execute = ["run", file.to_str().unwrap(), "--execute"];
+    let second = command(&db, journal_b.path(), &execute)
+        .env("FAILPOINTS", "repeat-checked=sleep(10000)")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let first = command(&db, journal_a.path(), &execute).output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = second.wait_with_output().unwrap();
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("was already applied") && err.contains("--allow-repeat"),
+        "{err}"
+    );
+    assert!(
+        db.find_all("pages").iter().all(|d| d.get_i64("visits").unwrap() == 1),
+        "applied once"
+    );
+    // The refused run is abandoned: the same command is refused again, not resumed.
+    let again = command(&db, journal_b.path(), &execute).output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(db.find_all("pages").iter().all(|d| d.get_i64("visits").unwrap() == 1));
+}
+
 #[test]
 fn resumed_run_restores_plugin_state_and_reports_what_an_uninterrupted_run_would() {
     let db = TestDb::new(server(), "state");

@@ -65,6 +65,8 @@ impl Engine<'_> {
             .into());
         }
         self.check_repeat(request).await?;
+        // Tests: another runner finishes a run of this version meanwhile.
+        failpoint!("repeat-checked");
         let (mut header, resumed) = self.open_run(request)?;
         let execute = header.mode == RunMode::Execute;
 
@@ -87,6 +89,12 @@ impl Engine<'_> {
 
         let mut sink = if execute {
             let active = self.activate(&header, request, log.sessions.clone()).await?;
+            // Under the lock: no other runner can finish a run of this
+            // version any more between this check and the writes.
+            if let Err(e) = self.check_repeat_locked(request, &mut header, resumed).await {
+                active.close().await;
+                return Err(e);
+            }
             Sink::Execute(Box::new(active))
         } else {
             Sink::DryRun

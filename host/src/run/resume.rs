@@ -175,30 +175,7 @@ impl Engine<'_> {
         };
         let earlier = match earlier {
             Some(e) => Some(e),
-            None => {
-                let history = self.db.history().await?;
-                let undone = |run: &str| history.iter().any(|h| h.reverts.as_deref() == Some(run));
-                history
-                    .iter()
-                    .rev()
-                    .filter(|h| h.reverts.is_none())
-                    .find(|h| {
-                        h.plugin.as_deref() == Some(manifest.name.as_str())
-                            && h.version.as_deref() == Some(manifest.version.to_string().as_str())
-                            && h.run_id.as_deref().is_some_and(|r| !undone(r))
-                    })
-                    .map(|h| {
-                        format!(
-                            "its run {} was already applied to database {} (the history in {} records it{})",
-                            h.run_id.as_deref().unwrap_or_default(),
-                            self.db.name,
-                            self.db.metadata,
-                            h.finished_at
-                                .map(|t| format!(", finished {}", crate::text::time(t)))
-                                .unwrap_or_default()
-                        )
-                    })
-            }
+            None => self.applied_before().await?,
         };
         let Some(earlier) = earlier else { return Ok(()) };
         let refusal = super::AlreadyApplied {
@@ -211,6 +188,63 @@ impl Engine<'_> {
         }
         tracing::warn!("{refusal}; this dry run goes on, but --execute would be refused");
         Ok(())
+    }
+
+    /// A run of this plugin's name and version the database's history holds
+    /// and no revert undid, said in words; checked before a run is opened
+    /// and again under the lock ([`Engine::check_repeat_locked`]).
+    async fn applied_before(&self) -> anyhow::Result<Option<String>> {
+        let manifest = &self.plugin.manifest;
+        let history = self.db.history().await?;
+        let undone = |run: &str| history.iter().any(|h| h.reverts.as_deref() == Some(run));
+        let version = manifest.version.to_string();
+        Ok(history
+            .iter()
+            .rev()
+            .filter(|h| h.reverts.is_none())
+            .find(|h| {
+                h.plugin.as_deref() == Some(manifest.name.as_str())
+                    && h.version.as_deref() == Some(version.as_str())
+                    && h.run_id.as_deref().is_some_and(|r| !undone(r))
+            })
+            .map(|h| {
+                format!(
+                    "its run {} was already applied to database {} (the history in {} records it{})",
+                    h.run_id.as_deref().unwrap_or_default(),
+                    self.db.name,
+                    self.db.metadata,
+                    h.finished_at
+                        .map(|t| format!(", finished {}", crate::text::time(t)))
+                        .unwrap_or_default()
+                )
+            }))
+    }
+
+    /// [`Engine::check_repeat`] again once the run holds the lock: another
+    /// runner may have finished a run of this version between that check
+    /// and the lock. A new run refused here is abandoned (never resumed).
+    pub(super) async fn check_repeat_locked(
+        &self,
+        request: &RunRequest,
+        header: &mut RunHeader,
+        resumed: bool,
+    ) -> anyhow::Result<()> {
+        let manifest = &self.plugin.manifest;
+        if resumed || manifest.idempotent || request.allow_repeat || header.mode != RunMode::Execute {
+            return Ok(());
+        }
+        let Some(earlier) = self.applied_before().await? else {
+            return Ok(());
+        };
+        header.status = RunStatus::Abandoned;
+        header.finished_at_ms = Some(now_ms());
+        self.journal.put_header(header)?;
+        Err(super::AlreadyApplied {
+            plugin: manifest.name.clone(),
+            version: manifest.version.to_string(),
+            earlier,
+        }
+        .into())
     }
 
     /// Binds an execute run to the reviewed dry run `--plan` names - or, on
