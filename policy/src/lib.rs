@@ -24,7 +24,7 @@ pub mod update;
 use bson::Document;
 
 pub use names::check_collection;
-pub use paging::after_id;
+pub use paging::{after_id, up_to_id};
 pub use query::{check_filter, check_projection, check_query, is_pinned};
 pub use raw::{check_structure, decode, document_id};
 pub use reads::{ReadScope, Reads, check_reads};

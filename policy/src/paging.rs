@@ -47,6 +47,23 @@ pub fn after_id(last: &Bson) -> Document {
     doc! {"$or": [{"_id": {"$gt": last.clone()}}, {"_id": {"$type": later}}]}
 }
 
+/// The condition matching every document whose `_id` sorts at or before
+/// `last` in `_id` order: a lesser or equal `_id` of the same type bracket,
+/// or any `_id` of an earlier bracket. With [`after_id`] it bounds a range
+/// of `_id`s (a fleet run's partition) without losing any type.
+pub fn up_to_id(last: &Bson) -> Document {
+    let rank = canonical(last);
+    let earlier: Vec<Bson> = BRACKETS
+        .iter()
+        .filter(|(r, _)| *r < rank)
+        .flat_map(|(_, codes)| codes.iter().map(|c| Bson::Int32(*c)))
+        .collect();
+    if earlier.is_empty() {
+        return doc! {"_id": {"$lte": last.clone()}};
+    }
+    doc! {"$or": [{"_id": {"$lte": last.clone()}}, {"_id": {"$type": earlier}}]}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,10 +102,57 @@ mod tests {
     }
 
     #[test]
+    fn up_to_each_id_come_exactly_the_ids_that_sort_at_or_before_it() {
+        let ids = ids();
+        for (i, last) in ids.iter().enumerate() {
+            let filter = up_to_id(last);
+            let upto: Vec<&Bson> = ids
+                .iter()
+                .filter(|id| matches(&doc! {"_id": (*id).clone()}, &filter).unwrap())
+                .collect();
+            let expected: Vec<&Bson> = ids[..=i].iter().collect();
+            assert_eq!(upto, expected, "up to {last:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_between_consecutive_bounds_cover_every_id_once() {
+        let ids = ids();
+        // Bounds at every other id: (.., b0], (b0, b1], ..., (bn, ..).
+        let bounds: Vec<&Bson> = ids.iter().step_by(2).collect();
+        for id in &ids {
+            let document = doc! {"_id": id.clone()};
+            let mut hits = 0;
+            for k in 0..=bounds.len() {
+                let mut parts = Vec::new();
+                if k > 0 {
+                    parts.push(Bson::Document(after_id(bounds[k - 1])));
+                }
+                if k < bounds.len() {
+                    parts.push(Bson::Document(up_to_id(bounds[k])));
+                }
+                let range = doc! {"$and": parts};
+                if parts_match(&document, &range) {
+                    hits += 1;
+                }
+            }
+            assert_eq!(hits, 1, "{id:?}");
+        }
+    }
+
+    fn parts_match(document: &Document, range: &Document) -> bool {
+        match range.get_array("$and") {
+            Ok(parts) if parts.is_empty() => true,
+            _ => matches(document, range).unwrap(),
+        }
+    }
+
+    #[test]
     fn the_condition_passes_the_lookup_policy() {
         for last in ids() {
             let filter = after_id(&last);
             crate::check_query(&filter.to_vec().unwrap()).unwrap();
+            crate::check_query(&up_to_id(&last).to_vec().unwrap()).unwrap();
         }
     }
 }

@@ -16,7 +16,7 @@ const PER_TYPE: u32 = 40;
 
 /// `_id`s of int, long, double, string, ObjectId, subdocument, bool and
 /// date, interleaved so that no type is stored as a block.
-fn mixed_ids() -> Vec<Bson> {
+pub(crate) fn mixed_ids() -> Vec<Bson> {
     let mut ids = vec![Bson::Boolean(false), Bson::Boolean(true)];
     for i in 0..PER_TYPE {
         let mut oid = [0u8; 12];

@@ -12,6 +12,7 @@ mod crash;
 mod db;
 mod escape;
 mod failpoints;
+mod fleet;
 mod follow;
 mod id_types;
 mod inspect;

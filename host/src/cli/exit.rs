@@ -242,7 +242,8 @@ fn revert(e: &RevertError) -> u8 {
         RevertError::DryRun { .. }
         | RevertError::NotFinished { .. }
         | RevertError::NoImages { .. }
-        | RevertError::OtherDatabase { .. } => REVERT_REFUSED,
+        | RevertError::OtherDatabase { .. }
+        | RevertError::Fleet { .. } => REVERT_REFUSED,
     }
 }
 

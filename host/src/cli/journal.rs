@@ -521,6 +521,10 @@ fn note(entry: &crate::journal::Entry) -> String {
         Record::SchemaPrepared(intent) => {
             format!("{} #{}: {}", intent.phase.name(), intent.index, describe(&intent.op))
         }
+        Record::Partitions { bounds, .. } => {
+            let ids: Vec<String> = bounds.iter().map(|b| crate::db::key_text(b)).collect();
+            crate::text::escape(&format!("{} partitions, bounds: {}", bounds.len() + 1, ids.join(", "))).into_owned()
+        }
         _ => entry.note().to_string(),
     }
 }

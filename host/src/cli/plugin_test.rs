@@ -713,6 +713,7 @@ impl Plan<'_> {
             allow_repeat: false,
             query_timeout: crate::run::DEFAULT_QUERY_TIMEOUT,
             follow: None,
+            workers: None,
         }
     }
 

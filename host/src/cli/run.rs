@@ -120,6 +120,7 @@ impl RunOptions {
             allow_repeat: self.allow_repeat,
             query_timeout: Duration::from_secs(self.query_timeout),
             follow: None,
+            workers: None,
         }
     }
 }
@@ -153,6 +154,18 @@ pub struct RunCommand {
     /// With --follow: cut over by itself once no document has changed for this long.
     #[arg(long, value_name = "SECONDS", requires = "follow", value_parser = clap::value_parser!(u64).range(1..))]
     follow_until_idle: Option<u64>,
+    /// Execute each pass as N workers at once (fleet mode): the pass's `_id`
+    /// space is split into partitions (--partitions), journaled and written
+    /// to a work table in the metadata collection; each worker claims one
+    /// partition at a time under its own lease and progress marker. The
+    /// version is stamped once, after every partition and verification
+    #[arg(long, value_name = "N", requires = "execute", conflicts_with_all = ["plan", "follow"],
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: Option<u32>,
+    /// With --workers: partitions per pass (default: 4 per worker); fewer
+    /// when the pass has fewer documents. Fixed when the run starts
+    #[arg(long, value_name = "N", requires = "workers", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    partitions: Option<u32>,
     #[command(flatten)]
     options: RunOptions,
 }
@@ -193,6 +206,10 @@ impl RunCommand {
         request.plan = self.plan.clone();
         request.follow = self.follow.then(|| crate::run::FollowRequest {
             until_idle: self.follow_until_idle.map(Duration::from_secs),
+        });
+        request.workers = self.workers.map(|count| crate::run::Workers {
+            count,
+            partitions: self.partitions.unwrap_or(count * 4),
         });
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {

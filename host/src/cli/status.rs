@@ -37,8 +37,9 @@ impl StatusCommand {
             Some(Ok(journal)) => {
                 let runs = journal.runs()?;
                 (
+                    // A fleet partition's run shows in its fleet run's work table.
                     runs.into_iter()
-                        .filter(|h| h.status == RunStatus::Running)
+                        .filter(|h| h.status == RunStatus::Running && h.partition.is_none())
                         .collect::<Vec<_>>(),
                     None,
                 )
@@ -57,6 +58,7 @@ impl StatusCommand {
             // Each applied version's plugin file against the one that ran.
             let drift = chain.as_ref().map(|c| crate::chain::drift_of(&c.plugins, &history));
             let lock = db.lock_document().await?;
+            let fleet = fleet_view(db.work_table(bson::Document::new()).await?);
             // With an adopted record, pending is counted from the version the application reads.
             let effective = match &adopted {
                 Some(a) => a.version.as_deref(),
@@ -90,6 +92,7 @@ impl StatusCommand {
                     "unfinished_runs": unfinished.iter().map(super::journal::HeaderJson::from).collect::<Vec<_>>(),
                     "journal": journal_note,
                     "lock": lock.map(|l| Bson::Document(l).into_relaxed_extjson()),
+                    "fleet_runs": fleet,
                 });
                 super::print_json(&json)?;
                 return Ok(ExitCode::SUCCESS);
@@ -162,6 +165,23 @@ impl StatusCommand {
                     }
                 }
             }
+            for run in &fleet {
+                for pass in &run.passes {
+                    outln!(
+                        "fleet run {}, pass {}: {} partitions: {} done, {} in flight, {} pending{}",
+                        run.run,
+                        pass.pass,
+                        pass.partitions,
+                        pass.done,
+                        pass.in_flight.len(),
+                        pass.pending,
+                        match pass.in_flight.is_empty() {
+                            true => String::new(),
+                            false => format!(" (held by {})", crate::text::escape(&pass.in_flight.join(", "))),
+                        }
+                    );
+                }
+            }
             match lock {
                 Some(l) => outln!(
                     "lock: held by run {} ({}) on {} pid {}, lease until {}",
@@ -176,6 +196,58 @@ impl StatusCommand {
             Ok(ExitCode::SUCCESS)
         })
     }
+}
+
+/// A fleet run's work table as `status` shows it: per pass, partitions
+/// done, in flight (and who holds them) and pending.
+#[derive(serde::Serialize)]
+struct FleetView {
+    run: String,
+    passes: Vec<FleetPass>,
+}
+
+#[derive(serde::Serialize, Default)]
+struct FleetPass {
+    pass: u32,
+    partitions: u64,
+    done: u64,
+    pending: u64,
+    /// `partition k: host pid N` for each partition whose claim's lease runs.
+    in_flight: Vec<String>,
+    documents_done: u64,
+}
+
+fn fleet_view(table: Vec<(String, crate::db::PartitionState)>) -> Vec<FleetView> {
+    let mut runs: Vec<FleetView> = Vec::new();
+    for (run, state) in table {
+        if runs.last().is_none_or(|r| r.run != run) {
+            runs.push(FleetView {
+                run,
+                passes: Vec::new(),
+            });
+        }
+        let view = runs.last_mut().expect("pushed");
+        let pass = state.partition.pass;
+        if view.passes.last().is_none_or(|p| p.pass != pass) {
+            view.passes.push(FleetPass {
+                pass,
+                ..Default::default()
+            });
+        }
+        let figures = view.passes.last_mut().expect("pushed");
+        figures.partitions += 1;
+        match (state.done, &state.holder) {
+            (true, _) => {
+                figures.done += 1;
+                figures.documents_done += state.documents;
+            }
+            (false, Some(holder)) => figures
+                .in_flight
+                .push(format!("partition {}: {holder}", state.partition.index)),
+            (false, None) => figures.pending += 1,
+        }
+    }
+    runs
 }
 
 /// An adopted version record as `status` shows it, next to godwit's own version.

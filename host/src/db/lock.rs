@@ -47,6 +47,7 @@ impl Db {
             Ok(Some(lock)) => Ok(Lock {
                 token: lock.get_i64("token").unwrap_or(0),
                 run_id: holder.run_id.clone(),
+                doc_id: LOCK_ID.to_string(),
                 busy: Default::default(),
             }),
             Ok(None) => unreachable!("upsert returns the document"),
@@ -91,7 +92,7 @@ impl Db {
         let result = self
             .meta()
             .update_one(
-                doc! {"_id": "lock", "token": lock.token},
+                doc! {"_id": &lock.doc_id, "token": lock.token},
                 doc! {"$set": {"expires_at": expires}},
             )
             .await
@@ -105,12 +106,19 @@ impl Db {
         Ok(())
     }
 
+    /// Frees the lock at once: the database's lock is removed; a fleet
+    /// partition's claim expires now (the partition stays in the work table).
     pub async fn release_lock(&self, lock: &Lock) -> Result<()> {
-        self.meta()
-            .delete_one(doc! {"_id": "lock", "token": lock.token})
-            .await
-            .map_err(mongo("releasing the lock"))?;
-        Ok(())
+        let filter = doc! {"_id": &lock.doc_id, "token": lock.token};
+        let released = match lock.doc_id == LOCK_ID {
+            true => self.meta().delete_one(filter).await.map(drop),
+            false => self
+                .meta()
+                .update_one(filter, doc! {"$set": {"expires_at": DateTime::from_millis(0)}})
+                .await
+                .map(drop),
+        };
+        released.map_err(mongo("releasing the lock"))
     }
 }
 
@@ -121,10 +129,17 @@ pub struct LockHolder {
     pub pid: i64,
 }
 
+/// The `_id` of the database's lock document.
+pub const LOCK_ID: &str = "lock";
+
+/// A lease held on a metadata document: the database's lock (`"lock"`), or
+/// a fleet run's claim on one partition (`"partition:<run>:<pass>:<k>"`).
+/// Every batch written under it fences on `{_id: doc_id, token}`.
 #[derive(Debug, Clone)]
 pub struct Lock {
     pub token: i64,
     pub run_id: String,
+    pub doc_id: String,
     /// Held by a batch transaction (which writes the lock document to fence
     /// itself) and by a renewal, so that this process's own renewal never
     /// write-conflicts with its own transaction; a takeover by another runner

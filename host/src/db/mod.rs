@@ -10,6 +10,7 @@ mod follow;
 mod guard;
 mod images;
 mod lock;
+mod partition;
 pub mod reader;
 mod schema;
 mod writer;
@@ -17,7 +18,8 @@ mod writer;
 pub use follow::{Changes, Position, Window, cutover_id};
 pub use guard::{Guard, Pinned, input_id};
 pub use images::{id_key, key_text};
-pub use lock::{Lock, LockHolder};
+pub use lock::{LOCK_ID, Lock, LockHolder};
+pub use partition::{Claimant, Partition, PartitionState};
 pub use schema::{GODWIT_RUN_ID, HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts, VersionRecord};
 pub use writer::{Applied, BatchWrite, Expectations, WriteCounts};
 

@@ -30,6 +30,8 @@ pub struct PassReader {
     /// The cursor's `maxTimeMS`; documents read since it was opened.
     query_timeout: Duration,
     read_on_cursor: usize,
+    /// A fleet run's partition: the last `_id` this reader reads.
+    upto: Option<Bson>,
 }
 
 impl PassReader {
@@ -41,7 +43,21 @@ impl PassReader {
         label: String,
         query_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let cursor = Self::cursor(db, pass, checkpoint, batch_size, query_timeout)
+        Self::open_range(db, pass, checkpoint, None, batch_size, label, query_timeout).await
+    }
+
+    /// Like [`PassReader::open`], reading only up to `upto` (included) in
+    /// `_id` order: one partition of a fleet run.
+    pub async fn open_range(
+        db: &Db,
+        pass: &ValidPass,
+        checkpoint: Option<&Bson>,
+        upto: Option<&Bson>,
+        batch_size: u32,
+        label: String,
+        query_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let cursor = Self::cursor(db, pass, checkpoint, upto, batch_size, query_timeout)
             .await
             .map_err(|e| query_error(e, &label, query_timeout))
             .with_context(|| format!("{label}: reading {}.{}", db.name, pass.collection))?;
@@ -54,16 +70,21 @@ impl PassReader {
             last: checkpoint.cloned(),
             query_timeout,
             read_on_cursor: 0,
+            upto: upto.cloned(),
         })
     }
 
     /// The pass's filter, after the checkpoint in `_id` order - across BSON
     /// types (`godwit_policy::after_id`): `$gt` alone would skip every `_id`
     /// of a later type than the checkpoint's.
-    fn filter(pass: &ValidPass, after: Option<&Bson>) -> Document {
-        match after {
-            Some(after) => doc! {"$and": [pass.filter.clone(), godwit_policy::after_id(after)]},
-            None => pass.filter.clone(),
+    /// With `upto`, only up to that `_id` (`godwit_policy::up_to_id`).
+    fn filter(pass: &ValidPass, after: Option<&Bson>, upto: Option<&Bson>) -> Document {
+        let mut parts = vec![Bson::Document(pass.filter.clone())];
+        parts.extend(after.map(|a| Bson::Document(godwit_policy::after_id(a))));
+        parts.extend(upto.map(|u| Bson::Document(godwit_policy::up_to_id(u))));
+        match parts.len() {
+            1 => pass.filter.clone(),
+            _ => doc! {"$and": parts},
         }
     }
 
@@ -71,6 +92,7 @@ impl PassReader {
         db: &Db,
         pass: &ValidPass,
         after: Option<&Bson>,
+        upto: Option<&Bson>,
         batch_size: u32,
         query_timeout: Duration,
     ) -> mongodb::error::Result<mongodb::Cursor<RawDocumentBuf>> {
@@ -79,7 +101,7 @@ impl PassReader {
         // cannot be set per getMore), so `next_batch` reopens a cursor that
         // used it up while still returning documents.
         let mut find = coll
-            .find(Self::filter(pass, after))
+            .find(Self::filter(pass, after, upto))
             .sort(doc! {"_id": 1})
             .batch_size(batch_size)
             .max_time(query_timeout);
@@ -112,7 +134,7 @@ impl PassReader {
     pub async fn remaining(&self, db: &Db, pass: &ValidPass, checkpoint: Option<&Bson>) -> mongodb::error::Result<u64> {
         db.db
             .collection::<RawDocumentBuf>(&pass.collection)
-            .count_documents(Self::filter(pass, checkpoint))
+            .count_documents(Self::filter(pass, checkpoint, self.upto.as_ref()))
             .max_time(self.query_timeout)
             .await
     }
@@ -123,6 +145,7 @@ impl PassReader {
             &self.db,
             &self.pass,
             self.last.as_ref(),
+            self.upto.as_ref(),
             self.batch_size as u32,
             self.query_timeout,
         )

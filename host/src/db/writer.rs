@@ -289,7 +289,7 @@ impl Db {
         }];
         if let Some(lock) = batch.lock {
             statements.push(
-                doc! {"q": {"_id": "lock", "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}},
+                doc! {"q": {"_id": &lock.doc_id, "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}},
             );
         }
         statements.extend(extra);

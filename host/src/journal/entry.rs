@@ -26,6 +26,7 @@ pub enum EntryKind {
     SchemaPlan,
     SchemaPrepared,
     SchemaApplied,
+    Partitions,
 }
 
 /// One record in a run's hash chain. `append` fills `format`, `seq` and
@@ -98,6 +99,12 @@ pub enum Record {
     /// The server reached the state the `SchemaPrepared` entry `intent_seq`
     /// asked for.
     SchemaApplied { intent_seq: u64, note: String },
+    /// A fleet run (`--workers`) split pass `pass` into partitions at these
+    /// `_id`s (each `{"_id": value}` BSON, in `_id` order): partition `k`
+    /// holds the `_id`s after bound `k-1` up to and including bound `k`, the
+    /// last one everything after the last bound. Flushed before the work
+    /// table is written, so a resume splits the same way.
+    Partitions { pass: u32, bounds: Vec<Vec<u8>> },
 }
 
 /// One window of the follow phase.
@@ -290,6 +297,7 @@ impl Entry {
             Record::SchemaPlan(_) => EntryKind::SchemaPlan,
             Record::SchemaPrepared(_) => EntryKind::SchemaPrepared,
             Record::SchemaApplied { .. } => EntryKind::SchemaApplied,
+            Record::Partitions { .. } => EntryKind::Partitions,
         }
     }
 
@@ -306,7 +314,7 @@ impl Entry {
         match &self.record {
             Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.pass,
             Record::Committed(c) => c.pass,
-            Record::PassDone { pass } | Record::Conflict { pass, .. } => Some(*pass),
+            Record::PassDone { pass } | Record::Conflict { pass, .. } | Record::Partitions { pass, .. } => Some(*pass),
             _ => None,
         }
     }

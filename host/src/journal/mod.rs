@@ -24,7 +24,7 @@ pub use entry::{
 };
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// Encoded entries up to this size stay in sled; larger ones go to the run's
 /// body file. A run's small entries (commits, pass ends, stamps) are a few
@@ -152,6 +152,22 @@ pub struct RunHeader {
     pub before_images: bool,
     /// For a revert: the run it reverts.
     pub reverts: Option<String>,
+    /// For one partition of a fleet run (`--workers`): which one. Such a
+    /// run processes only its partition's documents and is never stamped;
+    /// its fleet run finishes, verifies and stamps.
+    pub partition: Option<PartitionRef>,
+}
+
+/// One partition of a fleet run's pass: the `_id`s after `after` up to and
+/// including `upto` in `_id` order (each `{"_id": value}` BSON; `None`: from
+/// the first, to the last).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct PartitionRef {
+    pub fleet_run: String,
+    pub pass: u32,
+    pub index: u32,
+    pub after: Option<Vec<u8>>,
+    pub upto: Option<Vec<u8>>,
 }
 
 /// A batch entry that is on disk (appended and flushed): made only by

@@ -23,6 +23,7 @@ fn header(run: &str) -> RunHeader {
         final_head: None,
         before_images: true,
         reverts: None,
+        partition: None,
     }
 }
 

@@ -173,11 +173,24 @@ impl ActiveRun {
         old_sessions: Vec<Document>,
         capture_images: bool,
     ) -> anyhow::Result<Self> {
-        let run = holder.run_id.clone();
         if let Err(e) = db.kill_sessions(old_sessions).await {
-            tracing::warn!("run {run}: {e}");
+            tracing::warn!("run {}: {e}", holder.run_id);
         }
         let lock = db.acquire_lock_over(&holder, lease, stale).await?;
+        Self::holding(db, journal, &holder.run_id, lock, lease, capture_images).await
+    }
+
+    /// Run `run` writing under `lock`, already taken: the database's lock,
+    /// or a fleet partition's claim (a partition's run, `run::fleet`).
+    pub async fn holding(
+        db: &Db,
+        journal: &Journal,
+        run: &str,
+        lock: Lock,
+        lease: Duration,
+        capture_images: bool,
+    ) -> anyhow::Result<Self> {
+        let run = run.to_string();
         let started = async {
             let session = db.session().await?;
             if let Some(s) = &session {

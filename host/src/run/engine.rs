@@ -248,6 +248,17 @@ impl Engine<'_> {
                     self.db.name
                 );
             }
+            if let Some(workers) = self.fleet_workers(request, log, index, execute) {
+                self.observer.pass_started(index, &pass.name, None, 0);
+                if self.fleet_pass(request, header, log, index, workers).await? == Flow::Stopped {
+                    return Ok(self.interrupted(header, &log.summary));
+                }
+                self.observer.pass_finished(index);
+                self.journal
+                    .record(&run, Entry::new(Record::PassDone { pass: index }, now_ms()))?;
+                log.done_passes.insert(index);
+                continue;
+            }
             let checkpoint = log.checkpoints.get(&index);
             let reader = PassReader::open(
                 self.db,
@@ -294,6 +305,7 @@ impl Engine<'_> {
                     label: label.clone(),
                     query_timeout: request.query_timeout,
                     read_ahead: request.read_ahead,
+                    upto: None,
                 },
             };
             let mut step = Step {
@@ -413,6 +425,9 @@ impl Engine<'_> {
             }
             stamped = Some(manifest.version.to_string());
             self.db.delete_marker(&run).await?;
+            if !log.partitions.is_empty() {
+                self.db.delete_partitions(&run).await?;
+            }
         }
         self.journal.finish_run(header, now_ms())?;
         Ok(Outcome::Finished {
@@ -557,7 +572,7 @@ impl Engine<'_> {
 
     /// Every batch is journaled (and flushed) before it is written, so a
     /// progress marker beyond the journal means the journal lost its tail.
-    async fn check_journal_not_behind(&self, run: &str, log: &RunLog) -> anyhow::Result<()> {
+    pub(super) async fn check_journal_not_behind(&self, run: &str, log: &RunLog) -> anyhow::Result<()> {
         if let Some(marker) = self.db.marker_seq(run).await?
             && log.last_batch.is_none_or(|last| marker > last)
         {
@@ -629,6 +644,8 @@ pub(super) struct Reopen<'a> {
     pub label: String,
     pub query_timeout: std::time::Duration,
     pub read_ahead: usize,
+    /// A fleet partition's last `_id` (`None`: the whole pass).
+    pub upto: Option<Box<bson::Bson>>,
 }
 
 impl Source<'_> {
@@ -652,10 +669,11 @@ impl Source<'_> {
     /// after the last document handed out, its read-ahead dropped.
     async fn refresh(&mut self) -> anyhow::Result<()> {
         if let Source::Snapshot { reader, last, reopen } = self {
-            let fresh = PassReader::open(
+            let fresh = PassReader::open_range(
                 reopen.db,
                 reopen.pass,
                 last.as_ref(),
+                reopen.upto.as_deref(),
                 reopen.batch_size,
                 reopen.label.clone(),
                 reopen.query_timeout,

@@ -51,6 +51,8 @@ pub struct RunLog {
     pub uncounted: Vec<(Option<u32>, ValidAction)>,
     /// The follow phase (`--follow`) so far.
     pub follow: FollowLog,
+    /// A fleet run: the partition bounds of each pass it split.
+    pub partitions: BTreeMap<u32, Vec<Vec<u8>>>,
     begin_seen: bool,
 }
 
@@ -168,6 +170,9 @@ impl RunLog {
             | Record::SchemaPlan(_)
             | Record::SchemaPrepared(_)
             | Record::SchemaApplied { .. } => {}
+            Record::Partitions { pass, bounds } => {
+                self.partitions.insert(pass, bounds);
+            }
             Record::FollowFrom { position } => {
                 self.follow.from = Some(position);
                 self.summary.follow.get_or_insert_default();

@@ -33,6 +33,7 @@ mod commit;
 mod engine;
 mod errors;
 mod finish;
+mod fleet;
 mod follow;
 pub use follow::FollowProgress;
 mod log;
@@ -107,6 +108,16 @@ pub struct RunRequest {
     /// Execute: after the snapshot passes, process what other writers
     /// change until the cutover (`--follow`).
     pub follow: Option<FollowRequest>,
+    /// Execute: each pass split into partitions processed by workers at
+    /// once (`--workers`, fleet mode; `fleet.rs`).
+    pub workers: Option<Workers>,
+}
+
+/// `--workers N --partitions P`.
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    pub count: u32,
+    pub partitions: u32,
 }
 
 /// `--follow`: how the follow phase ends besides `godwit cutover RUN`.

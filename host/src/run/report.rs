@@ -164,6 +164,29 @@ pub struct Sample {
     pub message: String,
 }
 
+impl PassSummary {
+    /// Adds what `other` counted of the same pass (a fleet run's partition).
+    pub fn absorb(&mut self, other: &PassSummary) {
+        self.collection_missing |= other.collection_missing;
+        self.documents += other.documents;
+        self.batches += other.batches;
+        self.updates += other.updates;
+        self.inserts += other.inserts;
+        self.deletes += other.deletes;
+        self.touched.add(other.touched);
+        self.conflicts += other.conflicts;
+        for (collection, n) in &other.writes_by_collection {
+            *self.writes_by_collection.entry(collection.clone()).or_default() += n;
+        }
+        for (kind, report) in &other.reports {
+            let entry = self.reports.entry(kind.clone()).or_default();
+            entry.count += report.count;
+            let room = SAMPLES.saturating_sub(entry.samples.len());
+            entry.samples.extend(report.samples.iter().take(room).cloned());
+        }
+    }
+}
+
 impl Summary {
     pub fn new<'a>(passes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Summary {

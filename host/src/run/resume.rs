@@ -28,15 +28,27 @@ impl Engine<'_> {
         let manifest = &self.plugin.manifest;
         let params_doc = params_document(&request.params);
         let params_hash = to_hex(&sha256(&params_doc.to_vec()?));
+        // A fleet partition's run goes on only as part of its fleet run.
         let unfinished = |h: &RunHeader| {
             h.status == RunStatus::Running
                 && h.plugin_name == manifest.name
                 && h.database == self.db.name
                 && h.mode == request.mode
+                && h.partition.is_none()
         };
         let existing = match &request.resume {
             ResumeChoice::Run(id) => {
                 let h = self.journal.header(id)?;
+                if let Some(part) = &h.partition {
+                    return Err(ResumeError::NotResumable {
+                        run: id.clone(),
+                        status: format!(
+                            "a partition of fleet run {} (resume that run: --resume {})",
+                            part.fleet_run, part.fleet_run
+                        ),
+                    }
+                    .into());
+                }
                 if h.status != RunStatus::Running {
                     return Err(ResumeError::NotResumable {
                         run: id.clone(),
@@ -72,7 +84,17 @@ impl Engine<'_> {
             }
             ResumeChoice::Auto => self.journal.runs()?.into_iter().rev().find(unfinished),
             ResumeChoice::New => {
-                for mut h in self.journal.runs()?.into_iter().filter(unfinished) {
+                let runs = self.journal.runs()?;
+                let abandoned: Vec<String> = runs
+                    .iter()
+                    .filter(|h| unfinished(h))
+                    .map(|h| h.run_id.clone())
+                    .collect();
+                let of_abandoned = |h: &RunHeader| {
+                    h.status == RunStatus::Running
+                        && h.partition.as_ref().is_some_and(|p| abandoned.contains(&p.fleet_run))
+                };
+                for mut h in runs.into_iter().filter(|h| unfinished(h) || of_abandoned(h)) {
                     tracing::warn!("abandoning unfinished run {} (--new-run)", h.run_id);
                     h.status = RunStatus::Abandoned;
                     h.finished_at_ms = Some(now_ms());
@@ -130,6 +152,7 @@ impl Engine<'_> {
             final_head: None,
             before_images: request.mode == RunMode::Execute && request.before_images,
             reverts: None,
+            partition: None,
         };
         self.journal.put_header(&header)?;
         Ok((header, false))

@@ -62,6 +62,12 @@ pub enum RevertError {
         later_plugin: String,
         later_version: String,
     },
+    /// A fleet run's documents were written by its partitions' runs.
+    #[error(
+        "cannot revert run {run}: {why}; this godwit reverts runs without --workers only (put the documents back \
+         from a backup, or run a migration that undoes it)"
+    )]
+    Fleet { run: String, why: String },
     /// Ctrl-C / SIGTERM between batches: exit 130, like an interrupted run.
     #[error("revert of run {run} stopped by the operator; what it restored stays restored - run it again to finish")]
     Stopped { run: String },
@@ -325,6 +331,20 @@ impl Revert<'_> {
         if !target.before_images {
             return Err(RevertError::NoImages { run }.into());
         }
+        if let Some(part) = &target.partition {
+            let why = format!("it is one partition of fleet run {} (--workers)", part.fleet_run);
+            return Err(RevertError::Fleet { run, why }.into());
+        }
+        let parts = self
+            .journal
+            .runs()?
+            .iter()
+            .filter(|h| h.partition.as_ref().is_some_and(|p| p.fleet_run == run))
+            .count();
+        if parts > 0 {
+            let why = format!("it ran with --workers, its batches are in {parts} partition runs");
+            return Err(RevertError::Fleet { run, why }.into());
+        }
         if target.database != self.db.name {
             return Err(RevertError::OtherDatabase {
                 run,
@@ -456,6 +476,7 @@ impl Revert<'_> {
             final_head: None,
             before_images: true,
             reverts: Some(target.run_id.clone()),
+            partition: None,
         };
         self.journal.put_header(&header)?;
         let note = format!(

@@ -1,0 +1,235 @@
+//! A fleet run's work table (`--workers`): each pass's `_id` space split
+//! into partitions, one metadata document each -
+//! `{_id: "partition:<run>:<pass>:<k>", kind: "partition", run, pass, index,
+//! after, upto, state, host, process, expires_at, token, documents}` - claimed
+//! by workers with the lock's lease and fencing protocol (a claim is a
+//! [`Lock`] on its document: every batch written under it fences on its
+//! token).
+
+use super::lock::Lock;
+use super::{Db, Result, mongo};
+use crate::plugin::contract::ValidPass;
+use bson::{Bson, DateTime, Document, doc};
+use futures_util::TryStreamExt;
+use mongodb::options::ReturnDocument;
+use std::time::Duration;
+
+/// One partition as the work table holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    pub pass: u32,
+    pub index: u32,
+    /// The `_id`s after this one (`None`: from the first)...
+    pub after: Option<Bson>,
+    /// ... up to and including this one (`None`: to the last).
+    pub upto: Option<Bson>,
+}
+
+/// Where a partition stands, for `status` and the run's summary.
+#[derive(Debug, Clone)]
+pub struct PartitionState {
+    pub partition: Partition,
+    pub done: bool,
+    /// Who holds it, while its claim's lease runs.
+    pub holder: Option<String>,
+    pub documents: u64,
+}
+
+/// Who claims: this host, and this process (a claim by an earlier process
+/// on this host is taken over at once, as the lock's is).
+pub struct Claimant {
+    pub host: String,
+    pub process: String,
+    pub pid: i64,
+}
+
+fn doc_id(run: &str, pass: u32, index: u32) -> String {
+    format!("partition:{run}:{pass}:{index}")
+}
+
+impl Db {
+    /// The upper bounds splitting `pass`'s documents into at most
+    /// `partitions` ranges of about equal size, in `_id` order across BSON
+    /// types: every `ceil(n / partitions)`-th `_id` the pass's filter
+    /// matches, read in `_id` order (only the `_id`s travel). The ranges
+    /// are `(.., b0]`, `(b0, b1]`, ..., `(bn, ..)`.
+    pub async fn split_points(&self, pass: &ValidPass, partitions: u32, query_timeout: Duration) -> Result<Vec<Bson>> {
+        let coll = self.db.collection::<Document>(&pass.collection);
+        let context = || format!("splitting pass {:?} ({}) into partitions", pass.name, pass.collection);
+        let count = coll
+            .count_documents(pass.filter.clone())
+            .max_time(query_timeout)
+            .await
+            .map_err(mongo(context()))?;
+        let partitions = u64::from(partitions.max(1));
+        if count < 2 || partitions == 1 {
+            return Ok(Vec::new());
+        }
+        let size = count.div_ceil(partitions).max(1);
+        let mut cursor = coll
+            .find(pass.filter.clone())
+            .projection(doc! {"_id": 1})
+            .sort(doc! {"_id": 1})
+            .batch_size(10_000)
+            .await
+            .map_err(mongo(context()))?;
+        let mut bounds = Vec::new();
+        let mut seen = 0u64;
+        while let Some(document) = cursor.try_next().await.map_err(mongo(context()))? {
+            seen += 1;
+            // The last document closes no range: the last partition is open.
+            if seen.is_multiple_of(size) && seen < count {
+                bounds.extend(document.get("_id").cloned());
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// Writes pass `pass`'s partitions of run `run` into the work table;
+    /// those already there (a resumed run) are left as they are.
+    pub async fn write_partitions(&self, run: &str, pass: u32, bounds: &[Bson]) -> Result<()> {
+        let count = bounds.len() as u32 + 1;
+        for index in 0..count {
+            // Wrapped: an `_id` may itself be null.
+            let after = index.checked_sub(1).map(|k| doc! {"_id": bounds[k as usize].clone()});
+            let upto = bounds.get(index as usize).map(|b| doc! {"_id": b.clone()});
+            self.meta()
+                .update_one(
+                    doc! {"_id": doc_id(run, pass, index)},
+                    doc! {"$setOnInsert": {
+                        "kind": "partition", "run": run, "pass": i64::from(pass), "index": i64::from(index),
+                        "after": after, "upto": upto, "state": "pending",
+                        "expires_at": DateTime::from_millis(0), "token": 0_i64, "documents": 0_i64,
+                    }},
+                )
+                .upsert(true)
+                .await
+                .map_err(mongo(format!("writing the partitions of run {run}, pass {pass}")))?;
+        }
+        Ok(())
+    }
+
+    /// Claims the first pending partition of `run`'s pass `pass` whose
+    /// claim is free: never claimed, its lease expired, or held by another
+    /// process of this host (gone: the run's own lock proves it).
+    pub async fn claim_partition(
+        &self,
+        run: &str,
+        pass: u32,
+        claimant: &Claimant,
+        lease: Duration,
+    ) -> Result<Option<(Partition, Lock)>> {
+        let now = DateTime::now();
+        let expires = DateTime::from_millis(now.timestamp_millis() + lease.as_millis() as i64);
+        let filter = doc! {
+            "kind": "partition", "run": run, "pass": i64::from(pass), "state": "pending",
+            "$or": [
+                {"expires_at": {"$lte": now}},
+                {"host": &claimant.host, "process": {"$ne": &claimant.process}},
+            ],
+        };
+        let claimed = self
+            .meta()
+            .find_one_and_update(
+                filter,
+                doc! {
+                    "$set": {"host": &claimant.host, "process": &claimant.process, "pid": claimant.pid,
+                             "acquired_at": now, "expires_at": expires},
+                    "$inc": {"token": 1_i64},
+                },
+            )
+            .sort(doc! {"index": 1})
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(mongo(format!("claiming a partition of run {run}, pass {pass}")))?;
+        Ok(claimed.map(|d| {
+            let partition = partition_of(&d);
+            let lock = Lock {
+                token: d.get_i64("token").unwrap_or(0),
+                run_id: run.to_string(),
+                doc_id: doc_id(run, pass, partition.index),
+                busy: Default::default(),
+            };
+            (partition, lock)
+        }))
+    }
+
+    /// Marks a claimed partition done - only while `lock` still holds it.
+    pub async fn partition_done(&self, lock: &Lock, documents: u64) -> Result<bool> {
+        let result = self
+            .meta()
+            .update_one(
+                doc! {"_id": &lock.doc_id, "token": lock.token},
+                doc! {"$set": {"state": "done", "documents": documents as i64, "expires_at": DateTime::from_millis(0)}},
+            )
+            .await
+            .map_err(mongo(format!("marking {} done", lock.doc_id)))?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Every partition of `run`, in pass and index order.
+    pub async fn partitions(&self, run: &str) -> Result<Vec<PartitionState>> {
+        Ok(self
+            .work_table(doc! {"run": run})
+            .await?
+            .into_iter()
+            .map(|(_, state)| state)
+            .collect())
+    }
+
+    /// The partitions of every fleet run the work table holds (unfinished
+    /// ones: a stamped run's are removed), with their runs, for `status`.
+    pub async fn work_table(&self, filter: Document) -> Result<Vec<(String, PartitionState)>> {
+        let now = DateTime::now();
+        let mut query = doc! {"kind": "partition"};
+        query.extend(filter);
+        let documents: Vec<Document> = self
+            .meta()
+            .find(query)
+            .sort(doc! {"run": 1, "pass": 1, "index": 1})
+            .await
+            .map_err(mongo("reading the work table of fleet runs"))?
+            .try_collect()
+            .await
+            .map_err(mongo("reading the work table of fleet runs"))?;
+        Ok(documents
+            .iter()
+            .map(|d| {
+                let done = d.get_str("state").is_ok_and(|s| s == "done");
+                let live = d.get_datetime("expires_at").is_ok_and(|e| *e > now);
+                let state = PartitionState {
+                    partition: partition_of(d),
+                    done,
+                    holder: (!done && live).then(|| {
+                        format!(
+                            "{} pid {}",
+                            d.get_str("host").unwrap_or("?"),
+                            d.get_i64("pid").unwrap_or_default()
+                        )
+                    }),
+                    documents: d.get_i64("documents").unwrap_or_default() as u64,
+                };
+                (d.get_str("run").unwrap_or("?").to_string(), state)
+            })
+            .collect())
+    }
+
+    /// Removes `run`'s work table (once it is stamped).
+    pub async fn delete_partitions(&self, run: &str) -> Result<()> {
+        self.meta()
+            .delete_many(doc! {"kind": "partition", "run": run})
+            .await
+            .map_err(mongo(format!("removing the partitions of run {run}")))?;
+        Ok(())
+    }
+}
+
+fn partition_of(d: &Document) -> Partition {
+    let bound = |key: &str| d.get_document(key).ok().and_then(|b| b.get("_id")).cloned();
+    Partition {
+        pass: d.get_i64("pass").unwrap_or_default() as u32,
+        index: d.get_i64("index").unwrap_or_default() as u32,
+        after: bound("after"),
+        upto: bound("upto"),
+    }
+}
