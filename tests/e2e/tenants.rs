@@ -342,3 +342,72 @@ fn fail_fast_stops_at_the_first_failing_database() {
         "skipped databases untouched"
     );
 }
+
+#[test]
+fn database_names_are_escaped_on_the_terminal_and_exact_in_json() {
+    let base = fresh_db("tenantesc");
+    let journal = tempfile::tempdir().unwrap();
+    // MongoDB allows control characters in database names; a tenant's
+    // name is not the operator's to choose.
+    let suffixes: Vec<String> = ["\u{1b}[31mred", "a\nerror: forged", "\u{202e}evil"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let dbs = tenants(&base, &suffixes, journal.path());
+    let far = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() + 3_600_000);
+    dbs[1].insert(
+        "godwit_metadata",
+        vec![doc! {"_id": "lock", "run_id": "elsewhere", "host": "h", "pid": 1_i64, "plugin": "p", "expires_at": far, "token": 1_i64}],
+    );
+    let dir = chain_dir();
+    let dir = dir.path().to_str().unwrap();
+    let pattern = format!("{base}_*");
+    let out = godwit_on(
+        &server().uri,
+        journal.path(),
+        &["upgrade", dir, "--databases", &pattern, "--execute"],
+    );
+    assert_eq!(out.status.code(), Some(19), "{}", stderr(&out));
+    let (text, err) = (stdout(&out), stderr(&out));
+    for output in [&text, &err] {
+        assert!(
+            !output.chars().any(|c| c == '\u{1b}' || c == '\u{202e}' || c == '\r'),
+            "raw control character in:\n{output}"
+        );
+        assert!(!output.lines().any(|l| l.starts_with("error: forged")), "{output}");
+    }
+    // A summary row: the name as shown, padded, then the outcome.
+    let row = |shown: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("  ")?.strip_prefix(shown)?.strip_prefix(' '))
+            .map(|rest| rest.trim_start().to_string())
+            .unwrap_or_else(|| panic!("no summary row for {shown}: {text}"))
+    };
+    assert!(row(&format!("{base}_\\u{{1b}}[31mred")).starts_with("upgraded 0.9.0 -> 1.2.0"));
+    assert!(row(&format!("{base}_a\\nerror: forged")).starts_with("failed (exit 5)"));
+    assert!(
+        err.contains(&format!("failed: {base}_a\\nerror: forged (exit 5)")),
+        "{err}"
+    );
+    // JSON keeps the exact names (escaped only as JSON escapes them).
+    dbs[1].command(doc! {"delete": "godwit_metadata", "deletes": [{"q": {"_id": "lock"}, "limit": 1}]});
+    let out = godwit_on(
+        &server().uri,
+        journal.path(),
+        &["upgrade", dir, "--databases", &pattern, "--execute", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains('\u{1b}'), "raw ESC in JSON");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["database"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = dbs.iter().map(|d| d.name.as_str()).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_eq!(report["counts"]["upgraded"], 1);
+    assert_eq!(report["counts"]["up_to_date"], 2);
+}

@@ -284,7 +284,14 @@ impl Upgrade<'_> {
             }))?;
             return Ok(ExitCode::from(code));
         }
-        let width = results.iter().map(|r| r.database.chars().count()).max().unwrap_or(0);
+        // Names are padded as they will be shown: escaped (`outln!` escapes
+        // the line again, which leaves escaped text as it is).
+        let shown = |name: &str| crate::text::escape(name).into_owned();
+        let width = results
+            .iter()
+            .map(|r| shown(&r.database).chars().count())
+            .max()
+            .unwrap_or(0);
         let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_string());
         outln!(
             "summary ({}) of {} databases matching --databases {}:",
@@ -326,7 +333,7 @@ impl Upgrade<'_> {
             };
             outln!(
                 "  {:<width$}  {}{code}{versions}{ran}{failed_in}",
-                r.database,
+                shown(&r.database),
                 r.outcome.label()
             );
         }
