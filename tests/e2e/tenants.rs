@@ -411,3 +411,77 @@ fn database_names_are_escaped_on_the_terminal_and_exact_in_json() {
     assert_eq!(report["counts"]["upgraded"], 1);
     assert_eq!(report["counts"]["up_to_date"], 2);
 }
+
+#[test]
+fn sigterm_stops_after_the_current_batch_skips_the_rest_and_the_rerun_finishes_all() {
+    let base = fresh_db("tenantint");
+    let journal = tempfile::tempdir().unwrap();
+    let suffixes: Vec<String> = ["1", "2", "3"].iter().map(|s| s.to_string()).collect();
+    let dbs = tenants(&base, &suffixes, journal.path());
+    let dir = chain_dir();
+    let dir = dir.path().to_str().unwrap();
+    let pattern = format!("{base}_*");
+    let args = [
+        "upgrade",
+        dir,
+        "--databases",
+        &pattern,
+        "--execute",
+        "--json",
+        "--batch-size",
+        "2",
+        "--max-docs-per-sec",
+        "4",
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(args)
+        .env("MONGODB_URI", &server().uri)
+        .env("GODWIT_JOURNAL", journal.path())
+        .env(
+            "GODWIT_CACHE_DIR",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-compile-cache"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first database's first step holds its lock, SIGTERM.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dbs[0].find_one("godwit_metadata", doc! {"_id": "lock"}).is_none() {
+        assert!(std::time::Instant::now() < deadline, "the first step never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) with the pid of our own child and a valid signal.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows: Vec<(&str, i64)> = report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["outcome"].as_str().unwrap(), r["exit_code"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(rows, [("interrupted", 130), ("skipped", 0), ("skipped", 0)]);
+    let interrupted = report["databases"][0]["plugins_run"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(report["databases"][0]["plugins_run"][0]["status"], "interrupted");
+    for db in &dbs[1..] {
+        assert_eq!(version(db).as_deref(), Some("0.9.0"), "{} was not started", db.name);
+    }
+
+    // The same command again (full speed): the interrupted run resumes, every database reaches the head.
+    let out = godwit_on(&server().uri, journal.path(), &args[..6]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["counts"]["upgraded"], 3, "{report}");
+    assert_eq!(report["databases"][0]["plugins_run"][0]["run_id"], interrupted);
+    for db in &dbs {
+        assert_eq!(version(db).as_deref(), Some("1.2.0"), "{}", db.name);
+    }
+}
