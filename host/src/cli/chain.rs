@@ -145,7 +145,7 @@ pub(super) struct Upgrade<'a> {
 pub(super) struct Upgraded {
     pub from: Option<semver::Version>,
     pub pending: Vec<String>,
-    /// `(plugin, version, run id, status)` of each step that ran.
+    /// Each step that ran (plugin, version, run id, status), in order.
     pub runs: Vec<Step>,
     /// The step being run (`plugin version`) when the upgrade stopped with an error.
     pub failed_step: Option<String>,
