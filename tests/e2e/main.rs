@@ -36,4 +36,5 @@ mod schema;
 mod secrets;
 mod seeds;
 mod support;
+mod tenants;
 mod trust;

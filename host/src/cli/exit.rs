@@ -13,6 +13,7 @@ use crate::run::revert::RevertError;
 use crate::run::trial::InputError;
 use crate::run::{AlreadyApplied, NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
 
+use super::tenants::NoDatabaseMatches;
 use super::{UnknownDatabase, UsageError};
 
 pub const OK: u8 = 0;
@@ -64,6 +65,9 @@ pub const DRIFT: u8 = 17;
 /// duplicate keys, a target collection that exists, an index of the same
 /// name with another definition. Nothing of the phase was sent.
 pub const SCHEMA_BLOCKED: u8 = 18;
+/// `upgrade --databases`: at least one database failed (each one's own
+/// code is in the summary); the others were upgraded.
+pub const SOME_DATABASES_FAILED: u8 = 19;
 /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
 pub const INTERRUPTED: u8 = 130;
 
@@ -88,12 +92,13 @@ pub const ALL: &[u8] = &[
     NOTHING_TO_MIGRATE,
     DRIFT,
     SCHEMA_BLOCKED,
+    SOME_DATABASES_FAILED,
     INTERRUPTED,
 ];
 
 /// The exit code of a failed command: that of the first error in the chain
 /// (outermost first) the table knows, else [`ERROR`]. Codes that are not
-/// errors (`OK`, `RESIDUE`, `REVERT_INCOMPLETE`, an interrupted run's
+/// errors (`OK`, `RESIDUE`, `REVERT_INCOMPLETE`, `SOME_DATABASES_FAILED`, an interrupted run's
 /// `INTERRUPTED`) are returned by the commands themselves.
 pub fn code_for(error: &anyhow::Error) -> u8 {
     error.chain().find_map(code_of).unwrap_or(ERROR)
@@ -114,6 +119,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         UsageError => |_: &UsageError| USAGE,
         InputError => |_: &InputError| USAGE,
         UnknownDatabase => |_: &UnknownDatabase| UNKNOWN_DATABASE,
+        NoDatabaseMatches => |_: &NoDatabaseMatches| UNKNOWN_DATABASE,
         LoadError => load,
         CallError => call,
         ActionError => |_: &ActionError| PLUGIN_FAILED,

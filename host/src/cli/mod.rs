@@ -15,6 +15,7 @@ mod progress;
 mod revert;
 mod run;
 mod status;
+mod tenants;
 
 use crate::plugin::cache::CompileCache;
 use crate::plugin::contract::UndeclaredReads;

@@ -257,37 +257,74 @@ pub fn journal_flag(journal: &std::path::Path) -> String {
     }
 }
 
-pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str, journal: &std::path::Path) -> ExitCode {
-    let (header, summary, status, code, residue) = match outcome {
-        Outcome::Finished { header, summary, .. } => (header, summary, "finished", exit::OK, None),
-        Outcome::Interrupted { header, summary } => (header, summary, "interrupted", exit::INTERRUPTED, None),
-        Outcome::Unclean {
-            header,
-            summary,
-            residue,
-        } => (header, summary, "unclean", exit::RESIDUE, Some(residue)),
+/// The exit code of a run's outcome.
+pub fn outcome_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Finished { .. } => exit::OK,
+        Outcome::Interrupted { .. } => exit::INTERRUPTED,
+        Outcome::Unclean { .. } => exit::RESIDUE,
+    }
+}
+
+/// The `status` of a run's outcome, as `--json` and the summary line say it.
+pub fn outcome_status(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Finished { .. } => "finished",
+        Outcome::Interrupted { .. } => "interrupted",
+        Outcome::Unclean { .. } => "unclean",
+    }
+}
+
+/// The run an outcome is of.
+pub fn outcome_header(outcome: &Outcome) -> &crate::journal::RunHeader {
+    match outcome {
+        Outcome::Finished { header, .. } | Outcome::Interrupted { header, .. } | Outcome::Unclean { header, .. } => {
+            header
+        }
+    }
+}
+
+/// A run's outcome as `run --json` prints it.
+pub fn outcome_json(outcome: &Outcome) -> serde_json::Value {
+    let header = outcome_header(outcome);
+    let (summary, residue) = match outcome {
+        Outcome::Finished { summary, .. } | Outcome::Interrupted { summary, .. } => (summary, None),
+        Outcome::Unclean { summary, residue, .. } => (summary, Some(residue)),
     };
+    let (stamped, verified) = match outcome {
+        Outcome::Finished { stamped, verified, .. } => (stamped.clone(), verified.clone()),
+        _ => (None, None),
+    };
+    serde_json::json!({
+        "run_id": header.run_id,
+        "plugin": header.plugin_name,
+        "version": header.plugin_version,
+        "sha256": header.plugin_sha256,
+        "database": header.database,
+        "mode": if header.mode == RunMode::Execute { "execute" } else { "dry_run" },
+        "status": outcome_status(outcome),
+        "resumed": matches!(outcome, Outcome::Finished { resumed: true, .. }),
+        "stamped_version": stamped,
+        "verified": verified,
+        "summary": summary,
+        "residue": residue,
+    })
+}
+
+pub fn print_outcome(outcome: &Outcome, global: &GlobalArgs, resume_hint: &str, journal: &std::path::Path) -> ExitCode {
+    let header = outcome_header(outcome);
+    let (summary, residue) = match outcome {
+        Outcome::Finished { summary, .. } | Outcome::Interrupted { summary, .. } => (summary, None),
+        Outcome::Unclean { summary, residue, .. } => (summary, Some(residue)),
+    };
+    let (status, code) = (outcome_status(outcome), outcome_code(outcome));
     let execute = header.mode == RunMode::Execute;
     let (stamped, verified) = match outcome {
         Outcome::Finished { stamped, verified, .. } => (stamped.clone(), verified.clone()),
         _ => (None, None),
     };
     if global.json {
-        let json = serde_json::json!({
-            "run_id": header.run_id,
-            "plugin": header.plugin_name,
-            "version": header.plugin_version,
-            "sha256": header.plugin_sha256,
-            "database": header.database,
-            "mode": if execute { "execute" } else { "dry_run" },
-            "status": status,
-            "resumed": matches!(outcome, Outcome::Finished { resumed: true, .. }),
-            "stamped_version": stamped,
-            "verified": verified,
-            "summary": summary,
-            "residue": residue,
-        });
-        super::print_json(&json).expect("summary serializes");
+        super::print_json(&outcome_json(outcome)).expect("summary serializes");
     } else if global.quiet && code == exit::OK {
         // `-q`: success prints nothing; every other outcome still says why.
     } else {
@@ -465,7 +502,7 @@ fn print_schema(summary: &Summary, phase: &str) {
 
 /// `word` as one shell word: as it is when it needs no quoting, else in
 /// single quotes (a plugin picks its report kinds).
-fn shell_word(word: &str) -> String {
+pub(super) fn shell_word(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
         word.to_string()

@@ -45,6 +45,14 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             }),
             UNKNOWN_DATABASE,
         ),
+        (
+            anyhow::Error::new(super::super::tenants::NoDatabaseMatches {
+                pattern: s("tenant_*"),
+                uri: s("mongodb://h"),
+                others: 3,
+            }),
+            UNKNOWN_DATABASE,
+        ),
         // LoadError
         (
             load(LoadError::Read {
@@ -609,7 +617,7 @@ fn every_typed_error_has_its_code() {
 }
 
 /// Codes the commands return themselves rather than through an error.
-const RETURNED_BY_COMMANDS: &[u8] = &[OK, RESIDUE, REVERT_INCOMPLETE, INTERRUPTED];
+const RETURNED_BY_COMMANDS: &[u8] = &[OK, RESIDUE, REVERT_INCOMPLETE, SOME_DATABASES_FAILED, INTERRUPTED];
 
 #[test]
 fn every_code_is_produced_and_every_produced_code_is_listed() {
