@@ -50,6 +50,30 @@ fn assert_migrated_once(db: &TestDb, count: usize) {
     );
 }
 
+/// `status` of a fleet run killed mid-way: its partitions, done, in flight
+/// (the dead process's claims, until their lease runs out) and pending.
+fn assert_status_shows_the_work_table(db: &TestDb, journal: &std::path::Path) {
+    let status = run_ok(db, journal, &["status"]);
+    let fleet = &status["fleet_runs"][0];
+    let pass = &fleet["passes"][0];
+    assert_eq!(pass["partitions"], 9, "{status}");
+    let (done, pending, in_flight) = (
+        pass["done"].as_u64().unwrap(),
+        pass["pending"].as_u64().unwrap(),
+        pass["in_flight"].as_array().unwrap().len() as u64,
+    );
+    assert_eq!(done + pending + in_flight, 9, "{status}");
+    let unfinished = status["unfinished_runs"].as_array().unwrap();
+    assert_eq!(unfinished.len(), 1, "the fleet run alone, not its partitions: {status}");
+    assert_eq!(unfinished[0]["run_id"], fleet["run"], "{status}");
+    let text = command(db, journal, &["status"]).output().unwrap();
+    let line = format!(
+        "fleet run {}, pass 0: 9 partitions: {done} done, ",
+        fleet["run"].as_str().unwrap()
+    );
+    assert!(stdout(&text).contains(&line), "{}", stdout(&text));
+}
+
 /// The process's output once it exits; killed, and the test failed, if it
 /// hangs (a claim waiting on a killed process's open transaction did).
 fn finish_within(mut child: std::process::Child, limit: Duration) -> std::process::Output {
@@ -176,6 +200,7 @@ fn a_fleet_run_killed_at_random_resumes_with_nothing_lost_or_applied_twice() {
     ];
     let mut rng = rand::rng();
     let (mut kills, mut rounds, mut processes) = (0, 0, 0);
+    let mut status_checked = false;
     while kills < 12 {
         rounds += 1;
         assert!(rounds <= 20, "twelve kills did not happen in 20 rounds");
@@ -198,6 +223,15 @@ fn a_fleet_run_killed_at_random_resumes_with_nothing_lost_or_applied_twice() {
                     child.wait().unwrap();
                     kills += 1;
                     killed_this_round += 1;
+                    // Once a killed process had split the pass.
+                    let split = db
+                        .find_all("godwit_metadata")
+                        .iter()
+                        .any(|d| d.get_str("kind").ok() == Some("partition"));
+                    if split && !status_checked {
+                        assert_status_shows_the_work_table(&db, journal.path());
+                        status_checked = true;
+                    }
                     continue;
                 }
             }
@@ -211,5 +245,6 @@ fn a_fleet_run_killed_at_random_resumes_with_nothing_lost_or_applied_twice() {
         assert_migrated_once(&db, count);
         verify_journal(journal.path());
     }
+    assert!(status_checked, "no process was killed after it split the pass");
     eprintln!("fleet: {kills} SIGKILLs over {processes} processes in {rounds} rounds, each document once");
 }

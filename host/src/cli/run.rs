@@ -154,16 +154,19 @@ pub struct RunCommand {
     /// With --follow: cut over by itself once no document has changed for this long.
     #[arg(long, value_name = "SECONDS", requires = "follow", value_parser = clap::value_parser!(u64).range(1..))]
     follow_until_idle: Option<u64>,
-    /// Execute each pass as N workers at once (fleet mode): the pass's `_id`
-    /// space is split into partitions (--partitions), journaled and written
-    /// to a work table in the metadata collection; each worker claims one
-    /// partition at a time under its own lease and progress marker. The
-    /// version is stamped once, after every partition and verification
+    /// Execute each pass with N workers at once, in this process (fleet
+    /// mode): the pass's `_id` space is split into partitions in `_id` order
+    /// across BSON types, journaled and written to a work table in the
+    /// metadata collection; each worker claims one partition at a time
+    /// under its own lease, fence, progress marker and journaled run. The
+    /// version is stamped once, after every partition and verification.
+    /// `godwit status` shows the partitions; the same command resumes.
     #[arg(long, value_name = "N", requires = "execute", conflicts_with_all = ["plan", "follow"],
           value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: Option<u32>,
-    /// With --workers: partitions per pass (default: 4 per worker); fewer
-    /// when the pass has fewer documents. Fixed when the run starts
+    /// With --workers: partitions per pass (default: 4 per worker; fewer
+    /// when the pass has fewer documents). A pass keeps the split it was
+    /// given when the run reached it, on resume too.
     #[arg(long, value_name = "N", requires = "workers", value_parser = clap::value_parser!(u32).range(1..=10000))]
     partitions: Option<u32>,
     #[command(flatten)]
