@@ -224,10 +224,13 @@ fn a_fleet_run_killed_at_random_resumes_with_nothing_lost_or_applied_twice() {
                     kills += 1;
                     killed_this_round += 1;
                     // Once a killed process had split the pass.
+                    // (A process killed while writing the work table left part of it.)
                     let split = db
                         .find_all("godwit_metadata")
                         .iter()
-                        .any(|d| d.get_str("kind").ok() == Some("partition"));
+                        .filter(|d| d.get_str("kind").ok() == Some("partition"))
+                        .count()
+                        == 9;
                     if split && !status_checked {
                         assert_status_shows_the_work_table(&db, journal.path());
                         status_checked = true;
@@ -247,4 +250,117 @@ fn a_fleet_run_killed_at_random_resumes_with_nothing_lost_or_applied_twice() {
     }
     assert!(status_checked, "no process was killed after it split the pass");
     eprintln!("fleet: {kills} SIGKILLs over {processes} processes in {rounds} rounds, each document once");
+}
+
+/// A fleet run and three `godwit worker` processes, each with its own
+/// journal, on one partitioned collection; any of the four SIGKILLed at
+/// random - thirty times in all - and started again: every document
+/// incremented exactly once, every partition done, stamped once, every
+/// journal verifies, every worker ends with exit 0.
+#[test]
+fn four_processes_killed_thirty_times_migrate_every_document_once() {
+    let file = plugin("increment");
+    let file = file.to_str().unwrap();
+    let run_args = [
+        "run",
+        file,
+        "--execute",
+        "--workers",
+        "1",
+        "--partitions",
+        "12",
+        "--batch-size",
+        "4",
+        "--lease",
+        "3",
+        "--max-docs-per-sec",
+        "40",
+    ];
+    let worker_args = ["worker", file, "--wait", "60", "--max-docs-per-sec", "40"];
+    let mut rng = rand::rng();
+    let (mut kills, mut rounds, mut processes, mut worker_runs) = (0, 0, 0, 0);
+    while kills < 30 {
+        rounds += 1;
+        assert!(rounds <= 15, "thirty kills did not happen in 15 rounds");
+        let db = TestDb::new(server(), "fleet_workers");
+        let count = counters(&db);
+        let journals: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let spawn = |i: usize| {
+            let args: &[&str] = if i == 0 { &run_args } else { &worker_args };
+            command(&db, journals[i].path(), args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut children: Vec<Option<std::process::Child>> = (0..4).map(|i| Some(spawn(i))).collect();
+        processes += 4;
+        let started = std::time::Instant::now();
+        let mut outputs: Vec<Option<std::process::Output>> = vec![None, None, None, None];
+        let mut next_kill = std::time::Instant::now() + Duration::from_millis(rng.random_range(200..700));
+        while outputs.iter().any(Option::is_none) {
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "round {rounds} hung: {:?}",
+                outputs.iter().map(|o| o.as_ref().map(|o| o.status)).collect::<Vec<_>>()
+            );
+            for i in 0..4 {
+                if let Some(child) = children[i].as_mut()
+                    && child.try_wait().unwrap().is_some()
+                {
+                    outputs[i] = Some(children[i].take().unwrap().wait_with_output().unwrap());
+                }
+            }
+            if kills < 30 && std::time::Instant::now() >= next_kill {
+                next_kill = std::time::Instant::now() + Duration::from_millis(rng.random_range(200..700));
+                let i = rng.random_range(0..4);
+                if let Some(mut child) = children[i].take() {
+                    if child.try_wait().unwrap().is_none() {
+                        child.kill().unwrap();
+                        child.wait().unwrap();
+                        kills += 1;
+                    }
+                    // Killed (or just finished): started again, as a Job would.
+                    children[i] = Some(spawn(i));
+                    processes += 1;
+                    outputs[i] = None;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (i, out) in outputs.iter().enumerate() {
+            let out = out.as_ref().unwrap();
+            assert!(
+                out.status.success(),
+                "process {i} (of round {rounds}) failed: {}",
+                stderr(out)
+            );
+        }
+        assert_migrated_once(&db, count);
+        for journal in &journals {
+            verify_journal(journal.path());
+        }
+        // The workers did their share: partition runs in their journals.
+        for journal in &journals[1..] {
+            let list = godwit(&[
+                "journal",
+                "list",
+                "--json",
+                "--journal",
+                journal.path().to_str().unwrap(),
+            ]);
+            let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+            worker_runs += runs
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["run_id"].as_str().is_some_and(|id| id.contains('@')))
+                .count();
+        }
+    }
+    assert!(worker_runs > 0, "the worker processes processed no partition");
+    eprintln!(
+        "fleet workers: {kills} SIGKILLs over {processes} processes (a run and three `godwit worker`) in {rounds} rounds, \
+         each document once; {worker_runs} partition runs in the workers' journals"
+    );
 }

@@ -11,7 +11,7 @@ use crate::plugin::{CallError, LoadError};
 use crate::run::plan::PlanError;
 use crate::run::revert::RevertError;
 use crate::run::trial::InputError;
-use crate::run::{AlreadyApplied, NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
+use crate::run::{AlreadyApplied, FleetError, NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
 
 use super::tenants::NoDatabaseMatches;
 use super::{UnknownDatabase, UsageError};
@@ -68,6 +68,10 @@ pub const SCHEMA_BLOCKED: u8 = 18;
 /// `upgrade --databases`: at least one database failed (each one's own
 /// code is in the summary); the others were upgraded.
 pub const SOME_DATABASES_FAILED: u8 = 19;
+/// `worker`: no fleet run of the plugin to join, or its run does not hold
+/// the database's lock (its process stopped), within `--wait`. Retrying
+/// later may succeed (a Kubernetes Job retries it).
+pub const FLEET_UNAVAILABLE: u8 = 20;
 /// Stopped by Ctrl-C or SIGTERM after a clean batch boundary; resumable.
 pub const INTERRUPTED: u8 = 130;
 
@@ -93,6 +97,7 @@ pub const ALL: &[u8] = &[
     DRIFT,
     SCHEMA_BLOCKED,
     SOME_DATABASES_FAILED,
+    FLEET_UNAVAILABLE,
     INTERRUPTED,
 ];
 
@@ -135,8 +140,16 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         VersionError => version,
         RevertError => revert,
         SchemaError => schema,
+        FleetError => fleet,
     }
     None
+}
+
+fn fleet(e: &FleetError) -> u8 {
+    match e {
+        FleetError::Unavailable { .. } => FLEET_UNAVAILABLE,
+        FleetError::Ambiguous { .. } => USAGE,
+    }
 }
 
 fn schema(e: &SchemaError) -> u8 {

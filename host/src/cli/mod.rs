@@ -16,6 +16,7 @@ mod revert;
 mod run;
 mod status;
 mod tenants;
+mod worker;
 
 use crate::plugin::cache::CompileCache;
 use crate::plugin::contract::UndeclaredReads;
@@ -193,6 +194,9 @@ enum Command {
     /// End the follow phase of a `--follow` run: it processes the changes
     /// made up to now, then verifies and stamps.
     Cutover(cutover::CutoverCommand),
+    /// Join a fleet run (`run --execute --workers N`) from another process
+    /// or machine: claim and process its partitions until every one is done.
+    Worker(Box<worker::WorkerCommand>),
     /// Put back what an execute run wrote, from its journaled before-images
     /// (dry run by default); sets the version back to the one before it.
     Revert(Box<revert::RevertCommand>),
@@ -283,6 +287,7 @@ pub fn main() -> ExitCode {
         Command::Init(command) => command.run(&cli.global),
         Command::Revert(command) => command.run(&cli.global),
         Command::Cutover(command) => command.run(&cli.global),
+        Command::Worker(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
         Command::New(command) => command.run(&cli.global),

@@ -19,7 +19,7 @@ pub use follow::{Changes, Position, Window, cutover_id};
 pub use guard::{Guard, Pinned, input_id};
 pub use images::{id_key, key_text};
 pub use lock::{LOCK_ID, Lock, LockHolder};
-pub use partition::{Claimant, Partition, PartitionState};
+pub use partition::{Claimant, FleetDoc, Partition, PartitionState};
 pub use schema::{GODWIT_RUN_ID, HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts, VersionRecord};
 pub use writer::{Applied, BatchWrite, Expectations, WriteCounts};
 

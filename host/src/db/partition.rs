@@ -23,6 +23,10 @@ pub struct Partition {
     pub after: Option<Bson>,
     /// ... up to and including this one (`None`: to the last).
     pub upto: Option<Bson>,
+    /// The last `_id` a committed batch of the partition read, and the run
+    /// that committed it (written in that batch's transaction).
+    pub checkpoint: Option<Bson>,
+    pub last_run: Option<String>,
 }
 
 /// Where a partition stands, for `status` and the run's summary.
@@ -35,12 +39,33 @@ pub struct PartitionState {
     pub documents: u64,
 }
 
-/// Who claims: this host, and this process (a claim by an earlier process
-/// on this host is taken over at once, as the lock's is).
+/// Who claims: this process of this host, with its journal. A claim made
+/// by another process with the same journal is taken over at once (that
+/// process is gone: the journal is locked by one process at a time), as the
+/// lock's by the same run is; any other only once its lease expired.
 pub struct Claimant {
     pub host: String,
     pub process: String,
     pub pid: i64,
+    pub journal: String,
+}
+
+/// What a worker in another process needs to join a fleet run:
+/// `{_id: "fleet:<run>", kind: "fleet", ...}` in the metadata collection,
+/// written by the run when it splits a pass (`pass`: the one its workers
+/// are on), removed with the work table when it is stamped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetDoc {
+    pub run: String,
+    pub plugin: String,
+    pub version: String,
+    pub sha256: String,
+    pub params: Vec<(String, String)>,
+    pub pass: u32,
+    pub before_images: bool,
+    pub write_guard: bool,
+    pub batch_size: Option<u32>,
+    pub lease_secs: u64,
 }
 
 fn doc_id(run: &str, pass: u32, index: u32) -> String {
@@ -111,7 +136,7 @@ impl Db {
 
     /// Claims the first pending partition of `run`'s pass `pass` whose
     /// claim is free: never claimed, its lease expired, or held by another
-    /// process of this host (gone: the run's own lock proves it).
+    /// process that used this journal (gone).
     pub async fn claim_partition(
         &self,
         run: &str,
@@ -125,7 +150,7 @@ impl Db {
             "kind": "partition", "run": run, "pass": i64::from(pass), "state": "pending",
             "$or": [
                 {"expires_at": {"$lte": now}},
-                {"host": &claimant.host, "process": {"$ne": &claimant.process}},
+                {"journal": &claimant.journal, "process": {"$ne": &claimant.process}},
             ],
         };
         let claimed = self
@@ -134,6 +159,7 @@ impl Db {
                 filter,
                 doc! {
                     "$set": {"host": &claimant.host, "process": &claimant.process, "pid": claimant.pid,
+                             "journal": &claimant.journal,
                              "acquired_at": now, "expires_at": expires},
                     "$inc": {"token": 1_i64},
                 },
@@ -155,12 +181,13 @@ impl Db {
     }
 
     /// Marks a claimed partition done - only while `lock` still holds it.
-    pub async fn partition_done(&self, lock: &Lock, documents: u64) -> Result<bool> {
+    /// (Its `documents` were counted by each batch's transaction.)
+    pub async fn partition_done(&self, lock: &Lock) -> Result<bool> {
         let result = self
             .meta()
             .update_one(
                 doc! {"_id": &lock.doc_id, "token": lock.token},
-                doc! {"$set": {"state": "done", "documents": documents as i64, "expires_at": DateTime::from_millis(0)}},
+                doc! {"$set": {"state": "done", "expires_at": DateTime::from_millis(0)}},
             )
             .await
             .map_err(mongo(format!("marking {} done", lock.doc_id)))?;
@@ -214,10 +241,67 @@ impl Db {
             .collect())
     }
 
+    /// Says which pass fleet run `fleet.run` is on, and how to join it.
+    pub async fn announce_fleet(&self, fleet: &FleetDoc) -> Result<()> {
+        let params: Document = fleet
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+            .collect();
+        self.meta()
+            .update_one(
+                doc! {"_id": format!("fleet:{}", fleet.run)},
+                doc! {"$set": {
+                    "kind": "fleet", "run": &fleet.run, "plugin": &fleet.plugin, "version": &fleet.version,
+                    "sha256": &fleet.sha256, "params": params, "pass": i64::from(fleet.pass),
+                    "before_images": fleet.before_images, "write_guard": fleet.write_guard,
+                    "batch_size": fleet.batch_size.map(i64::from), "lease_secs": fleet.lease_secs as i64,
+                }},
+            )
+            .upsert(true)
+            .await
+            .map_err(mongo(format!("announcing fleet run {}", fleet.run)))?;
+        Ok(())
+    }
+
+    /// The unfinished fleet runs of the plugin whose sha256 is `sha256`.
+    pub async fn fleets(&self, sha256: &str) -> Result<Vec<FleetDoc>> {
+        let documents: Vec<Document> = self
+            .meta()
+            .find(doc! {"kind": "fleet", "sha256": sha256})
+            .await
+            .map_err(mongo("reading the fleet runs"))?
+            .try_collect()
+            .await
+            .map_err(mongo("reading the fleet runs"))?;
+        Ok(documents
+            .iter()
+            .map(|d| FleetDoc {
+                run: d.get_str("run").unwrap_or_default().to_string(),
+                plugin: d.get_str("plugin").unwrap_or_default().to_string(),
+                version: d.get_str("version").unwrap_or_default().to_string(),
+                sha256: d.get_str("sha256").unwrap_or_default().to_string(),
+                params: d
+                    .get_document("params")
+                    .map(|p| {
+                        p.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                pass: d.get_i64("pass").unwrap_or_default() as u32,
+                before_images: d.get_bool("before_images").unwrap_or(true),
+                write_guard: d.get_bool("write_guard").unwrap_or(true),
+                batch_size: d.get_i64("batch_size").ok().map(|b| b as u32),
+                lease_secs: d.get_i64("lease_secs").unwrap_or(30) as u64,
+            })
+            .collect())
+    }
+
     /// Removes `run`'s work table (once it is stamped).
     pub async fn delete_partitions(&self, run: &str) -> Result<()> {
         self.meta()
-            .delete_many(doc! {"kind": "partition", "run": run})
+            .delete_many(doc! {"kind": {"$in": ["partition", "fleet"]}, "run": run})
             .await
             .map_err(mongo(format!("removing the partitions of run {run}")))?;
         Ok(())
@@ -231,5 +315,7 @@ fn partition_of(d: &Document) -> Partition {
         index: d.get_i64("index").unwrap_or_default() as u32,
         after: bound("after"),
         upto: bound("upto"),
+        checkpoint: bound("checkpoint"),
+        last_run: d.get_str("last_run").ok().map(str::to_string),
     }
 }

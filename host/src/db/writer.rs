@@ -288,9 +288,21 @@ impl Db {
             "upsert": true,
         }];
         if let Some(lock) = batch.lock {
-            statements.push(
-                doc! {"q": {"_id": &lock.doc_id, "token": lock.token}, "u": {"$set": {"last_batch_at": DateTime::now()}}},
-            );
+            let mut fence = doc! {"last_batch_at": DateTime::now()};
+            // A fleet partition's claim also records how far the partition
+            // is committed, and by which run: another worker that takes the
+            // partition over goes on from there.
+            if lock.doc_id != super::LOCK_ID {
+                fence.insert("last_run", batch.run_id);
+                if let Some(checkpoint) = &batch.checkpoint {
+                    fence.insert("checkpoint", doc! {"_id": checkpoint.clone()});
+                }
+            }
+            let mut update = doc! {"$set": fence};
+            if lock.doc_id != super::LOCK_ID {
+                update.insert("$inc", doc! {"documents": batch.documents as i64});
+            }
+            statements.push(doc! {"q": {"_id": &lock.doc_id, "token": lock.token}, "u": update});
         }
         statements.extend(extra);
         let expected = statements.len() as i64;
@@ -489,6 +501,9 @@ pub struct BatchWrite<'a> {
     pub guard: Option<super::Guard<'a>>,
     /// The follow phase's change-stream position, kept with the marker.
     pub follow: Option<&'a [u8]>,
+    /// Documents the batch's plugin call was given (a fleet partition's
+    /// claim counts them).
+    pub documents: u64,
 }
 
 pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;

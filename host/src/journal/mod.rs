@@ -271,6 +271,20 @@ impl Journal {
         &self.dir
     }
 
+    /// This journal's identity (a random id made when it is first asked
+    /// for): a fleet partition's run is named after the journal that holds
+    /// it, so that a process finds its own runs and another's are new runs.
+    pub fn id(&self) -> Result<String> {
+        const KEY: &[u8] = b"journal_id";
+        if let Some(id) = self.db.get(KEY).map_err(self.io())? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let id = bson::oid::ObjectId::new().to_hex();
+        self.db.insert(KEY, id.as_bytes()).map_err(self.io())?;
+        self.flush()?;
+        Ok(id)
+    }
+
     fn io(&self) -> impl Fn(sled::Error) -> JournalError + '_ {
         |source| JournalError::Io {
             dir: self.dir.clone(),

@@ -286,6 +286,7 @@ impl ActiveRun {
             expect,
             guard,
             follow: self.follow.as_deref(),
+            documents: batch.entry().batch().map_or(0, |b| b.counts.documents),
         };
         let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
         Ok(CommittedBatch::of(batch, applied))

@@ -29,18 +29,22 @@ use super::report::Summary;
 use super::stage::PluginStage;
 use super::{Engine, RunRequest, Throttle, Workers, batch_size_for, now_ms};
 use crate::db::reader::{PassReader, ReadAhead};
-use crate::db::{Claimant, DbError, Lock, Partition, id_key};
+use crate::db::{Claimant, DbError, FleetDoc, Lock, Partition, id_key};
 use crate::journal::{Entry, PartitionRef, Record, RunHeader, RunStatus};
 use bson::{Bson, Document};
 
-/// The name of partition `index` of pass `pass` of fleet run `fleet`'s own run.
-pub fn partition_run_id(fleet: &str, pass: u32, index: u32) -> String {
-    format!("{fleet}.{pass}.{index}")
+/// The run of partition `index` of pass `pass` of fleet run `fleet` in the
+/// journal `journal` (its id; the first 12 characters name it).
+pub fn partition_run_id(fleet: &str, pass: u32, index: u32, journal: &str) -> String {
+    format!(
+        "{fleet}.{pass}.{index}@{}",
+        &journal[journal.len().saturating_sub(12)..]
+    )
 }
 
-/// This process, among the claimants of a host: a partition claimed by
-/// another process of this host is taken over at once once the fleet run's
-/// lock is ours (that process is gone).
+/// This process, among the claimants that share its journal: a partition
+/// claimed by another process with this journal is taken over at once (that
+/// process is gone: a journal is open in one process at a time).
 fn process_nonce() -> &'static str {
     static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NONCE.get_or_init(|| bson::oid::ObjectId::new().to_hex())
@@ -114,6 +118,20 @@ impl Engine<'_> {
         // transaction may hold its documents.
         self.end_partition_sessions(run).await?;
         self.db.write_partitions(run, index, &bounds).await?;
+        self.db
+            .announce_fleet(&FleetDoc {
+                run: run.clone(),
+                plugin: header.plugin_name.clone(),
+                version: header.plugin_version.clone(),
+                sha256: header.plugin_sha256.clone(),
+                params: header.params.clone(),
+                pass: index,
+                before_images: header.before_images,
+                write_guard: request.write_guard,
+                batch_size: request.batch_size,
+                lease_secs: request.lease.as_secs(),
+            })
+            .await?;
         tracing::info!(
             "run {run}, pass {index} ({}): {} partitions, {} workers",
             pass.name,
@@ -124,6 +142,7 @@ impl Engine<'_> {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             process: process_nonce().to_string(),
             pid: i64::from(std::process::id()),
+            journal: self.journal.id()?,
         };
         let results = futures_util::future::join_all(
             (0..workers.count).map(|_| self.fleet_worker(request, header, index, &claimant, workers)),
@@ -148,12 +167,19 @@ impl Engine<'_> {
                     .unwrap_or_default()
             );
         }
-        // The pass's figures: what each partition's run journaled.
+        // The pass's figures: what this journal's partition runs journaled;
+        // its documents as every worker's batches counted them.
+        let figures = &mut log.summary.passes[index as usize];
         for state in states.iter().filter(|s| s.partition.pass == index) {
-            let part_run = partition_run_id(run, index, state.partition.index);
-            let summary = self.partition_log(&part_run)?.summary;
-            log.summary.passes[index as usize].absorb(&summary.passes[index as usize]);
+            for h in self.partition_runs(run, &state.partition)? {
+                figures.absorb(&self.partition_log(&h.run_id)?.summary.passes[index as usize]);
+            }
         }
+        figures.documents = states
+            .iter()
+            .filter(|s| s.partition.pass == index)
+            .map(|s| s.documents)
+            .sum();
         Ok(Flow::Done)
     }
 
@@ -199,7 +225,7 @@ impl Engine<'_> {
         workers: Workers,
     ) -> anyhow::Result<Flow> {
         loop {
-            if self.stop.requested() {
+            if self.stop.requested() || !self.fleet_alive(&fleet.run_id).await? {
                 return Ok(Flow::Stopped);
             }
             let claimed = self
@@ -207,7 +233,14 @@ impl Engine<'_> {
                 .claim_partition(&fleet.run_id, index, claimant, request.lease)
                 .await?;
             let Some((partition, lock)) = claimed else {
-                return Ok(Flow::Done);
+                // Nothing to claim: done, or partitions other workers hold
+                // (taken over here if their lease runs out).
+                let states = self.db.partitions(&fleet.run_id).await?;
+                if states.iter().filter(|s| s.partition.pass == index).all(|s| s.done) {
+                    return Ok(Flow::Done);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
             };
             match self.run_partition(request, fleet, partition, lock, workers).await {
                 Ok(Flow::Done) => {}
@@ -230,39 +263,16 @@ impl Engine<'_> {
         lock: Lock,
         workers: Workers,
     ) -> anyhow::Result<Flow> {
-        let index = partition.pass;
-        let run = partition_run_id(&fleet.run_id, index, partition.index);
-        let existing = self.journal.runs()?.into_iter().find(|h| h.run_id == run);
-        let (mut header, resumed) = match existing {
-            Some(h) if h.status == RunStatus::Finished => {
+        let (mut header, resumed) = match self.partition_header(fleet, &partition, &lock)? {
+            Some(opened) => opened,
+            None => {
                 // Its run finished, but the process stopped before the work
                 // table said so.
-                let documents = self.partition_log(&run)?.summary.passes[index as usize].documents;
-                self.finish_partition(&lock, &run, documents).await?;
+                self.finish_partition(&lock, &partition).await?;
                 return Ok(Flow::Done);
             }
-            Some(h) => (h, true),
-            None => {
-                let header = RunHeader {
-                    run_id: run.clone(),
-                    started_at_ms: now_ms(),
-                    status: RunStatus::Running,
-                    finished_at_ms: None,
-                    final_entries: None,
-                    final_head: None,
-                    partition: Some(PartitionRef {
-                        fleet_run: fleet.run_id.clone(),
-                        pass: index,
-                        index: partition.index,
-                        after: partition.after.as_ref().map(id_key),
-                        upto: partition.upto.as_ref().map(id_key),
-                    }),
-                    ..fleet.clone()
-                };
-                self.journal.put_header(&header)?;
-                (header, false)
-            }
         };
+        let run = header.run_id.clone();
         let manifest = &self.plugin.manifest;
         let summary = Summary::new(manifest.passes.iter().map(|p| (p.name.as_str(), p.collection.as_str())));
         let entries = self.journal.iter_entries(&run)?;
@@ -292,8 +302,7 @@ impl Engine<'_> {
         let result = match flow {
             Ok(Flow::Done) => {
                 self.journal.finish_run(&mut header, now_ms())?;
-                let documents = log.summary.passes[index as usize].documents;
-                self.finish_partition(&lock, &run, documents).await.map(|()| Flow::Done)
+                self.finish_partition(&lock, &partition).await.map(|()| Flow::Done)
             }
             other => other,
         };
@@ -354,7 +363,14 @@ impl Engine<'_> {
             partition.index,
             pass.name
         );
-        let after = log.checkpoints.get(&index).or(partition.after.as_ref()).cloned();
+        // Our own run's checkpoint, else where the partition's last batch
+        // (another worker's) ended, else the partition's start.
+        let after = log
+            .checkpoints
+            .get(&index)
+            .or(partition.checkpoint.as_ref())
+            .or(partition.after.as_ref())
+            .cloned();
         let reader = PassReader::open_range(
             self.db,
             pass,
@@ -397,18 +413,101 @@ impl Engine<'_> {
         Ok(Flow::Done)
     }
 
-    /// Marks a partition done in the work table, only while its claim holds;
-    /// its progress marker goes.
-    async fn finish_partition(&self, lock: &Lock, run: &str, documents: u64) -> anyhow::Result<()> {
-        self.db.delete_marker(run).await?;
-        if !self.db.partition_done(lock, documents).await? {
+    /// Marks a partition done in the work table, only while its claim
+    /// holds. Its progress markers go: every partition run's of this
+    /// journal, and that of the run that wrote its last batch.
+    async fn finish_partition(&self, lock: &Lock, partition: &Partition) -> anyhow::Result<()> {
+        let mut runs: Vec<String> = self
+            .partition_runs(&lock.run_id, partition)?
+            .into_iter()
+            .map(|h| h.run_id)
+            .collect();
+        runs.extend(partition.last_run.clone());
+        for run in &runs {
+            self.db.delete_marker(run).await?;
+        }
+        if !self.db.partition_done(lock).await? {
             return Err(DbError::LeaseLost {
                 db: self.db.name.clone(),
-                run_id: run.to_string(),
+                run_id: lock.doc_id.clone(),
             }
             .into());
         }
         Ok(())
+    }
+
+    /// This journal's runs of one partition of fleet run `fleet`, oldest first.
+    fn partition_runs(&self, fleet: &str, partition: &Partition) -> anyhow::Result<Vec<RunHeader>> {
+        let mut runs: Vec<RunHeader> = self
+            .journal
+            .runs()?
+            .into_iter()
+            .filter(|h| {
+                h.partition
+                    .as_ref()
+                    .is_some_and(|p| p.fleet_run == fleet && p.pass == partition.pass && p.index == partition.index)
+            })
+            .collect();
+        runs.sort_by_key(|h| h.started_at_ms);
+        Ok(runs)
+    }
+
+    /// The run that goes on with a claimed partition, and whether it is
+    /// resumed: this journal's last run of it, if it is unfinished and no
+    /// other run wrote to the partition after it; else a new run, which
+    /// starts where the partition's last committed batch ended (whoever
+    /// wrote it) - a run of ours overtaken by another worker is abandoned:
+    /// its uncommitted batch is stale. `None`: our last run of it finished
+    /// (only the work table does not say so yet).
+    fn partition_header(
+        &self,
+        fleet: &RunHeader,
+        partition: &Partition,
+        lock: &Lock,
+    ) -> anyhow::Result<Option<(RunHeader, bool)>> {
+        let runs = self.partition_runs(&fleet.run_id, partition)?;
+        if let Some(last) = runs.last() {
+            let overtaken = partition.last_run.as_ref().is_some_and(|w| *w != last.run_id);
+            match last.status {
+                RunStatus::Finished if !overtaken => return Ok(None),
+                RunStatus::Running if !overtaken => return Ok(Some((last.clone(), true))),
+                RunStatus::Running => {
+                    tracing::info!(
+                        "run {}: another worker went on with its partition ({}); abandoned",
+                        last.run_id,
+                        partition.last_run.as_deref().unwrap_or_default()
+                    );
+                    let mut abandoned = last.clone();
+                    abandoned.status = RunStatus::Abandoned;
+                    abandoned.finished_at_ms = Some(now_ms());
+                    self.journal.put_header(&abandoned)?;
+                }
+                _ => {}
+            }
+        }
+        let base = partition_run_id(&fleet.run_id, partition.pass, partition.index, &self.journal.id()?);
+        let run_id = match runs.is_empty() {
+            true => base,
+            false => format!("{base}.{}", lock.token),
+        };
+        let header = RunHeader {
+            run_id,
+            started_at_ms: now_ms(),
+            status: RunStatus::Running,
+            finished_at_ms: None,
+            final_entries: None,
+            final_head: None,
+            partition: Some(PartitionRef {
+                fleet_run: fleet.run_id.clone(),
+                pass: partition.pass,
+                index: partition.index,
+                after: partition.after.as_ref().map(id_key),
+                upto: partition.upto.as_ref().map(id_key),
+            }),
+            ..fleet.clone()
+        };
+        self.journal.put_header(&header)?;
+        Ok(Some((header, false)))
     }
 }
 
@@ -418,4 +517,207 @@ fn bound_of(bytes: &[u8]) -> anyhow::Result<Bson> {
         .ok()
         .and_then(|mut d| d.remove("_id"))
         .ok_or_else(|| anyhow::anyhow!("a journaled partition bound is not {{\"_id\": value}} BSON"))
+}
+
+/// `godwit worker`: what a worker process is asked to do.
+pub struct WorkRequest {
+    /// The fleet run to join; `None`: the one unfinished fleet run of the plugin.
+    pub run: Option<String>,
+    /// Workers in this process.
+    pub workers: u32,
+    /// How long to wait for a fleet run to join (one not started yet, or
+    /// whose process is restarting) before giving up.
+    pub wait: std::time::Duration,
+    /// Pacing and reading, this process's own: `--max-docs-per-sec` (for
+    /// this process), `--max-commit-ms`, `--max-lag-ms`, `--read-ahead`,
+    /// `--query-timeout`, `--pause-file`.
+    pub local: RunRequest,
+}
+
+/// What a worker process did.
+#[derive(Debug, serde::Serialize)]
+pub struct WorkOutcome {
+    pub run: Option<String>,
+    /// `finished` (every partition of every pass done: the fleet run
+    /// verifies and stamps), `stamped` (the run was stamped meanwhile) or
+    /// `interrupted` (Ctrl-C).
+    pub status: &'static str,
+}
+
+impl Engine<'_> {
+    /// A worker process: joins the plugin's fleet run on this database
+    /// (its `fleet:` document, which the run writes when it splits a pass)
+    /// and claims partitions of the pass the run is on - while the run
+    /// holds the database's lock - until every partition of the last pass
+    /// is done, or the run is stamped.
+    pub async fn work(&self, request: &WorkRequest) -> anyhow::Result<WorkOutcome> {
+        let started = std::time::Instant::now();
+        let sha256 = self.plugin.sha256_hex();
+        let manifest = &self.plugin.manifest;
+        let mut joined: Option<String> = None;
+        let claimant = Claimant {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            process: process_nonce().to_string(),
+            pid: i64::from(std::process::id()),
+            journal: self.journal.id()?,
+        };
+        let give_up = |what: String| -> anyhow::Result<()> {
+            match started.elapsed() > request.wait {
+                true => Err(FleetError::Unavailable {
+                    what,
+                    waited: request.wait.as_secs(),
+                }
+                .into()),
+                false => Ok(()),
+            }
+        };
+        loop {
+            if self.stop.requested() {
+                return Ok(WorkOutcome {
+                    run: joined,
+                    status: "interrupted",
+                });
+            }
+            let fleets = self.db.fleets(&sha256).await?;
+            let fleet = match &request.run {
+                Some(run) => fleets.into_iter().find(|f| f.run == *run),
+                None if fleets.len() > 1 => {
+                    let runs: Vec<&str> = fleets.iter().map(|f| f.run.as_str()).collect();
+                    return Err(FleetError::Ambiguous {
+                        plugin: manifest.name.clone(),
+                        runs: runs.join(", "),
+                    }
+                    .into());
+                }
+                None => fleets.into_iter().next(),
+            };
+            let Some(fleet) = fleet else {
+                if joined.is_some() {
+                    // Its `fleet:` document goes with the stamp.
+                    return Ok(WorkOutcome {
+                        run: joined,
+                        status: "stamped",
+                    });
+                }
+                give_up(format!(
+                    "no fleet run of plugin {} {} (sha256 {}) on database {}{}: start one with `godwit run PLUGIN \
+                     --execute --workers N` (the same plugin file)",
+                    manifest.name,
+                    manifest.version,
+                    &sha256[..12],
+                    self.db.name,
+                    request.run.as_ref().map(|r| format!(" named {r}")).unwrap_or_default()
+                ))?;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            };
+            if joined.is_none() {
+                // Transactions an earlier process with this journal left open.
+                self.end_partition_sessions(&fleet.run).await?;
+            }
+            joined = Some(fleet.run.clone());
+            // The run must be alive: it holds the database's lock.
+            if !self.fleet_alive(&fleet.run).await? {
+                give_up(format!(
+                    "fleet run {} does not hold the lock of database {} (its process stopped?): resume it with \
+                     `godwit run PLUGIN --execute --workers N`",
+                    fleet.run, self.db.name
+                ))?;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            let header = self.fleet_header(&fleet);
+            let mut run_request = RunRequest {
+                params: fleet.params.clone(),
+                mode: crate::journal::RunMode::Execute,
+                batch_size: fleet.batch_size,
+                lease: std::time::Duration::from_secs(fleet.lease_secs),
+                before_images: fleet.before_images,
+                write_guard: fleet.write_guard,
+                ..request.local.clone()
+            };
+            let workers = Workers {
+                count: request.workers,
+                partitions: 0,
+            };
+            run_request.workers = Some(workers);
+            let index = fleet.pass;
+            let results = futures_util::future::join_all(
+                (0..workers.count).map(|_| self.fleet_worker(&run_request, &header, index, &claimant, workers)),
+            )
+            .await;
+            let mut stopped = false;
+            for result in results {
+                stopped |= result? == Flow::Stopped;
+            }
+            if stopped {
+                continue;
+            }
+            if index as usize + 1 == manifest.passes.len() {
+                return Ok(WorkOutcome {
+                    run: joined,
+                    status: "finished",
+                });
+            }
+            // The run splits the next pass once every partition of this one is done.
+            loop {
+                if self.stop.requested() {
+                    break;
+                }
+                match self.db.fleets(&sha256).await?.into_iter().find(|f| f.run == fleet.run) {
+                    Some(next) if next.pass == index => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Whether fleet run `run` holds the database's lock (its process is
+    /// alive): partitions are claimed only then.
+    async fn fleet_alive(&self, run: &str) -> anyhow::Result<bool> {
+        let lock = self.db.lock_document().await?;
+        Ok(lock.as_ref().is_some_and(|l| {
+            l.get_str("run_id").is_ok_and(|r| r == run)
+                && l.get_datetime("expires_at").is_ok_and(|e| *e > bson::DateTime::now())
+        }))
+    }
+
+    /// The fleet run's header as a worker process builds it from the
+    /// run's `fleet:` document (its own journal holds only its partitions).
+    fn fleet_header(&self, fleet: &crate::db::FleetDoc) -> RunHeader {
+        let params_doc = super::params_document(&fleet.params);
+        RunHeader {
+            format: crate::journal::FORMAT_VERSION,
+            run_id: fleet.run.clone(),
+            plugin_name: fleet.plugin.clone(),
+            plugin_version: fleet.version.clone(),
+            plugin_sha256: fleet.sha256.clone(),
+            plugin_file: self.plugin.file.display().to_string(),
+            params: fleet.params.clone(),
+            params_hash: crate::hash::to_hex(&crate::hash::sha256(&params_doc.to_vec().unwrap_or_default())),
+            database: self.db.name.clone(),
+            uri: self.db.uri.clone(),
+            metadata_collection: self.db.metadata.clone(),
+            mode: crate::journal::RunMode::Execute,
+            host_version: env!("CARGO_PKG_VERSION").to_string(),
+            wasmtime_version: crate::WASMTIME_VERSION.to_string(),
+            started_at_ms: now_ms(),
+            status: RunStatus::Running,
+            finished_at_ms: None,
+            final_entries: None,
+            final_head: None,
+            before_images: fleet.before_images,
+            reverts: None,
+            partition: None,
+        }
+    }
+}
+
+/// Why a worker process cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("{what} (waited {waited} s; --wait SECONDS to wait longer)")]
+    Unavailable { what: String, waited: u64 },
+    #[error("plugin {plugin} has several unfinished fleet runs on this database ({runs}): name one with --run RUN")]
+    Ambiguous { plugin: String, runs: String },
 }

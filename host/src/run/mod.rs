@@ -34,6 +34,7 @@ mod engine;
 mod errors;
 mod finish;
 mod fleet;
+pub use fleet::{FleetError, WorkOutcome, WorkRequest};
 mod follow;
 pub use follow::FollowProgress;
 mod log;
@@ -69,6 +70,7 @@ pub enum ResumeChoice {
     New,
 }
 
+#[derive(Clone)]
 pub struct RunRequest {
     pub mode: RunMode,
     /// `--param` pairs, sorted by key, keys unique.

@@ -583,6 +583,27 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
         ),
         (revert(RevertError::NoImages { run: run() }), REVERT_REFUSED),
         (
+            revert(RevertError::Fleet {
+                run: run(),
+                why: s("it ran with --workers"),
+            }),
+            REVERT_REFUSED,
+        ),
+        (
+            anyhow::Error::new(crate::run::FleetError::Unavailable {
+                what: s("no fleet run of plugin p"),
+                waited: 300,
+            }),
+            FLEET_UNAVAILABLE,
+        ),
+        (
+            anyhow::Error::new(crate::run::FleetError::Ambiguous {
+                plugin: s("p"),
+                runs: s("a, b"),
+            }),
+            USAGE,
+        ),
+        (
             revert(RevertError::OtherDatabase {
                 run: run(),
                 journaled: s("a"),
