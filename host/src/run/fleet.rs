@@ -561,8 +561,10 @@ impl Engine<'_> {
             pid: i64::from(std::process::id()),
             journal: self.journal.id()?,
         };
-        let give_up = |what: String| -> anyhow::Result<()> {
-            match started.elapsed() > request.wait {
+        // Since when this process has had nothing to join (reset while it works).
+        let mut waiting_since = started;
+        let give_up = |what: String, since: std::time::Instant| -> anyhow::Result<()> {
+            match since.elapsed() > request.wait {
                 true => Err(FleetError::Unavailable {
                     what,
                     waited: request.wait.as_secs(),
@@ -578,7 +580,18 @@ impl Engine<'_> {
                     status: "interrupted",
                 });
             }
-            let fleets = self.db.fleets(&sha256).await?;
+            let mut fleets = self.db.fleets(&sha256).await?;
+            if request.run.is_none() && fleets.len() > 1 {
+                // An abandoned fleet run leaves its document: the live one
+                // holds the database's lock.
+                let mut alive = Vec::new();
+                for fleet in fleets {
+                    if self.fleet_alive(&fleet.run).await? {
+                        alive.push(fleet);
+                    }
+                }
+                fleets = alive;
+            }
             let fleet = match &request.run {
                 Some(run) => fleets.into_iter().find(|f| f.run == *run),
                 None if fleets.len() > 1 => {
@@ -592,22 +605,31 @@ impl Engine<'_> {
                 None => fleets.into_iter().next(),
             };
             let Some(fleet) = fleet else {
-                if joined.is_some() {
+                // A run of this plugin file already stamped (this worker may
+                // have been started again after the run finished).
+                let stamped = self.db.history().await?.into_iter().find(|h| {
+                    h.sha256.as_deref() == Some(sha256.as_str())
+                        && request.run.as_ref().is_none_or(|r| h.run_id.as_ref() == Some(r))
+                });
+                if joined.is_some() || stamped.is_some() {
                     // Its `fleet:` document goes with the stamp.
                     return Ok(WorkOutcome {
-                        run: joined,
+                        run: joined.or(stamped.and_then(|h| h.run_id)),
                         status: "stamped",
                     });
                 }
-                give_up(format!(
-                    "no fleet run of plugin {} {} (sha256 {}) on database {}{}: start one with `godwit run PLUGIN \
+                give_up(
+                    format!(
+                        "no fleet run of plugin {} {} (sha256 {}) on database {}{}: start one with `godwit run PLUGIN \
                      --execute --workers N` (the same plugin file)",
-                    manifest.name,
-                    manifest.version,
-                    &sha256[..12],
-                    self.db.name,
-                    request.run.as_ref().map(|r| format!(" named {r}")).unwrap_or_default()
-                ))?;
+                        manifest.name,
+                        manifest.version,
+                        &sha256[..12],
+                        self.db.name,
+                        request.run.as_ref().map(|r| format!(" named {r}")).unwrap_or_default()
+                    ),
+                    waiting_since,
+                )?;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             };
@@ -618,14 +640,18 @@ impl Engine<'_> {
             joined = Some(fleet.run.clone());
             // The run must be alive: it holds the database's lock.
             if !self.fleet_alive(&fleet.run).await? {
-                give_up(format!(
-                    "fleet run {} does not hold the lock of database {} (its process stopped?): resume it with \
+                give_up(
+                    format!(
+                        "fleet run {} does not hold the lock of database {} (its process stopped?): resume it with \
                      `godwit run PLUGIN --execute --workers N`",
-                    fleet.run, self.db.name
-                ))?;
+                        fleet.run, self.db.name
+                    ),
+                    waiting_since,
+                )?;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
+            waiting_since = std::time::Instant::now();
             let header = self.fleet_header(&fleet);
             let mut run_request = RunRequest {
                 params: fleet.params.clone(),
