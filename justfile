@@ -50,11 +50,13 @@ demo: plugins
 inspect: plugins
     {{godwit}} plugin inspect target/plugins/normalize-emails.wasm
 
-# The QDash-like backfill on one local server: Rust driver loop vs godwit vs pymongo
-# (docs/s, ratios, peak RSS); writes bench/RESULTS.md. `just bench 1000000` for another size.
+# The QDash-like backfill on one local server: Rust driver loop vs godwit (the plugin in Rust,
+# Python and JavaScript) vs pymongo (docs/s, ratios, peak RSS); writes bench/RESULTS.md.
+# `just bench 1000000` for another size.
 bench docs="200000": plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     scripts/build-python-plugin.sh bench/plugin-py/bench-backfill-py
+    {{godwit}} plugin build bench/plugin-js/bench-backfill-js
     PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench run --docs {{docs}}
 
 # Scaling check: driver loop and godwit at 200k and 1M documents; writes bench/SCALING.md.

@@ -7,6 +7,7 @@
 //!   (inputs, actions, lookups);
 //! - (c) (b) with before-images too: godwit's default for execute runs (what `godwit revert` needs);
 //! - (p) (b) with the same backfill as a Python plugin (`bench/plugin-py/bench-backfill-py`);
+//! - (j) (b) with the same backfill as a JavaScript plugin (`bench/plugin-js/bench-backfill-js`);
 //! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
 //! - (e) `godwit run` dry run;
@@ -58,6 +59,9 @@ struct Common {
     /// The same plugin in Python (contestant (p)).
     #[arg(long, default_value = "target/plugins/bench-backfill-py.wasm")]
     python_plugin: PathBuf,
+    /// The same plugin in JavaScript (contestant (j)).
+    #[arg(long, default_value = "target/plugins/bench-backfill-js.wasm")]
+    js_plugin: PathBuf,
     /// The pymongo script of contestants (d) and (d').
     #[arg(long, default_value = "bench/backfill.py")]
     script: PathBuf,
@@ -74,8 +78,8 @@ enum Cmd {
     Run {
         #[arg(long, default_value_t = 200_000)]
         docs: u64,
-        /// Contestants to run, by letter: a, b, c, d, D (d'), e.
-        #[arg(long, default_value = "a,b,u,c,v,p,e,D,d")]
+        /// Contestants to run, by letter: a, b, c, p, j, d, D (d'), e, u, v, w.
+        #[arg(long, default_value = "a,b,u,c,v,p,j,e,D,d")]
         only: String,
         /// Run the contestant list this many times (interleaved); the table shows medians.
         #[arg(long, default_value_t = 1)]
@@ -143,6 +147,8 @@ enum Contestant {
     GodwitImages,
     /// (b) with the same backfill written in Python.
     GodwitPython,
+    /// (b) with the same backfill written in JavaScript.
+    GodwitJs,
     PymongoPerDocument,
     PymongoBulk,
     DryRun,
@@ -161,13 +167,14 @@ impl Contestant {
             "b" => Contestant::Godwit,
             "c" => Contestant::GodwitImages,
             "p" => Contestant::GodwitPython,
+            "j" => Contestant::GodwitJs,
             "d" => Contestant::PymongoPerDocument,
             "D" | "d'" => Contestant::PymongoBulk,
             "e" => Contestant::DryRun,
             "u" => Contestant::GodwitUnguarded,
             "v" => Contestant::GodwitImagesUnguarded,
             "w" => Contestant::GodwitLive,
-            other => bail!("unknown contestant {other:?} (a, b, c, p, d, D, e, u, v, w)"),
+            other => bail!("unknown contestant {other:?} (a, b, c, p, j, d, D, e, u, v, w)"),
         })
     }
 
@@ -177,6 +184,7 @@ impl Contestant {
             Contestant::Godwit => "(b) godwit run --execute --no-before-images, journal on",
             Contestant::GodwitImages => "(c) godwit run --execute, journal + before-images (the default)",
             Contestant::GodwitPython => "(p) = (b), the plugin written in Python (componentize-py)",
+            Contestant::GodwitJs => "(j) = (b), the plugin written in JavaScript (componentize-js)",
             Contestant::PymongoPerDocument => "(d) pymongo, one update_one per document (the seeds' way)",
             Contestant::PymongoBulk => "(d') pymongo, bulk_write of UpdateOne per batch",
             Contestant::DryRun => "(e) godwit run (dry run)",
@@ -194,6 +202,7 @@ impl Contestant {
             Contestant::Godwit => "b",
             Contestant::GodwitImages => "c",
             Contestant::GodwitPython => "p",
+            Contestant::GodwitJs => "j",
             Contestant::PymongoPerDocument => "d",
             Contestant::PymongoBulk => "d2",
             Contestant::DryRun => "e",
@@ -205,6 +214,21 @@ impl Contestant {
 
     fn writes(self) -> bool {
         self != Contestant::DryRun
+    }
+
+    /// The plugin component a godwit contestant runs; `None` for the others.
+    fn plugin(self, common: &Common) -> Option<&Path> {
+        match self {
+            Contestant::DriverLoop | Contestant::PymongoPerDocument | Contestant::PymongoBulk => None,
+            Contestant::GodwitPython => Some(&common.python_plugin),
+            Contestant::GodwitJs => Some(&common.js_plugin),
+            Contestant::Godwit
+            | Contestant::GodwitImages
+            | Contestant::DryRun
+            | Contestant::GodwitUnguarded
+            | Contestant::GodwitImagesUnguarded
+            | Contestant::GodwitLive => Some(&common.plugin),
+        }
     }
 }
 
@@ -250,7 +274,8 @@ struct Bench {
 }
 
 impl Bench {
-    async fn new(common: Common) -> anyhow::Result<Self> {
+    /// Checks what `contestants` need and compiles the plugins they run.
+    async fn new(common: Common, contestants: &[Contestant]) -> anyhow::Result<Self> {
         for (file, how) in [
             (&common.godwit, "cargo build --release -p godwit"),
             (&common.plugin, "just plugins"),
@@ -258,6 +283,25 @@ impl Bench {
         ] {
             if !file.exists() {
                 bail!("{} is missing ({how})", file.display());
+            }
+        }
+        // Only the plugins of the contestants chosen: `--only a,b` needs
+        // neither the Python nor the JavaScript plugin built.
+        let mut plugins: Vec<&Path> = contestants.iter().filter_map(|c| c.plugin(&common)).collect();
+        plugins.sort();
+        plugins.dedup();
+        for (plugin, how) in [
+            (
+                &common.python_plugin,
+                "scripts/build-python-plugin.sh bench/plugin-py/bench-backfill-py",
+            ),
+            (
+                &common.js_plugin,
+                "godwit plugin build bench/plugin-js/bench-backfill-js",
+            ),
+        ] {
+            if plugins.contains(&plugin.as_path()) && !plugin.exists() {
+                bail!("{} is missing ({how})", plugin.display());
             }
         }
         let ok = Command::new(&common.python)
@@ -282,8 +326,9 @@ impl Bench {
             None => server::start(work.path()).await?,
         };
         let client = mongodb::Client::with_uri_str(&server.uri).await?;
-        // Compile the plugins into a cache of our own once, outside any timing.
-        for plugin in [&common.plugin, &common.python_plugin] {
+        // Compile the plugins into a cache of our own once, outside any timing
+        // (the JavaScript component's first compile took 22.9 s on the 2-core VM).
+        for plugin in plugins {
             let status = Command::new(&common.godwit)
                 .args(["plugin", "inspect"])
                 .arg(plugin)
@@ -363,6 +408,7 @@ impl Bench {
                 Contestant::Godwit
                     | Contestant::GodwitImages
                     | Contestant::GodwitPython
+                    | Contestant::GodwitJs
                     | Contestant::GodwitUnguarded
                     | Contestant::GodwitImagesUnguarded
                     | Contestant::GodwitLive
@@ -456,18 +502,16 @@ impl Bench {
             Contestant::Godwit
             | Contestant::GodwitImages
             | Contestant::GodwitPython
+            | Contestant::GodwitJs
             | Contestant::DryRun
             | Contestant::GodwitUnguarded
             | Contestant::GodwitImagesUnguarded
             | Contestant::GodwitLive => {
+                let plugin = contestant.plugin(c).context("a godwit contestant runs a plugin")?;
                 let mut cmd = Command::new(&c.godwit);
                 cmd.arg("--json")
                     .arg("run")
-                    .arg(if contestant == Contestant::GodwitPython {
-                        &c.python_plugin
-                    } else {
-                        &c.plugin
-                    })
+                    .arg(plugin)
                     .args(["--uri", uri, "--db", db, "--batch-size", &batch])
                     .arg("--journal")
                     .arg(journal)
@@ -483,7 +527,7 @@ impl Bench {
                 }
                 if matches!(
                     contestant,
-                    Contestant::Godwit | Contestant::GodwitPython | Contestant::GodwitUnguarded
+                    Contestant::Godwit | Contestant::GodwitPython | Contestant::GodwitJs | Contestant::GodwitUnguarded
                 ) {
                     cmd.arg("--no-before-images");
                 }
@@ -655,7 +699,7 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
         .map(Contestant::parse)
         .collect::<anyhow::Result<_>>()?;
     let start_load = load();
-    let mut bench = Bench::new(common).await?;
+    let mut bench = Bench::new(common, &contestants).await?;
     eprintln!("godwit-bench: {docs} documents, server {}", bench.server.label);
     let mut rows = Vec::new();
     for round in 0..rounds {
@@ -707,6 +751,18 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
     }
     if let (Some(b), Some(d)) = (find(Contestant::Godwit), find(Contestant::PymongoBulk)) {
         let _ = writeln!(text, "- for reference, (b) vs (d'): {:.2}x", b / d);
+    }
+    // What the plugin's language costs: the same backfill, the same run options as (b).
+    for (plugin, name) in [
+        (Contestant::GodwitPython, "(p) Python vs (b) Rust"),
+        (Contestant::GodwitJs, "(j) JavaScript vs (b) Rust"),
+    ] {
+        if let (Some(b), Some(p)) = (find(Contestant::Godwit), find(plugin)) {
+            let _ = writeln!(text, "- for reference, {name}: {:.2}x", p / b);
+        }
+    }
+    if let (Some(p), Some(j)) = (find(Contestant::GodwitPython), find(Contestant::GodwitJs)) {
+        let _ = writeln!(text, "- for reference, (j) JavaScript vs (p) Python: {:.2}x", j / p);
     }
     // The write guard (issue 23): at most 5% of (b) and of (c).
     for (guarded, unguarded, name) in [
@@ -761,7 +817,7 @@ async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> 
         bail!("--sizes needs at least two sizes");
     }
     let start_load = load();
-    let mut bench = Bench::new(common).await?;
+    let mut bench = Bench::new(common, &[Contestant::DriverLoop, Contestant::Godwit]).await?;
     let mut rows = Vec::new();
     for &docs in sizes {
         eprintln!("godwit-bench scale: {docs} documents");
@@ -832,7 +888,7 @@ async fn scale(sizes: &[u64], out: &Path, common: Common) -> anyhow::Result<()> 
 async fn tune(docs: u64, batches: &[u32], read_aheads: &[u32], out: &Path, common: Common) -> anyhow::Result<()> {
     let start_load = load();
     let default_batch = common.batch;
-    let mut bench = Bench::new(common).await?;
+    let mut bench = Bench::new(common, &[Contestant::DriverLoop, Contestant::Godwit]).await?;
     eprintln!("godwit-bench tune: {docs} documents");
     let base = bench.run(Contestant::DriverLoop, docs).await?;
     // (batch, read-ahead, row)
