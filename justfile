@@ -69,6 +69,11 @@ bench-tune: plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench tune
 
+# godwit (c) plain and with --workers 1, 2, 4 on one server: docs/s, client and server CPU per document; writes bench/FLEET.md.
+bench-fleet docs="100000": plugins bench-setup
+    cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
+    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench fleet --docs {{docs}}
+
 # Install the benchmark's server (secantusd-rs; cmake via apt), when missing.
 bench-setup:
     scripts/bench-setup.sh

@@ -112,6 +112,22 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// godwit (c), the default mode, as one plain run and as a fleet run
+    /// with 1, 2 and 4 workers (`--workers`) on the same server, rounds
+    /// interleaved: throughput, the server's CPU and the client's CPU per
+    /// document (what decides how many workers one machine feeds).
+    Fleet {
+        #[arg(long, default_value_t = 100_000)]
+        docs: u64,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        workers: Vec<u32>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value = "bench/FLEET.md")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Generates the dataset into a database (for profiling a contestant by hand).
     Generate {
         #[arg(long)]
@@ -271,6 +287,8 @@ struct Bench {
     runs: usize,
     /// godwit's `--read-ahead` (its default when `None`).
     read_ahead: Option<u32>,
+    /// godwit's `--workers` (a plain run when `None`).
+    workers: Option<u32>,
 }
 
 impl Bench {
@@ -346,6 +364,7 @@ impl Bench {
             work,
             runs: 0,
             read_ahead: None,
+            workers: None,
         })
     }
 
@@ -524,6 +543,9 @@ impl Bench {
                 }
                 if let Some(n) = self.read_ahead {
                     cmd.args(["--read-ahead", &n.to_string()]);
+                }
+                if let Some(n) = self.workers {
+                    cmd.args(["--workers", &n.to_string()]);
                 }
                 if matches!(
                     contestant,
@@ -937,6 +959,74 @@ async fn tune(docs: u64, batches: &[u32], read_aheads: &[u32], out: &Path, commo
     report(out, &text)
 }
 
+async fn fleet(docs: u64, workers: &[u32], rounds: usize, out: &Path, common: Common) -> anyhow::Result<()> {
+    let start_load = load();
+    let mut bench = Bench::new(common, &[Contestant::GodwitImages]).await?;
+    eprintln!("godwit-bench fleet: {docs} documents, workers {workers:?}, {rounds} rounds");
+    let configs: Vec<Option<u32>> = std::iter::once(None).chain(workers.iter().copied().map(Some)).collect();
+    // (config, rows of every round)
+    let mut rows: Vec<(Option<u32>, Vec<Row>)> = configs.iter().map(|c| (*c, Vec::new())).collect();
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        for (config, runs) in rows.iter_mut() {
+            bench.workers = *config;
+            runs.push(bench.run(Contestant::GodwitImages, docs).await?);
+        }
+    }
+    bench.workers = None;
+    let mut text = header(
+        "Benchmark: fleet mode (`--workers`) of godwit (c)",
+        &bench,
+        &thousands(docs),
+        &start_load,
+    );
+    let base = {
+        let mut plain: Vec<f64> = rows[0].1.iter().map(Row::docs_per_sec).collect();
+        plain.sort_by(f64::total_cmp);
+        plain[plain.len() / 2]
+    };
+    let _ = writeln!(
+        text,
+        "godwit (c), before-images and the write guard on, as one plain run and with `--workers N` (each pass split \
+         into 4 partitions per worker, all in one process). Medians of {rounds} interleaved rounds, min-max in \
+         brackets; CPU per document in microseconds.\n"
+    );
+    let _ = writeln!(
+        text,
+        "| run | docs/s | vs plain | client CPU/doc | server CPU/doc | peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (config, runs) in &rows {
+        let mut rates: Vec<f64> = runs.iter().map(Row::docs_per_sec).collect();
+        rates.sort_by(f64::total_cmp);
+        let median = rates[rates.len() / 2];
+        let per_doc = |cpu: Duration| cpu.as_secs_f64() * 1e6 / docs as f64;
+        let mut client: Vec<f64> = runs.iter().map(|r| per_doc(r.cpu)).collect();
+        client.sort_by(f64::total_cmp);
+        let mut server: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu.map(per_doc)).collect();
+        server.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            text,
+            "| {} | {} [{}-{}] | {:.2}x | {:.0} µs | {} | {} |",
+            config.map_or("plain".to_string(), |n| format!("--workers {n}")),
+            thousands(median as u64),
+            thousands(rates[0] as u64),
+            thousands(rates[rates.len() - 1] as u64),
+            median / base,
+            client[client.len() / 2],
+            server
+                .get(server.len() / 2)
+                .map_or("?".into(), |s| format!("{s:.0} µs")),
+            mib(runs.iter().map(|r| r.peak_rss).max().unwrap_or(0)),
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\nOne machine feeds about (server CPU/doc) / (client CPU/doc) of one server core's worth of work per client \
+         core: past that the server, not godwit, is the bound."
+    );
+    report(out, &text)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -957,6 +1047,13 @@ fn main() -> anyhow::Result<()> {
                 out,
                 common,
             } => tune(docs, &batches, &read_aheads, &out, common).await,
+            Cmd::Fleet {
+                docs,
+                workers,
+                rounds,
+                out,
+                common,
+            } => fleet(docs, &workers, rounds.max(1), &out, common).await,
             Cmd::Generate { uri, db, docs } => {
                 let client = mongodb::Client::with_uri_str(&uri).await?;
                 let db = client.database(&db);
