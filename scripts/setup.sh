@@ -7,6 +7,8 @@
 #   - componentize-py, pymongo (its pure-Python bson) and pytest for Python plugins (PyPI)
 #   - Node.js and npm for JavaScript plugins (Debian); `godwit plugin build`
 #     installs esbuild and componentize-js from npm itself
+#   - kubernetes-validate (PyPI, with the Kubernetes JSON schemas bundled):
+#     the e2e test validates `godwit fleet manifest`'s output offline
 set -euo pipefail
 
 SUDO=""
@@ -46,6 +48,11 @@ fi
 if ! command -v componentize-py >/dev/null 2>&1 || ! python3 -c 'import pytest' 2>/dev/null; then
   echo "setup: installing componentize-py and pytest (pip)"
   python3 -m pip install -q componentize-py pytest
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "setup: installing kubernetes-validate (pip)"
+  python3 -m pip install -q kubernetes-validate
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 if ! command -v secantusd-py >/dev/null 2>&1; then

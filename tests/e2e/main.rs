@@ -18,6 +18,7 @@ mod id_types;
 mod inspect;
 mod javascript;
 mod journal_faults;
+mod kubernetes;
 mod live;
 mod lock;
 mod lookups;

@@ -6,6 +6,7 @@ mod chain;
 mod config;
 mod cutover;
 pub mod exit;
+pub mod fleet;
 mod init;
 mod journal;
 mod new;
@@ -197,6 +198,9 @@ enum Command {
     /// Join a fleet run (`run --execute --workers N`) from another process
     /// or machine: claim and process its partitions until every one is done.
     Worker(Box<worker::WorkerCommand>),
+    /// Kubernetes objects for a fleet run's workers (`fleet manifest`).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Put back what an execute run wrote, from its journaled before-images
     /// (dry run by default); sets the version back to the one before it.
     Revert(Box<revert::RevertCommand>),
@@ -288,6 +292,7 @@ pub fn main() -> ExitCode {
         Command::Revert(command) => command.run(&cli.global),
         Command::Cutover(command) => command.run(&cli.global),
         Command::Worker(command) => command.run(&cli.global),
+        Command::Fleet(command) => command.run(&cli.global),
         Command::Journal(command) => command.run(&cli.global),
         Command::Plugin(command) => command.run(&cli.global),
         Command::New(command) => command.run(&cli.global),
