@@ -150,6 +150,18 @@ fn workers_migrate_every_id_type_exactly_once() {
     );
     verify_journal(journal.path());
 
+    // A worker started after the stamp (a retried pod) has nothing to do: exit 0.
+    let late = tempfile::tempdir().unwrap();
+    let worker = command(&db, late.path(), &["worker", file.to_str().unwrap(), "--wait", "1"])
+        .output()
+        .unwrap();
+    assert!(worker.status.success(), "{}", stderr(&worker));
+    assert!(
+        stdout(&worker).contains(&format!("fleet run {run} is stamped")),
+        "{}",
+        stdout(&worker)
+    );
+
     // Its partitions are not runs of their own to revert or resume.
     let revert = command(&db, journal.path(), &["revert", run, "--execute"])
         .output()

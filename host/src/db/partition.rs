@@ -27,6 +27,13 @@ pub struct Partition {
     /// that committed it (written in that batch's transaction).
     pub checkpoint: Option<Bson>,
     pub last_run: Option<String>,
+    /// The server session (`lsid`) its previous holder wrote in: a holder
+    /// killed inside a transaction left it open, and its journal (where the
+    /// session is also recorded) may be on another machine, or lost.
+    pub session: Option<Document>,
+    /// Every run that wrote a batch of it (whose progress markers go when
+    /// it is done).
+    pub runs: Vec<String>,
 }
 
 /// Where a partition stands, for `status` and the run's summary.
@@ -180,6 +187,42 @@ impl Db {
         }))
     }
 
+    /// The sessions of pass `pass`'s pending partitions whose claim expired
+    /// (their holders are gone): a holder killed inside a transaction left
+    /// it open on the partition's document, where a claim would wait for it.
+    pub async fn expired_sessions(&self, run: &str, pass: u32) -> Result<Vec<Document>> {
+        let now = DateTime::now();
+        let documents: Vec<Document> = self
+            .meta()
+            .find(doc! {
+                "kind": "partition", "run": run, "pass": i64::from(pass), "state": "pending",
+                "expires_at": {"$lte": now}, "session": {"$exists": true},
+            })
+            .projection(doc! {"session": 1})
+            .await
+            .map_err(mongo(format!("reading the partitions of run {run}")))?
+            .try_collect()
+            .await
+            .map_err(mongo(format!("reading the partitions of run {run}")))?;
+        Ok(documents
+            .into_iter()
+            .filter_map(|d| d.get_document("session").ok().cloned())
+            .collect())
+    }
+
+    /// Records the server session the claim's holder writes in (see
+    /// [`Partition::session`]); only while `lock` holds the partition.
+    pub async fn claim_session(&self, lock: &Lock, lsid: Document) -> Result<()> {
+        self.meta()
+            .update_one(
+                doc! {"_id": &lock.doc_id, "token": lock.token},
+                doc! {"$set": {"session": lsid}},
+            )
+            .await
+            .map_err(mongo(format!("recording the session of {}", lock.doc_id)))?;
+        Ok(())
+    }
+
     /// Marks a claimed partition done - only while `lock` still holds it.
     /// (Its `documents` were counted by each batch's transaction.)
     pub async fn partition_done(&self, lock: &Lock) -> Result<bool> {
@@ -317,5 +360,10 @@ fn partition_of(d: &Document) -> Partition {
         upto: bound("upto"),
         checkpoint: bound("checkpoint"),
         last_run: d.get_str("last_run").ok().map(str::to_string),
+        session: d.get_document("session").ok().cloned(),
+        runs: d
+            .get_array("runs")
+            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
     }
 }

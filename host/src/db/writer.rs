@@ -301,6 +301,8 @@ impl Db {
             let mut update = doc! {"$set": fence};
             if lock.doc_id != super::LOCK_ID {
                 update.insert("$inc", doc! {"documents": batch.documents as i64});
+                // Every run that wrote to it: their markers go when it is done.
+                update.insert("$addToSet", doc! {"runs": batch.run_id});
             }
             statements.push(doc! {"q": {"_id": &lock.doc_id, "token": lock.token}, "u": update});
         }

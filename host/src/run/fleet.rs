@@ -228,6 +228,12 @@ impl Engine<'_> {
             if self.stop.requested() || !self.fleet_alive(&fleet.run_id).await? {
                 return Ok(Flow::Stopped);
             }
+            let orphaned = self.db.expired_sessions(&fleet.run_id, index).await?;
+            if !orphaned.is_empty()
+                && let Err(e) = self.db.kill_sessions(orphaned).await
+            {
+                tracing::warn!("run {}: {e}", fleet.run_id);
+            }
             let claimed = self
                 .db
                 .claim_partition(&fleet.run_id, index, claimant, request.lease)
@@ -278,7 +284,12 @@ impl Engine<'_> {
         let entries = self.journal.iter_entries(&run)?;
         let mut log = RunLog::read(entries.map(|e| Ok(e?.0)), summary, true)?;
         let mut bound = self.bind(&header, None, &log)?;
-        if let Err(e) = self.db.kill_sessions(log.sessions.clone()).await {
+        // The sessions earlier holders wrote in: ours (journaled), and the
+        // previous holder's (recorded with the claim), whose open
+        // transaction would otherwise block this partition's writes.
+        let mut sessions = log.sessions.clone();
+        sessions.extend(partition.session.clone());
+        if let Err(e) = self.db.kill_sessions(sessions).await {
             tracing::warn!("run {run}: {e}");
         }
         let active = ActiveRun::holding(
@@ -290,6 +301,9 @@ impl Engine<'_> {
             header.before_images,
         )
         .await?;
+        if let Some(lsid) = active.lsid() {
+            self.db.claim_session(&lock, lsid).await?;
+        }
         let mut sink = Sink::Execute(Box::new(match request.write_guard {
             true => active.guard(&manifest.passes),
             false => active,
@@ -415,14 +429,16 @@ impl Engine<'_> {
 
     /// Marks a partition done in the work table, only while its claim
     /// holds. Its progress markers go: every partition run's of this
-    /// journal, and that of the run that wrote its last batch.
+    /// journal, and those of every run that wrote a batch of it.
     async fn finish_partition(&self, lock: &Lock, partition: &Partition) -> anyhow::Result<()> {
         let mut runs: Vec<String> = self
             .partition_runs(&lock.run_id, partition)?
             .into_iter()
             .map(|h| h.run_id)
             .collect();
-        runs.extend(partition.last_run.clone());
+        runs.extend(partition.runs.iter().cloned());
+        runs.sort();
+        runs.dedup();
         for run in &runs {
             self.db.delete_marker(run).await?;
         }
