@@ -12,6 +12,7 @@
 //! test harness (`plugin-sdk/src/testing.rs`) call the same functions, so a
 //! plugin's unit tests refuse exactly what the host refuses.
 
+pub mod apply;
 pub mod matcher;
 pub mod names;
 pub mod paging;
@@ -23,6 +24,7 @@ pub mod update;
 
 use bson::Document;
 
+pub use apply::{ApplyError, Target, apply_update};
 pub use names::check_collection;
 pub use paging::after_id;
 pub use query::{check_filter, check_projection, check_query, is_pinned};
