@@ -88,15 +88,30 @@ pub fn apply_update(doc: &Document, update: &Document, target: Target) -> Result
     if doc.keys().next().map(String::as_str) != Some("_id") {
         return unsupported("the document has no `_id` first (the server would place one)");
     }
+    let encode = |d: &Document| {
+        d.to_vec()
+            .map_err(|e| ApplyError::Unsupported(format!("the after-image does not encode: {e}")))
+    };
     let after = if update.keys().any(|k| k.starts_with('$')) {
-        operators(doc, update, target)?
+        // Answer only where both orders store the same bytes (see `Order`).
+        match (
+            operators(doc, update, target, Order::Paths),
+            operators(doc, update, target, Order::Given),
+        ) {
+            (Ok(paths), Ok(given)) if encode(&paths)? == encode(&given)? => paths,
+            (Err(e), Err(_)) => return Err(e),
+            (Err(ApplyError::Unsupported(e)), _) | (_, Err(ApplyError::Unsupported(e))) => return unsupported(e),
+            _ => {
+                return unsupported(
+                    "the field order depends on the server (MongoDB 5.0+ applies the update's paths in order, \
+                     SecantusDB in the update's own order)",
+                );
+            }
+        }
     } else {
         replacement(doc, update)?
     };
-    let size = after
-        .to_vec()
-        .map_err(|e| ApplyError::Unsupported(format!("the after-image does not encode: {e}")))?
-        .len();
+    let size = encode(&after)?.len();
     if size > crate::MAX_BSON_BYTES {
         return refused(format!("the after-image is {size} bytes, over the 16 MiB limit"));
     }
@@ -183,7 +198,22 @@ enum BitOp {
     Xor,
 }
 
-fn operators(doc: &Document, update: &Document, target: Target) -> Result<Document> {
+/// The order a server applies an update's paths in. MongoDB 5.0 and later
+/// apply its tree in path order (`Paths`), whatever the order of the
+/// update's operators and fields, and `$rename` appends its destination
+/// even where it exists (its documentation: "the operation may not preserve
+/// the order of the fields"). SecantusDB, the test server, applies them in
+/// the update document's order and renames onto an existing destination in
+/// place (`Given`), checked by `tests/e2e/update_eval.rs`. The two differ
+/// only in the order of fields an update adds or renames; [`apply_update`]
+/// answers where they agree and leaves the rest to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Paths,
+    Given,
+}
+
+fn operators(doc: &Document, update: &Document, target: Target, order: Order) -> Result<Document> {
     let mut ops: Vec<(Vec<&str>, Op)> = Vec::new();
     for (name, arg) in update {
         let Bson::Document(fields) = arg else {
@@ -235,9 +265,13 @@ fn operators(doc: &Document, update: &Document, target: Target) -> Result<Docume
     // The server's tree applies its paths in this order; one path on
     // another's way is a conflict it refuses. A prefix sorts just before
     // its extensions, so neighbours tell.
-    ops.sort_by(|(a, _), (b, _)| compare_paths(a, b));
-    for pair in ops.windows(2) {
-        let (a, b) = (&pair[0].0, &pair[1].0);
+    let mut sorted: Vec<Vec<&str>> = ops.iter().map(|(path, _)| path.clone()).collect();
+    sorted.sort_by(|a, b| compare_paths(a, b));
+    if order == Order::Paths {
+        ops.sort_by(|(a, _), (b, _)| compare_paths(a, b));
+    }
+    for pair in sorted.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
         if b.starts_with(a) {
             return refused(format!(
                 "updating `{}` and `{}` conflicts",
@@ -248,7 +282,7 @@ fn operators(doc: &Document, update: &Document, target: Target) -> Result<Docume
     }
     let mut after = doc.clone();
     for (path, op) in &ops {
-        apply_one(&mut after, path, op, target)?;
+        apply_one(&mut after, path, op, target, order)?;
     }
     Ok(after)
 }
@@ -511,7 +545,7 @@ struct At {
 
 type Visit<'f> = &'f mut dyn FnMut(Option<&Bson>, At) -> Result<Edit>;
 
-fn apply_one(doc: &mut Document, path: &[&str], op: &Op, target: Target) -> Result<()> {
+fn apply_one(doc: &mut Document, path: &[&str], op: &Op, target: Target, order: Order) -> Result<()> {
     let shown = path.join(".");
     match op {
         Op::RenameFrom => Ok(()),
@@ -523,7 +557,10 @@ fn apply_one(doc: &mut Document, path: &[&str], op: &Op, target: Target) -> Resu
                 if at.through_array {
                     return refused(format!("`$rename` to `{shown}`: the destination is in an array"));
                 }
-                Ok(Edit::Append(value.clone()))
+                Ok(match order {
+                    Order::Paths => Edit::Append(value.clone()),
+                    Order::Given => Edit::Put(value.clone()),
+                })
             })?;
             visit_doc(doc, from, At { through_array: false }, &mut |_, _| Ok(Edit::Remove))
         }

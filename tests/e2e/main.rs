@@ -36,3 +36,4 @@ mod secrets;
 mod seeds;
 mod support;
 mod trust;
+mod update_eval;

@@ -28,10 +28,17 @@ pub fn update_cases() -> Vec<(Document, Document, Want)> {
         // $set: in place, new fields at the end in the tree's order.
         (doc! {"_id": 1, "a": 1, "b": 2}, doc! {"$set": {"a": "x"}}, Stored(doc! {"_id": 1, "a": "x", "b": 2})),
         (doc! {"_id": 1, "a": 1}, doc! {"$set": {"c": 3}}, Stored(doc! {"_id": 1, "a": 1, "c": 3})),
-        (doc! {"_id": 1}, doc! {"$set": {"b": 1, "a": 2}}, Stored(doc! {"_id": 1, "a": 2, "b": 1})),
-        (doc! {"_id": 1}, doc! {"$set": {"b": 1}, "$inc": {"a": 1}}, Stored(doc! {"_id": 1, "a": 1, "b": 1})),
-        (doc! {"_id": 1}, doc! {"$set": {"10": 1, "9": 2, "x": 3}}, Stored(doc! {"_id": 1, "9": 2, "10": 1, "x": 3})),
-        (doc! {"_id": 1}, doc! {"$set": {"B": 1, "a": 2, "_x": 3}}, Stored(doc! {"_id": 1, "B": 1, "_x": 3, "a": 2})),
+        // Fields added in another order than the paths': MongoDB 5.0+ and
+        // SecantusDB differ (`Order` in `apply.rs`; MongoDB's order is pinned
+        // by `mongodb_applies_paths_in_order`).
+        (doc! {"_id": 1}, doc! {"$set": {"b": 1, "a": 2}}, Unsupported),
+        (doc! {"_id": 1}, doc! {"$set": {"b": 1}, "$inc": {"a": 1}}, Unsupported),
+        (doc! {"_id": 1}, doc! {"$set": {"10": 1, "9": 2, "x": 3}}, Unsupported),
+        (doc! {"_id": 1}, doc! {"$set": {"a": 2, "b": 1}}, Stored(doc! {"_id": 1, "a": 2, "b": 1})),
+        (doc! {"_id": 1}, doc! {"$inc": {"a": 1}, "$set": {"b": 1}}, Stored(doc! {"_id": 1, "a": 1, "b": 1})),
+        (doc! {"_id": 1}, doc! {"$set": {"9": 2, "10": 1, "x": 3}}, Stored(doc! {"_id": 1, "9": 2, "10": 1, "x": 3})),
+        (doc! {"_id": 1}, doc! {"$set": {"B": 1, "_x": 3, "a": 2}}, Stored(doc! {"_id": 1, "B": 1, "_x": 3, "a": 2})),
+        (doc! {"_id": 1, "a": 1}, doc! {"$set": {"b": 1, "a": 2}}, Stored(doc! {"_id": 1, "a": 2, "b": 1})),
         (doc! {"_id": 1, "a": {"x": 1}, "c": 1}, doc! {"$set": {"a.y.z": 1}}, Stored(doc! {"_id": 1, "a": {"x": 1, "y": {"z": 1}}, "c": 1})),
         (doc! {"_id": 1}, doc! {"$set": {"a.0": 1}}, Stored(doc! {"_id": 1, "a": {"0": 1}})),
         (doc! {"_id": 1, "a": [1, 2]}, doc! {"$set": {"a.1": 5}}, Stored(doc! {"_id": 1, "a": [1, 5]})),
@@ -84,7 +91,8 @@ pub fn update_cases() -> Vec<(Document, Document, Want)> {
         (doc! {"_id": 1}, doc! {"$max": {"a": 1}}, Stored(doc! {"_id": 1, "a": 1})),
         (doc! {"_id": 1, "a": 1}, doc! {"$max": {"a": dec.clone()}}, Unsupported),
         // $rename: applied at its destination's place, the destination appended.
-        (doc! {"_id": 1, "a": 1, "b": 2, "c": 3}, doc! {"$rename": {"a": "b"}}, Stored(doc! {"_id": 1, "c": 3, "b": 1})),
+        (doc! {"_id": 1, "a": 1, "b": 2, "c": 3}, doc! {"$rename": {"a": "b"}}, Unsupported),
+        (doc! {"_id": 1, "a": 1, "c": 3}, doc! {"$rename": {"a": "b"}}, Stored(doc! {"_id": 1, "c": 3, "b": 1})),
         (doc! {"_id": 1, "a": 1, "z": 0}, doc! {"$rename": {"a": "x.y"}}, Stored(doc! {"_id": 1, "z": 0, "x": {"y": 1}})),
         (doc! {"_id": 1, "a": {"b": 1, "c": 2}}, doc! {"$rename": {"a.b": "a.d"}}, Stored(doc! {"_id": 1, "a": {"c": 2, "d": 1}})),
         (doc! {"_id": 1, "z": 0}, doc! {"$rename": {"z": "a"}, "$set": {"b": 1}}, Stored(doc! {"_id": 1, "a": 0, "b": 1})),
