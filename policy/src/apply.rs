@@ -169,7 +169,9 @@ enum Op<'a> {
     AddToSet(Vec<&'a Bson>),
     Pull(&'a Bson),
     PullAll(&'a [Bson]),
-    Pop { first: bool },
+    Pop {
+        first: bool,
+    },
     Bit(Vec<(BitOp, Num)>),
     /// `$rename`'s destination, with its source's path.
     RenameTo(Vec<&'a str>),
@@ -273,11 +275,7 @@ fn operators(doc: &Document, update: &Document, target: Target, order: Order) ->
     for pair in sorted.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         if b.starts_with(a) {
-            return refused(format!(
-                "updating `{}` and `{}` conflicts",
-                a.join("."),
-                b.join(".")
-            ));
+            return refused(format!("updating `{}` and `{}` conflicts", a.join("."), b.join(".")));
         }
     }
     let mut after = doc.clone();
@@ -318,9 +316,7 @@ fn segments(path: &str) -> Result<Vec<&str>> {
             return refused(format!("field path `{path}` has an empty segment"));
         }
         if s.starts_with('$') {
-            return unsupported(format!(
-                "positional segment `{s}` in `{path}` (the server resolves it)"
-            ));
+            return unsupported(format!("positional segment `{s}` in `{path}` (the server resolves it)"));
         }
         if s.len() > 1 && s.starts_with('0') && is_digits(s) {
             return unsupported(format!("numeric segment `{s}` with a leading zero in `{path}`"));
@@ -378,7 +374,9 @@ impl Num {
     /// `None` where the server fails (int64 overflow).
     fn add(self, other: Num) -> Option<Num> {
         match (self, other) {
-            (Num::I32(a), Num::I32(b)) => Some(a.checked_add(b).map_or(Num::I64(i64::from(a) + i64::from(b)), Num::I32)),
+            (Num::I32(a), Num::I32(b)) => {
+                Some(a.checked_add(b).map_or(Num::I64(i64::from(a) + i64::from(b)), Num::I32))
+            }
             (a, b) => match (a.wide(), b.wide()) {
                 (Some(a), Some(b)) => a.checked_add(b).map(Num::I64),
                 _ => Some(Num::F64(a.float() + b.float())),
@@ -388,7 +386,9 @@ impl Num {
 
     fn mul(self, other: Num) -> Option<Num> {
         match (self, other) {
-            (Num::I32(a), Num::I32(b)) => Some(a.checked_mul(b).map_or(Num::I64(i64::from(a) * i64::from(b)), Num::I32)),
+            (Num::I32(a), Num::I32(b)) => {
+                Some(a.checked_mul(b).map_or(Num::I64(i64::from(a) * i64::from(b)), Num::I32))
+            }
             (a, b) => match (a.wide(), b.wide()) {
                 (Some(a), Some(b)) => a.checked_mul(b).map(Num::I64),
                 _ => Some(Num::F64(a.float() * b.float())),
@@ -753,7 +753,11 @@ fn edit(op: &Op, shown: &str, current: Option<&Bson>, target: Target) -> Result<
         }
         (Op::Min(v) | Op::Max(v), None) => Edit::Put((*v).clone()),
         (Op::Min(v) | Op::Max(v), Some(current)) => {
-            let wanted = if matches!(op, Op::Min(_)) { Ordering::Less } else { Ordering::Greater };
+            let wanted = if matches!(op, Op::Min(_)) {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
             if compare(v, current)? == wanted {
                 Edit::Put((*v).clone())
             } else {
@@ -832,7 +836,9 @@ fn edit(op: &Op, shown: &str, current: Option<&Bson>, target: Target) -> Result<
 fn pulls(cond: &Bson, item: &Bson) -> Result<bool> {
     match cond {
         Bson::Document(d)
-            if d.keys().next().is_none_or(|k| !k.starts_with('$') || matches!(k.as_str(), "$and" | "$or" | "$nor")) =>
+            if d.keys()
+                .next()
+                .is_none_or(|k| !k.starts_with('$') || matches!(k.as_str(), "$and" | "$or" | "$nor")) =>
         {
             match item {
                 Bson::Document(element) => Ok(matcher::matches(element, d)?),

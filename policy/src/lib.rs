@@ -5,7 +5,8 @@
 //! MongoDB would read as operators or paths, nondeterministic operators,
 //! filters that must pin documents, and the bounds on batch sizes and action
 //! counts. `matcher` evaluates the filters and projections it accepts in
-//! memory, as MongoDB would, for the SDK's harness.
+//! memory, as MongoDB would, for the SDK's harness; `apply` computes the
+//! document an accepted update leaves, for the host's after-images.
 //!
 //! **Invariant:** no I/O and nothing but `bson` and `thiserror`: the host
 //! (`host/src/plugin/actions.rs`, `contract.rs`, lookups) and the SDK's native

@@ -53,7 +53,10 @@ fn on_server(db: &TestDb, collection: &str, cases: &[Case]) -> Vec<Stored> {
             let result = if case.update.keys().any(|k| k.starts_with('$')) {
                 c.update_one(filter, case.update.clone()).upsert(upsert).await.map(drop)
             } else {
-                c.replace_one(filter, case.update.clone()).upsert(upsert).await.map(drop)
+                c.replace_one(filter, case.update.clone())
+                    .upsert(upsert)
+                    .await
+                    .map(drop)
             };
             errors.push(result.err().map(|e| e.to_string()));
         }
@@ -66,7 +69,14 @@ fn on_server(db: &TestDb, collection: &str, cases: &[Case]) -> Vec<Stored> {
             }
             let found = raw.find(doc! {"_id": id_of(&case.before)}).await.unwrap();
             let found: Vec<RawDocumentBuf> = found.try_collect().await.unwrap();
-            assert_eq!(found.len(), 1, "{} on {}: stored {} documents", case.update, case.before, found.len());
+            assert_eq!(
+                found.len(),
+                1,
+                "{} on {}: stored {} documents",
+                case.update,
+                case.before,
+                found.len()
+            );
             stored.push(Ok(found[0].as_bytes().to_vec()));
         }
         stored
@@ -74,7 +84,10 @@ fn on_server(db: &TestDb, collection: &str, cases: &[Case]) -> Vec<Stored> {
 }
 
 fn shown(bytes: &[u8]) -> String {
-    match bson::RawDocument::from_bytes(bytes).ok().and_then(|d| Document::try_from(d).ok()) {
+    match bson::RawDocument::from_bytes(bytes)
+        .ok()
+        .and_then(|d| Document::try_from(d).ok())
+    {
         Some(d) => format!("{d:?}"),
         None => format!("{bytes:?}"),
     }
@@ -92,7 +105,11 @@ fn table() -> Vec<(Case, Want)> {
         .enumerate()
         .map(|(i, (before, update, want))| {
             let id = i as i32 + 1;
-            let update = if update.contains_key("_id") { renumber(&update, id) } else { update };
+            let update = if update.contains_key("_id") {
+                renumber(&update, id)
+            } else {
+                update
+            };
             let want = match want {
                 Want::Stored(d) => Want::Stored(renumber(&d, id)),
                 other => other,
@@ -129,7 +146,10 @@ fn the_update_table_is_what_the_server_stores() {
         };
         if !same {
             let server = stored.as_ref().map(|b| shown(b));
-            wrong.push(format!("{} on {}: server {server:?}, table {want:?}", case.update, case.before));
+            wrong.push(format!(
+                "{} on {}: server {server:?}, table {want:?}",
+                case.update, case.before
+            ));
         }
     }
     assert!(wrong.is_empty(), "{} rows differ:\n{}", wrong.len(), wrong.join("\n"));
@@ -292,12 +312,31 @@ fn operand(rng: &mut Rng, op: &str, doc: &Document) -> Bson {
 }
 
 const OPERATORS: &[&str] = &[
-    "$set", "$set", "$unset", "$inc", "$inc", "$mul", "$min", "$max", "$rename", "$push", "$push",
-    "$addToSet", "$pull", "$pullAll", "$pop", "$bit", "$setOnInsert",
+    "$set",
+    "$set",
+    "$unset",
+    "$inc",
+    "$inc",
+    "$mul",
+    "$min",
+    "$max",
+    "$rename",
+    "$push",
+    "$push",
+    "$addToSet",
+    "$pull",
+    "$pullAll",
+    "$pop",
+    "$bit",
+    "$setOnInsert",
 ];
 
 fn random_case(rng: &mut Rng, id: i32) -> Case {
-    let target = if rng.percent(10) { Target::Upserted } else { Target::Existing };
+    let target = if rng.percent(10) {
+        Target::Upserted
+    } else {
+        Target::Existing
+    };
     let mut before = doc! {"_id": id};
     if target == Target::Existing {
         before.extend(fields(rng, 3));
@@ -389,5 +428,8 @@ fn random_updates_store_what_the_evaluator_computes() {
         wrong.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
     );
     // A generator that stopped producing what the evaluator covers would pass vacuously.
-    assert!(evaluated * 10 >= count * 7, "the evaluator answered only {evaluated} of {count}");
+    assert!(
+        evaluated * 10 >= count * 7,
+        "the evaluator answered only {evaluated} of {count}"
+    );
 }

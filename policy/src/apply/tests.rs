@@ -26,16 +26,35 @@ fn updates_store_what_the_server_stores() {
 #[test]
 fn mongodb_applies_paths_in_order() {
     let rows = [
-        (doc! {"_id": 1}, doc! {"$set": {"b": 1, "a": 2}}, doc! {"_id": 1, "a": 2, "b": 1}),
-        (doc! {"_id": 1}, doc! {"$set": {"b": 1}, "$inc": {"a": 1}}, doc! {"_id": 1, "a": 1, "b": 1}),
-        (doc! {"_id": 1}, doc! {"$set": {"10": 1, "9": 2, "x": 3}}, doc! {"_id": 1, "9": 2, "10": 1, "x": 3}),
-        (doc! {"_id": 1, "a": 1, "b": 2, "c": 3}, doc! {"$rename": {"a": "b"}}, doc! {"_id": 1, "c": 3, "b": 1}),
+        (
+            doc! {"_id": 1},
+            doc! {"$set": {"b": 1, "a": 2}},
+            doc! {"_id": 1, "a": 2, "b": 1},
+        ),
+        (
+            doc! {"_id": 1},
+            doc! {"$set": {"b": 1}, "$inc": {"a": 1}},
+            doc! {"_id": 1, "a": 1, "b": 1},
+        ),
+        (
+            doc! {"_id": 1},
+            doc! {"$set": {"10": 1, "9": 2, "x": 3}},
+            doc! {"_id": 1, "9": 2, "10": 1, "x": 3},
+        ),
+        (
+            doc! {"_id": 1, "a": 1, "b": 2, "c": 3},
+            doc! {"$rename": {"a": "b"}},
+            doc! {"_id": 1, "c": 3, "b": 1},
+        ),
     ];
     for (before, update, want) in rows {
         let got = operators(&before, &update, Target::Existing, Order::Paths).unwrap();
         assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "{update}: got {got}");
         assert!(
-            matches!(apply_update(&before, &update, Target::Existing), Err(ApplyError::Unsupported(_))),
+            matches!(
+                apply_update(&before, &update, Target::Existing),
+                Err(ApplyError::Unsupported(_))
+            ),
             "{update}"
         );
     }
@@ -53,22 +72,33 @@ fn set_on_insert_applies_to_an_upserted_document() {
 
 #[test]
 fn what_cannot_be_evaluated_is_an_error_not_a_guess() {
-    let unsupported = |before: Document, update: Document, text: &str| {
-        match apply_update(&before, &update, Target::Existing) {
+    let unsupported =
+        |before: Document, update: Document, text: &str| match apply_update(&before, &update, Target::Existing) {
             Err(ApplyError::Unsupported(e)) => assert!(e.contains(text), "{update}: {e}"),
             other => panic!("{update} on {before}: {other:?}, want unsupported {text:?}"),
-        }
-    };
+        };
     unsupported(doc! {"a": 1}, doc! {"$set": {"b": 1}}, "no `_id` first");
     unsupported(doc! {"_id": 1}, doc! {"$currentDate": {"t": true}}, "$currentDate");
-    unsupported(doc! {"_id": 1, "a": [1]}, doc! {"$set": {"a.$": 1}}, "positional segment `$`");
+    unsupported(
+        doc! {"_id": 1, "a": [1]},
+        doc! {"$set": {"a.$": 1}},
+        "positional segment `$`",
+    );
     unsupported(doc! {"_id": 1, "a": [1]}, doc! {"$set": {"a.01": 1}}, "leading zero");
     unsupported(doc! {"_id": 1, "a": []}, doc! {"$set": {"a.100000": 1}}, "padding");
     let regex = Bson::RegularExpression(bson::Regex {
         pattern: "^x".try_into().unwrap(),
         options: "".try_into().unwrap(),
     });
-    unsupported(doc! {"_id": 1, "a": ["x"]}, doc! {"$pull": {"a": regex}}, "regular expression");
+    unsupported(
+        doc! {"_id": 1, "a": ["x"]},
+        doc! {"$pull": {"a": regex}},
+        "regular expression",
+    );
     unsupported(doc! {"_id": 1, "a": -0.0}, doc! {"$inc": {"a": 0.0}}, "turns");
-    unsupported(doc! {"_id": 1, "a": [1]}, doc! {"$push": {"a": {"$each": [], "$slice": 1.5}}}, "$slice");
+    unsupported(
+        doc! {"_id": 1, "a": [1]},
+        doc! {"$push": {"a": {"$each": [], "$slice": 1.5}}},
+        "$slice",
+    );
 }
