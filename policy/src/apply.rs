@@ -93,21 +93,25 @@ pub fn apply_update(doc: &Document, update: &Document, target: Target) -> Result
             .map_err(|e| ApplyError::Unsupported(format!("the after-image does not encode: {e}")))
     };
     let after = if update.keys().any(|k| k.starts_with('$')) {
-        // Answer only where both orders store the same bytes (see `Order`).
-        match (
-            operators(doc, update, target, Order::Paths),
-            operators(doc, update, target, Order::Given),
-        ) {
-            (Ok(paths), Ok(given)) if encode(&paths)? == encode(&given)? => paths,
-            (Err(e), Err(_)) => return Err(e),
-            (Err(ApplyError::Unsupported(e)), _) | (_, Err(ApplyError::Unsupported(e))) => return unsupported(e),
-            _ => {
-                return unsupported(
-                    "the field order depends on the server (MongoDB 5.0+ applies the update's paths in order, \
-                     SecantusDB in the update's own order)",
-                );
+        // Answer only where every order stores the same bytes (see `Order`).
+        let paths = operators(doc, update, target, Order::Paths);
+        let others = [Order::Given, Order::Bytes].map(|order| operators(doc, update, target, order));
+        for other in others {
+            match (&paths, &other) {
+                (Ok(paths), Ok(other)) if encode(paths)? == encode(&other)? => {}
+                (Err(_), Err(_)) => {}
+                (Err(ApplyError::Unsupported(e)), _) | (_, Err(ApplyError::Unsupported(e))) => {
+                    return unsupported(e.clone());
+                }
+                _ => {
+                    return unsupported(
+                        "the field order depends on the server (MongoDB 5.0+ applies the update's paths in order, \
+                         SecantusDB in the update's own order, or by bytes for an upsert)",
+                    );
+                }
             }
         }
+        paths?
     } else {
         replacement(doc, update)?
     };
@@ -206,13 +210,16 @@ enum BitOp {
 /// even where it exists (its documentation: "the operation may not preserve
 /// the order of the fields"). SecantusDB, the test server, applies them in
 /// the update document's order and renames onto an existing destination in
-/// place (`Given`), checked by `tests/e2e/update_eval.rs`. The two differ
-/// only in the order of fields an update adds or renames; [`apply_update`]
-/// answers where they agree and leaves the rest to the server.
+/// place (`Given`), and builds an upserted document in byte order of the
+/// paths, numeric names included (`Bytes`); measured by
+/// `tests/e2e/update_eval.rs`. They differ only in the order of fields an
+/// update adds or renames; [`apply_update`] answers where all agree and
+/// leaves the rest to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
     Paths,
     Given,
+    Bytes,
 }
 
 fn operators(doc: &Document, update: &Document, target: Target, order: Order) -> Result<Document> {
@@ -269,8 +276,10 @@ fn operators(doc: &Document, update: &Document, target: Target, order: Order) ->
     // its extensions, so neighbours tell.
     let mut sorted: Vec<Vec<&str>> = ops.iter().map(|(path, _)| path.clone()).collect();
     sorted.sort_by(|a, b| compare_paths(a, b));
-    if order == Order::Paths {
-        ops.sort_by(|(a, _), (b, _)| compare_paths(a, b));
+    match order {
+        Order::Paths => ops.sort_by(|(a, _), (b, _)| compare_paths(a, b)),
+        Order::Bytes => ops.sort_by(|(a, _), (b, _)| a.cmp(b)),
+        Order::Given => {}
     }
     for pair in sorted.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -433,7 +442,9 @@ fn bit(path: &str, v: &Bson) -> Result<Vec<(BitOp, Num)>> {
             };
             match n {
                 Bson::Int32(n) => Ok((op, Num::I32(*n))),
-                Bson::Int64(n) => Ok((op, Num::I64(*n))),
+                Bson::Int64(_) => unsupported(format!(
+                    "`$bit` on `{path}` with an int64 (MongoDB stores an int64, SecantusDB an int32 where it fits)"
+                )),
                 _ => refused(format!("`$bit` on `{path}` takes integers")),
             }
         })
@@ -559,7 +570,7 @@ fn apply_one(doc: &mut Document, path: &[&str], op: &Op, target: Target, order: 
                 }
                 Ok(match order {
                     Order::Paths => Edit::Append(value.clone()),
-                    Order::Given => Edit::Put(value.clone()),
+                    Order::Given | Order::Bytes => Edit::Put(value.clone()),
                 })
             })?;
             visit_doc(doc, from, At { through_array: false }, &mut |_, _| Ok(Edit::Remove))
@@ -583,16 +594,24 @@ fn rename_source(doc: &Document, from: &[&str]) -> Result<Option<Bson>> {
                 through_array = true;
                 match index(segment) {
                     Some(i) => items.get(i),
-                    None => return refused(format!("`$rename` from `{shown}`: the path cannot be followed")),
+                    None => return not_followed(&shown),
                 }
             }
-            Some(_) => return refused(format!("`$rename` from `{shown}`: the path cannot be followed")),
+            Some(_) => return not_followed(&shown),
         };
     }
     match current {
         Some(_) if through_array => refused(format!("`$rename` from `{shown}`: the source is in an array")),
         other => Ok(other.cloned()),
     }
+}
+
+/// MongoDB refuses a `$rename` whose source path cannot be followed (a
+/// name on an array, anything on a scalar); SecantusDB does nothing.
+fn not_followed(shown: &str) -> Result<Option<Bson>> {
+    unsupported(format!(
+        "`$rename` from `{shown}`, a path that cannot be followed (MongoDB refuses it, SecantusDB ignores it)"
+    ))
 }
 
 fn index(segment: &str) -> Option<usize> {
@@ -741,7 +760,8 @@ fn edit(op: &Op, shown: &str, current: Option<&Bson>, target: Target) -> Result<
         (Op::SetOnInsert(_), _) => Edit::Keep,
         (Op::Unset, Some(_)) => Edit::Remove,
         (Op::Unset, None) => Edit::Keep,
-        (Op::Inc(n), None) => Edit::Put(n.bson()),
+        // The server adds int32 zero (so `-0.0` is stored as `0.0`).
+        (Op::Inc(n), None) => Edit::Put(n.add(Num::I32(0)).expect("plus zero fits").bson()),
         (Op::Mul(n), None) => Edit::Put(n.mul(Num::I32(0)).expect("times zero fits").bson()),
         (Op::Inc(n) | Op::Mul(n), Some(v)) => {
             let name = if matches!(op, Op::Inc(_)) { "$inc" } else { "$mul" };
@@ -817,7 +837,11 @@ fn edit(op: &Op, shown: &str, current: Option<&Bson>, target: Target) -> Result<
             let start = match current {
                 None => Num::I32(0),
                 Some(Bson::Int32(n)) => Num::I32(*n),
-                Some(Bson::Int64(n)) => Num::I64(*n),
+                Some(Bson::Int64(_)) => {
+                    return unsupported(format!(
+                        "`$bit` on the int64 `{shown}` (MongoDB stores an int64, SecantusDB an int32 where it fits)"
+                    ));
+                }
                 Some(_) => return refused(format!("`$bit` on `{shown}`: the field is not an integer")),
             };
             let result = ops.iter().fold(start, |n, (op, m)| n.bit(*op, *m));

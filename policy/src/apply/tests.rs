@@ -96,6 +96,12 @@ fn what_cannot_be_evaluated_is_an_error_not_a_guess() {
         "regular expression",
     );
     unsupported(doc! {"_id": 1, "a": -0.0}, doc! {"$inc": {"a": 0.0}}, "turns");
+    unsupported(doc! {"_id": 1, "a": 1}, doc! {"$bit": {"a": {"or": 1i64}}}, "int64");
+    unsupported(
+        doc! {"_id": 1, "a": [1]},
+        doc! {"$rename": {"a.x": "b"}},
+        "cannot be followed",
+    );
     unsupported(
         doc! {"_id": 1, "a": [1]},
         doc! {"$push": {"a": {"$each": [], "$slice": 1.5}}},
