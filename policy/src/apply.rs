@@ -532,7 +532,44 @@ fn add_to_set<'a>(path: &str, v: &'a Bson) -> Result<Vec<&'a Bson>> {
 }
 
 fn contains<'a>(mut items: impl Iterator<Item = &'a Bson>, v: &Bson) -> Result<bool> {
-    items.try_fold(false, |found, item| Ok(found || compare(item, v)? == Ordering::Equal))
+    items.try_fold(false, |found, item| Ok(found || same(item, v)?))
+}
+
+/// BSON equality (`1` equals `1.0`, `true` does not equal `1`), where
+/// SecantusDB agrees: its `$pullAll` (measured; `$pull` and `$addToSet`
+/// assumed alike) compares as Python does, where `true == 1` and
+/// `false == 0`, inside arrays and documents too.
+fn same(a: &Bson, b: &Bson) -> Result<bool> {
+    let equal = compare(a, b)? == Ordering::Equal;
+    if !equal && loosely_equal(a, b) {
+        return unsupported(format!(
+            "comparing {a} with {b} (SecantusDB equates them, MongoDB does not)"
+        ));
+    }
+    Ok(equal)
+}
+
+fn loosely_equal(a: &Bson, b: &Bson) -> bool {
+    let number = |v: &Bson| match v {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(n) => Some(*n),
+        Bson::Boolean(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    };
+    match (a, b) {
+        (Bson::Array(x), Bson::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| loosely_equal(a, b)),
+        (Bson::Document(x), Bson::Document(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, a), (kb, b))| ka == kb && loosely_equal(a, b))
+        }
+        _ => match (number(a), number(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => compare(a, b).is_ok_and(|o| o == Ordering::Equal),
+        },
+    }
 }
 
 /// What an operator does to the value at its path.
@@ -874,7 +911,7 @@ fn pulls(cond: &Bson, item: &Bson) -> Result<bool> {
             &bson::doc! {"element": cond.clone()},
         )?),
         Bson::RegularExpression(_) => unsupported("`$pull` with a regular expression"),
-        value => Ok(compare(value, item)? == Ordering::Equal),
+        value => same(value, item),
     }
 }
 
