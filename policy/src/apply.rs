@@ -19,10 +19,12 @@
 //! - `$rename` is applied at its destination's place in the tree: the
 //!   destination is removed, appended with the source's value, and the
 //!   source removed; paths through arrays on either side fail;
-//! - `$inc`, `$mul` and `$bit` keep int32 while the result fits, promote an
+//! - `$inc` and `$mul` keep int32 while the result fits, promote an
 //!   overflowing int32 result to int64, fail on int64 overflow, and give a
-//!   double as soon as a double is involved; `$mul` on a missing field
-//!   stores zero of the multiplier's type (`-0.0` for a negative double);
+//!   double as soon as a double is involved; on a missing field `$inc`
+//!   stores its operand plus int32 zero (`-0.0` becomes `0.0`) and `$mul`
+//!   its operand times int32 zero (`-0.0` for a negative double); `$bit`
+//!   works on int32s;
 //! - `$min`, `$max`, `$addToSet`, `$pull` and `$pullAll` compare in BSON's
 //!   order (`matcher::compare`: `1` equals `1.0`); `$pull` with a condition
 //!   evaluates it with `matcher::matches`;
@@ -33,7 +35,9 @@
 //! **Invariant:** never guesses. What it cannot evaluate exactly as the
 //! server would is [`ApplyError::Unsupported`] (Decimal128 arithmetic and
 //! comparisons, regular expressions, the positional `$` and `$[]`, updates
-//! of `_id`, `$sort` through arrays), and what the server refuses is
+//! of `_id`, `$sort` through arrays or over non-documents, and where
+//! SecantusDB, the test server, differs from MongoDB: see [`Order`] and
+//! `same`), and what the server refuses is
 //! [`ApplyError::Refused`]; in both cases the host reads the after-image
 //! from the server instead.
 
