@@ -36,7 +36,7 @@
 //! server would is [`ApplyError::Unsupported`] (Decimal128 arithmetic and
 //! comparisons, regular expressions, the positional `$` and `$[]`, updates
 //! of `_id`, `$sort` through arrays or over non-documents, and where
-//! SecantusDB, the test server, differs from MongoDB: see [`Order`] and
+//! SecantusDB, the test server, differs from MongoDB: see `Order` and
 //! `same`), and what the server refuses is
 //! [`ApplyError::Refused`]; in both cases the host reads the after-image
 //! from the server instead.
