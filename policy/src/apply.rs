@@ -102,7 +102,7 @@ pub fn apply_update(doc: &Document, update: &Document, target: Target) -> Result
         let others = [Order::Given, Order::Bytes].map(|order| operators(doc, update, target, order));
         for other in others {
             match (&paths, &other) {
-                (Ok(paths), Ok(other)) if encode(paths)? == encode(&other)? => {}
+                (Ok(paths), Ok(other)) if encode(paths)? == encode(other)? => {}
                 (Err(_), Err(_)) => {}
                 (Err(ApplyError::Unsupported(e)), _) | (_, Err(ApplyError::Unsupported(e))) => {
                     return unsupported(e.clone());
