@@ -281,7 +281,8 @@ fn operand(rng: &mut Rng, op: &str, doc: &Document) -> Bson {
                 let by = if rng.percent(50) {
                     Bson::Int32(*rng.pick(&[1, -1]))
                 } else {
-                    Bson::Document(one(*rng.pick(NAMES), Bson::Int32(*rng.pick(&[1, -1]))))
+                    let field = *rng.pick(NAMES);
+                    Bson::Document(one(field, Bson::Int32(*rng.pick(&[1, -1]))))
                 };
                 m.insert("$sort", by);
             }
@@ -306,7 +307,8 @@ fn operand(rng: &mut Rng, op: &str, doc: &Document) -> Bson {
             } else {
                 Bson::Int64(*rng.pick(&[0, 1, 5, -1, 1 << 40]))
             };
-            Bson::Document(one(*rng.pick(&["and", "or", "xor"]), n))
+            let op = *rng.pick(&["and", "or", "xor"]);
+            Bson::Document(one(op, n))
         }
         other => unreachable!("{other}"),
     }
