@@ -5,13 +5,15 @@
 //! MongoDB would read as operators or paths, nondeterministic operators,
 //! filters that must pin documents, and the bounds on batch sizes and action
 //! counts. `matcher` evaluates the filters and projections it accepts in
-//! memory, as MongoDB would, for the SDK's harness.
+//! memory, as MongoDB would, for the SDK's harness; `apply` computes the
+//! document an accepted update leaves, for the host's after-images.
 //!
 //! **Invariant:** no I/O and nothing but `bson` and `thiserror`: the host
 //! (`host/src/plugin/actions.rs`, `contract.rs`, lookups) and the SDK's native
 //! test harness (`plugin-sdk/src/testing.rs`) call the same functions, so a
 //! plugin's unit tests refuse exactly what the host refuses.
 
+pub mod apply;
 pub mod matcher;
 pub mod names;
 pub mod paging;
@@ -23,6 +25,7 @@ pub mod update;
 
 use bson::Document;
 
+pub use apply::{ApplyError, Target, apply_update};
 pub use names::check_collection;
 pub use paging::{after_id, up_to_id};
 pub use query::{check_filter, check_projection, check_query, is_pinned};

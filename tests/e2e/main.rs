@@ -39,3 +39,4 @@ mod seeds;
 mod support;
 mod tenants;
 mod trust;
+mod update_eval;
