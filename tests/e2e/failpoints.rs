@@ -15,11 +15,12 @@ use std::os::unix::process::ExitStatusExt;
 const DOCS: i64 = 40;
 
 /// Every step of the commit protocol, in the order a batch meets them.
-const POINTS: [&str; 9] = [
+const POINTS: [&str; 10] = [
     "batch-read",
     "plugin-called",
     "prepared-before-flush",
     "prepared-flushed",
+    "images-before-flush",
     "txn-before-commit",
     "committed-before-journal",
     "stamp-before-db",

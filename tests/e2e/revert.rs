@@ -92,6 +92,45 @@ fn revert_restores_every_document_and_the_version() {
         .expect("order 2 (cancelled) has a before-image");
     assert_eq!(deleted["before"]["status"], "cancelled");
     assert!(deleted["after_sha256"].is_null(), "deleted by the run");
+    // Each after-image hash - computed in memory from the before-image and
+    // the writes where the evaluator answers, read back where it does not
+    // (the multi update, the upsert) - is the hash of the document the
+    // server holds now.
+    use sha2::Digest;
+    let stored: std::collections::HashMap<(String, String), String> = after
+        .iter()
+        .flat_map(|(collection, docs)| {
+            docs.iter().map(move |bytes| {
+                let id = bson::Document::from_reader(bytes.as_slice())
+                    .unwrap()
+                    .get("_id")
+                    .cloned();
+                let hash: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+                ((collection.clone(), format!("{id:?}")), hash)
+            })
+        })
+        .collect();
+    // The last image of each document holds its hash as the run left it.
+    let mut last: std::collections::HashMap<(String, String), Option<&str>> = std::collections::HashMap::new();
+    for image in &images {
+        let id = bson::Bson::try_from(image["_id"].clone()).unwrap();
+        let key = (
+            image["collection"].as_str().unwrap().to_string(),
+            format!("{:?}", Some(id)),
+        );
+        last.insert(key, image["after_sha256"].as_str());
+    }
+    let mut checked = 0;
+    for (key, after_hash) in &last {
+        let Some(after_hash) = after_hash else { continue };
+        assert_eq!(
+            stored.get(key).map(String::as_str),
+            Some(*after_hash),
+            "after-image of {key:?}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 96 + 48 + 1, "updated orders, archive inserts, the upsert");
 
     // Dry revert: counts, nothing written.
     let (code, dry, err) = revert(&db, journal.path(), &[&run]);

@@ -122,7 +122,7 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
     let batch = entry.batch();
     let batch_seq = match &entry.record {
         Record::Committed(commit) => Some(commit.batch_seq),
-        Record::Conflict { batch_seq, .. } => Some(*batch_seq),
+        Record::Conflict { batch_seq, .. } | Record::Images { batch_seq, .. } => Some(*batch_seq),
         _ => None,
     };
     let mut json = serde_json::json!({
@@ -139,6 +139,11 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
         "fuel": entry.fuel(),
         "note": note(entry),
         "images": entry.images().len(),
+        // A commit whose images were journaled before it: that entry's seq.
+        "images_at": match &entry.record {
+            Record::Committed(commit) => commit.images_at,
+            _ => None,
+        },
         "prev_hash": to_hex(&entry.prev_hash),
         "hash": to_hex(hash),
     });

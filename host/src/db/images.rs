@@ -203,28 +203,37 @@ impl Db {
         Ok(before)
     }
 
-    /// Reads the touched documents again after the writes (plus the ones
-    /// upserts created) and pairs each before-image with the hash of the
-    /// document as the batch left it.
+    /// Pairs each before-image with the hash of the document as the batch
+    /// left it: computed in memory from the before-image and the batch's
+    /// writes ([`godwit_policy::apply_update`]) wherever that is exact, and
+    /// read back from the server (inside the transaction) only for the rest
+    /// - writes the evaluator does not cover, filters other than one `_id`,
+    /// `multi`, and the documents upserts created.
     pub(super) async fn read_after(
         &self,
+        actions: &[ValidAction],
         mut before: Before,
         upserted: Vec<(String, Bson)>,
         mut session: Option<&mut ClientSession>,
     ) -> Result<Vec<Image>> {
+        let mut after = evaluate_after(actions, &before);
         for (collection, id) in upserted {
-            before.touch((collection, id_key(&id)), None);
+            let key = (collection, id_key(&id));
+            after.insert(key.clone(), Evaluated::Unknown);
+            before.touch(key, None);
         }
-        let mut by_collection: Vec<(&str, Vec<Bson>)> = Vec::new();
+        let mut to_read: Vec<(&str, Vec<Bson>)> = Vec::new();
         for (collection, key) in &before.order {
-            let id = id_of_key(key).expect("keys hold an _id");
-            match by_collection.iter_mut().find(|(c, _)| c == collection) {
-                Some((_, ids)) => ids.push(id),
-                None => by_collection.push((collection, vec![id])),
+            if !matches!(after.get(&(collection.clone(), key.clone())), Some(Evaluated::Known(_))) {
+                let id = id_of_key(key).expect("keys hold an _id");
+                match to_read.iter_mut().find(|(c, _)| c == collection) {
+                    Some((_, ids)) => ids.push(id),
+                    None => to_read.push((collection, vec![id])),
+                }
             }
         }
-        let mut after: HashMap<Key, [u8; 32]> = HashMap::new();
-        for (collection, ids) in by_collection {
+        let mut read: HashMap<Key, [u8; 32]> = HashMap::new();
+        for (collection, ids) in to_read {
             for doc in self
                 .find_raw(
                     collection,
@@ -235,14 +244,17 @@ impl Db {
                 .await?
             {
                 if let Some(id) = raw_id(&doc) {
-                    after.insert((collection.to_string(), id_key(&id)), sha256(doc.as_bytes()));
+                    read.insert((collection.to_string(), id_key(&id)), sha256(doc.as_bytes()));
                 }
             }
         }
         let mut images = Vec::with_capacity(before.order.len());
         for key in before.order {
             let prior = before.before.remove(&key).flatten();
-            let after_hash = after.get(&key).copied();
+            let after_hash = match after.remove(&key) {
+                Some(Evaluated::Known(hash)) => hash,
+                _ => read.get(&key).copied(),
+            };
             if prior.is_none() && after_hash.is_none() {
                 // Neither before nor after: nothing to revert.
                 continue;
@@ -257,9 +269,10 @@ impl Db {
         Ok(images)
     }
 
-    /// The before-images committed with batch `seq` of `run_id`, from its
-    /// progress marker; `None` if the marker is at another batch.
-    pub async fn marker_images(&self, run_id: &str, seq: u64) -> Result<Option<Vec<Image>>> {
+    /// The before-images committed with batch `seq` of `run_id`, as its
+    /// progress marker has them: the images themselves, or the journal
+    /// entry holding them; `None` if the marker is at another batch.
+    pub async fn marker_images(&self, run_id: &str, seq: u64) -> Result<Option<MarkerImages>> {
         let Some(marker) = self.marker(run_id).await? else {
             return Ok(None);
         };
@@ -272,6 +285,17 @@ impl Db {
             run: run_id.to_string(),
             reason: format!("unreadable before-images of batch {seq}: {what}"),
         };
+        if let Ok(entry) = marker.get_i64("images_at") {
+            let hash = marker
+                .get_binary_generic("images_sha256")
+                .ok()
+                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                .ok_or_else(|| corrupt("images_sha256"))?;
+            return Ok(Some(MarkerImages::Journaled {
+                entry: entry as u64,
+                hash,
+            }));
+        }
         let mut images = images_from_bson(marker.get_array("images").map_err(|_| corrupt("images"))?)
             .ok_or_else(|| corrupt("images"))?;
         let chunks = marker.get_i64("image_chunks").unwrap_or(1);
@@ -287,8 +311,130 @@ impl Db {
                     .ok_or_else(|| corrupt("chunk"))?,
             );
         }
-        Ok(Some(images))
+        Ok(Some(MarkerImages::Inline(images)))
     }
+}
+
+/// What a progress marker holds of its batch's images.
+#[derive(Debug)]
+pub enum MarkerImages {
+    /// The images (a batch written without a journal for them).
+    Inline(Vec<Image>),
+    /// Where the run's journal holds them: an `Images` entry and its hash.
+    Journaled { entry: u64, hash: crate::hash::Sha256Hash },
+}
+
+/// A document's state after the batch's writes, as far as they were
+/// evaluated in memory.
+enum Evaluated {
+    /// The hash of the document the writes leave (`None`: absent).
+    Known(Option<[u8; 32]>),
+    /// To be read from the server.
+    Unknown,
+}
+
+/// The batch's writes applied in memory, in order, to the documents read
+/// before them: a write of one document by plain `_id` (no `multi`) is
+/// followed exactly, through [`godwit_policy::apply_update`] for updates; a
+/// write the evaluator does not answer for, and any other filter or `multi`
+/// (which may touch any document of its collection), leave the documents
+/// concerned [`Evaluated::Unknown`].
+fn evaluate_after(actions: &[ValidAction], before: &Before) -> HashMap<Key, Evaluated> {
+    // `None` in `state`: absent; `unknown`: not followed any more.
+    let mut state: HashMap<Key, Option<Document>> = HashMap::new();
+    let mut unknown: std::collections::HashSet<Key> = std::collections::HashSet::new();
+    let mut lost_collections: Vec<&str> = Vec::new();
+    let current = |state: &mut HashMap<Key, Option<Document>>, key: &Key| -> Option<Option<Document>> {
+        if let Some(doc) = state.get(key) {
+            return Some(doc.clone());
+        }
+        let doc = match before.image(&key.0, &key.1)? {
+            Some(bytes) => Some(Document::from_reader(bytes).ok()?),
+            None => None,
+        };
+        Some(doc)
+    };
+    for action in actions {
+        match action {
+            ValidAction::Update {
+                collection,
+                filter,
+                update,
+                upsert,
+                multi: false,
+            } if plain_id(filter).is_some() => {
+                let key = (collection.clone(), id_key(plain_id(filter).expect("checked")));
+                if unknown.contains(&key) {
+                    continue;
+                }
+                match current(&mut state, &key) {
+                    Some(Some(doc)) => match godwit_policy::apply_update(&doc, update, godwit_policy::Target::Existing)
+                    {
+                        Ok(after) => {
+                            state.insert(key, Some(after));
+                        }
+                        Err(_) => {
+                            unknown.insert(key);
+                        }
+                    },
+                    // Absent: the update matches nothing, unless it upserts
+                    // (the server's reply names the document; it is read).
+                    Some(None) if !*upsert => {}
+                    _ => {
+                        unknown.insert(key);
+                    }
+                }
+            }
+            ValidAction::Delete {
+                collection,
+                filter,
+                multi: false,
+            } if plain_id(filter).is_some() => {
+                let key = (collection.clone(), id_key(plain_id(filter).expect("checked")));
+                if !unknown.contains(&key) {
+                    state.insert(key, None);
+                }
+            }
+            ValidAction::Insert { collection, document } => match document.get("_id") {
+                // The server stores a document whose `_id` comes first as given.
+                Some(id) if document.keys().next().map(String::as_str) == Some("_id") => {
+                    let key = (collection.clone(), id_key(id));
+                    if !unknown.contains(&key) {
+                        state.insert(key, Some(document.clone()));
+                    }
+                }
+                Some(id) => {
+                    unknown.insert((collection.clone(), id_key(id)));
+                }
+                None => {}
+            },
+            ValidAction::Report { .. } => {}
+            other => lost_collections.extend(other.collection()),
+        }
+    }
+    before
+        .order
+        .iter()
+        .map(|key| {
+            let evaluated = if unknown.contains(key) || lost_collections.contains(&key.0.as_str()) {
+                Evaluated::Unknown
+            } else {
+                match state.get(key) {
+                    Some(Some(doc)) => match doc.to_vec() {
+                        Ok(bytes) => Evaluated::Known(Some(sha256(&bytes))),
+                        Err(_) => Evaluated::Unknown,
+                    },
+                    Some(None) => Evaluated::Known(None),
+                    // Not written by a followed write: as it was.
+                    None => match before.image(&key.0, &key.1) {
+                        Some(prior) => Evaluated::Known(prior.map(sha256)),
+                        None => Evaluated::Unknown,
+                    },
+                }
+            };
+            (key.clone(), evaluated)
+        })
+        .collect()
 }
 
 pub(super) fn chunk_id(run_id: &str, chunk: i64) -> String {

@@ -17,11 +17,11 @@ mod writer;
 
 pub use follow::{Changes, Position, Window, cutover_id};
 pub use guard::{Guard, Pinned, input_id};
-pub use images::{id_key, key_text};
+pub use images::{MarkerImages, id_key, key_text};
 pub use lock::{LOCK_ID, Lock, LockHolder};
 pub use partition::{Claimant, FleetDoc, Partition, PartitionState};
 pub use schema::{GODWIT_RUN_ID, HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts, VersionRecord};
-pub use writer::{Applied, BatchWrite, Expectations, WriteCounts};
+pub use writer::{Applied, BatchWrite, Expectations, ImageJournal, WriteCounts};
 
 use bson::{Document, doc};
 use mongodb::options::ClientOptions;
@@ -131,6 +131,9 @@ pub enum DbError {
          --version-record"
     )]
     RecordNeedsTransactions { db: String, record: String, uri: String },
+    /// The run's journal could not hold a batch's images before its commit.
+    #[error("run {run}: {reason}; nothing of the batch was written - run the same command again")]
+    ImagesNotJournaled { run: String, reason: String },
     #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
     WriteFailed {
         collection: String,

@@ -5,6 +5,7 @@
 //! errors and outages.
 
 use super::{Db, DbError, Lock, Result, images, is_outage, mongo};
+use crate::hash::Sha256Hash;
 use crate::journal::Image;
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, DateTime, Document, doc};
@@ -100,6 +101,7 @@ impl Db {
             let attempt = async {
                 if maybe_committed {
                     if let Some(images) = self.marker_images(batch.run_id, batch.seq).await? {
+                        let (images, images_at) = self.committed_images(batch, images)?;
                         tracing::warn!(
                             "batch {} of run {}: the commit went through before the connection dropped (progress \
                              marker); not applied again",
@@ -107,7 +109,11 @@ impl Db {
                             batch.run_id
                         );
                         let counts = self.marker_counts(batch.run_id, batch.seq).await?.unwrap_or_default();
-                        return Ok(Applied { counts, images });
+                        return Ok(Applied {
+                            counts,
+                            images,
+                            images_at,
+                        });
                     }
                     maybe_committed = false;
                 }
@@ -243,17 +249,74 @@ impl Db {
             return Err(DbError::GuardMissed);
         }
         let images = match before {
-            Some(before) => self.read_after(before, upserted, session.as_deref_mut()).await?,
+            // The original actions: a pinned write that matched is the same write.
+            Some(before) => {
+                self.read_after(batch.actions, before, upserted, session.as_deref_mut())
+                    .await?
+            }
             None => Vec::new(),
         };
-        self.write_marker(batch, &images, counts, session).await?;
-        Ok(Applied { counts, images })
+        // The images go to the journal (flushed) before the commit, the
+        // marker names where: a crash after the commit loses neither.
+        let (images, journaled) = match (batch.image_journal, images.is_empty()) {
+            (Some(journal), false) => {
+                let at =
+                    journal
+                        .journal(batch.seq, batch.pass, images)
+                        .map_err(|reason| DbError::ImagesNotJournaled {
+                            run: batch.run_id.to_string(),
+                            reason,
+                        })?;
+                (Vec::new(), Some(at))
+            }
+            _ => (images, None),
+        };
+        self.write_marker(batch, &images, journaled, counts, session).await?;
+        Ok(Applied {
+            counts,
+            images,
+            images_at: journaled.map(|(at, _)| at),
+        })
+    }
+
+    /// What a batch whose commit went through (its marker says so) committed
+    /// of images: those the marker holds, or the journal entry it names.
+    fn committed_images(
+        &self,
+        batch: &BatchWrite<'_>,
+        images: images::MarkerImages,
+    ) -> Result<(Vec<Image>, Option<u64>)> {
+        match images {
+            images::MarkerImages::Inline(images) => Ok((images, None)),
+            images::MarkerImages::Journaled { entry, hash } => {
+                let journal = batch.image_journal.ok_or_else(|| DbError::ImagesNotJournaled {
+                    run: batch.run_id.to_string(),
+                    reason: format!("batch {} committed with its images in journal entry {entry}", batch.seq),
+                })?;
+                match journal.holds(entry, &hash) {
+                    Ok(true) => Ok((Vec::new(), Some(entry))),
+                    Ok(false) => Err(DbError::ImagesNotJournaled {
+                        run: batch.run_id.to_string(),
+                        reason: format!(
+                            "batch {} committed, but journal entry {entry} is not the images its progress marker \
+                             names (another journal?)",
+                            batch.seq
+                        ),
+                    }),
+                    Err(reason) => Err(DbError::ImagesNotJournaled {
+                        run: batch.run_id.to_string(),
+                        reason,
+                    }),
+                }
+            }
+        }
     }
 
     async fn write_marker(
         &self,
         batch: &BatchWrite<'_>,
         images: &[Image],
+        journaled: Option<(u64, Sha256Hash)>,
         counts: WriteCounts,
         session: Option<&mut ClientSession>,
     ) -> Result<()> {
@@ -279,6 +342,16 @@ impl Db {
             "at": DateTime::now(), "images": first, "image_chunks": image_chunks,
             "counts": counts.to_document(),
         };
+        if let Some((entry, hash)) = journaled {
+            set.insert("images_at", entry as i64);
+            set.insert(
+                "images_sha256",
+                bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: hash.to_vec(),
+                },
+            );
+        }
         if let Some(position) = batch.follow.and_then(|p| Document::from_reader(p).ok()) {
             set.insert("follow", position);
         }
@@ -506,6 +579,24 @@ pub struct BatchWrite<'a> {
     /// Documents the batch's plugin call was given (a fleet partition's
     /// claim counts them).
     pub documents: u64,
+    /// Where the images go before the commit; `None`: in the marker.
+    pub image_journal: Option<&'a dyn ImageJournal>,
+}
+
+/// Makes a batch's images durable in the run's journal before the
+/// transaction that writes them commits; the progress marker then carries
+/// only where they are (a journal entry and its hash), not the images.
+pub trait ImageJournal: Sync {
+    /// Journals (and flushes) the images of one attempt at batch `seq`;
+    /// gives the journal entry holding them and its hash.
+    fn journal(
+        &self,
+        seq: u64,
+        pass: Option<u32>,
+        images: Vec<Image>,
+    ) -> std::result::Result<(u64, Sha256Hash), String>;
+    /// Whether journal entry `entry` exists with hash `hash`.
+    fn holds(&self, entry: u64, hash: &Sha256Hash) -> std::result::Result<bool, String>;
 }
 
 pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;
@@ -515,6 +606,8 @@ pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crat
 pub struct Applied {
     pub counts: WriteCounts,
     pub images: Vec<Image>,
+    /// The journal entry holding the images, when they went there.
+    pub images_at: Option<u64>,
 }
 
 /// What the server's replies said a batch's writes did. `matched` is the

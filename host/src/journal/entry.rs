@@ -27,6 +27,7 @@ pub enum EntryKind {
     SchemaPrepared,
     SchemaApplied,
     Partitions,
+    Images,
 }
 
 /// One record in a run's hash chain. `append` fills `format`, `seq` and
@@ -105,6 +106,18 @@ pub enum Record {
     /// last one everything after the last bound. Flushed before the work
     /// table is written, so a resume splits the same way.
     Partitions { pass: u32, bounds: Vec<Vec<u8>> },
+    /// The before-images and after-image hashes of one attempt at writing
+    /// the `Prepared` batch `batch_seq`, flushed inside the attempt's
+    /// transaction, before its commit. The progress marker, written in the
+    /// same transaction, names this entry: the attempt that committed is
+    /// the one its `Committed` entry (or, when that was lost, the marker)
+    /// points to; an attempt that did not commit leaves an entry nothing
+    /// points to.
+    Images {
+        batch_seq: u64,
+        pass: Option<u32>,
+        images: Vec<Image>,
+    },
 }
 
 /// One window of the follow phase.
@@ -228,8 +241,11 @@ pub struct Commit {
     pub updated: u64,
     pub inserted: u64,
     pub deleted: u64,
-    /// Every document the batch wrote, before and after.
+    /// Every document the batch wrote, before and after - or, when
+    /// `images_at` is set, in that `Images` entry (journaled before the
+    /// commit) and empty here.
     pub images: Vec<Image>,
+    pub images_at: Option<u64>,
     /// How it was settled, when settled on resume.
     pub note: String,
 }
@@ -298,6 +314,7 @@ impl Entry {
             Record::SchemaPrepared(_) => EntryKind::SchemaPrepared,
             Record::SchemaApplied { .. } => EntryKind::SchemaApplied,
             Record::Partitions { .. } => EntryKind::Partitions,
+            Record::Images { .. } => EntryKind::Images,
         }
     }
 
@@ -314,6 +331,7 @@ impl Entry {
         match &self.record {
             Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.pass,
             Record::Committed(c) => c.pass,
+            Record::Images { pass, .. } => *pass,
             Record::PassDone { pass } | Record::Conflict { pass, .. } | Record::Partitions { pass, .. } => Some(*pass),
             _ => None,
         }
@@ -347,10 +365,12 @@ impl Entry {
         }
     }
 
-    /// Before-images of a commit.
+    /// Before-images a commit or an `Images` entry holds (a commit with
+    /// `images_at` holds none itself: see [`super::CommitImages`]).
     pub fn images(&self) -> &[Image] {
         match &self.record {
             Record::Committed(c) => &c.images,
+            Record::Images { images, .. } => images,
             _ => &[],
         }
     }

@@ -24,7 +24,7 @@ pub use entry::{
 };
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// Encoded entries up to this size stay in sled; larger ones go to the run's
 /// body file. A run's small entries (commits, pass ends, stamps) are a few
@@ -431,6 +431,21 @@ impl Journal {
         }))
     }
 
+    /// Entry `seq` of run `run` with its hash, checked against the hash
+    /// sled holds; `None` if the run has no such entry.
+    pub fn entry_at(&self, run: &str, seq: u64) -> Result<Option<(Entry, Sha256Hash)>> {
+        let tree = self.entries_tree(run)?;
+        let Some(value) = tree.get(seq.to_be_bytes()).map_err(self.io())? else {
+            return Ok(None);
+        };
+        let stored = decode_stored(run, seq, &value)?;
+        let mut bodies = self.bodies.reader(run);
+        let body = load_body(run, seq, stored.body, &mut bodies)?;
+        let entry = decode_entry(run, seq, &body)?;
+        check_hash(run, seq, &entry.prev_hash, &body, &stored.hash)?;
+        Ok(Some((entry, stored.hash)))
+    }
+
     /// Recomputes every hash and link of a run's chain. Returns the head hash
     /// (all zeros for an empty run) and the number of entries.
     pub fn verify(&self, run: &str) -> Result<VerifiedChain> {
@@ -638,3 +653,38 @@ fn decode_header(run: &str, bytes: &[u8]) -> Result<RunHeader> {
 
 #[cfg(test)]
 mod tests;
+
+/// Resolves each commit's images while a run's entries are read in order:
+/// a commit whose images were journaled before its transaction committed
+/// (`Commit::images_at`) gets them from that `Images` entry; the `Images`
+/// entries of attempts that did not commit are passed over.
+#[derive(Debug, Default)]
+pub struct CommitImages {
+    /// `Images` entries read and not yet claimed by a commit, by entry seq.
+    waiting: std::collections::BTreeMap<u64, Vec<Image>>,
+}
+
+impl CommitImages {
+    /// The images `entry` committed: a `Committed` entry's own or those of
+    /// the `Images` entry it names; empty for every other entry (an
+    /// `Images` entry is kept until its commit comes).
+    pub fn of(&mut self, entry: Entry) -> Vec<Image> {
+        match entry.record {
+            Record::Images { images, .. } => {
+                self.waiting.insert(entry.seq, images);
+                Vec::new()
+            }
+            Record::Committed(commit) => match commit.images_at {
+                Some(at) => {
+                    let images = self.waiting.remove(&at).unwrap_or_default();
+                    // Earlier attempts of this batch, or of earlier ones,
+                    // never committed.
+                    self.waiting = self.waiting.split_off(&at);
+                    images
+                }
+                None => commit.images,
+            },
+            _ => Vec::new(),
+        }
+    }
+}

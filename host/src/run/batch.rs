@@ -166,8 +166,16 @@ pub fn touched_of(counts: WriteCounts) -> Touched {
 }
 
 /// The entry recording that batch `batch_seq` was committed, touching
-/// `touched` documents, with its before-images.
-pub fn committed_entry(batch_seq: u64, pass: Option<u32>, touched: Touched, images: Vec<Image>, note: &str) -> Entry {
+/// `touched` documents, with its before-images (or the `Images` entry
+/// holding them).
+pub fn committed_entry(
+    batch_seq: u64,
+    pass: Option<u32>,
+    touched: Touched,
+    images: Vec<Image>,
+    images_at: Option<u64>,
+    note: &str,
+) -> Entry {
     Entry::new(
         Record::Committed(Commit {
             batch_seq,
@@ -176,6 +184,7 @@ pub fn committed_entry(batch_seq: u64, pass: Option<u32>, touched: Touched, imag
             inserted: touched.inserted,
             deleted: touched.deleted,
             images,
+            images_at,
             note: note.to_string(),
         }),
         super::now_ms(),
@@ -297,7 +306,7 @@ mod tests {
                 deleted: 4
             }
         );
-        let entry = committed_entry(9, Some(1), touched, Vec::new(), "settled");
+        let entry = committed_entry(9, Some(1), touched, Vec::new(), None, "settled");
         assert_eq!(
             (entry.kind(), entry.pass(), entry.note()),
             (EntryKind::Committed, Some(1), "settled")

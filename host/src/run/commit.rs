@@ -110,8 +110,10 @@ pub struct CommittedBatch {
     pub pass: Option<u32>,
     /// Documents touched, as the server's replies counted them.
     pub touched: Touched,
-    /// Before-images and after-image hashes, when captured.
+    /// Before-images and after-image hashes, when captured - or the
+    /// journal's `Images` entry holding them.
     pub images: Vec<Image>,
+    pub images_at: Option<u64>,
 }
 
 impl CommittedBatch {
@@ -121,18 +123,25 @@ impl CommittedBatch {
             pass: batch.pass(),
             touched: touched_of(applied.counts),
             images: applied.images,
+            images_at: applied.images_at,
         }
     }
 
     /// A batch an earlier process committed (its progress marker says so),
     /// with what the marker still holds of its counts and images.
-    pub fn settled(batch: &PreparedBatch, counts: Option<crate::db::WriteCounts>, images: Vec<Image>) -> Self {
+    pub fn settled(
+        batch: &PreparedBatch,
+        counts: Option<crate::db::WriteCounts>,
+        images: Vec<Image>,
+        images_at: Option<u64>,
+    ) -> Self {
         CommittedBatch {
             seq: batch.seq(),
             pass: batch.pass(),
             // A marker that moved on no longer holds the counts: they stay 0.
             touched: counts.map(touched_of).unwrap_or_default(),
             images,
+            images_at,
         }
     }
 }
@@ -264,9 +273,14 @@ impl ActiveRun {
     /// documents the plugin read are unchanged.
     pub async fn apply(
         &mut self,
+        journal: &Journal,
         batch: &PreparedBatch,
         expect: Option<&Expectations>,
     ) -> Result<CommittedBatch, DbError> {
+        let image_journal = JournalImages {
+            journal,
+            run: &self.run,
+        };
         let guard = match (batch.pass(), batch.entry().batch()) {
             (Some(pass), Some(journaled)) => self.guarded.get(pass as usize).map(|p| Guard {
                 collection: &p.collection,
@@ -287,6 +301,7 @@ impl ActiveRun {
             guard,
             follow: self.follow.as_deref(),
             documents: batch.entry().batch().map_or(0, |b| b.counts.documents),
+            image_journal: Some(&image_journal),
         };
         let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
         Ok(CommittedBatch::of(batch, applied))
@@ -297,7 +312,14 @@ impl ActiveRun {
     pub fn committed(&self, journal: &Journal, batch: CommittedBatch, note: &str) -> anyhow::Result<()> {
         journal.append(
             &self.run,
-            committed_entry(batch.seq, batch.pass, batch.touched, batch.images, note),
+            committed_entry(
+                batch.seq,
+                batch.pass,
+                batch.touched,
+                batch.images,
+                batch.images_at,
+                note,
+            ),
         )?;
         Ok(())
     }
@@ -321,6 +343,44 @@ impl Drop for ActiveRun {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move { release(&db, &run, &lock).await });
             }
+        }
+    }
+}
+
+/// A run's journal as the place a batch's images go before its commit.
+struct JournalImages<'a> {
+    journal: &'a Journal,
+    run: &'a str,
+}
+
+impl crate::db::ImageJournal for JournalImages<'_> {
+    fn journal(
+        &self,
+        seq: u64,
+        pass: Option<u32>,
+        images: Vec<Image>,
+    ) -> Result<(u64, crate::hash::Sha256Hash), String> {
+        let record = Record::Images {
+            batch_seq: seq,
+            pass,
+            images,
+        };
+        let (entry, hash) = self
+            .journal
+            .append(self.run, Entry::new(record, now_ms()))
+            .map_err(|e| e.to_string())?;
+        failpoint!("images-before-flush");
+        self.journal.flush().map_err(|e| e.to_string())?;
+        Ok((entry.seq, hash))
+    }
+
+    fn holds(&self, entry: u64, hash: &crate::hash::Sha256Hash) -> Result<bool, String> {
+        match self.journal.entry_at(self.run, entry) {
+            Ok(Some((found, found_hash))) => {
+                Ok(found.kind() == crate::journal::EntryKind::Images && found_hash == *hash)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -389,7 +449,7 @@ pub async fn write_batch(
             let mut prepared = PreparedBatch::prepare(journal, run, record)?;
             let seq = prepared.seq();
             let started = std::time::Instant::now();
-            match active.apply(&prepared, None).await {
+            match active.apply(journal, &prepared, None).await {
                 Ok(committed) => {
                     let took = started.elapsed();
                     failpoint!("committed-before-journal");

@@ -166,7 +166,9 @@ impl RunLog {
                 self.begun = true;
             }
             // Schema operations: `run::schema` reads them from the journal itself.
+            // A batch attempt's images: its commit names the one that counts.
             Record::Verify { .. }
+            | Record::Images { .. }
             | Record::SchemaPlan(_)
             | Record::SchemaPrepared(_)
             | Record::SchemaApplied { .. } => {}

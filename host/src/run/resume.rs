@@ -484,20 +484,38 @@ impl Engine<'_> {
         let marker_seq = self.db.marker_seq(run).await?;
         let (committed, note) = if marker_seq.is_some_and(|m| m >= seq) {
             let counts = self.db.marker_counts(run, seq).await?;
-            // The images travelled with the marker, in the same transaction.
-            let mut images = Vec::new();
+            // The marker, written in the same transaction, holds the images
+            // or names the journal entry they were flushed to before it.
+            let (mut images, mut images_at) = (Vec::new(), None);
             if header.before_images {
-                images = self.db.marker_images(run, seq).await?.with_context(|| {
+                let lost = || {
                     format!(
                         "run {run}: batch {seq} committed, but its progress marker has moved on and its before-images \
                          are lost"
                     )
-                })?;
+                };
+                match self.db.marker_images(run, seq).await?.with_context(lost)? {
+                    crate::db::MarkerImages::Inline(inline) => images = inline,
+                    crate::db::MarkerImages::Journaled { entry, hash } => {
+                        let found = self.journal.entry_at(run, entry)?;
+                        if !found.is_some_and(|(e, h)| {
+                            h == hash && matches!(e.record, Record::Images { batch_seq, .. } if batch_seq == seq)
+                        }) {
+                            anyhow::bail!(
+                                "run {run}: batch {seq} committed with its before-images in journal entry {entry}, \
+                                 which this journal ({}) does not hold; resume with the journal the run was started \
+                                 with (--journal)",
+                                self.journal.dir().display()
+                            );
+                        }
+                        images_at = Some(entry);
+                    }
+                }
             }
-            let committed = CommittedBatch::settled(&batch, counts, images);
+            let committed = CommittedBatch::settled(&batch, counts, images, images_at);
             (committed, "settled on resume: the progress marker shows it committed")
         } else {
-            match active.apply(&batch, None).await {
+            match active.apply(self.journal, &batch, None).await {
                 Ok(committed) => (committed, "settled on resume: re-applied from the journal"),
                 // Its documents changed since they were read: the pass reads
                 // them again from its checkpoint, which this batch never moved.

@@ -22,7 +22,7 @@ use super::commit::{ActiveRun, PreparedBatch};
 use super::now_ms;
 use crate::db::{Db, Expectations, HistoryEntry, LockHolder, RevertCounts, id_key};
 use crate::hash::{Sha256Hash, sha256, to_hex};
-use crate::journal::{Call, Entry, Journal, Record, RunHeader, RunMode, RunStatus, SchemaPhase};
+use crate::journal::{Call, CommitImages, Entry, Journal, Record, RunHeader, RunMode, RunStatus, SchemaPhase};
 use crate::plugin::actions::ValidAction;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
@@ -163,13 +163,15 @@ impl Revert<'_> {
 
         // Where each document's last after-image is, and which entry holds its first before-image.
         let mut first: HashMap<(String, Vec<u8>), (u64, Option<Sha256Hash>)> = HashMap::new();
+        let mut commit_images = CommitImages::default();
         for item in self.journal.iter_entries(run)? {
             let (entry, _) = item?;
-            for image in entry.images() {
+            let seq = entry.seq;
+            for image in commit_images.of(entry) {
                 first
                     .entry((image.collection.clone(), image.id.clone()))
                     .and_modify(|(_, after)| *after = image.after_hash)
-                    .or_insert((entry.seq, image.after_hash));
+                    .or_insert((seq, image.after_hash));
             }
         }
         report.documents = first.len() as u64;
@@ -210,14 +212,13 @@ impl Revert<'_> {
             self.undo_schema(run, revert_run.as_deref(), SchemaPhase::Finish, &mut report)
                 .await?;
             let mut pending = Vec::new();
+            let mut commit_images = CommitImages::default();
             for item in self.journal.iter_entries(run)? {
                 let (entry, _) = item?;
-                let Record::Committed(commit) = entry.record else {
-                    continue;
-                };
-                for image in commit.images {
+                let seq = entry.seq;
+                for image in commit_images.of(entry) {
                     let key = (image.collection, image.id);
-                    if first.get(&key).map(|(seq, _)| *seq) != Some(entry.seq) {
+                    if first.get(&key).map(|(at, _)| *at) != Some(seq) {
                         continue;
                     }
                     let (_, after) = first.remove(&key).expect("present");
@@ -518,7 +519,7 @@ impl Revert<'_> {
         let record = BatchRecord::build(Origin::Revert, Vec::new(), actions, 0, Vec::new());
         let prepared = PreparedBatch::prepare(self.journal, &run, record)?;
         let committed = active
-            .apply(&prepared, Some(&expect))
+            .apply(self.journal, &prepared, Some(&expect))
             .await
             .with_context(|| format!("revert {run} of run {}, batch {}", request.run, prepared.seq()))?;
         // Not flushed on its own, like a run's: the next batch's `prepare`
