@@ -219,6 +219,7 @@ fn resume(e: &ResumeError) -> u8 {
         | ResumeError::ModeChanged { .. }
         | ResumeError::NotResumable { .. }
         | ResumeError::JournalBehind { .. }
+        | ResumeError::ImagesLost { .. }
         | ResumeError::OtherPlugin { .. } => RESUME_REFUSED,
     }
 }

@@ -78,6 +78,18 @@ pub enum ResumeError {
         marker: u64,
         journaled: String,
     },
+    #[error(
+        "cannot resume run {run}: the database committed batch {seq} with its before-images in journal entry \
+         {entry}, which journal {journal} does not hold; the journal lost entries the database committed (a \
+         truncated or restored journal directory, or another --journal?) - resume with the journal the run was \
+         started with"
+    )]
+    ImagesLost {
+        run: String,
+        seq: u64,
+        entry: u64,
+        journal: String,
+    },
     /// Exit 12, like `journal replay`: the plugin did not reproduce what it did.
     #[error(
         "cannot resume run {run}: plugin {plugin} did not reproduce journaled batch {seq} (pass {pass}, action \

@@ -501,12 +501,13 @@ impl Engine<'_> {
                         if !found.is_some_and(|(e, h)| {
                             h == hash && matches!(e.record, Record::Images { batch_seq, .. } if batch_seq == seq)
                         }) {
-                            anyhow::bail!(
-                                "run {run}: batch {seq} committed with its before-images in journal entry {entry}, \
-                                 which this journal ({}) does not hold; resume with the journal the run was started \
-                                 with (--journal)",
-                                self.journal.dir().display()
-                            );
+                            return Err(super::ResumeError::ImagesLost {
+                                run: run.to_string(),
+                                seq,
+                                entry,
+                                journal: self.journal.dir().display().to_string(),
+                            }
+                            .into());
                         }
                         images_at = Some(entry);
                     }
