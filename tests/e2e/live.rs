@@ -400,3 +400,93 @@ fn array_change_is_seen(images: bool) {
     );
     verify_journal(journal.path());
 }
+
+/// With before-images a pass's documents are read whole, and the first write
+/// to each asks that the document is still, as a whole, what was read: the
+/// documents as read are then the batch's before-images, with no read in its
+/// transaction. An application write between the read and the commit must
+/// neither be lost nor leave a stale before-image. The run is held after its
+/// first plugin call (failpoint `plugin-called=sleep`) while the application
+/// changes account 3 in a field the plugin does not read and account 5 in one
+/// it reads: account 3 is migrated with the application's field kept (no
+/// conflict: the fields the plugin read are unchanged), account 5 is
+/// processed again from its new name, and a revert puts back the documents as
+/// the application left them - so account 3's before-image holds its write.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_write_between_read_and_commit_is_kept_and_in_the_before_image() {
+    let db = TestDb::new(server(), "live_between");
+    let accounts: Vec<Document> = (0..30_i64)
+        .map(|id| doc! {"_id": id, "name": format!("Ann{id}"), "schema": 1})
+        .collect();
+    db.insert("accounts", accounts);
+    let journal = tempfile::tempdir().unwrap();
+    crate::support::stamp(&db, journal.path(), "1.0.0");
+    let file = plugin("follow-shape");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--batch-size",
+        "10",
+        "--json",
+    ];
+    let child = command(&db, journal.path(), &args)
+        .env("FAILPOINTS", "plugin-called=1*sleep(3000)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    crate::db::block_on(async {
+        let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+        let accounts = client.database(&db.name).collection::<Document>("accounts");
+        accounts
+            .update_one(
+                doc! {"_id": 3_i64},
+                doc! {"$set": {"note": "written by the application"}},
+            )
+            .await
+            .unwrap();
+        accounts
+            .update_one(doc! {"_id": 5_i64}, doc! {"$set": {"name": "Zed5"}})
+            .await
+            .unwrap();
+    });
+    let with_writes = db.dump();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["summary"]["passes"][0]["conflicts"], 1,
+        "only account 5 (a field the plugin read) is a conflict: {report}"
+    );
+    let three = db.find_one("accounts", doc! {"_id": 3_i64}).unwrap();
+    assert_eq!(three.get_str("note").unwrap(), "written by the application", "{three}");
+    assert_eq!(three.get_str("handle").unwrap(), "ann3", "{three}");
+    let five = db.find_one("accounts", doc! {"_id": 5_i64}).unwrap();
+    assert_eq!(
+        five.get_str("handle").unwrap(),
+        "zed5",
+        "processed from its new name: {five}"
+    );
+    assert_eq!(five.get_i32("migrations").unwrap(), 1, "{five}");
+    verify_journal(journal.path());
+
+    let run = report["run_id"].as_str().unwrap();
+    let out = command(&db, journal.path(), &["revert", run, "--execute", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let accounts = |dump: &[(String, Vec<Vec<u8>>)]| {
+        dump.iter()
+            .find(|(name, _)| name == "accounts")
+            .map(|(_, docs)| docs.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        accounts(&db.dump()),
+        accounts(&with_writes),
+        "the revert restores the documents as the application left them, its writes included"
+    );
+}

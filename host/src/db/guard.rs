@@ -191,7 +191,7 @@ fn plain_input(filter: &Document) -> Option<Vec<u8>> {
 
 /// A document cut to `_id` and `fields`, in the document's own order - what
 /// the server returns for an inclusion projection of top-level fields.
-fn cut(document: &[u8], fields: &[String]) -> Option<bson::RawDocumentBuf> {
+pub fn cut(document: &[u8], fields: &[String]) -> Option<bson::RawDocumentBuf> {
     let raw = RawDocument::from_bytes(document).ok()?;
     let mut out = bson::RawDocumentBuf::new();
     for element in raw {
@@ -204,8 +204,8 @@ fn cut(document: &[u8], fields: &[String]) -> Option<bson::RawDocumentBuf> {
 }
 
 /// The fields an inclusion projection of top-level fields keeps (`_id`
-/// aside); `None` for any other projection.
-fn top_level_fields(projection: &Document) -> Option<Vec<String>> {
+/// aside, kept); `None` for any other projection (one excluding `_id` too).
+pub fn top_level_fields(projection: &Document) -> Option<Vec<String>> {
     let mut fields = Vec::new();
     for (key, value) in projection {
         let included = match value {
@@ -216,6 +216,10 @@ fn top_level_fields(projection: &Document) -> Option<Vec<String>> {
             _ => return None,
         };
         if key == "_id" {
+            // `cut` keeps `_id`: a projection without it is not cut here.
+            if !included {
+                return None;
+            }
             continue;
         }
         if !included || key.contains('.') || key.starts_with('$') {

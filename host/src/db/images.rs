@@ -20,6 +20,7 @@ type Key = (String, Vec<u8>);
 const MAX_CHUNK_BYTES: usize = 8 << 20;
 
 /// What a batch's documents were before its writes.
+#[derive(Default)]
 pub(super) struct Before {
     /// Documents in the order the batch first touches them.
     order: Vec<Key>,
@@ -55,7 +56,7 @@ impl Before {
             .map(|b| b.as_deref())
     }
 
-    fn touch(&mut self, key: Key, before: Option<Vec<u8>>) {
+    pub(super) fn touch(&mut self, key: Key, before: Option<Vec<u8>>) {
         if !self.before.contains_key(&key) {
             self.order.push(key.clone());
             self.before.insert(key, before);

@@ -16,7 +16,7 @@ mod schema;
 mod writer;
 
 pub use follow::{Changes, Position, Window, cutover_id};
-pub use guard::{Guard, Pinned, input_id};
+pub use guard::{Guard, Pinned, cut, input_id, top_level_fields};
 pub use images::{MarkerImages, id_key, key_text};
 pub use lock::{LOCK_ID, Lock, LockHolder};
 pub use partition::{Claimant, FleetDoc, Partition, PartitionState};

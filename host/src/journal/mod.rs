@@ -402,6 +402,17 @@ impl Journal {
         Ok(entry)
     }
 
+    /// Appends a batch attempt's `Images` entry and makes it durable (inside
+    /// the attempt's transaction, before its commit); gives its seq and hash,
+    /// which the progress marker records.
+    pub fn record_images(&self, run: &str, entry: Entry) -> Result<(u64, Sha256Hash)> {
+        debug_assert_eq!(entry.kind(), EntryKind::Images);
+        let (entry, hash) = self.append(run, entry)?;
+        failpoint!("images-before-flush");
+        self.flush()?;
+        Ok((entry.seq, hash))
+    }
+
     /// Every entry of a run, decoded but not verified against the chain.
     pub fn entries(&self, run: &str) -> Result<Vec<(Entry, Sha256Hash)>> {
         self.iter_entries(run)?.collect()

@@ -55,6 +55,9 @@ pub struct PreparedBatch {
     prepared: Prepared,
     checkpoint: Option<Bson>,
     actions: Vec<ValidAction>,
+    /// The inputs as read whole (see [`crate::db::BatchWrite::wholes`]);
+    /// empty when not kept (a batch read back from the journal).
+    wholes: Vec<Vec<u8>>,
 }
 
 impl PreparedBatch {
@@ -66,6 +69,7 @@ impl PreparedBatch {
             prepared,
             checkpoint,
             actions,
+            wholes: Vec::new(),
         })
     }
 
@@ -79,6 +83,7 @@ impl PreparedBatch {
             prepared: Prepared::journaled(entry),
             checkpoint,
             actions,
+            wholes: Vec::new(),
         })
     }
 
@@ -245,6 +250,12 @@ impl ActiveRun {
         &self.run
     }
 
+    /// Whether batches of pass `pass` are written faster when given their
+    /// documents as read whole: they carry before-images and the guard.
+    pub fn wants_wholes(&self, pass: u32) -> bool {
+        self.capture_images && self.session.is_some() && (pass as usize) < self.guarded.len()
+    }
+
     /// The server session the run writes in (its `lsid`), if any.
     pub fn lsid(&self) -> Option<Document> {
         self.session.as_ref().map(|s| s.id().clone())
@@ -302,6 +313,7 @@ impl ActiveRun {
             follow: self.follow.as_deref(),
             documents: batch.entry().batch().map_or(0, |b| b.counts.documents),
             image_journal: Some(&image_journal),
+            wholes: &batch.wholes,
         };
         let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
         Ok(CommittedBatch::of(batch, applied))
@@ -365,13 +377,9 @@ impl crate::db::ImageJournal for JournalImages<'_> {
             pass,
             images,
         };
-        let (entry, hash) = self
-            .journal
-            .append(self.run, Entry::new(record, now_ms()))
-            .map_err(|e| e.to_string())?;
-        failpoint!("images-before-flush");
-        self.journal.flush().map_err(|e| e.to_string())?;
-        Ok((entry.seq, hash))
+        self.journal
+            .record_images(self.run, Entry::new(record, now_ms()))
+            .map_err(|e| e.to_string())
     }
 
     fn holds(&self, entry: u64, hash: &crate::hash::Sha256Hash) -> Result<bool, String> {
@@ -438,6 +446,7 @@ pub async fn write_batch(
     journal: &Journal,
     run: &str,
     record: BatchRecord,
+    wholes: Vec<Vec<u8>>,
 ) -> anyhow::Result<(Written, Vec<ValidAction>)> {
     match sink {
         Sink::DryRun => {
@@ -447,6 +456,7 @@ pub async fn write_batch(
         }
         Sink::Execute(active) => {
             let mut prepared = PreparedBatch::prepare(journal, run, record)?;
+            prepared.wholes = wholes;
             let seq = prepared.seq();
             let started = std::time::Instant::now();
             match active.apply(journal, &prepared, None).await {
