@@ -207,8 +207,8 @@ impl Db {
     /// Pairs each before-image with the hash of the document as the batch
     /// left it: computed in memory from the before-image and the batch's
     /// writes ([`godwit_policy::apply_update`]) wherever that is exact, and
-    /// read back from the server (inside the transaction) only for the rest
-    /// - writes the evaluator does not cover, filters other than one `_id`,
+    /// read back from the server (inside the transaction) only for the rest:
+    /// writes the evaluator does not cover, filters other than one `_id`,
     /// `multi`, and the documents upserts created.
     pub(super) async fn read_after(
         &self,
