@@ -797,3 +797,92 @@ fn a_fleet_run_under_live_writers_killed_and_resumed_loses_no_write() {
         acknowledged.len()
     );
 }
+
+/// A `godwit worker` with its own journal SIGKILLed midway through a
+/// partition, which the fleet run's worker then takes over and finishes:
+/// every partition has a finished run in the run's journal, but part of one
+/// was written by the killed worker, whose before-images are in its own
+/// journal. `godwit revert` counts the documents and refuses (exit 14),
+/// writing nothing.
+#[test]
+fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_refused() {
+    let db = orders("fleet_revert_taken");
+    let journal = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let file = plugin("reshape");
+    let file = file.to_str().unwrap();
+    let run_args = [
+        "run",
+        file,
+        "--execute",
+        "--workers",
+        "1",
+        "--partitions",
+        "2",
+        "--batch-size",
+        "5",
+        "--lease",
+        "3",
+        "--max-docs-per-sec",
+        "100",
+    ];
+    let fleet = command(&db, journal.path(), &run_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The fleet run claims partition 0 first; the worker then takes partition 1.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut worker = command(
+        &db,
+        other.path(),
+        &["worker", file, "--wait", "60", "--max-docs-per-sec", "100"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker ended before it was killed"
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let fleet = finish_within(fleet, Duration::from_secs(120));
+    assert!(fleet.status.success(), "{}", stderr(&fleet));
+    let list = godwit(&["journal", "list", "--json", "--journal", other.path().to_str().unwrap()]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let foreign: Vec<&serde_json::Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["run_id"].as_str().is_some_and(|id| id.contains('@')))
+        .collect();
+    assert_eq!(foreign.len(), 1, "the worker began one partition: {runs}");
+    assert_ne!(foreign[0]["status"], "finished", "and did not finish it: {runs}");
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    let history = schema.get_array("history").unwrap();
+    let run = history
+        .last()
+        .unwrap()
+        .as_document()
+        .unwrap()
+        .get_str("run_id")
+        .unwrap()
+        .to_string();
+
+    let before = db.dump();
+    let out = command(&db, journal.path(), &["revert", &run, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot revert run {run}: it ran with --workers and its workers processed 600 documents, the runs in this journal "))
+            && err.contains("put the documents back from a backup"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(db.dump(), before, "nothing written");
+}
