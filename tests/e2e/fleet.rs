@@ -7,7 +7,10 @@ use crate::id_types::mixed_ids;
 use crate::support::{command, godwit, plugin, run_ok, stderr, stdout, verify_journal};
 use bson::{Document, doc};
 use rand::RngExt;
+use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn counters(db: &TestDb) -> usize {
@@ -162,12 +165,19 @@ fn workers_migrate_every_id_type_exactly_once() {
         stdout(&worker)
     );
 
-    // Its partitions are not runs of their own to revert or resume.
-    let revert = command(&db, journal.path(), &["revert", run, "--execute"])
+    // Its partitions are not runs of their own to revert or resume: the
+    // fleet run is reverted as a whole.
+    let revert = command(&db, journal.path(), &["revert", parts[0], "--execute"])
         .output()
         .unwrap();
     assert_eq!(revert.status.code(), Some(14), "{}", stderr(&revert));
-    assert!(stderr(&revert).contains("--workers"), "{}", stderr(&revert));
+    assert!(
+        stderr(&revert).contains(&format!(
+            "one partition of fleet run {run} (--workers); revert the fleet run as a whole: godwit revert {run}"
+        )),
+        "{}",
+        stderr(&revert)
+    );
     let resume = command(
         &db,
         journal.path(),
@@ -425,6 +435,452 @@ fn a_worker_with_no_fleet_run_to_join_says_what_to_start() {
         err.contains("no fleet run of plugin increment 2.0.0")
             && err.contains("godwit run PLUGIN --execute --workers N")
             && err.contains("--wait"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(db.dump(), before, "nothing written");
+}
+
+/// The documents of every non-empty collection but godwit's own, as raw bytes.
+fn user_data(db: &TestDb) -> Vec<(String, Vec<Vec<u8>>)> {
+    db.dump()
+        .into_iter()
+        .filter(|(name, docs)| name != "godwit_metadata" && !docs.is_empty())
+        .collect()
+}
+
+fn schema_version(db: &TestDb) -> Option<String> {
+    db.find_one("godwit_metadata", doc! {"_id": "schema"})
+        .and_then(|s| s.get_str("version").ok().map(str::to_string))
+}
+
+/// 600 orders for `reshape` (updates, `$unset`, deletes, inserts into
+/// another collection, and a `finish` multi update and upsert), stamped
+/// 2.0.0.
+fn orders(prefix: &str) -> TestDb {
+    let db = TestDb::new(server(), prefix);
+    let statuses = ["open", "done", "cancelled", "open", "done"];
+    db.insert(
+        "orders",
+        (0..600)
+            .map(|i| {
+                let mut d = doc! {"_id": i, "status": statuses[i as usize % 5], "total": i * 3};
+                if i % 2 == 0 {
+                    d.insert("note", format!("note {i}"));
+                }
+                d
+            })
+            .collect(),
+    );
+    let journal = tempfile::tempdir().unwrap();
+    crate::support::stamp(&db, journal.path(), "2.0.0");
+    db
+}
+
+/// A `--workers 3` run of `reshape` SIGKILLed three times and resumed,
+/// then `godwit revert` of the fleet run: every document back byte for
+/// byte (those the partitions' runs updated, deleted and inserted, and
+/// those `finish` wrote), the version back to 2.0.0, exit 0; reverting
+/// again finds nothing to do.
+#[test]
+fn revert_of_a_fleet_run_killed_and_resumed_restores_every_document() {
+    let db = orders("fleet_revert");
+    let before = user_data(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("reshape");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--workers",
+        "3",
+        "--partitions",
+        "6",
+        "--batch-size",
+        "5",
+        "--lease",
+        "3",
+        "--max-docs-per-sec",
+        "200",
+    ];
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let last = loop {
+        let mut child = command(&db, journal.path(), &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 3 {
+            std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        break finish_within(child, Duration::from_secs(180));
+    };
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert_eq!(kills, 3, "every kill landed mid-run");
+    assert_eq!(schema_version(&db).as_deref(), Some("3.0.0"));
+    assert_ne!(user_data(&db), before);
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    let history = schema.get_array("history").unwrap();
+    let run = history
+        .last()
+        .unwrap()
+        .as_document()
+        .unwrap()
+        .get_str("run_id")
+        .unwrap()
+        .to_string();
+
+    let out = command(&db, journal.path(), &["revert", &run, "--execute", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["conflicts"], 0, "{report}");
+    assert!(
+        report["restore"].as_u64().unwrap() > 0 && report["remove"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(
+        user_data(&db),
+        before,
+        "every document as before the run, byte for byte"
+    );
+    assert_eq!(schema_version(&db).as_deref(), Some("2.0.0"), "the version is set back");
+    verify_journal(journal.path());
+
+    let again = command(&db, journal.path(), &["revert", &run, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["restore"], 0, "{again}");
+    assert_eq!(again["remove"], 0, "{again}");
+    eprintln!(
+        "fleet revert: {kills} SIGKILLs, then {} documents restored and {} removed",
+        report["restore"], report["remove"]
+    );
+}
+
+/// A fleet run one of whose partitions a `godwit worker` with its own
+/// journal processed: its before-images are not in the run's journal, so
+/// `godwit revert` of the run is refused (exit 14) in one line naming what
+/// is missing and what to do, and writes nothing.
+#[test]
+fn revert_of_a_fleet_run_with_a_partition_in_another_journal_is_refused() {
+    let db = orders("fleet_revert_other");
+    let journal = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let file = plugin("reshape");
+    let file = file.to_str().unwrap();
+    let run_args = [
+        "run",
+        file,
+        "--execute",
+        "--workers",
+        "1",
+        "--partitions",
+        "6",
+        "--batch-size",
+        "5",
+        "--max-docs-per-sec",
+        "100",
+    ];
+    let fleet = command(&db, journal.path(), &run_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = command(
+        &db,
+        other.path(),
+        &["worker", file, "--wait", "60", "--max-docs-per-sec", "100"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let fleet = finish_within(fleet, Duration::from_secs(120));
+    let worker = finish_within(worker, Duration::from_secs(120));
+    assert!(fleet.status.success(), "{}", stderr(&fleet));
+    assert!(worker.status.success(), "{}", stderr(&worker));
+    let list = godwit(&["journal", "list", "--json", "--journal", other.path().to_str().unwrap()]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["run_id"].as_str().is_some_and(|id| id.contains('@'))),
+        "the worker processed no partition: {runs}"
+    );
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    let history = schema.get_array("history").unwrap();
+    let run = history
+        .last()
+        .unwrap()
+        .as_document()
+        .unwrap()
+        .get_str("run_id")
+        .unwrap()
+        .to_string();
+
+    let before = db.dump();
+    let out = command(&db, journal.path(), &["revert", &run, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot revert run {run}: it ran with --workers and partitions "
+        )) && err.contains("have no finished run in this journal")
+            && err.contains("put the documents back from a backup"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(db.dump(), before, "nothing written");
+    assert_eq!(schema_version(&db).as_deref(), Some("3.0.0"));
+}
+
+const USERS: i32 = 1200;
+const WRITERS: i32 = 4;
+
+fn address(id: i32, version: i64) -> String {
+    format!("  User{id}.V{version}@Example.COM")
+}
+
+/// Application writers (as in live.rs): each owns the users whose
+/// `_id % WRITERS` is its number and keeps giving one of them a new address,
+/// recording the last write the server acknowledged per user.
+fn start_writers(db: &TestDb, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<HashMap<i32, i64>>> {
+    (0..WRITERS)
+        .map(|writer| {
+            let (uri, name, stop) = (db.uri.clone(), db.name.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+                    let users = client.database(&name).collection::<Document>("users");
+                    let mut acknowledged: HashMap<i32, i64> = HashMap::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let id = rand::rng().random_range(0..USERS / WRITERS) * WRITERS + writer;
+                        let version = acknowledged.get(&id).copied().unwrap_or(0) + 1;
+                        let update = doc! {"$set": {"email": address(id, version)}, "$inc": {"writes": 1_i64}};
+                        // Not acknowledged (a conflict with a godwit transaction): retried.
+                        if users.update_one(doc! {"_id": id}, update).await.is_ok() {
+                            acknowledged.insert(id, version);
+                        }
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                    }
+                    acknowledged
+                })
+            })
+        })
+        .collect()
+}
+
+/// Four application writers keep changing users while a `--workers 3` run
+/// of `normalize-emails` is SIGKILLed four times and resumed: exit 0, no
+/// acknowledged application write lost (each user's address is its last
+/// one, or that one normalized), every user the application never wrote
+/// normalized, and the write guard refused batches whose documents were
+/// then processed again (the test is not vacuous).
+#[test]
+fn a_fleet_run_under_live_writers_killed_and_resumed_loses_no_write() {
+    let db = TestDb::new(server(), "fleet_live");
+    let users: Vec<Document> = (0..USERS)
+        .map(|id| doc! {"_id": id, "email": address(id, 0), "writes": 0_i64})
+        .collect();
+    db.insert("users", users);
+    let journal = tempfile::tempdir().unwrap();
+    crate::support::stamp(&db, journal.path(), "1.0.0");
+    let file = plugin("normalize-emails");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--workers",
+        "3",
+        "--partitions",
+        "6",
+        "--batch-size",
+        "40",
+        "--lease",
+        "3",
+        "--max-docs-per-sec",
+        "300",
+        "--allow-residue",
+        "--json",
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = start_writers(&db, &stop);
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let last = loop {
+        let mut child = command(&db, journal.path(), &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 4 {
+            std::thread::sleep(Duration::from_millis(rng.random_range(300..1200)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        // The writers still write while the last process finishes.
+        break finish_within(child, Duration::from_secs(180));
+    };
+    stop.store(true, Ordering::SeqCst);
+    let mut acknowledged = HashMap::new();
+    for writer in writers {
+        acknowledged.extend(writer.join().unwrap());
+    }
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert_eq!(kills, 4, "every kill landed mid-run");
+    let report: serde_json::Value = serde_json::from_slice(&last.stdout).expect("--json report");
+    let pass = &report["summary"]["passes"][0];
+    let (mut lost, mut unmigrated) = (Vec::new(), Vec::new());
+    for user in db.find_all("users") {
+        let id = user.get_i32("_id").unwrap();
+        let email = user.get_str("email").unwrap();
+        match acknowledged.get(&id) {
+            Some(&version) => {
+                let last = address(id, version);
+                if email != last && email != last.trim().to_lowercase() {
+                    lost.push(format!("user {id}: {email:?}, but the application last wrote {last:?}"));
+                }
+            }
+            None if email != address(id, 0).trim().to_lowercase() => {
+                unmigrated.push(format!("user {id}: {email:?}"));
+            }
+            None => {}
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} application writes lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        unmigrated.is_empty(),
+        "{} users the application never wrote are not migrated: {:?}",
+        unmigrated.len(),
+        &unmigrated[..unmigrated.len().min(5)]
+    );
+    let conflicts = pass["conflicts"].as_u64().unwrap();
+    assert!(
+        conflicts > 0,
+        "the writers never met a batch: the test proves nothing: {pass}"
+    );
+    assert_eq!(
+        schema_version(&db).as_deref(),
+        Some(report["stamped_version"].as_str().unwrap())
+    );
+    verify_journal(journal.path());
+    eprintln!(
+        "fleet live: {kills} SIGKILLs, {} users written by {WRITERS} application writers, {conflicts} documents \
+         refused by the write guard and processed again, 0 writes lost",
+        acknowledged.len()
+    );
+}
+
+/// A `godwit worker` with its own journal SIGKILLed midway through a
+/// partition, which the fleet run's worker then takes over and finishes:
+/// every partition has a finished run in the run's journal, but part of one
+/// was written by the killed worker, whose before-images are in its own
+/// journal. `godwit revert` counts the documents and refuses (exit 14),
+/// writing nothing.
+#[test]
+fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_refused() {
+    let db = orders("fleet_revert_taken");
+    let journal = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let file = plugin("reshape");
+    let file = file.to_str().unwrap();
+    let run_args = [
+        "run",
+        file,
+        "--execute",
+        "--workers",
+        "1",
+        "--partitions",
+        "2",
+        "--batch-size",
+        "5",
+        "--lease",
+        "3",
+        "--max-docs-per-sec",
+        "100",
+    ];
+    let fleet = command(&db, journal.path(), &run_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The fleet run claims partition 0 first; the worker then takes partition 1.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut worker = command(
+        &db,
+        other.path(),
+        &["worker", file, "--wait", "60", "--max-docs-per-sec", "100"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker ended before it was killed"
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let fleet = finish_within(fleet, Duration::from_secs(120));
+    assert!(fleet.status.success(), "{}", stderr(&fleet));
+    let list = godwit(&["journal", "list", "--json", "--journal", other.path().to_str().unwrap()]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let foreign: Vec<&serde_json::Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["run_id"].as_str().is_some_and(|id| id.contains('@')))
+        .collect();
+    assert_eq!(foreign.len(), 1, "the worker began one partition: {runs}");
+    assert_ne!(foreign[0]["status"], "finished", "and did not finish it: {runs}");
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    let history = schema.get_array("history").unwrap();
+    let run = history
+        .last()
+        .unwrap()
+        .as_document()
+        .unwrap()
+        .get_str("run_id")
+        .unwrap()
+        .to_string();
+
+    let before = db.dump();
+    let out = command(&db, journal.path(), &["revert", &run, "--execute"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot revert run {run}: it ran with --workers and its workers processed 600 documents, the runs in this journal "))
+            && err.contains("put the documents back from a backup"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct RevertCommand {
-    /// The execute run to revert (see `godwit journal list`).
+    /// The execute run to revert (see `godwit journal list`); a fleet run
+    /// (`--workers`) is reverted with its partitions' runs, if this journal
+    /// holds all of them.
     run: String,
     /// Write. Without it the revert is a dry run: it reports what it would
     /// restore and which documents changed since the run.

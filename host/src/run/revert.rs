@@ -27,7 +27,7 @@ use crate::plugin::actions::ValidAction;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 /// Plugin name recorded in the header and history of a revert run.
@@ -62,11 +62,9 @@ pub enum RevertError {
         later_plugin: String,
         later_version: String,
     },
-    /// A fleet run's documents were written by its partitions' runs.
-    #[error(
-        "cannot revert run {run}: {why}; this godwit reverts runs without --workers only (put the documents back \
-         from a backup, or run a migration that undoes it)"
-    )]
+    /// A partition's run alone, or a fleet run whose partitions' runs are
+    /// not all in this journal (`why` says which, and what to do).
+    #[error("cannot revert run {run}: {why}")]
     Fleet { run: String, why: String },
     /// Ctrl-C / SIGTERM between batches: exit 130, like an interrupted run.
     #[error("revert of run {run} stopped by the operator; what it restored stays restored - run it again to finish")]
@@ -161,17 +159,31 @@ impl Revert<'_> {
             ..RevertReport::default()
         };
 
-        // Where each document's last after-image is, and which entry holds its first before-image.
-        let mut first: HashMap<(String, Vec<u8>), (u64, Option<Sha256Hash>)> = HashMap::new();
-        let mut commit_images = CommitImages::default();
-        for item in self.journal.iter_entries(run)? {
-            let (entry, _) = item?;
-            let seq = entry.seq;
-            for image in commit_images.of(entry) {
-                first
-                    .entry((image.collection.clone(), image.id.clone()))
-                    .and_modify(|(_, after)| *after = image.after_hash)
-                    .or_insert((seq, image.after_hash));
+        // The runs whose commits wrote the documents: the run itself and,
+        // for a fleet run, every run of its partitions (this journal must
+        // hold them all).
+        let runs = self.runs_of(&target).await?;
+        for part in runs.iter().skip(1) {
+            self.journal.verify(part)?;
+        }
+        // Each document's first commit (whose before-image is restored) and
+        // last after-image, over every run, in the order they were written.
+        let mut first: HashMap<(String, Vec<u8>), Written> = HashMap::new();
+        for (index, part) in runs.iter().enumerate() {
+            let mut commit_images = CommitImages::default();
+            for item in self.journal.iter_entries(part)? {
+                let (entry, _) = item?;
+                let at = Position::of(&entry, index);
+                for image in commit_images.of(entry) {
+                    first
+                        .entry((image.collection.clone(), image.id.clone()))
+                        .and_modify(|w| w.add(at, image.after_hash))
+                        .or_insert(Written {
+                            first: at,
+                            last: at,
+                            after: image.after_hash,
+                        });
+                }
             }
         }
         report.documents = first.len() as u64;
@@ -212,27 +224,32 @@ impl Revert<'_> {
             self.undo_schema(run, revert_run.as_deref(), SchemaPhase::Finish, &mut report)
                 .await?;
             let mut pending = Vec::new();
-            let mut commit_images = CommitImages::default();
-            for item in self.journal.iter_entries(run)? {
-                let (entry, _) = item?;
-                let seq = entry.seq;
-                for image in commit_images.of(entry) {
-                    let key = (image.collection, image.id);
-                    if first.get(&key).map(|(at, _)| *at) != Some(seq) {
-                        continue;
-                    }
-                    let (_, after) = first.remove(&key).expect("present");
-                    pending.push(Touched {
-                        collection: key.0,
-                        key: key.1,
-                        before: image.before,
-                        after,
-                    });
-                    if pending.len() >= request.batch_size {
-                        self.batch(std::mem::take(&mut pending), request, active.as_mut(), &mut report)
-                            .await?;
-                        if self.stop.requested() {
-                            return Err(RevertError::Stopped { run: run.clone() }.into());
+            // Newest run first (a fleet run's `finish` batch, then its
+            // partitions' runs, last started first); each document once,
+            // back to how it was before the first commit that wrote it.
+            for (index, part) in runs.iter().enumerate().rev() {
+                let mut commit_images = CommitImages::default();
+                for item in self.journal.iter_entries(part)? {
+                    let (entry, _) = item?;
+                    let at = Position::of(&entry, index);
+                    for image in commit_images.of(entry) {
+                        let key = (image.collection, image.id);
+                        if first.get(&key).map(|w| w.first) != Some(at) {
+                            continue;
+                        }
+                        let written = first.remove(&key).expect("present");
+                        pending.push(Touched {
+                            collection: key.0,
+                            key: key.1,
+                            before: image.before,
+                            after: written.after,
+                        });
+                        if pending.len() >= request.batch_size {
+                            self.batch(std::mem::take(&mut pending), request, active.as_mut(), &mut report)
+                                .await?;
+                            if self.stop.requested() {
+                                return Err(RevertError::Stopped { run: run.clone() }.into());
+                            }
                         }
                     }
                 }
@@ -333,17 +350,10 @@ impl Revert<'_> {
             return Err(RevertError::NoImages { run }.into());
         }
         if let Some(part) = &target.partition {
-            let why = format!("it is one partition of fleet run {} (--workers)", part.fleet_run);
-            return Err(RevertError::Fleet { run, why }.into());
-        }
-        let parts = self
-            .journal
-            .runs()?
-            .iter()
-            .filter(|h| h.partition.as_ref().is_some_and(|p| p.fleet_run == run))
-            .count();
-        if parts > 0 {
-            let why = format!("it ran with --workers, its batches are in {parts} partition runs");
+            let why = format!(
+                "it is one partition of fleet run {0} (--workers); revert the fleet run as a whole: godwit revert {0}",
+                part.fleet_run
+            );
             return Err(RevertError::Fleet { run, why }.into());
         }
         if target.database != self.db.name {
@@ -355,6 +365,123 @@ impl Revert<'_> {
             .into());
         }
         Ok(target)
+    }
+
+    /// The runs whose commits wrote `target`'s documents: `target` itself,
+    /// then, for a fleet run (`--workers`), every run of its partitions in
+    /// this journal, oldest first - several for a partition taken over.
+    /// Refused unless this journal holds every run that wrote a partition:
+    /// each partition the fleet run split its passes into
+    /// (`Record::Partitions`) has a finished run here, no run of another
+    /// journal is listed in the work table (while it is there), and the
+    /// documents these runs committed add up to those the fleet run counted
+    /// over every worker (its history entry).
+    async fn runs_of(&self, target: &RunHeader) -> anyhow::Result<Vec<String>> {
+        let run = &target.run_id;
+        let mut split: BTreeMap<u32, u32> = BTreeMap::new();
+        for item in self.journal.iter_entries(run)? {
+            if let Record::Partitions { pass, bounds } = item?.0.record {
+                split.insert(pass, bounds.len() as u32 + 1);
+            }
+        }
+        let parts: Vec<RunHeader> = self
+            .journal
+            .runs()?
+            .into_iter()
+            .filter(|h| h.partition.as_ref().is_some_and(|p| p.fleet_run == *run))
+            .collect();
+        let mut runs = vec![run.clone()];
+        if split.is_empty() && parts.is_empty() {
+            return Ok(runs);
+        }
+        let ours = journal_suffix(&self.journal.id()?);
+        // Partitions with no finished run here, and other journals that wrote.
+        let mut missing = Vec::new();
+        let mut others: BTreeSet<String> = BTreeSet::new();
+        for (&pass, &count) in &split {
+            for index in 0..count {
+                let finished = parts.iter().any(|h| {
+                    h.status == RunStatus::Finished
+                        && h.partition.as_ref().is_some_and(|p| p.pass == pass && p.index == index)
+                });
+                if !finished {
+                    missing.push(format!("{pass}.{index}"));
+                }
+            }
+        }
+        for state in self.db.partitions(run).await? {
+            for writer in &state.partition.runs {
+                if let Some(journal) = writer.rsplit_once('@').map(|(_, j)| journal_suffix(j))
+                    && journal != ours
+                {
+                    others.insert(journal);
+                }
+            }
+        }
+        runs.extend(parts.iter().map(|h| h.run_id.clone()));
+        let mut why = Vec::new();
+        if !missing.is_empty() {
+            why.push(format!(
+                "partitions {} have no finished run in this journal",
+                missing.join(", ")
+            ));
+        }
+        if !others.is_empty() {
+            let list: Vec<String> = others.iter().map(|j| format!("journal id ...{j}")).collect();
+            why.push(format!("runs of other journals wrote partitions ({})", list.join(", ")));
+        }
+        if why.is_empty()
+            && let Some(counted) = self.fleet_documents(run).await?
+        {
+            let committed = self.committed_documents(&runs)?;
+            if committed < counted {
+                why.push(format!(
+                    "its workers processed {counted} documents, the runs in this journal {committed} (the others by \
+                     workers with another journal)"
+                ));
+            }
+        }
+        if why.is_empty() {
+            return Ok(runs);
+        }
+        let why = format!(
+            "it ran with --workers and {}: their before-images are in the journals of those workers (`godwit worker` \
+             with another --journal, or on another machine), and revert reads one journal and cannot merge journals \
+             - put the documents back from a backup taken before the run, or run a migration that undoes it",
+            why.join("; ")
+        );
+        Err(RevertError::Fleet { run: run.clone(), why }.into())
+    }
+
+    /// The documents fleet run `run`'s passes processed, as its workers'
+    /// batches counted them (over every journal), from its history entry.
+    async fn fleet_documents(&self, run: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self.db.history_entry(run).await?.and_then(|h| {
+            h.raw
+                .get_document("counts")
+                .ok()
+                .and_then(|c| c.get_i64("documents").ok())
+                .map(|d| d as u64)
+        }))
+    }
+
+    /// Documents of pass batches the runs `runs` committed (journaled).
+    fn committed_documents(&self, runs: &[String]) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for run in runs {
+            let mut batches: HashMap<u64, u64> = HashMap::new();
+            for item in self.journal.iter_entries(run)? {
+                let (entry, _) = item?;
+                match &entry.record {
+                    Record::Prepared(batch) if batch.pass.is_some() => {
+                        batches.insert(entry.seq, batch.counts.documents);
+                    }
+                    Record::Committed(commit) => total += batches.remove(&commit.batch_seq).unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// The version to go back to (the one before the run's history entry),
@@ -593,6 +720,54 @@ impl Revert<'_> {
         );
         self.journal.record(run, Entry::new(Record::Stamp { note }, now_ms()))?;
         Ok(())
+    }
+}
+
+/// The last 12 characters of a journal id: what names a partition's run
+/// (`<run>.<pass>.<k>@<journal>`, `.<token>` after it for a later run).
+fn journal_suffix(id: &str) -> String {
+    let id = id.split('.').next().unwrap_or(id);
+    id[id.len().saturating_sub(12)..].to_string()
+}
+
+/// Where a commit stands among the commits of the runs reverted: by pass
+/// (`finish`'s batch after every pass), then time, then run and entry.
+/// Partitions of a pass hold different documents, and the runs of one
+/// partition write one after another, so a document's commits sort in the
+/// order they were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Position {
+    pass: u32,
+    at_ms: i64,
+    run: usize,
+    seq: u64,
+}
+
+impl Position {
+    fn of(entry: &Entry, run: usize) -> Position {
+        Position {
+            pass: entry.pass().unwrap_or(u32::MAX),
+            at_ms: entry.at_ms,
+            run,
+            seq: entry.seq,
+        }
+    }
+}
+
+/// One document's first and last commits, and its last after-image.
+struct Written {
+    first: Position,
+    last: Position,
+    after: Option<Sha256Hash>,
+}
+
+impl Written {
+    fn add(&mut self, at: Position, after: Option<Sha256Hash>) {
+        if at > self.last {
+            self.last = at;
+            self.after = after;
+        }
+        self.first = self.first.min(at);
     }
 }
 
