@@ -51,13 +51,15 @@ inspect: plugins
     {{godwit}} plugin inspect target/plugins/normalize-emails.wasm
 
 # The QDash-like backfill on one local server: Rust driver loop vs godwit (the plugin in Rust,
-# Python and JavaScript) vs pymongo (docs/s, ratios, peak RSS); writes bench/RESULTS.md.
-# `just bench 1000000` for another size.
-bench docs="200000": plugins bench-setup
+# Python and JavaScript) vs pymongo vs a migrate-mongo migration (Node), in 3 interleaved
+# rounds: median docs/s with min-max, every ratio the median (min-max) of per-round ratios,
+# the targets with verdicts, peak RSS, CPU, journal bytes per document; writes bench/RESULTS.md.
+# `just bench 1000000` for another size, `just bench 200000 5` for 5 rounds.
+bench docs="200000" rounds="3": plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     scripts/build-python-plugin.sh bench/plugin-py/bench-backfill-py
     {{godwit}} plugin build bench/plugin-js/bench-backfill-js
-    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench run --docs {{docs}}
+    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench run --docs {{docs}} --rounds {{rounds}}
 
 # Scaling check: driver loop and godwit at 200k and 1M documents; writes bench/SCALING.md.
 bench-scale: plugins bench-setup
@@ -74,7 +76,7 @@ bench-fleet docs="100000": plugins bench-setup
     cargo build --release -p godwit -p godwit-bench --bin godwit --bin godwit-bench
     PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" target/release/godwit-bench fleet --docs {{docs}}
 
-# Install the benchmark's server (secantusd-rs; cmake via apt), when missing.
+# Install the benchmark's server (secantusd-rs; cmake via apt) and contestant (m)'s migrate-mongo (npm ci), when missing.
 bench-setup:
     scripts/bench-setup.sh
 

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# Installs what `just bench` needs beyond `scripts/setup.sh` (pymongo comes from
-# there), when missing: SecantusDB's fast Rust server `secantusd-rs`, built by
-# cargo (about 10 minutes on 2 cores), which needs cmake from apt.
+# Installs what `just bench` needs beyond `scripts/setup.sh` (pymongo and Node.js
+# come from there), when missing:
+#   - contestant (m)'s migrate-mongo and mongodb driver: `npm ci` in bench/migrate-mongo
+#     (the versions pinned by its package-lock.json; npm registry);
+#   - SecantusDB's fast Rust server `secantusd-rs`, built by cargo (about 10 minutes
+#     on 2 cores), which needs cmake from apt.
 # Safe to run repeatedly: every step checks first.
 set -euo pipefail
+
+MIGRATE_MONGO_DIR="$(cd "$(dirname "$0")/.." && pwd)/bench/migrate-mongo"
+if [ ! -e "$MIGRATE_MONGO_DIR/node_modules/migrate-mongo/bin/migrate-mongo.js" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "bench-setup: npm is missing (scripts/setup.sh installs Node.js and npm); contestant (m) needs it" >&2
+    exit 1
+  fi
+  echo "bench-setup: installing migrate-mongo for contestant (m) (npm ci in bench/migrate-mongo)"
+  (cd "$MIGRATE_MONGO_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 SECANTUS_VERSION=0.5.3-beta.196
 

@@ -10,6 +10,10 @@
 //! - (j) (b) with the same backfill as a JavaScript plugin (`bench/plugin-js/bench-backfill-js`);
 //! - (d) a pymongo script the way the seeds' projects write it: one `update_one` per document;
 //! - (d') the same script with `bulk_write` batches, as a careful script author would;
+//! - (m) a migrate-mongo 14 migration (`bench/migrate-mongo/`, Node; `npm ci` by
+//!   `scripts/bench-setup.sh`) written the careful way: the users map from one query, a sorted
+//!   cursor with a projection, ordered `bulkWrite` calls of `--batch` `updateOne`; run as
+//!   `node node_modules/migrate-mongo/bin/migrate-mongo.js up`;
 //! - (e) `godwit run` dry run;
 //! - (u) (b) and (v) (c) with `--no-write-guard`: what the write guard costs;
 //! - (w) (c) with `--follow --follow-until-idle 1` while four writers of the old application
@@ -22,6 +26,12 @@
 //! Each contestant runs as a child process, timed from spawn to exit, with its
 //! peak RSS from `wait4`. After each run the harness reads every document back
 //! and fails the bench if the backfill is missing or wrong.
+//!
+//! `run` goes through the contestant list `--rounds` times (3 by default), interleaved.
+//! The table shows each contestant's median docs/s with min-max, and every ratio
+//! ("vs (a)", the targets, the language lines) is the median (min-max) of per-round
+//! ratios: the two contestants measured in the same round, so a slow round of the
+//! machine moves both sides of a ratio together.
 
 mod child;
 mod data;
@@ -67,6 +77,12 @@ struct Common {
     script: PathBuf,
     #[arg(long, default_value = "python3")]
     python: String,
+    /// The npm project of contestant (m), migrate-mongo (`npm ci` there installs it).
+    #[arg(long, default_value = "bench/migrate-mongo")]
+    migrate_mongo: PathBuf,
+    /// The Node.js binary that runs migrate-mongo.
+    #[arg(long, default_value = "node")]
+    node: String,
     /// Contestant (w): how long the old application's writers write, from the run's start.
     #[arg(long, default_value_t = 8)]
     writers_for: u64,
@@ -78,11 +94,12 @@ enum Cmd {
     Run {
         #[arg(long, default_value_t = 200_000)]
         docs: u64,
-        /// Contestants to run, by letter: a, b, c, p, j, d, D (d'), e, u, v, w.
-        #[arg(long, default_value = "a,b,u,c,v,p,j,e,D,d")]
+        /// Contestants to run, by letter: a, b, c, p, j, m, d, D (d'), e, u, v, w.
+        #[arg(long, default_value = "a,b,u,c,v,p,j,m,e,D,d")]
         only: String,
-        /// Run the contestant list this many times (interleaved); the table shows medians.
-        #[arg(long, default_value_t = 1)]
+        /// Run the contestant list this many times (interleaved); the table shows medians
+        /// with min-max, every ratio the median (min-max) of the per-round ratios.
+        #[arg(long, default_value_t = 3)]
         rounds: usize,
         #[arg(long, default_value = "bench/RESULTS.md")]
         out: PathBuf,
@@ -167,6 +184,8 @@ enum Contestant {
     GodwitJs,
     PymongoPerDocument,
     PymongoBulk,
+    /// A migrate-mongo migration (Node), bulkWrite per batch.
+    MigrateMongo,
     DryRun,
     /// (b) without the write guard.
     GodwitUnguarded,
@@ -186,11 +205,12 @@ impl Contestant {
             "j" => Contestant::GodwitJs,
             "d" => Contestant::PymongoPerDocument,
             "D" | "d'" => Contestant::PymongoBulk,
+            "m" => Contestant::MigrateMongo,
             "e" => Contestant::DryRun,
             "u" => Contestant::GodwitUnguarded,
             "v" => Contestant::GodwitImagesUnguarded,
             "w" => Contestant::GodwitLive,
-            other => bail!("unknown contestant {other:?} (a, b, c, p, j, d, D, e, u, v, w)"),
+            other => bail!("unknown contestant {other:?} (a, b, c, p, j, m, d, D, e, u, v, w)"),
         })
     }
 
@@ -203,6 +223,7 @@ impl Contestant {
             Contestant::GodwitJs => "(j) = (b), the plugin written in JavaScript (componentize-js)",
             Contestant::PymongoPerDocument => "(d) pymongo, one update_one per document (the seeds' way)",
             Contestant::PymongoBulk => "(d') pymongo, bulk_write of UpdateOne per batch",
+            Contestant::MigrateMongo => "(m) migrate-mongo 14 (Node), bulkWrite of updateOne per batch",
             Contestant::DryRun => "(e) godwit run (dry run)",
             Contestant::GodwitUnguarded => "(u) = (b) with --no-write-guard",
             Contestant::GodwitImagesUnguarded => "(v) = (c) with --no-write-guard",
@@ -221,6 +242,7 @@ impl Contestant {
             Contestant::GodwitJs => "j",
             Contestant::PymongoPerDocument => "d",
             Contestant::PymongoBulk => "d2",
+            Contestant::MigrateMongo => "m",
             Contestant::DryRun => "e",
             Contestant::GodwitUnguarded => "u",
             Contestant::GodwitImagesUnguarded => "v",
@@ -235,7 +257,10 @@ impl Contestant {
     /// The plugin component a godwit contestant runs; `None` for the others.
     fn plugin(self, common: &Common) -> Option<&Path> {
         match self {
-            Contestant::DriverLoop | Contestant::PymongoPerDocument | Contestant::PymongoBulk => None,
+            Contestant::DriverLoop
+            | Contestant::PymongoPerDocument
+            | Contestant::PymongoBulk
+            | Contestant::MigrateMongo => None,
             Contestant::GodwitPython => Some(&common.python_plugin),
             Contestant::GodwitJs => Some(&common.js_plugin),
             Contestant::Godwit
@@ -263,6 +288,10 @@ struct Row {
     result: String,
     /// Size of godwit's journal directory after the run.
     journal_bytes: Option<u64>,
+    /// Documents the run wrote: those found backfilled afterwards (0 for the dry run).
+    written: u64,
+    /// Which of `run`'s interleaved rounds measured it (0 elsewhere).
+    round: usize,
 }
 
 impl Row {
@@ -275,6 +304,14 @@ impl Row {
 
     fn docs_per_sec(&self) -> f64 {
         self.docs as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Journal bytes per document written ("-" without a journal or writes).
+    fn journal_per_doc_text(&self) -> String {
+        match self.journal_bytes {
+            Some(bytes) if self.written > 0 => format!("{:.0} B", bytes as f64 / self.written as f64),
+            _ => "-".into(),
+        }
     }
 }
 
@@ -320,6 +357,27 @@ impl Bench {
         ] {
             if plugins.contains(&plugin.as_path()) && !plugin.exists() {
                 bail!("{} is missing ({how})", plugin.display());
+            }
+        }
+        if contestants.contains(&Contestant::MigrateMongo) {
+            let bin = common.migrate_mongo.join(MIGRATE_MONGO_BIN);
+            if !bin.exists() {
+                bail!(
+                    "{} is missing: run scripts/bench-setup.sh (npm ci in {}), or leave out contestant m (--only)",
+                    bin.display(),
+                    common.migrate_mongo.display()
+                );
+            }
+            let node = Command::new(&common.node)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !node {
+                bail!(
+                    "{} --version failed: contestant m needs Node.js 20 (scripts/setup.sh installs it; --node names another)",
+                    common.node
+                );
             }
         }
         let ok = Command::new(&common.python)
@@ -451,11 +509,19 @@ impl Bench {
                                 thousands(report.conflicts),
                                 thousands(report.followed)
                             ),
+                            outcome.backfilled,
                             &journal,
                             &db,
                         )
                         .await;
                 }
+            }
+            if contestant == Contestant::MigrateMongo && !measured.stdout.contains(MIGRATE_MONGO_MIGRATED) {
+                bail!(
+                    "migrate-mongo exited 0 on database {name} but did not report `{MIGRATE_MONGO_MIGRATED}` \
+                     (stdout: {}); rerun with GODWIT_BENCH_KEEP=1 to keep its log",
+                    measured.stdout.trim()
+                );
             }
             format!("{} backfilled", thousands(outcome.backfilled))
         } else {
@@ -469,7 +535,8 @@ impl Bench {
             }
             format!("{} updates planned, none written", thousands(report.updates))
         };
-        self.finish_row(contestant, docs, measured, server_cpu, result, &journal, &db)
+        let written = if contestant.writes() { outcome.backfilled } else { 0 };
+        self.finish_row(contestant, docs, measured, server_cpu, result, written, &journal, &db)
             .await
     }
 
@@ -482,6 +549,7 @@ impl Bench {
         measured: child::Measured,
         server_cpu: Option<Duration>,
         result: String,
+        written: u64,
         journal: &Path,
         db: &mongodb::Database,
     ) -> anyhow::Result<Row> {
@@ -497,6 +565,8 @@ impl Bench {
             server_cpu,
             result,
             journal_bytes,
+            written,
+            round: 0,
         };
         eprintln!(
             "{:.1} s, {:.0} docs/s, peak RSS {}, CPU {:.1} s",
@@ -564,6 +634,16 @@ impl Bench {
                 }
                 cmd
             }
+            Contestant::MigrateMongo => {
+                let mut cmd = Command::new(&c.node);
+                cmd.arg(MIGRATE_MONGO_BIN)
+                    .arg("up")
+                    .current_dir(&c.migrate_mongo)
+                    .env("MIGRATE_MONGO_URI", uri)
+                    .env("MIGRATE_MONGO_DB", db)
+                    .env("BENCH_BATCH", &batch);
+                cmd
+            }
             Contestant::PymongoPerDocument | Contestant::PymongoBulk => {
                 let mut cmd = Command::new(&c.python);
                 cmd.arg(&c.script).args(["--uri", uri, "--db", db, "--batch", &batch]);
@@ -605,6 +685,12 @@ fn godwit_report(stdout: &str) -> anyhow::Result<GodwitReport> {
         followed: json["summary"]["follow"]["documents"].as_u64().unwrap_or(0),
     })
 }
+
+/// migrate-mongo's command line, inside `--migrate-mongo` (installed by `npm ci`).
+const MIGRATE_MONGO_BIN: &str = "node_modules/migrate-mongo/bin/migrate-mongo.js";
+
+/// What `migrate-mongo up` prints when it applied the bench's migration.
+const MIGRATE_MONGO_MIGRATED: &str = "MIGRATED UP: 20261202000000-backfill-owner-user-id.js";
 
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
@@ -681,6 +767,100 @@ fn load() -> String {
         .join(" ")
 }
 
+/// The median and the range of per-round figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+    rounds: usize,
+}
+
+impl Spread {
+    /// `None` for no values; the median of an even count is the mean of the middle two.
+    fn of(mut values: Vec<f64>) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: values[0],
+            max: values[n - 1],
+            rounds: n,
+        })
+    }
+
+    /// "1.13x (1.05-1.20)"; just "1.13x" from one round.
+    fn ratio_text(self) -> String {
+        if self.rounds > 1 {
+            format!("{:.2}x ({:.2}-{:.2})", self.median, self.min, self.max)
+        } else {
+            format!("{:.2}x", self.median)
+        }
+    }
+}
+
+/// `x`'s docs/s over `y`'s, one ratio per round that measured both.
+fn ratio_spread(rows: &[Row], x: Contestant, y: Contestant) -> Option<Spread> {
+    let ratios = rows
+        .iter()
+        .filter(|rx| rx.contestant == x)
+        .filter_map(|rx| {
+            rows.iter()
+                .find(|ry| ry.contestant == y && ry.round == rx.round)
+                .map(|ry| rx.docs_per_sec() / ry.docs_per_sec())
+        })
+        .collect();
+    Spread::of(ratios)
+}
+
+/// A contestant's median docs/s, with min-max when several rounds measured it.
+fn docs_per_sec_text(rows: &[Row], contestant: Contestant) -> String {
+    let rates = rows
+        .iter()
+        .filter(|r| r.contestant == contestant)
+        .map(Row::docs_per_sec)
+        .collect();
+    match Spread::of(rates) {
+        Some(s) if s.rounds > 1 => format!(
+            "{} [{}-{}]",
+            thousands(s.median as u64),
+            thousands(s.min as u64),
+            thousands(s.max as u64)
+        ),
+        Some(s) => thousands(s.median as u64),
+        None => "-".into(),
+    }
+}
+
+/// One target line: "- (c) >= 0.95x (a): **0.97x** (0.93-1.01) - met", or why it is not measured.
+fn target_line(text: &mut String, ratio: Option<Spread>, name: &str, at_least: f64, chosen: bool) {
+    let _ = match ratio {
+        Some(r) => {
+            let range = if r.rounds > 1 {
+                format!(" ({:.2}-{:.2})", r.min, r.max)
+            } else {
+                String::new()
+            };
+            writeln!(
+                text,
+                "- {name}: **{:.2}x**{range} - {}",
+                r.median,
+                verdict(r.median >= at_least)
+            )
+        }
+        None if chosen => writeln!(text, "- {name}: not measured (no round ran both)"),
+        None => writeln!(text, "- {name}: not measured (a contestant left out by --only)"),
+    };
+}
+
 fn median_row(rows: &[Row], contestant: Contestant) -> Option<Row> {
     let mut mine: Vec<&Row> = rows.iter().filter(|r| r.contestant == contestant).collect();
     mine.sort_by(|a, b| a.docs_per_sec().total_cmp(&b.docs_per_sec()));
@@ -727,92 +907,126 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
         for &c in &contestants {
-            rows.push(bench.run(c, docs).await?);
+            let mut row = bench.run(c, docs).await?;
+            row.round = round;
+            rows.push(row);
         }
     }
     let table: Vec<Row> = contestants.iter().filter_map(|&c| median_row(&rows, c)).collect();
-    let base = table
-        .iter()
-        .find(|r| r.contestant == Contestant::DriverLoop)
-        .map(Row::docs_per_sec);
+    let has = |c| contestants.contains(&c);
+    let ratio = |x, y| ratio_spread(&rows, x, y);
     let mut text = header(
         "Benchmark: QDash-like owner_user_id backfill",
         &bench,
         &thousands(docs),
         &start_load,
     );
-    let _ = writeln!(
-        text,
-        "| contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | checked result |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
-    );
-    for row in &table {
-        let ratio = base.map_or("-".into(), |b| format!("{:.2}x", row.docs_per_sec() / b));
+    if rounds > 1 {
         let _ = writeln!(
             text,
-            "| {} | {} | {ratio} | {:.1} s | {} | {} | {}{} |",
+            "Medians of {rounds} interleaved rounds, min-max in brackets; every ratio is the median (min-max) of the \
+             per-round ratios (both contestants measured in the same round). Peak RSS: the highest of the rounds.\n"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "| contestant | docs/s | vs (a) | time | peak RSS | CPU client / server | journal / doc written | checked result |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for row in &table {
+        let versus = ratio(row.contestant, Contestant::DriverLoop).map_or("-".into(), Spread::ratio_text);
+        let _ = writeln!(
+            text,
+            "| {} | {} | {versus} | {:.1} s | {} | {} | {} | {}{} |",
             row.contestant.label(),
-            thousands(row.docs_per_sec() as u64),
+            docs_per_sec_text(&rows, row.contestant),
             row.elapsed.as_secs_f64(),
             mib(row.peak_rss),
             row.cpu_text(),
+            row.journal_per_doc_text(),
             row.result,
             row.journal_bytes
                 .map(|b| format!("; journal {}", mib(b)))
                 .unwrap_or_default()
         );
     }
-    let find = |c| table.iter().find(|r| r.contestant == c).map(Row::docs_per_sec);
-    let _ = writeln!(text, "\nTargets (issue 7):\n");
-    if let (Some(a), Some(b)) = (find(Contestant::DriverLoop), find(Contestant::Godwit)) {
-        let r = b / a;
-        let _ = writeln!(text, "- (b) >= 0.9x (a): **{r:.2}x** - {}", verdict(r >= 0.9));
-    }
-    if let (Some(b), Some(d)) = (find(Contestant::Godwit), find(Contestant::PymongoPerDocument)) {
-        let r = b / d;
-        let _ = writeln!(text, "- (b) >= 2x (d): **{r:.2}x** - {}", verdict(r >= 2.0));
-    }
-    if let (Some(b), Some(d)) = (find(Contestant::Godwit), find(Contestant::PymongoBulk)) {
-        let _ = writeln!(text, "- for reference, (b) vs (d'): {:.2}x", b / d);
-    }
-    // What the plugin's language costs: the same backfill, the same run options as (b).
-    for (plugin, name) in [
-        (Contestant::GodwitPython, "(p) Python vs (b) Rust"),
-        (Contestant::GodwitJs, "(j) JavaScript vs (b) Rust"),
+    let _ = writeln!(text, "\nTargets (issue 16; verdicts on the median):\n");
+    for (x, y, name, at_least) in [
+        (
+            Contestant::GodwitImages,
+            Contestant::DriverLoop,
+            "(c) >= 0.95x (a)",
+            0.95,
+        ),
+        (
+            Contestant::GodwitImages,
+            Contestant::MigrateMongo,
+            "(c) >= 1.15x (m)",
+            1.15,
+        ),
+        (Contestant::Godwit, Contestant::DriverLoop, "(b) >= 1.0x (a)", 1.0),
+        (Contestant::GodwitPython, Contestant::DriverLoop, "(p) >= 0.9x (a)", 0.9),
     ] {
-        if let (Some(b), Some(p)) = (find(Contestant::Godwit), find(plugin)) {
-            let _ = writeln!(text, "- for reference, {name}: {:.2}x", p / b);
-        }
+        target_line(&mut text, ratio(x, y), name, at_least, has(x) && has(y));
     }
-    if let (Some(p), Some(j)) = (find(Contestant::GodwitPython), find(Contestant::GodwitJs)) {
-        let _ = writeln!(text, "- for reference, (j) JavaScript vs (p) Python: {:.2}x", j / p);
-    }
+    let _ = writeln!(text, "\nTargets (issue 7):\n");
+    target_line(
+        &mut text,
+        ratio(Contestant::Godwit, Contestant::PymongoPerDocument),
+        "(b) >= 2x (d)",
+        2.0,
+        has(Contestant::Godwit) && has(Contestant::PymongoPerDocument),
+    );
     // The write guard (issue 23): at most 5% of (b) and of (c).
     for (guarded, unguarded, name) in [
-        (Contestant::Godwit, Contestant::GodwitUnguarded, "(b) vs (u)"),
+        (
+            Contestant::Godwit,
+            Contestant::GodwitUnguarded,
+            "write guard, (b) vs (u) >= 0.95x",
+        ),
         (
             Contestant::GodwitImages,
             Contestant::GodwitImagesUnguarded,
-            "(c) vs (v)",
+            "write guard, (c) vs (v) >= 0.95x",
         ),
     ] {
-        if let (Some(g), Some(u)) = (find(guarded), find(unguarded)) {
-            let r = g / u;
-            let _ = writeln!(
-                text,
-                "- write guard, {name} >= 0.95x: **{r:.2}x** - {}",
-                verdict(r >= 0.95)
-            );
+        if has(guarded) && has(unguarded) {
+            target_line(&mut text, ratio(guarded, unguarded), name, 0.95, true);
         }
     }
+    // For reference: the careful scripts against each other, and what the
+    // plugin's language costs (the same backfill, the same run options as (b)).
+    let mut references = Vec::new();
+    for (x, y, name) in [
+        (Contestant::Godwit, Contestant::PymongoBulk, "(b) vs (d')"),
+        (Contestant::Godwit, Contestant::MigrateMongo, "(b) vs (m)"),
+        (
+            Contestant::PymongoBulk,
+            Contestant::MigrateMongo,
+            "(d') pymongo vs (m) migrate-mongo",
+        ),
+        (Contestant::GodwitPython, Contestant::Godwit, "(p) Python vs (b) Rust"),
+        (Contestant::GodwitJs, Contestant::Godwit, "(j) JavaScript vs (b) Rust"),
+        (
+            Contestant::GodwitJs,
+            Contestant::GodwitPython,
+            "(j) JavaScript vs (p) Python",
+        ),
+    ] {
+        if let Some(r) = ratio(x, y) {
+            references.push(format!("- {name}: {}", r.ratio_text()));
+        }
+    }
+    if !references.is_empty() {
+        let _ = writeln!(text, "\nFor reference:\n\n{}", references.join("\n"));
+    }
     if rounds > 1 {
-        let _ = writeln!(
-            text,
-            "\nMedians of {rounds} interleaved rounds (peak RSS: the highest). All runs:\n"
-        );
+        let _ = writeln!(text, "\nAll runs:\n");
         for row in &rows {
             let _ = writeln!(
                 text,
-                "- {}: {} docs/s, {}",
+                "- round {}, {}: {} docs/s, {}",
+                row.round + 1,
                 row.contestant.tag(),
                 thousands(row.docs_per_sec() as u64),
                 mib(row.peak_rss)
@@ -1071,4 +1285,63 @@ fn main() -> anyhow::Result<()> {
             Cmd::DriverLoop { uri, db, batch } => driver::run(&uri, &db, batch).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of `contestant` in `round` that did 1,000 documents at `rate` docs/s.
+    fn row(contestant: Contestant, round: usize, rate: f64) -> Row {
+        Row {
+            contestant,
+            docs: 1000,
+            elapsed: Duration::from_secs_f64(1000.0 / rate),
+            peak_rss: 0,
+            cpu: Duration::ZERO,
+            server_cpu: None,
+            result: String::new(),
+            journal_bytes: None,
+            written: 0,
+            round,
+        }
+    }
+
+    #[test]
+    fn ratios_pair_the_runs_of_one_round() {
+        let (a, c) = (Contestant::DriverLoop, Contestant::GodwitImages);
+        // Per-round ratios 0.9, 0.5 and 1.2; the ratio of the medians would be 10 / 10 = 1.0.
+        let rows = vec![
+            row(a, 0, 10.0),
+            row(c, 0, 9.0),
+            row(a, 1, 20.0),
+            row(c, 1, 10.0),
+            row(a, 2, 10.0),
+            row(c, 2, 12.0),
+        ];
+        let r = ratio_spread(&rows, c, a).expect("three rounds ran both");
+        assert!((r.median - 0.9).abs() < 1e-9, "{r:?}");
+        assert!((r.min - 0.5).abs() < 1e-9, "{r:?}");
+        assert!((r.max - 1.2).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.rounds, 3);
+        assert_eq!(r.ratio_text(), "0.90x (0.50-1.20)");
+        assert_eq!(docs_per_sec_text(&rows, a), "10 [10-20]");
+        assert!(ratio_spread(&rows, c, Contestant::MigrateMongo).is_none());
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_median_and_show_the_range() {
+        let spread = Spread::of(vec![1.3, 1.2, 1.0, 1.2]).expect("values");
+        assert!((spread.median - 1.2).abs() < 1e-9, "{spread:?}");
+        let mut text = String::new();
+        target_line(&mut text, Some(spread), "(c) >= 1.15x (m)", 1.15, true);
+        target_line(&mut text, Spread::of(vec![0.94]), "(c) >= 0.95x (a)", 0.95, true);
+        target_line(&mut text, None, "(p) >= 0.9x (a)", 0.9, false);
+        assert_eq!(
+            text,
+            "- (c) >= 1.15x (m): **1.20x** (1.00-1.30) - met\n\
+             - (c) >= 0.95x (a): **0.94x** - **missed**\n\
+             - (p) >= 0.9x (a): not measured (a contestant left out by --only)\n"
+        );
+    }
 }
