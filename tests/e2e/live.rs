@@ -401,12 +401,9 @@ fn array_change_is_seen(images: bool) {
     verify_journal(journal.path());
 }
 
-/// With before-images a pass's documents are read whole, and the first write
-/// to each asks that the document is still, as a whole, what was read: the
-/// documents as read are then the batch's before-images, with no read in its
-/// transaction. An application write between the read and the commit must
-/// neither be lost nor leave a stale before-image. The run is held after its
-/// first plugin call (failpoint `plugin-called=sleep`) while the application
+/// An application write between a batch's read and its commit must neither
+/// be lost nor leave a stale before-image. The run is held after its first
+/// plugin call (failpoint `plugin-called=sleep`) while the application
 /// changes account 3 in a field the plugin does not read and account 5 in one
 /// it reads: account 3 is migrated with the application's field kept (no
 /// conflict: the fields the plugin read are unchanged), account 5 is

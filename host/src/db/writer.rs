@@ -211,9 +211,6 @@ impl Db {
         mut session: Option<&mut ClientSession>,
     ) -> Result<Applied> {
         failpoint!("batch-before-writes");
-        if !full_guard && let Some(applied) = self.write_batch_as_read(batch, session.as_deref_mut()).await? {
-            return Ok(applied);
-        }
         // The guard in the writes' own filters where the batch allows it,
         // else a read of the batch's documents compared with the inputs
         // (without a transaction the check and the writes are then two
@@ -259,114 +256,6 @@ impl Db {
             }
             None => Vec::new(),
         };
-        self.finish_batch(batch, images, counts, session).await
-    }
-
-    /// A batch whose every write is an update or delete of one of its own
-    /// documents by `_id`, given its documents as read whole: the guard is
-    /// the first write to each document itself, whose filter also asks that
-    /// the document still equal, as a whole, what was read (`$expr` on
-    /// `$$ROOT`, and `$bsonSize`); the documents as read are then its before-images, and
-    /// the after-images are evaluated in memory - no read inside the
-    /// transaction at all. `None`: the batch does not fit (the caller takes
-    /// the general path); `GuardMissed` when a write matched nothing (a
-    /// document changed: the general path, in a new transaction, finds
-    /// which).
-    async fn write_batch_as_read(
-        &self,
-        batch: &BatchWrite<'_>,
-        mut session: Option<&mut ClientSession>,
-    ) -> Result<Option<Applied>> {
-        let Some(guard) = &batch.guard else {
-            return Ok(None);
-        };
-        if !batch.capture_images
-            || session.is_none()
-            || batch.expect.is_some()
-            || batch.wholes.len() != guard.inputs.len()
-            || !guard.fits_images(batch.actions)
-        {
-            return Ok(None);
-        }
-        let wholes: std::collections::HashMap<Vec<u8>, &Vec<u8>> = batch
-            .wholes
-            .iter()
-            .filter_map(|whole| Some((images::id_key(&super::input_id(whole)?), whole)))
-            .collect();
-        let mut first = std::collections::HashSet::new();
-        let mut touched = Vec::new();
-        let (mut updates, mut deletes) = (0u64, 0u64);
-        let mut writes = Vec::with_capacity(batch.actions.len());
-        for action in batch.actions {
-            let (filter, is_update) = match action {
-                ValidAction::Update { filter, .. } => (filter, true),
-                ValidAction::Delete { filter, .. } => (filter, false),
-                _ => {
-                    writes.push(action.clone());
-                    continue;
-                }
-            };
-            if is_update {
-                updates += 1;
-            } else {
-                deletes += 1;
-            }
-            let Some(id) = filter.get("_id") else {
-                return Ok(None);
-            };
-            let key = images::id_key(id);
-            let Some(whole) = wholes.get(&key) else {
-                return Ok(None);
-            };
-            let mut action = action.clone();
-            if first.insert(key.clone()) {
-                let Ok(read) = Document::from_reader(whole.as_slice()) else {
-                    return Ok(None);
-                };
-                // Equal as MongoDB compares (`1` and `1.0` are equal) and
-                // of the same size in bytes (an int turned into a double
-                // of the same value is not). `$and` with the `_id` apart:
-                // SecantusDB then finds the document by `_id` (with the
-                // `$expr` beside `_id` it scans the collection: 5.9 s
-                // against 0.6 s for 2,000 updates, measured).
-                let guarded = doc! {"$and": [
-                    {"_id": id.clone()},
-                    {"$expr": {"$and": [
-                        {"$eq": ["$$ROOT", {"$literal": read}]},
-                        {"$eq": [{"$bsonSize": "$$ROOT"}, whole.len() as i64]},
-                    ]}},
-                ]};
-                match &mut action {
-                    ValidAction::Update { filter, .. } | ValidAction::Delete { filter, .. } => *filter = guarded,
-                    _ => {}
-                }
-                touched.push((key, (*whole).clone()));
-            }
-            writes.push(action);
-        }
-        let (counts, upserted) = self.write_actions(&writes, session.as_deref_mut()).await?;
-        if counts.matched < updates || counts.deleted < deletes {
-            return Err(DbError::GuardMissed);
-        }
-        let mut before = images::Before::default();
-        for (key, whole) in touched {
-            before.touch((guard.collection.to_string(), key), Some(whole));
-        }
-        let images = self
-            .read_after(batch.actions, before, upserted, session.as_deref_mut())
-            .await?;
-        self.finish_batch(batch, images, counts, session).await.map(Some)
-    }
-
-    /// The end of a batch's transaction: its images journaled, its progress
-    /// marker and fence written.
-    async fn finish_batch(
-        &self,
-        batch: &BatchWrite<'_>,
-        images: Vec<Image>,
-        counts: WriteCounts,
-        session: Option<&mut ClientSession>,
-    ) -> Result<Applied> {
         // The images go to the journal (flushed) before the commit, the
         // marker names where: a crash after the commit loses neither.
         let (images, journaled) = match (batch.image_journal, images.is_empty()) {
@@ -692,11 +581,6 @@ pub struct BatchWrite<'a> {
     pub documents: u64,
     /// Where the images go before the commit; `None`: in the marker.
     pub image_journal: Option<&'a dyn ImageJournal>,
-    /// The guarded pass's documents as read, whole (`guard.inputs` are
-    /// these, cut to the pass's projection, or the same): with them a
-    /// batch that writes only its own documents by `_id` needs no read in
-    /// its transaction (see `write_batch`). Empty: not kept.
-    pub wholes: &'a [Vec<u8>],
 }
 
 /// Makes a batch's images durable in the run's journal before the

@@ -55,9 +55,6 @@ pub struct PreparedBatch {
     prepared: Prepared,
     checkpoint: Option<Bson>,
     actions: Vec<ValidAction>,
-    /// The inputs as read whole (see [`crate::db::BatchWrite::wholes`]);
-    /// empty when not kept (a batch read back from the journal).
-    wholes: Vec<Vec<u8>>,
 }
 
 impl PreparedBatch {
@@ -69,7 +66,6 @@ impl PreparedBatch {
             prepared,
             checkpoint,
             actions,
-            wholes: Vec::new(),
         })
     }
 
@@ -83,7 +79,6 @@ impl PreparedBatch {
             prepared: Prepared::journaled(entry),
             checkpoint,
             actions,
-            wholes: Vec::new(),
         })
     }
 
@@ -250,12 +245,6 @@ impl ActiveRun {
         &self.run
     }
 
-    /// Whether batches of pass `pass` are written faster when given their
-    /// documents as read whole: they carry before-images and the guard.
-    pub fn wants_wholes(&self, pass: u32) -> bool {
-        self.capture_images && self.session.is_some() && (pass as usize) < self.guarded.len()
-    }
-
     /// The server session the run writes in (its `lsid`), if any.
     pub fn lsid(&self) -> Option<Document> {
         self.session.as_ref().map(|s| s.id().clone())
@@ -313,7 +302,6 @@ impl ActiveRun {
             follow: self.follow.as_deref(),
             documents: batch.entry().batch().map_or(0, |b| b.counts.documents),
             image_journal: Some(&image_journal),
-            wholes: &batch.wholes,
         };
         let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
         Ok(CommittedBatch::of(batch, applied))
@@ -446,7 +434,6 @@ pub async fn write_batch(
     journal: &Journal,
     run: &str,
     record: BatchRecord,
-    wholes: Vec<Vec<u8>>,
 ) -> anyhow::Result<(Written, Vec<ValidAction>)> {
     match sink {
         Sink::DryRun => {
@@ -456,7 +443,6 @@ pub async fn write_batch(
         }
         Sink::Execute(active) => {
             let mut prepared = PreparedBatch::prepare(journal, run, record)?;
-            prepared.wholes = wholes;
             let seq = prepared.seq();
             let started = std::time::Instant::now();
             match active.apply(journal, &prepared, None).await {

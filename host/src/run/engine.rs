@@ -260,14 +260,9 @@ impl Engine<'_> {
                 continue;
             }
             let checkpoint = log.checkpoints.get(&index);
-            let shape = match sink {
-                Sink::Execute(active) if active.wants_wholes(index) => Shape::of(pass),
-                _ => Shape::AsRead,
-            };
-            let read_pass = shape.read_pass(pass);
             let reader = PassReader::open(
                 self.db,
-                &read_pass,
+                pass,
                 checkpoint,
                 batch_size,
                 label.clone(),
@@ -303,10 +298,9 @@ impl Engine<'_> {
             let mut source = Source::Snapshot {
                 reader: &mut reader,
                 last: checkpoint.cloned(),
-                shape,
                 reopen: Reopen {
                     db: self.db,
-                    pass: &read_pass,
+                    pass,
                     batch_size,
                     label: label.clone(),
                     query_timeout: request.query_timeout,
@@ -365,7 +359,7 @@ impl Engine<'_> {
                 ),
                 Sink::Execute(_) => None,
             };
-            let (written, actions) = write_batch(sink, self.journal, &run, record, Vec::new())
+            let (written, actions) = write_batch(sink, self.journal, &run, record)
                 .await
                 .with_context(|| format!("run {run}, finish"))?;
             let touched = match written {
@@ -468,11 +462,11 @@ impl Engine<'_> {
             if !self.between_batches(step.request, sink).await? {
                 return Ok(Flow::Stopped);
             }
-            let (batch, wholes) = if carried.is_empty() {
+            let batch = if carried.is_empty() {
                 source.next_batch(step.batch_size as usize).await?
             } else {
                 let n = conflicts.attempt_size(step.batch_size as usize).min(carried.len());
-                (carried.drain(..n).collect(), Vec::new())
+                carried.drain(..n).collect()
             };
             failpoint!("batch-read");
             if batch.is_empty() {
@@ -518,7 +512,7 @@ impl Engine<'_> {
                 Sink::DryRun => Some(self.dry_touched(&record.actions).await.with_context(where_)?),
                 Sink::Execute(_) => None,
             };
-            let (written, actions) = write_batch(sink, self.journal, run, record, wholes)
+            let (written, actions) = write_batch(sink, self.journal, run, record)
                 .await
                 .with_context(where_)?;
             let touched = match written {
@@ -637,61 +631,9 @@ pub(super) enum Source<'a> {
         reader: &'a mut ReadAhead,
         /// The `_id` of the last document handed out (else the checkpoint).
         last: Option<bson::Bson>,
-        /// How the documents read become the plugin's inputs.
-        shape: Shape,
         reopen: Reopen<'a>,
     },
     Given(std::vec::IntoIter<Vec<u8>>),
-}
-
-/// How a pass's documents as read become its plugin's inputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Shape {
-    /// Read as the pass's projection says; given as read; not kept whole.
-    AsRead,
-    /// The pass reads whole documents: given as read, and kept.
-    Whole,
-    /// The pass projects these top-level fields: read whole (kept), and
-    /// given cut to them in the host - as the server would have projected
-    /// them.
-    Cut(Vec<String>),
-}
-
-impl Shape {
-    /// The shape that keeps `pass`'s documents whole, where the host can
-    /// project them itself.
-    pub(super) fn of(pass: &crate::plugin::contract::ValidPass) -> Self {
-        match &pass.projection {
-            None => Shape::Whole,
-            Some(projection) => crate::db::top_level_fields(projection).map_or(Shape::AsRead, Shape::Cut),
-        }
-    }
-
-    /// The pass as the reader must query it.
-    pub(super) fn read_pass(&self, pass: &crate::plugin::contract::ValidPass) -> crate::plugin::contract::ValidPass {
-        let mut read = pass.clone();
-        if let Shape::Cut(_) = self {
-            read.projection = None;
-        }
-        read
-    }
-
-    /// The plugin's inputs and the documents kept whole.
-    pub(super) fn inputs(&self, batch: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        match self {
-            Shape::AsRead => (batch, Vec::new()),
-            Shape::Whole => (batch.clone(), batch),
-            Shape::Cut(fields) => {
-                let inputs = batch
-                    .iter()
-                    .map(|whole| {
-                        crate::db::cut(whole, fields).map_or_else(|| whole.clone(), bson::RawDocumentBuf::into_bytes)
-                    })
-                    .collect();
-                (inputs, batch)
-            }
-        }
-    }
 }
 
 /// What reopening a pass's reader takes.
@@ -707,20 +649,16 @@ pub(super) struct Reopen<'a> {
 }
 
 impl Source<'_> {
-    /// The next documents for the plugin, and the same documents whole as
-    /// read when the source keeps them (else empty).
-    async fn next_batch(&mut self, size: usize) -> anyhow::Result<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    async fn next_batch(&mut self, size: usize) -> anyhow::Result<Vec<Vec<u8>>> {
         match self {
-            Source::Snapshot {
-                reader, last, shape, ..
-            } => {
+            Source::Snapshot { reader, last, .. } => {
                 let batch = reader.next_batch().await?;
                 if let Some(id) = batch.last().and_then(|d| id_of(d)) {
                     *last = Some(id);
                 }
-                Ok(shape.inputs(batch))
+                Ok(batch)
             }
-            Source::Given(documents) => Ok((documents.by_ref().take(size).collect(), Vec::new())),
+            Source::Given(documents) => Ok(documents.by_ref().take(size).collect()),
         }
     }
 
@@ -730,10 +668,7 @@ impl Source<'_> {
     /// later batch would then be refused once): the reader is opened again
     /// after the last document handed out, its read-ahead dropped.
     async fn refresh(&mut self) -> anyhow::Result<()> {
-        if let Source::Snapshot {
-            reader, last, reopen, ..
-        } = self
-        {
+        if let Source::Snapshot { reader, last, reopen } = self {
             let fresh = PassReader::open_range(
                 reopen.db,
                 reopen.pass,

@@ -399,7 +399,6 @@ impl Engine<'_> {
         let mut source = Source::Snapshot {
             reader: &mut reader,
             last: after,
-            shape: super::engine::Shape::AsRead,
             reopen: Reopen {
                 db: self.db,
                 pass,
