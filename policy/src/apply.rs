@@ -89,44 +89,65 @@ pub enum Target {
 /// replacement, as [`crate::check_update`] accepts) to `doc`. An update that
 /// changes nothing returns `doc` unchanged.
 pub fn apply_update(doc: &Document, update: &Document, target: Target) -> Result<Document> {
+    apply_update_encoded(doc.clone(), update, target).map(|(after, _)| after)
+}
+
+/// [`apply_update`] on a document the caller gives up, with the after-image
+/// also encoded (what it hashes to is what the server stores).
+pub fn apply_update_encoded(doc: Document, update: &Document, target: Target) -> Result<(Document, Vec<u8>)> {
     if doc.keys().next().map(String::as_str) != Some("_id") {
         return unsupported("the document has no `_id` first (the server would place one)");
     }
-    let encode = |d: &Document| {
-        d.to_vec()
-            .map_err(|e| ApplyError::Unsupported(format!("the after-image does not encode: {e}")))
-    };
     let after = if update.keys().any(|k| k.starts_with('$')) {
-        // Answer only where every order stores the same bytes (see `Order`).
-        let paths = operators(doc, update, target, Order::Paths);
-        let others = [Order::Given, Order::Bytes].map(|order| operators(doc, update, target, order));
-        for other in others {
-            match (&paths, &other) {
-                (Ok(paths), Ok(other)) if encode(paths)? == encode(other)? => {}
-                (Err(_), Err(_)) => {}
-                (Err(ApplyError::Unsupported(e)), _) | (_, Err(ApplyError::Unsupported(e))) => {
-                    return unsupported(e.clone());
-                }
-                _ => {
-                    return unsupported(
-                        "the field order depends on the server (MongoDB 5.0+ applies the update's paths in order, \
-                         SecantusDB in the update's own order, or by bytes for an upsert)",
-                    );
+        let ops = parse_ops(update)?;
+        let orders = [Order::Paths, Order::Given, Order::Bytes].map(|order| sequence(&ops, order));
+        let renames = ops.iter().any(|(_, op)| matches!(op, Op::RenameTo(_)));
+        if !renames && orders[1..].iter().all(|o| *o == orders[0]) {
+            // Every order applies the same operations in the same sequence
+            // (one path, or paths already in byte and path order): one
+            // evaluation answers for all.
+            run_ops(doc, &ops, &orders[0], target, Order::Paths)?
+        } else {
+            // Answer only where every order stores the same bytes (see `Order`).
+            let [paths, others @ ..] = [Order::Paths, Order::Given, Order::Bytes]
+                .map(|order| run_ops(doc.clone(), &ops, &orders[order as usize], target, order));
+            let paths_bytes = paths.as_ref().ok().map(encode).transpose()?;
+            for other in others {
+                match (&paths, &other) {
+                    (Ok(_), Ok(other)) if paths_bytes.as_ref() == Some(&encode(other)?) => {}
+                    (Err(_), Err(_)) => {}
+                    (Err(ApplyError::Unsupported(e)), _) | (_, Err(ApplyError::Unsupported(e))) => {
+                        return unsupported(e.clone());
+                    }
+                    _ => {
+                        return unsupported(
+                            "the field order depends on the server (MongoDB 5.0+ applies the update's paths in order, \
+                             SecantusDB in the update's own order, or by bytes for an upsert)",
+                        );
+                    }
                 }
             }
+            paths?
         }
-        paths?
     } else {
-        replacement(doc, update)?
+        replacement(&doc, update)?
     };
-    let size = encode(&after)?.len();
-    if size > crate::MAX_BSON_BYTES {
-        return refused(format!("the after-image is {size} bytes, over the 16 MiB limit"));
+    let bytes = encode(&after)?;
+    if bytes.len() > crate::MAX_BSON_BYTES {
+        return refused(format!(
+            "the after-image is {} bytes, over the 16 MiB limit",
+            bytes.len()
+        ));
     }
     if depth_over(&after, crate::MAX_DEPTH) {
         return unsupported("the after-image nests deeper than 100 levels");
     }
-    Ok(after)
+    Ok((after, bytes))
+}
+
+fn encode(doc: &Document) -> Result<Vec<u8>> {
+    doc.to_vec()
+        .map_err(|e| ApplyError::Unsupported(format!("the after-image does not encode: {e}")))
 }
 
 fn depth_over(doc: &Document, budget: usize) -> bool {
@@ -226,7 +247,9 @@ enum Order {
     Bytes,
 }
 
-fn operators(doc: &Document, update: &Document, target: Target, order: Order) -> Result<Document> {
+/// An update's operations, each at its path, in the update's own order;
+/// refused where one path is on another's way (the server's conflict).
+fn parse_ops(update: &Document) -> Result<Vec<(Vec<&str>, Op<'_>)>> {
     let mut ops: Vec<(Vec<&str>, Op)> = Vec::new();
     for (name, arg) in update {
         let Bson::Document(fields) = arg else {
@@ -275,27 +298,44 @@ fn operators(doc: &Document, update: &Document, target: Target, order: Order) ->
             ops.push((at, op));
         }
     }
-    // The server's tree applies its paths in this order; one path on
+    // The server's tree applies its paths in path order; one path on
     // another's way is a conflict it refuses. A prefix sorts just before
     // its extensions, so neighbours tell.
-    let mut sorted: Vec<Vec<&str>> = ops.iter().map(|(path, _)| path.clone()).collect();
+    let mut sorted: Vec<&Vec<&str>> = ops.iter().map(|(path, _)| path).collect();
     sorted.sort_by(|a, b| compare_paths(a, b));
-    match order {
-        Order::Paths => ops.sort_by(|(a, _), (b, _)| compare_paths(a, b)),
-        Order::Bytes => ops.sort_by(|(a, _), (b, _)| a.cmp(b)),
-        Order::Given => {}
-    }
     for pair in sorted.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         if b.starts_with(a) {
             return refused(format!("updating `{}` and `{}` conflicts", a.join("."), b.join(".")));
         }
     }
-    let mut after = doc.clone();
-    for (path, op) in &ops {
-        apply_one(&mut after, path, op, target, order)?;
+    Ok(ops)
+}
+
+/// The sequence, as indexes into `ops`, in which a server of `order`
+/// applies them.
+fn sequence(ops: &[(Vec<&str>, Op)], order: Order) -> Vec<usize> {
+    let mut at: Vec<usize> = (0..ops.len()).collect();
+    match order {
+        Order::Paths => at.sort_by(|&a, &b| compare_paths(&ops[a].0, &ops[b].0)),
+        Order::Bytes => at.sort_by(|&a, &b| ops[a].0.cmp(&ops[b].0)),
+        Order::Given => {}
     }
-    Ok(after)
+    at
+}
+
+fn run_ops(
+    mut doc: Document,
+    ops: &[(Vec<&str>, Op)],
+    sequence: &[usize],
+    target: Target,
+    order: Order,
+) -> Result<Document> {
+    for &i in sequence {
+        let (path, op) = &ops[i];
+        apply_one(&mut doc, path, op, target, order)?;
+    }
+    Ok(doc)
 }
 
 fn is_digits(s: &str) -> bool {
@@ -1002,6 +1042,9 @@ fn sort_key(shown: &str, doc: &Document, path: &[&str]) -> Result<Bson> {
         None => Ok(Bson::Null),
     }
 }
+
+mod bytes;
+pub use bytes::apply_update_raw;
 
 #[cfg(test)]
 mod tests;

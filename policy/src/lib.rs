@@ -25,7 +25,7 @@ pub mod update;
 
 use bson::Document;
 
-pub use apply::{ApplyError, Target, apply_update};
+pub use apply::{ApplyError, Target, apply_update, apply_update_encoded, apply_update_raw};
 pub use names::check_collection;
 pub use paging::{after_id, up_to_id};
 pub use query::{check_filter, check_projection, check_query, is_pinned};

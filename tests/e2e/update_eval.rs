@@ -10,7 +10,7 @@
 use crate::db::{TestDb, block_on, server};
 use bson::{Bson, Document, RawDocumentBuf, doc};
 use futures_util::TryStreamExt;
-use godwit_policy::{ApplyError, Target, apply_update};
+use godwit_policy::{ApplyError, Target, apply_update, apply_update_raw};
 
 mod cases {
     include!("../../policy/src/apply/cases.rs");
@@ -344,7 +344,28 @@ fn random_case(rng: &mut Rng, id: i32) -> Case {
     if target == Target::Existing {
         before.extend(fields(rng, 3));
     }
-    let update = if rng.percent(5) {
+    let update = if target == Target::Existing && rng.percent(25) {
+        // A backfill's shape: `$set`/`$unset` of top-level fields, which
+        // `apply_update_raw` applies to the bytes (names in byte order).
+        let mut names: Vec<&str> = (0..1 + rng.below(3)).map(|_| *rng.pick(NAMES)).collect();
+        names.sort();
+        names.dedup();
+        let (mut set, mut unset) = (Document::new(), Document::new());
+        for name in names {
+            if rng.percent(25) {
+                unset.insert(name, "");
+            } else {
+                set.insert(name, value(rng, 2));
+            }
+        }
+        let mut update = Document::new();
+        for (op, args) in [("$set", set), ("$unset", unset)] {
+            if !args.is_empty() {
+                update.insert(op, args);
+            }
+        }
+        update
+    } else if rng.percent(5) {
         let mut replacement = fields(rng, 2);
         if rng.percent(30) {
             replacement.insert("_id", id);
@@ -395,6 +416,21 @@ fn random_updates_store_what_the_evaluator_computes() {
     let (mut same, mut both_refused, mut unsupported, mut wrong) = (0, 0, 0, Vec::new());
     for (case, stored) in cases.iter().zip(&stored) {
         let ours = apply_update(&case.before, &case.update, case.target);
+        // The evaluator on bytes (what the host runs) stores the same.
+        let before = RawDocumentBuf::try_from(&case.before).unwrap();
+        let on_bytes = apply_update_raw(&before, &case.update, case.target);
+        match (&on_bytes, stored) {
+            (Ok(ours), Ok(bytes)) if ours == bytes => {}
+            (Err(ApplyError::Refused(_)), Err(_)) | (Err(ApplyError::Unsupported(_)), _) => {}
+            (on_bytes, stored) => wrong.push(format!(
+                "{:?} {:?} on {:?}: on bytes {:?}, server {:?}",
+                case.target,
+                case.update,
+                case.before,
+                on_bytes.as_ref().map(|b| shown(b)),
+                stored.as_ref().map(|b| shown(b)).map_err(|e| e.to_string()),
+            )),
+        }
         let verdict = match (&ours, stored) {
             (Ok(d), Ok(bytes)) if &d.to_vec().unwrap() == bytes => {
                 same += 1;

@@ -1,8 +1,10 @@
 //! Before-images: the documents a batch writes, read inside the batch's
-//! transaction just before and just after its writes. They travel in the
-//! progress marker (written in the same transaction), so that a batch whose
-//! `Committed` journal entry was lost in a crash still has them when the
-//! resume settles it by the marker.
+//! transaction just before its writes, each paired with the hash of what
+//! the writes left - evaluated in memory while the writes run, read back
+//! only where the evaluator does not answer. They go to the journal before
+//! the commit, and the progress marker (written in the same transaction)
+//! names the entry, so that a batch whose `Committed` journal entry was lost
+//! in a crash still has them when the resume settles it by the marker.
 
 use super::{ClientSession, Db, DbError, Result, mongo};
 use crate::hash::sha256;
@@ -206,18 +208,17 @@ impl Db {
 
     /// Pairs each before-image with the hash of the document as the batch
     /// left it: computed in memory from the before-image and the batch's
-    /// writes ([`godwit_policy::apply_update`]) wherever that is exact, and
+    /// writes ([`evaluate_after`], done while the writes ran) wherever that is exact, and
     /// read back from the server (inside the transaction) only for the rest:
     /// writes the evaluator does not cover, filters other than one `_id`,
     /// `multi`, and the documents upserts created.
     pub(super) async fn read_after(
         &self,
-        actions: &[ValidAction],
         mut before: Before,
+        mut after: Evaluations,
         upserted: Vec<(String, Bson)>,
         mut session: Option<&mut ClientSession>,
     ) -> Result<Vec<Image>> {
-        let mut after = evaluate_after(actions, &before);
         for (collection, id) in upserted {
             let key = (collection, id_key(&id));
             after.insert(key.clone(), Evaluated::Unknown);
@@ -327,7 +328,7 @@ pub enum MarkerImages {
 
 /// A document's state after the batch's writes, as far as they were
 /// evaluated in memory.
-enum Evaluated {
+pub(super) enum Evaluated {
     /// The hash of the document the writes leave (`None`: absent).
     Known(Option<[u8; 32]>),
     /// To be read from the server.
@@ -340,21 +341,15 @@ enum Evaluated {
 /// write the evaluator does not answer for, and any other filter or `multi`
 /// (which may touch any document of its collection), leave the documents
 /// concerned [`Evaluated::Unknown`].
-fn evaluate_after(actions: &[ValidAction], before: &Before) -> HashMap<Key, Evaluated> {
-    // `None` in `state`: absent; `unknown`: not followed any more.
-    let mut state: HashMap<Key, Option<Document>> = HashMap::new();
+/// What [`evaluate_after`] found of each document a batch names.
+pub(super) type Evaluations = HashMap<Key, Evaluated>;
+
+pub(super) fn evaluate_after(actions: &[ValidAction], before: &Before) -> Evaluations {
+    // The document as the batch's writes left it, encoded (`None`:
+    // absent); `unknown`: not followed any more.
+    let mut state: HashMap<Key, Option<Vec<u8>>> = HashMap::new();
     let mut unknown: std::collections::HashSet<Key> = std::collections::HashSet::new();
     let mut lost_collections: Vec<&str> = Vec::new();
-    let current = |state: &mut HashMap<Key, Option<Document>>, key: &Key| -> Option<Option<Document>> {
-        if let Some(doc) = state.get(key) {
-            return Some(doc.clone());
-        }
-        let doc = match before.image(&key.0, &key.1)? {
-            Some(bytes) => Some(Document::from_reader(bytes).ok()?),
-            None => None,
-        };
-        Some(doc)
-    };
     for action in actions {
         match action {
             ValidAction::Update {
@@ -363,25 +358,29 @@ fn evaluate_after(actions: &[ValidAction], before: &Before) -> HashMap<Key, Eval
                 update,
                 upsert,
                 multi: false,
-            } if plain_id(filter).is_some() => {
-                let key = (collection.clone(), id_key(plain_id(filter).expect("checked")));
+            } if let Some(id) = plain_id(filter) => {
+                let key = (collection.clone(), id_key(id));
                 if unknown.contains(&key) {
                     continue;
                 }
-                match current(&mut state, &key) {
-                    Some(Some(doc)) => match godwit_policy::apply_update(&doc, update, godwit_policy::Target::Existing)
-                    {
-                        Ok(after) => {
-                            state.insert(key, Some(after));
-                        }
-                        Err(_) => {
-                            unknown.insert(key);
-                        }
-                    },
+                let earlier = state.get(&key).map(|d| d.as_deref());
+                let after = match earlier.or_else(|| before.image(&key.0, &key.1)) {
+                    Some(Some(bytes)) => bson::RawDocument::from_bytes(bytes)
+                        .ok()
+                        .and_then(|doc| {
+                            godwit_policy::apply_update_raw(doc, update, godwit_policy::Target::Existing).ok()
+                        })
+                        .map(Some),
                     // Absent: the update matches nothing, unless it upserts
                     // (the server's reply names the document; it is read).
-                    Some(None) if !*upsert => {}
-                    _ => {
+                    Some(None) if !*upsert => Some(None),
+                    _ => None,
+                };
+                match after {
+                    Some(after) => {
+                        state.insert(key, after);
+                    }
+                    None => {
                         unknown.insert(key);
                     }
                 }
@@ -390,8 +389,8 @@ fn evaluate_after(actions: &[ValidAction], before: &Before) -> HashMap<Key, Eval
                 collection,
                 filter,
                 multi: false,
-            } if plain_id(filter).is_some() => {
-                let key = (collection.clone(), id_key(plain_id(filter).expect("checked")));
+            } if let Some(id) = plain_id(filter) => {
+                let key = (collection.clone(), id_key(id));
                 if !unknown.contains(&key) {
                     state.insert(key, None);
                 }
@@ -400,8 +399,14 @@ fn evaluate_after(actions: &[ValidAction], before: &Before) -> HashMap<Key, Eval
                 // The server stores a document whose `_id` comes first as given.
                 Some(id) if document.keys().next().map(String::as_str) == Some("_id") => {
                     let key = (collection.clone(), id_key(id));
-                    if !unknown.contains(&key) {
-                        state.insert(key, Some(document.clone()));
+                    match document.to_vec() {
+                        Ok(bytes) if !unknown.contains(&key) => {
+                            state.insert(key, Some(bytes));
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            unknown.insert(key);
+                        }
                     }
                 }
                 Some(id) => {
@@ -420,17 +425,14 @@ fn evaluate_after(actions: &[ValidAction], before: &Before) -> HashMap<Key, Eval
             let evaluated = if unknown.contains(key) || lost_collections.contains(&key.0.as_str()) {
                 Evaluated::Unknown
             } else {
-                match state.get(key) {
-                    Some(Some(doc)) => match doc.to_vec() {
-                        Ok(bytes) => Evaluated::Known(Some(sha256(&bytes))),
-                        Err(_) => Evaluated::Unknown,
-                    },
-                    Some(None) => Evaluated::Known(None),
-                    // Not written by a followed write: as it was.
-                    None => match before.image(&key.0, &key.1) {
-                        Some(prior) => Evaluated::Known(prior.map(sha256)),
-                        None => Evaluated::Unknown,
-                    },
+                match state
+                    .get(key)
+                    .map(|d| d.as_deref())
+                    .or_else(|| before.image(&key.0, &key.1))
+                {
+                    // Written by a followed write, or not written: as it was.
+                    Some(after) => Evaluated::Known(after.map(sha256)),
+                    None => Evaluated::Unknown,
                 }
             };
             (key.clone(), evaluated)

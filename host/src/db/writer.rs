@@ -233,14 +233,39 @@ impl Db {
         } else {
             None
         };
-        if let (Some(guard), Some(before), true) = (&batch.guard, &before, on_images) {
-            guard.check_images(batch.actions, before)?;
-        }
-        if let (Some(before), Some(expect)) = (&before, batch.expect) {
-            before.check(expect)?;
-        }
+        // What the before-images say: the guard and the expectations hold,
+        // and what the writes leave (evaluated in memory).
+        let checked = |before: &images::Before| -> Result<images::Evaluations> {
+            if let (Some(guard), true) = (&batch.guard, on_images) {
+                guard.check_images(batch.actions, before)?;
+            }
+            if let Some(expect) = batch.expect {
+                before.check(expect)?;
+            }
+            Ok(images::evaluate_after(batch.actions, before))
+        };
         let writes = pinned.as_ref().map_or(batch.actions, |p| p.actions.as_slice());
-        let (counts, upserted) = self.write_actions(writes, session.as_deref_mut()).await?;
+        let (written, evaluated) = match &before {
+            // In a transaction a failed check aborts the writes, so the
+            // checks and the evaluation run on a thread of their own while
+            // the server writes: the client's CPU overlaps the round trip.
+            Some(before) if session.is_some() => {
+                let (written, evaluated) =
+                    overlap(self.write_actions(writes, session.as_deref_mut()), || checked(before)).await;
+                // A failed check, not the writes' error, says why.
+                let evaluated = evaluated?;
+                (written?, Some(evaluated))
+            }
+            Some(before) => {
+                let evaluated = checked(before)?;
+                (
+                    self.write_actions(writes, session.as_deref_mut()).await?,
+                    Some(evaluated),
+                )
+            }
+            None => (self.write_actions(writes, session.as_deref_mut()).await?, None),
+        };
+        let (counts, upserted) = written;
         if let Some(pinned) = &pinned
             && (counts.matched < pinned.updates || counts.deleted < pinned.deletes)
         {
@@ -248,13 +273,12 @@ impl Db {
             // says - in a new transaction (this one's writes are undone).
             return Err(DbError::GuardMissed);
         }
-        let images = match before {
-            // The original actions: a pinned write that matched is the same write.
-            Some(before) => {
-                self.read_after(batch.actions, before, upserted, session.as_deref_mut())
+        let images = match (before, evaluated) {
+            (Some(before), Some(evaluated)) => {
+                self.read_after(before, evaluated, upserted, session.as_deref_mut())
                     .await?
             }
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         // The images go to the journal (flushed) before the commit, the
         // marker names where: a crash after the commit loses neither.
@@ -657,4 +681,22 @@ async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb:
             other => return other,
         }
     }
+}
+
+/// Drives `future` here while `work` runs on a thread of its own, on a
+/// multi-threaded runtime (the binary's); one after the other elsewhere.
+async fn overlap<F: std::future::Future, R: Send>(future: F, work: impl FnOnce() -> R + Send) -> (F::Output, R) {
+    let handle = tokio::runtime::Handle::current();
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        let done = work();
+        return (future.await, done);
+    }
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(work);
+            let out = handle.block_on(future);
+            let done = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (out, done)
+        })
+    })
 }

@@ -1,5 +1,5 @@
 use super::*;
-use bson::doc;
+use bson::{RawDocumentBuf, doc};
 use cases::*;
 
 mod cases {
@@ -48,7 +48,15 @@ fn mongodb_applies_paths_in_order() {
         ),
     ];
     for (before, update, want) in rows {
-        let got = operators(&before, &update, Target::Existing, Order::Paths).unwrap();
+        let ops = parse_ops(&update).unwrap();
+        let got = run_ops(
+            before.clone(),
+            &ops,
+            &sequence(&ops, Order::Paths),
+            Target::Existing,
+            Order::Paths,
+        )
+        .unwrap();
         assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "{update}: got {got}");
         assert!(
             matches!(
@@ -107,4 +115,118 @@ fn what_cannot_be_evaluated_is_an_error_not_a_guess() {
         doc! {"$push": {"a": {"$each": [], "$slice": 1.5}}},
         "$slice",
     );
+}
+
+/// Where every order applies the same sequence, `apply_update_encoded`
+/// evaluates once: it must store what evaluating every order and comparing
+/// their bytes stores.
+#[test]
+fn one_evaluation_answers_as_all_orders_do() {
+    let mut shortcut = 0;
+    for (before, update, _) in update_cases() {
+        if !update.keys().any(|k| k.starts_with('$')) {
+            continue;
+        }
+        let Ok(ops) = parse_ops(&update) else { continue };
+        let orders = [Order::Paths, Order::Given, Order::Bytes].map(|order| sequence(&ops, order));
+        if ops.iter().any(|(_, op)| matches!(op, Op::RenameTo(_))) || orders.iter().any(|o| *o != orders[0]) {
+            continue;
+        }
+        shortcut += 1;
+        let each = [Order::Paths, Order::Given, Order::Bytes]
+            .map(|order| run_ops(before.clone(), &ops, &orders[order as usize], Target::Existing, order));
+        let got = apply_update_encoded(before.clone(), &update, Target::Existing);
+        match (&got, &each[0]) {
+            (Ok((after, bytes)), Ok(want)) => {
+                assert_eq!(*bytes, after.to_vec().unwrap(), "{update}");
+                for other in &each {
+                    assert_eq!(
+                        other.as_ref().map(|d| d.to_vec().unwrap()).ok(),
+                        Some(bytes.clone()),
+                        "{update} on {before}"
+                    );
+                }
+                assert_eq!(after, want);
+            }
+            (Err(_), Err(_)) => assert!(each.iter().all(Result::is_err), "{update} on {before}"),
+            _ => panic!("{update} on {before}: got {got:?}, each order {each:?}"),
+        }
+    }
+    assert!(shortcut > 20, "only {shortcut} cases took the one-evaluation path");
+}
+
+/// The bytes path answers a backfill's `$set`/`$unset` of top-level fields
+/// byte for byte as the general path does, and leaves the rest to it.
+#[test]
+fn the_bytes_path_stores_what_the_general_path_stores() {
+    let rows = [
+        (
+            doc! {"_id": 1, "a": 1, "b": "x"},
+            doc! {"$set": {"owner": "usr_1"}},
+            true,
+        ),
+        (
+            doc! {"_id": 1, "a": 1, "b": "x"},
+            doc! {"$set": {"a": 2.5, "c": {"d": [1, 2]}}},
+            true,
+        ),
+        (doc! {"_id": 1, "a": 1, "b": "x"}, doc! {"$set": {"a": 1}}, true),
+        (
+            doc! {"_id": 1, "a": 1, "b": "x"},
+            doc! {"$unset": {"a": ""}, "$set": {"c": 1}},
+            true,
+        ),
+        (
+            doc! {"_id": 1, "a": 1, "b": "x"},
+            doc! {"$set": {"c": 1}, "$unset": {"a": ""}},
+            false,
+        ),
+        (doc! {"_id": 1, "a": 1, "b": "x"}, doc! {"$unset": {"z": ""}}, true),
+        (
+            doc! {"_id": "s", "a": 1},
+            doc! {"$set": {"b": Bson::Null}, "$unset": {"c": 1}},
+            true,
+        ),
+        // Names out of byte order, numeric, dotted or `_id`; other operators;
+        // `_id` not first: the general path.
+        (doc! {"_id": 1}, doc! {"$set": {"b": 1, "a": 2}}, false),
+        (doc! {"_id": 1}, doc! {"$set": {"10": 1}}, false),
+        (doc! {"_id": 1, "a": {"b": 1}}, doc! {"$set": {"a.b": 2}}, false),
+        (doc! {"_id": 1}, doc! {"$set": {"_id": 2}}, false),
+        (doc! {"_id": 1, "n": 1}, doc! {"$inc": {"n": 1}}, false),
+        (doc! {"a": 1, "_id": 1}, doc! {"$set": {"b": 1}}, false),
+        (
+            doc! {"_id": 1, "a": 1},
+            doc! {"$set": {"a": 1}, "$unset": {"a": ""}},
+            false,
+        ),
+    ];
+    for (before, update, on_bytes) in rows {
+        let raw = RawDocumentBuf::try_from(&before).unwrap();
+        assert_eq!(
+            bytes::top_level(&raw, &update).is_some(),
+            on_bytes,
+            "{update} on {before}"
+        );
+        let general = apply_update(&before, &update, Target::Existing).map(|d| d.to_vec().unwrap());
+        let got = apply_update_raw(&raw, &update, Target::Existing);
+        match (&got, &general) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{update} on {before}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{update} on {before}"),
+            _ => panic!("{update} on {before}: on bytes {got:?}, general {general:?}"),
+        }
+    }
+    // Every case of the general path's table, through the bytes path.
+    for (before, update, _) in update_cases() {
+        let Ok(raw) = RawDocumentBuf::try_from(&before) else {
+            continue;
+        };
+        let general = apply_update(&before, &update, Target::Existing).map(|d| d.to_vec().unwrap());
+        let got = apply_update_raw(&raw, &update, Target::Existing);
+        match (&got, &general) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{update} on {before}"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{update} on {before}: on bytes {got:?}, general {general:?}"),
+        }
+    }
 }
