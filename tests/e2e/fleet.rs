@@ -7,10 +7,7 @@ use crate::id_types::mixed_ids;
 use crate::support::{command, godwit, plugin, run_ok, stderr, stdout, verify_journal};
 use bson::{Document, doc};
 use rand::RngExt;
-use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn counters(db: &TestDb) -> usize {
@@ -655,39 +652,6 @@ fn address(id: i32, version: i64) -> String {
     format!("  User{id}.V{version}@Example.COM")
 }
 
-/// Application writers (as in live.rs): each owns the users whose
-/// `_id % WRITERS` is its number and keeps giving one of them a new address,
-/// recording the last write the server acknowledged per user.
-fn start_writers(db: &TestDb, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<HashMap<i32, i64>>> {
-    (0..WRITERS)
-        .map(|writer| {
-            let (uri, name, stop) = (db.uri.clone(), db.name.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-                    let users = client.database(&name).collection::<Document>("users");
-                    let mut acknowledged: HashMap<i32, i64> = HashMap::new();
-                    while !stop.load(Ordering::SeqCst) {
-                        let id = rand::rng().random_range(0..USERS / WRITERS) * WRITERS + writer;
-                        let version = acknowledged.get(&id).copied().unwrap_or(0) + 1;
-                        let update = doc! {"$set": {"email": address(id, version)}, "$inc": {"writes": 1_i64}};
-                        // Not acknowledged (a conflict with a godwit transaction): retried.
-                        if users.update_one(doc! {"_id": id}, update).await.is_ok() {
-                            acknowledged.insert(id, version);
-                        }
-                        tokio::time::sleep(Duration::from_millis(3)).await;
-                    }
-                    acknowledged
-                })
-            })
-        })
-        .collect()
-}
-
 /// Four application writers keep changing users while a `--workers 3` run
 /// of `normalize-emails` is SIGKILLed four times and resumed: exit 0, no
 /// acknowledged application write lost (each user's address is its last
@@ -721,8 +685,7 @@ fn a_fleet_run_under_live_writers_killed_and_resumed_loses_no_write() {
         "--allow-residue",
         "--json",
     ];
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = start_writers(&db, &stop);
+    let writers = crate::writers::user_addresses(&db, USERS, WRITERS, address);
     let mut rng = rand::rng();
     let mut kills = 0;
     let last = loop {
@@ -743,11 +706,7 @@ fn a_fleet_run_under_live_writers_killed_and_resumed_loses_no_write() {
         // The writers still write while the last process finishes.
         break finish_within(child, Duration::from_secs(180));
     };
-    stop.store(true, Ordering::SeqCst);
-    let mut acknowledged = HashMap::new();
-    for writer in writers {
-        acknowledged.extend(writer.join().unwrap());
-    }
+    let (_, acknowledged) = writers.stop();
     assert!(last.status.success(), "{}", stderr(&last));
     assert_eq!(kills, 4, "every kill landed mid-run");
     let report: serde_json::Value = serde_json::from_slice(&last.stdout).expect("--json report");
@@ -756,7 +715,7 @@ fn a_fleet_run_under_live_writers_killed_and_resumed_loses_no_write() {
     for user in db.find_all("users") {
         let id = user.get_i32("_id").unwrap();
         let email = user.get_str("email").unwrap();
-        match acknowledged.get(&id) {
+        match acknowledged.get(&i64::from(id)) {
             Some(&version) => {
                 let last = address(id, version);
                 if email != last && email != last.trim().to_lowercase() {

@@ -12,8 +12,6 @@ use bson::{Document, doc};
 use rand::RngExt;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WRITERS: i64 = 4;
@@ -37,80 +35,42 @@ fn accounts(prefix: &str, n: i64) -> (TestDb, tempfile::TempDir) {
 
 /// Application writers of the old version: each owns the ids `≡ its
 /// number (mod 4)`, and either writes one of its accounts back to the old
-/// shape under a new name or inserts a new old-shape account, recording the
-/// last name the server acknowledged for every account it wrote.
-struct Writers {
-    stop: Arc<AtomicBool>,
-    names: Arc<Mutex<HashMap<i64, String>>>,
-    threads: Vec<std::thread::JoinHandle<u64>>,
-}
+/// shape under a new name or inserts a new old-shape account; `stop` gives
+/// the last name the server acknowledged for every account written.
+struct Writers(crate::writers::Writers<i64>);
 
 impl Writers {
     fn start(db: &TestDb, existing: i64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let names = Arc::new(Mutex::new(HashMap::new()));
-        let threads = (0..WRITERS)
-            .map(|writer| {
-                let (uri, db_name) = (db.uri.clone(), db.name.clone());
-                let (stop, names) = (stop.clone(), names.clone());
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    runtime.block_on(async move {
-                        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-                        let accounts = client.database(&db_name).collection::<Document>("accounts");
-                        let mut versions: HashMap<i64, i64> = HashMap::new();
-                        let mut next_new = existing + writer;
-                        let mut written = 0u64;
-                        while !stop.load(Ordering::SeqCst) {
-                            let (insert, id) = {
-                                let mut rng = rand::rng();
-                                match rng.random_bool(0.3) {
-                                    true => (true, next_new),
-                                    false => (false, rng.random_range(0..existing / WRITERS) * WRITERS + writer),
-                                }
-                            };
-                            let version = versions.get(&id).copied().unwrap_or(0) + 1;
-                            let new_name = name(id, version);
-                            // A write that fails (a conflict with a godwit
-                            // transaction) was not acknowledged: the
-                            // application would retry it, so does this one.
-                            let ok = match insert {
-                                true => accounts
-                                    .insert_one(doc! {"_id": id, "name": &new_name, "schema": 1})
-                                    .await
-                                    .is_ok(),
-                                false => accounts
-                                    .update_one(doc! {"_id": id}, doc! {"$set": {"name": &new_name, "schema": 1}})
-                                    .await
-                                    .is_ok(),
-                            };
-                            if ok {
-                                if insert {
-                                    next_new += WRITERS;
-                                }
-                                versions.insert(id, version);
-                                names.lock().unwrap().insert(id, new_name);
-                                written += 1;
-                            }
-                            tokio::time::sleep(Duration::from_millis(15)).await;
-                        }
-                        written
-                    })
-                })
-            })
-            .collect();
-        Writers { stop, names, threads }
+        use crate::writers::Write;
+        let next = move |writer: i64, mine: &HashMap<i64, i64>| {
+            let mut rng = rand::rng();
+            let inserted = mine.keys().filter(|id| **id >= existing).count() as i64;
+            let (insert, id) = match rng.random_bool(0.3) {
+                true => (true, existing + writer + inserted * WRITERS),
+                false => (false, rng.random_range(0..existing / WRITERS) * WRITERS + writer),
+            };
+            let version = mine.get(&id).copied().unwrap_or(0) + 1;
+            let new_name = name(id, version);
+            let write = match insert {
+                true => Write::Insert(doc! {"_id": id, "name": &new_name, "schema": 1}),
+                false => Write::Update(doc! {"_id": id}, doc! {"$set": {"name": &new_name, "schema": 1}}),
+            };
+            (id, write, version)
+        };
+        Writers(crate::writers::Writers::start(
+            db,
+            "accounts",
+            WRITERS,
+            Duration::from_millis(15),
+            std::sync::Arc::new(next),
+        ))
     }
 
     /// Stops the writers: acknowledged writes, and the last name of each
     /// account they wrote.
     fn stop(self) -> (u64, HashMap<i64, String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        let written = self.threads.into_iter().map(|t| t.join().unwrap()).sum();
-        (written, self.names.lock().unwrap().clone())
+        let (written, versions) = self.0.stop();
+        (written, versions.into_iter().map(|(id, v)| (id, name(id, v))).collect())
     }
 }
 

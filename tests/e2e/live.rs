@@ -10,10 +10,7 @@ use crate::db::{TestDb, server};
 use crate::support::{command, journal_export, plugin, stderr, verify_journal};
 use bson::{Document, doc};
 use rand::RngExt;
-use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const USERS: i32 = 1200;
@@ -34,72 +31,6 @@ fn users(prefix: &str, n: i32) -> (TestDb, tempfile::TempDir) {
     let journal = tempfile::tempdir().unwrap();
     crate::support::stamp(&db, journal.path(), "1.0.0");
     (db, journal)
-}
-
-/// Application writers: each owns the users whose `_id % WRITERS` is its
-/// number and keeps giving one of them a new address (`$set`) and counting
-/// the write (`$inc`), recording every write the server acknowledged.
-struct Writers {
-    stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<HashMap<i32, i64>>>,
-    threads: Vec<std::thread::JoinHandle<u64>>,
-}
-
-impl Writers {
-    fn start(db: &TestDb) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acknowledged = Arc::new(Mutex::new(HashMap::new()));
-        let threads = (0..WRITERS)
-            .map(|writer| {
-                let (uri, name) = (db.uri.clone(), db.name.clone());
-                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    runtime.block_on(async move {
-                        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-                        let users = client.database(&name).collection::<Document>("users");
-                        let mut versions: HashMap<i32, i64> = HashMap::new();
-                        let mut written = 0u64;
-                        while !stop.load(Ordering::SeqCst) {
-                            let id = {
-                                let mut rng = rand::rng();
-                                rng.random_range(0..USERS / WRITERS) * WRITERS + writer
-                            };
-                            let version = versions.get(&id).copied().unwrap_or(0) + 1;
-                            let update = doc! {"$set": {"email": address(id, version)}, "$inc": {"writes": 1_i64}};
-                            // A write that fails (a conflict with a godwit
-                            // transaction) was not acknowledged: the
-                            // application would retry it, so does this one.
-                            if users.update_one(doc! {"_id": id}, update).await.is_ok() {
-                                versions.insert(id, version);
-                                acknowledged.lock().unwrap().insert(id, version);
-                                written += 1;
-                            }
-                            tokio::time::sleep(Duration::from_millis(3)).await;
-                        }
-                        written
-                    })
-                })
-            })
-            .collect();
-        Writers {
-            stop,
-            acknowledged,
-            threads,
-        }
-    }
-
-    /// Stops the writers; the number of acknowledged writes and the last
-    /// acknowledged address version of each user written.
-    fn stop(self) -> (u64, HashMap<i32, i64>) {
-        self.stop.store(true, Ordering::SeqCst);
-        let written = self.threads.into_iter().map(|t| t.join().unwrap()).sum();
-        let acknowledged = self.acknowledged.lock().unwrap().clone();
-        (written, acknowledged)
-    }
 }
 
 /// Four application writers during execute runs of `normalize-emails`
@@ -137,7 +68,7 @@ fn application_writes_survive_an_execute_killed_twenty_times() {
         rounds += 1;
         assert!(rounds <= 10, "20 kills did not land in 10 rounds");
         let (db, journal) = users("live", USERS);
-        let writers = Writers::start(&db);
+        let writers = crate::writers::user_addresses(&db, USERS, WRITERS, address);
         let mut killed_this_round = 0;
         let last = loop {
             processes += 1;
@@ -178,7 +109,7 @@ fn application_writes_survive_an_execute_killed_twenty_times() {
         let mut lost = Vec::new();
         for user in db.find_all("users") {
             let id = user.get_i32("_id").unwrap();
-            let last = address(id, acknowledged.get(&id).copied().unwrap_or(0));
+            let last = address(id, acknowledged.get(&i64::from(id)).copied().unwrap_or(0));
             let email = user.get_str("email").unwrap();
             if email != last && email != last.trim().to_lowercase() {
                 lost.push(format!("user {id}: {email:?}, but the application last wrote {last:?}"));

@@ -40,3 +40,4 @@ mod support;
 mod tenants;
 mod trust;
 mod update_eval;
+mod writers;
