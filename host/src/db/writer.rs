@@ -382,9 +382,16 @@ impl Db {
         if let Some(position) = batch.follow.and_then(|p| Document::from_reader(p).ok()) {
             set.insert("follow", position);
         }
+        let mut update = doc! {"$set": set};
+        if journaled.is_none() {
+            // The marker is one document per run: a batch without
+            // journaled images (none, or none to journal) must not leave
+            // the previous batch's entry named as its own.
+            update.insert("$unset", doc! {"images_at": "", "images_sha256": ""});
+        }
         let mut statements = vec![doc! {
             "q": {"_id": format!("progress:{}", batch.run_id)},
-            "u": {"$set": set},
+            "u": update,
             "upsert": true,
         }];
         if let Some(lock) = batch.lock {
