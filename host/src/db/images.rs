@@ -335,15 +335,15 @@ pub(super) enum Evaluated {
     Unknown,
 }
 
-/// The batch's writes applied in memory, in order, to the documents read
-/// before them: a write of one document by plain `_id` (no `multi`) is
-/// followed exactly, through [`godwit_policy::apply_update`] for updates; a
-/// write the evaluator does not answer for, and any other filter or `multi`
-/// (which may touch any document of its collection), leave the documents
-/// concerned [`Evaluated::Unknown`].
 /// What [`evaluate_after`] found of each document a batch names.
 pub(super) type Evaluations = HashMap<Key, Evaluated>;
 
+/// The batch's writes applied in memory, in order, to the documents read
+/// before them: a write of one document by plain `_id` (no `multi`) is
+/// followed exactly, through [`godwit_policy::apply_update_raw`] for updates; a
+/// write the evaluator does not answer for, and any other filter or `multi`
+/// (which may touch any document of its collection), leave the documents
+/// concerned [`Evaluated::Unknown`].
 pub(super) fn evaluate_after(actions: &[ValidAction], before: &Before) -> Evaluations {
     // The document as the batch's writes left it, encoded (`None`:
     // absent); `unknown`: not followed any more.
