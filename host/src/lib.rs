@@ -37,6 +37,7 @@ pub mod cli;
 pub mod db;
 pub mod hash;
 pub mod journal;
+pub mod overlap;
 pub mod plugin;
 pub mod run;
 pub mod sdk;

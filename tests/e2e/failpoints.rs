@@ -50,69 +50,19 @@ fn failpoints_are_built_in() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn killed_at_every_failpoint_the_resumed_run_equals_a_run_without_faults() {
-    let file = plugin("increment");
-    let file = file.to_str().unwrap();
     let (mut killed, mut not_reached) = (0, Vec::new());
     for point in POINTS {
         for hit in 1..=3 {
-            let db = TestDb::new(server(), "failpoint");
-            db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
-            let before = db.dump();
-            let journal = tempfile::tempdir().unwrap();
-            let args = run_args(file, point);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let armed = if hit == 1 {
                 format!("{point}=return")
             } else {
                 format!("{point}={}*off->return", hit - 1)
             };
-            let out = command(&db, journal.path(), &args)
-                .env("FAILPOINTS", &armed)
-                .output()
-                .unwrap();
-            if out.status.success() {
+            match kill_and_resume(point, &armed) {
+                true => killed += 1,
                 // Fewer hits than `hit` in a whole run (the stamp happens once).
-                not_reached.push(format!("{point}#{hit}"));
-                continue;
+                false => not_reached.push(format!("{point}#{hit}")),
             }
-            assert_eq!(
-                out.status.signal(),
-                Some(libc::SIGKILL),
-                "{armed}: expected a kill, got {:?}: {}",
-                out.status,
-                stderr(&out)
-            );
-            killed += 1;
-            // Resume without failpoints: the same command.
-            let out = command(&db, journal.path(), &args).output().unwrap();
-            assert!(out.status.success(), "{armed}: resume failed: {}", stderr(&out));
-
-            let counters = db.find_all("counters");
-            assert_eq!(counters.len(), DOCS as usize, "{armed}");
-            let wrong: Vec<_> = counters.iter().filter(|d| d.get_i64("n").unwrap() != 1).collect();
-            assert!(wrong.is_empty(), "{armed}: not incremented exactly once: {wrong:?}");
-            let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
-            let history = schema.get_array("history").unwrap();
-            assert_eq!(history.len(), 1, "{armed}: stamped once: {history:?}");
-            verify_journal(journal.path());
-
-            // The before-images survived the kill too.
-            let list = godwit(&[
-                "journal",
-                "list",
-                "--json",
-                "--journal",
-                journal.path().to_str().unwrap(),
-            ]);
-            let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
-            let run = runs[0]["run_id"].as_str().unwrap();
-            let out = command(&db, journal.path(), &["revert", run, "--execute"])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{armed}: revert failed: {}", stderr(&out));
-            let restored: Vec<_> = db.dump().into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
-            let original: Vec<_> = before.into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
-            assert_eq!(restored, original, "{armed}: the revert restores every document");
         }
     }
     eprintln!(
@@ -121,4 +71,79 @@ fn killed_at_every_failpoint_the_resumed_run_equals_a_run_without_faults() {
         not_reached.join(", ")
     );
     assert!(killed >= POINTS.len() * 2, "too few kills: {killed}");
+}
+
+/// Killed after the finish batch committed and before its `Committed` entry
+/// was journaled (the eighth commit: 40 documents in batches of 6 are seven).
+/// The finish batch journals no images, so the progress marker it wrote must
+/// not name the images of the batch before it: a marker that did made every
+/// resume refuse with "the journal lost entries the database committed".
+#[cfg(feature = "failpoints")]
+#[test]
+fn killed_between_the_finish_commit_and_its_journal_entry_the_run_resumes() {
+    assert!(
+        kill_and_resume("committed-before-journal", "committed-before-journal=7*off->return"),
+        "the finish batch's commit was not reached"
+    );
+}
+
+/// Runs `increment` over 40 counters with failpoint `armed`; when it killed
+/// the process, resumes without failpoints and checks the result equals a
+/// run without faults, the journal verifies and the revert restores every
+/// document. False when the run finished without reaching the failpoint.
+#[cfg(feature = "failpoints")]
+fn kill_and_resume(point: &str, armed: &str) -> bool {
+    let file = plugin("increment");
+    let file = file.to_str().unwrap();
+    let db = TestDb::new(server(), "failpoint");
+    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let before = db.dump();
+    let journal = tempfile::tempdir().unwrap();
+    let args = run_args(file, point);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = command(&db, journal.path(), &args)
+        .env("FAILPOINTS", armed)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return false;
+    }
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{armed}: expected a kill, got {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    // Resume without failpoints: the same command.
+    let out = command(&db, journal.path(), &args).output().unwrap();
+    assert!(out.status.success(), "{armed}: resume failed: {}", stderr(&out));
+
+    let counters = db.find_all("counters");
+    assert_eq!(counters.len(), DOCS as usize, "{armed}");
+    let wrong: Vec<_> = counters.iter().filter(|d| d.get_i64("n").unwrap() != 1).collect();
+    assert!(wrong.is_empty(), "{armed}: not incremented exactly once: {wrong:?}");
+    let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
+    let history = schema.get_array("history").unwrap();
+    assert_eq!(history.len(), 1, "{armed}: stamped once: {history:?}");
+    verify_journal(journal.path());
+
+    // The before-images survived the kill too.
+    let list = godwit(&[
+        "journal",
+        "list",
+        "--json",
+        "--journal",
+        journal.path().to_str().unwrap(),
+    ]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap();
+    let out = command(&db, journal.path(), &["revert", run, "--execute"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{armed}: revert failed: {}", stderr(&out));
+    let restored: Vec<_> = db.dump().into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
+    let original: Vec<_> = before.into_iter().filter(|(n, _)| n != "godwit_metadata").collect();
+    assert_eq!(restored, original, "{armed}: the revert restores every document");
+    true
 }

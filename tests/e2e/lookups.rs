@@ -495,3 +495,44 @@ fn a_contract_0_1_plugin_reads_its_passes_unless_the_operator_allows_undeclared_
         &["pass 0 (items)", "lookups on `godwit_metadata` are refused"],
     );
 }
+
+/// `running-total` looks up, in every batch, the total the batch before it
+/// wrote. godwit runs batch N+1 through the plugin while batch N commits;
+/// here N+1's lookup ran before N's write, so the batch is processed again
+/// after N committed, from a plugin restarted on the committed batches, and
+/// the pass goes on one batch after the other: every running total is the
+/// one a strictly sequential run computes.
+#[test]
+fn a_batch_that_looks_up_what_the_batch_before_it_wrote_sees_that_write() {
+    let db = TestDb::new(server(), "lookups_running_total");
+    let n = |i: i64| (i * 7) % 13 + 1;
+    db.insert("items", (0..95).map(|i| doc! {"_id": i, "n": n(i)}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("running-total");
+    let out = command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])
+        .env("RUST_LOG", "godwit=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut total = 0;
+    for item in db.find_all("items") {
+        let id = item.get_i64("_id").unwrap();
+        total += n(id);
+        assert_eq!(item.get_i64("running").ok(), Some(total), "{item}");
+    }
+    let totals = db.find_all("totals");
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    assert_eq!(totals[0].get_i64("value").ok(), Some(total), "{totals:?}");
+    // The overlap happened, and was undone once.
+    let err = stderr(&out);
+    let again: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("processed again: its lookups ran while batch 0 committed"))
+        .collect();
+    assert_eq!(again.len(), 1, "{err}");
+    assert!(
+        again[0].contains("pass 0 (items), batch 1 (documents up to _id 19)"),
+        "{}",
+        again[0]
+    );
+}

@@ -7,6 +7,7 @@
 use super::{Db, DbError, Lock, Result, images, is_outage, mongo};
 use crate::hash::Sha256Hash;
 use crate::journal::Image;
+use crate::overlap::overlap;
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, DateTime, Document, doc};
 use mongodb::ClientSession;
@@ -691,22 +692,4 @@ async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb:
             other => return other,
         }
     }
-}
-
-/// Drives `future` here while `work` runs on a thread of its own, on a
-/// multi-threaded runtime (the binary's); one after the other elsewhere.
-async fn overlap<F: std::future::Future, R: Send>(future: F, work: impl FnOnce() -> R + Send) -> (F::Output, R) {
-    let handle = tokio::runtime::Handle::current();
-    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        let done = work();
-        return (future.await, done);
-    }
-    tokio::task::block_in_place(|| {
-        std::thread::scope(|scope| {
-            let worker = scope.spawn(work);
-            let out = handle.block_on(future);
-            let done = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (out, done)
-        })
-    })
 }

@@ -5,7 +5,7 @@
 //! verification and the stamp (`finish.rs`); this file is the order they
 //! run in.
 
-use super::batch::{id_of, id_text};
+use super::batch::{BatchRecord, id_of, id_text};
 use super::commit::{ActiveRun, Sink, Written, write_batch};
 use super::log::RunLog;
 use super::lookup::Recorded;
@@ -442,7 +442,9 @@ impl Engine<'_> {
     /// Processes documents of one pass from `source` batch by batch: the
     /// plugin call, the plan check, the write (or the dry run's record) and,
     /// when the write guard refuses a batch, the changed documents read
-    /// again and processed anew. `Flow::Stopped` when a stop was requested.
+    /// again and processed anew. Executing, the next batch goes through the
+    /// plugin while this one commits (see [`Ahead`]). `Flow::Stopped` when a
+    /// stop was requested.
     pub(super) async fn process(
         &self,
         step: &mut Step<'_>,
@@ -454,42 +456,60 @@ impl Engine<'_> {
         let (run, index, pass) = (&step.header.run_id, step.index, step.pass);
         let allowed = actions::allowed(pass).with_policy(self.policy());
         let mut batch_no = log.summary.passes[index as usize].batches;
+        let phase = match step.window {
+            Some(window) => format!("follow window {window}, "),
+            None => String::new(),
+        };
+        let label = |batch_no: u64, last_id: &bson::Bson| {
+            format!(
+                "run {run}, pass {index} ({}), {phase}batch {batch_no} (documents up to _id {last_id})",
+                pass.name
+            )
+        };
+        let last_of = |batch: &[Vec<u8>]| {
+            id_of(batch.last().expect("not empty"))
+                .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))
+        };
         // Documents read but not yet processed: what the write guard
-        // refused, read again, waiting for their next attempt.
+        // refused, read again, waiting for their next attempt; or a batch
+        // processed ahead that has to be processed again.
         let mut carried: Vec<Vec<u8>> = Vec::new();
         let mut conflicts = ConflictStreak::default();
+        let mut ahead: Option<Ahead> = None;
+        // Off for the rest of the pass once a batch processed ahead had to
+        // be processed again (a plugin that looks up what the pass writes).
+        let mut overlapping = matches!(sink, Sink::Execute(_));
         loop {
             if !self.between_batches(step.request, sink).await? {
                 return Ok(Flow::Stopped);
             }
-            let batch = if carried.is_empty() {
-                source.next_batch(step.batch_size as usize).await?
-            } else {
-                let n = conflicts.attempt_size(step.batch_size as usize).min(carried.len());
-                carried.drain(..n).collect()
+            let (last_id, mut record) = match ahead.take() {
+                Some(Ahead::End) => return Ok(Flow::Done),
+                Some(Ahead::Ready { last_id, record }) => (last_id, record),
+                Some(Ahead::Failed { .. }) => unreachable!("a failed batch processed ahead is carried"),
+                None => {
+                    let batch = if carried.is_empty() {
+                        source.next_batch(step.batch_size as usize).await?
+                    } else {
+                        let n = conflicts.attempt_size(step.batch_size as usize).min(carried.len());
+                        carried.drain(..n).collect()
+                    };
+                    failpoint!("batch-read");
+                    if batch.is_empty() {
+                        return Ok(Flow::Done);
+                    }
+                    let last_id = last_of(&batch)?;
+                    let plugin = driving.stage.as_mut().expect("the plugin is live while passes remain");
+                    let at = label(batch_no, &last_id);
+                    (last_id, plugin.process(index, &allowed, batch, || at.clone())?)
+                }
             };
-            failpoint!("batch-read");
-            if batch.is_empty() {
-                return Ok(Flow::Done);
-            }
-            let last_id = id_of(batch.last().expect("not empty"))
-                .with_context(|| format!("run {run}, pass {index} ({}): a document has no _id", pass.name))?;
-            let phase = match step.window {
-                Some(window) => format!("follow window {window}, "),
-                None => String::new(),
-            };
-            let where_ = || {
-                format!(
-                    "run {run}, pass {index} ({}), {phase}batch {batch_no} (documents up to _id {last_id})",
-                    pass.name
-                )
-            };
-            let plugin = driving.stage.as_mut().expect("the plugin is live while passes remain");
-            let mut record = plugin.process(index, &allowed, batch, where_)?;
             if step.window.is_some() {
                 // The pass's own checkpoint is where its snapshot ended.
                 record.checkpoint = None;
             }
+            let at = label(batch_no, &last_id);
+            let where_ = || at.clone();
             if let Some(plan) = step.bound.plan.as_mut() {
                 let first = record.inputs.first().map(|d| id_text(d)).unwrap_or_default();
                 let at = format!(
@@ -512,9 +532,36 @@ impl Engine<'_> {
                 Sink::DryRun => Some(self.dry_touched(&record.actions).await.with_context(where_)?),
                 Sink::Execute(_) => None,
             };
-            let (written, actions) = write_batch(sink, self.journal, run, record)
-                .await
-                .with_context(where_)?;
+            // The next batch, read now when it can go through the plugin
+            // while this one commits.
+            let next = match overlapping && carried.is_empty() && conflicts.count == 0 {
+                true => {
+                    let batch = source.next_batch(step.batch_size as usize).await?;
+                    failpoint!("batch-read");
+                    Some(batch)
+                }
+                false => None,
+            };
+            let (written, processed_ahead) = match next {
+                Some(batch) if !batch.is_empty() => {
+                    let last_id = last_of(&batch)?;
+                    let at = label(batch_no + 1, &last_id);
+                    let plugin = driving.stage.as_mut().expect("the plugin is live while passes remain");
+                    let (written, processed) =
+                        crate::overlap::overlap(write_batch(sink, self.journal, run, record), || {
+                            plugin.try_process(index, &allowed, batch, || at.clone())
+                        })
+                        .await;
+                    let ahead = match processed {
+                        Ok(record) => Ahead::Ready { last_id, record },
+                        Err(failed) => Ahead::Failed { batch: failed.batch },
+                    };
+                    (written, Some(ahead))
+                }
+                Some(_) => (write_batch(sink, self.journal, run, record).await, Some(Ahead::End)),
+                None => (write_batch(sink, self.journal, run, record).await, None),
+            };
+            let (written, actions) = written.with_context(where_)?;
             let touched = match written {
                 Written::Planned => touched.expect("counted"),
                 Written::Committed { seq, touched, took } => {
@@ -533,13 +580,39 @@ impl Engine<'_> {
                     // written: it restarts from the batches that were.
                     driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
                     let fresh = PassReader::reread(self.db, pass, &changed).await.with_context(where_)?;
-                    carried = merge_reread(inputs, &changed, fresh, std::mem::take(&mut carried));
+                    let mut waiting = processed_ahead.map(Ahead::into_inputs).unwrap_or_default();
+                    waiting.append(&mut carried);
+                    carried = merge_reread(inputs, &changed, fresh, waiting);
                     source.refresh().await.with_context(where_)?;
                     conflicts.pause().await;
                     continue;
                 }
             };
             conflicts = ConflictStreak::default();
+            ahead = match processed_ahead {
+                Some(Ahead::Ready { record, last_id }) if looked_up_written(&record, &actions) => {
+                    // Its lookups ran before this batch's writes committed:
+                    // processed again from a plugin that never saw it.
+                    tracing::info!(
+                        "{}: processed again: its lookups ran while batch {batch_no} committed, on a collection that \
+                         batch wrote; the rest of the pass is processed one batch after the other",
+                        label(batch_no + 1, &last_id)
+                    );
+                    overlapping = false;
+                    driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
+                    carried = record.inputs;
+                    None
+                }
+                Some(Ahead::Failed { batch }) => {
+                    // Processed again in its turn, so that its error (or
+                    // its success) is the one a run without overlap sees.
+                    overlapping = false;
+                    driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
+                    carried = batch;
+                    None
+                }
+                other => other,
+            };
             log.summary.add(Some(index), documents, &actions);
             if step.window.is_none() {
                 log.checkpoints.insert(index, last_id);
@@ -683,6 +756,45 @@ impl Source<'_> {
         }
         Ok(())
     }
+}
+
+/// The batch after the one being committed, read and run through the plugin
+/// while that one's writes were in flight: the plugin call of batch N+1
+/// overlaps the commit of batch N. The plugin has then seen N+1 before N
+/// committed; when N's write is refused, or N+1's lookups read a collection
+/// N wrote, or N+1's call failed, the plugin restarts from the committed
+/// batches and N+1 is processed again in its turn.
+enum Ahead {
+    /// The source had nothing more.
+    End,
+    Ready {
+        last_id: bson::Bson,
+        record: BatchRecord,
+    },
+    Failed {
+        batch: Vec<Vec<u8>>,
+    },
+}
+
+impl Ahead {
+    fn into_inputs(self) -> Vec<Vec<u8>> {
+        match self {
+            Ahead::End => Vec::new(),
+            Ahead::Ready { record, .. } => record.inputs,
+            Ahead::Failed { batch } => batch,
+        }
+    }
+}
+
+/// Whether `record`'s lookups read a collection that `written` (the batch
+/// committed while it was processed) wrote: they may have seen the database
+/// without those writes.
+fn looked_up_written(record: &BatchRecord, written: &[crate::plugin::actions::ValidAction]) -> bool {
+    record.lookups.iter().any(|lookup| {
+        written
+            .iter()
+            .any(|action| action.collection() == Some(lookup.collection.as_str()))
+    })
 }
 
 /// Whether processing went to its end or stopped on request (Ctrl-C).

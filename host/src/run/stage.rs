@@ -21,6 +21,12 @@ pub struct PluginStage {
     plugin: String,
 }
 
+/// A `process` call that failed, with the batch it was given.
+pub struct Failed {
+    pub error: anyhow::Error,
+    pub batch: Vec<Vec<u8>>,
+}
+
 impl PluginStage {
     pub fn new(instance: PluginInstance, recorded: Recorded, identity_run: &str, plugin: &str) -> Self {
         PluginStage {
@@ -39,10 +45,29 @@ impl PluginStage {
         batch: Vec<Vec<u8>>,
         at: impl Fn() -> String,
     ) -> anyhow::Result<BatchRecord> {
-        let raw = tokio::task::block_in_place(|| self.instance.process(pass, &batch)).with_context(&at)?;
+        self.try_process(pass, scope, batch, at).map_err(|failed| failed.error)
+    }
+
+    /// `process`, giving the batch back when the call or its actions fail:
+    /// a batch processed ahead of its turn is processed again in its turn.
+    pub fn try_process(
+        &mut self,
+        pass: u32,
+        scope: &Scope,
+        batch: Vec<Vec<u8>>,
+        at: impl Fn() -> String,
+    ) -> Result<BatchRecord, Failed> {
+        let raw = match tokio::task::block_in_place(|| self.instance.process(pass, &batch)).with_context(&at) {
+            Ok(raw) => raw,
+            Err(error) => return Err(Failed { error, batch }),
+        };
         failpoint!("plugin-called");
-        let mut valid = actions::validate(scope, raw)
-            .with_context(|| format!("{}: plugin {} returned an invalid action", at(), self.plugin))?;
+        let mut valid = match actions::validate(scope, raw)
+            .with_context(|| format!("{}: plugin {} returned an invalid action", at(), self.plugin))
+        {
+            Ok(valid) => valid,
+            Err(error) => return Err(Failed { error, batch }),
+        };
         actions::assign_insert_ids(&mut valid, || insert_id_seed(&self.identity_run, Some(pass), &batch));
         Ok(BatchRecord::build(
             Origin::Pass(pass),
