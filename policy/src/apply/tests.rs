@@ -230,3 +230,63 @@ fn the_bytes_path_stores_what_the_general_path_stores() {
         }
     }
 }
+
+/// Updates a hostile plugin aims at the bytes path: an after-image over the
+/// 16 MiB limit is refused as the general path refuses it; values nested
+/// past the bytes path's budget, names with a NUL byte, empty or
+/// non-document operators, and a document holding a field twice all leave
+/// the bytes path and get the general path's answer - never a panic, never
+/// bytes the general path would not store.
+#[test]
+fn hostile_updates_leave_the_bytes_path_or_are_refused_as_the_general_path_refuses_them() {
+    let nested = |levels: usize| {
+        let mut value = Bson::Int32(1);
+        for _ in 0..levels {
+            value = Bson::Document(doc! {"x": value});
+        }
+        value
+    };
+    let big = "x".repeat(9 * 1024 * 1024);
+    let rows: Vec<(Document, Document)> = vec![
+        (doc! {"_id": 1, "a": big.clone()}, doc! {"$set": {"b": big.clone()}}),
+        (doc! {"_id": 1}, doc! {"$set": {"a": nested(crate::MAX_DEPTH / 2 + 5)}}),
+        (doc! {"_id": 1}, doc! {"$set": {"a": nested(crate::MAX_DEPTH + 5)}}),
+        (doc! {"_id": 1}, doc! {"$set": {"a\0b": 1}}),
+        (doc! {"_id": 1}, doc! {"$set": {"": 1}}),
+        (doc! {"_id": 1}, doc! {"$set": {}}),
+        (doc! {"_id": 1}, doc! {"$set": 5}),
+        (doc! {"_id": 1}, doc! {"$unset": {"$where": ""}}),
+    ];
+    for (before, update) in rows {
+        let raw = RawDocumentBuf::try_from(&before).unwrap();
+        let on_bytes = bytes::top_level(&raw, &update).is_some();
+        let general = apply_update(&before, &update, Target::Existing).and_then(|d| {
+            d.to_vec()
+                .map_err(|e| ApplyError::Refused(e.to_string()))
+        });
+        let got = apply_update_raw(&raw, &update, Target::Existing);
+        let what = format!("{:.200} on {:.200}", update.to_string(), before.to_string());
+        match (&got, &general) {
+            (Ok(a), Ok(b)) => assert!(a == b, "{what}: the paths differ"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{what}: on bytes {got:?}, general {general:?}"),
+        }
+        if on_bytes {
+            let bytes = bytes::top_level(&raw, &update).unwrap();
+            assert!(
+                bytes.len() > crate::MAX_BSON_BYTES,
+                "{what}: only the oversized row may stay on the bytes path"
+            );
+            assert!(matches!(got, Err(ApplyError::Refused(_))), "{what}: {got:?}");
+        }
+    }
+    // A document holding `a` twice (a server never stores one, a hostile
+    // input may): not the bytes path, and no panic on the general one.
+    let mut twice = RawDocumentBuf::new();
+    twice.append(bson::raw::cstr!("_id"), 1);
+    twice.append(bson::raw::cstr!("a"), 1);
+    twice.append(bson::raw::cstr!("a"), 2);
+    let update = doc! {"$set": {"a": 3}};
+    assert!(bytes::top_level(&twice, &update).is_none());
+    let _ = apply_update_raw(&twice, &update, Target::Existing);
+}
