@@ -318,7 +318,7 @@ fn own_writes_are_not_followed_and_an_idle_run_cuts_over_by_itself() {
     )
     .output()
     .unwrap();
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let text = stderr(&refused);
     assert!(
         text.contains("--follow needs a replica set") && text.contains("Run without --follow"),
@@ -419,4 +419,38 @@ fn a_follow_run_killed_again_and_again_resumes_from_its_stream_position() {
         "follow killed: {written} application writes, {kills} SIGKILLs ({resumed_in_follow} resumes in the follow \
          phase); {named} documents named in {windows} windows; every account migrated from its last write"
     );
+}
+
+/// A run started without `--follow` and killed after its first batch cannot
+/// follow when it resumes: what other writers changed since it began was
+/// not tracked. The refusal is a resume refusal (exit 6) naming the run and
+/// the way out, and writes nothing; the same command without `--follow`
+/// finishes the run.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_run_started_without_follow_refuses_to_follow_when_resumed() {
+    let (db, journal) = accounts("follow_untracked", 60);
+    let file = plugin("follow-shape");
+    let run = |extra: &[&str], failpoints: Option<&str>| {
+        let mut args = vec!["run", file.to_str().unwrap(), "--execute", "--batch-size", "20"];
+        args.extend(extra);
+        let mut cmd = command(&db, journal.path(), &args);
+        if let Some(armed) = failpoints {
+            cmd.env("FAILPOINTS", armed);
+        }
+        cmd.output().unwrap()
+    };
+    let killed = run(&[], Some("committed-before-journal=return"));
+    assert!(!killed.status.success(), "{}", stderr(&killed));
+    let before = db.find_all("accounts");
+    let refused = run(&["--follow"], None);
+    let text = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(6), "{text}");
+    assert!(
+        text.contains("was started without --follow") && text.contains("--new-run --follow"),
+        "{text}"
+    );
+    assert_eq!(db.find_all("accounts"), before, "the refusal wrote nothing");
+    let finished = run(&[], None);
+    assert!(finished.status.success(), "{}", stderr(&finished));
 }

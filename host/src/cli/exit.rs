@@ -11,7 +11,9 @@ use crate::plugin::{CallError, LoadError};
 use crate::run::plan::PlanError;
 use crate::run::revert::RevertError;
 use crate::run::trial::InputError;
-use crate::run::{AlreadyApplied, FleetError, NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError};
+use crate::run::{
+    AlreadyApplied, FleetError, FollowRefused, NotIdempotent, NothingToMigrate, ResumeError, SchemaError, VersionError,
+};
 
 use super::tenants::NoDatabaseMatches;
 use super::{UnknownDatabase, UsageError};
@@ -141,8 +143,16 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         RevertError => revert,
         SchemaError => schema,
         FleetError => fleet,
+        FollowRefused => follow,
     }
     None
+}
+
+fn follow(e: &FollowRefused) -> u8 {
+    match e {
+        FollowRefused::NoReplicaSet { .. } => USAGE,
+        FollowRefused::NotTracked { .. } => RESUME_REFUSED,
+    }
 }
 
 fn fleet(e: &FleetError) -> u8 {

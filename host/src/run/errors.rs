@@ -150,3 +150,18 @@ pub struct NothingToMigrate {
     pub db: String,
     pub collections: String,
 }
+
+/// `--follow` asked of a run or a server that cannot follow.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowRefused {
+    #[error(
+        "database {db}: --follow needs a replica set (change streams and transactions); this server is standalone. \
+         Run without --follow, on a quiet database"
+    )]
+    NoReplicaSet { db: String },
+    #[error(
+        "run {run} was started without --follow: what other writers changed since it began was not tracked, so it \
+         cannot follow now. Finish it without --follow, or start over with --new-run --follow"
+    )]
+    NotTracked { run: String },
+}

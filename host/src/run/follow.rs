@@ -63,17 +63,11 @@ impl Engine<'_> {
             );
         }
         if !self.db.transactions {
-            anyhow::bail!(
-                "database {}: --follow needs a replica set (change streams and transactions); this server is \
-                 standalone. Run without --follow, on a quiet database",
-                self.db.name
-            );
+            let db = self.db.name.clone();
+            return Err(super::FollowRefused::NoReplicaSet { db }.into());
         }
         if log.last_batch.is_some() || !log.done_passes.is_empty() {
-            anyhow::bail!(
-                "run {run} was started without --follow: what other writers changed since it began was not \
-                 tracked, so it cannot follow now. Finish it without --follow, or start over with --new-run --follow"
-            );
+            return Err(super::FollowRefused::NotTracked { run: run.clone() }.into());
         }
         let changes = self.db.changes(run, &self.pass_collections(), None, &[]).await?;
         let position = changes.position().to_vec();

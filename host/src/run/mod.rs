@@ -41,7 +41,7 @@ mod log;
 mod resume;
 mod stage;
 
-pub use errors::{AlreadyApplied, NotIdempotent, NothingToMigrate, ResumeError, VersionError};
+pub use errors::{AlreadyApplied, FollowRefused, NotIdempotent, NothingToMigrate, ResumeError, VersionError};
 pub use schema::SchemaError;
 
 use crate::db::Db;

@@ -260,10 +260,8 @@ fn hostile_updates_leave_the_bytes_path_or_are_refused_as_the_general_path_refus
     for (before, update) in rows {
         let raw = RawDocumentBuf::try_from(&before).unwrap();
         let on_bytes = bytes::top_level(&raw, &update).is_some();
-        let general = apply_update(&before, &update, Target::Existing).and_then(|d| {
-            d.to_vec()
-                .map_err(|e| ApplyError::Refused(e.to_string()))
-        });
+        let general = apply_update(&before, &update, Target::Existing)
+            .and_then(|d| d.to_vec().map_err(|e| ApplyError::Refused(e.to_string())));
         let got = apply_update_raw(&raw, &update, Target::Existing);
         let what = format!("{:.200} on {:.200}", update.to_string(), before.to_string());
         match (&got, &general) {
