@@ -485,7 +485,7 @@ impl Engine<'_> {
             }
             let (last_id, mut record) = match ahead.take() {
                 Some(Ahead::End) => return Ok(Flow::Done),
-                Some(Ahead::Ready { last_id, record }) => (last_id, record),
+                Some(Ahead::Ready { last_id, record }) => (last_id, *record),
                 Some(Ahead::Failed { .. }) => unreachable!("a failed batch processed ahead is carried"),
                 None => {
                     let batch = if carried.is_empty() {
@@ -553,7 +553,10 @@ impl Engine<'_> {
                         })
                         .await;
                     let ahead = match processed {
-                        Ok(record) => Ahead::Ready { last_id, record },
+                        Ok(record) => Ahead::Ready {
+                            last_id,
+                            record: Box::new(record),
+                        },
                         Err(failed) => Ahead::Failed { batch: failed.batch },
                     };
                     (written, Some(ahead))
@@ -769,7 +772,7 @@ enum Ahead {
     End,
     Ready {
         last_id: bson::Bson,
-        record: BatchRecord,
+        record: Box<BatchRecord>,
     },
     Failed {
         batch: Vec<Vec<u8>>,
