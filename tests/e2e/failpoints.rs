@@ -8,7 +8,7 @@
 #![cfg_attr(not(feature = "failpoints"), allow(dead_code, unused_imports))]
 
 use crate::db::{TestDb, server};
-use crate::support::{command, godwit, plugin, stderr, stdout, verify_journal};
+use crate::support::{command, plugin, stderr, verify_journal};
 use bson::doc;
 use std::os::unix::process::ExitStatusExt;
 
@@ -129,14 +129,7 @@ fn kill_and_resume(point: &str, armed: &str) -> bool {
     verify_journal(journal.path());
 
     // The before-images survived the kill too.
-    let list = godwit(&[
-        "journal",
-        "list",
-        "--json",
-        "--journal",
-        journal.path().to_str().unwrap(),
-    ]);
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let runs = crate::support::journal_runs(journal.path());
     let run = runs[0]["run_id"].as_str().unwrap();
     let out = command(&db, journal.path(), &["revert", run, "--execute"])
         .output()

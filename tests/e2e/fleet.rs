@@ -126,14 +126,7 @@ fn workers_migrate_every_id_type_exactly_once() {
     assert_migrated_once(&db, count);
 
     let run = out["run_id"].as_str().unwrap();
-    let list = godwit(&[
-        "journal",
-        "list",
-        "--json",
-        "--journal",
-        journal.path().to_str().unwrap(),
-    ]);
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let runs = crate::support::journal_runs(journal.path());
     let parts: Vec<&str> = runs
         .as_array()
         .unwrap()
@@ -389,14 +382,7 @@ fn four_processes_killed_thirty_times_migrate_every_document_once() {
         }
         // The workers did their share: partition runs in their journals.
         for journal in journals.iter().skip(1) {
-            let list = godwit(&[
-                "journal",
-                "list",
-                "--json",
-                "--journal",
-                journal.path().to_str().unwrap(),
-            ]);
-            let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+            let runs = crate::support::journal_runs(journal.path());
             worker_runs += runs
                 .as_array()
                 .unwrap()
@@ -607,8 +593,7 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_is_refused() {
     let worker = finish_within(worker, Duration::from_secs(120));
     assert!(fleet.status.success(), "{}", stderr(&fleet));
     assert!(worker.status.success(), "{}", stderr(&worker));
-    let list = godwit(&["journal", "list", "--json", "--journal", other.path().to_str().unwrap()]);
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let runs = crate::support::journal_runs(other.path());
     assert!(
         runs.as_array()
             .unwrap()
@@ -810,8 +795,7 @@ fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_ref
     worker.wait().unwrap();
     let fleet = finish_within(fleet, Duration::from_secs(120));
     assert!(fleet.status.success(), "{}", stderr(&fleet));
-    let list = godwit(&["journal", "list", "--json", "--journal", other.path().to_str().unwrap()]);
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let runs = crate::support::journal_runs(other.path());
     let foreign: Vec<&serde_json::Value> = runs
         .as_array()
         .unwrap()

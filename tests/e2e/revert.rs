@@ -270,14 +270,7 @@ fn before_images_survive_kills_and_the_revert_restores_everything() {
     let file = plugin("increment");
     let mut kills = 0;
     let run = loop {
-        let list = godwit(&[
-            "journal",
-            "list",
-            "--json",
-            "--journal",
-            journal.path().to_str().unwrap(),
-        ]);
-        let finished: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+        let finished = crate::support::journal_runs(journal.path());
         if let Some(run) = finished.as_array().unwrap().iter().find(|h| h["status"] == "Finished") {
             break run["run_id"].as_str().unwrap().to_string();
         }

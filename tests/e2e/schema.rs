@@ -75,8 +75,7 @@ fn run_json(db: &TestDb, journal: &std::path::Path, args: &[String], extra: &[&s
 }
 
 fn run_id(journal: &std::path::Path) -> String {
-    let list = godwit(&["journal", "list", "--json", "--journal", journal.to_str().unwrap()]);
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let runs = crate::support::journal_runs(journal);
     runs.as_array()
         .unwrap()
         .iter()

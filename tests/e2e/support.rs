@@ -71,6 +71,13 @@ pub fn verify_journal(journal: &std::path::Path) -> String {
     stdout(&out)
 }
 
+/// `journal list --json` of the journal directory `journal`: every run's header.
+pub fn journal_runs(journal: &std::path::Path) -> serde_json::Value {
+    let out = godwit(&["journal", "list", "--json", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "journal list: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
 /// Stamps `db` at `version` (`godwit init`) with the journal directory `journal`.
 pub fn stamp(db: &crate::db::TestDb, journal: &std::path::Path, version: &str) {
     let init = command(db, journal, &["init", "--version", version]).output().unwrap();

@@ -22,13 +22,6 @@ fn update(db: &TestDb, filter: Document, update: Document) {
     });
 }
 
-/// `journal list --json`: every run's header.
-fn journal_runs(journal: &std::path::Path) -> serde_json::Value {
-    let out = crate::support::godwit(&["journal", "list", "--json", "--journal", journal.to_str().unwrap()]);
-    assert!(out.status.success(), "journal list: {}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap()
-}
-
 fn schema(db: &TestDb) -> Document {
     db.find_one("godwit_metadata", doc! {"_id": "schema"})
         .expect("schema document")
@@ -194,7 +187,7 @@ fn a_forged_history_entry_for_the_run_does_not_stand_in_for_its_stamp() {
         .output()
         .unwrap();
     assert!(!killed.status.success(), "killed before its stamp");
-    let list = journal_runs(journal.path());
+    let list = crate::support::journal_runs(journal.path());
     let run = list
         .as_array()
         .and_then(|runs| runs.first())
@@ -262,7 +255,7 @@ fn an_execute_bound_to_the_reviewed_dry_run_reproduces_it_and_names_what_changed
     // The plugin ran as the dry run: its clock is the dry run's start (and
     // the 3 batches hashed as reviewed, their inserts' host-given `_id`s
     // included).
-    let runs = journal_runs(journal.path());
+    let runs = crate::support::journal_runs(journal.path());
     let started = runs
         .as_array()
         .unwrap()
