@@ -536,3 +536,56 @@ fn a_batch_that_looks_up_what_the_batch_before_it_wrote_sees_that_write() {
         again[0]
     );
 }
+
+/// A plugin call that fails on a batch processed ahead (while the batch
+/// before it committed) fails the run as a run without overlap does: the
+/// batch before is committed, the error names the failing batch (exit 4),
+/// and once the document is mended the same command resumes and finishes
+/// with every running total right.
+#[test]
+fn a_failure_of_the_batch_processed_ahead_is_the_one_a_sequential_run_reports() {
+    let db = TestDb::new(server(), "lookups_running_total_fails");
+    db.insert(
+        "items",
+        (0..35_i64)
+            .map(|i| match i {
+                15 => doc! {"_id": i},
+                _ => doc! {"_id": i, "n": i},
+            })
+            .collect(),
+    );
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("running-total");
+    let run = || {
+        command(&db, journal.path(), &["run", file.to_str().unwrap(), "--execute"])
+            .output()
+            .unwrap()
+    };
+    let failed = run();
+    let err = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("pass 0 (items), batch 1 (documents up to _id 19)") && err.contains("item 15 has no n"),
+        "{err}"
+    );
+    let migrated: Vec<i64> = db
+        .find_all("items")
+        .iter()
+        .filter(|d| d.contains_key("running"))
+        .map(|d| d.get_i64("_id").unwrap())
+        .collect();
+    assert_eq!(
+        migrated,
+        (0..10).collect::<Vec<i64>>(),
+        "batch 0 committed, nothing after it"
+    );
+
+    db.command(doc! {"update": "items", "updates": [{"q": {"_id": 15_i64}, "u": {"$set": {"n": 15_i64}}}]});
+    let resumed = run();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let mut total = 0;
+    for item in db.find_all("items") {
+        total += item.get_i64("n").unwrap();
+        assert_eq!(item.get_i64("running").ok(), Some(total), "{item}");
+    }
+}
