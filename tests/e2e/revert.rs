@@ -251,6 +251,67 @@ fn refusals_name_the_run() {
     assert!(err.contains("journal has no run nope"), "{err}");
 }
 
+/// Before-images of ObjectId-keyed documents are read as one range of the
+/// `_id` index: in a sparse pass (one document in four to migrate) the range
+/// holds more than it may read, and the rest are read by `$in`; in a dense
+/// one it holds only the batch. Either way the journal holds an image of
+/// exactly each document written - none of the range's others - and the
+/// revert puts every document back.
+#[test]
+fn before_images_of_a_sparse_range_of_object_ids_are_exactly_the_written_documents() {
+    let db = TestDb::new(server(), "revertrange");
+    let oid = |i: u32| {
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&1_700_000_000u32.to_be_bytes());
+        bytes[8..].copy_from_slice(&i.to_be_bytes());
+        bson::oid::ObjectId::from_bytes(bytes)
+    };
+    // 0..200 sparse (every fourth to increment), 200..300 dense.
+    let docs: Vec<Document> = (0..300u32)
+        .map(|i| doc! {"_id": oid(i), "n": if i >= 200 || i % 4 == 0 { 0_i64 } else { 7_i64 }})
+        .collect();
+    let wanted: Vec<bson::oid::ObjectId> = (0..300u32).filter(|i| *i >= 200 || i % 4 == 0).map(oid).collect();
+    db.insert("counters", docs);
+    let before = user_data(&db);
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let report = run_ok(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"],
+    );
+    let run = report["run_id"].as_str().unwrap().to_string();
+    // A document the read left out would look changed to the write guard.
+    assert_eq!(report["summary"]["passes"][0]["conflicts"], 0, "{report}");
+    for d in db.find_all("counters") {
+        let id = d.get_object_id("_id").unwrap();
+        let expected = if wanted.contains(&id) { 1 } else { 7 };
+        assert_eq!(d.get_i64("n").unwrap(), expected, "{d}");
+    }
+    let export = godwit(&["journal", "export", &run, "--journal", journal.path().to_str().unwrap()]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let mut imaged: Vec<String> = stdout(&export)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .flat_map(|l| l["images"].as_array().cloned().unwrap_or_default())
+        .map(|image| {
+            assert_eq!(image["before"]["n"], serde_json::json!({"$numberLong": "0"}), "{image}");
+            image["_id"]["$oid"].as_str().unwrap().to_string()
+        })
+        .collect();
+    imaged.sort();
+    let mut expected: Vec<String> = wanted.iter().map(|id| id.to_hex()).collect();
+    expected.sort();
+    assert_eq!(
+        imaged, expected,
+        "one before-image per document written, none of the range's others"
+    );
+    let (code, done, err) = revert(&db, journal.path(), &[&run, "--execute"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(done["restore"], wanted.len(), "{done}");
+    assert_eq!(user_data(&db), before);
+}
+
 /// The sequence number the run's progress marker has reached (-1: none yet).
 fn marker_seq(db: &TestDb) -> i64 {
     db.find_one("godwit_metadata", doc! {"_id": {"$regex": "^progress:"}})

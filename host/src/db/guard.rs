@@ -274,9 +274,9 @@ impl Db {
             return Ok(());
         }
         let found = self
-            .find_projected(
+            .find_ids(
                 guard.collection,
-                doc! {"_id": {"$in": guard.ids()}},
+                guard.ids(),
                 guard.projection,
                 session,
                 "the batch's documents (write guard)",

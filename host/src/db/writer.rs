@@ -11,6 +11,7 @@ use crate::overlap::overlap;
 use crate::plugin::actions::ValidAction;
 use bson::{Bson, DateTime, Document, doc};
 use mongodb::ClientSession;
+use std::collections::HashMap;
 use std::time::Duration;
 
 impl Db {
@@ -238,36 +239,55 @@ impl Db {
         } else {
             None
         };
+        // In a transaction without upserts, the images can be made whole and
+        // journaled before the writes return: the writes they record commit
+        // with the marker that names them, or not at all.
+        let early = session.is_some()
+            && batch
+                .actions
+                .iter()
+                .all(|a| !matches!(a, ValidAction::Update { upsert: true, .. }));
         // What the before-images say: the guard and the expectations hold,
-        // and what the writes leave (evaluated in memory).
-        let checked = |before: &images::Before| -> Result<Option<images::Evaluations>> {
+        // and what the writes leave (evaluated in memory) - journaled here
+        // when the evaluator answered for every document.
+        let checked = |before: images::Before| -> Result<AfterWrites> {
             if let (Some(guard), true) = (&batch.guard, on_images) {
-                guard.check_images(batch.actions, before)?;
+                guard.check_images(batch.actions, &before)?;
             }
             if let Some(expect) = batch.expect {
                 before.check(expect)?;
             }
-            Ok(batch
-                .capture_images
-                .then(|| images::evaluate_after(batch.actions, before)))
+            if !batch.capture_images {
+                return Ok(AfterWrites::Nothing);
+            }
+            let evaluated = images::evaluate_after(batch.actions, &before);
+            if !(early && images::all_known(&before, &evaluated)) {
+                return Ok(AfterWrites::ToRead(before, evaluated));
+            }
+            let images = images::assemble(before, evaluated, &HashMap::new());
+            self.journal_images(batch, images)
         };
         let writes = pinned.as_ref().map_or(batch.actions, |p| p.actions.as_slice());
-        let (written, evaluated) = match &before {
+        let (written, after) = match before {
             // In a transaction a failed check aborts the writes, so the
-            // checks and the evaluation run on a thread of their own while
-            // the server writes: the client's CPU overlaps the round trip.
+            // checks, the evaluation and the journaling run on a thread of
+            // their own while the server writes: the client's CPU and the
+            // journal's flush overlap the round trip.
             Some(before) if session.is_some() => {
-                let (written, evaluated) =
+                let (written, after) =
                     overlap(self.write_actions(writes, session.as_deref_mut()), || checked(before)).await;
                 // A failed check, not the writes' error, says why.
-                let evaluated = evaluated?;
-                (written?, evaluated)
+                let after = after?;
+                (written?, after)
             }
             Some(before) => {
-                let evaluated = checked(before)?;
-                (self.write_actions(writes, session.as_deref_mut()).await?, evaluated)
+                let after = checked(before)?;
+                (self.write_actions(writes, session.as_deref_mut()).await?, after)
             }
-            None => (self.write_actions(writes, session.as_deref_mut()).await?, None),
+            None => (
+                self.write_actions(writes, session.as_deref_mut()).await?,
+                AfterWrites::Nothing,
+            ),
         };
         let (counts, upserted) = written;
         if let Some(pinned) = &pinned
@@ -277,27 +297,22 @@ impl Db {
             // says - in a new transaction (this one's writes are undone).
             return Err(DbError::GuardMissed);
         }
-        let images = match (before, evaluated) {
-            (Some(before), Some(evaluated)) => {
-                self.read_after(before, evaluated, upserted, session.as_deref_mut())
-                    .await?
-            }
-            _ => Vec::new(),
-        };
         // The images go to the journal (flushed) before the commit, the
         // marker names where: a crash after the commit loses neither.
-        let (images, journaled) = match (batch.image_journal, images.is_empty()) {
-            (Some(journal), false) => {
-                let at =
-                    journal
-                        .journal(batch.seq, batch.pass, images)
-                        .map_err(|reason| DbError::ImagesNotJournaled {
-                            run: batch.run_id.to_string(),
-                            reason,
-                        })?;
-                (Vec::new(), Some(at))
+        let after = match after {
+            AfterWrites::ToRead(before, evaluated) => {
+                let images = self
+                    .read_after(before, evaluated, upserted, session.as_deref_mut())
+                    .await?;
+                self.journal_images(batch, images)?
             }
-            _ => (images, None),
+            done => done,
+        };
+        let (images, journaled) = match after {
+            AfterWrites::Nothing => (Vec::new(), None),
+            AfterWrites::Images(images) => (images, None),
+            AfterWrites::Journaled(at) => (Vec::new(), Some(at)),
+            AfterWrites::ToRead(..) => unreachable!("read above"),
         };
         self.write_marker(batch, &images, journaled, counts, session).await?;
         Ok(Applied {
@@ -305,6 +320,21 @@ impl Db {
             images,
             images_at: journaled.map(|(at, _)| at),
         })
+    }
+
+    /// A batch's images into the run's journal (flushed) when it has one,
+    /// else kept for the marker.
+    fn journal_images(&self, batch: &BatchWrite<'_>, images: Vec<Image>) -> Result<AfterWrites> {
+        match batch.image_journal {
+            Some(journal) if !images.is_empty() => journal
+                .journal(batch.seq, batch.pass, images)
+                .map(AfterWrites::Journaled)
+                .map_err(|reason| DbError::ImagesNotJournaled {
+                    run: batch.run_id.to_string(),
+                    reason,
+                }),
+            _ => Ok(AfterWrites::Images(images)),
+        }
     }
 
     /// What a batch whose commit went through (its marker says so) committed
@@ -635,6 +665,18 @@ pub trait ImageJournal: Sync {
 }
 
 pub type Expectations = std::collections::HashMap<(String, Vec<u8>), Option<crate::hash::Sha256Hash>>;
+
+/// A batch's images once its writes are known.
+enum AfterWrites {
+    /// None captured.
+    Nothing,
+    /// Whole, for the marker (no journal).
+    Images(Vec<Image>),
+    /// Whole, in the journal entry with this seq and hash.
+    Journaled((u64, Sha256Hash)),
+    /// The after-images the evaluator left to read back.
+    ToRead(images::Before, images::Evaluations),
+}
 
 /// What applying a batch did.
 #[derive(Debug, Default)]
