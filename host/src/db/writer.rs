@@ -219,16 +219,23 @@ impl Db {
         // steps: an application write between them is still possible).
         // In a transaction, a batch whose writes are all of its own
         // documents by `_id` checks the guard on the documents as read in
-        // it: the before-images with them, else the same read. That read
-        // costs the server less than the guard in every write's filter
-        // (godwit-bench, 2026-12-02: (b) with the filters at 0.69x of (u),
-        // (c) with the read at 1.00x of (v)).
+        // it: the before-images with them. That read costs the server less
+        // than the guard in every write's filter (godwit-bench, 2026-12-02:
+        // (b) with the filters at 0.69x of (u), (c) with the read at 1.00x
+        // of (v)). Without images to keep, a pass that reads only some
+        // fields has the server project them: the read-and-compare guard
+        // reads less than whole documents.
         let on_images = match &batch.guard {
-            Some(guard) => !full_guard && session.is_some() && guard.fits_images(batch.actions),
+            Some(guard) => {
+                !full_guard
+                    && session.is_some()
+                    && (batch.capture_images || guard.projection.is_none())
+                    && guard.fits_images(batch.actions)
+            }
             None => false,
         };
         let pinned = match &batch.guard {
-            Some(guard) if !full_guard && !on_images => guard.pin(batch.actions),
+            Some(guard) if !full_guard && !on_images && session.is_none() => guard.pin(batch.actions),
             _ => None,
         };
         if let (Some(guard), None, false) = (&batch.guard, &pinned, on_images) {
