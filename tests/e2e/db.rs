@@ -7,6 +7,7 @@ use bson::{Document, RawDocumentBuf, doc};
 use futures_util::TryStreamExt;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub uri: String,
     child: Option<Child>,
+    /// The server's stderr, where it logs each internal error's traceback.
+    log: Option<PathBuf>,
 }
 
 impl Drop for Server {
@@ -30,7 +33,11 @@ impl Drop for Server {
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| match std::env::var("GODWIT_TEST_MONGODB_URI") {
-        Ok(uri) if !uri.is_empty() => Server { uri, child: None },
+        Ok(uri) if !uri.is_empty() => Server {
+            uri,
+            child: None,
+            log: None,
+        },
         // PR_SET_PDEATHSIG fires when the spawning *thread* ends, so the shared
         // server is started from a thread that lives as long as the process.
         _ => {
@@ -116,8 +123,17 @@ fn start_at(port: u16, storage: &str, extra: &[&str]) -> Server {
         ])
         .args(extra)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
+    // Kept so that a test failing on the server's "internal server error"
+    // shows the server's traceback (see `TestDb`'s drop).
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("secantusd-logs");
+    let log = std::fs::create_dir_all(&logs)
+        .ok()
+        .map(|()| logs.join(format!("{port}-{}.log", std::process::id())));
+    match log.as_ref().and_then(|path| std::fs::File::create(path).ok()) {
+        Some(file) => command.stderr(file),
+        None => command.stderr(Stdio::null()),
+    };
     // SAFETY: prctl is async-signal-safe; it makes the server die with the
     // test process instead of outliving it.
     unsafe {
@@ -132,6 +148,7 @@ fn start_at(port: u16, storage: &str, extra: &[&str]) -> Server {
     let server = Server {
         uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
         child: Some(child),
+        log,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -179,6 +196,27 @@ pub fn fresh_db(prefix: &str) -> String {
 pub struct TestDb {
     pub uri: String,
     pub name: String,
+    server_log: Option<PathBuf>,
+}
+
+/// A failing test shows the server's internal errors in its database, with
+/// their tracebacks: the server answers them only as "internal server error".
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Some(log) = self.server_log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else {
+            return;
+        };
+        let tag = format!("db={})", self.name);
+        let lines: Vec<&str> = log.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("internal error") && line.contains(&tag) {
+                eprintln!("test server's log:\n{}", lines[i..lines.len().min(i + 60)].join("\n"));
+            }
+        }
+    }
 }
 
 impl TestDb {
@@ -186,6 +224,16 @@ impl TestDb {
         TestDb {
             uri: server.uri.clone(),
             name: fresh_db(prefix),
+            server_log: server.log.clone(),
+        }
+    }
+
+    /// The database `name` on the server at `uri` (one a test did not create).
+    pub fn named(uri: &str, name: &str) -> Self {
+        TestDb {
+            uri: uri.to_string(),
+            name: name.to_string(),
+            server_log: None,
         }
     }
 

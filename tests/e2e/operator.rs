@@ -74,10 +74,7 @@ fn pause_file_holds_the_run_until_removed() {
 fn config_file_supplies_defaults_and_flags_override_it() {
     let db = TestDb::new(server(), "config");
     counters(&db, 5);
-    let other = TestDb {
-        uri: db.uri.clone(),
-        name: crate::db::fresh_db("config_other"),
-    };
+    let other = TestDb::named(&db.uri, &crate::db::fresh_db("config_other"));
     counters(&other, 3);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -15,10 +15,7 @@ const DOCS: i64 = 150;
 
 fn setup() -> (Restartable, TestDb, tempfile::TempDir) {
     let server = Restartable::new();
-    let db = TestDb {
-        uri: server.uri.clone(),
-        name: fresh_db("outage"),
-    };
+    let db = TestDb::named(&server.uri, &fresh_db("outage"));
     db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
     (server, db, tempfile::tempdir().unwrap())
 }

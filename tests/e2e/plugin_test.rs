@@ -51,10 +51,7 @@ fn json(out: &Output) -> serde_json::Value {
 
 /// The database a `--json` report names, as the test server has it now.
 fn collections_of(report: &serde_json::Value) -> Vec<String> {
-    let db = TestDb {
-        uri: server().uri.clone(),
-        name: report["database"].as_str().unwrap().to_string(),
-    };
+    let db = TestDb::named(&server().uri, report["database"].as_str().unwrap());
     db.dump().into_iter().map(|(name, _)| name).collect()
 }
 
@@ -93,10 +90,7 @@ fn plugin_test_data_passes_a_converging_plugin_and_drops_its_database() {
     assert!(out.status.success(), "{}", stderr(&out));
     let report = json(&out);
     assert_eq!(report["kept"], true);
-    let kept = TestDb {
-        uri: server().uri.clone(),
-        name: report["database"].as_str().unwrap().to_string(),
-    };
+    let kept = TestDb::named(&server().uri, report["database"].as_str().unwrap());
     let emails: Vec<String> = kept
         .find_all("users")
         .iter()

@@ -226,10 +226,7 @@ fn resume_with_a_changed_plugin_params_or_database_is_refused_before_any_write()
         stderr(&out)
     );
 
-    let other = TestDb {
-        uri: db.uri.clone(),
-        name: crate::db::fresh_db("other"),
-    };
+    let other = TestDb::named(&db.uri, &crate::db::fresh_db("other"));
     let out = command(
         &other,
         journal.path(),

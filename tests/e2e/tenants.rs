@@ -39,10 +39,7 @@ fn tenants(base: &str, suffixes: &[String], journal: &Path) -> Vec<TestDb> {
     suffixes
         .iter()
         .map(|suffix| {
-            let db = TestDb {
-                uri: server().uri.clone(),
-                name: format!("{base}_{suffix}"),
-            };
+            let db = TestDb::named(&server().uri, &format!("{base}_{suffix}"));
             db.insert("items", (0..12).map(|i| doc! {"_id": i}).collect());
             crate::support::stamp(&db, journal, "0.9.0");
             db

@@ -175,8 +175,12 @@ impl Db {
             .find(filter)
             .optional(projection, |find, p| find.projection(p.clone()))
             // All in the first reply where they fit (16 MiB): the server's
-            // default first batch of 101 documents costs a `getMore`.
+            // default first batch of 101 documents costs a `getMore`. One
+            // more than expected, because a reply filled exactly leaves the
+            // cursor open and its `getMore` comes back empty; a limit ends
+            // the cursor by itself.
             .optional(shape.expect, |find, n| {
+                let n = if shape.limit == Some(n) { n } else { n.saturating_add(1) };
                 find.batch_size(n.clamp(1, u32::MAX as usize) as u32)
             })
             .optional(shape.limit, |find, n| {
