@@ -87,6 +87,58 @@ fn killed_between_the_finish_commit_and_its_journal_entry_the_run_resumes() {
     );
 }
 
+/// The journal fails to write the fourth batch's entry (a full disk): the
+/// batch's reads were in flight beside the write, but none of its writes
+/// reach the database - the run stops with exit 7 in one line naming the
+/// run, the batch and the file, the three batches before it committed - and
+/// the same command run again finishes with every counter incremented once.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_batch_the_journal_cannot_hold_is_not_written() {
+    let file = plugin("increment");
+    let db = TestDb::new(server(), "journal_full");
+    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let args = ["run", file.to_str().unwrap(), "--execute", "--batch-size", "6"];
+    let out = command(&db, journal.path(), &args)
+        .env("FAILPOINTS", "prepare-write-fails=3*off->return")
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{text}");
+    assert!(
+        text.contains("could not hold batch entry") && text.contains("no space left on device"),
+        "{text}"
+    );
+    assert!(text.contains("nothing of it was written"), "{text}");
+    let counts: Vec<i64> = db
+        .find_all("counters")
+        .iter()
+        .map(|d| d.get_i64("n").unwrap())
+        .collect();
+    assert_eq!(
+        counts.iter().filter(|&&n| n == 1).count(),
+        18,
+        "three batches of six: {counts:?}"
+    );
+    assert_eq!(
+        counts.iter().filter(|&&n| n == 0).count(),
+        DOCS as usize - 18,
+        "{counts:?}"
+    );
+    verify_journal(journal.path());
+
+    let out = command(&db, journal.path(), &args).output().unwrap();
+    assert!(out.status.success(), "the same command again: {}", stderr(&out));
+    let wrong: Vec<_> = db
+        .find_all("counters")
+        .into_iter()
+        .filter(|d| d.get_i64("n").unwrap() != 1)
+        .collect();
+    assert!(wrong.is_empty(), "not incremented exactly once: {wrong:?}");
+    verify_journal(journal.path());
+}
+
 /// Runs `increment` over 40 counters with failpoint `armed`; when it killed
 /// the process, resumes without failpoints and checks the result equals a
 /// run without faults, the journal verifies and the revert restores every

@@ -203,7 +203,7 @@ fn db(e: &DbError) -> u8 {
         | DbError::RecordMoved { .. } => VERSION,
         DbError::RecordNeedsTransactions { .. } => USAGE,
         DbError::Schema { .. } => SCHEMA_BLOCKED,
-        DbError::ImagesNotJournaled { .. } => JOURNAL,
+        DbError::ImagesNotJournaled { .. } | DbError::NotJournaled { .. } => JOURNAL,
         DbError::BadUri { .. }
         | DbError::Unreachable { .. }
         | DbError::Outage { .. }

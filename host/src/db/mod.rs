@@ -21,7 +21,7 @@ pub use images::{MarkerImages, id_key, key_text};
 pub use lock::{LOCK_ID, Lock, LockHolder};
 pub use partition::{Claimant, FleetDoc, Partition, PartitionState};
 pub use schema::{GODWIT_RUN_ID, HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts, VersionRecord};
-pub use writer::{Applied, BatchWrite, Expectations, ImageJournal, WriteCounts};
+pub use writer::{Applied, BatchJournal, BatchWrite, Expectations, ImageJournal, WriteCounts};
 
 use bson::{Document, doc};
 use mongodb::options::ClientOptions;
@@ -134,6 +134,12 @@ pub enum DbError {
     /// The run's journal could not hold a batch's images before its commit.
     #[error("run {run}: {reason}; nothing of the batch was written - run the same command again")]
     ImagesNotJournaled { run: String, reason: String },
+    /// The run's journal could not hold a batch before its writes.
+    #[error(
+        "the journal could not hold batch entry {seq} before its writes ({reason}); nothing of it was written - fix \
+         that, then run the same command again"
+    )]
+    NotJournaled { run: String, seq: u64, reason: String },
     #[error("{collection}: write of action {index} failed: {message} (filter or document {target})")]
     WriteFailed {
         collection: String,

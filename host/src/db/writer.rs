@@ -212,7 +212,6 @@ impl Db {
         full_guard: bool,
         mut session: Option<&mut ClientSession>,
     ) -> Result<Applied> {
-        failpoint!("batch-before-writes");
         // The guard in the writes' own filters where the batch allows it,
         // else a read of the batch's documents compared with the inputs
         // (without a transaction the check and the writes are then two
@@ -238,14 +237,41 @@ impl Db {
             Some(guard) if !full_guard && !on_images && session.is_none() => guard.pin(batch.actions),
             _ => None,
         };
-        if let (Some(guard), None, false) = (&batch.guard, &pinned, on_images) {
-            self.check_guard(guard, session.as_deref_mut()).await?;
-        }
-        let before = if batch.capture_images || on_images {
-            Some(self.read_before(batch.actions, session.as_deref_mut()).await?)
-        } else {
-            None
+        let read_guard = batch.guard.as_ref().filter(|_| pinned.is_none() && !on_images);
+        let read_images = batch.capture_images || on_images;
+        let reads = async {
+            if let Some(guard) = read_guard {
+                self.check_guard(guard, session.as_deref_mut()).await?;
+            }
+            match read_images {
+                true => self.read_before(batch.actions, session.as_deref_mut()).await.map(Some),
+                false => Ok(None),
+            }
         };
+        // The batch's journal entry is written and flushed while its reads
+        // are in flight; the writes wait for both. A journal that failed
+        // says why first: the reads' answer no longer matters.
+        let before = match batch.journal {
+            Some(journal) if read_guard.is_some() || read_images => {
+                let (before, journaled) = overlap(reads, || journal.prepare()).await;
+                journaled.map_err(|reason| DbError::NotJournaled {
+                    run: batch.run_id.to_string(),
+                    seq: batch.seq,
+                    reason,
+                })?;
+                before?
+            }
+            Some(journal) => {
+                journal.prepare().map_err(|reason| DbError::NotJournaled {
+                    run: batch.run_id.to_string(),
+                    seq: batch.seq,
+                    reason,
+                })?;
+                reads.await?
+            }
+            None => reads.await?,
+        };
+        failpoint!("batch-before-writes");
         // In a transaction without upserts, the images can be made whole and
         // journaled before the writes return: the writes they record commit
         // with the marker that names them, or not at all.
@@ -653,6 +679,16 @@ pub struct BatchWrite<'a> {
     pub documents: u64,
     /// Where the images go before the commit; `None`: in the marker.
     pub image_journal: Option<&'a dyn ImageJournal>,
+    /// Writes the batch's own journal entry before its first write; `None`:
+    /// the journal holds it already.
+    pub journal: Option<&'a dyn BatchJournal>,
+}
+
+/// Makes a batch durable in the run's journal before the database sees any
+/// of its writes. Called before each attempt's writes, beside its reads;
+/// only the first call writes.
+pub trait BatchJournal: Sync {
+    fn prepare(&self) -> std::result::Result<(), String>;
 }
 
 /// Makes a batch's images durable in the run's journal before the

@@ -170,6 +170,29 @@ pub struct PartitionRef {
     pub upto: Option<Vec<u8>>,
 }
 
+/// A batch entry numbered for its place in a run's chain, written (appended
+/// and flushed) at most once by [`Journal::write_pending`].
+#[derive(Debug)]
+pub struct Pending {
+    run: String,
+    entry: Entry,
+    written: std::sync::Mutex<bool>,
+}
+
+impl Pending {
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// The entry as [`Prepared`] once it is on disk; else back as it is.
+    pub fn into_prepared(self) -> std::result::Result<Prepared, Entry> {
+        match self.written.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            true => Ok(Prepared { entry: self.entry }),
+            false => Err(self.entry),
+        }
+    }
+}
+
 /// A batch entry that is on disk (appended and flushed): made only by
 /// [`Journal::prepare`], or read back from a run's log by
 /// [`Prepared::journaled`] (what was read from disk is on disk).
@@ -348,19 +371,31 @@ impl Journal {
     /// Not durable until [`Journal::flush`].
     pub fn append(&self, run: &str, mut entry: Entry) -> Result<(Entry, Sha256Hash)> {
         let tree = self.entries_tree(run)?;
-        let (seq, prev_hash) = match tree.last().map_err(self.io())? {
-            Some((key, value)) => {
-                let seq = seq_of(run, &key)?;
-                let stored = decode_stored(run, seq, &value)?;
-                (seq + 1, stored.hash)
-            }
-            None => (0, [0; 32]),
-        };
+        let (seq, prev_hash) = self.tail(run, &tree)?;
         entry.format = FORMAT_VERSION;
         entry.seq = seq;
         entry.prev_hash = prev_hash;
-        let body = bincode::encode_to_vec(&entry, config()).expect("entries encode");
-        let hash = entry_hash(&prev_hash, &body);
+        let hash = self.write_linked(run, &tree, &entry)?;
+        Ok((entry, hash))
+    }
+
+    /// The sequence number and hash the next entry of a run's chain links to.
+    fn tail(&self, run: &str, tree: &sled::Tree) -> Result<(u64, Sha256Hash)> {
+        match tree.last().map_err(self.io())? {
+            Some((key, value)) => {
+                let seq = seq_of(run, &key)?;
+                let stored = decode_stored(run, seq, &value)?;
+                Ok((seq + 1, stored.hash))
+            }
+            None => Ok((0, [0; 32])),
+        }
+    }
+
+    /// Stores `entry`, already numbered and linked to the chain's last.
+    fn write_linked(&self, run: &str, tree: &sled::Tree, entry: &Entry) -> Result<Sha256Hash> {
+        let seq = entry.seq;
+        let body = bincode::encode_to_vec(entry, config()).expect("entries encode");
+        let hash = entry_hash(&entry.prev_hash, &body);
         let body = if body.len() <= INLINE_BODY_MAX {
             Body::Inline(body)
         } else {
@@ -380,7 +415,63 @@ impl Journal {
         };
         let stored = bincode::encode_to_vec(StoredEntry { body, hash }, config()).expect("entries encode");
         tree.insert(seq.to_be_bytes(), stored).map_err(self.io())?;
-        Ok((entry, hash))
+        Ok(hash)
+    }
+
+    /// A batch's entry numbered and linked as the next of run `run`'s
+    /// chain, not yet written: [`Journal::write_pending`] writes it - on
+    /// another thread while the batch's reads are in flight - and only then
+    /// does [`Pending::into_prepared`] give the [`Prepared`] the database
+    /// writer asks for.
+    pub fn pending(&self, run: &str, mut entry: Entry) -> Result<Pending> {
+        let (seq, prev_hash) = self.tail(run, &self.entries_tree(run)?)?;
+        entry.format = FORMAT_VERSION;
+        entry.seq = seq;
+        entry.prev_hash = prev_hash;
+        Ok(Pending {
+            run: run.to_string(),
+            entry,
+            written: std::sync::Mutex::new(false),
+        })
+    }
+
+    /// Appends a pending entry and makes it durable; a second call does
+    /// nothing. Refused when another entry took its place in the chain
+    /// meanwhile.
+    pub fn write_pending(&self, pending: &Pending) -> Result<()> {
+        let mut written = pending.written.lock().unwrap_or_else(|p| p.into_inner());
+        if *written {
+            return Ok(());
+        }
+        let (run, entry) = (pending.run.as_str(), &pending.entry);
+        if failpoint_hit!("prepare-write-fails") {
+            return Err(JournalError::BodyWrite {
+                run: run.into(),
+                seq: entry.seq,
+                path: self.bodies.path(run),
+                source: std::io::Error::other("no space left on device (failpoint)"),
+            });
+        }
+        let tree = self.entries_tree(run)?;
+        let (seq, prev_hash) = self.tail(run, &tree)?;
+        if (seq, prev_hash) != (entry.seq, entry.prev_hash) {
+            return Err(JournalError::Corrupt {
+                run: run.to_string(),
+                seq: entry.seq,
+                reason: format!(
+                    "another entry ({}) was appended while batch entry {} waited to be written; nothing was written \
+                     to the database for it, a resume redoes the batch",
+                    seq.saturating_sub(1),
+                    entry.seq
+                ),
+            });
+        }
+        self.write_linked(run, &tree, entry)?;
+        failpoint!("prepared-before-flush");
+        self.flush()?;
+        failpoint!("prepared-flushed");
+        *written = true;
+        Ok(())
     }
 
     /// Appends a batch's entry and makes it durable: the only way to get a

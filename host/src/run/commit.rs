@@ -2,15 +2,18 @@
 //! revert:
 //!
 //! ```text
-//! BatchRecord --Journal::prepare (append + flush)--> PreparedBatch
+//! BatchRecord --Journal::pending, write_pending (append + flush, beside the batch's reads)--> PreparedBatch
 //!   --ActiveRun::apply (one transaction: actions, progress marker, lock fence)--> CommittedBatch
 //!   --ActiveRun::committed--> journal `Committed`
 //! ```
 //!
 //! **Invariants**, each held by the only code that can build the next type:
-//! - a batch reaches the database only as a [`PreparedBatch`], which only
-//!   [`PreparedBatch::prepare`] (the journal made it durable first) and
-//!   [`PreparedBatch::journaled`] (it was read back from disk) construct;
+//! - a batch's writes reach the database only once the journal holds it: a
+//!   [`PreparedBatch`] is built only by [`PreparedBatch::prepare`] (the
+//!   journal made it durable first), [`PreparedBatch::journaled`] (it was
+//!   read back from disk) and [`ActiveRun::prepare_and_apply`], whose writer
+//!   has the entry written ([`crate::db::BatchJournal`]) before the batch's
+//!   first write and gives the batch back only if it was;
 //! - only an [`ActiveRun`] writes, and it exists only while its run holds the
 //!   database's lease lock; it releases the lock when closed, and a dropped
 //!   one still stops renewing it (and releases it in the background);
@@ -277,11 +280,70 @@ impl ActiveRun {
         batch: &PreparedBatch,
         expect: Option<&Expectations>,
     ) -> Result<CommittedBatch, DbError> {
+        let applied = self
+            .write(journal, batch.entry(), &batch.checkpoint, &batch.actions, expect, None)
+            .await?;
+        Ok(CommittedBatch::of(batch, applied))
+    }
+
+    /// Journals a new batch and applies it as [`ActiveRun::apply`] does,
+    /// its journal entry written and flushed while the batch's reads (the
+    /// guard's, the before-images) are in flight: the database sees none of
+    /// its writes before the journal holds it. Gives the batch back as
+    /// prepared whenever the journal holds it, with the outcome of its
+    /// writes.
+    pub async fn prepare_and_apply(
+        &mut self,
+        journal: &Journal,
+        record: BatchRecord,
+    ) -> anyhow::Result<(PreparedBatch, Result<CommittedBatch, DbError>)> {
+        let (entry, checkpoint, actions) = record.into_entry(true, now_ms());
+        let pending = journal.pending(&self.run, entry)?;
+        let hook = PendingEntry {
+            journal,
+            pending: &pending,
+        };
+        let applied = self
+            .write(journal, pending.entry(), &checkpoint, &actions, None, Some(&hook))
+            .await;
+        let prepared = match pending.into_prepared() {
+            Ok(prepared) => prepared,
+            // Not journaled, so not written: the error says why.
+            Err(entry) => {
+                return Err(match applied {
+                    Err(e) => e.into(),
+                    Ok(_) => anyhow::anyhow!(
+                        "run {}: batch {} was written without its journal entry, a bug in godwit: please report \
+                         it",
+                        self.run,
+                        entry.seq
+                    ),
+                });
+            }
+        };
+        let batch = PreparedBatch {
+            prepared,
+            checkpoint,
+            actions,
+        };
+        let committed = applied.map(|applied| CommittedBatch::of(&batch, applied));
+        Ok((batch, committed))
+    }
+
+    async fn write(
+        &mut self,
+        journal: &Journal,
+        entry: &Entry,
+        checkpoint: &Option<Bson>,
+        actions: &[ValidAction],
+        expect: Option<&Expectations>,
+        batch_journal: Option<&dyn crate::db::BatchJournal>,
+    ) -> Result<crate::db::Applied, DbError> {
         let image_journal = JournalImages {
             journal,
             run: &self.run,
         };
-        let guard = match (batch.pass(), batch.entry().batch()) {
+        let guard = match (entry.pass(), entry.batch()) {
             (Some(pass), Some(journaled)) => self.guarded.get(pass as usize).map(|p| Guard {
                 collection: &p.collection,
                 projection: p.projection.as_ref(),
@@ -291,20 +353,20 @@ impl ActiveRun {
         };
         let write = BatchWrite {
             run_id: &self.run,
-            seq: batch.seq(),
-            pass: batch.pass(),
-            checkpoint: batch.checkpoint.clone(),
-            actions: &batch.actions,
+            seq: entry.seq,
+            pass: entry.pass(),
+            checkpoint: checkpoint.clone(),
+            actions,
             lock: Some(&self.lock),
             capture_images: self.capture_images,
             expect,
             guard,
             follow: self.follow.as_deref(),
-            documents: batch.entry().batch().map_or(0, |b| b.counts.documents),
+            documents: entry.batch().map_or(0, |b| b.counts.documents),
             image_journal: Some(&image_journal),
+            journal: batch_journal,
         };
-        let applied = self.db.apply_batch(&write, self.session.as_mut()).await?;
-        Ok(CommittedBatch::of(batch, applied))
+        self.db.apply_batch(&write, self.session.as_mut()).await
     }
 
     /// Journals a commit. Not flushed: if it is lost, the progress marker
@@ -344,6 +406,19 @@ impl Drop for ActiveRun {
                 handle.spawn(async move { release(&db, &run, &lock).await });
             }
         }
+    }
+}
+
+/// A batch's journal entry, numbered but not yet written, as what must be
+/// on disk before its writes.
+struct PendingEntry<'a> {
+    journal: &'a Journal,
+    pending: &'a crate::journal::Pending,
+}
+
+impl crate::db::BatchJournal for PendingEntry<'_> {
+    fn prepare(&self) -> Result<(), String> {
+        self.journal.write_pending(self.pending).map_err(|e| e.to_string())
     }
 }
 
@@ -442,10 +517,10 @@ pub async fn write_batch(
             Ok((Written::Planned, actions))
         }
         Sink::Execute(active) => {
-            let mut prepared = PreparedBatch::prepare(journal, run, record)?;
-            let seq = prepared.seq();
             let started = std::time::Instant::now();
-            match active.apply(journal, &prepared, None).await {
+            let (mut prepared, applied) = active.prepare_and_apply(journal, record).await?;
+            let seq = prepared.seq();
+            match applied {
                 Ok(committed) => {
                     let took = started.elapsed();
                     failpoint!("committed-before-journal");

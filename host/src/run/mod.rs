@@ -7,10 +7,11 @@
 //! the order of a run):
 //! 1. read the batch (`db::reader`: `_id` order, after the checkpoint);
 //! 2. `process` in the plugin; validate the actions (`godwit-policy`);
-//! 3. build the `BatchRecord` (`batch.rs`, pure) and journal it as
-//!    `Prepared`, flushed (`PreparedBatch::prepare`);
-//! 4. `ActiveRun::apply`: the actions and the progress marker in one
-//!    transaction fenced by the lock;
+//! 3. build the `BatchRecord` (`batch.rs`, pure);
+//! 4. `ActiveRun::prepare_and_apply`: journal it as `Prepared`, flushed,
+//!    while the transaction's reads (guard, before-images) are in flight,
+//!    then - the journal holding it - the actions and the progress marker
+//!    in one transaction fenced by the lock;
 //! 5. journal `Committed` (flushed with the next `Prepared`).
 //!
 //! A `Prepared` entry without `Committed` is settled on resume by the marker
