@@ -554,10 +554,14 @@ fn revert_of_a_fleet_run_killed_and_resumed_restores_every_document() {
 /// A fleet run one of whose partitions a `godwit worker` with its own
 /// journal processed: its before-images are not in the run's journal, so
 /// `godwit revert` of the run is refused (exit 14) in one line naming what
-/// is missing and what to do, and writes nothing.
+/// is missing and what to do, and writes nothing. With the worker's journal
+/// collected and passed (`--worker-journal`), the revert puts every
+/// document back byte for byte and sets the version back; a directory
+/// without a journal is refused as a usage error.
 #[test]
-fn revert_of_a_fleet_run_with_a_partition_in_another_journal_is_refused() {
+fn revert_of_a_fleet_run_with_a_partition_in_another_journal_needs_that_journal() {
     let db = orders("fleet_revert_other");
+    let original = user_data(&db);
     let journal = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
     let file = plugin("reshape");
@@ -622,12 +626,51 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_is_refused() {
         err.contains(&format!(
             "cannot revert run {run}: it ran with --workers and partitions "
         )) && err.contains("have no finished run in this journal")
+            && err.contains("--worker-journal DIR")
             && err.contains("put the documents back from a backup"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(db.dump(), before, "nothing written");
     assert_eq!(schema_version(&db).as_deref(), Some("3.0.0"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = command(
+        &db,
+        journal.path(),
+        &[
+            "revert",
+            &run,
+            "--execute",
+            "--worker-journal",
+            empty.path().to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holds no godwit journal"), "{}", stderr(&out));
+    assert_eq!(db.dump(), before, "nothing written");
+
+    let other_dir = other.path().to_str().unwrap();
+    let out = command(
+        &db,
+        journal.path(),
+        &["revert", &run, "--execute", "--json", "--worker-journal", other_dir],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["conflicts"], 0, "{report}");
+    assert_eq!(
+        user_data(&db),
+        original,
+        "every document as before the run, byte for byte, the worker's partitions too"
+    );
+    assert_eq!(schema_version(&db).as_deref(), Some("2.0.0"), "the version is set back");
+    verify_journal(journal.path());
+    verify_journal(other.path());
 }
 
 const USERS: i32 = 1200;

@@ -1,12 +1,13 @@
 //! `godwit revert RUN [--execute]`: puts back the documents an execute run
 //! wrote, from its journaled before-images (dry run by default).
 
-use super::{ConnectionArgs, GlobalArgs, exit};
+use super::{ConnectionArgs, GlobalArgs, UsageError, exit};
 use crate::journal::{Journal, RunMode};
 use crate::run::StopSignal;
 use crate::run::revert::{Revert, RevertReport, RevertRequest};
 use crate::text::outln;
 use clap::Args;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 pub struct RevertCommand {
     /// The execute run to revert (see `godwit journal list`); a fleet run
     /// (`--workers`) is reverted with its partitions' runs, if this journal
-    /// holds all of them.
+    /// and the --worker-journal directories hold all of them.
     run: String,
     /// Write. Without it the revert is a dry run: it reports what it would
     /// restore and which documents changed since the run.
@@ -27,6 +28,12 @@ pub struct RevertCommand {
     /// Documents per batch (one transaction each).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch_size: u32,
+    /// For a fleet run whose partitions `godwit worker` processes ran with
+    /// journals of their own: a worker's journal directory, collected from
+    /// it once it stopped (repeat for each). Read for the runs of the fleet
+    /// run's partitions it holds; the revert's own run goes in --journal.
+    #[arg(long = "worker-journal", value_name = "DIR")]
+    worker_journals: Vec<PathBuf>,
     /// Lease of the database lock, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
     lease: u64,
@@ -37,6 +44,11 @@ pub struct RevertCommand {
 impl RevertCommand {
     pub fn run(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let journal = Journal::open(&self.connection.journal)?;
+        let workers = self
+            .worker_journals
+            .iter()
+            .map(|dir| worker_journal(dir, &self.connection.journal))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // Fail on an unknown run before connecting.
         journal.header(&self.run)?;
         let request = RevertRequest {
@@ -57,6 +69,7 @@ impl RevertCommand {
             Revert {
                 db: &db,
                 journal: &journal,
+                workers: &workers,
                 stop: &stop,
             }
             .run(&request)
@@ -69,6 +82,31 @@ impl RevertCommand {
             exit::REVERT_INCOMPLETE
         }))
     }
+}
+
+/// A worker's journal as `--worker-journal` names it: an existing journal
+/// (opening a directory without one would create an empty journal there),
+/// not `--journal` itself.
+fn worker_journal(dir: &Path, journal: &Path) -> anyhow::Result<Journal> {
+    let same = dir
+        .canonicalize()
+        .ok()
+        .is_some_and(|d| journal.canonicalize().ok() == Some(d));
+    if same {
+        return Err(UsageError(format!(
+            "--worker-journal {} is the --journal directory itself; name the other workers' journals",
+            dir.display()
+        ))
+        .into());
+    }
+    if !dir.join("conf").is_file() || !dir.join("db").is_file() {
+        return Err(UsageError(format!(
+            "--worker-journal {} holds no godwit journal; name the --journal directory a `godwit worker` ran with",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(Journal::open(dir)?)
 }
 
 fn print(report: &RevertReport, global: &GlobalArgs) {

@@ -137,6 +137,9 @@ struct Touched {
 
 pub struct Revert<'a> {
     pub db: &'a Db,
+    /// Other workers' journals of a fleet run (`--worker-journal`): read for
+    /// the runs of its partitions they hold; nothing is written to them.
+    pub workers: &'a [Journal],
     pub journal: &'a Journal,
     pub stop: &'a super::StopSignal,
 }
@@ -163,15 +166,15 @@ impl Revert<'_> {
         // for a fleet run, every run of its partitions (this journal must
         // hold them all).
         let runs = self.runs_of(&target).await?;
-        for part in runs.iter().skip(1) {
-            self.journal.verify(part)?;
+        for (journal, part) in runs.iter().skip(1) {
+            journal.verify(part)?;
         }
         // Each document's first commit (whose before-image is restored) and
         // last after-image, over every run, in the order they were written.
         let mut first: HashMap<(String, Vec<u8>), Written> = HashMap::new();
-        for (index, part) in runs.iter().enumerate() {
+        for (index, (journal, part)) in runs.iter().enumerate() {
             let mut commit_images = CommitImages::default();
-            for item in self.journal.iter_entries(part)? {
+            for item in journal.iter_entries(part)? {
                 let (entry, _) = item?;
                 let at = Position::of(&entry, index);
                 for image in commit_images.of(entry) {
@@ -227,9 +230,9 @@ impl Revert<'_> {
             // Newest run first (a fleet run's `finish` batch, then its
             // partitions' runs, last started first); each document once,
             // back to how it was before the first commit that wrote it.
-            for (index, part) in runs.iter().enumerate().rev() {
+            for (index, (journal, part)) in runs.iter().enumerate().rev() {
                 let mut commit_images = CommitImages::default();
-                for item in self.journal.iter_entries(part)? {
+                for item in journal.iter_entries(part)? {
                     let (entry, _) = item?;
                     let at = Position::of(&entry, index);
                     for image in commit_images.of(entry) {
@@ -367,16 +370,17 @@ impl Revert<'_> {
         Ok(target)
     }
 
-    /// The runs whose commits wrote `target`'s documents: `target` itself,
-    /// then, for a fleet run (`--workers`), every run of its partitions in
-    /// this journal, oldest first - several for a partition taken over.
-    /// Refused unless this journal holds every run that wrote a partition:
-    /// each partition the fleet run split its passes into
-    /// (`Record::Partitions`) has a finished run here, no run of another
-    /// journal is listed in the work table (while it is there), and the
-    /// documents these runs committed add up to those the fleet run counted
-    /// over every worker (its history entry).
-    async fn runs_of(&self, target: &RunHeader) -> anyhow::Result<Vec<String>> {
+    /// The runs whose commits wrote `target`'s documents, each with the
+    /// journal holding it: `target` itself, then, for a fleet run
+    /// (`--workers`), every run of its partitions in this journal and the
+    /// workers' journals given, oldest first - several for a partition taken
+    /// over. Refused unless these journals hold every run that wrote a
+    /// partition: each partition the fleet run split its passes into
+    /// (`Record::Partitions`) has a finished run in one of them, every
+    /// journal the work table names is among them (while it is there), and
+    /// the documents these runs committed add up to those the fleet run
+    /// counted over every worker (its history entry).
+    async fn runs_of(&self, target: &RunHeader) -> anyhow::Result<Vec<(&Journal, String)>> {
         let run = &target.run_id;
         let mut split: BTreeMap<u32, u32> = BTreeMap::new();
         for item in self.journal.iter_entries(run)? {
@@ -384,23 +388,32 @@ impl Revert<'_> {
                 split.insert(pass, bounds.len() as u32 + 1);
             }
         }
-        let parts: Vec<RunHeader> = self
-            .journal
-            .runs()?
-            .into_iter()
-            .filter(|h| h.partition.as_ref().is_some_and(|p| p.fleet_run == *run))
-            .collect();
-        let mut runs = vec![run.clone()];
+        let mut parts: Vec<(&Journal, RunHeader)> = Vec::new();
+        let mut ours = BTreeSet::new();
+        for journal in std::iter::once(self.journal).chain(self.workers) {
+            ours.insert(journal_suffix(&journal.id()?));
+            for h in journal.runs()? {
+                if h.partition.as_ref().is_some_and(|p| p.fleet_run == *run) {
+                    parts.push((journal, h));
+                }
+            }
+        }
+        // Run ids begin with their start time: oldest first over every journal.
+        parts.sort_by(|a, b| a.1.run_id.cmp(&b.1.run_id));
+        let mut runs = vec![(self.journal, run.clone())];
         if split.is_empty() && parts.is_empty() {
             return Ok(runs);
         }
-        let ours = journal_suffix(&self.journal.id()?);
+        let here = match self.workers.len() {
+            0 => "this journal",
+            _ => "these journals",
+        };
         // Partitions with no finished run here, and other journals that wrote.
         let mut missing = Vec::new();
         let mut others: BTreeSet<String> = BTreeSet::new();
         for (&pass, &count) in &split {
             for index in 0..count {
-                let finished = parts.iter().any(|h| {
+                let finished = parts.iter().any(|(_, h)| {
                     h.status == RunStatus::Finished
                         && h.partition.as_ref().is_some_and(|p| p.pass == pass && p.index == index)
                 });
@@ -412,17 +425,17 @@ impl Revert<'_> {
         for state in self.db.partitions(run).await? {
             for writer in &state.partition.runs {
                 if let Some(journal) = writer.rsplit_once('@').map(|(_, j)| journal_suffix(j))
-                    && journal != ours
+                    && !ours.contains(&journal)
                 {
                     others.insert(journal);
                 }
             }
         }
-        runs.extend(parts.iter().map(|h| h.run_id.clone()));
+        runs.extend(parts.into_iter().map(|(journal, h)| (journal, h.run_id)));
         let mut why = Vec::new();
         if !missing.is_empty() {
             why.push(format!(
-                "partitions {} have no finished run in this journal",
+                "partitions {} have no finished run in {here}",
                 missing.join(", ")
             ));
         }
@@ -436,7 +449,7 @@ impl Revert<'_> {
             let committed = self.committed_documents(&runs)?;
             if committed < counted {
                 why.push(format!(
-                    "its workers processed {counted} documents, the runs in this journal {committed} (the others by \
+                    "its workers processed {counted} documents, the runs in {here} {committed} (the others by \
                      workers with another journal)"
                 ));
             }
@@ -446,8 +459,9 @@ impl Revert<'_> {
         }
         let why = format!(
             "it ran with --workers and {}: their before-images are in the journals of those workers (`godwit worker` \
-             with another --journal, or on another machine), and revert reads one journal and cannot merge journals \
-             - put the documents back from a backup taken before the run, or run a migration that undoes it",
+             with another --journal, or on another machine) - collect each worker's journal directory and pass it \
+             with --worker-journal DIR (once per worker), or put the documents back from a backup taken before the \
+             run, or run a migration that undoes it",
             why.join("; ")
         );
         Err(RevertError::Fleet { run: run.clone(), why }.into())
@@ -466,11 +480,11 @@ impl Revert<'_> {
     }
 
     /// Documents of pass batches the runs `runs` committed (journaled).
-    fn committed_documents(&self, runs: &[String]) -> anyhow::Result<u64> {
+    fn committed_documents(&self, runs: &[(&Journal, String)]) -> anyhow::Result<u64> {
         let mut total = 0;
-        for run in runs {
+        for (journal, run) in runs {
             let mut batches: HashMap<u64, u64> = HashMap::new();
-            for item in self.journal.iter_entries(run)? {
+            for item in journal.iter_entries(run)? {
                 let (entry, _) = item?;
                 match &entry.record {
                     Record::Prepared(batch) if batch.pass.is_some() => {
