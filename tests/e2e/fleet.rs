@@ -5,7 +5,7 @@
 use crate::db::{TestDb, server};
 use crate::id_types::mixed_ids;
 use crate::support::{command, godwit, plugin, run_ok, stderr, stdout, verify_journal};
-use bson::{Document, doc};
+use bson::{Bson, Document, doc};
 use rand::RngExt;
 use std::process::Stdio;
 use std::time::Duration;
@@ -181,6 +181,72 @@ fn workers_migrate_every_id_type_exactly_once() {
         "{}",
         stderr(&resume)
     );
+}
+
+/// Split points from a random sample (`--split-by sample`, what passes of
+/// over a million documents get): five partitions over 2,802 `_id`s of eight
+/// BSON types, bounds wherever the sample put them - every document once,
+/// no conflict, the bounds journaled.
+#[test]
+fn sampled_split_points_cover_every_id_type_exactly_once() {
+    let db = TestDb::new(server(), "fleet_sampled");
+    let mut ids = vec![Bson::Boolean(false), Bson::Boolean(true)];
+    for i in 0..400_u32 {
+        let mut oid = [0u8; 12];
+        oid[8..].copy_from_slice(&i.to_be_bytes());
+        ids.extend([
+            Bson::Int32(i as i32),
+            Bson::Int64(1_000_000 + i64::from(i)),
+            Bson::Double(f64::from(i) + 0.5),
+            Bson::String(format!("id-{i:04}")),
+            Bson::ObjectId(bson::oid::ObjectId::from_bytes(oid)),
+            Bson::Document(doc! {"k": i}),
+            Bson::DateTime(bson::DateTime::from_millis(i64::from(i) * 1000)),
+        ]);
+    }
+    let count = ids.len();
+    db.insert(
+        "counters",
+        ids.into_iter().map(|id| doc! {"_id": id, "n": 0_i64}).collect(),
+    );
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--workers",
+        "2",
+        "--partitions",
+        "5",
+        "--split-by",
+        "sample",
+        "--batch-size",
+        "50",
+        "--json",
+    ];
+    let out = command(&db, journal.path(), &args)
+        .env("RUST_LOG", "godwit=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("4 split points from a sample of 500 of {count} documents")),
+        "the sampled path ran: {}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["passes"][0]["documents"], count as u64, "{report}");
+    assert_eq!(report["summary"]["passes"][0]["conflicts"], 0, "{report}");
+    assert_migrated_once(&db, count);
+    let run = report["run_id"].as_str().unwrap();
+    let show = godwit(&["journal", "show", run, "--journal", journal.path().to_str().unwrap()]);
+    assert!(
+        stdout(&show).contains("5 partitions, bounds: _id "),
+        "the bounds are journaled: {}",
+        stdout(&show)
+    );
+    verify_journal(journal.path());
 }
 
 /// Fleet runs SIGKILLed at random - twelve times in all - and started again

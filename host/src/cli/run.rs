@@ -169,8 +169,33 @@ pub struct RunCommand {
     /// given when the run reached it, on resume too.
     #[arg(long, value_name = "N", requires = "workers", value_parser = clap::value_parser!(u32).range(1..=10000))]
     partitions: Option<u32>,
+    /// With --workers: how the split points are found. `scan` reads every
+    /// `_id` the pass matches, in order (exact sizes; one index scan);
+    /// `sample` sorts a random sample of 100 `_id`s per partition (`$sample`:
+    /// sizes within about 10%, without reading every `_id`); `auto` scans
+    /// up to a million documents and samples above. Either way the bounds
+    /// are journaled, and a resume keeps them.
+    #[arg(long, value_enum, default_value_t = SplitArg::Auto, requires = "workers")]
+    split_by: SplitArg,
     #[command(flatten)]
     options: RunOptions,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SplitArg {
+    Auto,
+    Scan,
+    Sample,
+}
+
+impl From<SplitArg> for crate::db::SplitBy {
+    fn from(arg: SplitArg) -> Self {
+        match arg {
+            SplitArg::Auto => crate::db::SplitBy::Auto,
+            SplitArg::Scan => crate::db::SplitBy::Scan,
+            SplitArg::Sample => crate::db::SplitBy::Sample,
+        }
+    }
 }
 
 /// Parses `--param k=v` values: keys non-empty and unique, sorted by key.
@@ -213,6 +238,7 @@ impl RunCommand {
         request.workers = self.workers.map(|count| crate::run::Workers {
             count,
             partitions: self.partitions.unwrap_or(count * 4),
+            split: self.split_by.into(),
         });
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {

@@ -19,7 +19,7 @@ pub use follow::{Changes, Position, Window, cutover_id};
 pub use guard::{Guard, Pinned, cut, input_id, top_level_fields};
 pub use images::{MarkerImages, id_key, key_text};
 pub use lock::{LOCK_ID, Lock, LockHolder};
-pub use partition::{Claimant, FleetDoc, Partition, PartitionState};
+pub use partition::{Claimant, FleetDoc, Partition, PartitionState, SplitBy};
 pub use schema::{GODWIT_RUN_ID, HistoryEntry, INIT_PLUGIN, Recorded, RevertCounts, RunCounts, VersionRecord};
 pub use writer::{Applied, BatchJournal, BatchWrite, Expectations, ImageJournal, WriteCounts};
 

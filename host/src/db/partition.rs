@@ -75,6 +75,22 @@ pub struct FleetDoc {
     pub lease_secs: u64,
 }
 
+/// How a pass's `_id` space is split into partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitBy {
+    /// Scanned up to [`SCAN_MAX_DOCUMENTS`], sampled above.
+    Auto,
+    /// Every `_id`, read in order: exact sizes.
+    Scan,
+    /// A random sample, sorted by the server.
+    Sample,
+}
+
+/// Passes of up to this many documents are split by reading every `_id`.
+pub const SCAN_MAX_DOCUMENTS: u64 = 1_000_000;
+/// `_id`s sampled per partition: sizes within about 10%.
+pub const SAMPLES_PER_PARTITION: u64 = 100;
+
 fn doc_id(run: &str, pass: u32, index: u32) -> String {
     format!("partition:{run}:{pass}:{index}")
 }
@@ -82,10 +98,18 @@ fn doc_id(run: &str, pass: u32, index: u32) -> String {
 impl Db {
     /// The upper bounds splitting `pass`'s documents into at most
     /// `partitions` ranges of about equal size, in `_id` order across BSON
-    /// types: every `ceil(n / partitions)`-th `_id` the pass's filter
-    /// matches, read in `_id` order (only the `_id`s travel). The ranges
-    /// are `(.., b0]`, `(b0, b1]`, ..., `(bn, ..)`.
-    pub async fn split_points(&self, pass: &ValidPass, partitions: u32, query_timeout: Duration) -> Result<Vec<Bson>> {
+    /// types. The ranges are `(.., b0]`, `(b0, b1]`, ..., `(bn, ..)`.
+    /// Scanned: every `ceil(n / partitions)`-th `_id` the pass's filter
+    /// matches, read in `_id` order (only the `_id`s travel). Sampled: the
+    /// same over a random sample of [`SAMPLES_PER_PARTITION`] `_id`s per
+    /// partition, which the server sorts in BSON order (`$sample`).
+    pub async fn split_points(
+        &self,
+        pass: &ValidPass,
+        partitions: u32,
+        split: SplitBy,
+        query_timeout: Duration,
+    ) -> Result<Vec<Bson>> {
         let coll = self.db.collection::<Document>(&pass.collection);
         let context = || format!("splitting pass {:?} ({}) into partitions", pass.name, pass.collection);
         let count = coll
@@ -97,22 +121,62 @@ impl Db {
         if count < 2 || partitions == 1 {
             return Ok(Vec::new());
         }
-        let size = count.div_ceil(partitions).max(1);
-        let mut cursor = coll
-            .find(pass.filter.clone())
-            .projection(doc! {"_id": 1})
-            .sort(doc! {"_id": 1})
-            .batch_size(10_000)
-            .await
-            .map_err(mongo(context()))?;
-        let mut bounds = Vec::new();
+        let sample = partitions * SAMPLES_PER_PARTITION;
+        let sampled = match split {
+            SplitBy::Scan => false,
+            SplitBy::Sample => sample < count,
+            SplitBy::Auto => count > SCAN_MAX_DOCUMENTS && sample < count,
+        };
+        let (mut cursor, of) = match sampled {
+            false => {
+                let cursor = coll
+                    .find(pass.filter.clone())
+                    .projection(doc! {"_id": 1})
+                    .sort(doc! {"_id": 1})
+                    .batch_size(10_000)
+                    .await
+                    .map_err(mongo(context()))?;
+                (cursor, count)
+            }
+            true => {
+                let pipeline = [
+                    doc! {"$match": pass.filter.clone()},
+                    doc! {"$sample": {"size": sample as i64}},
+                    doc! {"$project": {"_id": 1}},
+                    doc! {"$sort": {"_id": 1}},
+                ];
+                let cursor = coll
+                    .aggregate(pipeline)
+                    .max_time(query_timeout)
+                    .batch_size(10_000)
+                    .await
+                    .map_err(mongo(context()))?;
+                (cursor, sample)
+            }
+        };
+        let size = of.div_ceil(partitions).max(1);
+        let mut bounds: Vec<Bson> = Vec::new();
         let mut seen = 0u64;
         while let Some(document) = cursor.try_next().await.map_err(mongo(context()))? {
             seen += 1;
             // The last document closes no range: the last partition is open.
-            if seen.is_multiple_of(size) && seen < count {
-                bounds.extend(document.get("_id").cloned());
+            // A sample may hold a document twice: a bound is never repeated.
+            if seen.is_multiple_of(size)
+                && seen < of
+                && let Some(id) = document.get("_id")
+                && bounds
+                    .last()
+                    .is_none_or(|last| super::id_key(last) != super::id_key(id))
+            {
+                bounds.push(id.clone());
             }
+        }
+        if sampled {
+            tracing::info!(
+                "pass {:?}: {} split points from a sample of {seen} of {count} documents",
+                pass.name,
+                bounds.len()
+            );
         }
         Ok(bounds)
     }

@@ -79,7 +79,11 @@ impl Engine<'_> {
                     "pass {index} was split into {partitions} partitions when the run began: going on with them, one \
                      at a time (--workers N for more at once)"
                 );
-                Some(Workers { count: 1, partitions })
+                Some(Workers {
+                    count: 1,
+                    partitions,
+                    split: crate::db::SplitBy::Auto,
+                })
             }
             (None, None) => None,
         }
@@ -102,7 +106,7 @@ impl Engine<'_> {
             None => {
                 let bounds = self
                     .db
-                    .split_points(pass, workers.partitions, request.query_timeout)
+                    .split_points(pass, workers.partitions, workers.split, request.query_timeout)
                     .await?;
                 let encoded: Vec<Vec<u8>> = bounds.iter().map(id_key).collect();
                 let record = Record::Partitions {
@@ -681,6 +685,7 @@ impl Engine<'_> {
             let workers = Workers {
                 count: request.workers,
                 partitions: 0,
+                split: crate::db::SplitBy::Auto,
             };
             run_request.workers = Some(workers);
             let index = fleet.pass;

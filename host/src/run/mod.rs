@@ -121,6 +121,8 @@ pub struct RunRequest {
 pub struct Workers {
     pub count: u32,
     pub partitions: u32,
+    /// How a pass's `_id` space is split (`--split-by`).
+    pub split: crate::db::SplitBy,
 }
 
 /// `--follow`: how the follow phase ends besides `godwit cutover RUN`.
