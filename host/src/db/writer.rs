@@ -251,22 +251,19 @@ impl Db {
         // The batch's journal entry is written and flushed while its reads
         // are in flight; the writes wait for both. A journal that failed
         // says why first: the reads' answer no longer matters.
+        let not_journaled = |reason| DbError::NotJournaled {
+            run: batch.run_id.to_string(),
+            seq: batch.seq,
+            reason,
+        };
         let before = match batch.journal {
             Some(journal) if read_guard.is_some() || read_images => {
                 let (before, journaled) = overlap(reads, || journal.prepare()).await;
-                journaled.map_err(|reason| DbError::NotJournaled {
-                    run: batch.run_id.to_string(),
-                    seq: batch.seq,
-                    reason,
-                })?;
+                journaled.map_err(not_journaled)?;
                 before?
             }
             Some(journal) => {
-                journal.prepare().map_err(|reason| DbError::NotJournaled {
-                    run: batch.run_id.to_string(),
-                    seq: batch.seq,
-                    reason,
-                })?;
+                journal.prepare().map_err(not_journaled)?;
                 reads.await?
             }
             None => reads.await?,
