@@ -5,7 +5,7 @@
 use crate::db::{TestDb, server};
 use crate::id_types::mixed_ids;
 use crate::support::{command, godwit, plugin, run_ok, stderr, stdout, verify_journal};
-use bson::{Bson, Document, doc};
+use bson::{Document, doc};
 use rand::RngExt;
 use std::process::Stdio;
 use std::time::Duration;
@@ -190,20 +190,7 @@ fn workers_migrate_every_id_type_exactly_once() {
 #[test]
 fn sampled_split_points_cover_every_id_type_exactly_once() {
     let db = TestDb::new(server(), "fleet_sampled");
-    let mut ids = vec![Bson::Boolean(false), Bson::Boolean(true)];
-    for i in 0..400_u32 {
-        let mut oid = [0u8; 12];
-        oid[8..].copy_from_slice(&i.to_be_bytes());
-        ids.extend([
-            Bson::Int32(i as i32),
-            Bson::Int64(1_000_000 + i64::from(i)),
-            Bson::Double(f64::from(i) + 0.5),
-            Bson::String(format!("id-{i:04}")),
-            Bson::ObjectId(bson::oid::ObjectId::from_bytes(oid)),
-            Bson::Document(doc! {"k": i}),
-            Bson::DateTime(bson::DateTime::from_millis(i64::from(i) * 1000)),
-        ]);
-    }
+    let ids = crate::id_types::mixed_ids_per_type(400);
     let count = ids.len();
     db.insert(
         "counters",

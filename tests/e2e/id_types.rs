@@ -17,8 +17,13 @@ const PER_TYPE: u32 = 40;
 /// `_id`s of int, long, double, string, ObjectId, subdocument, bool and
 /// date, interleaved so that no type is stored as a block.
 pub(crate) fn mixed_ids() -> Vec<Bson> {
+    mixed_ids_per_type(PER_TYPE)
+}
+
+/// Both booleans and `per_type` `_id`s of each of seven other BSON types.
+pub(crate) fn mixed_ids_per_type(per_type: u32) -> Vec<Bson> {
     let mut ids = vec![Bson::Boolean(false), Bson::Boolean(true)];
-    for i in 0..PER_TYPE {
+    for i in 0..per_type {
         let mut oid = [0u8; 12];
         oid[8..].copy_from_slice(&i.to_be_bytes());
         ids.extend([
