@@ -172,7 +172,8 @@ pub struct RunCommand {
     /// With --workers: how the split points are found. `scan` reads every
     /// `_id` the pass matches, in order (exact sizes; one index scan);
     /// `sample` sorts a random sample of 100 `_id`s per partition (`$sample`:
-    /// sizes within about 10%, without reading every `_id`); `auto` scans
+    /// sizes vary by about 10% (one standard deviation) without reading every
+    /// `_id`); `auto` scans
     /// up to a million documents and samples above. Either way the bounds
     /// are journaled, and a resume keeps them.
     #[arg(long, value_enum, default_value_t = SplitArg::Auto, requires = "workers")]
