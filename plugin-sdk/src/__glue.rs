@@ -9,6 +9,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 pub use crate::__bindings::exports::godwit::migration::migration::Guest;
+pub use crate::__bindings::exports::godwit::migration::traits::Guest as TraitsGuest;
 pub use wit::{Action as WitAction, Error as WitError, Manifest as WitManifest, RunContext as WitRunContext};
 
 struct State {

@@ -79,6 +79,22 @@ pub trait Migration: Sized + 'static {
     fn finish(&mut self, _cx: &mut Context) -> Result<Vec<Action>, Error> {
         Ok(Vec::new())
     }
+
+    /// Whether the actions of `process` (or `finish`) may depend on the
+    /// batches processed before: state carried in `self` from batch to
+    /// batch (values seen so far, a running total, a `Tally` that `finish`
+    /// reports). Return `false` only when they never do - each call's
+    /// actions come from its batch, what `begin` set up and the call's own
+    /// lookups. The host then keeps the plugin's instance when the write
+    /// guard refuses a batch, and resumes a run without feeding a fresh
+    /// instance every batch written so far (which, under a steady refusal
+    /// rate, makes a long run quadratic). `godwit journal replay` (and so
+    /// `godwit plugin test`) gives such a plugin's every batch to a fresh
+    /// instance: a plugin that declares `false` and keeps state anyway is
+    /// caught there. Default: `true`.
+    fn keeps_state() -> bool {
+        true
+    }
 }
 
 /// Services the host offers a running plugin: reference lookups and logging.
@@ -180,12 +196,18 @@ impl<'a> Context<'a> {
 }
 
 /// Exports a [`Migration`] type as the plugin's `godwit:migration/migration`
-/// implementation. Use it once per plugin crate.
+/// implementation, and its [`Migration::keeps_state`] as
+/// `godwit:migration/traits`. Use it once per plugin crate.
 #[macro_export]
 macro_rules! export {
     ($ty:ty) => {
         const _: () = {
             struct GodwitExport;
+            impl $crate::__glue::TraitsGuest for GodwitExport {
+                fn keeps_state() -> bool {
+                    <$ty as $crate::Migration>::keeps_state()
+                }
+            }
             impl $crate::__glue::Guest for GodwitExport {
                 fn get_manifest() -> $crate::__glue::WitManifest {
                     $crate::__glue::manifest::<$ty>()
@@ -227,7 +249,7 @@ macro_rules! export {
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "godwit:migration/plugin",
+        world: "godwit:migration/plugin-declaring",
         pub_export_macro: true,
         export_macro_name: "__export_godwit_plugin",
         default_bindings_module: "godwit_sdk::__bindings",

@@ -192,3 +192,98 @@ fn kill_and_resume(point: &str, armed: &str) -> bool {
     assert_eq!(restored, original, "{armed}: the revert restores every document");
     true
 }
+
+/// Killed mid-run and resumed, a plugin that declares it keeps no state
+/// (`lowercase-emails`) is not fed the batches written before the kill (one
+/// line says so) - where `normalize-emails`, which keeps state, is - and
+/// `journal replay` still finds every batch identical. One that declares
+/// so but keeps state anyway (`--param lie=yes`: it writes how many batches
+/// its instance saw) finishes, but `journal replay`, which gives every
+/// written batch to a fresh instance, names the batch where it diverged
+/// (exit 12).
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_plugin_that_keeps_no_state_resumes_without_a_replay_and_a_liar_is_caught_by_journal_replay() {
+    let resume = |name: &str, params: &[&str]| -> (String, std::process::Output) {
+        let file = plugin(name);
+        let db = TestDb::new(server(), "stateless_resume");
+        let users: Vec<_> = (0..DOCS)
+            .map(|i| doc! {"_id": i, "email": format!("User{i}@Example.COM")})
+            .collect();
+        db.insert("users", users);
+        let journal = tempfile::tempdir().unwrap();
+        crate::support::stamp(&db, journal.path(), "1.0.0");
+        let mut args = vec![
+            "run",
+            file.to_str().unwrap(),
+            "--execute",
+            "--batch-size",
+            "6",
+            "--json",
+        ];
+        args.extend(params);
+        let out = command(&db, journal.path(), &args)
+            .env("FAILPOINTS", "batch-read=3*off->return")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{name}: {}", stderr(&out));
+        let out = command(&db, journal.path(), &args)
+            .env("RUST_LOG", "godwit=info")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: the resume failed: {}", stderr(&out));
+        let wrong: Vec<_> = db
+            .find_all("users")
+            .into_iter()
+            .filter(|u| u.get_str("email").unwrap() != u.get_str("email").unwrap().to_lowercase())
+            .collect();
+        assert!(wrong.is_empty(), "{name}: {wrong:?}");
+        verify_journal(journal.path());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json report");
+        let run = report["run_id"].as_str().unwrap().to_string();
+        let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
+            .args([
+                "journal",
+                "replay",
+                &run,
+                "--plugin",
+                file.to_str().unwrap(),
+                "--journal",
+            ])
+            .arg(journal.path())
+            .output()
+            .unwrap();
+        (stderr(&out), replay)
+    };
+
+    let (log, replay) = resume("lowercase-emails", &[]);
+    assert!(
+        log.contains("declares that it keeps no state across batches: the")
+            && log.contains("batches written so far are not replayed into it"),
+        "{log}"
+    );
+    assert!(!log.contains("restored the plugin's state"), "{log}");
+    assert!(
+        replay.status.success(),
+        "{}{}",
+        crate::support::stdout(&replay),
+        stderr(&replay)
+    );
+    assert!(
+        crate::support::stdout(&replay).contains("batches identical, each in a fresh instance"),
+        "{}",
+        crate::support::stdout(&replay)
+    );
+
+    let (log, _) = resume("normalize-emails", &[]);
+    assert!(log.contains("restored the plugin's state by replaying"), "{log}");
+    assert!(!log.contains("keeps no state"), "{log}");
+
+    let (_, replay) = resume("lowercase-emails", &["--param", "lie=yes"]);
+    let text = crate::support::stdout(&replay);
+    assert_eq!(replay.status.code(), Some(12), "{text}{}", stderr(&replay));
+    assert!(
+        text.contains("diverged at batch") && text.contains("each batch went to a fresh instance"),
+        "{text}"
+    );
+}

@@ -119,22 +119,7 @@ fn killed_twenty_times_under_writers(extra: &[&str]) {
             None,
             "normalize-emails saw a user twice in one state (a refused batch was not forgotten): {pass}"
         );
-        let mut lost = Vec::new();
-        for user in db.find_all("users") {
-            let id = user.get_i32("_id").unwrap();
-            let last = address(id, acknowledged.get(&i64::from(id)).copied().unwrap_or(0));
-            let email = user.get_str("email").unwrap();
-            if email != last && email != last.trim().to_lowercase() {
-                lost.push(format!("user {id}: {email:?}, but the application last wrote {last:?}"));
-            }
-        }
-        assert!(
-            lost.is_empty(),
-            "{} of {} users written by the application lost their last write: {:?}",
-            lost.len(),
-            acknowledged.len(),
-            &lost[..lost.len().min(5)]
-        );
+        assert_no_write_lost(&db, &acknowledged);
         verify_journal(journal.path());
     }
     assert!(
@@ -145,6 +130,92 @@ fn killed_twenty_times_under_writers(extra: &[&str]) {
         "live {extra:?}: {written} application writes to {users_written} users during {processes} processes in \
          {rounds} rounds ({kills} SIGKILLs); {conflicts} documents refused by the write guard and processed again; 0 \
          application writes lost"
+    );
+}
+
+/// Every user's address is the application's last one (`acknowledged`:
+/// user -> the version of its last acknowledged write), or that one
+/// normalized - never one normalized from an older value.
+fn assert_no_write_lost(db: &TestDb, acknowledged: &std::collections::HashMap<i64, i64>) {
+    let mut lost = Vec::new();
+    for user in db.find_all("users") {
+        let id = user.get_i32("_id").unwrap();
+        let last = address(id, acknowledged.get(&i64::from(id)).copied().unwrap_or(0));
+        let email = user.get_str("email").unwrap();
+        if email != last && email != last.trim().to_lowercase() {
+            lost.push(format!("user {id}: {email:?}, but the application last wrote {last:?}"));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} users written by the application lost their last write: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+/// A plugin that declares it keeps no state across batches
+/// (`lowercase-emails`, `keeps_state` false) goes on with the same instance
+/// when the write guard refuses a batch: its run under four application
+/// writers journals no `Resume` (no restart, no replay of the written
+/// batches) however many documents were refused. `normalize-emails`, which
+/// keeps state, is restarted and replayed after every refusal: a `Resume`
+/// per refused batch. Neither loses an application write.
+#[test]
+fn a_plugin_that_keeps_no_state_is_not_restarted_after_a_refused_batch() {
+    let run = |name: &str| -> (u64, usize, usize) {
+        for _ in 0..5 {
+            let (db, journal) = users("stateless", USERS);
+            let writers = crate::writers::user_addresses(&db, USERS, WRITERS, address);
+            let file = plugin(name);
+            let out = command(
+                &db,
+                journal.path(),
+                &[
+                    "run",
+                    file.to_str().unwrap(),
+                    "--execute",
+                    "--batch-size",
+                    "40",
+                    "--max-docs-per-sec",
+                    "300",
+                    "--allow-residue",
+                    "--json",
+                ],
+            )
+            .output()
+            .unwrap();
+            let (_, acknowledged) = writers.stop();
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+            assert_no_write_lost(&db, &acknowledged);
+            verify_journal(journal.path());
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json report");
+            let conflicts = report["summary"]["passes"][0]["conflicts"].as_u64().unwrap();
+            if conflicts == 0 {
+                continue;
+            }
+            let entries = journal_export(journal.path(), report["run_id"].as_str().unwrap());
+            let count = |kind: &str| entries.iter().filter(|e| e["kind"] == kind).count();
+            return (conflicts, count("Conflict"), count("Resume"));
+        }
+        panic!("{name}: the writers never changed a document between its read and its commit in 5 runs");
+    };
+    let (conflicts, refused, resumes) = run("lowercase-emails");
+    assert!(refused > 0, "{conflicts} conflicts but no Conflict entry");
+    assert_eq!(
+        resumes, 0,
+        "lowercase-emails keeps no state, yet was restarted after {refused} refused batches"
+    );
+    let (stateful_conflicts, stateful_refused, stateful_resumes) = run("normalize-emails");
+    assert!(
+        stateful_resumes >= stateful_refused && stateful_refused > 0,
+        "normalize-emails keeps state: a restart per refused batch ({stateful_refused} refused, {stateful_resumes} \
+         restarts)"
+    );
+    eprintln!(
+        "keeps no state: {conflicts} documents in {refused} batches refused, 0 restarts; keeps state: \
+         {stateful_conflicts} documents in {stateful_refused} batches refused, {stateful_resumes} restarts"
     );
 }
 

@@ -371,3 +371,46 @@ fn plugin_test_runs_a_new_python_projects_tests_and_fails_when_one_fails() {
         "{err}"
     );
 }
+
+/// A plugin that declares it keeps no state across batches gets each batch
+/// of the replay step in a fresh instance: `lowercase-emails` passes, and
+/// with `--param lie=yes` (it writes how many batches its instance saw) it
+/// fails there in one line naming the declaration (exit 12) - before an
+/// operator's run could resume it without the replay it needs.
+#[test]
+fn plugin_test_catches_a_plugin_that_keeps_the_state_it_declares_it_does_not_keep() {
+    let users: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"_id": {i}, "email": "User{i}@Example.COM"}}"#))
+        .collect();
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let data = fixtures(&[("users.jsonl", &users)]);
+    let component = plugin("lowercase-emails");
+    let args = [
+        component.to_str().unwrap(),
+        "--data",
+        data.path().to_str().unwrap(),
+        "--batch-size",
+        "2",
+    ];
+    let out = output(&mut plugin_test(&args));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("replay identical (4 batches, each in a fresh instance: it keeps no state)"),
+        "{text}"
+    );
+
+    let out = output(plugin_test(&args).args(["--param", "lie=yes"]));
+    assert_eq!(out.status.code(), Some(12), "{}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("plugin test failed"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("journal replay: a fresh instance did not reproduce the execute run's batch")
+            && line.contains("document _id 2")
+            && line.contains("declares that it keeps no state across batches (keeps-state false)"),
+        "{line}"
+    );
+}

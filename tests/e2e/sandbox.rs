@@ -147,6 +147,34 @@ fn endless_loop_in_begin_is_stopped() {
     );
 }
 
+/// `keeps-state` (`godwit:migration/traits`), asked when a plugin is
+/// loaded, runs under the same fuel as any call: a plugin whose answer never
+/// comes is refused with one line naming the file and the call, and the host
+/// goes on loading others.
+#[test]
+fn endless_loop_in_keeps_state_is_stopped() {
+    let host = host(Limits {
+        fuel_per_call: 100_000_000,
+        ..Limits::default()
+    });
+    let started = Instant::now();
+    let err = host.load(&plugin("hostile-keeps-state")).err().expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("hostile-keeps-state.wasm")
+            && text.contains("trapped in keeps-state: used up its fuel budget of 100000000"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "one line: {text}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let honest = host.load(&plugin("lowercase-emails")).unwrap();
+    assert!(!honest.keeps_state, "lowercase-emails declares that it keeps no state");
+    assert!(
+        host.load(&plugin("increment")).unwrap().keeps_state,
+        "the SDK's default"
+    );
+}
+
 #[test]
 fn allocation_past_the_memory_cap_is_stopped() {
     let host = host(Limits {

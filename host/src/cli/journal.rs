@@ -479,12 +479,16 @@ pub(super) fn print_replay(report: &crate::run::replay::ReplayReport, plugin: &c
     }
     match &report.divergence {
         None => outln!(
-            "{} of {} batches identical{}",
+            "{} of {} batches identical{}{}",
             report.identical,
             report.batches,
             match report.refused {
                 0 => String::new(),
                 n => format!(" ({n} refused by the write guard, not replayed: nothing of them was written)"),
+            },
+            match report.each_alone {
+                true => ", each in a fresh instance (the plugin declares that it keeps no state across batches)",
+                false => "",
             }
         ),
         Some(d) => {
@@ -499,6 +503,12 @@ pub(super) fn print_replay(report: &crate::run::replay::ReplayReport, plugin: &c
                     .map(|id| format!(", document _id {id}"))
                     .unwrap_or_default()
             );
+            if report.each_alone {
+                outln!(
+                    "  each batch went to a fresh instance: the plugin declares that it keeps no state across \
+                     batches; if it keeps some, it must not declare so (keeps-state)"
+                );
+            }
             if let Some(e) = &d.error {
                 outln!("  replay failed: {e}");
             }

@@ -353,6 +353,8 @@ fn inspect_json(plugin: &LoadedPlugin) -> serde_json::Value {
         // applied twice (contract 0.1: none, and idempotent).
         "schema": m.schema.iter().map(|g| serde_json::json!({"kind": g.kind.name(), "collection": g.collection})).collect::<Vec<_>>(),
         "idempotent": m.idempotent,
+        // `godwit:migration/traits`: true unless the plugin declares false.
+        "keeps_state": plugin.keeps_state,
         "sha256": to_hex(&plugin.sha256),
         "size": plugin.size,
         "kind": plugin.kind,
@@ -404,6 +406,14 @@ fn print_inspect(plugin: &LoadedPlugin) {
     }
     if !m.idempotent {
         outln!("idempotent   no: its actions must not be applied twice (refused without transactions)");
+    }
+    if plugin.keeps_state {
+        outln!(
+            "state        may depend on earlier batches: restarted and fed the written batches again after a \
+             refused batch and on resume"
+        );
+    } else {
+        outln!("state        none across batches (declared): kept running after a refused batch and on resume");
     }
     if !m.schema.is_empty() {
         outln!("schema operations it may return");

@@ -666,19 +666,26 @@ impl Report {
             }
         }
         if let Some(d) = &self.replay.divergence {
-            return Some((
-                "journal replay",
-                format!(
-                    "the plugin did not reproduce the execute run's batch at journal entry {}{} - it is not \
-                     deterministic (same inputs and lookups, other actions)",
-                    d.seq,
-                    d.document
-                        .as_ref()
-                        .map(|id| format!(", document _id {id}"))
-                        .unwrap_or_default()
+            let document = d
+                .document
+                .as_ref()
+                .map(|id| format!(", document _id {id}"))
+                .unwrap_or_default();
+            let why = match self.replay.each_alone {
+                // Each batch went to a fresh instance.
+                true => format!(
+                    "a fresh instance did not reproduce the execute run's batch at journal entry {}{document} - the \
+                     plugin declares that it keeps no state across batches (keeps-state false), but its actions \
+                     depend on the batches before, or it is not deterministic",
+                    d.seq
                 ),
-                exit::REPLAY_DIVERGED,
-            ));
+                false => format!(
+                    "the plugin did not reproduce the execute run's batch at journal entry {}{document} - it is not \
+                     deterministic (same inputs and lookups, other actions)",
+                    d.seq
+                ),
+            };
+            return Some(("journal replay", why, exit::REPLAY_DIVERGED));
         }
         None
     }
@@ -893,7 +900,7 @@ fn verdict(
         None => {
             if !global.json && !global.quiet {
                 outln!(
-                    "plugin test passed: {} {}: dry run, execute, second dry run {}, replay identical ({} batches)",
+                    "plugin test passed: {} {}: dry run, execute, second dry run {}, replay identical ({} batches{})",
                     m.name,
                     m.version,
                     if m.idempotent {
@@ -901,7 +908,11 @@ fn verdict(
                     } else {
                         "skipped (idempotent: false)"
                     },
-                    report.replay.identical
+                    report.replay.identical,
+                    match report.replay.each_alone {
+                        true => ", each in a fresh instance: it keeps no state",
+                        false => "",
+                    }
                 );
             }
             ExitCode::SUCCESS

@@ -122,6 +122,9 @@ pub const PREVIOUS: semver::Version = semver::Version::new(0, 1, 0);
 
 /// Name of the interface every plugin exports, without its version.
 const MIGRATION_INTERFACE: &str = "godwit:migration/migration";
+/// The optional interface a plugin declares its traits through (world
+/// `plugin-declaring`), looked up at the version its `migration` export names.
+pub const TRAITS_INTERFACE: &str = "godwit:migration/traits";
 
 /// What a component's exports say about the contract it was built against.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -248,18 +248,20 @@ impl PluginHost {
             exports,
             cache,
             manifest: Arc::new(placeholder_manifest(&name_hint)),
+            keeps_state: true,
             pre,
             limits: self.limits.clone(),
         };
-        let raw = loaded
+        let (raw, keeps_state) = loaded
             .instantiate(InstanceOptions::inspect())
-            .and_then(|mut instance| instance.raw_manifest())
+            .and_then(|mut instance| Ok((instance.raw_manifest()?, instance.declared_keeps_state()?)))
             .map_err(|error| LoadError::Call {
                 file: file.clone(),
                 error,
             })?;
         let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
         loaded.manifest = Arc::new(manifest);
+        loaded.keeps_state = keeps_state;
         Ok(loaded)
     }
 }
@@ -342,6 +344,12 @@ pub struct LoadedPlugin {
     pub exports: Vec<String>,
     pub cache: CacheOutcome,
     pub manifest: Arc<ValidManifest>,
+    /// What the plugin declares through `godwit:migration/traits`
+    /// (`keeps-state`; true when it does not export the interface): whether
+    /// `process`'s actions may depend on the batches before. False lets the
+    /// engine keep an instance that saw batches the write guard refused,
+    /// and resume without replaying the written ones.
+    pub keeps_state: bool,
     pre: Pre,
     limits: Limits,
 }
@@ -412,6 +420,8 @@ impl LoadedPlugin {
         let mut instance = PluginInstance {
             store,
             bindings: None,
+            component: None,
+            contract: self.contract.clone(),
             plugin,
             manifest: self.manifest.clone(),
             limits: self.limits.clone(),
@@ -420,11 +430,20 @@ impl LoadedPlugin {
         // Instantiation runs guest code (initializers, `cabi_realloc`), so it
         // gets the same fuel, deadline and trap handling as a call.
         let pre = self.pre.clone();
-        let bindings = instance.guarded("instantiation", |store| match &pre {
-            Pre::Current(pre) => pre.instantiate(store).map(Bindings::Current),
-            Pre::V0_1(pre) => pre.instantiate(store).map(Bindings::V0_1),
+        let (bindings, component) = instance.guarded("instantiation", |store| match &pre {
+            Pre::Current(pre) => {
+                // The instance itself too: the optional `traits` interface is
+                // looked up on it (the bindings know the `plugin` world only).
+                let component = pre.instance_pre().instantiate(&mut *store)?;
+                Ok((
+                    Bindings::Current(Plugin::new(&mut *store, &component)?),
+                    Some(component),
+                ))
+            }
+            Pre::V0_1(pre) => pre.instantiate(store).map(|b| (Bindings::V0_1(b), None)),
         })?;
         instance.bindings = Some(bindings);
+        instance.component = component;
         Ok(instance)
     }
 }
@@ -433,6 +452,10 @@ impl LoadedPlugin {
 pub struct PluginInstance {
     store: Store<State>,
     bindings: Option<Bindings>,
+    /// The component instance (contract 0.2), for optional exports.
+    component: Option<wasmtime::component::Instance>,
+    /// The contract version the plugin's `migration` export names.
+    contract: semver::Version,
     plugin: Arc<str>,
     manifest: Arc<ValidManifest>,
     limits: Limits,
@@ -453,6 +476,39 @@ impl PluginInstance {
                 .call_get_manifest(store)
                 .map(contract::v0_1::manifest),
         })
+    }
+
+    /// `keeps-state` of the optional `godwit:migration/traits` interface,
+    /// under the same fuel and deadline as any call; true when the plugin
+    /// does not export it (contract 0.1, the Python and JavaScript SDKs).
+    /// An export of that name with another shape is refused: it is not the
+    /// contract's.
+    fn declared_keeps_state(&mut self) -> Result<bool, CallError> {
+        let Some(component) = self.component else {
+            return Ok(true);
+        };
+        let call = "keeps-state";
+        let interface = format!("{}@{}", contract::TRAITS_INTERFACE, self.contract);
+        let Some(traits) = component.get_export_index(&mut self.store, None, &interface) else {
+            return Ok(true);
+        };
+        let refused = |reason: String| CallError::Trap {
+            plugin: self.plugin.to_string(),
+            call: call.to_string(),
+            reason,
+        };
+        let func = component
+            .get_export_index(&mut self.store, Some(&traits), call)
+            .ok_or_else(|| {
+                refused(format!(
+                    "{interface} is exported without {call}: not the contract's interface"
+                ))
+            })?;
+        let func = component
+            .get_typed_func::<(), (bool,)>(&mut self.store, &func)
+            .map_err(|e| refused(format!("{interface}#{call} is not `func() -> bool` ({e:#})")))?;
+        let (keeps,) = self.guarded(call, |store| func.call(store, ()))?;
+        Ok(keeps)
     }
 
     /// `begin`; what it returns (contract 0.2: schema operations) is checked

@@ -148,7 +148,8 @@ impl Engine<'_> {
 
     /// A fresh plugin instance fed the batches the run wrote so far (not
     /// the ones the write guard refused): the state an instance has that
-    /// never saw the refused batches.
+    /// never saw the refused batches. A plugin that keeps no state is not
+    /// fed them (see [`Engine::begin`]).
     fn restart_plugin(
         &self,
         header: &RunHeader,
@@ -164,6 +165,18 @@ impl Engine<'_> {
             &bound.identity.run_id,
             &self.plugin.manifest.name,
         ))
+    }
+
+    /// The plugin processed documents whose actions were not written (the
+    /// write guard refused them, or a batch processed ahead is processed
+    /// again): one that keeps state restarts from the batches written; one
+    /// that declares it keeps none (`godwit:migration/traits`) goes on as
+    /// it is, and a refusal costs no replay.
+    fn forget_unwritten(&self, driving: &mut Driving, step: &Step<'_>, log: &mut RunLog) -> anyhow::Result<()> {
+        if self.plugin.keeps_state {
+            driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
+        }
+        Ok(())
     }
 
     async fn drive(
@@ -581,7 +594,7 @@ impl Engine<'_> {
                     conflicts.record(&where_(), seq, &changed, self.db.retry_for)?;
                     // The plugin saw documents whose actions were not
                     // written: it restarts from the batches that were.
-                    driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
+                    self.forget_unwritten(driving, step, log)?;
                     let fresh = PassReader::reread(self.db, pass, &changed).await.with_context(where_)?;
                     let mut waiting = processed_ahead.map(Ahead::into_inputs).unwrap_or_default();
                     waiting.append(&mut carried);
@@ -602,7 +615,7 @@ impl Engine<'_> {
                         label(batch_no + 1, &last_id)
                     );
                     overlapping = false;
-                    driving.stage = Some(self.restart_plugin(step.header, step.bound, step.request, log)?);
+                    self.forget_unwritten(driving, step, log)?;
                     carried = record.inputs;
                     None
                 }

@@ -22,6 +22,11 @@ pub struct ReplayReport {
     /// Batches the write guard refused (nothing of them was written): not
     /// replayed, as the run went on from a plugin that had not seen them.
     pub refused: u64,
+    /// Every batch (and `finish`) went to a fresh instance, begun as the
+    /// run's was: the plugin declares that it keeps no state across batches
+    /// (`godwit:migration/traits`), and this checks the declaration - the run
+    /// kept its instance after refusals and resumed without a replay.
+    pub each_alone: bool,
     pub divergence: Option<Divergence>,
 }
 
@@ -54,6 +59,7 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
         batches: 0,
         identical: 0,
         refused: 0,
+        each_alone: !plugin.keeps_state,
         divergence: None,
     };
     // After a batch the write guard refused, the run restarted its plugin
@@ -74,12 +80,17 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
     report.refused = refused.len() as u64;
     // A run bound to a reviewed dry run (`--plan`) ran its plugin as that run.
     let identity = super::Identity::journaled(journal, &header)?;
-    let mut instance = plugin.instantiate(InstanceOptions {
-        lookup: Box::new(replay.clone()),
-        started_at_ms: identity.started_at_ms,
-        random_seed: run_seed(&identity.run_id),
-        metadata_collection: Some(header.metadata_collection.clone()),
-    })?;
+    let instantiate = || {
+        plugin.instantiate(InstanceOptions {
+            lookup: Box::new(replay.clone()),
+            started_at_ms: identity.started_at_ms,
+            random_seed: run_seed(&identity.run_id),
+            metadata_collection: Some(header.metadata_collection.clone()),
+        })
+    };
+    let context = Engine::context(&header, &identity);
+    let params = params_document(&header.params);
+    let mut instance = instantiate()?;
     // The schema operations the run journaled for `begin` and `finish`:
     // the replayed calls must return the same ones.
     let journaled_schema = |phase| -> anyhow::Result<Vec<godwit_policy::SchemaOp>> {
@@ -91,16 +102,18 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
     };
     let begin_schema = journaled_schema(crate::journal::SchemaPhase::Begin)?;
     let finish_schema = journaled_schema(crate::journal::SchemaPhase::Finish)?;
-    let mut begun = false;
+    // `begin`'s journaled lookups, once it ran; whether the instance has
+    // processed a batch since.
+    let mut begun: Option<Vec<crate::journal::LookupRecord>> = None;
+    let mut used = false;
     for item in journal.iter_entries(run)? {
         let (entry, _) = item?;
         match &entry.record {
-            Record::Begin(call) if !begun => {
+            Record::Begin(call) if begun.is_none() => {
                 replay.load(call.lookups.clone());
-                let context = Engine::context(&header, &identity);
-                let returned = instance.begin(&params_document(&header.params), &context)?;
+                let returned = instance.begin(&params, &context)?;
                 replay.stop();
-                begun = true;
+                begun = Some(call.lookups.clone());
                 let schema = actions::split_schema(
                     &plugin.manifest.schema,
                     godwit_policy::SchemaSource::Begin,
@@ -131,6 +144,14 @@ pub fn replay(journal: &Journal, run: &str, plugin: &LoadedPlugin) -> anyhow::Re
             Record::Prepared(_) if refused.contains(&entry.seq) => {}
             Record::Planned(batch) | Record::Prepared(batch) | Record::Finish(batch) => {
                 report.batches += 1;
+                if report.each_alone && used {
+                    instance = instantiate()?;
+                    replay.load(begun.clone().unwrap_or_default());
+                    let begin = instance.begin(&params, &context);
+                    replay.stop();
+                    begin?;
+                }
+                used = true;
                 match compare(
                     &mut instance,
                     plugin,

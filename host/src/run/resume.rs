@@ -417,8 +417,16 @@ impl Engine<'_> {
             Record::Begin(call)
         };
         self.journal.record(run, Entry::new(record, now_ms()))?;
-        if resumed {
+        if resumed && self.plugin.keeps_state {
             self.restore_state(&mut instance, run, &bound.identity.run_id, &replay, &log.applied)?;
+        } else if resumed && !log.applied.is_empty() {
+            // Nor is its determinism checked here: `journal replay` does.
+            tracing::info!(
+                "run {run}: plugin {} declares that it keeps no state across batches: the {} batches written \
+                 so far are not replayed into it",
+                manifest.name,
+                log.applied.len()
+            );
         }
         Ok(instance)
     }

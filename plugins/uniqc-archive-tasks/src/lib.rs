@@ -33,6 +33,11 @@ impl Migration for ArchiveTable {
             .schema(SchemaKind::CreateIndex, ARCHIVE)
     }
 
+    /// No pass, so no batch: `process` only refuses a stray one, and `ArchiveTable` holds nothing to carry.
+    fn keeps_state() -> bool {
+        false
+    }
+
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
         Ok(ArchiveTable)
     }

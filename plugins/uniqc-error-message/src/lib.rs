@@ -30,6 +30,11 @@ impl Migration for ErrorMessage {
         manifest
     }
 
+    /// Each batch's actions come from the batch alone: every `_id` in it gets `error_message: null`.
+    fn keeps_state() -> bool {
+        false
+    }
+
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
         Ok(ErrorMessage)
     }

@@ -46,6 +46,11 @@ impl Migration for TaskShards {
             .schema(SchemaKind::CreateIndex, ARCHIVED_SHARDS)
     }
 
+    /// No pass, so no batch: `process` only refuses a stray one, and `TaskShards` holds nothing to carry.
+    fn keeps_state() -> bool {
+        false
+    }
+
     fn begin(_params: &Params, _cx: &mut Context) -> Result<Self, Error> {
         Ok(TaskShards)
     }

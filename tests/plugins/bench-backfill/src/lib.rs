@@ -31,6 +31,11 @@ impl Migration for BenchBackfill {
             .reads(["users"])
     }
 
+    /// Each batch's actions come from the batch and what `begin` loaded: the username map and `reports`.
+    fn keeps_state() -> bool {
+        false
+    }
+
     fn begin(params: &Params, cx: &mut Context) -> Result<Self, Error> {
         let reports_last = match params.get("reports") {
             None | Some("inline") => false,
