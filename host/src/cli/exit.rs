@@ -249,6 +249,7 @@ fn journal(e: &JournalError) -> u8 {
         | JournalError::BodyWrite { .. }
         | JournalError::Body { .. }
         | JournalError::Corrupt { .. }
+        | JournalError::LostPlace { .. }
         | JournalError::HashMismatch { .. }
         | JournalError::BrokenChain { .. }
         | JournalError::SequenceGap { .. }

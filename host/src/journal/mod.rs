@@ -58,6 +58,12 @@ pub enum JournalError {
     },
     #[error("journal run {run}: entry {seq} is corrupt: {reason}")]
     Corrupt { run: String, seq: u64, reason: String },
+    #[error(
+        "journal run {run}: batch entry {seq} lost its place in the chain to entry {found}, appended while it waited \
+         to be written (a godwit bug: please report it); nothing of the batch was written to the database, and the \
+         same command again redoes it"
+    )]
+    LostPlace { run: String, seq: u64, found: u64 },
     #[error("journal run {run}: entry {seq} does not match its hash (expected {expected}, found {actual})")]
     HashMismatch {
         run: String,
@@ -455,15 +461,10 @@ impl Journal {
         let tree = self.entries_tree(run)?;
         let (seq, prev_hash) = self.tail(run, &tree)?;
         if (seq, prev_hash) != (entry.seq, entry.prev_hash) {
-            return Err(JournalError::Corrupt {
+            return Err(JournalError::LostPlace {
                 run: run.to_string(),
                 seq: entry.seq,
-                reason: format!(
-                    "another entry ({}) was appended while batch entry {} waited to be written; nothing was written \
-                     to the database for it, a resume redoes the batch",
-                    seq.saturating_sub(1),
-                    entry.seq
-                ),
+                found: seq.saturating_sub(1),
             });
         }
         self.write_linked(run, &tree, entry)?;

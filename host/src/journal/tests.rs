@@ -222,3 +222,28 @@ fn unknown_run_is_named() {
         "journal has no run nope"
     );
 }
+
+/// A pending batch entry is written where the chain ended when it was
+/// numbered, once; if another entry took that place meanwhile it is
+/// refused as such, not reported as a corrupt journal, and the chain holds
+/// no trace of it.
+#[test]
+fn a_pending_entry_that_lost_its_place_in_the_chain_is_refused_not_called_corrupt() {
+    let (_dir, journal) = journal_with_entries(2);
+    let entry = || Entry::new(Record::Prepared(Batch::default()), 9);
+    let pending = journal.pending("r1", entry()).unwrap();
+    journal.write_pending(&pending).unwrap();
+    journal.write_pending(&pending).unwrap();
+    assert_eq!(journal.iter_entries("r1").unwrap().count(), 3, "written once");
+
+    let late = journal.pending("r1", entry()).unwrap();
+    journal.append("r1", entry()).unwrap();
+    let e = journal.write_pending(&late).unwrap_err();
+    assert!(matches!(e, JournalError::LostPlace { seq: 3, found: 3, .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        !text.contains("corrupt") && text.contains("nothing of the batch was written"),
+        "{text}"
+    );
+    assert_eq!(journal.iter_entries("r1").unwrap().count(), 4);
+}

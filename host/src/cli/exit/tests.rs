@@ -415,6 +415,14 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             JOURNAL,
         ),
         (
+            journal(JournalError::LostPlace {
+                run: run(),
+                seq: 2,
+                found: 2,
+            }),
+            JOURNAL,
+        ),
+        (
             journal(JournalError::HashMismatch {
                 run: run(),
                 seq: 1,
