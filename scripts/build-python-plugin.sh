@@ -26,11 +26,11 @@ rm -rf "$stage/godwit_sdk/__pycache__"
 for f in "$dir"/*.py; do
   case $(basename "$f") in test_*|conftest.py) ;; *) cp "$f" "$stage/" ;; esac
 done
-# The entry module: componentize-py looks for the exported interface's class
-# (`Migration`) in it.
+# The entry module: componentize-py looks for the exported interfaces'
+# classes (`Migration`, and `Traits` of world `plugin-declaring`) in it.
 cat >"$stage/godwit_app.py" <<'PY'
 import plugin  # registers the plugin class with @godwit_sdk.export
-from godwit_sdk._component import Migration  # noqa: F401
+from godwit_sdk._component import Migration, Traits  # noqa: F401
 PY
 # componentize-py's output differs from build to build (the interpreter
 # snapshot holds state seeded at build time), and a new sha256 means a new
@@ -49,6 +49,6 @@ fi
 # interpreter, so a given component always behaves the same.
 export PYTHONHASHSEED=0
 rm -f "$stamp"
-componentize-py -d "$root/wit" -w plugin componentize -p "$stage" godwit_app -o "$out" >/dev/null
+componentize-py -d "$root/wit" -w plugin-declaring componentize -p "$stage" godwit_app -o "$out" >/dev/null
 echo "$inputs" >"$stamp"
 echo "built $out ($(( $(stat -c %s "$out") / 1024 )) KiB)"

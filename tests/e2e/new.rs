@@ -142,7 +142,62 @@ fn new_python_project_passes_its_tests_and_builds() {
         .output()
         .unwrap();
     assert!(build.status.success(), "plugin build: {}", stderr(&build));
-    assert_eq!(manifest_name(&shared.join("plugins/my-py-plugin.wasm")), "my-py-plugin");
+    let component = shared.join("plugins/my-py-plugin.wasm");
+    assert_eq!(manifest_name(&component), "my-py-plugin");
+    // Built for world `plugin-declaring`: the template's class remembers the
+    // addresses it saw (to report collisions), so it keeps the default.
+    let built = inspect(&component);
+    assert_eq!(built["keeps_state"], true, "{built:#}");
+    assert!(
+        built["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "godwit:migration/traits@0.2.0"),
+        "{built:#}"
+    );
+    // A class that says `keeps_state = False` declares it.
+    let source = std::fs::read_to_string(dir.join("plugin.py")).unwrap();
+    let declared = source.replacen(
+        "@g.export\nclass MyPyPlugin:\n",
+        "@g.export\nclass MyPyPlugin:\n    keeps_state = False\n\n",
+        1,
+    );
+    assert_ne!(declared, source, "the template's class line moved:\n{source}");
+    std::fs::write(dir.join("plugin.py"), declared).unwrap();
+    let rebuild = || {
+        let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
+            .args(["plugin", "build"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(shared.join("plugins-declared"))
+            .arg("--target-dir")
+            .arg(shared.join("wasm"))
+            .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
+            .output()
+            .unwrap();
+        assert!(build.status.success(), "plugin build: {}", stderr(&build));
+        inspect(&shared.join("plugins-declared/my-py-plugin.wasm"))
+    };
+    assert_eq!(rebuild()["keeps_state"], false);
+    // A project made by an earlier godwit has a contract without the world
+    // `plugin-declaring`: it is built for world `plugin` and keeps the default.
+    let wit = dir.join("wit/migration.wit");
+    let contract = std::fs::read_to_string(&wit).unwrap();
+    let old = &contract[..contract
+        .find("/// A plugin that also declares its traits")
+        .expect("the world's comment")];
+    std::fs::write(&wit, old).unwrap();
+    let built = rebuild();
+    assert_eq!(built["keeps_state"], true, "{built:#}");
+    assert!(
+        !built["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "godwit:migration/traits@0.2.0"),
+        "{built:#}"
+    );
 }
 
 #[test]

@@ -7,6 +7,9 @@ import godwit_sdk as g
 
 @g.export
 class BenchBackfill:
+    # Each batch's actions come from the batch and the map `begin` loaded.
+    keeps_state = False
+
     def manifest(self):
         return g.Manifest(
             "bench-backfill-py",

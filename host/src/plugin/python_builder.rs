@@ -70,7 +70,7 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
             let status = Command::new("componentize-py")
                 .arg("-d")
                 .arg(stage.join("wit"))
-                .args(["-w", "plugin", "componentize", "-p"])
+                .args(["-w", world(&stage), "componentize", "-p"])
                 .arg(&stage)
                 .arg("godwit_app")
                 .arg("-o")
@@ -133,14 +133,32 @@ fn stage_plugin(dir: &Path, bson: &Path, stage: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    // componentize-py looks for the exported interface's class (`Migration`)
-    // in the entry module.
+    // componentize-py looks for the exported interfaces' classes
+    // (`Migration`, and `Traits` of world `plugin-declaring`) in the entry
+    // module.
+    let imports = match world(stage) {
+        "plugin-declaring" => "Migration, Traits",
+        _ => "Migration",
+    };
     std::fs::write(
         stage.join("godwit_app.py"),
-        "import plugin  # registers the plugin class with @godwit_sdk.export\n\
-         from godwit_sdk._component import Migration  # noqa: F401\n",
+        format!(
+            "import plugin  # registers the plugin class with @godwit_sdk.export\n\
+             from godwit_sdk._component import {imports}  # noqa: F401\n"
+        ),
     )?;
     Ok(())
+}
+
+/// The world a staged plugin is built for: `plugin-declaring` (it declares
+/// `keeps-state`) when its contract and its SDK both know it, else `plugin`
+/// - a project created by an earlier godwit, with its own copies of both.
+fn world(stage: &Path) -> &'static str {
+    let has = |path: &str, text: &str| std::fs::read_to_string(stage.join(path)).is_ok_and(|s| s.contains(text));
+    match has("wit/migration.wit", "world plugin-declaring") && has("godwit_sdk/_component.py", "class Traits(") {
+        true => "plugin-declaring",
+        false => "plugin",
+    }
 }
 
 /// sha256 over every staged file (path and contents, in path order) and

@@ -22,6 +22,11 @@ the component in its pure-Python form) and leave as actions built with
             return [g.set_fields("users", d["_id"], {"email": d["email"].lower()})
                     for d in docs if d["email"] != d["email"].lower()]
 
+A class attribute ``keeps_state = False`` declares that the actions of
+``process`` and ``finish`` never depend on earlier batches (this one's do
+not): godwit then keeps the instance after a batch its write guard refused
+and resumes without replaying the written batches. The default is True.
+
 The same class runs natively under ``pytest`` through
 :class:`godwit_sdk.testing.Harness`; ``just plugin-py DIR`` builds it into a
 component with componentize-py.

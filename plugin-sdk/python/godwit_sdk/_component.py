@@ -104,6 +104,13 @@ _KINDS = {
 _plugin = None
 
 
+if hasattr(exports, "Traits"):  # world `plugin-declaring`
+    class Traits(exports.Traits):
+        def keeps_state(self):
+            # The plugin class's `keeps_state` attribute (default True).
+            return bool(getattr(_plugin_class(), "keeps_state", True))
+
+
 class Migration(exports.Migration):
     def get_manifest(self):
         m = _plugin_class()().manifest()
