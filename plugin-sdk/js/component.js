@@ -1,5 +1,5 @@
 // Export glue between componentize-js's bindings of the contract
-// (`wit/migration.wit`, contract 0.2, world `plugin`) and a plugin module: BSON decoding
+// (`wit/migration.wit`, contract 0.2, world `plugin-declaring`) and a plugin module: BSON decoding
 // and encoding, action and error mapping, the run's context. Only the
 // build's entry module imports this (`godwit plugin build` writes it): the
 // `godwit:migration/host` import exists only inside a component.
@@ -150,6 +150,20 @@ function toActions(actions, call) {
     throw new g.PluginError(`${call} returned ${typeof actions}, not an array of actions (return [] for none)`);
   }
   return actions.map(toAction);
+}
+
+/**
+ * The `traits` interface (world `plugin-declaring`) over `plugin`: its
+ * `keepsState` export (default true); `export const keepsState = false`
+ * declares that the actions of `process` and `finish` never depend on
+ * earlier batches.
+ */
+export function traitsFor(plugin) {
+  return {
+    keepsState() {
+      return plugin.keepsState !== false;
+    },
+  };
 }
 
 /** The `migration` interface's functions over `plugin` (the author's module namespace). */

@@ -31,11 +31,13 @@ fn javascript_plugins_are_built_for_contract_0_2() {
     ] {
         let info = inspect(name);
         assert_eq!(info["contract"], "godwit:migration@0.2.0", "{name}: {info:#}");
+        // World `plugin-declaring`: `keeps-state` besides the migration.
         assert_eq!(
             info["exports"],
-            serde_json::json!(["godwit:migration/migration@0.2.0"]),
+            serde_json::json!(["godwit:migration/traits@0.2.0", "godwit:migration/migration@0.2.0"]),
             "{name}"
         );
+        assert_eq!(info["keeps_state"], true, "{name}: none of them says keepsState = false");
     }
     assert_eq!(inspect(PLUGIN)["reads"], serde_json::json!(["teams"]));
     assert_eq!(inspect("backfill-undeclared-js")["reads"], serde_json::json!([]));
@@ -130,6 +132,12 @@ fn javascript_lookup_of_a_collection_not_in_reads_is_refused_before_any_write() 
 fn javascript_plugin_declaring_idempotent_false_is_refused_without_transactions() {
     let info = godwit(&["plugin", "inspect", plugin("increment-js").to_str().unwrap()]);
     assert!(stdout(&info).contains("idempotent   no"), "{}", stdout(&info));
+    // Built for world `plugin-declaring`, without `keepsState`: the default.
+    assert!(
+        stdout(&info).contains("state        may depend on earlier batches"),
+        "{}",
+        stdout(&info)
+    );
     let server = standalone();
     let db = TestDb::new(&server, "js_standalone");
     db.insert("counters", (0..12).map(|i| doc! {"_id": i, "n": 0_i64}).collect());

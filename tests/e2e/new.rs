@@ -260,6 +260,26 @@ fn new_js_project_passes_its_tests_and_builds() {
     // Built against the current contract, whose manifest declares reads.
     assert_eq!(info["contract"], "godwit:migration@0.2.0", "{info:#}");
     assert_eq!(info["reads"], serde_json::json!([]), "{info:#}");
+    // World `plugin-declaring`: the template remembers the addresses it saw,
+    // so it keeps the default; a module exporting `keepsState = false`
+    // declares that it keeps no state.
+    assert_eq!(info["keeps_state"], true, "{info:#}");
+    let module = dir.join("migration.js");
+    let source = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(&module, format!("{source}\nexport const keepsState = false;\n")).unwrap();
+    let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["plugin", "build"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(shared.join("plugins-declared"))
+        .arg("--target-dir")
+        .arg(target().join("wasm"))
+        .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "plugin build: {}", stderr(&build));
+    let info = inspect(&shared.join("plugins-declared/my-js-plugin.wasm"));
+    assert_eq!(info["keeps_state"], false, "{info:#}");
 }
 
 #[test]

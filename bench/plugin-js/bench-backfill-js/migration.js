@@ -22,6 +22,9 @@ export const manifest = new g.Manifest('bench-backfill-js', '1.8.0', {
 // username -> user_id, read once from `users` by `begin`.
 let userIds;
 
+// Each batch's actions come from the batch and the map `begin` loaded.
+export const keepsState = false;
+
 export function begin(_params) {
   // One `find` with no limit, as the Rust and Python plugins do (not
   // `findAll`'s pages), so all three journal the same lookup.

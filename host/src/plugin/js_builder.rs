@@ -103,13 +103,25 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
         let stage = js.join(&name);
         std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
         let entry_module = stage.join("entry.js");
+        // World `plugin-declaring` (the plugin's `keepsState` answers
+        // `keeps-state`) when its SDK has the glue for it; an SDK vendored
+        // by an earlier godwit builds for world `plugin`, as it did.
+        let declaring = std::fs::read_to_string(plugin_sdk.join("component.js"))
+            .is_ok_and(|s| s.contains("export function traitsFor"));
+        let (world, traits) = match declaring {
+            true => (
+                "plugin-declaring",
+                "import { traitsFor } from 'godwit-sdk/component.js';\nexport const traits = traitsFor(plugin);\n",
+            ),
+            false => ("plugin", ""),
+        };
         // Resolved from the plugin's directory (build.mjs gives it to esbuild as stdin there).
         std::fs::write(
             &entry_module,
             format!(
                 "import * as plugin from './{ENTRY}';\n\
                  import {{ exportsFor }} from 'godwit-sdk/component.js';\n\
-                 export const migration = exportsFor(plugin);\n"
+                 export const migration = exportsFor(plugin);\n{traits}"
             ),
         )
         .with_context(|| format!("writing {}", entry_module.display()))?;
@@ -129,6 +141,7 @@ pub fn build(dirs: &[PathBuf], out_dir: &Path, target_dir: &Path) -> anyhow::Res
             .arg(dir.join("node_modules"))
             .arg(toolchain.join("node_modules"))
             .current_dir(&toolchain)
+            .env("GODWIT_WORLD", world)
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running node for {}", entry.display()))?;

@@ -19,7 +19,7 @@ export async function resolve(specifier, context, next) {
 register(`data:text/javascript,${encodeURIComponent(hooks)}`);
 
 const g = await import('../index.js');
-const { exportsFor } = await import('../component.js');
+const { exportsFor, traitsFor } = await import('../component.js');
 
 const calls = [];
 globalThis.godwitHostStub = {
@@ -79,6 +79,12 @@ test('the manifest carries contract 0.2 reads, idempotent and schema grants', ()
   ]);
   const plain = exportsFor({ manifest: { name: 'p', version: '1.0.0', passes: [] }, process: () => [] }).getManifest();
   assert.deepEqual([plain.reads, plain.idempotent, plain.schema], [[], true, []]);
+});
+
+test('keeps-state is the module\'s keepsState, true unless it says false', () => {
+  assert.equal(traitsFor({}).keepsState(), true);
+  assert.equal(traitsFor({ keepsState: true }).keepsState(), true);
+  assert.equal(traitsFor({ keepsState: false }).keepsState(), false);
 });
 
 test("begin returns setup's schema operations as contract 0.2 actions", () => {

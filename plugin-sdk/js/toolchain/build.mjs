@@ -109,7 +109,8 @@ if (existsSync(wasmOut) && existsSync(stamp) && (await readFile(stamp, 'utf8')).
 const { component } = await componentize({
   sourcePath: bundleOut,
   witPath: witDir,
-  worldName: 'plugin',
+  // `plugin-declaring` when the entry exports `traits` (godwit says so).
+  worldName: process.env.GODWIT_WORLD ?? 'plugin',
   // No outbound HTTP and no fetch event handler: the sandbox grants none.
   // stdio, clocks and random stay: the engine itself needs them, and the
   // sandbox gives it captured output, frozen clocks and seeded randomness.
