@@ -37,7 +37,10 @@ fn javascript_plugins_are_built_for_contract_0_2() {
             serde_json::json!(["godwit:migration/traits@0.2.0", "godwit:migration/migration@0.2.0"]),
             "{name}"
         );
-        assert_eq!(info["keeps_state"], true, "{name}: none of them says keepsState = false");
+        assert_eq!(
+            info["keeps_state"], true,
+            "{name}: none of them says keepsState = false"
+        );
     }
     assert_eq!(inspect(PLUGIN)["reads"], serde_json::json!(["teams"]));
     assert_eq!(inspect("backfill-undeclared-js")["reads"], serde_json::json!([]));

@@ -26,6 +26,22 @@ fn manifest_name(component: &Path) -> String {
     inspect(component)["name"].as_str().unwrap().to_string()
 }
 
+/// `godwit plugin build DIR --out OUT --target-dir TARGET` with the shared
+/// compile cache; panics with its error output when it fails.
+fn build_project(dir: &Path, out: &Path, target_dir: &Path) {
+    let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["plugin", "build"])
+        .arg(dir)
+        .arg("--out")
+        .arg(out)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "plugin build: {}", stderr(&build));
+}
+
 /// `godwit plugin inspect --json` of `component`.
 fn inspect(component: &Path) -> serde_json::Value {
     let out = godwit(&[
@@ -131,17 +147,7 @@ fn new_python_project_passes_its_tests_and_builds() {
     // component is rebuilt (~15 s, plus a first compile) only when the
     // template or the SDK changed, and its compiled form is then cached.
     let shared = target().join("new-projects");
-    let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args(["plugin", "build"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(shared.join("plugins"))
-        .arg("--target-dir")
-        .arg(shared.join("wasm"))
-        .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "plugin build: {}", stderr(&build));
+    build_project(&dir, &shared.join("plugins"), &shared.join("wasm"));
     let component = shared.join("plugins/my-py-plugin.wasm");
     assert_eq!(manifest_name(&component), "my-py-plugin");
     // Built for world `plugin-declaring`: the template's class remembers the
@@ -166,17 +172,7 @@ fn new_python_project_passes_its_tests_and_builds() {
     assert_ne!(declared, source, "the template's class line moved:\n{source}");
     std::fs::write(dir.join("plugin.py"), declared).unwrap();
     let rebuild = || {
-        let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
-            .args(["plugin", "build"])
-            .arg(&dir)
-            .arg("--out")
-            .arg(shared.join("plugins-declared"))
-            .arg("--target-dir")
-            .arg(shared.join("wasm"))
-            .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
-            .output()
-            .unwrap();
-        assert!(build.status.success(), "plugin build: {}", stderr(&build));
+        build_project(&dir, &shared.join("plugins-declared"), &shared.join("wasm"));
         inspect(&shared.join("plugins-declared/my-py-plugin.wasm"))
     };
     assert_eq!(rebuild()["keeps_state"], false);
@@ -244,17 +240,7 @@ fn new_js_project_passes_its_tests_and_builds() {
     // installed into target/wasm; the bundle does not depend on where the
     // project is, so an unchanged template is not made into a component again.
     let shared = target().join("new-projects");
-    let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args(["plugin", "build"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(shared.join("plugins"))
-        .arg("--target-dir")
-        .arg(target().join("wasm"))
-        .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "plugin build: {}", stderr(&build));
+    build_project(&dir, &shared.join("plugins"), &target().join("wasm"));
     let info = inspect(&shared.join("plugins/my-js-plugin.wasm"));
     assert_eq!(info["name"], "my-js-plugin");
     // Built against the current contract, whose manifest declares reads.
@@ -267,17 +253,7 @@ fn new_js_project_passes_its_tests_and_builds() {
     let module = dir.join("migration.js");
     let source = std::fs::read_to_string(&module).unwrap();
     std::fs::write(&module, format!("{source}\nexport const keepsState = false;\n")).unwrap();
-    let build = Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args(["plugin", "build"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(shared.join("plugins-declared"))
-        .arg("--target-dir")
-        .arg(target().join("wasm"))
-        .env("GODWIT_CACHE_DIR", target().join("test-compile-cache"))
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "plugin build: {}", stderr(&build));
+    build_project(&dir, &shared.join("plugins-declared"), &target().join("wasm"));
     let info = inspect(&shared.join("plugins-declared/my-js-plugin.wasm"));
     assert_eq!(info["keeps_state"], false, "{info:#}");
 }
