@@ -346,7 +346,8 @@ pub struct LoadedPlugin {
     pub manifest: Arc<ValidManifest>,
     /// What the plugin declares through `godwit:migration/traits`
     /// (`keeps-state`; true when it does not export the interface): whether
-    /// `process`'s actions may depend on the batches before. False lets the
+    /// the actions of `process` and `finish` may depend on the batches
+    /// before. False lets the
     /// engine keep an instance that saw batches the write guard refused,
     /// and resume without replaying the written ones.
     pub keeps_state: bool,
@@ -480,7 +481,8 @@ impl PluginInstance {
 
     /// `keeps-state` of the optional `godwit:migration/traits` interface,
     /// under the same fuel and deadline as any call; true when the plugin
-    /// does not export it (contract 0.1, the Python and JavaScript SDKs).
+    /// does not export it (contract 0.1, components built for world
+    /// `plugin`).
     /// An export of that name with another shape is refused: it is not the
     /// contract's.
     fn declared_keeps_state(&mut self) -> Result<bool, CallError> {
