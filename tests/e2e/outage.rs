@@ -127,3 +127,35 @@ fn a_lost_commit_reply_is_settled_by_the_marker_not_applied_twice() {
     exactly_once(&db, journal.path());
     eprintln!("lost commit replies: {settled} batches settled by the marker, none applied twice");
 }
+
+/// A commit the server fails with its own fault (`InternalError`, code 1 -
+/// what SecantusDB answers when its storage engine rolls a transaction back
+/// at commit time; the `commit-internal-error` failpoint, on about a third
+/// of the batches, aborts the transaction and gives that reply): the outcome
+/// is settled from the progress marker and the batch written again, never
+/// lost and never applied twice, and the run ends clean.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_server_fault_on_commit_is_settled_by_the_marker_and_retried() {
+    let db = TestDb::new(crate::db::server(), "faultcommit");
+    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    let journal = tempfile::tempdir().unwrap();
+    let file = plugin("increment");
+    let out = command(
+        &db,
+        journal.path(),
+        &["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"],
+    )
+    .env("FAILPOINTS", "commit-internal-error=30%return")
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let faults = err
+        .lines()
+        .filter(|l| l.contains("commit outcome unknown") && l.contains("InternalError"))
+        .count();
+    assert!(faults > 0, "the failpoint never fired: {err}");
+    exactly_once(&db, journal.path());
+    eprintln!("server faults on commit: {faults} batches settled by the marker and written again, none lost");
+}

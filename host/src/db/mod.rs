@@ -300,6 +300,26 @@ pub fn is_outage(error: &mongodb::error::Error) -> bool {
         || error.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
 }
 
+/// A failed commit that may nevertheless have been applied: no reply (see
+/// [`is_outage`], which covers the driver's `UnknownTransactionCommitResult`
+/// label), or the server's `InternalError` (code 1), a fault inside the server
+/// that says nothing of the transaction's fate. The caller settles it from a
+/// document the transaction wrote (a run's progress marker, the schema
+/// document) and writes again only if it is not there.
+pub fn commit_outcome_unknown(error: &mongodb::error::Error) -> bool {
+    const INTERNAL_ERROR: i32 = 1;
+    is_outage(error) || matches!(&*error.kind, mongodb::error::ErrorKind::Command(c) if c.code == INTERNAL_ERROR)
+}
+
+/// The reply a server gives to a command that failed inside it: tests stand
+/// it in for a failed commit (failpoint `commit-internal-error`).
+#[cfg(feature = "failpoints")]
+pub(crate) fn internal_error() -> mongodb::error::Error {
+    let reply = doc! {"code": 1, "codeName": "InternalError", "errmsg": "internal server error (failpoint)"};
+    let command: mongodb::error::CommandError = bson::deserialize_from_document(reply).expect("a CommandError");
+    mongodb::error::ErrorKind::Command(command).into()
+}
+
 impl Db {
     pub async fn connect(opts: ConnectOptions<'_>) -> Result<Db> {
         let redacted = redact_uri(opts.uri);

@@ -252,10 +252,14 @@ impl Db {
                 .await;
             // A write conflict (the application wrote its document while
             // this transaction ran) is tried again: the next read sees the
-            // application's version, and refuses.
+            // application's version, and refuses. So is a commit that may or
+            // may not have gone through: the next read finds the run's entry
+            // if it did.
             match outcome {
                 Err(DbError::Mongo { error, .. })
-                    if attempts < 5 && error.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {}
+                    if attempts < 5
+                        && (error.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+                            || super::commit_outcome_unknown(&error)) => {}
                 outcome => return outcome,
             }
         }

@@ -4,7 +4,7 @@
 //! one transaction where the server has them; retried through transient
 //! errors and outages.
 
-use super::{Db, DbError, Lock, Result, images, is_outage, mongo};
+use super::{Db, DbError, Lock, Result, commit_outcome_unknown, images, is_outage, mongo};
 use crate::hash::Sha256Hash;
 use crate::journal::Image;
 use crate::overlap::overlap;
@@ -126,7 +126,7 @@ impl Db {
                 let outcome = self.write_batch(batch, full_guard, Some(&mut *session)).await;
                 failpoint!("txn-before-commit");
                 match outcome {
-                    Ok(applied) => match commit(session).await {
+                    Ok(applied) => match commit_or_failpoint(session).await {
                         // Tests: the commit went through but its reply is lost.
                         Ok(()) if failpoint_hit!("commit-reply-lost") => {
                             maybe_committed = true;
@@ -137,8 +137,9 @@ impl Db {
                         }
                         Ok(()) => Ok(applied),
                         Err(e) => {
-                            // Without a reply the commit may have gone through.
-                            maybe_committed = is_outage(&e);
+                            // Without a reply, or with the server's own
+                            // fault, the commit may have gone through.
+                            maybe_committed = commit_outcome_unknown(&e);
                             Err(DbError::Mongo {
                                 context: format!("committing batch {} of run {}", batch.seq, batch.run_id),
                                 error: e,
@@ -760,6 +761,18 @@ impl WriteCounts {
 
 const MAX_STATEMENTS: usize = 1000;
 const MAX_COMMAND_BYTES: usize = 8 << 20;
+
+/// [`commit`], except where a test has the server fail it instead (failpoint
+/// `commit-internal-error`: the transaction is aborted and the reply is the
+/// server's `InternalError`, as a server that faults during the commit gives).
+async fn commit_or_failpoint(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
+    #[cfg(feature = "failpoints")]
+    if failpoint_hit!("commit-internal-error") {
+        let _ = session.abort_transaction().await;
+        return Err(super::internal_error());
+    }
+    commit(session).await
+}
 
 async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
     // An unknown commit result is retried: committing twice is safe, the
