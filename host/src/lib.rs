@@ -42,6 +42,7 @@ pub mod plugin;
 pub mod run;
 pub mod sdk;
 pub mod text;
+pub mod timing;
 
 /// The wasmtime release embedded in this build (recorded in run headers).
 pub const WASMTIME_VERSION: &str = env!("GODWIT_WASMTIME_VERSION");

@@ -225,7 +225,8 @@ impl RunCommand {
         let params = parse_params(&self.params)?;
         let options = &self.options;
         let plugin_host = options.sandbox.plugin_host()?;
-        let plugin = plugin_host.load(&self.plugin)?;
+        let started = std::time::Instant::now();
+        let plugin = crate::timing::timed_sync(crate::timing::Step::Load, || plugin_host.load(&self.plugin))?;
         let resume = match (&self.resume, self.new_run) {
             (Some(run), _) => ResumeChoice::Run(run.clone()),
             (None, true) => ResumeChoice::New,
@@ -243,6 +244,7 @@ impl RunCommand {
         });
         let runtime = super::runtime()?;
         let outcome = runtime.block_on(async {
+            let connected = std::time::Instant::now();
             let db = options.connection.connect().await?;
             // A mistyped --db would otherwise be created by the run. With
             // --resume the engine names the database the run was on instead.
@@ -251,6 +253,7 @@ impl RunCommand {
             }
             // Opened only now, so that a bad URI or database leaves no journal behind.
             let journal = Journal::open(&options.connection.journal)?;
+            crate::timing::record(crate::timing::Step::Connect, connected);
             let stop = StopSignal::default();
             super::stop_on_signals(stop.clone());
             let observer = super::progress::Bars::for_terminal(global);
@@ -262,7 +265,10 @@ impl RunCommand {
                 stop,
             };
             engine.run(&request).await
-        })?;
+        });
+        crate::timing::record(crate::timing::Step::Run, started);
+        crate::timing::report();
+        let outcome = outcome?;
         let resume_hint = format!(
             "godwit run {} --resume {{run}}{}{}",
             self.plugin.display(),

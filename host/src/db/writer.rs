@@ -9,6 +9,7 @@ use crate::hash::Sha256Hash;
 use crate::journal::Image;
 use crate::overlap::overlap;
 use crate::plugin::actions::ValidAction;
+use crate::timing::{Step, timed};
 use bson::{Bson, DateTime, Document, doc};
 use mongodb::ClientSession;
 use std::collections::HashMap;
@@ -126,7 +127,7 @@ impl Db {
                 let outcome = self.write_batch(batch, full_guard, Some(&mut *session)).await;
                 failpoint!("txn-before-commit");
                 match outcome {
-                    Ok(applied) => match commit_or_failpoint(session).await {
+                    Ok(applied) => match timed(Step::DbCommit, commit_or_failpoint(session)).await {
                         // Tests: the commit went through but its reply is lost.
                         Ok(()) if failpoint_hit!("commit-reply-lost") => {
                             maybe_committed = true;
@@ -257,6 +258,7 @@ impl Db {
             seq: batch.seq,
             reason,
         };
+        let reads_since = std::time::Instant::now();
         let before = match batch.journal {
             Some(journal) if read_guard.is_some() || read_images => {
                 let (before, journaled) = overlap(reads, || journal.prepare()).await;
@@ -269,6 +271,7 @@ impl Db {
             }
             None => reads.await?,
         };
+        crate::timing::record(Step::DbReads, reads_since);
         failpoint!("batch-before-writes");
         // In a transaction without upserts, the images can be made whole and
         // journaled before the writes return: the writes they record commit
@@ -299,6 +302,7 @@ impl Db {
             self.journal_images(batch, images)
         };
         let writes = pinned.as_ref().map_or(batch.actions, |p| p.actions.as_slice());
+        let writes_since = std::time::Instant::now();
         let (written, after) = match before {
             // In a transaction a failed check aborts the writes, so the
             // checks, the evaluation and the journaling run on a thread of
@@ -320,6 +324,7 @@ impl Db {
                 AfterWrites::Nothing,
             ),
         };
+        crate::timing::record(Step::DbWrites, writes_since);
         let (counts, upserted) = written;
         if let Some(pinned) = &pinned
             && (counts.matched < pinned.updates || counts.deleted < pinned.deletes)
@@ -332,9 +337,11 @@ impl Db {
         // marker names where: a crash after the commit loses neither.
         let after = match after {
             AfterWrites::ToRead(before, evaluated) => {
-                let images = self
-                    .read_after(before, evaluated, upserted, session.as_deref_mut())
-                    .await?;
+                let images = timed(
+                    Step::DbAfterRead,
+                    self.read_after(before, evaluated, upserted, session.as_deref_mut()),
+                )
+                .await?;
                 self.journal_images(batch, images)?
             }
             done => done,
@@ -345,7 +352,11 @@ impl Db {
             AfterWrites::Journaled(at) => (Vec::new(), Some(at)),
             AfterWrites::ToRead(..) => unreachable!("read above"),
         };
-        self.write_marker(batch, &images, journaled, counts, session).await?;
+        timed(
+            Step::DbMarker,
+            self.write_marker(batch, &images, journaled, counts, session),
+        )
+        .await?;
         Ok(Applied {
             counts,
             images,

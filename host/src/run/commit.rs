@@ -525,7 +525,9 @@ pub async fn write_batch(
                     let took = started.elapsed();
                     failpoint!("committed-before-journal");
                     let touched = committed.touched;
-                    active.committed(journal, committed, "")?;
+                    crate::timing::timed_sync(crate::timing::Step::Committed, || {
+                        active.committed(journal, committed, "")
+                    })?;
                     let written = Written::Committed { seq, touched, took };
                     Ok((written, std::mem::take(&mut prepared.actions)))
                 }

@@ -18,6 +18,7 @@ use crate::db::reader::{PassReader, ReadAhead, is_max_time_expired};
 use crate::db::{DbError, LockHolder};
 use crate::journal::{Entry, Record, RunHeader, RunMode, RunStatus, SchemaPhase};
 use crate::plugin::actions;
+use crate::timing::{Step as Timed, timed, timed_sync};
 use anyhow::Context;
 
 impl Engine<'_> {
@@ -88,7 +89,7 @@ impl Engine<'_> {
         }
 
         let mut sink = if execute {
-            let active = self.activate(&header, request, log.sessions.clone()).await?;
+            let active = timed(Timed::Activate, self.activate(&header, request, log.sessions.clone())).await?;
             // Under the lock: no other runner can finish a run of this
             // version any more between this check and the writes.
             if let Err(e) = self.check_repeat_locked(request, &mut header, resumed).await {
@@ -220,7 +221,9 @@ impl Engine<'_> {
         let all_passes_done = log.done_passes.len() == manifest.passes.len();
         if !(all_passes_done && log.finished) {
             let recorded = Recorded::default();
-            let instance = self.begin(header, bound, request, &recorded, log, resumed)?;
+            let instance = timed_sync(Timed::Begin, || {
+                self.begin(header, bound, request, &recorded, log, resumed)
+            })?;
             stage = Some(PluginStage::new(
                 instance,
                 recorded,
@@ -273,6 +276,7 @@ impl Engine<'_> {
                 continue;
             }
             let checkpoint = log.checkpoints.get(&index);
+            let opened = std::time::Instant::now();
             let reader = PassReader::open(
                 self.db,
                 pass,
@@ -301,6 +305,7 @@ impl Engine<'_> {
             } else {
                 None
             };
+            crate::timing::record(Timed::Open, opened);
             let mut reader = ReadAhead::new(reader, request.read_ahead);
             self.observer.pass_started(
                 index,
@@ -403,7 +408,7 @@ impl Engine<'_> {
                 };
                 let residue = match verify {
                     VerifyPolicy::Skip => None,
-                    _ => match self.verify_clean(header, &bound.identity, request).await? {
+                    _ => match timed(Timed::Verify, self.verify_clean(header, &bound.identity, request)).await? {
                         Some(residue) => Some(residue),
                         None => return Ok(self.interrupted(header, &log.summary)),
                     },
@@ -432,8 +437,11 @@ impl Engine<'_> {
                     (_, 0) => "clean".to_string(),
                     (_, n) => format!("residue of {n} write actions allowed (--allow-residue)"),
                 };
-                self.stamp(header, &log.summary, &verified, checked_version.as_deref())
-                    .await?;
+                timed(
+                    Timed::Stamp,
+                    self.stamp(header, &log.summary, &verified, checked_version.as_deref()),
+                )
+                .await?;
                 verification = Some(verified);
             }
             stamped = Some(manifest.version.to_string());
@@ -502,7 +510,7 @@ impl Engine<'_> {
                 Some(Ahead::Failed { .. }) => unreachable!("a failed batch processed ahead is carried"),
                 None => {
                     let batch = if carried.is_empty() {
-                        source.next_batch(step.batch_size as usize).await?
+                        timed(Timed::ReadWait, source.next_batch(step.batch_size as usize)).await?
                     } else {
                         let n = conflicts.attempt_size(step.batch_size as usize).min(carried.len());
                         carried.drain(..n).collect()
@@ -514,7 +522,9 @@ impl Engine<'_> {
                     let last_id = last_of(&batch)?;
                     let plugin = driving.stage.as_mut().expect("the plugin is live while passes remain");
                     let at = label(batch_no, &last_id);
-                    (last_id, plugin.process(index, &allowed, batch, || at.clone())?)
+                    let processed =
+                        timed_sync(Timed::Plugin, || plugin.process(index, &allowed, batch, || at.clone()))?;
+                    (last_id, processed)
                 }
             };
             if step.window.is_some() {
@@ -549,7 +559,7 @@ impl Engine<'_> {
             // while this one commits.
             let next = match overlapping && carried.is_empty() && conflicts.count == 0 {
                 true => {
-                    let batch = source.next_batch(step.batch_size as usize).await?;
+                    let batch = timed(Timed::ReadWait, source.next_batch(step.batch_size as usize)).await?;
                     failpoint!("batch-read");
                     Some(batch)
                 }
@@ -560,11 +570,15 @@ impl Engine<'_> {
                     let last_id = last_of(&batch)?;
                     let at = label(batch_no + 1, &last_id);
                     let plugin = driving.stage.as_mut().expect("the plugin is live while passes remain");
-                    let (written, processed) =
-                        crate::overlap::overlap(write_batch(sink, self.journal, run, record), || {
-                            plugin.try_process(index, &allowed, batch, || at.clone())
-                        })
-                        .await;
+                    let (written, processed) = crate::overlap::overlap(
+                        timed(Timed::Batch, write_batch(sink, self.journal, run, record)),
+                        || {
+                            timed_sync(Timed::PluginAhead, || {
+                                plugin.try_process(index, &allowed, batch, || at.clone())
+                            })
+                        },
+                    )
+                    .await;
                     let ahead = match processed {
                         Ok(record) => Ahead::Ready {
                             last_id,
@@ -574,18 +588,25 @@ impl Engine<'_> {
                     };
                     (written, Some(ahead))
                 }
-                Some(_) => (write_batch(sink, self.journal, run, record).await, Some(Ahead::End)),
-                None => (write_batch(sink, self.journal, run, record).await, None),
+                Some(_) => (
+                    timed(Timed::Batch, write_batch(sink, self.journal, run, record)).await,
+                    Some(Ahead::End),
+                ),
+                None => (
+                    timed(Timed::Batch, write_batch(sink, self.journal, run, record)).await,
+                    None,
+                ),
             };
             let (written, actions) = written.with_context(where_)?;
             let touched = match written {
                 Written::Planned => touched.expect("counted"),
                 Written::Committed { seq, touched, took } => {
                     log.applied.insert(seq);
-                    driving
-                        .pacer
-                        .after_commit(self.db, took, &self.stop, self.observer)
-                        .await;
+                    timed(
+                        Timed::Pace,
+                        driving.pacer.after_commit(self.db, took, &self.stop, self.observer),
+                    )
+                    .await;
                     log.summary.pacing = driving.pacer.figures;
                     touched
                 }
