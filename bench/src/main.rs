@@ -292,6 +292,9 @@ struct Row {
     written: u64,
     /// Which of `run`'s interleaved rounds measured it (0 elsewhere).
     round: usize,
+    /// A godwit run's own profile: each step's total wall time
+    /// (`godwit::timing`), in its order; empty for the other contestants.
+    timing: Vec<(String, Duration)>,
 }
 
 impl Row {
@@ -453,6 +456,7 @@ impl Bench {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             });
         }
+        let log_path = log.clone();
         let measured = tokio::task::spawn_blocking(move || child::measure(command, &log)).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut app_writes = 0;
@@ -460,6 +464,7 @@ impl Bench {
             app_writes += writer.await??;
         }
         let measured = measured??;
+        let timing = timing_of(&std::fs::read_to_string(&log_path).unwrap_or_default());
         let server_cpu = self
             .server
             .cpu()
@@ -495,7 +500,7 @@ impl Bench {
                     bail!("godwit did not finish and stamp: {}", measured.stdout);
                 }
                 if contestant == Contestant::GodwitLive {
-                    return self
+                    let row = self
                         .finish_row(
                             contestant,
                             docs,
@@ -513,7 +518,8 @@ impl Bench {
                             &journal,
                             &db,
                         )
-                        .await;
+                        .await?;
+                    return Ok(Row { timing, ..row });
                 }
             }
             if contestant == Contestant::MigrateMongo && !measured.stdout.contains(MIGRATE_MONGO_MIGRATED) {
@@ -536,8 +542,10 @@ impl Bench {
             format!("{} updates planned, none written", thousands(report.updates))
         };
         let written = if contestant.writes() { outcome.backfilled } else { 0 };
-        self.finish_row(contestant, docs, measured, server_cpu, result, written, &journal, &db)
-            .await
+        let row = self
+            .finish_row(contestant, docs, measured, server_cpu, result, written, &journal, &db)
+            .await?;
+        Ok(Row { timing, ..row })
     }
 
     /// The row of a checked run; its journal and database removed.
@@ -567,6 +575,7 @@ impl Bench {
             journal_bytes,
             written,
             round: 0,
+            timing: Vec::new(),
         };
         eprintln!(
             "{:.1} s, {:.0} docs/s, peak RSS {}, CPU {:.1} s",
@@ -607,7 +616,8 @@ impl Bench {
                     .arg("--pause-file")
                     .arg(self.work.path().join("no-pause"))
                     .env("GODWIT_CACHE_DIR", self.work.path().join("cache"))
-                    .env_remove("RUST_LOG");
+                    // Warnings, and the run's profile at its end.
+                    .env("RUST_LOG", "warn,godwit::timing=debug");
                 if contestant != Contestant::DryRun {
                     cmd.arg("--execute");
                 }
@@ -861,6 +871,79 @@ fn target_line(text: &mut String, ratio: Option<Spread>, name: &str, at_least: f
     };
 }
 
+/// The steps of a godwit run's `godwit::timing` lines in `log`
+/// ("... timing: db-reads   201 times,  1744.1 ms,  8.677 ms each").
+fn timing_of(log: &str) -> Vec<(String, Duration)> {
+    log.lines()
+        .filter_map(|line| {
+            let mut words = line.split_once("timing: ")?.1.split_whitespace();
+            let step = words.next()?.to_string();
+            let ms: f64 = words.nth(2)?.parse().ok()?;
+            Some((step, Duration::from_secs_f64(ms / 1e3)))
+        })
+        .collect()
+}
+
+/// Where the godwit contestants' time went: each step's median total over
+/// the rounds, one column per contestant, beside (a)'s whole run.
+fn timing_table(text: &mut String, rows: &[Row], contestants: &[Contestant]) {
+    let profiled: Vec<Contestant> = contestants
+        .iter()
+        .copied()
+        .filter(|&c| rows.iter().any(|r| r.contestant == c && !r.timing.is_empty()))
+        .collect();
+    let Some(&first) = profiled.first() else {
+        return;
+    };
+    let median = |c: Contestant, step: &str| {
+        let totals = rows
+            .iter()
+            .filter(|r| r.contestant == c)
+            .filter_map(|r| r.timing.iter().find(|(s, _)| s == step).map(|(_, d)| d.as_secs_f64()))
+            .collect();
+        Spread::of(totals).map(|s| s.median)
+    };
+    let _ = writeln!(
+        text,
+        "
+Where the time goes: each godwit run's own profile (`RUST_LOG=godwit::timing=debug`), seconds per run,          medians of the rounds. `batch` holds the `db-*` steps (journal entry and reads, writes, marker, commit) and,          beside them, the next batch's plugin call (`plugin-ahead`); `open` is the pass query's first reply.          {}\n",
+        match median_row(rows, Contestant::DriverLoop) {
+            Some(a) => format!(
+                "(a) runs the same query and update commands, {:.2} s in all.",
+                a.elapsed.as_secs_f64()
+            ),
+            None => String::new(),
+        }
+    );
+    let _ = writeln!(
+        text,
+        "| step | {} |\n| --- |{}",
+        profiled
+            .iter()
+            .map(|c| format!("({})", c.tag()))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        " ---: |".repeat(profiled.len())
+    );
+    let steps: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.contestant == first)
+        .flat_map(|r| r.timing.iter().map(|(s, _)| s.as_str()))
+        .fold(Vec::new(), |mut steps, s| {
+            if !steps.contains(&s) {
+                steps.push(s);
+            }
+            steps
+        });
+    for step in steps {
+        let cells: Vec<String> = profiled
+            .iter()
+            .map(|&c| median(c, step).map_or("-".into(), |s| format!("{s:.2}")))
+            .collect();
+        let _ = writeln!(text, "| {step} | {} |", cells.join(" | "));
+    }
+}
+
 fn median_row(rows: &[Row], contestant: Contestant) -> Option<Row> {
     let mut mine: Vec<&Row> = rows.iter().filter(|r| r.contestant == contestant).collect();
     mine.sort_by(|a, b| a.docs_per_sec().total_cmp(&b.docs_per_sec()));
@@ -1020,6 +1103,7 @@ async fn run_all(docs: u64, only: &str, rounds: usize, out: &Path, common: Commo
     if !references.is_empty() {
         let _ = writeln!(text, "\nFor reference:\n\n{}", references.join("\n"));
     }
+    timing_table(&mut text, &rows, &contestants);
     if rounds > 1 {
         let _ = writeln!(text, "\nAll runs:\n");
         for row in &rows {
@@ -1304,7 +1388,46 @@ mod tests {
             journal_bytes: None,
             written: 0,
             round,
+            timing: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_runs_profile_is_read_from_its_log_and_tabled_by_median() {
+        let log = |reads: &str| {
+            format!(
+                "2026-12-03T10:45:51Z  WARN something else\n\
+                 2026-12-03T10:45:51Z DEBUG timing: open                1 times,      994.1 ms,  994.127 ms each\n\
+                 2026-12-03T10:45:51Z DEBUG timing: db-reads          201 times,     {reads} ms,    8.677 ms each\n"
+            )
+        };
+        let timing = timing_of(&log("1744.1"));
+        assert_eq!(
+            timing,
+            [
+                ("open".to_string(), Duration::from_secs_f64(0.9941)),
+                ("db-reads".to_string(), Duration::from_secs_f64(1.7441)),
+            ]
+        );
+        let c = Contestant::GodwitImages;
+        let rows: Vec<Row> = ["1744.1", "2500.0", "1000.0"]
+            .iter()
+            .enumerate()
+            .map(|(round, reads)| Row {
+                timing: timing_of(&log(reads)),
+                ..row(c, round, 1000.0)
+            })
+            .chain([row(Contestant::DriverLoop, 0, 1000.0)])
+            .collect();
+        let mut text = String::new();
+        timing_table(&mut text, &rows, &[Contestant::DriverLoop, c]);
+        assert!(text.contains("| step | (c) |"), "{text}");
+        assert!(text.contains("| open | 0.99 |"), "{text}");
+        assert!(
+            text.contains("| db-reads | 1.74 |"),
+            "the median of 1.74, 2.50, 1.00: {text}"
+        );
+        assert!(text.contains("(a) runs the same query"), "{text}");
     }
 
     #[test]
