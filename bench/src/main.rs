@@ -905,8 +905,10 @@ fn timing_table(text: &mut String, rows: &[Row], contestants: &[Contestant]) {
     };
     let _ = writeln!(
         text,
-        "
-Where the time goes: each godwit run's own profile (`RUST_LOG=godwit::timing=debug`), seconds per run,          medians of the rounds. `batch` holds the `db-*` steps (journal entry and reads, writes, marker, commit) and,          beside them, the next batch's plugin call (`plugin-ahead`); `open` is the pass query's first reply.          {}\n",
+        "\nWhere the time goes: each godwit run's own profile (`RUST_LOG=godwit::timing=debug`), seconds per \
+         run, medians of the rounds. `batch` holds the `db-*` steps (journal entry and reads, writes, marker, \
+         commit) and, beside them, the next batch's plugin call (`plugin-ahead`); `open` is the pass query's first \
+         reply. {}\n",
         match median_row(rows, Contestant::DriverLoop) {
             Some(a) => format!(
                 "(a) runs the same query and update commands, {:.2} s in all.",
