@@ -669,6 +669,46 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_needs_that_journal(
         .unwrap()
         .to_string();
 
+    // The work table went with the stamp; the fleet run's journal keeps
+    // which runs wrote each partition, and where their journals were.
+    let other_dir = other.path().to_str().unwrap();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let done: Vec<serde_json::Value> = crate::support::journal_export(journal.path(), &run)
+        .into_iter()
+        .filter(|e| e["kind"] == "PartitionsDone")
+        .collect();
+    assert_eq!(done.len(), 1, "one PartitionsDone for the one pass: {done:?}");
+    let partitions = done[0]["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 6, "{partitions:?}");
+    let mut by_worker = 0;
+    for p in partitions {
+        let runs: Vec<&str> = p["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let paths: Vec<&str> = p["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap())
+            .collect();
+        assert!(!runs.is_empty() && !paths.is_empty(), "{p}");
+        assert!(
+            p["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|h| h["host"] == host.as_str()),
+            "{p}"
+        );
+        let journals = [journal.path().to_str().unwrap(), other_dir];
+        assert!(paths.iter().all(|path| journals.contains(path)), "{p}");
+        by_worker += paths.contains(&other_dir) as usize;
+    }
+    assert!(by_worker > 0, "no partition names the worker's journal: {partitions:?}");
+
     let before = db.dump();
     let out = command(&db, journal.path(), &["revert", &run, "--execute"])
         .output()
@@ -679,9 +719,11 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_needs_that_journal(
         err.contains(&format!(
             "cannot revert run {run}: it ran with --workers and partitions "
         )) && err.contains("have no finished run in this journal")
+            && err.contains("runs of other journals wrote partitions: journal ...")
+            && err.contains(&format!("on {host} at {other_dir}"))
             && err.contains("--worker-journal DIR")
             && err.contains("put the documents back from a backup"),
-        "{err}"
+        "the refusal names where the worker's journal is: {err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(db.dump(), before, "nothing written");
@@ -705,7 +747,6 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_needs_that_journal(
     assert!(stderr(&out).contains("holds no godwit journal"), "{}", stderr(&out));
     assert_eq!(db.dump(), before, "nothing written");
 
-    let other_dir = other.path().to_str().unwrap();
     let out = command(
         &db,
         journal.path(),
@@ -838,15 +879,21 @@ fn a_fleet_run_under_live_writers_killed_and_resumed_loses_no_write() {
     );
 }
 
-/// A `godwit worker` with its own journal SIGKILLed midway through a
-/// partition, which the fleet run's worker then takes over and finishes:
-/// every partition has a finished run in the run's journal, but part of one
-/// was written by the killed worker, whose before-images are in its own
-/// journal. `godwit revert` counts the documents and refuses (exit 14),
-/// writing nothing.
+/// A `godwit worker` with its own journal SIGKILLed right after its third
+/// commit, before its journal recorded it (failpoint
+/// `committed-before-journal`); the fleet run's worker then takes the
+/// partition over and finishes it. The fleet run's journal keeps which runs
+/// wrote each partition, where the killed worker's journal is, and what its
+/// progress marker said it committed last. `godwit revert` without that
+/// journal refuses (exit 14, naming it, nothing written); with it, the
+/// commit the journal never recorded is settled from the kept marker and
+/// every document goes back byte for byte.
+#[cfg(feature = "failpoints")]
 #[test]
-fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_refused() {
+fn revert_of_a_fleet_run_with_a_partition_taken_over_from_a_killed_worker_settles_its_last_commit() {
+    use std::os::unix::process::ExitStatusExt;
     let db = orders("fleet_revert_taken");
+    let original = user_data(&db);
     let journal = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
     let file = plugin("reshape");
@@ -873,22 +920,17 @@ fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_ref
         .unwrap();
     // The fleet run claims partition 0 first; the worker then takes partition 1.
     std::thread::sleep(Duration::from_millis(500));
-    let mut worker = command(
+    let worker = command(
         &db,
         other.path(),
         &["worker", file, "--wait", "60", "--max-docs-per-sec", "100"],
     )
+    .env("FAILPOINTS", "committed-before-journal=2*off->return")
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
-    .spawn()
+    .output()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        worker.try_wait().unwrap().is_none(),
-        "the worker ended before it was killed"
-    );
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    assert_eq!(worker.status.signal(), Some(libc::SIGKILL), "{}", stderr(&worker));
     let fleet = finish_within(fleet, Duration::from_secs(120));
     assert!(fleet.status.success(), "{}", stderr(&fleet));
     let runs = crate::support::journal_runs(other.path());
@@ -900,6 +942,7 @@ fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_ref
         .collect();
     assert_eq!(foreign.len(), 1, "the worker began one partition: {runs}");
     assert_ne!(foreign[0]["status"], "finished", "and did not finish it: {runs}");
+    let worker_run = foreign[0]["run_id"].as_str().unwrap();
     let schema = db.find_one("godwit_metadata", doc! {"_id": "schema"}).unwrap();
     let history = schema.get_array("history").unwrap();
     let run = history
@@ -910,6 +953,18 @@ fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_ref
         .get_str("run_id")
         .unwrap()
         .to_string();
+    // The worker's journal holds two commits; its marker said three.
+    let entries = crate::support::journal_export(other.path(), worker_run);
+    let committed = entries.iter().filter(|e| e["kind"] == "Committed").count();
+    assert_eq!(committed, 2, "killed after its third commit, before journaling it");
+    let done = crate::support::journal_export(journal.path(), &run)
+        .into_iter()
+        .find(|e| e["kind"] == "PartitionsDone")
+        .expect("the fleet run journaled its partitions");
+    assert!(
+        done["note"].as_str().unwrap().contains(worker_run),
+        "the worker's run is named: {done}"
+    );
 
     let before = db.dump();
     let out = command(&db, journal.path(), &["revert", &run, "--execute"])
@@ -917,11 +972,32 @@ fn revert_of_a_fleet_run_with_a_partition_taken_over_from_another_journal_is_ref
         .unwrap();
     assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
     let err = stderr(&out);
+    let other_dir = other.path().to_str().unwrap();
     assert!(
-        err.contains(&format!("cannot revert run {run}: it ran with --workers and its workers processed 600 documents, the runs in this journal "))
+        err.contains(&format!(
+            "cannot revert run {run}: it ran with --workers and runs of other journals wrote partitions: journal ..."
+        )) && err.contains(&format!(" at {other_dir}"))
             && err.contains("put the documents back from a backup"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(db.dump(), before, "nothing written");
+
+    let out = command(
+        &db,
+        journal.path(),
+        &["revert", &run, "--execute", "--json", "--worker-journal", other_dir],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["conflicts"], 0, "{report}");
+    assert_eq!(
+        user_data(&db),
+        original,
+        "every document as before the run, byte for byte, the unjournaled commit's too"
+    );
+    verify_journal(journal.path());
+    verify_journal(other.path());
 }

@@ -160,6 +160,23 @@ fn entry_json(run: &str, entry: &Entry, hash: &[u8; 32], full: bool) -> serde_js
             })
             .collect();
     }
+    // A fleet pass done: which runs wrote each partition, and where the
+    // journals of the processes that claimed it were (for collecting them).
+    if let Record::PartitionsDone { partitions, .. } = &entry.record {
+        json["partitions"] = partitions
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "index": p.index,
+                    "documents": p.documents,
+                    "runs": p.runs,
+                    "holders": p.holders.iter().map(|h| serde_json::json!({
+                        "host": h.host, "journal": h.journal, "path": h.path,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
     if full {
         let (inputs, actions) = batch.map_or((&[][..], &[][..]), |b| (&b.inputs[..], &b.actions[..]));
         json["inputs"] = inputs.iter().map(|d| ext(d)).collect();
@@ -539,6 +556,22 @@ fn note(entry: &crate::journal::Entry) -> String {
         Record::Partitions { bounds, .. } => {
             let ids: Vec<String> = bounds.iter().map(|b| crate::db::key_text(b)).collect();
             crate::text::escape(&format!("{} partitions, bounds: {}", bounds.len() + 1, ids.join(", "))).into_owned()
+        }
+        Record::PartitionsDone { partitions, .. } => {
+            let each: Vec<String> = partitions
+                .iter()
+                .map(|p| {
+                    let holders: Vec<String> = p.holders.iter().map(|h| h.describe()).collect();
+                    format!(
+                        "#{} {} documents by {} (journals: {})",
+                        p.index,
+                        p.documents,
+                        p.runs.join(", "),
+                        holders.join(", ")
+                    )
+                })
+                .collect();
+            crate::text::escape(&format!("{} partitions done: {}", partitions.len(), each.join("; "))).into_owned()
         }
         _ => entry.note().to_string(),
     }

@@ -1,13 +1,15 @@
 //! A fleet run's work table (`--workers`): each pass's `_id` space split
 //! into partitions, one metadata document each -
 //! `{_id: "partition:<run>:<pass>:<k>", kind: "partition", run, pass, index,
-//! after, upto, state, host, process, expires_at, token, documents}` - claimed
+//! after, upto, state, host, process, expires_at, token, documents, runs,
+//! holders}` - claimed
 //! by workers with the lock's lease and fencing protocol (a claim is a
 //! [`Lock`] on its document: every batch written under it fences on its
 //! token).
 
 use super::lock::Lock;
 use super::{Db, Result, mongo};
+use crate::journal::{LastCommit, PartitionHolder};
 use crate::plugin::contract::ValidPass;
 use bson::{Bson, DateTime, Document, doc};
 use futures_util::TryStreamExt;
@@ -34,6 +36,11 @@ pub struct Partition {
     /// Every run that wrote a batch of it (whose progress markers go when
     /// it is done).
     pub runs: Vec<String>,
+    /// Every process that claimed it: where its journal is.
+    pub holders: Vec<PartitionHolder>,
+    /// The last commit of each run that wrote it, kept from its progress
+    /// marker when the partition was done ([`Db::keep_last_commits`]).
+    pub last_commits: Vec<LastCommit>,
 }
 
 /// Where a partition stands, for `status` and the run's summary.
@@ -55,6 +62,8 @@ pub struct Claimant {
     pub process: String,
     pub pid: i64,
     pub journal: String,
+    /// The journal's directory (for auditors: [`PartitionHolder::path`]).
+    pub path: String,
 }
 
 /// What a worker in another process needs to join a fleet run:
@@ -235,6 +244,8 @@ impl Db {
                              "journal": &claimant.journal,
                              "acquired_at": now, "expires_at": expires},
                     "$inc": {"token": 1_i64},
+                    "$addToSet": {"holders": {"host": &claimant.host, "journal": &claimant.journal,
+                                              "path": &claimant.path}},
                 },
             )
             .sort(doc! {"index": 1})
@@ -287,6 +298,34 @@ impl Db {
             .await
             .map_err(mongo(format!("recording the session of {}", lock.doc_id)))?;
         Ok(())
+    }
+
+    /// Keeps in the partition's document, while `lock` holds it, the last
+    /// commit of each run of `runs` whose progress marker is still there -
+    /// before the markers go. Added to those kept before (a process killed
+    /// after removing some markers keeps what it kept).
+    pub async fn keep_last_commits(&self, lock: &Lock, runs: &[String]) -> Result<bool> {
+        let mut kept = Vec::new();
+        for run in runs {
+            let Some(marker) = self.marker(run).await? else {
+                continue;
+            };
+            let mut last = doc! {"run": run, "seq": marker.get_i64("seq").unwrap_or(0)};
+            if let (Ok(at), Ok(hash)) = (marker.get_i64("images_at"), marker.get("images_sha256").ok_or(())) {
+                last.insert("images_at", at);
+                last.insert("images_sha256", hash.clone());
+            }
+            kept.push(last);
+        }
+        let result = self
+            .meta()
+            .update_one(
+                doc! {"_id": &lock.doc_id, "token": lock.token},
+                doc! {"$addToSet": {"last_commits": {"$each": kept}}},
+            )
+            .await
+            .map_err(mongo(format!("keeping the last commits of {}", lock.doc_id)))?;
+        Ok(result.matched_count == 1)
     }
 
     /// Marks a claimed partition done - only while `lock` still holds it.
@@ -431,5 +470,43 @@ fn partition_of(d: &Document) -> Partition {
             .get_array("runs")
             .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default(),
+        holders: d
+            .get_array("holders")
+            .map(|h| {
+                h.iter()
+                    .filter_map(Bson::as_document)
+                    .map(|h| {
+                        let text = |key: &str| h.get_str(key).unwrap_or_default().to_string();
+                        PartitionHolder {
+                            host: text("host"),
+                            journal: text("journal"),
+                            path: text("path"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        last_commits: d
+            .get_array("last_commits")
+            .map(|l| {
+                l.iter()
+                    .filter_map(Bson::as_document)
+                    .filter_map(last_commit_of)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
+}
+
+fn last_commit_of(d: &Document) -> Option<LastCommit> {
+    let hash = d
+        .get_binary_generic("images_sha256")
+        .ok()
+        .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+    let at = d.get_i64("images_at").ok().map(|at| at as u64);
+    Some(LastCommit {
+        run: d.get_str("run").ok()?.to_string(),
+        batch_seq: d.get_i64("seq").ok()? as u64,
+        images: at.zip(hash),
+    })
 }

@@ -28,6 +28,7 @@ pub enum EntryKind {
     SchemaApplied,
     Partitions,
     Images,
+    PartitionsDone,
 }
 
 /// One record in a run's hash chain. `append` fills `format`, `seq` and
@@ -39,6 +40,58 @@ pub struct Entry {
     pub at_ms: i64,
     pub record: Record,
     pub prev_hash: Sha256Hash,
+}
+
+/// One partition of a fleet run's pass, done (`Record::PartitionsDone`).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct PartitionDone {
+    pub index: u32,
+    /// Documents its batches read, over every run that wrote it.
+    pub documents: u64,
+    /// Every run that committed a batch of it (`<fleet>.<pass>.<k>@<journal>`).
+    pub runs: Vec<String>,
+    pub holders: Vec<PartitionHolder>,
+    /// Each run's last commit, as its progress marker said before the
+    /// partition was done and the marker removed: a process killed between
+    /// a commit and its `Committed` entry left that batch's images in an
+    /// `Images` entry no commit names - this names it.
+    pub last_commits: Vec<LastCommit>,
+}
+
+/// A run's last committed batch, from its progress marker.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct LastCommit {
+    pub run: String,
+    /// The seq of the batch's `Prepared` entry.
+    pub batch_seq: u64,
+    /// The `Images` entry the commit's images were journaled in (seq and
+    /// chain hash); `None` when the marker held them itself.
+    pub images: Option<(u64, Sha256Hash)>,
+}
+
+/// A process that claimed a partition: which journal, on which machine,
+/// holds the runs it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct PartitionHolder {
+    pub host: String,
+    /// The journal's id ([`super::Journal::id`]; a run id's `@` suffix is
+    /// its last 12 characters).
+    pub journal: String,
+    /// The journal's directory on `host`, absolute.
+    pub path: String,
+}
+
+impl PartitionHolder {
+    /// "journal ...<id> on HOST at PATH" (not escaped: the work table is
+    /// written by whoever can write the database).
+    pub fn describe(&self) -> String {
+        format!(
+            "journal ...{} on {} at {}",
+            &self.journal[self.journal.len().saturating_sub(12)..],
+            self.host,
+            self.path
+        )
+    }
 }
 
 /// What happened.
@@ -106,6 +159,12 @@ pub enum Record {
     /// last one everything after the last bound. Flushed before the work
     /// table is written, so a resume splits the same way.
     Partitions { pass: u32, bounds: Vec<Vec<u8>> },
+    /// Every partition of a fleet run's pass `pass` done: which runs wrote
+    /// each, and the journals (host, directory) of the processes that
+    /// claimed it - the work table, which goes when the run is stamped, as
+    /// an auditor collecting the workers' journals needs it. Journaled by
+    /// the fleet run before its `PassDone`.
+    PartitionsDone { pass: u32, partitions: Vec<PartitionDone> },
     /// The before-images and after-image hashes of one attempt at writing
     /// the `Prepared` batch `batch_seq`, flushed inside the attempt's
     /// transaction, before its commit. The progress marker, written in the
@@ -315,6 +374,7 @@ impl Entry {
             Record::SchemaApplied { .. } => EntryKind::SchemaApplied,
             Record::Partitions { .. } => EntryKind::Partitions,
             Record::Images { .. } => EntryKind::Images,
+            Record::PartitionsDone { .. } => EntryKind::PartitionsDone,
         }
     }
 
@@ -332,7 +392,10 @@ impl Entry {
             Record::Planned(b) | Record::Prepared(b) | Record::Finish(b) => b.pass,
             Record::Committed(c) => c.pass,
             Record::Images { pass, .. } => *pass,
-            Record::PassDone { pass } | Record::Conflict { pass, .. } | Record::Partitions { pass, .. } => Some(*pass),
+            Record::PassDone { pass }
+            | Record::Conflict { pass, .. }
+            | Record::Partitions { pass, .. }
+            | Record::PartitionsDone { pass, .. } => Some(*pass),
             _ => None,
         }
     }

@@ -19,12 +19,12 @@ mod bodies;
 mod entry;
 
 pub use entry::{
-    Batch, Call, Commit, Counts, Entry, EntryKind, FollowDone, FollowWindow, Image, LookupRecord, Record, SchemaIntent,
-    SchemaPhase, SchemaPlan, Undo,
+    Batch, Call, Commit, Counts, Entry, EntryKind, FollowDone, FollowWindow, Image, LastCommit, LookupRecord,
+    PartitionDone, PartitionHolder, Record, SchemaIntent, SchemaPhase, SchemaPlan, Undo,
 };
 
 /// Version of the encoding of headers and entries. Bumped on any change.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// Encoded entries up to this size stay in sled; larger ones go to the run's
 /// body file. A run's small entries (commits, pass ends, stamps) are a few
@@ -765,14 +765,32 @@ mod tests;
 pub struct CommitImages {
     /// `Images` entries read and not yet claimed by a commit, by entry seq.
     waiting: std::collections::BTreeMap<u64, Vec<Image>>,
+    /// The `Images` entry (seq, chain hash) a progress marker said was
+    /// committed ([`LastCommit`]), whether or not a `Committed` entry names it.
+    settled: Option<(u64, Sha256Hash)>,
 }
 
 impl CommitImages {
-    /// The images `entry` committed: a `Committed` entry's own or those of
-    /// the `Images` entry it names; empty for every other entry (an
+    /// Pairs a run's entries whose last commit's images `last` names: the
+    /// process may have been killed before journaling that commit.
+    pub fn settled(last: Option<&LastCommit>) -> Self {
+        CommitImages {
+            settled: last.and_then(|l| l.images),
+            ..CommitImages::default()
+        }
+    }
+
+    /// The images `entry` (whose chain hash is `hash`) committed: a
+    /// `Committed` entry's own or those of the `Images` entry it names, or
+    /// the settled `Images` entry's; empty for every other entry (an
     /// `Images` entry is kept until its commit comes).
-    pub fn of(&mut self, entry: Entry) -> Vec<Image> {
+    pub fn of(&mut self, entry: Entry, hash: &Sha256Hash) -> Vec<Image> {
         match entry.record {
+            Record::Images { images, .. } if self.settled == Some((entry.seq, *hash)) => {
+                // Its `Committed` entry, if there is one, then finds nothing.
+                self.waiting.clear();
+                images
+            }
             Record::Images { images, .. } => {
                 self.waiting.insert(entry.seq, images);
                 Vec::new()

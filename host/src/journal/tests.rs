@@ -247,3 +247,40 @@ fn a_pending_entry_that_lost_its_place_in_the_chain_is_refused_not_called_corrup
     );
     assert_eq!(journal.iter_entries("r1").unwrap().count(), 4);
 }
+
+#[test]
+fn which_runs_and_journals_wrote_each_partition_is_read_back_as_journaled() {
+    let (_dir, journal) = journal_with_entries(1);
+    let record = Record::PartitionsDone {
+        pass: 2,
+        partitions: vec![PartitionDone {
+            index: 3,
+            documents: 40,
+            runs: vec!["r1.2.3@0123456789ab".into(), "r1.2.3@ba9876543210.4".into()],
+            holders: vec![PartitionHolder {
+                host: "node-7".into(),
+                journal: "65f0a1b2c3d40123456789ab".into(),
+                path: "/var/lib/godwit/journal-3".into(),
+            }],
+            last_commits: vec![LastCommit {
+                run: "r1.2.3@0123456789ab".into(),
+                batch_seq: 17,
+                images: Some((18, [7; 32])),
+            }],
+        }],
+    };
+    journal.append("r1", Entry::new(record.clone(), 5)).unwrap();
+    journal.flush().unwrap();
+    let last = journal.iter_entries("r1").unwrap().last().unwrap().unwrap().0;
+    assert_eq!(last.record, record);
+    assert_eq!(last.kind(), EntryKind::PartitionsDone);
+    assert_eq!(last.pass(), Some(2));
+    journal.verify("r1").unwrap();
+    let Record::PartitionsDone { partitions, .. } = &last.record else {
+        unreachable!()
+    };
+    assert_eq!(
+        partitions[0].holders[0].describe(),
+        "journal ...0123456789ab on node-7 at /var/lib/godwit/journal-3"
+    );
+}

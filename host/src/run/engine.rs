@@ -270,6 +270,7 @@ impl Engine<'_> {
                     return Ok(self.interrupted(header, &log.summary));
                 }
                 self.observer.pass_finished(index);
+                self.journal_partitions_done(&run, index).await?;
                 self.journal
                     .record(&run, Entry::new(Record::PassDone { pass: index }, now_ms()))?;
                 log.done_passes.insert(index);

@@ -30,7 +30,7 @@ use super::stage::PluginStage;
 use super::{Engine, RunRequest, Throttle, Workers, batch_size_for, now_ms};
 use crate::db::reader::{PassReader, ReadAhead};
 use crate::db::{Claimant, DbError, FleetDoc, Lock, Partition, id_key};
-use crate::journal::{Entry, PartitionRef, Record, RunHeader, RunStatus};
+use crate::journal::{Entry, PartitionDone, PartitionRef, Record, RunHeader, RunStatus};
 use bson::{Bson, Document};
 
 /// The run of partition `index` of pass `pass` of fleet run `fleet` in the
@@ -40,6 +40,15 @@ pub fn partition_run_id(fleet: &str, pass: u32, index: u32, journal: &str) -> St
         "{fleet}.{pass}.{index}@{}",
         &journal[journal.len().saturating_sub(12)..]
     )
+}
+
+/// Where `journal` is, as an absolute path when it can be made one.
+fn journal_path(journal: &crate::journal::Journal) -> String {
+    let dir = journal.dir();
+    std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// This process, among the claimants that share its journal: a partition
@@ -147,6 +156,7 @@ impl Engine<'_> {
             process: process_nonce().to_string(),
             pid: i64::from(std::process::id()),
             journal: self.journal.id()?,
+            path: journal_path(self.journal),
         };
         let results = futures_util::future::join_all(
             (0..workers.count).map(|_| self.fleet_worker(request, header, index, &claimant, workers)),
@@ -205,6 +215,30 @@ impl Engine<'_> {
         {
             tracing::warn!("run {run}: {e}");
         }
+        Ok(())
+    }
+
+    /// Journals (`Record::PartitionsDone`) which runs wrote each partition
+    /// of fleet run `run`'s pass `pass`, and the journals of the processes
+    /// that claimed it, from the work table - which goes when the run is
+    /// stamped; an auditor collects the workers' journals by it.
+    pub(super) async fn journal_partitions_done(&self, run: &str, pass: u32) -> anyhow::Result<()> {
+        let partitions = self
+            .db
+            .partitions(run)
+            .await?
+            .into_iter()
+            .filter(|s| s.partition.pass == pass)
+            .map(|s| PartitionDone {
+                index: s.partition.index,
+                documents: s.documents,
+                runs: s.partition.runs,
+                holders: s.partition.holders,
+                last_commits: s.partition.last_commits,
+            })
+            .collect();
+        let record = Record::PartitionsDone { pass, partitions };
+        self.journal.record(run, Entry::new(record, now_ms()))?;
         Ok(())
     }
 
@@ -443,15 +477,21 @@ impl Engine<'_> {
         runs.extend(partition.runs.iter().cloned());
         runs.sort();
         runs.dedup();
+        let lost = || DbError::LeaseLost {
+            db: self.db.name.clone(),
+            run_id: lock.doc_id.clone(),
+        };
+        // What the markers say was committed last, for revert: a run killed
+        // between a commit and its journal entry (kept, then journaled by
+        // the fleet run in `PartitionsDone`).
+        if !self.db.keep_last_commits(lock, &runs).await? {
+            return Err(lost().into());
+        }
         for run in &runs {
             self.db.delete_marker(run).await?;
         }
         if !self.db.partition_done(lock).await? {
-            return Err(DbError::LeaseLost {
-                db: self.db.name.clone(),
-                run_id: lock.doc_id.clone(),
-            }
-            .into());
+            return Err(lost().into());
         }
         Ok(())
     }
@@ -580,6 +620,7 @@ impl Engine<'_> {
             process: process_nonce().to_string(),
             pid: i64::from(std::process::id()),
             journal: self.journal.id()?,
+            path: journal_path(self.journal),
         };
         // Since when this process has had nothing to join (reset while it works).
         let mut waiting_since = started;

@@ -171,7 +171,8 @@ impl RunLog {
             | Record::Images { .. }
             | Record::SchemaPlan(_)
             | Record::SchemaPrepared(_)
-            | Record::SchemaApplied { .. } => {}
+            | Record::SchemaApplied { .. }
+            | Record::PartitionsDone { .. } => {}
             Record::Partitions { pass, bounds } => {
                 self.partitions.insert(pass, bounds);
             }

@@ -165,7 +165,7 @@ impl Revert<'_> {
         // The runs whose commits wrote the documents: the run itself and,
         // for a fleet run, every run of its partitions (this journal must
         // hold them all).
-        let runs = self.runs_of(&target).await?;
+        let (runs, last_commits) = self.runs_of(&target).await?;
         for (journal, part) in runs.iter().skip(1) {
             journal.verify(part)?;
         }
@@ -173,11 +173,11 @@ impl Revert<'_> {
         // last after-image, over every run, in the order they were written.
         let mut first: HashMap<(String, Vec<u8>), Written> = HashMap::new();
         for (index, (journal, part)) in runs.iter().enumerate() {
-            let mut commit_images = CommitImages::default();
+            let mut commit_images = CommitImages::settled(last_commits.get(part));
             for item in journal.iter_entries(part)? {
-                let (entry, _) = item?;
+                let (entry, hash) = item?;
                 let at = Position::of(&entry, index);
-                for image in commit_images.of(entry) {
+                for image in commit_images.of(entry, &hash) {
                     first
                         .entry((image.collection.clone(), image.id.clone()))
                         .and_modify(|w| w.add(at, image.after_hash))
@@ -231,11 +231,11 @@ impl Revert<'_> {
             // partitions' runs, last started first); each document once,
             // back to how it was before the first commit that wrote it.
             for (index, (journal, part)) in runs.iter().enumerate().rev() {
-                let mut commit_images = CommitImages::default();
+                let mut commit_images = CommitImages::settled(last_commits.get(part));
                 for item in journal.iter_entries(part)? {
-                    let (entry, _) = item?;
+                    let (entry, hash) = item?;
                     let at = Position::of(&entry, index);
-                    for image in commit_images.of(entry) {
+                    for image in commit_images.of(entry, &hash) {
                         let key = (image.collection, image.id);
                         if first.get(&key).map(|w| w.first) != Some(at) {
                             continue;
@@ -380,12 +380,27 @@ impl Revert<'_> {
     /// journal the work table names is among them (while it is there), and
     /// the documents these runs committed add up to those the fleet run
     /// counted over every worker (its history entry).
-    async fn runs_of(&self, target: &RunHeader) -> anyhow::Result<Vec<(&Journal, String)>> {
+    async fn runs_of(&self, target: &RunHeader) -> anyhow::Result<(Vec<(&Journal, String)>, LastCommits)> {
         let run = &target.run_id;
         let mut split: BTreeMap<u32, u32> = BTreeMap::new();
+        // Which runs wrote each partition, and where their journals were,
+        // as the fleet run journaled them (the work table goes with the stamp).
+        let mut writers: Vec<String> = Vec::new();
+        let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut last_commits = LastCommits::new();
         for item in self.journal.iter_entries(run)? {
-            if let Record::Partitions { pass, bounds } = item?.0.record {
-                split.insert(pass, bounds.len() as u32 + 1);
+            match item?.0.record {
+                Record::Partitions { pass, bounds } => {
+                    split.insert(pass, bounds.len() as u32 + 1);
+                }
+                Record::PartitionsDone { partitions, .. } => {
+                    for p in partitions {
+                        writers.extend(p.runs);
+                        last_commits.extend(p.last_commits.into_iter().map(|l| (l.run.clone(), l)));
+                        where_journals_are(&mut holders, &p.holders);
+                    }
+                }
+                _ => {}
             }
         }
         let mut parts: Vec<(&Journal, RunHeader)> = Vec::new();
@@ -402,7 +417,7 @@ impl Revert<'_> {
         parts.sort_by(|a, b| a.1.run_id.cmp(&b.1.run_id));
         let mut runs = vec![(self.journal, run.clone())];
         if split.is_empty() && parts.is_empty() {
-            return Ok(runs);
+            return Ok((runs, last_commits));
         }
         let here = match self.workers.len() {
             0 => "this journal",
@@ -423,12 +438,15 @@ impl Revert<'_> {
             }
         }
         for state in self.db.partitions(run).await? {
-            for writer in &state.partition.runs {
-                if let Some(journal) = writer.rsplit_once('@').map(|(_, j)| journal_suffix(j))
-                    && !ours.contains(&journal)
-                {
-                    others.insert(journal);
-                }
+            writers.extend(state.partition.runs);
+            last_commits.extend(state.partition.last_commits.into_iter().map(|l| (l.run.clone(), l)));
+            where_journals_are(&mut holders, &state.partition.holders);
+        }
+        for writer in &writers {
+            if let Some(journal) = writer.rsplit_once('@').map(|(_, j)| journal_suffix(j))
+                && !ours.contains(&journal)
+            {
+                others.insert(journal);
             }
         }
         runs.extend(parts.into_iter().map(|(journal, h)| (journal, h.run_id)));
@@ -440,13 +458,19 @@ impl Revert<'_> {
             ));
         }
         if !others.is_empty() {
-            let list: Vec<String> = others.iter().map(|j| format!("journal id ...{j}")).collect();
-            why.push(format!("runs of other journals wrote partitions ({})", list.join(", ")));
+            let list: Vec<String> = others
+                .iter()
+                .map(|j| match holders.get(j) {
+                    Some(where_) => where_.iter().cloned().collect::<Vec<_>>().join(", "),
+                    None => format!("journal id ...{j}"),
+                })
+                .collect();
+            why.push(format!("runs of other journals wrote partitions: {}", list.join("; ")));
         }
         if why.is_empty()
             && let Some(counted) = self.fleet_documents(run).await?
         {
-            let committed = self.committed_documents(&runs)?;
+            let committed = self.committed_documents(&runs, &last_commits)?;
             if committed < counted {
                 why.push(format!(
                     "its workers processed {counted} documents, the runs in {here} {committed} (the others by \
@@ -455,7 +479,7 @@ impl Revert<'_> {
             }
         }
         if why.is_empty() {
-            return Ok(runs);
+            return Ok((runs, last_commits));
         }
         let why = format!(
             "it ran with --workers and {}: their before-images are in the journals of those workers (`godwit worker` \
@@ -480,17 +504,26 @@ impl Revert<'_> {
     }
 
     /// Documents of pass batches the runs `runs` committed (journaled).
-    fn committed_documents(&self, runs: &[(&Journal, String)]) -> anyhow::Result<u64> {
+    fn committed_documents(&self, runs: &[(&Journal, String)], last_commits: &LastCommits) -> anyhow::Result<u64> {
         let mut total = 0;
         for (journal, run) in runs {
             let mut batches: HashMap<u64, u64> = HashMap::new();
+            // The last commit its marker named, when its images are here.
+            let settled = last_commits
+                .get(run)
+                .and_then(|l| l.images.map(|images| (l.batch_seq, images)));
             for item in journal.iter_entries(run)? {
-                let (entry, _) = item?;
+                let (entry, hash) = item?;
                 match &entry.record {
                     Record::Prepared(batch) if batch.pass.is_some() => {
                         batches.insert(entry.seq, batch.counts.documents);
                     }
                     Record::Committed(commit) => total += batches.remove(&commit.batch_seq).unwrap_or(0),
+                    Record::Images { batch_seq, .. }
+                        if settled.is_some_and(|(seq, images)| seq == *batch_seq && images == (entry.seq, hash)) =>
+                    {
+                        total += batches.remove(batch_seq).unwrap_or(0);
+                    }
                     _ => {}
                 }
             }
@@ -739,6 +772,19 @@ impl Revert<'_> {
 
 /// The last 12 characters of a journal id: what names a partition's run
 /// (`<run>.<pass>.<k>@<journal>`, `.<token>` after it for a later run).
+/// Each partition run's last commit as its progress marker said, by run.
+type LastCommits = HashMap<String, crate::journal::LastCommit>;
+
+/// Adds where each of `found`'s journals is to `holders` (by journal suffix).
+fn where_journals_are(holders: &mut BTreeMap<String, BTreeSet<String>>, found: &[crate::journal::PartitionHolder]) {
+    for h in found {
+        holders
+            .entry(journal_suffix(&h.journal))
+            .or_default()
+            .insert(h.describe());
+    }
+}
+
 fn journal_suffix(id: &str) -> String {
     let id = id.split('.').next().unwrap_or(id);
     id[id.len().saturating_sub(12)..].to_string()
