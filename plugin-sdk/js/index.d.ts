@@ -6,6 +6,9 @@
 //   export function setup(): Schema[];             // optional: schema operations (contract 0.2)
 //   export function process(passIndex: number, docs: Document[]): Action[];
 //   export function finish(): (Action | Schema)[]; // optional
+//   export const keepsState: boolean;              // optional, default true: false declares that
+//                                                  // process and finish keep nothing between calls
+//                                                  // (no restart after a refused batch, no replay on resume)
 //
 // Every function is synchronous: a Promise returned is refused.
 

@@ -241,18 +241,7 @@ fn a_plugin_that_keeps_no_state_resumes_without_a_replay_and_a_liar_is_caught_by
         verify_journal(journal.path());
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json report");
         let run = report["run_id"].as_str().unwrap().to_string();
-        let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
-            .args([
-                "journal",
-                "replay",
-                &run,
-                "--plugin",
-                file.to_str().unwrap(),
-                "--journal",
-            ])
-            .arg(journal.path())
-            .output()
-            .unwrap();
+        let replay = crate::support::journal_replay(journal.path(), &run, &file, &[]);
         (stderr(&out), replay)
     };
 

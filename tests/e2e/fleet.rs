@@ -747,16 +747,7 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_needs_that_journal(
     assert!(stderr(&out).contains("holds no godwit journal"), "{}", stderr(&out));
     assert_eq!(db.dump(), before, "nothing written");
 
-    let out = command(
-        &db,
-        journal.path(),
-        &["revert", &run, "--execute", "--json", "--worker-journal", other_dir],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["conflicts"], 0, "{report}");
+    revert_with_worker_journal(&db, journal.path(), &run, other_dir);
     assert_eq!(
         user_data(&db),
         original,
@@ -765,6 +756,20 @@ fn revert_of_a_fleet_run_with_a_partition_in_another_journal_needs_that_journal(
     assert_eq!(schema_version(&db).as_deref(), Some("2.0.0"), "the version is set back");
     verify_journal(journal.path());
     verify_journal(other.path());
+}
+
+/// `godwit revert RUN --execute --worker-journal OTHER`: exit 0, no conflicts.
+fn revert_with_worker_journal(db: &TestDb, journal: &std::path::Path, run: &str, other: &str) {
+    let out = command(
+        db,
+        journal,
+        &["revert", run, "--execute", "--json", "--worker-journal", other],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["conflicts"], 0, "{report}");
 }
 
 const USERS: i32 = 1200;
@@ -983,16 +988,7 @@ fn revert_of_a_fleet_run_with_a_partition_taken_over_from_a_killed_worker_settle
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(db.dump(), before, "nothing written");
 
-    let out = command(
-        &db,
-        journal.path(),
-        &["revert", &run, "--execute", "--json", "--worker-journal", other_dir],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["conflicts"], 0, "{report}");
+    revert_with_worker_journal(&db, journal.path(), &run, other_dir);
     assert_eq!(
         user_data(&db),
         original,

@@ -328,19 +328,7 @@ fn a_prepared_batch_whose_document_changed_is_not_applied_on_resume() {
         "{:?}",
         conflicts[0]
     );
-    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_godwit"))
-        .args([
-            "journal",
-            "replay",
-            run,
-            "--no-cache",
-            "--plugin",
-            file.to_str().unwrap(),
-            "--journal",
-        ])
-        .arg(journal.path())
-        .output()
-        .unwrap();
+    let replay = crate::support::journal_replay(journal.path(), run, &file, &["--no-cache"]);
     let text = String::from_utf8_lossy(&replay.stdout);
     assert!(replay.status.success(), "{text}{}", stderr(&replay));
     assert!(

@@ -106,25 +106,11 @@ fn a_long_outage_stops_the_run_cleanly_and_it_resumes() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_lost_commit_reply_is_settled_by_the_marker_not_applied_twice() {
-    let db = TestDb::new(crate::db::server(), "lostcommit");
-    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
-    let journal = tempfile::tempdir().unwrap();
-    let file = plugin("increment");
-    let out = command(
-        &db,
-        journal.path(),
-        &["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"],
-    )
-    .env("FAILPOINTS", "commit-reply-lost=50%return")
-    .output()
-    .unwrap();
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let err = increment_exactly_once_with("lostcommit", "commit-reply-lost=50%return");
     let settled = err
         .matches("the commit went through before the connection dropped")
         .count();
     assert!(settled > 0, "the failpoint never fired: {err}");
-    exactly_once(&db, journal.path());
     eprintln!("lost commit replies: {settled} batches settled by the marker, none applied twice");
 }
 
@@ -137,7 +123,21 @@ fn a_lost_commit_reply_is_settled_by_the_marker_not_applied_twice() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_server_fault_on_commit_is_settled_by_the_marker_and_retried() {
-    let db = TestDb::new(crate::db::server(), "faultcommit");
+    let err = increment_exactly_once_with("faultcommit", "commit-internal-error=30%return");
+    let faults = err
+        .lines()
+        .filter(|l| l.contains("commit outcome unknown") && l.contains("InternalError"))
+        .count();
+    assert!(faults > 0, "the failpoint never fired: {err}");
+    eprintln!("server faults on commit: {faults} batches settled by the marker and written again, none lost");
+}
+
+/// `increment` executed over fresh counters in database `name` with
+/// `FAILPOINTS=failpoints`: it succeeds, every counter incremented exactly
+/// once, the journal verifies. Its stderr.
+#[cfg(feature = "failpoints")]
+fn increment_exactly_once_with(name: &str, failpoints: &str) -> String {
+    let db = TestDb::new(crate::db::server(), name);
     db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
     let journal = tempfile::tempdir().unwrap();
     let file = plugin("increment");
@@ -146,16 +146,11 @@ fn a_server_fault_on_commit_is_settled_by_the_marker_and_retried() {
         journal.path(),
         &["run", file.to_str().unwrap(), "--execute", "--batch-size", "10"],
     )
-    .env("FAILPOINTS", "commit-internal-error=30%return")
+    .env("FAILPOINTS", failpoints)
     .output()
     .unwrap();
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    let faults = err
-        .lines()
-        .filter(|l| l.contains("commit outcome unknown") && l.contains("InternalError"))
-        .count();
-    assert!(faults > 0, "the failpoint never fired: {err}");
     exactly_once(&db, journal.path());
-    eprintln!("server faults on commit: {faults} batches settled by the marker and written again, none lost");
+    err
 }

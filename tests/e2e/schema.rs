@@ -157,31 +157,13 @@ fn lifecycle(op: &str, phase: &str, point: &str, hit: u32, effect: &str, check: 
     }
     // The run replays from its journal: the same schema operations, the same batches.
     let run = run_id(journal.path());
-    let out = godwit(&[
-        "journal",
-        "replay",
-        &run,
-        "--journal",
-        journal.path().to_str().unwrap(),
-        "--plugin",
-        plugin("schema-ops").to_str().unwrap(),
-        "--json",
-    ]);
+    let out = crate::support::journal_replay(journal.path(), &run, &plugin("schema-ops"), &["--json"]);
     assert!(out.status.success(), "{op}: replay: {}{}", stdout(&out), stderr(&out));
     let replayed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(replayed["divergence"].is_null(), "{op}: {replayed:#}");
     assert_eq!(replayed["batches"], replayed["identical"], "{replayed:#}");
     // ... and a plugin whose setup returns other operations does not.
-    let out = godwit(&[
-        "journal",
-        "replay",
-        &run,
-        "--journal",
-        journal.path().to_str().unwrap(),
-        "--plugin",
-        plugin("schema-undeclared").to_str().unwrap(),
-        "--json",
-    ]);
+    let out = crate::support::journal_replay(journal.path(), &run, &plugin("schema-undeclared"), &["--json"]);
     let other: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
     assert!(
         other["divergence"]["error"]

@@ -84,6 +84,18 @@ pub fn stamp(db: &crate::db::TestDb, journal: &std::path::Path, version: &str) {
     assert!(init.status.success(), "godwit init failed: {}", stderr(&init));
 }
 
+/// `godwit journal replay RUN --plugin PLUGIN --journal JOURNAL`, then `extra`.
+pub fn journal_replay(journal: &std::path::Path, run: &str, plugin: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_godwit"))
+        .args(["journal", "replay", run, "--plugin"])
+        .arg(plugin)
+        .arg("--journal")
+        .arg(journal)
+        .args(extra)
+        .output()
+        .expect("run godwit journal replay")
+}
+
 /// A run's journal entries as `journal export` gives them (JSON lines).
 pub fn journal_export(journal: &std::path::Path, run: &str) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_godwit"))

@@ -270,15 +270,7 @@ fn an_execute_bound_to_the_reviewed_dry_run_reproduces_it_and_names_what_changed
     }
     assert_eq!(db.find_all("audit").len(), 4);
     // Replay of the bound run reproduces it too.
-    let replay = crate::support::godwit(&[
-        "journal",
-        "replay",
-        &run_id(&exec),
-        "--plugin",
-        file,
-        "--journal",
-        journal.path().to_str().unwrap(),
-    ]);
+    let replay = crate::support::journal_replay(journal.path(), &run_id(&exec), std::path::Path::new(file), &[]);
     assert!(replay.status.success(), "{}{}", stdout(&replay), stderr(&replay));
 }
 
