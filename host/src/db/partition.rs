@@ -2,7 +2,7 @@
 //! into partitions, one metadata document each -
 //! `{_id: "partition:<run>:<pass>:<k>", kind: "partition", run, pass, index,
 //! after, upto, state, host, process, expires_at, token, documents, runs,
-//! holders}` - claimed
+//! holders, last_commits}` - claimed
 //! by workers with the lock's lease and fencing protocol (a claim is a
 //! [`Lock`] on its document: every batch written under it fences on its
 //! token).
