@@ -59,6 +59,13 @@ pub fn standalone() -> Server {
     start(&["--standalone"])
 }
 
+/// A server of its own that takes mongod's test-only commands
+/// (`configureFailPoint`): a test arms `failCommand` to have it answer a
+/// command with a chosen error, as a faulty server would.
+pub fn with_test_commands() -> Server {
+    start(&["--enable-test-commands"])
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -300,6 +307,14 @@ impl TestDb {
         block_on(async {
             let c = client(&self.uri).await;
             c.database(&self.name).run_command(command).await.unwrap()
+        })
+    }
+
+    /// Runs a command on the server's `admin` database.
+    pub fn admin_command(&self, command: Document) -> Document {
+        block_on(async {
+            let c = client(&self.uri).await;
+            c.database("admin").run_command(command).await.unwrap()
         })
     }
 

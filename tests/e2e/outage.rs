@@ -3,7 +3,8 @@
 //! (batches retried with backoff, the cursor reopened after the last document
 //! read, an unknown commit settled by the progress marker); a long one stops
 //! the run cleanly after `--retry-for`, resumable. Either way every document
-//! is incremented exactly once.
+//! is incremented exactly once. The server's own fault on a commit is
+//! injected two ways: a failpoint in godwit, and the server's `failCommand`.
 
 use crate::db::{Restartable, TestDb, fresh_db};
 use crate::support::{command, plugin, stderr, verify_journal};
@@ -130,6 +131,88 @@ fn a_server_fault_on_commit_is_settled_by_the_marker_and_retried() {
         .count();
     assert!(faults > 0, "the failpoint never fired: {err}");
     eprintln!("server faults on commit: {faults} batches settled by the marker and written again, none lost");
+}
+
+/// Fresh counters on a server of their own that takes `failCommand`, with
+/// every `commitTransaction` from now on answered `InternalError` (the
+/// server's own fault) as `mode` says, each after `block_ms`.
+fn failing_commits(name: &str, mode: bson::Bson, block_ms: i32) -> (crate::db::Server, TestDb, tempfile::TempDir) {
+    let server = crate::db::with_test_commands();
+    let db = TestDb::named(&server.uri, &fresh_db(name));
+    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+    db.admin_command(doc! {
+        "configureFailPoint": "failCommand",
+        "mode": mode,
+        "data": {
+            "failCommands": ["commitTransaction"],
+            "errorCode": 1,
+            "blockConnection": block_ms > 0,
+            "blockTimeMS": block_ms,
+        },
+    });
+    (server, db, tempfile::tempdir().unwrap())
+}
+
+/// The server's own fault on a commit, as the server sends it, after the
+/// commit waited longer than `--retry-for` (a loaded server): the budget
+/// counts from the failure, so the batch is still settled from the marker
+/// and written once.
+#[test]
+fn a_slow_commit_the_server_fails_is_still_retried() {
+    let (_server, db, journal) = failing_commits("slowfault", doc! {"skip": 2, "times": 1}.into(), 1500);
+    let file = plugin("increment");
+    let run = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--batch-size",
+        "10",
+        "--retry-for",
+        "1",
+    ];
+    let out = command(&db, journal.path(), &run).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let faults = err
+        .lines()
+        .filter(|l| l.contains("commit outcome unknown") && l.contains("InternalError"))
+        .count();
+    assert_eq!(faults, 1, "{err}");
+    exactly_once(&db, journal.path());
+}
+
+/// The server's fault on every commit: the run stops after `--retry-for`
+/// in one line that says the outcome is unknown and the run resumable; the
+/// same command finishes once the server is well, every counter once.
+#[test]
+fn a_commit_the_server_keeps_failing_stops_the_run_resumable() {
+    let (_server, db, journal) = failing_commits("keptfault", "alwaysOn".into(), 0);
+    let file = plugin("increment");
+    let run = [
+        "run",
+        file.to_str().unwrap(),
+        "--execute",
+        "--batch-size",
+        "10",
+        "--retry-for",
+        "1",
+    ];
+    let out = command(&db, journal.path(), &run).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    let last = err.lines().rev().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(last.contains("committing batch"), "{err}");
+    assert!(last.contains("the commit's outcome is unknown"), "{err}");
+    assert!(last.contains("resumable: run the same command again"), "{err}");
+    assert!(
+        db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 0),
+        "nothing was written"
+    );
+
+    db.admin_command(doc! {"configureFailPoint": "failCommand", "mode": "off"});
+    let out = command(&db, journal.path(), &run).output().unwrap();
+    assert!(out.status.success(), "the resume failed: {}", stderr(&out));
+    exactly_once(&db, journal.path());
 }
 
 /// `increment` executed over fresh counters in database `name` with

@@ -207,6 +207,7 @@ fn db(e: &DbError) -> u8 {
         DbError::BadUri { .. }
         | DbError::Unreachable { .. }
         | DbError::Outage { .. }
+        | DbError::CommitUnsettled { .. }
         | DbError::Mongo { .. }
         | DbError::Changed { .. }
         | DbError::Conflict { .. }

@@ -61,6 +61,19 @@ pub enum DbError {
         seconds: u64,
         reason: String,
     },
+    /// A commit the server failed without saying whether it was applied,
+    /// still unsettled when `--retry-for` ran out: the progress marker
+    /// settles it when the run is resumed.
+    #[error(
+        "{context}: the commit's outcome is unknown ({reason}) and {seconds} s of retries did not settle it; the \
+         run stopped cleanly and is resumable: run the same command again (the progress marker says whether the \
+         batch was written, and it is written once)"
+    )]
+    CommitUnsettled {
+        context: String,
+        seconds: u64,
+        reason: String,
+    },
     /// Not `source`: the driver's error, as its error source, would be
     /// printed in full - raw server reply bytes included - by every error
     /// chain; its readable part is in this message already.

@@ -94,7 +94,10 @@ impl Db {
             };
         };
         let mut full_guard = false;
-        let started = std::time::Instant::now();
+        // `--retry-for` counts from the first failed attempt, as the
+        // reader's does: one slow attempt (a loaded server) must not use up
+        // the budget and leave a failure that was never retried.
+        let mut failing_since: Option<std::time::Instant> = None;
         let mut backoff = Duration::from_millis(50);
         // A commit whose outcome is unknown (the connection dropped) may have
         // succeeded: the progress marker, written in the same transaction,
@@ -179,14 +182,23 @@ impl Db {
             if !retry {
                 return Err(error);
             }
-            if started.elapsed() > self.retry_for {
-                return Err(match (outage, error) {
-                    (true, DbError::Mongo { context, error: source }) => DbError::Outage {
+            let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > self.retry_for {
+                if maybe_committed {
+                    release_transaction(&self.meta(), session).await;
+                }
+                return Err(match (outage, maybe_committed, error) {
+                    (true, _, DbError::Mongo { context, error: source }) => DbError::Outage {
                         context,
-                        seconds: started.elapsed().as_secs(),
+                        seconds: since.elapsed().as_secs(),
                         reason: source.kind.to_string(),
                     },
-                    (_, error) => error,
+                    (_, true, DbError::Mongo { context, error: source }) => DbError::CommitUnsettled {
+                        context,
+                        seconds: since.elapsed().as_secs(),
+                        reason: super::describe(&source),
+                    },
+                    (.., error) => error,
                 });
             }
             tracing::warn!(
@@ -776,6 +788,22 @@ const MAX_COMMAND_BYTES: usize = 8 << 20;
 /// [`commit`], except where a test has the server fail it instead (failpoint
 /// `commit-internal-error`: the transaction is aborted and the reply is the
 /// server's `InternalError`, as a server that faults during the commit gives).
+/// A commit that failed may leave its transaction open on the server (a
+/// command refused before it ran), holding its writes until the server's
+/// transaction lifetime runs out, and every later write to those documents
+/// waiting on it. A new transaction on the same session ends it: one read in
+/// it, then an abort. Best effort: the run is stopping anyway.
+async fn release_transaction(meta: &mongodb::Collection<Document>, session: &mut ClientSession) {
+    let released = async {
+        session.start_transaction().await?;
+        meta.find_one(doc! {"_id": "release"}).session(&mut *session).await?;
+        session.abort_transaction().await
+    };
+    if let Err(e) = released.await {
+        tracing::debug!("ending the failed commit's transaction: {e}");
+    }
+}
+
 async fn commit_or_failpoint(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
     #[cfg(feature = "failpoints")]
     if failpoint_hit!("commit-internal-error") {

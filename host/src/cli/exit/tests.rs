@@ -201,6 +201,14 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             DATABASE,
         ),
         (
+            db(DbError::CommitUnsettled {
+                context: s("c"),
+                seconds: 90,
+                reason: s("r"),
+            }),
+            DATABASE,
+        ),
+        (
             db(DbError::Mongo {
                 context: s("c"),
                 error: mongodb::error::Error::custom("r"),
