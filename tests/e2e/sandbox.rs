@@ -175,6 +175,35 @@ fn endless_loop_in_keeps_state_is_stopped() {
     );
 }
 
+/// A `godwit:migration/traits` export whose `keeps-state` returns a `u32`
+/// (`tests/plugins/wrong-keeps-state`, built from a copy of the contract with
+/// only that changed) is not the contract's: refused at load in one line
+/// naming the file, the function and both types, exit 3 - never read as an
+/// answer.
+#[test]
+fn a_keeps_state_of_another_type_is_refused_at_load() {
+    let file = plugin("wrong-keeps-state");
+    match host(Limits::default()).load(&file) {
+        Err(LoadError::Traits { reason, .. }) => {
+            assert!(reason.contains("keeps-state is not `func() -> bool`"), "{reason}");
+            assert!(reason.contains("expected `bool` found `u32`"), "{reason}");
+        }
+        other => panic!(
+            "not refused as a wrong traits export: {:?}",
+            other.map(|p| p.keeps_state)
+        ),
+    }
+    let out = crate::support::godwit(&["plugin", "inspect", file.to_str().unwrap()]);
+    let err = crate::support::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("wrong-keeps-state.wasm") && err.contains("not the contract's interface"),
+        "{err}"
+    );
+    assert!(err.contains("rebuild the plugin with a godwit-sdk"), "{err}");
+}
+
 #[test]
 fn allocation_past_the_memory_cap_is_stopped() {
     let host = host(Limits {

@@ -180,7 +180,8 @@ fn load(e: &LoadError) -> u8 {
         | LoadError::WrongContract { .. }
         | LoadError::NotAPlugin { .. }
         | LoadError::Link { .. }
-        | LoadError::Manifest { .. } => PLUGIN_REFUSED,
+        | LoadError::Manifest { .. }
+        | LoadError::Traits { .. } => PLUGIN_REFUSED,
     }
 }
 

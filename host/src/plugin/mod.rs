@@ -85,6 +85,12 @@ pub enum LoadError {
     Call { file: PathBuf, error: CallError },
     #[error("{}: invalid manifest: {reason}", file.display())]
     Manifest { file: PathBuf, reason: String },
+    #[error(
+        "{}: {reason}: not the contract's interface; rebuild the plugin with a godwit-sdk for contract {}, or \
+         build it for world `plugin`, which does not export {}",
+        file.display(), contract::VERSION, contract::TRAITS_INTERFACE
+    )]
+    Traits { file: PathBuf, reason: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +265,10 @@ impl PluginHost {
                 file: file.clone(),
                 error,
             })?;
+        let keeps_state = keeps_state.map_err(|reason| LoadError::Traits {
+            file: file.clone(),
+            reason,
+        })?;
         let manifest = contract::validate_manifest(raw).map_err(|e| LoadError::Manifest { file, reason: e.0 })?;
         loaded.manifest = Arc::new(manifest);
         loaded.keeps_state = keeps_state;
@@ -483,34 +493,26 @@ impl PluginInstance {
     /// under the same fuel and deadline as any call; true when the plugin
     /// does not export it (contract 0.1, components built for world
     /// `plugin`).
-    /// An export of that name with another shape is refused: it is not the
-    /// contract's.
-    fn declared_keeps_state(&mut self) -> Result<bool, CallError> {
+    /// An export of that name with another shape is refused (the inner
+    /// error, which says how it differs): it is not the contract's.
+    fn declared_keeps_state(&mut self) -> Result<Result<bool, String>, CallError> {
         let Some(component) = self.component else {
-            return Ok(true);
+            return Ok(Ok(true));
         };
         let call = "keeps-state";
         let interface = format!("{}@{}", contract::TRAITS_INTERFACE, self.contract);
         let Some(traits) = component.get_export_index(&mut self.store, None, &interface) else {
-            return Ok(true);
+            return Ok(Ok(true));
         };
-        let refused = |reason: String| CallError::Trap {
-            plugin: self.plugin.to_string(),
-            call: call.to_string(),
-            reason,
+        let Some(func) = component.get_export_index(&mut self.store, Some(&traits), call) else {
+            return Ok(Err(format!("{interface} is exported without {call}")));
         };
-        let func = component
-            .get_export_index(&mut self.store, Some(&traits), call)
-            .ok_or_else(|| {
-                refused(format!(
-                    "{interface} is exported without {call}: not the contract's interface"
-                ))
-            })?;
-        let func = component
-            .get_typed_func::<(), (bool,)>(&mut self.store, &func)
-            .map_err(|e| refused(format!("{interface}#{call} is not `func() -> bool` ({e:#})")))?;
+        let func = match component.get_typed_func::<(), (bool,)>(&mut self.store, &func) {
+            Ok(func) => func,
+            Err(e) => return Ok(Err(format!("{interface}#{call} is not `func() -> bool` ({e:#})"))),
+        };
         let (keeps,) = self.guarded(call, |store| func.call(store, ()))?;
-        Ok(keeps)
+        Ok(Ok(keeps))
     }
 
     /// `begin`; what it returns (contract 0.2: schema operations) is checked

@@ -111,6 +111,13 @@ fn rows() -> Vec<(anyhow::Error, u8)> {
             }),
             PLUGIN_REFUSED,
         ),
+        (
+            load(LoadError::Traits {
+                file: file(),
+                reason: s("r"),
+            }),
+            PLUGIN_REFUSED,
+        ),
         // CallError
         (call(call_error()), PLUGIN_FAILED),
         (
