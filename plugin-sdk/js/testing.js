@@ -25,12 +25,19 @@ function same(a, b) {
   return a === b;
 }
 
+const OPERATORS = ['$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$ne', '$exists'];
+
 function matches(doc, filter) {
   for (const [key, cond] of Object.entries(filter)) {
     if (key === '$and') {
       if (!cond.every((f) => matches(doc, f))) return false;
       continue;
     }
+    if (key === '$or') {
+      if (!cond.some((f) => matches(doc, f))) return false;
+      continue;
+    }
+    const present = Object.prototype.hasOwnProperty.call(doc, key) && doc[key] !== undefined;
     const value = doc[key];
     const operators = cond !== null && typeof cond === 'object' && cond._bsontype === undefined && !Array.isArray(cond)
       && Object.keys(cond).length > 0 && Object.keys(cond).every((k) => k.startsWith('$'));
@@ -39,9 +46,14 @@ function matches(doc, filter) {
         if (op === '$gt' && !(value != null && compare(value, arg) > 0)) return false;
         if (op === '$gte' && !(value != null && compare(value, arg) >= 0)) return false;
         if (op === '$lt' && !(value != null && compare(value, arg) < 0)) return false;
+        if (op === '$lte' && !(value != null && compare(value, arg) <= 0)) return false;
         if (op === '$in' && !arg.some((x) => same(x, value ?? null))) return false;
-        if (!['$gt', '$gte', '$lt', '$in'].includes(op)) {
-          throw new Error(`Harness filters support $gt/$gte/$lt/$in/$and, not ${op}`);
+        if (op === '$nin' && arg.some((x) => same(x, value ?? null))) return false;
+        if (op === '$ne' && same(arg, value ?? null)) return false;
+        // As in MongoDB: a field that is null exists; only a missing one does not.
+        if (op === '$exists' && present !== Boolean(arg)) return false;
+        if (!OPERATORS.includes(op)) {
+          throw new Error(`Harness filters support ${OPERATORS.join('/')}/$and/$or, not ${op}`);
         }
       }
     } else if (!same(value, cond)) {

@@ -75,6 +75,23 @@ test('the harness serves findAll page by page and applies the pass rules', () =>
   assert.throws(() => h.process(1, []), /manifest has no pass 1/);
 });
 
+test('the harness filters lookups with $exists, $ne, $nin, $lte and $or as MongoDB does', () => {
+  const docs = [{ _id: 1, v: 1 }, { _id: 2, v: null }, { _id: 3 }, { _id: 4, v: 4 }];
+  const ids = (filter) => {
+    const p = { ...plugin, begin() { this.found = g.findAll('owners', filter); } };
+    const h = new Harness(p).collection('owners', docs);
+    h.begin();
+    return p.found.map((d) => d._id);
+  };
+  assert.deepEqual(ids({ v: { $exists: true } }), [1, 2, 4]);
+  assert.deepEqual(ids({ v: { $exists: false } }), [3]);
+  assert.deepEqual(ids({ v: { $ne: 1 } }), [2, 3, 4]);
+  assert.deepEqual(ids({ v: { $nin: [1, null] } }), [4]);
+  assert.deepEqual(ids({ v: { $lte: 1 } }), [1]);
+  assert.deepEqual(ids({ $or: [{ v: 4 }, { v: { $exists: false } }] }), [3, 4]);
+  assert.throws(() => ids({ v: { $regex: 'x' } }), /not \$regex/);
+});
+
 test('the harness fails a lookup outside the passes and reads like the host (rule undeclared-read)', () => {
   const undeclared = { ...plugin, manifest: { ...plugin.manifest, reads: [] } };
   assert.throws(
