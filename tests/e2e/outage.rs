@@ -136,21 +136,41 @@ fn a_server_fault_on_commit_is_settled_by_the_marker_and_retried() {
 /// Fresh counters on a server of their own that takes `failCommand`, with
 /// every `commitTransaction` from now on answered `InternalError` (the
 /// server's own fault) as `mode` says, each after `block_ms`.
-fn failing_commits(name: &str, mode: bson::Bson, block_ms: i32) -> (crate::db::Server, TestDb, tempfile::TempDir) {
-    let server = crate::db::with_test_commands();
-    let db = TestDb::named(&server.uri, &fresh_db(name));
-    db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
-    db.admin_command(doc! {
-        "configureFailPoint": "failCommand",
-        "mode": mode,
-        "data": {
-            "failCommands": ["commitTransaction"],
-            "errorCode": 1,
-            "blockConnection": block_ms > 0,
-            "blockTimeMS": block_ms,
-        },
-    });
-    (server, db, tempfile::tempdir().unwrap())
+struct FailingCommits {
+    _server: crate::db::Server,
+    db: TestDb,
+    journal: tempfile::TempDir,
+}
+
+impl FailingCommits {
+    fn new(name: &str, mode: bson::Bson, block_ms: i32) -> Self {
+        let server = crate::db::with_test_commands();
+        let db = TestDb::named(&server.uri, &fresh_db(name));
+        db.insert("counters", (0..DOCS).map(|i| doc! {"_id": i, "n": 0_i64}).collect());
+        db.admin_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": mode,
+            "data": {
+                "failCommands": ["commitTransaction"],
+                "errorCode": 1,
+                "blockConnection": block_ms > 0,
+                "blockTimeMS": block_ms,
+            },
+        });
+        FailingCommits {
+            _server: server,
+            db,
+            journal: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `increment` executed with `--retry-for 1`: its output.
+    fn run(&self) -> std::process::Output {
+        let file = plugin("increment");
+        let args = ["--execute", "--batch-size", "10", "--retry-for", "1"];
+        let args: Vec<&str> = ["run", file.to_str().unwrap()].into_iter().chain(args).collect();
+        command(&self.db, self.journal.path(), &args).output().unwrap()
+    }
 }
 
 /// The server's own fault on a commit, as the server sends it, after the
@@ -159,18 +179,8 @@ fn failing_commits(name: &str, mode: bson::Bson, block_ms: i32) -> (crate::db::S
 /// and written once.
 #[test]
 fn a_slow_commit_the_server_fails_is_still_retried() {
-    let (_server, db, journal) = failing_commits("slowfault", doc! {"skip": 2, "times": 1}.into(), 1500);
-    let file = plugin("increment");
-    let run = [
-        "run",
-        file.to_str().unwrap(),
-        "--execute",
-        "--batch-size",
-        "10",
-        "--retry-for",
-        "1",
-    ];
-    let out = command(&db, journal.path(), &run).output().unwrap();
+    let faulty = FailingCommits::new("slowfault", doc! {"skip": 2, "times": 1}.into(), 1500);
+    let out = faulty.run();
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     let faults = err
@@ -178,7 +188,7 @@ fn a_slow_commit_the_server_fails_is_still_retried() {
         .filter(|l| l.contains("commit outcome unknown") && l.contains("InternalError"))
         .count();
     assert_eq!(faults, 1, "{err}");
-    exactly_once(&db, journal.path());
+    exactly_once(&faulty.db, faulty.journal.path());
 }
 
 /// The server's fault on every commit: the run stops after `--retry-for`
@@ -186,33 +196,26 @@ fn a_slow_commit_the_server_fails_is_still_retried() {
 /// same command finishes once the server is well, every counter once.
 #[test]
 fn a_commit_the_server_keeps_failing_stops_the_run_resumable() {
-    let (_server, db, journal) = failing_commits("keptfault", "alwaysOn".into(), 0);
-    let file = plugin("increment");
-    let run = [
-        "run",
-        file.to_str().unwrap(),
-        "--execute",
-        "--batch-size",
-        "10",
-        "--retry-for",
-        "1",
-    ];
-    let out = command(&db, journal.path(), &run).output().unwrap();
+    let faulty = FailingCommits::new("keptfault", "alwaysOn".into(), 0);
+    let out = faulty.run();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(8), "{err}");
     let last = err.lines().rev().find(|l| l.starts_with("error:")).unwrap_or_default();
     assert!(last.contains("committing batch"), "{err}");
     assert!(last.contains("the commit's outcome is unknown"), "{err}");
     assert!(last.contains("resumable: run the same command again"), "{err}");
+    let counters = faulty.db.find_all("counters");
     assert!(
-        db.find_all("counters").iter().all(|d| d.get_i64("n").unwrap() == 0),
+        counters.iter().all(|d| d.get_i64("n").unwrap() == 0),
         "nothing was written"
     );
 
-    db.admin_command(doc! {"configureFailPoint": "failCommand", "mode": "off"});
-    let out = command(&db, journal.path(), &run).output().unwrap();
+    faulty
+        .db
+        .admin_command(doc! {"configureFailPoint": "failCommand", "mode": "off"});
+    let out = faulty.run();
     assert!(out.status.success(), "the resume failed: {}", stderr(&out));
-    exactly_once(&db, journal.path());
+    exactly_once(&faulty.db, faulty.journal.path());
 }
 
 /// `increment` executed over fresh counters in database `name` with
