@@ -3,7 +3,7 @@
 
 use super::run::{RunOptions, outcome_code, outcome_header, outcome_json, outcome_status, print_outcome, shell_word};
 use super::tenants::DatabasePattern;
-use super::{ConnectionArgs, GlobalArgs, SandboxArgs, UsageError, exit};
+use super::{ConnectionArgs, GlobalArgs, LoadArgs, UsageError, exit};
 use crate::chain::{Chain, Drift, DriftError, drift_of};
 use crate::db::Db;
 use crate::journal::Journal;
@@ -24,7 +24,7 @@ pub struct PlanCommand {
     #[arg(env = "GODWIT_PLUGINS")]
     dir: PathBuf,
     #[command(flatten)]
-    sandbox: SandboxArgs,
+    sandbox: LoadArgs,
     #[command(flatten)]
     connection: ConnectionArgs,
 }

@@ -59,9 +59,10 @@ pub struct GlobalArgs {
     quiet: bool,
 }
 
-/// Limits applied to every call into a plugin.
+/// Limits applied to every call into a plugin, and the compile cache: what
+/// loading a plugin needs (its manifest and `keeps-state` are calls).
 #[derive(Args, Clone)]
-pub struct SandboxArgs {
+pub struct LoadArgs {
     /// Fuel (about one unit per wasm instruction) a single plugin call may use.
     #[arg(long, default_value_t = Limits::default().fuel_per_call)]
     fuel: u64,
@@ -74,22 +75,20 @@ pub struct SandboxArgs {
     /// Directory of the compiled-component cache [default: $GODWIT_CACHE_DIR or ~/.cache/godwit/components].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Most actions one plugin call may return per document of its batch.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_actions_per_document)]
-    max_actions_per_document: u32,
     /// Compile the plugin without the on-disk cache.
     #[arg(long)]
     no_cache: bool,
-    /// Let a plugin built for contract 0.1 (which declares no reads) look up
-    /// any collection but godwit's metadata collection and system.*, as
-    /// before reads were declared; without it such a plugin may look up its
-    /// passes' collections only. Plugins of contract 0.2 declare their reads.
-    #[arg(long)]
-    allow_undeclared_reads: bool,
 }
 
-impl SandboxArgs {
+impl LoadArgs {
+    /// A host for commands that only load plugins (inspect, plan, status):
+    /// no batch is processed, so the action and lookup rules keep their
+    /// defaults.
     pub fn plugin_host(&self) -> anyhow::Result<PluginHost> {
+        self.host(Limits::default().max_actions_per_document, UndeclaredReads::Refuse)
+    }
+
+    fn host(&self, max_actions_per_document: u32, undeclared_reads: UndeclaredReads) -> anyhow::Result<PluginHost> {
         if !(self.call_timeout > 0.0 && self.call_timeout.is_finite()) {
             return Err(UsageError(format!(
                 "--call-timeout must be a positive number of seconds, got {}",
@@ -101,12 +100,8 @@ impl SandboxArgs {
             fuel_per_call: self.fuel,
             call_timeout: Duration::from_secs_f64(self.call_timeout),
             memory_bytes: self.memory_limit << 20,
-            max_actions_per_document: self.max_actions_per_document,
-            undeclared_reads: if self.allow_undeclared_reads {
-                UndeclaredReads::Allow
-            } else {
-                UndeclaredReads::Refuse
-            },
+            max_actions_per_document,
+            undeclared_reads,
         };
         let cache = match (&self.cache_dir, self.no_cache) {
             (_, true) => None,
@@ -114,6 +109,33 @@ impl SandboxArgs {
             (None, false) => CompileCache::default_dir().map(CompileCache::new),
         };
         PluginHost::new(limits, cache)
+    }
+}
+
+/// [`LoadArgs`] and the rules of the calls that process documents: for the
+/// commands that run a plugin on batches.
+#[derive(Args, Clone)]
+pub struct SandboxArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Most actions one plugin call may return per document of its batch.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_actions_per_document)]
+    max_actions_per_document: u32,
+    /// Let a plugin built for contract 0.1 (which declares no reads) look up
+    /// any collection but godwit's metadata collection and system.*, as
+    /// before reads were declared; without it such a plugin may look up its
+    /// passes' collections only. Plugins of contract 0.2 declare their reads.
+    #[arg(long)]
+    allow_undeclared_reads: bool,
+}
+
+impl SandboxArgs {
+    pub fn plugin_host(&self) -> anyhow::Result<PluginHost> {
+        let undeclared_reads = match self.allow_undeclared_reads {
+            true => UndeclaredReads::Allow,
+            false => UndeclaredReads::Refuse,
+        };
+        self.load.host(self.max_actions_per_document, undeclared_reads)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `godwit plugin inspect`, `godwit plugin build` and `godwit plugin run`;
 //! `godwit plugin test` lives in `plugin_test.rs`.
 
-use super::{GlobalArgs, SandboxArgs};
+use super::{GlobalArgs, LoadArgs, SandboxArgs};
 use crate::hash::to_hex;
 use crate::plugin::actions::ValidAction;
 use crate::plugin::builder::{self, BuildRequest, Toolchain};
@@ -21,7 +21,7 @@ pub enum PluginCommand {
         /// Plugin component (.wasm); a core wasip1 module is componentized on load.
         file: PathBuf,
         #[command(flatten)]
-        sandbox: SandboxArgs,
+        sandbox: LoadArgs,
     },
     /// Call a plugin once without a database: documents from a file as one
     /// batch of a pass, then `finish`; prints the actions and reports as JSON.

@@ -2,7 +2,7 @@
 //! and its drift from what the database applied,
 //! unfinished runs in the journal, and the lock holder.
 
-use super::{ConnectionArgs, GlobalArgs, SandboxArgs};
+use super::{ConnectionArgs, GlobalArgs, LoadArgs};
 use crate::chain::Chain;
 use crate::db::Recorded;
 use crate::journal::{Journal, JournalError, RunStatus};
@@ -20,7 +20,7 @@ pub struct StatusCommand {
     #[command(flatten)]
     connection: ConnectionArgs,
     #[command(flatten)]
-    sandbox: SandboxArgs,
+    sandbox: LoadArgs,
 }
 
 impl StatusCommand {
