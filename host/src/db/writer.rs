@@ -68,10 +68,11 @@ impl Db {
     /// Applies one batch's actions and moves the run's progress marker to
     /// `seq`: in one transaction on `session` when the server supports them
     /// (exactly once), else as ordered bulk writes followed by the marker
-    /// (at least once). Transient transaction errors (write conflicts) are
-    /// and outages (server down, restarting, stepping down) are retried with
-    /// backoff for up to [`Db::retry_for`]; after that the run stops with
-    /// [`DbError::Outage`], resumable.
+    /// (at least once). Transient transaction errors (write conflicts),
+    /// outages (server down, restarting, stepping down) and commits of
+    /// unknown outcome are retried with backoff for up to [`Db::retry_for`]
+    /// from the first failure; after that the run stops with
+    /// [`DbError::Outage`] or [`DbError::CommitUnsettled`], resumable.
     pub async fn apply_batch(&self, batch: &BatchWrite<'_>, session: Option<&mut ClientSession>) -> Result<Applied> {
         let _busy = match batch.lock {
             Some(lock) => Some(lock.busy.lock().await),
@@ -785,9 +786,6 @@ impl WriteCounts {
 const MAX_STATEMENTS: usize = 1000;
 const MAX_COMMAND_BYTES: usize = 8 << 20;
 
-/// [`commit`], except where a test has the server fail it instead (failpoint
-/// `commit-internal-error`: the transaction is aborted and the reply is the
-/// server's `InternalError`, as a server that faults during the commit gives).
 /// A commit that failed may leave its transaction open on the server (a
 /// command refused before it ran), holding its writes until the server's
 /// transaction lifetime runs out, and every later write to those documents
@@ -804,6 +802,9 @@ async fn release_transaction(meta: &mongodb::Collection<Document>, session: &mut
     }
 }
 
+/// [`commit`], except where a test has the server fail it instead (failpoint
+/// `commit-internal-error`: the transaction is aborted and the reply is the
+/// server's `InternalError`, as a server that faults during the commit gives).
 async fn commit_or_failpoint(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
     #[cfg(feature = "failpoints")]
     if failpoint_hit!("commit-internal-error") {
