@@ -255,11 +255,17 @@ impl Db {
             // application's version, and refuses. So is a commit that may or
             // may not have gone through: the next read finds the run's entry
             // if it did.
+            // With a short backoff (100 ms doubling): a server that faulted
+            // under load gets a moment.
             match outcome {
                 Err(DbError::Mongo { error, .. })
                     if attempts < 5
                         && (error.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
-                            || super::commit_outcome_unknown(&error)) => {}
+                            || super::commit_outcome_unknown(&error)) =>
+                {
+                    tracing::info!("setting the version: {}, trying again", super::describe(&error));
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempts)).await;
+                }
                 outcome => return outcome,
             }
         }
